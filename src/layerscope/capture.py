@@ -1,0 +1,260 @@
+"""Record what a model's layers output: a context manager over forward hooks, and batched passes over a dataset.
+
+Layers are named by their dotted ``named_modules()`` names; ``"input"`` names the pixels the model is given.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from layerscope.data.datasets import Dataset
+from layerscope.errors import LayerNotFoundError
+from layerscope.progress import ProgressFn, no_progress
+
+__all__ = [
+    "INPUT",
+    "ActivationRecorder",
+    "CaptureResult",
+    "LayerInfo",
+    "capture_dataset",
+    "describe_layers",
+    "iter_layer_batches",
+    "list_layers",
+]
+
+INPUT = "input"
+# Leaf modules that only reshape, regularise or apply an element-wise activation are not offered as layers by
+# default: their output is (nearly) the previous layer's.
+_SKIPPED = (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.ReLU, nn.GELU, nn.Sigmoid, nn.Tanh, nn.Softmax)
+
+
+def list_layers(model: nn.Module) -> list[str]:
+    """The model's layers, in order: ``model.layerscope_layers`` when it names them, else its computing leaf modules."""
+    named = getattr(model, "layerscope_layers", None)
+    if named:
+        return [str(n) for n in named]
+    return [
+        name
+        for name, module in model.named_modules()
+        if name and not list(module.children()) and not isinstance(module, _SKIPPED)
+    ]
+
+
+def _resolve(model: nn.Module, layers: Sequence[str]) -> dict[str, nn.Module]:
+    modules = dict(model.named_modules())
+    resolved = {}
+    for name in layers:
+        if name not in modules or name == "":
+            close = [n for n in modules if n and re.sub(r"\W", "", n) == re.sub(r"\W", "", name)]
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise LayerNotFoundError(f"unknown layer {name!r}.{hint} Hint: 'layerscope layers RUN' lists them.")
+        resolved[name] = modules[name]
+    return resolved
+
+
+class _StopForward(Exception):
+    """Raised by a hook once every requested layer has been recorded, to skip the rest of the forward pass."""
+
+
+class ActivationRecorder:
+    """Records the outputs of named layers while the model runs; hooks are removed on exit.
+
+    >>> with ActivationRecorder(model, ["conv1", "fc1"]) as rec:
+    ...     outputs = rec.run(x)          # {"conv1": (N, 16, 26, 26), "fc1": (N, 64)}
+
+    ``run`` stops the forward pass as soon as every requested layer has produced its output. The model is put in
+    eval mode inside the block and left as it was found afterwards.
+    """
+
+    def __init__(self, model: nn.Module, layers: Sequence[str]) -> None:
+        self.model = model
+        self.layers = [name for name in layers if name != INPUT]
+        self.modules = _resolve(model, self.layers)
+        self.outputs: dict[str, torch.Tensor] = {}
+        self._handles: list[Any] = []
+        self._was_training = model.training
+        self._stop_early = False
+
+    def _hook(self, name: str) -> Any:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            if isinstance(output, (tuple, list)):
+                output = output[0]
+            self.outputs[name] = output.detach()
+            if self._stop_early and len(self.outputs) == len(self.layers):
+                raise _StopForward
+
+        return hook
+
+    def __enter__(self) -> ActivationRecorder:
+        self._was_training = self.model.training
+        self.model.eval()
+        try:
+            for name, module in self.modules.items():
+                self._handles.append(module.register_forward_hook(self._hook(name)))
+        except BaseException:
+            self._remove()
+            raise
+        return self
+
+    def _remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self.model.train(self._was_training)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._remove()
+
+    def run(self, x: torch.Tensor, stop_early: bool = True) -> dict[str, torch.Tensor]:
+        """Forward ``x``; return the recorded outputs (and the logits under ``"__logits__"`` if the pass completed)."""
+        self.outputs = {}
+        self._stop_early = stop_early and bool(self.layers)
+        try:
+            logits = self.model(x)
+            self.outputs["__logits__"] = logits.detach()
+        except _StopForward:
+            pass
+        return self.outputs
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One layer as a Run describes it. ``kind`` is "image" (the input), "conv" (C, H, W) or "dense" (D,)."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+
+    @property
+    def dims(self) -> int:
+        return int(np.prod(self.shape))
+
+    def to_dict(self) -> dict[str, Any]:
+        stored = {"image": "images", "conv": "channel_summary", "dense": "full"}[self.kind]
+        return {"name": self.name, "kind": self.kind, "shape": list(self.shape), "dims": self.dims, "stored": stored}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LayerInfo:
+        return cls(str(d["name"]), str(d["kind"]), tuple(int(s) for s in d["shape"]))
+
+
+def describe_layers(
+    model: nn.Module, image_shape: tuple[int, int, int], layers: Sequence[str] | None = None
+) -> list[LayerInfo]:
+    """The input plus each layer, with output shapes found by one forward pass of a blank image."""
+    layers = list(layers) if layers is not None else list_layers(model)
+    device = next(model.parameters()).device if any(True for _ in model.parameters()) else torch.device("cpu")
+    with ActivationRecorder(model, layers) as rec, torch.inference_mode():
+        outputs = rec.run(torch.zeros((1, *image_shape), device=device), stop_early=False)
+    infos = [LayerInfo(INPUT, "image", tuple(image_shape))]
+    for name in layers:
+        shape = tuple(int(s) for s in outputs[name].shape[1:])
+        kind = "conv" if len(shape) == 3 else "dense"
+        infos.append(LayerInfo(name, kind, shape if kind == "conv" else (int(np.prod(shape)),)))
+    return infos
+
+
+def iter_layer_batches(
+    model: nn.Module,
+    dataset: Dataset,
+    layers: Sequence[str],
+    indices: np.ndarray | None = None,
+    batch_size: int = 512,
+    device: torch.device | str = "cpu",
+    stop_early: bool = True,
+) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+    """Yield ``(batch_indices, {layer: output})`` over the dataset (or ``indices``), outputs float32 on the CPU.
+
+    With ``stop_early`` only as much of the network runs as the deepest requested layer needs; otherwise the logits
+    come too, under ``"__logits__"``. ``"input"`` yields the pixels.
+    """
+    indices = np.arange(len(dataset)) if indices is None else np.asarray(indices)
+    device = torch.device(device)
+    model.to(device)
+    with ActivationRecorder(model, layers) as rec, torch.inference_mode():
+        for start in range(0, len(indices), batch_size):
+            batch = indices[start : start + batch_size]
+            x = dataset.pixels(batch).to(device)
+            outputs = rec.run(x, stop_early) if rec.layers or not stop_early else {}
+            result = {name: out.float().cpu() for name, out in outputs.items()}
+            if INPUT in layers:
+                result[INPUT] = x.cpu()
+            yield batch, result
+
+
+@dataclass(frozen=True)
+class CaptureResult:
+    seconds: float
+    images_per_second: float
+    files: list[str]
+
+
+def capture_dataset(
+    model: nn.Module,
+    dataset: Dataset,
+    layers: Sequence[LayerInfo],
+    out_dir: str | Path,
+    batch_size: int = 1024,
+    device: torch.device | str = "cpu",
+    progress: ProgressFn = no_progress,
+) -> CaptureResult:
+    """One batched pass over every image, writing ``.npy`` files into ``out_dir``.
+
+    ``probs.npy`` (N, K) softmax probabilities; dense layers whole as ``activations/<layer>.npy`` (N, D); conv layers
+    as per-channel spatial mean and max, ``activations/<layer>.mean.npy`` and ``.max.npy`` (N, C). Full conv maps are
+    70k x 18,432 floats for conv2, so they are recomputed on demand instead of stored.
+    """
+    out_dir = Path(out_dir)
+    (out_dir / "activations").mkdir(parents=True, exist_ok=True)
+    n = len(dataset)
+    model_layers = [info for info in layers if info.kind != "image"]
+    arrays: dict[str, np.ndarray] = {}
+    for info in model_layers:
+        if info.kind == "dense":
+            arrays[info.name] = np.lib.format.open_memmap(
+                out_dir / "activations" / f"{info.name}.npy", "w+", np.float32, (n, info.dims)
+            )
+        else:
+            for stat in ("mean", "max"):
+                arrays[f"{info.name}.{stat}"] = np.lib.format.open_memmap(
+                    out_dir / "activations" / f"{info.name}.{stat}.npy", "w+", np.float32, (n, info.shape[0])
+                )
+    probs: np.ndarray | None = None
+    start = time.perf_counter()
+    progress("capture", 0, n)
+    done = 0
+    names = [i.name for i in model_layers]
+    for batch, outputs in iter_layer_batches(model, dataset, names, None, batch_size, device, stop_early=False):
+        lo, hi = int(batch[0]), int(batch[-1]) + 1
+        p = torch.softmax(outputs["__logits__"], dim=1).numpy()
+        if probs is None:
+            probs = np.lib.format.open_memmap(out_dir / "probs.npy", "w+", np.float32, (n, p.shape[1]))
+        probs[lo:hi] = p
+        for info in model_layers:
+            out = outputs[info.name]
+            if info.kind == "dense":
+                arrays[info.name][lo:hi] = out.reshape(len(batch), -1).numpy()
+            else:  # (b, C, H, W) -> (b, C)
+                flat = out.flatten(2)
+                arrays[f"{info.name}.mean"][lo:hi] = flat.mean(2).numpy()
+                arrays[f"{info.name}.max"][lo:hi] = flat.amax(2).numpy()
+        done = hi
+        progress("capture", done, n)
+    for array in [*arrays.values(), probs]:
+        if isinstance(array, np.memmap):
+            array.flush()
+    seconds = time.perf_counter() - start
+    files = ["probs.npy", *(f"activations/{k}.npy" for k in arrays)]
+    return CaptureResult(seconds=seconds, images_per_second=n / max(seconds, 1e-9), files=files)

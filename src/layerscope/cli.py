@@ -1,0 +1,244 @@
+"""The ``layerscope`` command: parse, call the core, report. Progress bars and printing live here only."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from layerscope import __version__
+from layerscope.errors import LayerscopeError
+
+app = typer.Typer(
+    name="layerscope",
+    help="Open up a neural network that reads images: train it, capture its activations, project its layers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+RunArg = Annotated[Path, typer.Argument(help="A Run directory (made by 'layerscope train').")]
+DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto (cuda when available).")]
+
+
+class Bars:
+    """A ``ProgressFn`` drawing one rich progress bar per task."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, Any] = {}
+
+    def __call__(self, task: str, done: int, total: int) -> None:
+        if task not in self.tasks:
+            self.tasks[task] = self.progress.add_task(task, total=total)
+        self.progress.update(self.tasks[task], completed=done, total=total)
+
+
+def _bars() -> Progress:
+    return Progress(
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+def _open(path: Path) -> Any:
+    from layerscope.run import Run
+
+    return Run(path)
+
+
+@app.command()
+def train(
+    out_dir: Annotated[Path, typer.Option("--out", help="Where to write the Run directory.")] = Path("runs/mnist"),
+    dataset: Annotated[
+        str, typer.Option(help="'mnist' (bundled) or a directory holding the four IDX files.")
+    ] = "mnist",
+    class_names: Annotated[
+        str | None, typer.Option(help="Comma-separated class names, or a file with one per line.")
+    ] = None,
+    preset: Annotated[
+        str, typer.Option(help="default, or tiny (4,000 images, 3 epochs, seconds: for tests).")
+    ] = "default",
+    epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per training step.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate of Adam's one-cycle schedule.")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed: the same seed gives the same weights on a CPU.")
+    ] = None,
+    device: DeviceOpt = "auto",
+    force: Annotated[
+        bool, typer.Option(help="Replace an existing Run at --out (only once the new one is complete).")
+    ] = False,
+) -> None:
+    """Train the report's CNN and write a complete Run: weights, predictions, activations, PCA of every layer."""
+    from layerscope.data.datasets import load_dataset
+    from layerscope.pipeline import train_run
+    from layerscope.training import PRESETS, TrainConfig
+
+    if preset not in PRESETS:
+        raise LayerscopeError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
+    values: dict[str, Any] = dict(PRESETS[preset])
+    given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
+    values.update({k: v for k, v in given.items() if v is not None})
+    values["device"] = device
+    config = TrainConfig(**{f.name: values[f.name] for f in fields(TrainConfig) if f.name in values})
+    if config.epochs < 1 or config.batch_size < 1 or config.lr <= 0:
+        raise LayerscopeError("--epochs and --batch-size must be at least 1 and --lr positive.")
+    if out_dir.exists() and not force:
+        raise LayerscopeError(f"{out_dir} already exists; pass --force to replace it, or choose another --out.")
+    data = load_dataset(dataset, class_names)
+
+    def on_epoch(record: Any) -> None:
+        err.print(
+            f"epoch {record.epoch}: train loss {record.train_loss:.4f} acc {record.train_accuracy:.4f} | "
+            f"test loss {record.test_loss:.4f} acc {record.test_accuracy:.4f} | {record.seconds:.1f} s"
+        )
+
+    with _bars() as progress:
+        run = train_run(out_dir, data, config, force=force, progress=Bars(progress), on_epoch=on_epoch)
+    m = run.manifest
+    out.print(
+        f"Run written to [bold]{run.path}[/]: test accuracy {m['metrics']['test_accuracy']:.4f}, "
+        f"training {m['training']['seconds']:.1f} s, capture {m['capture']['images_per_second']:,} images/s"
+    )
+
+
+def _info(run: Any) -> dict[str, Any]:
+    m = run.manifest
+    return {
+        "path": str(run.path),
+        "format_version": m["format_version"],
+        "layerscope_version": m.get("layerscope_version"),
+        "created": m.get("created"),
+        "dataset": m["dataset"],
+        "model": m["model"],
+        "layers": m["layers"],
+        "test_accuracy": m["metrics"]["test_accuracy"],
+        "metrics": m["metrics"],
+        "history": m.get("history", []),
+        "training": m.get("training", {}),
+        "capture": m.get("capture", {}),
+        "computed": run.computed(),
+        "projections": m.get("projections", {}),
+    }
+
+
+@app.command()
+def info(
+    run_dir: RunArg, as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False
+) -> None:
+    """Dataset, model, layers with output shapes, test accuracy and what the Run has computed."""
+    run = _open(run_dir)
+    data = _info(run)
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    d, m = data["dataset"], data["model"]
+    out.print(f"[bold]Run[/] {data['path']}  (format {data['format_version']}, created {data['created']})")
+    out.print(
+        f"[bold]Dataset[/] {d['name']} ({d['source']}): {d['n_train']:,} train + {d['n_test']:,} test images "
+        f"of {'x'.join(map(str, d['image_shape']))}, {len(d['class_names'])} classes"
+    )
+    out.print(f"[bold]Model[/] {m['class']} {m.get('args', {})}, {m.get('num_parameters', 0):,} parameters")
+    t = data["training"]
+    if t:
+        out.print(
+            f"[bold]Training[/] {t.get('epochs')} epochs, batch {t.get('batch_size')}, lr {t.get('lr')}, "
+            f"seed {t.get('seed')} on {t.get('device')}: {t.get('seconds')} s"
+        )
+    out.print(f"[bold]Test accuracy[/] {data['test_accuracy']:.4f}")
+    table = Table("layer", "kind", "shape", "stored", "projections")
+    for layer in data["layers"]:
+        methods = data["computed"]["projections"].get(layer["name"], [])
+        table.add_row(
+            layer["name"], layer["kind"], "x".join(map(str, layer["shape"])), layer["stored"], ", ".join(methods) or "-"
+        )
+    out.print(table)
+
+
+@app.command()
+def layers(
+    run_dir: RunArg, as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False
+) -> None:
+    """The Run's layers: dotted names and output shapes."""
+    run = _open(run_dir)
+    if as_json:
+        print(json.dumps([info.to_dict() for info in run.layers], indent=2))
+        return
+    width = max(len(info.name) for info in run.layers)
+    for info in run.layers:
+        out.print(f"{info.name:<{width}}  {info.kind:<6} {'x'.join(map(str, info.shape))}")
+
+
+@app.command()
+def project(
+    run_dir: RunArg,
+    layer: Annotated[str, typer.Option(help="Layer name (see 'layerscope layers RUN').")],
+    method: Annotated[str, typer.Option(help="pca, tsne, umap, lda or isomap.")] = "pca",
+    recompute: Annotated[bool, typer.Option(help="Compute again even if the Run has it cached.")] = False,
+    seed: Annotated[int, typer.Option(help="random_state of the method.")] = 0,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Project a layer's activations over every image to 2-D and store it in the Run, with quality figures."""
+    from layerscope.projections.compute import _check_method, compute_projection
+
+    run = _open(run_dir)
+    _check_method(method)
+    run.layer(layer)
+    with _bars() as progress:
+        result = compute_projection(
+            run, layer, method, recompute=recompute, random_state=seed, device=device, progress=Bars(progress)
+        )
+    meta = result.meta
+    cached = "" if recompute or "seconds" not in meta else f" (computed {meta.get('computed')})"
+    out.print(
+        f"{method} of {layer}: {meta['n_points']:,} points in {meta['seconds']:.1f} s{cached}; "
+        f"2-D kNN accuracy {meta['knn_accuracy']:.3f}, trustworthiness {meta['trustworthiness']:.3f}"
+    )
+    if meta.get("note"):
+        out.print(f"note: {meta['note']}")
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        out.print(f"layerscope {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=version_callback, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """layerscope: see inside a neural network that reads images."""
+
+
+def main() -> None:
+    """Console entry point: bad input is one line on stderr and exit code 2."""
+    try:
+        app()
+    except LayerscopeError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted; nothing was left half-written.")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""Compute and store the 2-D projections of a Run's layers, with their quality figures.
+
+PCA runs over every layer's full activations, streamed (conv layers are recomputed from the model, batch by batch,
+never stored). Its leading 50 scores are kept as the input of t-SNE, UMAP, LDA and Isomap for layers wider than
+100 units, as is standard practice for t-SNE; narrower layers (the dense ones) feed those methods directly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from layerscope.capture import INPUT, iter_layer_batches
+from layerscope.data.datasets import TRAIN
+from layerscope.errors import LayerscopeError
+from layerscope.progress import ProgressFn, no_progress
+from layerscope.projections.isomap import Isomap
+from layerscope.projections.lda import LDA
+from layerscope.projections.pca import PCA, fit_together
+from layerscope.projections.quality import knn_accuracy, trustworthiness
+from layerscope.projections.tsne import TSNE
+from layerscope.projections.umap import UMAP
+from layerscope.run import Run, now
+
+__all__ = ["METHODS", "Projection", "compute_pca", "compute_projection", "layer_features"]
+
+METHODS = ("pca", "tsne", "umap", "lda", "isomap")
+FEATURE_DIMS = 50  # PCA scores kept as the input of the non-linear methods
+RAW_MAX_DIMS = 100  # layers up to this width feed the non-linear methods directly
+TRUST_SAMPLE = 2000  # trustworthiness is O(n^2): measured on a random sample
+BATCH = 1024
+
+
+@dataclass(frozen=True)
+class Projection:
+    layer: str
+    method: str
+    embedding: np.ndarray  # (N, 2) float32
+    meta: dict[str, Any]
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise LayerscopeError(f"unknown projection method {method!r}; choose one of {', '.join(METHODS)}.")
+
+
+def _stream(run: Run, layers: Sequence[str], model: torch.nn.Module | None, device: str) -> Iterator[dict[str, Any]]:
+    """One pass over all images, yielding ``{layer: (b, D) float32}`` for the requested layers, batch by batch."""
+    kinds = {name: run.layer(name).kind for name in layers}
+    conv = [name for name, kind in kinds.items() if kind == "conv"]
+    images = run.images
+    dense = {name: run.activations(name) for name, kind in kinds.items() if kind == "dense"}
+    conv_batches = (
+        iter_layer_batches(model, run.dataset(), conv, batch_size=BATCH, device=device)
+        if conv and model is not None
+        else None
+    )
+    for start in range(0, len(images), BATCH):
+        stop = min(start + BATCH, len(images))
+        out: dict[str, Any] = {}
+        if INPUT in kinds:  # (b, C, H, W) uint8 -> (b, C*H*W) float32 in [0, 1]
+            out[INPUT] = images[start:stop].reshape(stop - start, -1).astype(np.float32) / 255.0
+        for name, array in dense.items():
+            out[name] = np.asarray(array[start:stop], dtype=np.float32)
+        if conv_batches is not None:
+            _, outputs = next(conv_batches)
+            for name in conv:  # (b, C, H, W) -> (b, C*H*W)
+                out[name] = outputs[name].reshape(stop - start, -1).numpy()
+        yield out
+
+
+def layer_features(run: Run, layer: str, indices: np.ndarray, model: torch.nn.Module | None = None) -> np.ndarray:
+    """Full activations (n, D) of ``layer`` for a few images, recomputing conv layers from the model."""
+    info = run.layer(layer)
+    if info.kind == "image":
+        return run.images[indices].reshape(len(indices), -1).astype(np.float32) / 255.0
+    if info.kind == "dense":
+        return np.asarray(run.activations(layer)[indices], dtype=np.float32)
+    model = model if model is not None else run.load_model()
+    rows = [out[layer].flatten(1).numpy() for _, out in iter_layer_batches(model, run.dataset(), [layer], indices)]
+    return np.concatenate(rows)
+
+
+def _quality(run: Run, layer: str, embedding: np.ndarray, model: torch.nn.Module | None, seed: int) -> dict[str, Any]:
+    labels = np.asarray(run.labels)
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(len(labels), size=min(TRUST_SAMPLE, len(labels)), replace=False))
+    high = layer_features(run, layer, sample, model)
+    return {
+        "knn_accuracy": knn_accuracy(embedding, labels, k=10, random_state=seed),
+        "trustworthiness": trustworthiness(high, embedding[sample], k=10),
+        "quality_sample": len(sample),
+    }
+
+
+def _store(run: Run, projection: Projection) -> None:
+    run.write_array(f"projections/{projection.layer}/{projection.method}.npy", projection.embedding)
+
+    def change(manifest: dict[str, Any]) -> None:
+        manifest.setdefault("projections", {}).setdefault(projection.layer, {})[projection.method] = projection.meta
+
+    run.update_manifest(change)
+
+
+def compute_pca(
+    run: Run,
+    layers: Sequence[str] | None = None,
+    device: str = "cpu",
+    random_state: int = 0,
+    progress: ProgressFn = no_progress,
+    model: torch.nn.Module | None = None,
+) -> dict[str, Projection]:
+    """PCA of each layer over every image, all layers sharing each streamed pass; stores projection and features."""
+    layers = list(layers) if layers is not None else run.layer_names
+    infos = {name: run.layer(name) for name in layers}
+    if model is None and any(info.kind == "conv" for info in infos.values()):
+        model = run.load_model(device)
+    n = len(run.labels)
+    estimators = {
+        name: PCA(n_components=min(FEATURE_DIMS, info.dims), n_iter=2, random_state=random_state)
+        for name, info in infos.items()
+    }
+    shapes = {name: (n, info.dims) for name, info in infos.items()}
+    task = "pca " + ", ".join(layers)
+    start = time.perf_counter()
+
+    def on_pass(p: int, total: int) -> None:
+        progress(task, p, total)
+
+    fit_together(estimators, shapes, lambda: _stream(run, layers, model, device), on_pass)
+    total_passes = max(est._passes for est in estimators.values())
+    progress(task, total_passes, total_passes)
+    seconds = time.perf_counter() - start
+    results = {}
+    for name, est in estimators.items():
+        embedding = np.ascontiguousarray(est.embedding_[:, :2])
+        if infos[name].dims > RAW_MAX_DIMS:
+            run.write_array(f"features/{name}.pca.npy", np.ascontiguousarray(est.embedding_))
+        meta = {
+            "method": "pca",
+            "computed": now(),
+            "seconds": round(seconds, 3),  # shared by the layers fitted together
+            "solver": est.solver_,
+            "explained_variance_ratio": [float(v) for v in est.explained_variance_ratio_[:2]],
+            "params": {"n_components": est.n_components, "n_iter": est.n_iter, "random_state": random_state},
+            "input": "activations",
+            "n_points": n,
+            **_quality(run, name, embedding, model, random_state),
+        }
+        projection = Projection(name, "pca", embedding, meta)
+        _store(run, projection)
+        results[name] = projection
+    return results
+
+
+def _method_input(run: Run, layer: str, device: str, progress: ProgressFn) -> tuple[np.ndarray, str]:
+    info = run.layer(layer)
+    if info.kind == "dense" and info.dims <= RAW_MAX_DIMS:
+        return np.asarray(run.activations(layer), dtype=np.float32), "activations"
+    path = run.path / "features" / f"{layer}.pca.npy"
+    if not path.is_file():
+        compute_pca(run, [layer], device=device, progress=progress)
+    return np.load(path), f"pca{FEATURE_DIMS}"
+
+
+def compute_projection(
+    run: Run,
+    layer: str,
+    method: str,
+    recompute: bool = False,
+    random_state: int = 0,
+    device: str = "cpu",
+    progress: ProgressFn = no_progress,
+) -> Projection:
+    """The ``method`` projection of ``layer`` over every image: from the Run's cache unless ``recompute``."""
+    _check_method(method)
+    run.layer(layer)
+    if not recompute and run.projection_meta(layer, method) is not None:
+        return Projection(
+            layer, method, np.asarray(run.projection(layer, method)), run.projection_meta(layer, method) or {}
+        )
+    if method == "pca":
+        return compute_pca(run, [layer], device=device, random_state=random_state, progress=progress)[layer]
+    x, source = _method_input(run, layer, device, progress)
+    labels = np.asarray(run.labels)
+    start = time.perf_counter()
+    note = ""
+    params: dict[str, Any] = {"random_state": random_state}
+    if method == "tsne":
+        tsne = TSNE(random_state=random_state, progress=progress)
+        embedding = tsne.fit_transform(x)
+        params.update(perplexity=tsne.perplexity, n_iter=tsne.n_iter, initialization="pca", gradient="fft")
+    elif method == "umap":
+        umap = UMAP(random_state=random_state, progress=progress)
+        embedding = umap.fit_transform(x)
+        params.update(n_neighbors=umap.n_neighbors, min_dist=umap.min_dist)
+    elif method == "lda":
+        train = np.asarray(run.split) == TRAIN
+        embedding = LDA().fit(x[train], labels[train]).transform(x)
+        note = "fitted on the training split with its labels; test images are placed by the same linear map"
+    else:
+        isomap = Isomap(random_state=random_state, progress=progress)
+        embedding = isomap.fit_transform(x)
+        params.update(n_neighbors=isomap.n_neighbors, fit_sample=len(isomap.sample_))
+        if len(isomap.sample_) < len(x):
+            note = (
+                f"fitted on a random sample of {len(isomap.sample_):,} images; "
+                "the others are placed with Isomap.transform"
+            )
+    seconds = time.perf_counter() - start
+    embedding = np.ascontiguousarray(embedding, dtype=np.float32)
+    meta = {
+        "method": method,
+        "computed": now(),
+        "seconds": round(seconds, 3),
+        "params": params,
+        "input": source,
+        "n_points": len(embedding),
+        **({"note": note} if note else {}),
+        **_quality(run, layer, embedding, None, random_state),
+    }
+    projection = Projection(layer, method, embedding, meta)
+    _store(run, projection)
+    return projection

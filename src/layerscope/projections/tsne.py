@@ -1,0 +1,68 @@
+"""t-SNE through openTSNE: FFT-accelerated gradients, PCA initialisation, and ``transform`` for new points."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from layerscope.progress import ProgressFn, no_progress
+
+__all__ = ["TSNE"]
+
+
+class TSNE:
+    """scikit-learn style wrapper of ``openTSNE.TSNE``; ``embedding_`` (n, 2) after ``fit``."""
+
+    def __init__(
+        self,
+        perplexity: float = 30.0,
+        n_iter: int = 500,
+        early_exaggeration_iter: int = 250,
+        n_jobs: int = -1,
+        random_state: int | None = None,
+        progress: ProgressFn = no_progress,
+    ) -> None:
+        self.perplexity = perplexity
+        self.n_iter = n_iter
+        self.early_exaggeration_iter = early_exaggeration_iter
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.progress = progress
+
+    def fit(self, x: np.ndarray, y: Any = None) -> TSNE:
+        from openTSNE import TSNE as OpenTSNE
+
+        total = self.n_iter + self.early_exaggeration_iter
+        every = 25
+        calls = [0]
+
+        def report(iteration: int, error: float, embedding: Any) -> bool:
+            calls[0] += 1
+            self.progress("tsne", min(calls[0] * every, total), total)
+            return False
+
+        self.progress("tsne", 0, total)
+        tsne = OpenTSNE(
+            n_components=2,
+            perplexity=min(self.perplexity, (len(x) - 1) / 3),
+            n_iter=self.n_iter,
+            early_exaggeration_iter=self.early_exaggeration_iter,
+            initialization="pca",
+            negative_gradient_method="fft",
+            n_jobs=self.n_jobs,
+            random_state=self.random_state,
+            callbacks=report,
+            callbacks_every_iters=every,
+        )
+        self.embedding_obj_ = tsne.fit(np.ascontiguousarray(x, dtype=np.float32))
+        self.embedding_ = np.asarray(self.embedding_obj_, dtype=np.float32)
+        self.progress("tsne", total, total)
+        return self
+
+    def fit_transform(self, x: np.ndarray, y: Any = None) -> np.ndarray:
+        return self.fit(x).embedding_
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Place new points into the fitted embedding (openTSNE's optimisation against the fixed reference)."""
+        return np.asarray(self.embedding_obj_.transform(np.ascontiguousarray(x, dtype=np.float32)), dtype=np.float32)

@@ -1,0 +1,188 @@
+"""Train and evaluate a classifier on a Dataset: Adam, seeded, deterministic on the CPU."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, cast
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from layerscope.data.datasets import TEST, TRAIN, Dataset
+from layerscope.progress import ProgressFn, no_progress
+
+__all__ = ["TrainConfig", "EpochRecord", "PRESETS", "fit", "evaluate", "predict_proba", "resolve_device"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 6
+    batch_size: int = 128
+    lr: float = 2e-3
+    seed: int = 0
+    device: str = "auto"
+    augment: int = 2  # random shifts of up to this many pixels per training image; 0 turns augmentation off
+    train_limit: int | None = None  # use only the first n training images
+    test_limit: int | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+# Named starting points for `layerscope train --preset`; explicit options override them.
+PRESETS: dict[str, dict[str, object]] = {
+    "default": {},
+    "tiny": {"epochs": 3, "lr": 5e-3, "augment": 0, "train_limit": 3000, "test_limit": 1000},
+}
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    test_loss: float
+    test_accuracy: float
+    seconds: float
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        from layerscope.errors import LayerscopeError
+
+        raise LayerscopeError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu.")
+    return dev
+
+
+def set_memory_format(model: nn.Module, memory_format: torch.memory_format) -> nn.Module:
+    """``model.to(memory_format=...)``, which torch's type stubs do not declare."""
+    return cast(Any, model).to(memory_format=memory_format)
+
+
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Shift each image by its own random whole-pixel offset in [-max_shift, max_shift], filling with zeros."""
+    if max_shift <= 0:
+        return x
+    n, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (max_shift,) * 4)  # (N, C, H + 2s, W + 2s)
+    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, n, 1), generator=generator).to(x.device)
+    rows = (dy + torch.arange(h, device=x.device))[:, :, None]  # (N, H, 1)
+    cols = (dx + torch.arange(w, device=x.device))[:, None, :]  # (N, 1, W)
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    # advanced indexing over (N, C, H', W') -> (N, H, W, C); back to (N, C, H, W)
+    return (
+        padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+    )
+
+
+@torch.inference_mode()
+def _batched_logits(
+    model: nn.Module, dataset: Dataset, indices: np.ndarray, batch_size: int, device: torch.device
+) -> torch.Tensor:
+    out = []
+    for start in range(0, len(indices), batch_size):
+        x = dataset.pixels(indices[start : start + batch_size]).to(device)
+        out.append(model(x).float().cpu())
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def evaluate(
+    model: nn.Module, dataset: Dataset, split: int = TEST, batch_size: int = 1024, device: str = "auto"
+) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) on one split. Leaves ``model.training`` as it was."""
+    dev = resolve_device(device)
+    indices = dataset.indices(split)
+    was_training = model.training
+    model.eval()
+    try:
+        logits = _batched_logits(model.to(dev), dataset, indices, batch_size, dev)
+    finally:
+        model.train(was_training)
+    labels = torch.from_numpy(dataset.labels[indices])
+    loss = F.cross_entropy(logits, labels).item()
+    accuracy = (logits.argmax(1) == labels).float().mean().item()
+    return loss, accuracy
+
+
+def predict_proba(model: nn.Module, dataset: Dataset, batch_size: int = 1024, device: str = "auto") -> np.ndarray:
+    """Softmax probabilities for every image, (N, num_classes) float32."""
+    dev = resolve_device(device)
+    was_training = model.training
+    model.eval()
+    try:
+        logits = _batched_logits(model.to(dev), dataset, dataset.indices(), batch_size, dev)
+    finally:
+        model.train(was_training)
+    return torch.softmax(logits, dim=1).numpy().astype(np.float32)
+
+
+def fit(
+    model: nn.Module,
+    dataset: Dataset,
+    config: TrainConfig | None = None,
+    progress: ProgressFn = no_progress,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> list[EpochRecord]:
+    """Train ``model`` on the training split with Adam and a one-cycle learning rate; return the per-epoch history.
+
+    Runs with the same seed, data and thread count give the same weights on the CPU.
+    """
+    config = config or TrainConfig()
+    dev = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    # channels-last convolutions run ~20% faster on the CPU (oneDNN) for this kind of small CNN.
+    set_memory_format(model.to(dev), torch.channels_last)
+    train_idx = dataset.indices(TRAIN)
+    # The whole training split as one float tensor: 60k MNIST images are 188 MB, cheaper than a DataLoader.
+    x_all = dataset.pixels(train_idx).to(dev, memory_format=torch.channels_last)
+    y_all = torch.from_numpy(dataset.labels[train_idx]).to(dev)
+    steps = (len(train_idx) + config.batch_size - 1) // config.batch_size
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=config.epochs * steps, pct_start=0.2
+    )
+    history: list[EpochRecord] = []
+    for epoch in range(1, config.epochs + 1):
+        task = f"train epoch {epoch}/{config.epochs}"
+        progress(task, 0, steps)
+        start = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(train_idx), generator=generator).to(dev)
+        loss_sum = torch.zeros((), device=dev)
+        correct = torch.zeros((), device=dev, dtype=torch.long)
+        for step in range(steps):
+            batch = order[step * config.batch_size : (step + 1) * config.batch_size]
+            x, y = random_shift(x_all[batch], config.augment, generator), y_all[batch]
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.detach() * len(batch)
+            correct += (logits.argmax(1) == y).sum()
+            if step % 20 == 0 or step == steps - 1:
+                progress(task, step + 1, steps)
+        model.eval()
+        test_loss, test_acc = evaluate(model, dataset, TEST, device=str(dev))
+        record = EpochRecord(
+            epoch=epoch,
+            train_loss=loss_sum.item() / len(train_idx),
+            train_accuracy=correct.item() / len(train_idx),
+            test_loss=test_loss,
+            test_accuracy=test_acc,
+            seconds=time.perf_counter() - start,
+        )
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+    model.eval()
+    return history

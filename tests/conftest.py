@@ -1,0 +1,41 @@
+"""Shared fixtures: tiny real data, and one tiny Run trained once per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from layerscope.data.idx import write_idx
+
+
+def make_idx_dir(directory: Path, n_train: int = 60, n_test: int = 20, size: int = 8, classes: int = 3) -> Path:
+    """A dataset directory of the MNIST layout with learnable images: class c lights up row block c."""
+    rng = np.random.default_rng(0)
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        labels = (np.arange(n) % classes).astype(np.uint8)
+        images = rng.integers(0, 40, size=(n, size, size), dtype=np.uint8)
+        band = size // classes
+        for i, c in enumerate(labels):
+            images[i, c * band : (c + 1) * band] = 255
+        write_idx(directory / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(directory / f"{split}-labels-idx1-ubyte", labels)
+    return directory
+
+
+@pytest.fixture
+def idx_dir(tmp_path: Path) -> Path:
+    return make_idx_dir(tmp_path / "toy")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory):
+    """The report's CNN trained with --preset tiny on the bundled MNIST: 3,000 + 1,000 images, 1 epoch."""
+    from layerscope.data import load_mnist
+    from layerscope.pipeline import train_run
+    from layerscope.training import PRESETS, TrainConfig
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    return train_run(out, load_mnist(), TrainConfig(device="cpu", **PRESETS["tiny"]))  # type: ignore[arg-type]

@@ -1,0 +1,92 @@
+"""The command line as a user runs it: a real process, real files, exit codes and one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import make_idx_dir
+
+
+def layerscope(*args, check=True):
+    proc = subprocess.run(
+        [sys.executable, "-m", "layerscope.cli", *map(str, args)], capture_output=True, text=True, timeout=600
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+def assert_one_line_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_info_layers_and_project(tiny_run):
+    data = json.loads(layerscope("info", tiny_run.path, "--json").stdout)
+    assert 0.5 < data["test_accuracy"] <= 1
+    assert [layer["name"] for layer in data["layers"]] == ["input", "conv1", "conv2", "pool", "fc1", "fc2", "out"]
+    assert data["computed"]["projections"]["conv2"] == ["pca"] or "pca" in data["computed"]["projections"]["conv2"]
+    text = layerscope("info", tiny_run.path).stdout
+    assert "Test accuracy" in text and "32x24x24" in text
+    layers = layerscope("layers", tiny_run.path).stdout.split("\n")
+    assert layers[1].split() == ["conv1", "conv", "16x26x26"]
+    proc = layerscope("project", tiny_run.path, "--layer", "out", "--method", "isomap")
+    assert "isomap of out: 4,000 points" in proc.stdout and "kNN accuracy" in proc.stdout
+
+
+def test_train_on_an_idx_directory(tmp_path):
+    data = make_idx_dir(tmp_path / "toy", n_train=64, n_test=32, size=12)
+    out = tmp_path / "run"
+    layerscope("train", "--dataset", data, "--class-names", "a,b,c", "--out", out, "--epochs", "2", "--device", "cpu")
+    info = json.loads(layerscope("info", out, "--json").stdout)
+    assert info["dataset"]["class_names"] == ["a", "b", "c"]
+    assert info["dataset"]["image_shape"] == [1, 12, 12]
+    assert len(info["history"]) == 2
+    assert {layer["name"]: layer["shape"] for layer in info["layers"]}["pool"] == [32, 4, 4]
+
+
+def test_truncated_idx_exits_2_and_writes_nothing(tmp_path):
+    data = make_idx_dir(tmp_path / "toy")
+    images = data / "train-images-idx3-ubyte.gz"
+    images.write_bytes(images.read_bytes()[:40])
+    proc = layerscope("train", "--dataset", data, "--out", tmp_path / "run", check=False)
+    assert_one_line_error(proc, "train-images-idx3-ubyte.gz")
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_dataset_file(tmp_path):
+    data = make_idx_dir(tmp_path / "toy")
+    (data / "train-labels-idx1-ubyte").unlink()
+    assert_one_line_error(layerscope("train", "--dataset", data, "--out", tmp_path / "r", check=False), "train labels")
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["project", "{run}", "--layer", "fc3"], ["unknown layer 'fc3'", "layerscope layers"]),
+        (["project", "{run}", "--layer", "fc1", "--method", "mds"], ["unknown projection method 'mds'"]),
+        (["train", "--out", "{run}"], ["already exists; pass --force"]),
+        (["info", "{missing}"], ["no such Run"]),
+        (["train", "--preset", "huge", "--out", "{missing}"], ["unknown preset 'huge'"]),
+    ],
+)
+def test_bad_input_exits_2_and_leaves_the_run_untouched(tiny_run, tmp_path, args, fragments):
+    before = {p: p.read_bytes() for p in tiny_run.path.rglob("*") if p.is_file() and p.name != ".lock"}
+    args = [a.format(run=tiny_run.path, missing=tmp_path / "missing") for a in args]
+    assert_one_line_error(layerscope(*args, check=False), *fragments)
+    after = {p: p.read_bytes() for p in tiny_run.path.rglob("*") if p.is_file() and p.name != ".lock"}
+    assert before == after
+    assert not (tmp_path / "missing").exists()
+
+
+def test_run_from_a_newer_version(tmp_path, tiny_run):
+    manifest = json.loads((tiny_run.path / "manifest.json").read_text())
+    manifest["format_version"] += 1
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert_one_line_error(layerscope("info", tmp_path, check=False), "newer layerscope", "pip install -U layerscope")

@@ -1,0 +1,49 @@
+import numpy as np
+import torch
+
+from layerscope.data import load_idx_dir
+from layerscope.models import SeedCNN
+from layerscope.training import TrainConfig, evaluate, fit, random_shift
+
+
+def train_toy(idx_dir, seed):
+    data = load_idx_dir(idx_dir)
+    torch.manual_seed(seed)
+    model = SeedCNN(image_size=8, num_classes=3)
+    history = fit(model, data, TrainConfig(epochs=8, batch_size=16, lr=1e-2, seed=seed, device="cpu", augment=0))
+    return model, history, data
+
+
+def test_same_seed_same_weights(idx_dir):
+    a, _, _ = train_toy(idx_dir, 3)
+    b, _, _ = train_toy(idx_dir, 3)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb), name
+
+
+def test_learns_and_keeps_history(idx_dir):
+    model, history, data = train_toy(idx_dir, 0)
+    assert [r.epoch for r in history] == list(range(1, 9))
+    assert history[-1].train_loss < history[0].train_loss
+    loss, accuracy = evaluate(model, data, device="cpu")
+    assert accuracy == history[-1].test_accuracy and accuracy > 0.9
+
+
+def test_evaluate_leaves_training_mode(idx_dir):
+    data = load_idx_dir(idx_dir)
+    model = SeedCNN(image_size=8, num_classes=3).train()
+    evaluate(model, data, device="cpu")
+    assert model.training
+
+
+def test_random_shift_moves_pixels_and_keeps_mass():
+    x = torch.zeros(64, 1, 9, 9)
+    x[:, :, 4, 4] = 1.0
+    shifted = random_shift(x, 2, torch.Generator().manual_seed(0))
+    assert shifted.shape == x.shape
+    positions = shifted[:, 0].flatten(1).argmax(1)
+    rows, cols = positions // 9, positions % 9
+    assert shifted.sum() == 64  # the bright pixel stays inside the image
+    assert rows.min() >= 2 and rows.max() <= 6 and cols.min() >= 2 and cols.max() <= 6
+    assert len(np.unique(positions.numpy())) > 5  # each image gets its own shift
+    assert torch.equal(random_shift(x, 0, torch.Generator()), x)
