@@ -98,8 +98,6 @@ def train(
     config = TrainConfig(**{f.name: values[f.name] for f in fields(TrainConfig) if f.name in values})
     if config.epochs < 1 or config.batch_size < 1 or config.lr <= 0:
         raise LayerscopeError("--epochs and --batch-size must be at least 1 and --lr positive.")
-    if out_dir.exists() and not force:
-        raise LayerscopeError(f"{out_dir} already exists; pass --force to replace it, or choose another --out.")
     data = load_dataset(dataset, class_names)
 
     def on_epoch(record: Any) -> None:
@@ -194,10 +192,10 @@ def project(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Project a layer's activations over every image to 2-D and store it in the Run, with quality figures."""
-    from layerscope.projections.compute import _check_method, compute_projection
+    from layerscope.projections.compute import check_method, compute_projection
 
     run = _open(run_dir)
-    _check_method(method)
+    check_method(method)
     run.layer(layer)
     with _bars() as progress:
         result = compute_projection(

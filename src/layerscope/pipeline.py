@@ -27,7 +27,7 @@ from layerscope.run import (
     write_dataset_arrays,
     write_json,
 )
-from layerscope.training import EpochRecord, TrainConfig, fit, resolve_device, set_memory_format
+from layerscope.training import EpochRecord, TrainConfig, fit, resolve_device
 
 __all__ = ["seed_cnn_spec", "train_run"]
 
@@ -59,7 +59,7 @@ def train_run(
         start = time.perf_counter()
         history = fit(model, dataset, replace(config, device=str(device)), progress=progress, on_epoch=on_epoch)
         train_seconds = time.perf_counter() - start
-        model = set_memory_format(model, torch.contiguous_format).eval()
+        model.eval()
         save_weights(model, tmp / "weights.safetensors")
         write_dataset_arrays(tmp, dataset)
         layers = describe_layers(model, dataset.image_shape)

@@ -27,7 +27,7 @@ from layerscope.projections.tsne import TSNE
 from layerscope.projections.umap import UMAP
 from layerscope.run import Run, now
 
-__all__ = ["METHODS", "Projection", "compute_pca", "compute_projection", "layer_features"]
+__all__ = ["METHODS", "Projection", "check_method", "compute_pca", "compute_projection", "layer_features"]
 
 METHODS = ("pca", "tsne", "umap", "lda", "isomap")
 FEATURE_DIMS = 50  # PCA scores kept as the input of the non-linear methods
@@ -44,21 +44,19 @@ class Projection:
     meta: dict[str, Any]
 
 
-def _check_method(method: str) -> None:
+def check_method(method: str) -> None:
     if method not in METHODS:
         raise LayerscopeError(f"unknown projection method {method!r}; choose one of {', '.join(METHODS)}.")
 
 
-def _stream(run: Run, layers: Sequence[str], model: torch.nn.Module | None, device: str) -> Iterator[dict[str, Any]]:
+def _stream(run: Run, layers: Sequence[str], model: torch.nn.Module | None) -> Iterator[dict[str, Any]]:
     """One pass over all images, yielding ``{layer: (b, D) float32}`` for the requested layers, batch by batch."""
     kinds = {name: run.layer(name).kind for name in layers}
     conv = [name for name, kind in kinds.items() if kind == "conv"]
     images = run.images
     dense = {name: run.activations(name) for name, kind in kinds.items() if kind == "dense"}
     conv_batches = (
-        iter_layer_batches(model, run.dataset(), conv, batch_size=BATCH, device=device)
-        if conv and model is not None
-        else None
+        iter_layer_batches(model, run.dataset(), conv, batch_size=BATCH) if conv and model is not None else None
     )
     for start in range(0, len(images), BATCH):
         stop = min(start + BATCH, len(images))
@@ -132,7 +130,7 @@ def compute_pca(
     def on_pass(p: int, total: int) -> None:
         progress(task, p, total)
 
-    fit_together(estimators, shapes, lambda: _stream(run, layers, model, device), on_pass)
+    fit_together(estimators, shapes, lambda: _stream(run, layers, model), on_pass)
     total_passes = max(est._passes for est in estimators.values())
     progress(task, total_passes, total_passes)
     seconds = time.perf_counter() - start
@@ -178,7 +176,7 @@ def compute_projection(
     progress: ProgressFn = no_progress,
 ) -> Projection:
     """The ``method`` projection of ``layer`` over every image: from the Run's cache unless ``recompute``."""
-    _check_method(method)
+    check_method(method)
     run.layer(layer)
     if not recompute and run.projection_meta(layer, method) is not None:
         return Projection(

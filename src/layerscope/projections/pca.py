@@ -41,7 +41,7 @@ class PCA:
         solver: str = "auto",
         n_iter: int = 3,
         n_oversamples: int = 10,
-        exact_max_dim: int = 2048,
+        exact_max_dim: int = 1024,
         random_state: int | None = None,
     ) -> None:
         self.n_components = n_components
