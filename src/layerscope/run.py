@@ -34,6 +34,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from layerscope.atomic import atomic_write
 from layerscope.capture import LayerInfo
 from layerscope.data.datasets import Dataset
 from layerscope.errors import LayerNotFoundError, RunError
@@ -56,29 +57,16 @@ MANIFEST = "manifest.json"
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically: a temporary file in the same directory, then ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON atomically."""
+    with atomic_write(path, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
 
 
 def write_array(path: Path, array: np.ndarray) -> None:
     """Write a ``.npy`` file atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        np.save(f, array)
 
 
 def save_weights(model: nn.Module, path: Path) -> None:
@@ -141,6 +129,9 @@ class Run:
                 f"{self.path} was written by a newer layerscope (Run format {version}; this version reads up to "
                 f"{FORMAT_VERSION}). Upgrade: pip install -U layerscope."
             )
+        missing = [key for key in ("dataset", "model", "layers", "metrics") if key not in self.manifest]
+        if missing:
+            raise RunError(f"{manifest_path} lacks {', '.join(missing)}; re-create the Run with 'layerscope train'.")
         self.layers = [LayerInfo.from_dict(d) for d in self.manifest["layers"]]
 
     def __repr__(self) -> str:

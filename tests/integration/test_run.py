@@ -111,6 +111,13 @@ def test_newer_format_is_refused(tmp_path, tiny_run):
         Run(tmp_path)
 
 
+@pytest.mark.parametrize("text, message", [("{", "is not valid JSON"), ('{"format_version": 1}', "lacks dataset")])
+def test_malformed_manifest(tmp_path, text, message):
+    (tmp_path / "manifest.json").write_text(text)
+    with pytest.raises(RunError, match=message):
+        Run(tmp_path)
+
+
 def test_failed_training_leaves_no_run_and_keeps_the_old_one(tmp_path, monkeypatch):
     import layerscope.pipeline as pipeline
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from layerscope.atomic import atomic_write
 from layerscope.errors import IdxError
 
 __all__ = ["read_idx", "write_idx"]
@@ -87,14 +87,5 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
     code = _CODES[key]
     header = struct.pack(">HBB", 0, code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
     payload = header + np.ascontiguousarray(array, dtype=_DTYPES[code]).tobytes()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if path.suffix == ".gz":
-                f.write(gzip.compress(payload, mtime=0))
-            else:
-                f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        f.write(gzip.compress(payload, mtime=0) if path.suffix == ".gz" else payload)
