@@ -7,14 +7,17 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from layerscope import __version__
 from layerscope.capture import capture_dataset, describe_layers
-from layerscope.data.datasets import Dataset
+from layerscope.data.datasets import TEST, TRAIN, Dataset, load_mnist
 from layerscope.models.loading import SEED_CNN, build_model
+from layerscope.models.pretrained import pretrained_seed_cnn
 from layerscope.progress import ProgressFn, no_progress
 from layerscope.projections.compute import compute_pca
 from layerscope.run import (
@@ -29,7 +32,7 @@ from layerscope.run import (
 )
 from layerscope.training import EpochRecord, TrainConfig, fit, resolve_device
 
-__all__ = ["seed_cnn_spec", "train_run"]
+__all__ = ["create_run", "default_cache_dir", "demo_run", "seed_cnn_spec", "train_run"]
 
 
 def seed_cnn_spec(dataset: Dataset) -> dict[str, Any]:
@@ -58,38 +61,110 @@ def train_run(
     with staging_dir(out, force=force) as tmp:
         start = time.perf_counter()
         history = fit(model, dataset, replace(config, device=str(device)), progress=progress, on_epoch=on_epoch)
-        train_seconds = time.perf_counter() - start
-        model.eval()
-        save_weights(model, tmp / "weights.safetensors")
-        write_dataset_arrays(tmp, dataset)
-        layers = describe_layers(model, dataset.image_shape)
-        captured = capture_dataset(model, dataset, layers, tmp, device=device, progress=progress)
-        last = history[-1]
-        manifest: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
-            "layerscope_version": __version__,
-            "created": now(),
-            "dataset": dataset_manifest(dataset),
-            "model": {**spec, "num_parameters": sum(p.numel() for p in model.parameters())},
-            "layers": [info.to_dict() for info in layers],
-            "metrics": {
-                "test_accuracy": last.test_accuracy,
-                "test_loss": last.test_loss,
-                "train_accuracy": last.train_accuracy,
-                "train_loss": last.train_loss,
-            },
-            "history": [vars(record) for record in history],
-            "training": {
-                **config.to_dict(),
-                "device": str(device),
-                "seconds": round(train_seconds, 2),
-                "torch_version": torch.__version__,
-                "threads": torch.get_num_threads(),
-                "machine": platform.machine(),
-            },
-            "capture": {"seconds": round(captured.seconds, 3), "images_per_second": round(captured.images_per_second)},
-            "projections": {},
+        training = {
+            **config.to_dict(),
+            "device": str(device),
+            "seconds": round(time.perf_counter() - start, 2),
+            "torch_version": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "machine": platform.machine(),
         }
-        write_json(tmp / "manifest.json", manifest)
-        compute_pca(Run(tmp), device=str(device), random_state=config.seed, progress=progress, model=model)
+        _write_run(
+            tmp,
+            dataset,
+            model,
+            spec,
+            device,
+            progress,
+            {"history": [vars(r) for r in history], "training": training},
+            config.seed,
+        )
     return Run(out)
+
+
+def create_run(
+    out: str | os.PathLike[str],
+    dataset: Dataset,
+    model: torch.nn.Module,
+    spec: dict[str, Any],
+    device: str = "auto",
+    force: bool = False,
+    progress: ProgressFn = no_progress,
+    provenance: dict[str, Any] | None = None,
+) -> Run:
+    """Write a complete Run for an already-trained ``model`` (built from ``spec``): capture and PCA, no training."""
+    dev = resolve_device(device)
+    with staging_dir(out, force=force) as tmp:
+        extra = {"history": [], **({"provenance": provenance} if provenance else {})}
+        _write_run(tmp, dataset, model, spec, dev, progress, extra)
+    return Run(out)
+
+
+def _metrics(probs: np.ndarray, labels: np.ndarray, split: np.ndarray) -> dict[str, float]:
+    """Accuracy and mean cross-entropy per split, from the captured probabilities."""
+    metrics = {}
+    for name, code in (("train", TRAIN), ("test", TEST)):
+        keep = split == code
+        if keep.any():
+            p = probs[keep]
+            y = labels[keep]
+            metrics[f"{name}_accuracy"] = float((p.argmax(1) == y).mean())
+            metrics[f"{name}_loss"] = float(-np.log(np.maximum(p[np.arange(len(y)), y], 1e-12)).mean())
+    return metrics
+
+
+def _write_run(
+    tmp: Path,
+    dataset: Dataset,
+    model: torch.nn.Module,
+    spec: dict[str, Any],
+    device: torch.device,
+    progress: ProgressFn,
+    extra: dict[str, Any],
+    random_state: int = 0,
+) -> None:
+    """Everything after training: weights, dataset arrays, capture, manifest, PCA of every layer."""
+    model.to(device).eval()
+    save_weights(model, tmp / "weights.safetensors")
+    write_dataset_arrays(tmp, dataset)
+    layers = describe_layers(model, dataset.image_shape)
+    captured = capture_dataset(model, dataset, layers, tmp, device=device, progress=progress)
+    probs = np.load(tmp / "probs.npy", mmap_mode="r")
+    manifest: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "layerscope_version": __version__,
+        "created": now(),
+        "dataset": dataset_manifest(dataset),
+        "model": {**spec, "num_parameters": sum(p.numel() for p in model.parameters())},
+        "layers": [info.to_dict() for info in layers],
+        "metrics": _metrics(np.asarray(probs), dataset.labels, dataset.split),
+        **extra,
+        "capture": {"seconds": round(captured.seconds, 3), "images_per_second": round(captured.images_per_second)},
+        "projections": {},
+    }
+    write_json(tmp / "manifest.json", manifest)
+    compute_pca(Run(tmp), device=str(device), random_state=random_state, progress=progress, model=model)
+
+
+def default_cache_dir() -> Path:
+    """Where prepared Runs are kept: $LAYERSCOPE_CACHE, else $XDG_CACHE_HOME/layerscope, else ~/.cache/layerscope."""
+    if os.environ.get("LAYERSCOPE_CACHE"):
+        return Path(os.environ["LAYERSCOPE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "layerscope"
+
+
+def demo_run(
+    cache_dir: str | os.PathLike[str] | None = None,
+    retrain: bool = False,
+    device: str = "auto",
+    progress: ProgressFn = no_progress,
+) -> Run:
+    """The MNIST Run of the demo: made once from the shipped weights (capture + PCA, no training) and cached;
+    ``retrain`` trains a fresh model with the default settings instead and replaces the cached Run."""
+    model, spec, provenance = pretrained_seed_cnn()
+    out = Path(cache_dir or default_cache_dir()) / f"mnist-seed-cnn-{provenance['sha256'][:12]}"
+    if retrain:
+        return train_run(out, load_mnist(), TrainConfig(device=device), force=True, progress=progress)
+    if (out / "manifest.json").is_file():
+        return Run(out)
+    return create_run(out, load_mnist(), model, spec, device=device, progress=progress, provenance=provenance)

@@ -1,0 +1,131 @@
+"""Questions asked of a Run: predictions, confusions, class and group means, and why an image was misclassified.
+
+Pure functions over the Run's memory-mapped arrays; the dashboard and the CLI show what these return.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import confusion_matrix as _confusion_matrix
+
+from layerscope.data.datasets import TEST
+from layerscope.errors import LayerscopeError
+from layerscope.run import Run
+
+__all__ = [
+    "Explanation",
+    "class_means",
+    "confusion",
+    "explain_misclassification",
+    "gallery",
+    "layer_values",
+    "neuron_order",
+    "predictions",
+]
+
+
+def predictions(run: Run) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted class, confidence) of every image: the argmax of the stored probabilities and its value."""
+    probs = np.asarray(run.probs)
+    predicted = probs.argmax(1)
+    return predicted, probs[np.arange(len(probs)), predicted]
+
+
+def confusion(run: Run, split: int | None = TEST) -> np.ndarray:
+    """(K, K) counts: row = true class, column = predicted class, over one split (or all images if None)."""
+    predicted, _ = predictions(run)
+    labels = np.asarray(run.labels)
+    keep = np.ones(len(labels), bool) if split is None else np.asarray(run.split) == split
+    k = len(run.class_names)
+    return _confusion_matrix(labels[keep], predicted[keep], labels=np.arange(k))
+
+
+def gallery(run: Run, label: int, sort: str = "confidence", split: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the images of class ``label``: (correctly classified, misclassified).
+
+    ``sort``: "confidence" (most confident first), "uncertain" (least confident first) or "index".
+    """
+    predicted, conf = predictions(run)
+    labels = np.asarray(run.labels)
+    mask = labels == label
+    if split is not None:
+        mask &= np.asarray(run.split) == split
+    idx = np.flatnonzero(mask)
+    if sort == "confidence":
+        idx = idx[np.argsort(-conf[idx], kind="stable")]
+    elif sort == "uncertain":
+        idx = idx[np.argsort(conf[idx], kind="stable")]
+    elif sort != "index":
+        raise LayerscopeError(f"unknown gallery order {sort!r}; use confidence, uncertain or index.")
+    correct = predicted[idx] == label
+    return idx[correct], idx[~correct]
+
+
+def layer_values(run: Run, layer: str) -> np.ndarray:
+    """(N, units) values shown per unit: dense activations, or a conv layer's per-channel spatial means."""
+    info = run.layer(layer)
+    if info.kind == "dense":
+        return run.activations(layer)
+    if info.kind == "conv":
+        return run.channel_summary(layer, "mean")
+    raise LayerscopeError(f"layer {layer!r} is the input image; activation rows exist for conv and dense layers.")
+
+
+def class_means(run: Run, layer: str) -> np.ndarray:
+    """(K, units) mean of ``layer_values`` over the images of each true class."""
+    values = np.asarray(layer_values(run, layer), dtype=np.float64)
+    labels = np.asarray(run.labels)
+    k = len(run.class_names)
+    counts = np.bincount(labels, minlength=k)
+    sums = np.zeros((k, values.shape[1]))
+    np.add.at(sums, labels, values)
+    return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
+
+
+def neuron_order(rows: np.ndarray, by: str = "mean", a: int = 0, b: int = 1) -> np.ndarray:
+    """Unit order for activation rows (R, units): by "mean" or "variance" across rows (largest first), or by
+    "difference" of row ``a`` minus row ``b`` (largest first)."""
+    rows = np.asarray(rows, dtype=np.float64)
+    if by == "mean":
+        score = rows.mean(0)
+    elif by == "variance":
+        score = rows.var(0)
+    elif by == "difference":
+        score = rows[a] - rows[b]
+    else:
+        raise LayerscopeError(f"unknown neuron order {by!r}; use mean, variance or difference.")
+    return np.argsort(-score, kind="stable")
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why image ``index`` was taken for ``predicted`` rather than ``true`` in one layer."""
+
+    index: int
+    true: int
+    predicted: int
+    rows: np.ndarray  # (3, units): the image, the true class's mean, the predicted class's mean
+    score: np.ndarray  # (units,) how far each unit moves the image from its class toward the predicted one
+    order: np.ndarray  # units sorted by score, strongest pull first
+
+
+def explain_misclassification(run: Run, layer: str, index: int) -> Explanation:
+    """Per unit: (x - mean_true) * (mean_predicted - mean_true), positive where the image departs from its own
+    class in the direction of the class it was taken for. Units are ordered by that score."""
+    labels = np.asarray(run.labels)
+    predicted, _ = predictions(run)
+    if not 0 <= index < len(labels):
+        raise LayerscopeError(f"image index {index} is out of range (0 to {len(labels) - 1}).")
+    true, pred = int(labels[index]), int(predicted[index])
+    if true == pred:
+        raise LayerscopeError(
+            f"image {index} is classified correctly (as {run.class_names[true]}); pick a misclassified one."
+        )
+    means = class_means(run, layer)
+    x = np.asarray(layer_values(run, layer)[index], dtype=np.float32)
+    score = (x - means[true]) * (means[pred] - means[true])
+    return Explanation(
+        index, true, pred, np.stack([x, means[true], means[pred]]), score, np.argsort(-score, kind="stable")
+    )
