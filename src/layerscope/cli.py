@@ -211,6 +211,52 @@ def project(
         out.print(f"note: {meta['note']}")
 
 
+HostOpt = Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the page to the network.")]
+PortOpt = Annotated[int, typer.Option(help="Port to serve on.")]
+NoBrowserOpt = Annotated[bool, typer.Option("--no-browser", help="Do not open a browser window.")]
+
+
+def _serve(run: Any, host: str, port: int, no_browser: bool) -> None:
+    from layerscope.dashboard import serve as serve_app
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(
+            f"[bold yellow]warning:[/] serving on {host}: the page has no authentication; anyone who can reach "
+            f"port {port} can use it."
+        )
+    out.print(f"layerscope dashboard for {run.path}: http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/")
+    serve_app(run, host=host, port=port, open_browser=not no_browser)
+
+
+@app.command()
+def serve(
+    run_dir: RunArg,
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8050,
+    no_browser: NoBrowserOpt = False,
+) -> None:
+    """Open the dashboard on a Run in the browser."""
+    _serve(_open(run_dir), host, port, no_browser)
+
+
+@app.command()
+def demo(
+    retrain: Annotated[
+        bool, typer.Option("--train", help="Retrain the model instead of using the shipped weights.")
+    ] = False,
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8050,
+    no_browser: NoBrowserOpt = False,
+    device: DeviceOpt = "auto",
+) -> None:
+    """The dashboard on the bundled MNIST: the first start prepares the Run (cached afterwards), then serves it."""
+    from layerscope.pipeline import default_cache_dir, demo_run
+
+    with _bars() as progress:
+        run = demo_run(default_cache_dir(), retrain=retrain, device=device, progress=Bars(progress))
+    _serve(run, host, port, no_browser)
+
+
 def version_callback(value: bool) -> None:
     if value:
         out.print(f"layerscope {__version__}")

@@ -91,12 +91,16 @@ def create_run(
     force: bool = False,
     progress: ProgressFn = no_progress,
     provenance: dict[str, Any] | None = None,
+    pca_kinds: tuple[str, ...] = ("image", "conv", "dense"),
 ) -> Run:
-    """Write a complete Run for an already-trained ``model`` (built from ``spec``): capture and PCA, no training."""
+    """Write a complete Run for an already-trained ``model`` (built from ``spec``): capture and PCA, no training.
+
+    ``pca_kinds`` limits the PCA done now to some kinds of layer; the others are computed when first asked for.
+    """
     dev = resolve_device(device)
     with staging_dir(out, force=force) as tmp:
         extra = {"history": [], **({"provenance": provenance} if provenance else {})}
-        _write_run(tmp, dataset, model, spec, dev, progress, extra)
+        _write_run(tmp, dataset, model, spec, dev, progress, extra, pca_kinds=pca_kinds)
     return Run(out)
 
 
@@ -122,6 +126,7 @@ def _write_run(
     progress: ProgressFn,
     extra: dict[str, Any],
     random_state: int = 0,
+    pca_kinds: tuple[str, ...] = ("image", "conv", "dense"),
 ) -> None:
     """Everything after training: weights, dataset arrays, capture, manifest, PCA of every layer."""
     model.to(device).eval()
@@ -143,7 +148,8 @@ def _write_run(
         "projections": {},
     }
     write_json(tmp / "manifest.json", manifest)
-    compute_pca(Run(tmp), device=str(device), random_state=random_state, progress=progress, model=model)
+    pca_layers = [info.name for info in layers if info.kind in pca_kinds]
+    compute_pca(Run(tmp), pca_layers, device=str(device), random_state=random_state, progress=progress, model=model)
 
 
 def default_cache_dir() -> Path:
@@ -159,7 +165,8 @@ def demo_run(
     device: str = "auto",
     progress: ProgressFn = no_progress,
 ) -> Run:
-    """The MNIST Run of the demo: made once from the shipped weights (capture + PCA, no training) and cached;
+    """The MNIST Run of the demo: made once from the shipped weights and cached. Only capture and the PCA of the
+    input and dense layers happen up front (seconds); conv-layer PCA is computed when first asked for.
     ``retrain`` trains a fresh model with the default settings instead and replaces the cached Run."""
     model, spec, provenance = pretrained_seed_cnn()
     out = Path(cache_dir or default_cache_dir()) / f"mnist-seed-cnn-{provenance['sha256'][:12]}"
@@ -167,4 +174,13 @@ def demo_run(
         return train_run(out, load_mnist(), TrainConfig(device=device), force=True, progress=progress)
     if (out / "manifest.json").is_file():
         return Run(out)
-    return create_run(out, load_mnist(), model, spec, device=device, progress=progress, provenance=provenance)
+    return create_run(
+        out,
+        load_mnist(),
+        model,
+        spec,
+        device=device,
+        progress=progress,
+        provenance=provenance,
+        pca_kinds=("image", "dense"),
+    )

@@ -1,0 +1,580 @@
+"""Callbacks: glue between component ids, the server-side state and the pure figure builders.
+
+They are registered per app (closures over one DashboardState), so several dashboards can live in one process and
+no module global changes per request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from dash import ALL, Dash, Input, Output, Patch, State, ctx, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from layerscope.analysis import explain_misclassification, neuron_order
+from layerscope.dashboard import figures, ids
+from layerscope.dashboard.layout import METHOD_LABELS
+from layerscope.dashboard.state import DashboardState
+
+PAGE = 60  # thumbnails per gallery page
+
+
+def _keep(state: DashboardState, split: str) -> np.ndarray:
+    if split == "train":
+        return state.split == 0
+    if split == "test":
+        return state.split == 1
+    return np.ones(state.n, bool)
+
+
+def _trace_indices(state: DashboardState, split: str, color: str) -> list[np.ndarray]:
+    """Dataset indices of each trace of a projection figure, in trace order (the misclassified ring last)."""
+    keep = _keep(state, split)
+    traces = figures.scatter_traces(state.labels, state.predicted, state.confidence, keep, color)
+    return [idx for _, idx, _ in traces] + [np.flatnonzero(keep & state.wrong)]
+
+
+def _row_label(state: DashboardState, row: dict[str, Any]) -> str:
+    if row["kind"] == "image":
+        i = int(row["key"])
+        return f"{state.name(i)} ({state.class_names[state.labels[i]]}→{state.class_names[state.predicted[i]]})"
+    if row["kind"] == "class":
+        return f"average {state.class_names[int(row['key'])]}"
+    if row["kind"] == "selection":
+        return "brushed points (mean)"
+    return f"group {row['key']}"
+
+
+def _row_values(
+    state: DashboardState, layer: str, row: dict[str, Any], groups: dict[str, list[int]], selection: list[int] | None
+) -> np.ndarray | None:
+    values = state.values(layer)
+    if row["kind"] == "image":
+        return np.asarray(values[int(row["key"])], dtype=np.float32)
+    if row["kind"] == "class":
+        return state.class_means(layer)[int(row["key"])]
+    members = selection if row["kind"] == "selection" else groups.get(row["key"])
+    if not members:
+        return None
+    return np.asarray(values[np.sort(np.asarray(members))], dtype=np.float32).mean(0)
+
+
+def _thumb(state: DashboardState, key: int | str, selected: Any, title: str) -> html.Img:
+    classes = "thumb selected" if str(key) == str(selected) else "thumb"
+    return html.Img(src=state.thumbnail(key), id={"type": ids.THUMB, "key": key}, className=classes, title=title)
+
+
+def register(app: Dash, state: DashboardState) -> None:
+    # -- preview ----------------------------------------------------------------------------------------------------
+    @app.callback(
+        Output(ids.PREVIEW_IMAGE, "src"),
+        Output(ids.PREVIEW_CAPTION, "children"),
+        Output(ids.PREVIEW_PROBS, "figure"),
+        Output(ids.EXPLAIN_BUTTON, "disabled"),
+        Input(ids.SELECTED, "data"),
+    )
+    def preview(selected: Any) -> tuple[Any, ...]:
+        if isinstance(selected, str) and selected.startswith("mean:"):
+            k = int(selected.split(":")[1])
+            probs = np.zeros(len(state.class_names))
+            caption = [html.B(f"average {state.class_names[k]}"), html.Div("mean image of the class (proxy instance)")]
+            return (
+                state.thumbnail(selected, 224),
+                caption,
+                figures.probability_figure(probs, k, state.class_names),
+                True,
+            )
+        i = int(selected)
+        true, pred = int(state.labels[i]), int(state.predicted[i])
+        verdict = html.Span("correct", className="ok") if true == pred else html.Span("misclassified", className="bad")
+        caption = [
+            html.B(state.name(i)),
+            html.Div(
+                [
+                    "true ",
+                    html.B(state.class_names[true]),
+                    " · predicted ",
+                    html.B(state.class_names[pred]),
+                    f" ({state.confidence[i]:.1%}) · ",
+                    verdict,
+                ]
+            ),
+        ]
+        probs = np.asarray(state.probs[i], dtype=np.float32)
+        return (
+            state.thumbnail(i, 224),
+            caption,
+            figures.probability_figure(probs, true, state.class_names),
+            true == pred,
+        )
+
+    # -- selecting an image: gallery thumbnails, projection clicks, activation-row names ------------------------------
+    @app.callback(
+        Output(ids.SELECTED, "data"),
+        Input({"type": ids.THUMB, "key": ALL}, "n_clicks"),
+        Input(ids.proj("graph", "a"), "clickData"),
+        Input(ids.proj("graph", "b"), "clickData"),
+        Input({"type": ids.ROW_NAME, "row": ALL}, "n_clicks"),
+        State(ids.ROWS, "data"),
+        prevent_initial_call=True,
+    )
+    def select(_thumbs: Any, click_a: Any, click_b: Any, _names: Any, rows: list[dict[str, Any]]) -> Any:
+        trigger = ctx.triggered_id
+        if not ctx.triggered or ctx.triggered[0]["value"] in (None, 0):
+            raise PreventUpdate
+        if isinstance(trigger, dict) and trigger["type"] == ids.THUMB:
+            return trigger["key"]
+        if isinstance(trigger, dict) and trigger["type"] == ids.ROW_NAME:
+            row = rows[trigger["row"]]
+            if row["kind"] == "image":
+                return int(row["key"])
+            if row["kind"] == "class":
+                return f"mean:{row['key']}"
+            raise PreventUpdate
+        click = click_a if trigger == ids.proj("graph", "a") else click_b
+        point = (click or {}).get("points", [{}])[0]
+        if "customdata" not in point:
+            raise PreventUpdate
+        return int(point["customdata"])
+
+    # -- confusion matrix -----------------------------------------------------------------------------------------
+    @app.callback(Output(ids.CONFUSION, "figure"), Input(ids.CONFUSION, "id"))
+    def confusion(_: Any) -> Any:
+        return figures.confusion_figure(state.confusion, state.class_names)
+
+    @app.callback(
+        Output(ids.GALLERY_FILTER, "data"),
+        Output(ids.SELECTION, "data", allow_duplicate=True),
+        Input(ids.CONFUSION, "clickData"),
+        Input(ids.GALLERY_CLEAR_FILTER, "n_clicks"),
+        prevent_initial_call=True,
+    )
+    def confusion_click(click: Any, _clear: Any) -> tuple[Any, Any]:
+        if ctx.triggered_id == ids.GALLERY_CLEAR_FILTER:
+            return None, None
+        point = (click or {}).get("points", [{}])[0]
+        if "x" not in point:
+            raise PreventUpdate
+        names = [str(n) for n in state.class_names]
+        true, pred = names.index(str(point["y"])), names.index(str(point["x"]))
+        members = np.flatnonzero((state.split == 1) & (state.labels == true) & (state.predicted == pred))
+        return {"true": true, "pred": pred}, members.tolist()
+
+    # -- gallery --------------------------------------------------------------------------------------------------
+    @app.callback(
+        Output(ids.GALLERY_PAGE, "data"),
+        Input(ids.GALLERY_PREV, "n_clicks"),
+        Input(ids.GALLERY_NEXT, "n_clicks"),
+        Input(ids.GALLERY_DIGIT, "value"),
+        Input(ids.GALLERY_SORT, "value"),
+        Input(ids.GALLERY_FILTER, "data"),
+        State(ids.GALLERY_PAGE, "data"),
+        prevent_initial_call=True,
+    )
+    def page(_p: Any, _n: Any, _d: Any, _s: Any, _f: Any, current: int) -> int:
+        if ctx.triggered_id == ids.GALLERY_PREV:
+            return max(0, current - 1)
+        if ctx.triggered_id == ids.GALLERY_NEXT:
+            return current + 1
+        return 0
+
+    @app.callback(
+        Output(ids.GALLERY_BODY, "children"),
+        Output(ids.GALLERY_INFO, "children"),
+        Input(ids.GALLERY_DIGIT, "value"),
+        Input(ids.GALLERY_SORT, "value"),
+        Input(ids.GALLERY_PAGE, "data"),
+        Input(ids.GALLERY_FILTER, "data"),
+        State(ids.SELECTED, "data"),
+    )
+    def gallery(digit: int, sort: str, page: int, filt: Any, selected: Any) -> tuple[Any, str]:
+        from layerscope.analysis import gallery as gallery_indices
+
+        if filt:
+            t, p = filt["true"], filt["pred"]
+            members = np.flatnonzero((state.split == 1) & (state.labels == t) & (state.predicted == p))
+            pages = max(1, -(-len(members) // PAGE))
+            page = min(page, pages - 1)
+            shown = members[page * PAGE : (page + 1) * PAGE]
+            title = f"true {state.class_names[t]}, predicted {state.class_names[p]} (test set)"
+            body = [
+                html.Div(title, className="row-title"),
+                html.Div([_thumb(state, int(i), selected, state.name(int(i))) for i in shown], className="thumbs"),
+            ]
+            return body, f"page {page + 1} / {pages} · {len(members):,} images"
+        correct, wrong = gallery_indices(state.run, int(digit), sort)
+        pages = max(1, -(-len(correct) // PAGE))
+        page = min(page, pages - 1)
+        shown = correct[page * PAGE : (page + 1) * PAGE]
+        name = state.class_names[int(digit)]
+        first = [_thumb(state, f"mean:{int(digit)}", selected, f"average {name}")] + [
+            _thumb(state, int(i), selected, f"{state.name(int(i))} · {state.confidence[i]:.1%}") for i in shown
+        ]
+        second = [
+            _thumb(state, int(i), selected, f"{state.name(int(i))} → {state.class_names[state.predicted[i]]}")
+            for i in wrong
+        ]
+        body = [
+            html.Div(f"correctly classified {name} (first: the average {name})", className="row-title"),
+            html.Div(first, className="thumbs"),
+            html.Div(f"misclassified {name}: {len(wrong):,}", className="row-title"),
+            html.Div(second or [html.Span("none", className="hint")], className="thumbs wrong"),
+        ]
+        return body, f"page {page + 1} / {pages} · {len(correct):,} correct"
+
+    # -- projections ----------------------------------------------------------------------------------------------
+    for panel in ids.PANEL_IDS:
+        _register_projection(app, state, panel)
+
+    @app.callback(
+        Output(ids.SELECTION, "data", allow_duplicate=True),
+        Input(ids.proj("graph", "a"), "selectedData"),
+        Input(ids.proj("graph", "b"), "selectedData"),
+        State(ids.SELECTION, "data"),
+        prevent_initial_call=True,
+    )
+    def brushed(a: Any, b: Any, current: Any) -> Any:
+        data = a if ctx.triggered_id == ids.proj("graph", "a") else b
+        if not data or not data.get("points"):
+            if current is None:  # the graph reporting its initial empty selection
+                raise PreventUpdate
+            return None
+        return sorted({int(p["customdata"]) for p in data["points"] if "customdata" in p})
+
+    # -- rows, groups, panels -------------------------------------------------------------------------------------
+    @app.callback(
+        Output(ids.ROWS, "data"),
+        Output(ids.EXPLAIN, "data"),
+        Input(ids.ADD_BUTTON, "n_clicks"),
+        Input(ids.EXPLAIN_BUTTON, "n_clicks"),
+        Input(ids.CLASS_ROWS, "n_clicks"),
+        Input({"type": ids.ROW_REMOVE, "row": ALL}, "n_clicks"),
+        Input({"type": ids.GROUP_ADD_ROW, "name": ALL}, "n_clicks"),
+        State(ids.SELECTED, "data"),
+        State(ids.ROWS, "data"),
+        State(ids.EXPLAIN, "data"),
+        prevent_initial_call=True,
+    )
+    def rows(_a: Any, _e: Any, _c: Any, _r: Any, _g: Any, selected: Any, current: list[Any], explain: Any) -> Any:
+        trigger = ctx.triggered_id
+        if not ctx.triggered or ctx.triggered[0]["value"] in (None, 0):
+            raise PreventUpdate
+        rows = list(current)
+
+        def add(row: dict[str, Any]) -> None:
+            if row not in rows:
+                rows.append(row)
+
+        if trigger == ids.ADD_BUTTON:
+            if isinstance(selected, str) and selected.startswith("mean:"):
+                add({"kind": "class", "key": int(selected.split(":")[1])})
+            else:
+                add({"kind": "image", "key": int(selected)})
+            return rows, explain
+        if trigger == ids.EXPLAIN_BUTTON:
+            i = int(selected)
+            add({"kind": "image", "key": i})
+            add({"kind": "class", "key": int(state.labels[i])})
+            add({"kind": "class", "key": int(state.predicted[i])})
+            return rows, i
+        if trigger == ids.CLASS_ROWS:
+            for k in range(len(state.class_names)):
+                add({"kind": "class", "key": k})
+            return rows, explain
+        if isinstance(trigger, dict) and trigger["type"] == ids.ROW_REMOVE:
+            removed = rows.pop(trigger["row"])
+            if removed == {"kind": "image", "key": explain}:
+                explain = None
+            return rows, explain
+        if isinstance(trigger, dict) and trigger["type"] == ids.GROUP_ADD_ROW:
+            add({"kind": "group", "key": trigger["name"]})
+        return rows, explain
+
+    @app.callback(
+        Output(ids.PANELS, "data"),
+        Input(ids.PANEL_OPEN, "n_clicks"),
+        Input({"type": ids.PANEL_CLOSE, "layer": ALL}, "n_clicks"),
+        State(ids.PANEL_LAYER, "value"),
+        State(ids.PANELS, "data"),
+        prevent_initial_call=True,
+    )
+    def panels(_open: Any, _close: Any, layer: str | None, current: list[str]) -> list[str]:
+        trigger = ctx.triggered_id
+        if not ctx.triggered or ctx.triggered[0]["value"] in (None, 0):
+            raise PreventUpdate
+        if trigger == ids.PANEL_OPEN:
+            if not layer or layer in current:
+                raise PreventUpdate
+            return [*current, layer]
+        return [name for name in current if name != trigger["layer"]]
+
+    @app.callback(
+        Output(ids.GROUPS, "data"),
+        Output(ids.GROUP_NAME, "value"),
+        Input(ids.GROUP_SAVE, "n_clicks"),
+        Input(ids.GROUP_QUICK_ADD, "n_clicks"),
+        Input({"type": ids.GROUP_REMOVE, "name": ALL}, "n_clicks"),
+        Input({"type": ids.GROUP_RENAME_BUTTON, "name": ALL}, "n_clicks"),
+        State({"type": ids.GROUP_RENAME, "name": ALL}, "value"),
+        State({"type": ids.GROUP_RENAME, "name": ALL}, "id"),
+        State(ids.GROUP_NAME, "value"),
+        State(ids.GROUP_QUICK_KIND, "value"),
+        State(ids.GROUP_QUICK_CLASS, "value"),
+        State(ids.SELECTION, "data"),
+        State(ids.GROUPS, "data"),
+        prevent_initial_call=True,
+    )
+    def groups(
+        _s: Any,
+        _q: Any,
+        _r: Any,
+        _rn: Any,
+        new_names: list[Any],
+        rename_ids: list[Any],
+        name: str | None,
+        kind: str,
+        k: int,
+        selection: list[int] | None,
+        current: dict[str, list[int]],
+    ) -> Any:
+        trigger = ctx.triggered_id
+        if not ctx.triggered or ctx.triggered[0]["value"] in (None, 0):
+            raise PreventUpdate
+        groups = dict(current)
+        if trigger == ids.GROUP_SAVE:
+            if not selection:
+                raise PreventUpdate
+            label = (name or "").strip() or f"selection {len(groups) + 1}"
+            groups[label] = list(selection)
+            return groups, ""
+        if trigger == ids.GROUP_QUICK_ADD:
+            cls = state.class_names[int(k)]
+            if kind == "true":
+                groups[f"true {cls}"] = np.flatnonzero(state.labels == int(k)).tolist()
+            else:
+                groups[f"misclassified as {cls}"] = np.flatnonzero(state.wrong & (state.predicted == int(k))).tolist()
+            return groups, no_update
+        if trigger["type"] == ids.GROUP_REMOVE:
+            groups.pop(trigger["name"], None)
+            return groups, no_update
+        new = dict(zip([i["name"] for i in rename_ids], new_names, strict=True)).get(trigger["name"])
+        if new and new.strip() and new.strip() not in groups:
+            groups = {(new.strip() if g == trigger["name"] else g): v for g, v in groups.items()}
+        return groups, no_update
+
+    @app.callback(Output(ids.GROUP_LIST, "children"), Input(ids.GROUPS, "data"))
+    def group_list(groups: dict[str, list[int]]) -> Any:
+        if not groups:
+            return html.Div(
+                "Brush points in a projection (lasso or box) and save them, or add a quick group.", className="hint"
+            )
+        return [
+            html.Div(
+                [
+                    html.Span(name, className="group-name"),
+                    html.Span(f"{len(members):,} images", className="hint"),
+                    html.Button("add to panels", id={"type": ids.GROUP_ADD_ROW, "name": name}, className="btn small"),
+                    dcc.Input(
+                        id={"type": ids.GROUP_RENAME, "name": name}, placeholder="new name", className="text small"
+                    ),
+                    html.Button("rename", id={"type": ids.GROUP_RENAME_BUTTON, "name": name}, className="btn small"),
+                    html.Button("×", id={"type": ids.GROUP_REMOVE, "name": name}, className="btn small x"),
+                ],
+                className="group",
+            )
+            for name, members in groups.items()
+        ]
+
+    @app.callback(
+        Output(ids.PANEL_AREA, "children"),
+        Input(ids.PANELS, "data"),
+        Input(ids.ROWS, "data"),
+        Input(ids.GROUPS, "data"),
+        Input(ids.SELECTION, "data"),
+        Input(ids.EXPLAIN, "data"),
+        Input({"type": ids.PANEL_SORT, "layer": ALL}, "value"),
+        State({"type": ids.PANEL_SORT, "layer": ALL}, "id"),
+    )
+    def panel_area(
+        panels: list[str],
+        rows: list[dict[str, Any]],
+        groups: dict[str, list[int]],
+        selection: Any,
+        explain: Any,
+        sorts: list[Any],
+        sort_ids: list[Any],
+    ) -> Any:
+        chosen = {i["layer"]: v for i, v in zip(sort_ids, sorts, strict=True)}
+        if ctx.triggered_id == ids.EXPLAIN and explain is not None:
+            chosen = {layer: "explain" for layer in panels}
+        if not panels:
+            return html.Div("Open a panel for a layer to compare activations row by row.", className="hint")
+        return [_panel(state, layer, rows, groups, selection, explain, chosen.get(layer, "none")) for layer in panels]
+
+
+def _panel(
+    state: DashboardState,
+    layer: str,
+    rows: list[dict[str, Any]],
+    groups: dict[str, list[int]],
+    selection: list[int] | None,
+    explain: int | None,
+    sort: str,
+) -> html.Div:
+    shown = list(enumerate(rows))
+    if selection:
+        shown.append((-1, {"kind": "selection", "key": "brushed"}))
+    values: list[tuple[int, dict[str, Any], np.ndarray]] = []
+    for k, row in shown:
+        v = _row_values(state, layer, row, groups, selection)
+        if v is not None:
+            values.append((k, row, v))
+    units = len(state.values(layer)[0])
+    order = np.arange(units)
+    note = ""
+    matrix = np.stack([v for _, _, v in values]) if values else np.zeros((0, units))
+    if sort == "explain" and explain is not None and state.wrong[explain]:
+        order = explain_misclassification(state.run, layer, int(explain)).order
+        note = "units sorted by how far the explained image departs from its class toward the predicted one"
+    elif sort in ("mean", "variance") and len(matrix):
+        order = neuron_order(matrix, sort)
+    elif sort == "difference" and len(matrix) >= 2:
+        order = neuron_order(matrix, "difference", 0, 1)
+        note = "units sorted by the first row minus the second"
+    lo, hi = (float(matrix.min()), float(matrix.max())) if len(matrix) else (0.0, 1.0)
+    kind = "per-channel spatial mean" if state.run.layer(layer).kind == "conv" else "activation"
+    sort_options = [
+        {"label": "unit order", "value": "none"},
+        {"label": "by mean", "value": "mean"},
+        {"label": "by variance", "value": "variance"},
+        {"label": "first row − second", "value": "difference"},
+        {"label": "explain misclassification", "value": "explain"},
+    ]
+    body = []
+    for k, row, v in values:
+        colors = figures.viridis(v[order], lo, hi)
+        cells = [
+            html.Span(className="cell", style={"background": c}, title=f"unit {u}: {x:.3f}")
+            for u, c, x in zip(order, colors, v[order], strict=True)
+        ]
+        remove = (
+            html.Button("×", id={"type": ids.ROW_REMOVE, "row": k}, className="btn small x")
+            if k >= 0
+            else html.Span(className="x-space")
+        )
+        name = (
+            html.Button(_row_label(state, row), id={"type": ids.ROW_NAME, "row": k}, className="row-name")
+            if k >= 0
+            else html.Span(_row_label(state, row), className="row-name")
+        )
+        body.append(html.Div([remove, name, html.Div(cells, className="cells")], className="act-row"))
+    if not body:
+        body = [html.Div("No rows yet: add images, groups or per-digit averages.", className="hint")]
+    legend = html.Div(
+        [html.Span(f"{lo:.2f}"), html.Span(className="legend-bar"), html.Span(f"{hi:.2f}")], className="legend"
+    )
+    head = html.Div(
+        [
+            html.H4(f"{layer} · {units} units ({kind})"),
+            dcc.Dropdown(
+                sort_options, sort, id={"type": ids.PANEL_SORT, "layer": layer}, clearable=False, className="ctl wide"
+            ),
+            legend,
+            html.Button("close", id={"type": ids.PANEL_CLOSE, "layer": layer}, className="btn small"),
+        ],
+        className="panel-head",
+    )
+    return html.Div([head, html.Div(note, className="hint"), *body], className="act-panel", id=f"panel-{layer}")
+
+
+def _register_projection(app: Dash, state: DashboardState, panel: str) -> None:
+    @app.callback(
+        Output(ids.proj("graph", panel), "figure"),
+        Output(ids.proj("status", panel), "children"),
+        Output(ids.proj("quality", panel), "children"),
+        Input(ids.proj("layer", panel), "value"),
+        Input(ids.proj("method", panel), "value"),
+        Input(ids.proj("color", panel), "value"),
+        Input(ids.proj("split", panel), "value"),
+        Input(ids.JOBS_INTERVAL, "n_intervals"),
+        State(ids.SELECTION, "data"),
+    )
+    def projection(layer: str, method: str, color: str, split: str, _tick: Any, selection: Any) -> Any:
+        label = f"{METHOD_LABELS[method]} of {layer}"
+        if not state.available(layer, method):
+            job = state.start_projection(layer, method)
+            if job.error:
+                return figures.empty_figure(), html.Span(f"{label} failed: {job.error}", className="bad"), ""
+            text = f"computing {label} over {state.n:,} images… {job.percent}% ({job.task})"
+            return figures.empty_figure(text), text, ""
+        if ctx.triggered_id == ids.JOBS_INTERVAL and _tick is not None and not _was_waiting(state, layer, method):
+            raise PreventUpdate
+        try:
+            embedding = state.projection(layer, method)
+            fig = figures.scatter_figure(
+                embedding,
+                state.labels,
+                state.predicted,
+                state.confidence,
+                _keep(state, split),
+                color,
+                state.class_names,
+            )
+        except Exception as e:  # an error in one panel is shown there; the page keeps working
+            return figures.empty_figure(), html.Span(f"cannot show {label}: {e}", className="bad"), ""
+        if selection:
+            for trace, points in zip(
+                fig.data,
+                figures.selected_points(_trace_indices(state, split, color), np.asarray(selection)),
+                strict=True,
+            ):
+                trace.selectedpoints = points
+        meta = state.projection_meta(layer, method)
+        quality = [
+            html.Span(f"kNN accuracy (k=10, 2-D) {meta.get('knn_accuracy', float('nan')):.3f}"),
+            html.Span(f"trustworthiness {meta.get('trustworthiness', float('nan')):.3f}"),
+            html.Span(f"{meta.get('n_points', state.n):,} points"),
+        ]
+        if meta.get("note"):
+            quality.append(html.Span(meta["note"], className="hint"))
+        return fig, "", quality
+
+    @app.callback(
+        Output(ids.proj("graph", panel), "figure", allow_duplicate=True),
+        Input(ids.SELECTION, "data"),
+        State(ids.proj("split", panel), "value"),
+        State(ids.proj("color", panel), "value"),
+        State(ids.proj("layer", panel), "value"),
+        State(ids.proj("method", panel), "value"),
+        prevent_initial_call=True,
+    )
+    def highlight(selection: Any, split: str, color: str, layer: str, method: str) -> Any:
+        if not state.available(layer, method):
+            raise PreventUpdate
+        patch = Patch()
+        traces = _trace_indices(state, split, color)
+        points = figures.selected_points(traces, None if selection is None else np.asarray(selection))
+        for t, p in enumerate(points):
+            patch["data"][t]["selectedpoints"] = p
+        return patch
+
+
+def _was_waiting(state: DashboardState, layer: str, method: str) -> bool:
+    """True once, right after a background projection finished, so the panel redraws exactly then."""
+    job = state.jobs.get((layer, method))
+    if job is None or not job.finished or getattr(job, "shown", False):
+        return False
+    job.shown = True  # type: ignore[attr-defined]
+    return True
+
+
+def register_jobs(app: Dash, state: DashboardState) -> None:
+    @app.callback(
+        Output(ids.JOBS_INTERVAL, "disabled"),
+        Input(ids.JOBS_INTERVAL, "n_intervals"),
+        Input(ids.proj("status", "a"), "children"),
+        Input(ids.proj("status", "b"), "children"),
+    )
+    def poll(_n: Any, _a: Any, _b: Any) -> bool:
+        return not any(not job.finished or not getattr(job, "shown", False) for job in state.jobs.values())

@@ -1,0 +1,213 @@
+"""Pure figure builders: arrays in, plotly figures or plain component data out. No state, no callbacks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import qualitative, sample_colorscale
+
+__all__ = [
+    "CLASS_COLORS",
+    "confusion_figure",
+    "empty_figure",
+    "probability_figure",
+    "scatter_figure",
+    "selected_points",
+    "viridis",
+]
+
+CLASS_COLORS = qualitative.T10 + qualitative.Alphabet
+WRONG_COLOR = "#d62728"
+FONT = dict(family="Inter, system-ui, -apple-system, Segoe UI, sans-serif", size=12, color="#1f2933")
+
+
+def _layout(fig: go.Figure, height: int, **kwargs: object) -> go.Figure:
+    fig.update_layout(
+        height=height,
+        margin=dict(l=10, r=10, t=10, b=10),
+        paper_bgcolor="white",
+        plot_bgcolor="white",
+        font=FONT,
+        **kwargs,
+    )
+    return fig
+
+
+def scatter_traces(
+    labels: np.ndarray, predicted: np.ndarray, confidence: np.ndarray, keep: np.ndarray, color_by: str
+) -> list[tuple[str, np.ndarray, str | None]]:
+    """How the points split into traces: (trace name, point indices, colour). Indices are into the dataset."""
+    idx = np.flatnonzero(keep)
+    if color_by == "correct":
+        right = idx[predicted[idx] == labels[idx]]
+        wrong = idx[predicted[idx] != labels[idx]]
+        return [("correct", right, "#9aa5b1"), ("misclassified", wrong, WRONG_COLOR)]
+    if color_by == "confidence":
+        return [("confidence", idx, None)]
+    by = predicted if color_by == "predicted" else labels
+    classes = np.unique(by[idx]) if len(idx) else np.array([], int)
+    return [(str(k), idx[by[idx] == k], CLASS_COLORS[int(k) % len(CLASS_COLORS)]) for k in classes]
+
+
+def scatter_figure(
+    embedding: np.ndarray,
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    confidence: np.ndarray,
+    keep: np.ndarray,
+    color_by: str,
+    class_names: Sequence[str],
+    height: int = 460,
+) -> go.Figure:
+    """All kept points as WebGL scatter traces (one per class), misclassified points ringed on top.
+
+    Each trace carries its dataset indices as ``customdata``; numpy arrays travel to the browser as typed arrays.
+    """
+    fig = go.Figure()
+    for name, idx, color in scatter_traces(labels, predicted, confidence, keep, color_by):
+        marker: dict[str, object] = dict(size=3, opacity=0.75)
+        if color is None:
+            marker.update(
+                color=confidence[idx].astype(np.float32),
+                colorscale="Viridis",
+                cmin=0,
+                cmax=1,
+                colorbar=dict(title="conf.", thickness=10, len=0.6),
+            )
+        else:
+            marker["color"] = color
+        label = class_names[int(name)] if name.isdigit() and int(name) < len(class_names) else name
+        fig.add_trace(
+            go.Scattergl(
+                x=embedding[idx, 0],
+                y=embedding[idx, 1],
+                mode="markers",
+                name=label,
+                customdata=idx.astype(np.int32),
+                marker=marker,
+                hovertemplate="#%{customdata}<extra>" + label + "</extra>",
+                selected=dict(marker=dict(opacity=1.0)),
+                unselected=dict(marker=dict(opacity=0.12)),
+            )
+        )
+    wrong = np.flatnonzero(keep & (predicted != labels))
+    fig.add_trace(
+        go.Scattergl(
+            x=embedding[wrong, 0],
+            y=embedding[wrong, 1],
+            mode="markers",
+            name="misclassified",
+            customdata=wrong.astype(np.int32),
+            marker=dict(size=7, color="#111", symbol="circle-open", line=dict(width=1)),
+            hovertemplate="#%{customdata} misclassified<extra></extra>",
+            visible=True if color_by != "correct" else "legendonly",
+        )
+    )
+    _layout(fig, height, dragmode="lasso", uirevision="keep", legend=dict(itemsizing="constant", font=dict(size=11)))
+    fig.update_xaxes(showticklabels=False, zeroline=False, showgrid=False)
+    fig.update_yaxes(showticklabels=False, zeroline=False, showgrid=False)
+    return fig
+
+
+def selected_points(figure_indices: Sequence[np.ndarray], selected: np.ndarray | None) -> list[list[int] | None]:
+    """For each trace (given its dataset indices), the positions of the selected dataset indices within it."""
+    if selected is None:
+        return [None] * len(figure_indices)
+    return [np.flatnonzero(np.isin(idx, selected)).tolist() for idx in figure_indices]
+
+
+def probability_figure(probs: np.ndarray, true: int, class_names: Sequence[str]) -> go.Figure:
+    """Horizontal bars of the class probabilities; the true class outlined, the prediction in colour."""
+    predicted = int(np.argmax(probs))
+    colors = ["#cbd2d9"] * len(probs)
+    colors[predicted] = "#2f80ed" if predicted == true else WRONG_COLOR
+    fig = go.Figure(
+        go.Bar(
+            x=probs,
+            y=[str(n) for n in class_names],
+            orientation="h",
+            marker=dict(
+                color=colors,
+                line=dict(color=["#111" if i == true else "rgba(0,0,0,0)" for i in range(len(probs))], width=1.5),
+            ),
+            text=[f"{p:.1%}" if p >= 0.005 else "" for p in probs],
+            textposition="outside",
+            hovertemplate="%{y}: %{x:.4f}<extra></extra>",
+        )
+    )
+    _layout(fig, 24 * len(probs) + 30, bargap=0.25)
+    fig.update_xaxes(range=[0, 1.18], showticklabels=False, showgrid=False, zeroline=False, fixedrange=True)
+    fig.update_yaxes(autorange="reversed", type="category", fixedrange=True)
+    return fig
+
+
+def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> go.Figure:
+    """Test-set confusion counts, row = true class, column = predicted; the diagonal is muted so errors stand out."""
+    off = matrix.astype(float).copy()
+    np.fill_diagonal(off, np.nan)
+    names = [str(n) for n in class_names]
+    fig = go.Figure(
+        go.Heatmap(
+            z=off,
+            x=names,
+            y=names,
+            colorscale="Reds",
+            showscale=False,
+            hovertemplate="true %{y}, predicted %{x}: %{customdata} images<extra></extra>",
+            customdata=matrix,
+            xgap=1,
+            ygap=1,
+        )
+    )
+    fig.add_trace(
+        go.Heatmap(
+            z=np.where(np.eye(len(names)) > 0, 1.0, np.nan),
+            x=names,
+            y=names,
+            colorscale=[[0, "#e4e7eb"], [1, "#e4e7eb"]],
+            showscale=False,
+            hoverinfo="skip",
+            xgap=1,
+            ygap=1,
+        )
+    )
+    k = len(names)
+    peak = max(float(np.nanmax(off)) if np.isfinite(off).any() else 1.0, 1.0)
+    # white text on the darkest error cells, dark text elsewhere
+    colors = ["white" if i != j and matrix[i, j] > 0.55 * peak else "#1f2933" for i in range(k) for j in range(k)]
+    fig.add_trace(
+        go.Scatter(
+            x=[names[j] for i in range(k) for j in range(k)],
+            y=[names[i] for i in range(k) for _ in range(k)],
+            text=[str(v) if v else "" for v in matrix.ravel()],
+            mode="text",
+            textfont=dict(size=10, color=colors),
+            hoverinfo="skip",
+        )
+    )
+    _layout(fig, 330, xaxis_title="predicted", yaxis_title="true")
+    fig.update_yaxes(autorange="reversed", type="category", fixedrange=True)
+    fig.update_xaxes(type="category", side="top", fixedrange=True)
+    fig.update_layout(margin=dict(l=50, r=10, t=50, b=10))
+    return fig
+
+
+def empty_figure(message: str = "") -> go.Figure:
+    """A blank plot area, with a message in its middle."""
+    fig = go.Figure()
+    if message:
+        fig.add_annotation(
+            text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font=dict(size=13, color="#52606d")
+        )
+    _layout(fig, 460)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
+def viridis(values: np.ndarray, lo: float, hi: float) -> list[str]:
+    """Viridis colours for values scaled from [lo, hi]."""
+    span = hi - lo if hi > lo else 1.0
+    return sample_colorscale("Viridis", np.clip((np.asarray(values) - lo) / span, 0, 1).tolist())

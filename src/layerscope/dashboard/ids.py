@@ -1,0 +1,57 @@
+"""Component ids, in one place, so layout and callbacks cannot drift apart."""
+
+SELECTED = "selected"  # store: the previewed image (int index or "mean:k")
+ROWS = "rows"  # store: activation rows, [{"kind": "image"|"class"|"group", "key": ...}]
+PANELS = "panels"  # store: layers with an open activation panel
+GROUPS = "groups"  # store: {name: [indices]}
+SELECTION = "selection"  # store: indices brushed in a projection, or None
+EXPLAIN = "explain"  # store: index of the misclassified image being explained, or None
+GALLERY_FILTER = "gallery-filter"  # store: {"true": t, "pred": p} from a confusion cell, or None
+
+PREVIEW_IMAGE = "preview-image"
+PREVIEW_CAPTION = "preview-caption"
+PREVIEW_PROBS = "preview-probs"
+ADD_BUTTON = "add-button"
+EXPLAIN_BUTTON = "explain-button"
+
+CONFUSION = "confusion"
+
+GALLERY_DIGIT = "gallery-digit"
+GALLERY_SORT = "gallery-sort"
+GALLERY_PAGE = "gallery-page"
+GALLERY_PREV = "gallery-prev"
+GALLERY_NEXT = "gallery-next"
+GALLERY_BODY = "gallery-body"
+GALLERY_INFO = "gallery-info"
+GALLERY_CLEAR_FILTER = "gallery-clear-filter"
+THUMB = "thumb"  # pattern: {"type": THUMB, "key": index or "mean:k"}
+
+PANEL_IDS = ("a", "b")  # the two projection panels
+
+
+def proj(part: str, panel: str) -> str:
+    """Id of one part of a projection panel: proj("graph", "a") -> "proj-a-graph"."""
+    return f"proj-{panel}-{part}"
+
+
+JOBS_INTERVAL = "jobs-interval"
+
+GROUP_NAME = "group-name"
+GROUP_SAVE = "group-save"
+GROUP_QUICK_KIND = "group-quick-kind"
+GROUP_QUICK_CLASS = "group-quick-class"
+GROUP_QUICK_ADD = "group-quick-add"
+GROUP_LIST = "group-list"
+GROUP_REMOVE = "group-remove"  # pattern: {"type": GROUP_REMOVE, "name": ...}
+GROUP_ADD_ROW = "group-add-row"  # pattern
+GROUP_RENAME = "group-rename"  # pattern: input
+GROUP_RENAME_BUTTON = "group-rename-button"  # pattern
+
+PANEL_LAYER = "panel-layer"
+PANEL_OPEN = "panel-open"
+PANEL_AREA = "panel-area"
+PANEL_CLOSE = "panel-close"  # pattern: {"type": PANEL_CLOSE, "layer": ...}
+PANEL_SORT = "panel-sort"  # pattern: {"type": PANEL_SORT, "layer": ...}
+ROW_REMOVE = "row-remove"  # pattern: {"type": ROW_REMOVE, "row": k}
+ROW_NAME = "row-name"  # pattern: {"type": ROW_NAME, "row": k}
+CLASS_ROWS = "class-rows"
