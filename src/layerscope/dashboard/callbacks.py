@@ -35,6 +35,13 @@ def _trace_indices(state: DashboardState, split: str, color: str) -> list[np.nda
     return [idx for _, idx, _ in traces] + [np.flatnonzero(keep & state.wrong)]
 
 
+def _points_to_indices(state: DashboardState, pairs: list[list[int]], split: str, color: str) -> list[int]:
+    """Dataset indices of plotly (trace, point) pairs of a projection figure drawn with ``split`` and ``color``."""
+    traces = _trace_indices(state, split, color)
+    picked = {int(traces[c][p]) for c, p in pairs if 0 <= c < len(traces) and 0 <= p < len(traces[c])}
+    return sorted(picked)
+
+
 def _row_label(state: DashboardState, row: dict[str, Any]) -> str:
     if row["kind"] == "image":
         i = int(row["key"])
@@ -117,9 +124,23 @@ def register(app: Dash, state: DashboardState) -> None:
         Input(ids.proj("graph", "b"), "clickData"),
         Input({"type": ids.ROW_NAME, "row": ALL}, "n_clicks"),
         State(ids.ROWS, "data"),
+        State(ids.proj("split", "a"), "value"),
+        State(ids.proj("color", "a"), "value"),
+        State(ids.proj("split", "b"), "value"),
+        State(ids.proj("color", "b"), "value"),
         prevent_initial_call=True,
     )
-    def select(_thumbs: Any, click_a: Any, click_b: Any, _names: Any, rows: list[dict[str, Any]]) -> Any:
+    def select(
+        _thumbs: Any,
+        click_a: Any,
+        click_b: Any,
+        _names: Any,
+        rows: list[dict[str, Any]],
+        split_a: str,
+        color_a: str,
+        split_b: str,
+        color_b: str,
+    ) -> Any:
         trigger = ctx.triggered_id
         if not ctx.triggered or ctx.triggered[0]["value"] in (None, 0):
             raise PreventUpdate
@@ -132,11 +153,15 @@ def register(app: Dash, state: DashboardState) -> None:
             if row["kind"] == "class":
                 return f"mean:{row['key']}"
             raise PreventUpdate
-        click = click_a if trigger == ids.proj("graph", "a") else click_b
-        point = (click or {}).get("points", [{}])[0]
-        if "customdata" not in point:
+        from_a = trigger == ids.proj("graph", "a")
+        point = ((click_a if from_a else click_b) or {}).get("points", [{}])[0]
+        if "curveNumber" not in point or "pointNumber" not in point:
             raise PreventUpdate
-        return int(point["customdata"])
+        split, color = (split_a, color_a) if from_a else (split_b, color_b)
+        picked = _points_to_indices(state, [[point["curveNumber"], point["pointNumber"]]], split, color)
+        if not picked:
+            raise PreventUpdate
+        return picked[0]
 
     # -- confusion matrix -----------------------------------------------------------------------------------------
     @app.callback(Output(ids.CONFUSION, "figure"), Input(ids.CONFUSION, "id"))
@@ -152,7 +177,7 @@ def register(app: Dash, state: DashboardState) -> None:
     )
     def confusion_click(click: Any, _clear: Any) -> tuple[Any, Any]:
         if ctx.triggered_id == ids.GALLERY_CLEAR_FILTER:
-            return None, None
+            return None, []
         point = (click or {}).get("points", [{}])[0]
         if "x" not in point:
             raise PreventUpdate
@@ -227,20 +252,39 @@ def register(app: Dash, state: DashboardState) -> None:
     for panel in ids.PANEL_IDS:
         _register_projection(app, state, panel)
 
+    for panel in ids.PANEL_IDS:
+        # selectedData can hold tens of thousands of points with coordinates: reduce it in the browser to
+        # (trace, point) pairs before anything travels to the server.
+        app.clientside_callback(
+            """function(data) {
+                if (!data || !data.points) { return null; }
+                return data.points.map(function(p) { return [p.curveNumber, p.pointNumber]; });
+            }""",
+            Output(ids.proj("brush", panel), "data"),
+            Input(ids.proj("graph", panel), "selectedData"),
+            prevent_initial_call=True,
+        )
+
     @app.callback(
         Output(ids.SELECTION, "data", allow_duplicate=True),
-        Input(ids.proj("graph", "a"), "selectedData"),
-        Input(ids.proj("graph", "b"), "selectedData"),
+        Input(ids.proj("brush", "a"), "data"),
+        Input(ids.proj("brush", "b"), "data"),
+        State(ids.proj("split", "a"), "value"),
+        State(ids.proj("color", "a"), "value"),
+        State(ids.proj("split", "b"), "value"),
+        State(ids.proj("color", "b"), "value"),
         State(ids.SELECTION, "data"),
         prevent_initial_call=True,
     )
-    def brushed(a: Any, b: Any, current: Any) -> Any:
-        data = a if ctx.triggered_id == ids.proj("graph", "a") else b
-        if not data or not data.get("points"):
-            if current is None:  # the graph reporting its initial empty selection
+    def brushed(a: Any, b: Any, split_a: str, color_a: str, split_b: str, color_b: str, current: Any) -> Any:
+        from_a = ctx.triggered_id == ids.proj("brush", "a")
+        pairs = a if from_a else b
+        if not pairs:
+            if not current:  # the graph reporting its initial empty selection
                 raise PreventUpdate
-            return None
-        return sorted({int(p["customdata"]) for p in data["points"] if "customdata" in p})
+            return []  # cleared (None means never brushed)
+        split, color = (split_a, color_a) if from_a else (split_b, color_b)
+        return _points_to_indices(state, pairs, split, color)
 
     # -- rows, groups, panels -------------------------------------------------------------------------------------
     @app.callback(
@@ -406,7 +450,7 @@ def register(app: Dash, state: DashboardState) -> None:
         sort_ids: list[Any],
     ) -> Any:
         chosen = {i["layer"]: v for i, v in zip(sort_ids, sorts, strict=True)}
-        if ctx.triggered_id == ids.EXPLAIN and explain is not None:
+        if explain is not None and any(t["prop_id"] == f"{ids.EXPLAIN}.data" for t in ctx.triggered):
             chosen = {layer: "explain" for layer in panels}
         if not panels:
             return html.Div("Open a panel for a layer to compare activations row by row.", className="hint")
@@ -550,11 +594,12 @@ def _register_projection(app: Dash, state: DashboardState, panel: str) -> None:
         prevent_initial_call=True,
     )
     def highlight(selection: Any, split: str, color: str, layer: str, method: str) -> Any:
-        if not state.available(layer, method):
+        if selection is None or not state.available(layer, method):
+            # None: nothing was ever brushed (Dash may call this once at start-up, before the figure exists)
             raise PreventUpdate
         patch = Patch()
         traces = _trace_indices(state, split, color)
-        points = figures.selected_points(traces, None if selection is None else np.asarray(selection))
+        points = figures.selected_points(traces, np.asarray(selection) if selection else None)
         for t, p in enumerate(points):
             patch["data"][t]["selectedpoints"] = p
         return patch

@@ -42,6 +42,7 @@ def projection_panel(state: DashboardState, panel: str, layer: str, method: str)
         html.Div(id=ids.proj("status", panel), className="status"),
         dcc.Graph(id=ids.proj("graph", panel), config={"displaylogo": False, "scrollZoom": True}, className="scatter"),
         html.Div(id=ids.proj("quality", panel), className="quality"),
+        dcc.Store(id=ids.proj("brush", panel)),
         class_name="projection",
     )
 

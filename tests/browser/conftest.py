@@ -1,0 +1,77 @@
+"""A real dashboard on all 70,000 MNIST images, served on 127.0.0.1, driven by Playwright in Debian's chromium."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+from werkzeug.serving import make_server
+
+from layerscope.dashboard import create_app
+from layerscope.data import load_mnist
+from layerscope.models.pretrained import pretrained_seed_cnn
+from layerscope.pipeline import create_run
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def mnist_run(tmp_path_factory: pytest.TempPathFactory):
+    """The shipped weights over the whole bundled MNIST; PCA of input and dense layers (as the demo prepares it)."""
+    model, spec, provenance = pretrained_seed_cnn()
+    out = tmp_path_factory.mktemp("dash") / "mnist"
+    return create_run(out, load_mnist(), model, spec, device="cpu", provenance=provenance, pca_kinds=("image", "dense"))
+
+
+@pytest.fixture(scope="session")
+def server(mnist_run) -> Iterator[str]:
+    app = create_app(mnist_run)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    httpd = make_server("127.0.0.1", port, app.server, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}/"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="session")
+def browser_context(tmp_path_factory: pytest.TempPathFactory):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium")),
+            executable_path=CHROMIUM,
+            args=ARGS,
+            viewport={"width": 1500, "height": 1000},
+        )
+        yield context
+        context.close()
+
+
+@pytest.fixture
+def page(browser_context, server):
+    page = browser_context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server)
+    page.wait_for_selector("#proj-a-graph .legendtext", timeout=60_000)
+    page.wait_for_selector("#proj-b-graph .legendtext", timeout=60_000)
+    page.wait_for_selector(".thumb", timeout=60_000)
+    yield page
+    page.close()
+    assert not errors, errors

@@ -1,0 +1,139 @@
+"""The dashboard as a user drives it, on all 70,000 images, in headless chromium."""
+
+import re
+
+import numpy as np
+import pytest
+
+from layerscope.analysis import predictions
+from layerscope.run import Run
+
+pytestmark = pytest.mark.browser
+
+GRAPH = "#proj-{}-graph .js-plotly-plot"
+
+
+def traces(page, panel):
+    """[(name, number of points, number selected or None)] of a projection graph."""
+    return page.evaluate(
+        """sel => { const gd = document.querySelector(sel);
+               return gd.data.map((t, i) => [t.name, gd._fullData[i]._length,
+                   t.selectedpoints == null ? null : t.selectedpoints.length]); }""",
+        GRAPH.format(panel),
+    )
+
+
+def lasso(page, panel, curve, count):
+    """Select the first ``count`` points of trace ``curve``, as a lasso would (plotly's own selection event)."""
+    page.evaluate(
+        """([sel, curve, count]) => {
+            const gd = document.querySelector(sel);
+            const points = [];
+            for (let p = 0; p < count; p++) points.push({curveNumber: curve, pointNumber: p});
+            gd.emit('plotly_selected', {points: points});
+        }""",
+        [GRAPH.format(panel), curve, count],
+    )
+
+
+def test_page_loads_with_all_70000_points(page):
+    for panel in "ab":
+        shown = traces(page, panel)
+        classes = [n for n, _, _ in shown if n != "misclassified"]
+        assert classes == [str(d) for d in range(10)]
+        assert sum(count for name, count, _ in shown if name != "misclassified") == 70_000
+    assert "99." in page.text_content("header")
+    quality = page.text_content("#proj-a-quality")
+    assert re.search(r"kNN accuracy \(k=10, 2-D\) 0\.\d{3}", quality) and "70,000 points" in quality
+
+
+def test_gallery_click_updates_the_preview(page, mnist_run):
+    before = page.text_content("#preview-caption")
+    thumbs = page.locator(".gallery .thumbs").first.locator(".thumb")
+    thumbs.nth(3).click()
+    page.wait_for_function("b => document.querySelector('#preview-caption').textContent !== b", arg=before)
+    caption = page.text_content("#preview-caption")
+    index = int(re.search(r"(train|test)-(\d+)", caption).group(2))
+    assert Run(mnist_run.path).labels[index] == 0  # the gallery opens on digit 0
+    assert "true 0" in caption
+
+
+def test_add_button_adds_a_row_to_the_activation_panel(page):
+    before = page.text_content("#preview-caption")
+    page.locator(".gallery .thumbs").first.locator(".thumb").nth(5).click()
+    page.wait_for_function("b => document.querySelector('#preview-caption').textContent !== b", arg=before)
+    name = re.search(r"(train|test)-\d+", page.text_content("#preview-caption")).group(0)
+    page.click("#add-button")
+    page.wait_for_selector(f"#panel-fc2 .act-row:has-text('{name}')")
+    assert page.locator("#panel-fc2 .act-row").first.locator(".cell").count() == 64
+
+
+def test_layer_and_method_switch(page, mnist_run):
+    before = page.text_content("#proj-a-quality")
+    page.click("#proj-a-layer")
+    page.get_by_role("option", name="out", exact=True).click()
+    page.wait_for_function("b => document.querySelector('#proj-a-quality').textContent !== b", arg=before)
+    assert sum(count for name, count, _ in traces(page, "a") if name != "misclassified") == 70_000
+    # a method the Run does not have yet is computed in the background, then drawn
+    before = page.text_content("#proj-b-quality")
+    page.click("#proj-b-method")
+    page.get_by_role("option", name="LDA", exact=True).click()
+    page.wait_for_function(
+        "b => { const q = document.querySelector('#proj-b-quality').textContent;"
+        " return q !== b && /kNN accuracy/.test(q); }",
+        arg=before,
+        timeout=120_000,
+    )
+    assert Run(mnist_run.path).projection_meta("input", "lda") is not None
+    assert sum(count for name, count, _ in traces(page, "b") if name != "misclassified") == 70_000
+
+
+def test_lasso_makes_a_group_that_reaches_the_activation_panel_and_the_other_projection(page):
+    lasso(page, "a", 3, 250)
+    # linked brushing: the same 250 images light up in projection B
+    page.wait_for_function(
+        """sel => document.querySelector(sel).data.slice(0, 10)
+               .reduce((s, t) => s + (t.selectedpoints ? t.selectedpoints.length : 0), 0) === 250""",
+        arg=GRAPH.format("b"),
+    )
+    assert page.locator("#panel-fc2 .act-row:has-text('brushed points')").count() == 1
+    page.fill("#group-name", "my threes")
+    page.click("#group-save")
+    page.wait_for_selector(".group:has-text('my threes')")
+    assert "250 images" in page.text_content(".group:has-text('my threes')")
+    page.locator(".group:has-text('my threes')").get_by_role("button", name="add to panels").click()
+    page.wait_for_selector("#panel-fc2 .act-row:has-text('group my threes')")
+
+
+def test_explain_a_misclassification(page, mnist_run):
+    page.locator(".gallery .thumbs.wrong .thumb").first.click()
+    page.wait_for_function("() => /misclassified/.test(document.querySelector('#preview-caption').textContent)")
+    caption = page.text_content("#preview-caption")
+    index = int(re.search(r"(train|test)-(\d+)", caption).group(2))
+    predicted, _ = predictions(Run(mnist_run.path))
+    page.click("#explain-button")
+    page.wait_for_selector("#panel-fc2 .act-row:has-text('average')")
+    rows = page.locator("#panel-fc2 .row-name").all_text_contents()
+    assert any(f"-{index} " in r for r in rows)
+    assert "average 0" in rows and f"average {predicted[index]}" in rows
+    assert "explain" in page.text_content("#panel-fc2 .panel-head")
+    assert "departs from its class" in page.text_content("#panel-fc2")
+
+
+def test_confusion_cell_filters_the_gallery(page, mnist_run):
+    run = Run(mnist_run.path)
+    predicted, _ = predictions(run)
+    labels, split = np.asarray(run.labels), np.asarray(run.split)
+    expected = int(((split == 1) & (labels == 4) & (predicted == 9)).sum())
+    page.evaluate(
+        """() => document.querySelector('#confusion .js-plotly-plot')
+               .emit('plotly_click', {points: [{x: '9', y: '4', curveNumber: 0}]})"""
+    )
+    page.wait_for_selector(".gallery .row-title:has-text('true 4, predicted 9')")
+    assert page.locator(".gallery .thumb").count() == min(expected, 60)
+    assert f"{expected:,} images" in page.text_content("#gallery-info")
+    page.wait_for_function(
+        """([sel, n]) => document.querySelector(sel).data.slice(0, 10)
+               .reduce((s, t) => s + (t.selectedpoints ? t.selectedpoints.length : 0), 0) === n""",
+        arg=[GRAPH.format("a"), expected],
+    )
