@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = ["foundation.py"]
+BENCHMARKS = ["foundation.py", "dashboard.py"]
 
 if __name__ == "__main__":
     here = Path(__file__).parent

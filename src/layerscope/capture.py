@@ -212,7 +212,7 @@ def capture_dataset(
     dataset: Dataset,
     layers: Sequence[LayerInfo],
     out_dir: str | Path,
-    batch_size: int = 1024,
+    batch_size: int = 256,  # measured fastest on a 2-core CPU (channels-last oneDNN convolutions)
     device: torch.device | str | None = None,
     progress: ProgressFn = no_progress,
 ) -> CaptureResult:

@@ -171,20 +171,21 @@ def register(app: Dash, state: DashboardState) -> None:
     @app.callback(
         Output(ids.GALLERY_FILTER, "data"),
         Output(ids.SELECTION, "data", allow_duplicate=True),
+        Output(ids.SELECTION_ORIGIN, "data", allow_duplicate=True),
         Input(ids.CONFUSION, "clickData"),
         Input(ids.GALLERY_CLEAR_FILTER, "n_clicks"),
         prevent_initial_call=True,
     )
-    def confusion_click(click: Any, _clear: Any) -> tuple[Any, Any]:
+    def confusion_click(click: Any, _clear: Any) -> tuple[Any, Any, Any]:
         if ctx.triggered_id == ids.GALLERY_CLEAR_FILTER:
-            return None, []
+            return None, [], None
         point = (click or {}).get("points", [{}])[0]
         if "x" not in point:
             raise PreventUpdate
         names = [str(n) for n in state.class_names]
         true, pred = names.index(str(point["y"])), names.index(str(point["x"]))
         members = np.flatnonzero((state.split == 1) & (state.labels == true) & (state.predicted == pred))
-        return {"true": true, "pred": pred}, members.tolist()
+        return {"true": true, "pred": pred}, members.tolist(), None
 
     # -- gallery --------------------------------------------------------------------------------------------------
     @app.callback(
@@ -267,6 +268,7 @@ def register(app: Dash, state: DashboardState) -> None:
 
     @app.callback(
         Output(ids.SELECTION, "data", allow_duplicate=True),
+        Output(ids.SELECTION_ORIGIN, "data"),
         Input(ids.proj("brush", "a"), "data"),
         Input(ids.proj("brush", "b"), "data"),
         State(ids.proj("split", "a"), "value"),
@@ -279,12 +281,13 @@ def register(app: Dash, state: DashboardState) -> None:
     def brushed(a: Any, b: Any, split_a: str, color_a: str, split_b: str, color_b: str, current: Any) -> Any:
         from_a = ctx.triggered_id == ids.proj("brush", "a")
         pairs = a if from_a else b
+        origin = "a" if from_a else "b"
         if not pairs:
             if not current:  # the graph reporting its initial empty selection
                 raise PreventUpdate
-            return []  # cleared (None means never brushed)
+            return [], origin  # cleared (None means never brushed)
         split, color = (split_a, color_a) if from_a else (split_b, color_b)
-        return _points_to_indices(state, pairs, split, color)
+        return _points_to_indices(state, pairs, split, color), origin
 
     # -- rows, groups, panels -------------------------------------------------------------------------------------
     @app.callback(
@@ -591,10 +594,12 @@ def _register_projection(app: Dash, state: DashboardState, panel: str) -> None:
         State(ids.proj("color", panel), "value"),
         State(ids.proj("layer", panel), "value"),
         State(ids.proj("method", panel), "value"),
+        State(ids.SELECTION_ORIGIN, "data"),
         prevent_initial_call=True,
     )
-    def highlight(selection: Any, split: str, color: str, layer: str, method: str) -> Any:
-        if selection is None or not state.available(layer, method):
+    def highlight(selection: Any, split: str, color: str, layer: str, method: str, origin: Any) -> Any:
+        # the panel the user brushed in already shows its own selection: redrawing it would only cost time
+        if selection is None or origin == panel or not state.available(layer, method):
             # None: nothing was ever brushed (Dash may call this once at start-up, before the figure exists)
             raise PreventUpdate
         patch = Patch()

@@ -170,6 +170,7 @@ def build_layout(state: DashboardState) -> html.Div:
         dcc.Store(id=ids.PANELS, data=[first] if first in state.activation_layers else []),
         dcc.Store(id=ids.GROUPS, data={}),
         dcc.Store(id=ids.SELECTION, data=None),
+        dcc.Store(id=ids.SELECTION_ORIGIN, data=None),
         dcc.Store(id=ids.EXPLAIN, data=None),
         dcc.Store(id=ids.GALLERY_FILTER, data=None),
         dcc.Store(id=ids.GALLERY_PAGE, data=0),
