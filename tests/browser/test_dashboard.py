@@ -97,6 +97,9 @@ def test_lasso_makes_a_group_that_reaches_the_activation_panel_and_the_other_pro
         arg=GRAPH.format("b"),
     )
     assert page.locator("#panel-fc2 .act-row:has-text('brushed points')").count() == 1
+    # ... and in the gallery
+    page.wait_for_selector(".gallery .row-title:has-text('brushed in a projection: 250 images')")
+    assert page.locator(".gallery .brushed-row .thumb").count() == 60
     page.fill("#group-name", "my threes")
     page.click("#group-save")
     page.wait_for_selector(".group:has-text('my threes')")
@@ -137,3 +140,20 @@ def test_confusion_cell_filters_the_gallery(page, mnist_run):
                .reduce((s, t) => s + (t.selectedpoints ? t.selectedpoints.length : 0), 0) === n""",
         arg=[GRAPH.format("a"), expected],
     )
+
+
+def test_double_click_adds_the_image(page):
+    thumb = page.locator(".gallery .thumbs").first.locator(".thumb").nth(7)
+    key = re.search(r'"key":(\d+)', thumb.get_attribute("id")).group(1)
+    thumb.dblclick()
+    page.wait_for_selector(f"#panel-fc2 .act-row:has-text('-{key} ')")
+
+
+def test_hover_shows_the_image(page):
+    page.evaluate(
+        """sel => document.querySelector(sel).emit('plotly_hover', {points: [{curveNumber: 2, pointNumber: 10}]})""",
+        GRAPH.format("a"),
+    )
+    page.wait_for_function("() => (document.querySelector('#proj-a-hover-img').src || '').startsWith('data:image/png')")
+    text = page.text_content("#proj-a-hover-text")
+    assert re.search(r"(train|test)-\d+true 2predicted \d", text), text

@@ -90,3 +90,41 @@ def test_run_from_a_newer_version(tmp_path, tiny_run):
     manifest["format_version"] += 1
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     assert_one_line_error(layerscope("info", tmp_path, check=False), "newer layerscope", "pip install -U layerscope")
+
+
+def test_serve_binds_localhost_and_warns_on_0000(tiny_run):
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "layerscope.cli",
+            "serve",
+            str(tiny_run.path),
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(port),
+            "--no-browser",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=30)
+    assert "warning: serving on 0.0.0.0: the page has no authentication" in " ".join(stderr.split())

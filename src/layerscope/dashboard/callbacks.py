@@ -35,6 +35,18 @@ def _trace_indices(state: DashboardState, split: str, color: str) -> list[np.nda
     return [idx for _, idx, _ in traces] + [np.flatnonzero(keep & state.wrong)]
 
 
+def _brushed_row(state: DashboardState, selection: list[int] | None, selected: Any) -> list[Any]:
+    """The first images of the brushed selection, above the gallery."""
+    if not selection:
+        return []
+    shown = selection[:PAGE]
+    title = f"brushed in a projection: {len(selection):,} images" + (
+        f" (first {PAGE})" if len(selection) > PAGE else ""
+    )
+    thumbs = [_thumb(state, int(i), selected, state.name(int(i))) for i in shown]
+    return [html.Div(title, className="row-title"), html.Div(thumbs, className="thumbs brushed-row")]
+
+
 def _points_to_indices(state: DashboardState, pairs: list[list[int]], split: str, color: str) -> list[int]:
     """Dataset indices of plotly (trace, point) pairs of a projection figure drawn with ``split`` and ``color``."""
     traces = _trace_indices(state, split, color)
@@ -67,8 +79,12 @@ def _row_values(
     return np.asarray(values[np.sort(np.asarray(members))], dtype=np.float32).mean(0)
 
 
-def _thumb(state: DashboardState, key: int | str, selected: Any, title: str) -> html.Img:
+def _thumb(
+    state: DashboardState, key: int | str, selected: Any, title: str, brushed: set[int] | None = None
+) -> html.Img:
     classes = "thumb selected" if str(key) == str(selected) else "thumb"
+    if brushed and isinstance(key, int) and key in brushed:
+        classes += " brushed"
     return html.Img(src=state.thumbnail(key), id={"type": ids.THUMB, "key": key}, className=classes, title=title)
 
 
@@ -212,9 +228,10 @@ def register(app: Dash, state: DashboardState) -> None:
         Input(ids.GALLERY_SORT, "value"),
         Input(ids.GALLERY_PAGE, "data"),
         Input(ids.GALLERY_FILTER, "data"),
+        Input(ids.SELECTION, "data"),
         State(ids.SELECTED, "data"),
     )
-    def gallery(digit: int, sort: str, page: int, filt: Any, selected: Any) -> tuple[Any, str]:
+    def gallery(digit: int, sort: str, page: int, filt: Any, selection: Any, selected: Any) -> tuple[Any, str]:
         from layerscope.analysis import gallery as gallery_indices
 
         if filt:
@@ -230,18 +247,20 @@ def register(app: Dash, state: DashboardState) -> None:
             ]
             return body, f"page {page + 1} / {pages} · {len(members):,} images"
         correct, wrong = gallery_indices(state.run, int(digit), sort)
+        brushed = set(selection or [])
         pages = max(1, -(-len(correct) // PAGE))
         page = min(page, pages - 1)
         shown = correct[page * PAGE : (page + 1) * PAGE]
         name = state.class_names[int(digit)]
         first = [_thumb(state, f"mean:{int(digit)}", selected, f"average {name}")] + [
-            _thumb(state, int(i), selected, f"{state.name(int(i))} · {state.confidence[i]:.1%}") for i in shown
+            _thumb(state, int(i), selected, f"{state.name(int(i))} · {state.confidence[i]:.1%}", brushed) for i in shown
         ]
         second = [
-            _thumb(state, int(i), selected, f"{state.name(int(i))} → {state.class_names[state.predicted[i]]}")
+            _thumb(state, int(i), selected, f"{state.name(int(i))} → {state.class_names[state.predicted[i]]}", brushed)
             for i in wrong
         ]
         body = [
+            *_brushed_row(state, selection, selected),
             html.Div(f"correctly classified {name} (first: the average {name})", className="row-title"),
             html.Div(first, className="thumbs"),
             html.Div(f"misclassified {name}: {len(wrong):,}", className="row-title"),
@@ -298,12 +317,15 @@ def register(app: Dash, state: DashboardState) -> None:
         Input(ids.CLASS_ROWS, "n_clicks"),
         Input({"type": ids.ROW_REMOVE, "row": ALL}, "n_clicks"),
         Input({"type": ids.GROUP_ADD_ROW, "name": ALL}, "n_clicks"),
+        Input(ids.DBLCLICK, "data"),
         State(ids.SELECTED, "data"),
         State(ids.ROWS, "data"),
         State(ids.EXPLAIN, "data"),
         prevent_initial_call=True,
     )
-    def rows(_a: Any, _e: Any, _c: Any, _r: Any, _g: Any, selected: Any, current: list[Any], explain: Any) -> Any:
+    def rows(
+        _a: Any, _e: Any, _c: Any, _r: Any, _g: Any, dbl: Any, selected: Any, current: list[Any], explain: Any
+    ) -> Any:
         trigger = ctx.triggered_id
         if not ctx.triggered or ctx.triggered[0]["value"] in (None, 0):
             raise PreventUpdate
@@ -313,7 +335,9 @@ def register(app: Dash, state: DashboardState) -> None:
             if row not in rows:
                 rows.append(row)
 
-        if trigger == ids.ADD_BUTTON:
+        if trigger in (ids.ADD_BUTTON, ids.DBLCLICK):
+            if trigger == ids.DBLCLICK:
+                selected = dbl["key"]
             if isinstance(selected, str) and selected.startswith("mean:"):
                 add({"kind": "class", "key": int(selected.split(":")[1])})
             else:
@@ -586,6 +610,30 @@ def _register_projection(app: Dash, state: DashboardState, panel: str) -> None:
         if meta.get("note"):
             quality.append(html.Span(meta["note"], className="hint"))
         return fig, "", quality
+
+    @app.callback(
+        Output(ids.proj("hover-img", panel), "src"),
+        Output(ids.proj("hover-text", panel), "children"),
+        Input(ids.proj("graph", panel), "hoverData"),
+        State(ids.proj("split", panel), "value"),
+        State(ids.proj("color", panel), "value"),
+        prevent_initial_call=True,
+    )
+    def hover(data: Any, split: str, color: str) -> Any:
+        point = (data or {}).get("points", [{}])[0]
+        if "curveNumber" not in point or "pointNumber" not in point:
+            raise PreventUpdate
+        picked = _points_to_indices(state, [[point["curveNumber"], point["pointNumber"]]], split, color)
+        if not picked:
+            raise PreventUpdate
+        i = picked[0]
+        names = state.class_names
+        text = [
+            html.B(state.name(i)),
+            html.Div(f"true {names[state.labels[i]]}"),
+            html.Div(f"predicted {names[state.predicted[i]]} ({state.confidence[i]:.0%})"),
+        ]
+        return state.thumbnail(i), text
 
     @app.callback(
         Output(ids.proj("graph", panel), "figure", allow_duplicate=True),

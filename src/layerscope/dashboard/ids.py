@@ -7,6 +7,7 @@ GROUPS = "groups"  # store: {name: [indices]}
 SELECTION = "selection"  # store: indices brushed in a projection, or None
 SELECTION_ORIGIN = "selection-origin"  # store: the projection panel ("a"/"b") the selection was brushed in
 EXPLAIN = "explain"  # store: index of the misclassified image being explained, or None
+DBLCLICK = "dblclick"  # store: {"key": ...} of the last double-clicked thumbnail (set by assets/layerscope.js)
 GALLERY_FILTER = "gallery-filter"  # store: {"true": t, "pred": p} from a confusion cell, or None
 
 PREVIEW_IMAGE = "preview-image"

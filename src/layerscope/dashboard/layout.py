@@ -40,7 +40,17 @@ def projection_panel(state: DashboardState, panel: str, layer: str, method: str)
         f"Projection {panel.upper()}",
         controls,
         html.Div(id=ids.proj("status", panel), className="status"),
-        dcc.Graph(id=ids.proj("graph", panel), config={"displaylogo": False, "scrollZoom": True}, className="scatter"),
+        html.Div(
+            [
+                dcc.Graph(id=ids.proj("graph", panel), config={"displaylogo": False, "scrollZoom": True}),
+                html.Div(
+                    [html.Img(id=ids.proj("hover-img", panel)), html.Div(id=ids.proj("hover-text", panel))],
+                    id=ids.proj("hover", panel),
+                    className="hover-box",
+                ),
+            ],
+            className="scatter",
+        ),
         html.Div(id=ids.proj("quality", panel), className="quality"),
         dcc.Store(id=ids.proj("brush", panel)),
         class_name="projection",
@@ -124,7 +134,10 @@ def build_layout(state: DashboardState) -> html.Div:
             className="controls",
         ),
         html.Div(id=ids.GALLERY_BODY, className="gallery"),
-        html.Div("Click selects and previews; 'Add to activation panels' adds the selected image.", className="hint"),
+        html.Div(
+            "Click selects and previews; double-click (or 'Add to activation panels') adds the image to the panels.",
+            className="hint",
+        ),
     )
     groups = card(
         "Groups",
@@ -171,6 +184,7 @@ def build_layout(state: DashboardState) -> html.Div:
         dcc.Store(id=ids.GROUPS, data={}),
         dcc.Store(id=ids.SELECTION, data=None),
         dcc.Store(id=ids.SELECTION_ORIGIN, data=None),
+        dcc.Store(id=ids.DBLCLICK, data=None),
         dcc.Store(id=ids.EXPLAIN, data=None),
         dcc.Store(id=ids.GALLERY_FILTER, data=None),
         dcc.Store(id=ids.GALLERY_PAGE, data=0),
