@@ -96,7 +96,7 @@ def test_lasso_makes_a_group_that_reaches_the_activation_panel_and_the_other_pro
                .reduce((s, t) => s + (t.selectedpoints ? t.selectedpoints.length : 0), 0) === 250""",
         arg=GRAPH.format("b"),
     )
-    assert page.locator("#panel-fc2 .act-row:has-text('brushed points')").count() == 1
+    page.wait_for_selector("#panel-fc2 .act-row:has-text('brushed points')")
     # ... and in the gallery
     page.wait_for_selector(".gallery .row-title:has-text('brushed in a projection: 250 images')")
     assert page.locator(".gallery .brushed-row .thumb").count() == 60

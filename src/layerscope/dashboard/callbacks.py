@@ -35,6 +35,15 @@ def _trace_indices(state: DashboardState, split: str, color: str) -> list[np.nda
     return [idx for _, idx, _ in traces] + [np.flatnonzero(keep & state.wrong)]
 
 
+def _highlight_patch(state: DashboardState, selection: list[int], split: str, color: str) -> Patch:
+    """Set ``selectedpoints`` of every trace of a projection figure to the selected images ([] clears)."""
+    patch = Patch()
+    points = figures.selected_points(_trace_indices(state, split, color), np.asarray(selection) if selection else None)
+    for t, p in enumerate(points):
+        patch["data"][t]["selectedpoints"] = p
+    return patch
+
+
 def _brushed_row(state: DashboardState, selection: list[int] | None, selected: Any) -> list[Any]:
     """The first images of the brushed selection, above the gallery."""
     if not selection:
@@ -288,25 +297,49 @@ def register(app: Dash, state: DashboardState) -> None:
     @app.callback(
         Output(ids.SELECTION, "data", allow_duplicate=True),
         Output(ids.SELECTION_ORIGIN, "data"),
+        Output(ids.proj("graph", "a"), "figure", allow_duplicate=True),
+        Output(ids.proj("graph", "b"), "figure", allow_duplicate=True),
         Input(ids.proj("brush", "a"), "data"),
         Input(ids.proj("brush", "b"), "data"),
         State(ids.proj("split", "a"), "value"),
         State(ids.proj("color", "a"), "value"),
         State(ids.proj("split", "b"), "value"),
         State(ids.proj("color", "b"), "value"),
+        State(ids.proj("layer", "a"), "value"),
+        State(ids.proj("method", "a"), "value"),
+        State(ids.proj("layer", "b"), "value"),
+        State(ids.proj("method", "b"), "value"),
         State(ids.SELECTION, "data"),
         prevent_initial_call=True,
     )
-    def brushed(a: Any, b: Any, split_a: str, color_a: str, split_b: str, color_b: str, current: Any) -> Any:
+    def brushed(
+        a: Any,
+        b: Any,
+        split_a: str,
+        color_a: str,
+        split_b: str,
+        color_b: str,
+        layer_a: str,
+        method_a: str,
+        layer_b: str,
+        method_b: str,
+        current: Any,
+    ) -> Any:
+        """Brushing in one panel: the selected images, and (in the same response) their highlight in the other."""
         from_a = ctx.triggered_id == ids.proj("brush", "a")
         pairs = a if from_a else b
         origin = "a" if from_a else "b"
-        if not pairs:
-            if not current:  # the graph reporting its initial empty selection
-                raise PreventUpdate
-            return [], origin  # cleared (None means never brushed)
+        if not pairs and not current:  # the graph reporting its initial empty selection
+            raise PreventUpdate
         split, color = (split_a, color_a) if from_a else (split_b, color_b)
-        return _points_to_indices(state, pairs, split, color), origin
+        selection = _points_to_indices(state, pairs, split, color) if pairs else []  # [] = cleared
+        other_split, other_color, other_layer, other_method = (
+            (split_b, color_b, layer_b, method_b) if from_a else (split_a, color_a, layer_a, method_a)
+        )
+        patch: Any = no_update
+        if state.available(other_layer, other_method):
+            patch = _highlight_patch(state, selection, other_split, other_color)
+        return (selection, origin, no_update, patch) if from_a else (selection, origin, patch, no_update)
 
     # -- rows, groups, panels -------------------------------------------------------------------------------------
     @app.callback(
@@ -549,7 +582,7 @@ def _panel(
         [
             html.H4(f"{layer} · {units} units ({kind})"),
             dcc.Dropdown(
-                sort_options, sort, id={"type": ids.PANEL_SORT, "layer": layer}, clearable=False, className="ctl wide"
+                sort_options, sort, id={"type": ids.PANEL_SORT, "layer": layer}, clearable=False, className="ctl sort"
             ),
             legend,
             html.Button("close", id={"type": ids.PANEL_CLOSE, "layer": layer}, className="btn small"),
@@ -646,16 +679,11 @@ def _register_projection(app: Dash, state: DashboardState, panel: str) -> None:
         prevent_initial_call=True,
     )
     def highlight(selection: Any, split: str, color: str, layer: str, method: str, origin: Any) -> Any:
-        # the panel the user brushed in already shows its own selection: redrawing it would only cost time
-        if selection is None or origin == panel or not state.available(layer, method):
-            # None: nothing was ever brushed (Dash may call this once at start-up, before the figure exists)
+        # Brushing in a projection panel is highlighted by `brushed` itself (one round trip fewer). None: nothing
+        # was ever selected (Dash may call this once at start-up, before the figure exists).
+        if selection is None or origin in ids.PANEL_IDS or not state.available(layer, method):
             raise PreventUpdate
-        patch = Patch()
-        traces = _trace_indices(state, split, color)
-        points = figures.selected_points(traces, np.asarray(selection) if selection else None)
-        for t, p in enumerate(points):
-            patch["data"][t]["selectedpoints"] = p
-        return patch
+        return _highlight_patch(state, selection, split, color)
 
 
 def _was_waiting(state: DashboardState, layer: str, method: str) -> bool:

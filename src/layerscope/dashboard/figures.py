@@ -100,7 +100,7 @@ def scatter_figure(
             mode="markers",
             name="misclassified",
             customdata=wrong.astype(np.int32),
-            marker=dict(size=7, color="#111", symbol="circle-open", line=dict(width=1)),
+            marker=dict(size=6, color="rgba(17, 17, 17, 0.8)", symbol="circle-open", line=dict(width=0.8)),
             hovertemplate="#%{customdata} misclassified<extra></extra>",
             visible=True if color_by != "correct" else "legendonly",
         )

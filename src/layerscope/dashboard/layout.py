@@ -198,7 +198,8 @@ def build_layout(state: DashboardState) -> html.Div:
                     html.Div([preview, confusion], className="row two"),
                     projections,
                     gallery,
-                    html.Div([groups, panels], className="row"),
+                    groups,
+                    panels,
                 ]
             ),
             *stores,
