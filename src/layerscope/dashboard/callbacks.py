@@ -88,12 +88,8 @@ def _row_values(
     return np.asarray(values[np.sort(np.asarray(members))], dtype=np.float32).mean(0)
 
 
-def _thumb(
-    state: DashboardState, key: int | str, selected: Any, title: str, brushed: set[int] | None = None
-) -> html.Img:
+def _thumb(state: DashboardState, key: int | str, selected: Any, title: str) -> html.Img:
     classes = "thumb selected" if str(key) == str(selected) else "thumb"
-    if brushed and isinstance(key, int) and key in brushed:
-        classes += " brushed"
     return html.Img(src=state.thumbnail(key), id={"type": ids.THUMB, "key": key}, className=classes, title=title)
 
 
@@ -237,10 +233,9 @@ def register(app: Dash, state: DashboardState) -> None:
         Input(ids.GALLERY_SORT, "value"),
         Input(ids.GALLERY_PAGE, "data"),
         Input(ids.GALLERY_FILTER, "data"),
-        Input(ids.SELECTION, "data"),
         State(ids.SELECTED, "data"),
     )
-    def gallery(digit: int, sort: str, page: int, filt: Any, selection: Any, selected: Any) -> tuple[Any, str]:
+    def gallery(digit: int, sort: str, page: int, filt: Any, selected: Any) -> tuple[Any, str]:
         from layerscope.analysis import gallery as gallery_indices
 
         if filt:
@@ -256,26 +251,28 @@ def register(app: Dash, state: DashboardState) -> None:
             ]
             return body, f"page {page + 1} / {pages} · {len(members):,} images"
         correct, wrong = gallery_indices(state.run, int(digit), sort)
-        brushed = set(selection or [])
         pages = max(1, -(-len(correct) // PAGE))
         page = min(page, pages - 1)
         shown = correct[page * PAGE : (page + 1) * PAGE]
         name = state.class_names[int(digit)]
         first = [_thumb(state, f"mean:{int(digit)}", selected, f"average {name}")] + [
-            _thumb(state, int(i), selected, f"{state.name(int(i))} · {state.confidence[i]:.1%}", brushed) for i in shown
+            _thumb(state, int(i), selected, f"{state.name(int(i))} · {state.confidence[i]:.1%}") for i in shown
         ]
         second = [
-            _thumb(state, int(i), selected, f"{state.name(int(i))} → {state.class_names[state.predicted[i]]}", brushed)
+            _thumb(state, int(i), selected, f"{state.name(int(i))} → {state.class_names[state.predicted[i]]}")
             for i in wrong
         ]
         body = [
-            *_brushed_row(state, selection, selected),
             html.Div(f"correctly classified {name} (first: the average {name})", className="row-title"),
             html.Div(first, className="thumbs"),
             html.Div(f"misclassified {name}: {len(wrong):,}", className="row-title"),
             html.Div(second or [html.Span("none", className="hint")], className="thumbs wrong"),
         ]
         return body, f"page {page + 1} / {pages} · {len(correct):,} correct"
+
+    @app.callback(Output(ids.GALLERY_BRUSHED, "children"), Input(ids.SELECTION, "data"), State(ids.SELECTED, "data"))
+    def brushed_strip(selection: Any, selected: Any) -> Any:
+        return _brushed_row(state, selection, selected)
 
     # -- projections ----------------------------------------------------------------------------------------------
     for panel in ids.PANEL_IDS:
@@ -670,7 +667,8 @@ def _register_projection(app: Dash, state: DashboardState, panel: str) -> None:
 
     @app.callback(
         Output(ids.proj("graph", panel), "figure", allow_duplicate=True),
-        Input(ids.SELECTION, "data"),
+        Input(ids.GALLERY_FILTER, "data"),
+        State(ids.SELECTION, "data"),
         State(ids.proj("split", panel), "value"),
         State(ids.proj("color", panel), "value"),
         State(ids.proj("layer", panel), "value"),
@@ -678,7 +676,7 @@ def _register_projection(app: Dash, state: DashboardState, panel: str) -> None:
         State(ids.SELECTION_ORIGIN, "data"),
         prevent_initial_call=True,
     )
-    def highlight(selection: Any, split: str, color: str, layer: str, method: str, origin: Any) -> Any:
+    def highlight(_filter: Any, selection: Any, split: str, color: str, layer: str, method: str, origin: Any) -> Any:
         # Brushing in a projection panel is highlighted by `brushed` itself (one round trip fewer). None: nothing
         # was ever selected (Dash may call this once at start-up, before the figure exists).
         if selection is None or origin in ids.PANEL_IDS or not state.available(layer, method):

@@ -24,6 +24,7 @@ GALLERY_PAGE = "gallery-page"
 GALLERY_PREV = "gallery-prev"
 GALLERY_NEXT = "gallery-next"
 GALLERY_BODY = "gallery-body"
+GALLERY_BRUSHED = "gallery-brushed"
 GALLERY_INFO = "gallery-info"
 GALLERY_CLEAR_FILTER = "gallery-clear-filter"
 THUMB = "thumb"  # pattern: {"type": THUMB, "key": index or "mean:k"}

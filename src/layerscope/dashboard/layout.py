@@ -133,6 +133,7 @@ def build_layout(state: DashboardState) -> html.Div:
             ],
             className="controls",
         ),
+        html.Div(id=ids.GALLERY_BRUSHED, className="gallery"),
         html.Div(id=ids.GALLERY_BODY, className="gallery"),
         html.Div(
             "Click selects and previews; double-click (or 'Add to activation panels') adds the image to the panels.",
