@@ -5,6 +5,7 @@ ROWS = "rows"  # store: activation rows, [{"kind": "image"|"class"|"group", "key
 PANELS = "panels"  # store: layers with an open activation panel
 GROUPS = "groups"  # store: {name: [indices]}
 SELECTION = "selection"  # store: indices brushed in a projection, or None
+HIGHLIGHT_DONE = "highlight-done"  # store written by the clientside highlight (its size)
 SELECTION_ORIGIN = "selection-origin"  # store: the projection panel ("a"/"b") the selection was brushed in
 EXPLAIN = "explain"  # store: index of the misclassified image being explained, or None
 DBLCLICK = "dblclick"  # store: {"key": ...} of the last double-clicked thumbnail (set by assets/layerscope.js)

@@ -185,6 +185,7 @@ def build_layout(state: DashboardState) -> html.Div:
         dcc.Store(id=ids.GROUPS, data={}),
         dcc.Store(id=ids.SELECTION, data=None),
         dcc.Store(id=ids.SELECTION_ORIGIN, data=None),
+        dcc.Store(id=ids.HIGHLIGHT_DONE, data=None),
         dcc.Store(id=ids.DBLCLICK, data=None),
         dcc.Store(id=ids.EXPLAIN, data=None),
         dcc.Store(id=ids.GALLERY_FILTER, data=None),
