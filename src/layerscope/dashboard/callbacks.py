@@ -665,9 +665,9 @@ def _register_projection(app: Dash, state: DashboardState, panel: str) -> None:
 def _was_waiting(state: DashboardState, layer: str, method: str) -> bool:
     """True once, right after a background projection finished, so the panel redraws exactly then."""
     job = state.jobs.get((layer, method))
-    if job is None or not job.finished or getattr(job, "shown", False):
+    if job is None or not job.finished or job.shown:
         return False
-    job.shown = True  # type: ignore[attr-defined]
+    job.shown = True
     return True
 
 
@@ -679,4 +679,4 @@ def register_jobs(app: Dash, state: DashboardState) -> None:
         Input(ids.proj("status", "b"), "children"),
     )
     def poll(_n: Any, _a: Any, _b: Any) -> bool:
-        return not any(not job.finished or not getattr(job, "shown", False) for job in state.jobs.values())
+        return not any(not job.finished or not job.shown for job in state.jobs.values())

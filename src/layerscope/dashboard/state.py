@@ -35,6 +35,7 @@ class Job:
     task: str = "queued"
     error: str | None = None
     finished: bool = False
+    shown: bool = False  # the panel has redrawn since the job finished
 
     @property
     def percent(self) -> int:
