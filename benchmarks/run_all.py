@@ -1,4 +1,7 @@
-"""Run every benchmark in turn (``make bench``). Each prints its own table."""
+"""Run every benchmark in turn (``make bench``). Each prints its own table.
+
+Arguments are passed to ``foundation.py`` only (e.g. ``--retrain``); the others run with their defaults.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = ["foundation.py", "dashboard.py"]
+BENCHMARKS = ["foundation.py", "topk.py", "featurevis.py", "dashboard.py", "inside.py"]
 
 if __name__ == "__main__":
     here = Path(__file__).parent
     for name in BENCHMARKS:
         print(f"== {name}", flush=True)
-        code = subprocess.call([sys.executable, str(here / name), *sys.argv[1:]])
+        extra = sys.argv[1:] if name == "foundation.py" else []
+        code = subprocess.call([sys.executable, str(here / name), *extra])
         if code:
             sys.exit(code)

@@ -63,19 +63,20 @@ def gallery(run: Run, label: int, sort: str = "confidence", split: int | None = 
     return idx[correct], idx[~correct]
 
 
-def layer_values(run: Run, layer: str) -> np.ndarray:
-    """(N, units) values shown per unit: dense activations, or a conv layer's per-channel spatial means."""
+def layer_values(run: Run, layer: str, conv_stat: str = "mean") -> np.ndarray:
+    """(N, units) values shown per unit: dense activations, or a conv layer's per-channel spatial ``conv_stat``
+    ("mean", or "max": a unit's activation as top-k images and feature visualisation measure it)."""
     info = run.layer(layer)
     if info.kind == "dense":
         return run.activations(layer)
     if info.kind == "conv":
-        return run.channel_summary(layer, "mean")
+        return run.channel_summary(layer, conv_stat)
     raise LayerscopeError(f"layer {layer!r} is the input image; activation rows exist for conv and dense layers.")
 
 
-def class_means(run: Run, layer: str) -> np.ndarray:
+def class_means(run: Run, layer: str, conv_stat: str = "mean") -> np.ndarray:
     """(K, units) mean of ``layer_values`` over the images of each true class."""
-    values = np.asarray(layer_values(run, layer), dtype=np.float64)
+    values = np.asarray(layer_values(run, layer, conv_stat), dtype=np.float64)
     labels = np.asarray(run.labels)
     k = len(run.class_names)
     counts = np.bincount(labels, minlength=k)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -27,10 +27,13 @@ __all__ = [
     "ActivationRecorder",
     "CaptureResult",
     "LayerInfo",
+    "ModuleCall",
     "capture_dataset",
     "describe_layers",
     "iter_layer_batches",
+    "layer_outputs",
     "list_layers",
+    "trace_modules",
 ]
 
 INPUT = "input"
@@ -155,6 +158,89 @@ def _model_device(model: nn.Module) -> torch.device:
     return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
+def layer_outputs(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Full outputs of ``layers`` for a few images, float32 on the CPU: a whole feature map, which a Run never keeps.
+
+    ``x`` is (n, C, H, W) or one (C, H, W) image, float in [0, 1]; outputs keep the batch dimension, e.g.
+    ``{"conv2": (1, 32, 24, 24)}``. ``"input"`` gives ``x`` back.
+    """
+    x = x.unsqueeze(0) if x.ndim == 3 else x
+    x = x.to(_model_device(model), torch.float32)
+    with ActivationRecorder(model, layers) as rec, torch.inference_mode():
+        outputs = rec.run(x)
+    result = {name: outputs[name].float().cpu() for name in rec.layers}
+    if INPUT in layers:
+        result[INPUT] = x.detach().cpu()
+    return result
+
+
+@dataclass(frozen=True)
+class ModuleCall:
+    """One finished call of a module during a forward pass, with the shapes of its first input and output tensor."""
+
+    name: str
+    module: nn.Module
+    leaf: bool
+    input_shape: tuple[int, ...] | None
+    output_shape: tuple[int, ...] | None
+
+
+def _first_tensor(value: Any) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
+        return value[0]
+    return None
+
+
+def trace_modules(model: nn.Module, image_shape: tuple[int, ...], until: str | None = None) -> list[ModuleCall]:
+    """Every module call of a forward pass of one blank image, in the order the calls *finish* (a container comes
+    after the modules it ran), stopping after ``until`` when given. Hooks are removed and the mode restored after.
+
+    Functional calls in ``forward`` (``F.relu``, ``torch.flatten``) are not modules and do not appear; compare the
+    recorded shapes to notice them.
+    """
+    modules = {name: module for name, module in model.named_modules() if name}
+    if until is not None:
+        _resolve(model, [until])
+    calls: list[ModuleCall] = []
+
+    def hook(name: str, module: nn.Module) -> Any:
+        leaf = not list(module.children())
+
+        def record(mod: nn.Module, args: Any, output: Any) -> None:
+            inp, out = _first_tensor(args), _first_tensor(output)
+            calls.append(
+                ModuleCall(
+                    name,
+                    module,
+                    leaf,
+                    tuple(inp.shape) if inp is not None else None,
+                    tuple(out.shape) if out is not None else None,
+                )
+            )
+            if name == until:
+                raise _StopForward
+
+        return record
+
+    was_training = model.training
+    handles = []
+    try:
+        model.eval()
+        for name, module in modules.items():
+            handles.append(module.register_forward_hook(hook(name, module)))
+        with torch.inference_mode():
+            model(torch.zeros((1, *image_shape), device=_model_device(model)))
+    except _StopForward:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return calls
+
+
 def describe_layers(
     model: nn.Module, image_shape: tuple[int, int, int], layers: Sequence[str] | None = None
 ) -> list[LayerInfo]:
@@ -215,12 +301,16 @@ def capture_dataset(
     batch_size: int = 256,  # measured fastest on a 2-core CPU (channels-last oneDNN convolutions)
     device: torch.device | str | None = None,
     progress: ProgressFn = no_progress,
+    on_batch: Callable[[np.ndarray, dict[str, torch.Tensor]], None] | None = None,
 ) -> CaptureResult:
     """One batched pass over every image, writing ``.npy`` files into ``out_dir``.
 
     ``probs.npy`` (N, K) softmax probabilities; dense layers whole as ``activations/<layer>.npy`` (N, D); conv layers
     as per-channel spatial mean and max, ``activations/<layer>.mean.npy`` and ``.max.npy`` (N, C). Full conv maps are
     70k x 18,432 floats for conv2, so they are recomputed on demand instead of stored.
+
+    ``on_batch(batch_indices, outputs)`` sees every batch's full outputs on the way (e.g. a ``TopKCollector``), so
+    other per-image statistics need no second pass.
     """
     out_dir = Path(out_dir)
     (out_dir / "activations").mkdir(parents=True, exist_ok=True)
@@ -256,6 +346,8 @@ def capture_dataset(
                 flat = out.flatten(2)
                 arrays[f"{info.name}.mean"][lo:hi] = flat.mean(2).numpy()
                 arrays[f"{info.name}.max"][lo:hi] = flat.amax(2).numpy()
+        if on_batch is not None:
+            on_batch(batch, outputs)
         done = hi
         progress("capture", done, n)
     for array in [*arrays.values(), probs]:

@@ -8,6 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -209,6 +210,139 @@ def project(
     )
     if meta.get("note"):
         out.print(f"note: {meta['note']}")
+
+
+UnitOpt = Annotated[int, typer.Option(help="Unit: a conv layer's channel or a dense layer's neuron, from 0.")]
+
+
+def _check_unit(run: Any, layer: str, unit: int) -> Any:
+    info = run.layer(layer)
+    if info.kind == "image":
+        raise LayerscopeError(f"{layer!r} is the input image, not a layer with units; choose a conv or dense layer.")
+    if not 0 <= unit < info.shape[0]:
+        raise LayerscopeError(f"unit {unit} is out of range: {layer!r} has units 0 to {info.shape[0] - 1}.")
+    return info
+
+
+def _outlined(images: np.ndarray, boxes: list[Any]) -> np.ndarray:
+    """(N, C, H, W) in [0, 1] -> (N, 3, H, W) with each box (top, left, bottom, right) framed in yellow."""
+    rgb = np.repeat(images, 3, axis=1) if images.shape[1] == 1 else images.copy()
+    for image, box in zip(rgb, boxes, strict=True):
+        if box is None:
+            continue
+        top, left, bottom, right = box
+        frame = np.zeros(image.shape[1:], bool)
+        frame[top:bottom, left:right] = True
+        frame[top + 1 : bottom - 1, left + 1 : right - 1] = False
+        image[:, frame] = np.array([0.95, 0.79, 0.3])[:, None]
+    return rgb
+
+
+@app.command()
+def featurevis(
+    run_dir: RunArg,
+    layer: Annotated[str, typer.Option(help="Layer name; the output layer's units are the class logits.")],
+    unit: UnitOpt,
+    image: Annotated[Path, typer.Option("--out", help="PNG to write: naive gradient ascent, then regularised.")],
+    steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 256,
+    diverse: Annotated[int, typer.Option(help="How many diverse regularised images.")] = 1,
+    seed: Annotated[int, typer.Option(help="Random seed of the optimisation.")] = 0,
+    recompute: Annotated[bool, typer.Option(help="Optimise again even if the Run has it cached.")] = False,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """The input that maximises one unit, by gradient ascent: naive (plain pixels) beside regularised (jitter, scale
+    and rotation while optimising, and total variation). Cached in the Run."""
+    from layerscope.featurevis import save_png, unit_featurevis
+    from layerscope.training import resolve_device
+
+    run = _open(run_dir)
+    _check_unit(run, layer, unit)
+    if steps < 1 or diverse < 1:
+        raise LayerscopeError(f"--steps and --diverse must be at least 1 (got {steps}, {diverse}).")
+    if image.suffix.lower() != ".png":
+        raise LayerscopeError(f"--out {image}: give a .png file name.")
+    model = run.load_model(resolve_device(device))
+    with _bars() as progress:
+        fv = unit_featurevis(
+            run,
+            layer,
+            unit,
+            model=model,
+            recompute=recompute,
+            steps=steps,
+            n_diverse=diverse,
+            seed=seed,
+            progress=Bars(progress),
+        )
+    save_png(np.concatenate([fv.naive[None], fv.images]), image)
+    regularised = ", ".join(f"{a:.3f}" for a in fv.activation)
+    out.print(f"{layer} unit {unit}: naive {fv.naive_activation:.3f}, regularised {regularised}")
+    stored = run.manifest.get("topk", {})
+    if layer in stored.get("layers", []):
+        out.print(f"best of the {len(run.labels):,} dataset images: {float(run.topk(layer).values[unit, 0]):.3f}")
+    out.print(f"saved {image} (naive first)")
+
+
+@app.command()
+def topk(
+    run_dir: RunArg,
+    layer: Annotated[str, typer.Option(help="Layer name (see 'layerscope layers RUN').")],
+    unit: UnitOpt,
+    k: Annotated[int, typer.Option(help="Images per unit (computed for every unit of every layer at once).")] = 9,
+    recompute: Annotated[bool, typer.Option(help="Compute again even if the Run has them stored.")] = False,
+    image: Annotated[
+        Path | None, typer.Option("--out", help="Also save the images as a PNG strip (receptive fields outlined).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """The images of the whole dataset that activate one unit most (a conv channel by its spatial maximum)."""
+    from layerscope.receptive import receptive_field
+    from layerscope.topk import store_topk
+
+    run = _open(run_dir)
+    info = _check_unit(run, layer, unit)
+    if k < 1:
+        raise LayerscopeError(f"--k must be at least 1 (got {k}).")
+    with _bars() as progress:
+        result = store_topk(run, k=k, recompute=recompute, device=device, progress=Bars(progress))[layer]
+    rf = receptive_field(run.load_model(), layer, tuple(run.images.shape[1:])) if info.kind == "conv" else None
+    labels, split, names = run.labels, run.split, run.class_names
+    predicted = np.asarray(run.probs[result.indices[unit]]).argmax(1)
+    rows = []
+    for rank, (index, value) in enumerate(zip(result.indices[unit], result.values[unit], strict=True)):
+        row = {
+            "rank": rank + 1,
+            "index": int(index),
+            "split": "train" if split[index] == 0 else "test",
+            "label": names[labels[index]],
+            "predicted": names[predicted[rank]],
+            "activation": float(value),
+        }
+        if rf is not None and result.positions is not None and not rf.whole_image:
+            y, x = (int(v) for v in result.positions[unit, rank])
+            row["position"] = [y, x]
+            row["receptive_field"] = list(rf.box(y, x, run.images.shape[2:]))
+        rows.append(row)
+    if image is not None:
+        from layerscope.featurevis import save_png
+
+        pixels = np.asarray(run.images[result.indices[unit]], dtype=np.float32) / 255.0
+        save_png(_outlined(pixels, [r.get("receptive_field") for r in rows]), image)
+    if as_json:
+        out.print_json(data={"layer": layer, "unit": unit, "k": len(rows), "images": rows})
+        return
+    table = Table(title=f"top {len(rows)} images of {layer} unit {unit} (of {len(labels):,})")
+    for column in ("rank", "image", "label", "predicted", "activation", *(["receptive field"] if rf else [])):
+        table.add_column(column, justify="right" if column in ("rank", "activation") else "left")
+    for r in rows:
+        box = r.get("receptive_field")
+        extra = [f"rows {box[0]}-{box[2] - 1}, cols {box[1]}-{box[3] - 1}"] if rf and box else []
+        name = f"{r['split']}-{r['index']}"
+        table.add_row(str(r["rank"]), name, r["label"], r["predicted"], f"{r['activation']:.4f}", *extra)
+    out.print(table)
+    if image is not None:
+        out.print(f"saved {image}")
 
 
 HostOpt = Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the page to the network.")]

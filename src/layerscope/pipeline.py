@@ -1,4 +1,4 @@
-"""From a dataset and a model spec to a complete Run: train, save, capture, PCA of every layer."""
+"""From a dataset and a model spec to a complete Run: train, save, capture (with top-k images), PCA of every layer."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from layerscope.run import (
     write_dataset_arrays,
     write_json,
 )
+from layerscope.topk import DEFAULT_K, TopKCollector, write_topk
 from layerscope.training import EpochRecord, TrainConfig, fit, resolve_device
 
 __all__ = ["create_run", "default_cache_dir", "demo_run", "seed_cnn_spec", "train_run"]
@@ -128,12 +129,14 @@ def _write_run(
     random_state: int = 0,
     pca_kinds: tuple[str, ...] = ("image", "conv", "dense"),
 ) -> None:
-    """Everything after training: weights, dataset arrays, capture, manifest, PCA of every layer."""
+    """Everything after training: weights, dataset arrays, capture with top-k images, manifest, PCA of every layer."""
     model.to(device).eval()
     save_weights(model, tmp / "weights.safetensors")
     write_dataset_arrays(tmp, dataset)
     layers = describe_layers(model, dataset.image_shape)
-    captured = capture_dataset(model, dataset, layers, tmp, device=device, progress=progress)
+    # the top-k images per unit ride along the capture pass, which already has every layer's full output
+    topk = TopKCollector([info.name for info in layers if info.kind != "image"], DEFAULT_K)
+    captured = capture_dataset(model, dataset, layers, tmp, device=device, progress=progress, on_batch=topk)
     probs = np.load(tmp / "probs.npy", mmap_mode="r")
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
@@ -148,8 +151,10 @@ def _write_run(
         "projections": {},
     }
     write_json(tmp / "manifest.json", manifest)
+    run = Run(tmp)
+    write_topk(run, topk.result(), DEFAULT_K, topk.seconds)
     pca_layers = [info.name for info in layers if info.kind in pca_kinds]
-    compute_pca(Run(tmp), pca_layers, device=str(device), random_state=random_state, progress=progress, model=model)
+    compute_pca(run, pca_layers, device=str(device), random_state=random_state, progress=progress, model=model)
 
 
 def default_cache_dir() -> Path:

@@ -10,6 +10,8 @@ dashboard reads.
     activations/<layer>.mean.npy|max.npy  (N, C) float32, conv layers: per-channel spatial mean and max
     features/<layer>.pca.npy              (N, 50) float32, leading PCA scores (input to t-SNE, UMAP, LDA, Isomap)
     projections/<layer>/<method>.npy      (N, 2) float32
+    topk/<layer>.values.npy|indices.npy   (U, k) float32 descending / int64: the k images activating each unit most
+    topk/<layer>.positions.npy            (U, k, 2) int32 (y, x) of each conv channel's maximum (see topk.py)
 
 Arrays are opened memory-mapped. Every file is written under a temporary name and renamed into place, and a new Run
 is built in a temporary directory that is renamed only once complete, so an interrupted command never leaves a
@@ -39,6 +41,7 @@ from layerscope.capture import LayerInfo
 from layerscope.data.datasets import Dataset
 from layerscope.errors import LayerNotFoundError, RunError
 from layerscope.models.loading import build_model, load_weights
+from layerscope.topk import TopK
 
 __all__ = [
     "FORMAT_VERSION",
@@ -225,11 +228,30 @@ class Run:
             )
         return self._load(f"projections/{layer}/{method}.npy")
 
+    # -- top-k images ---------------------------------------------------------------------------------------------
+    def topk(self, layer: str) -> TopK:
+        """The k dataset images that activate each unit of ``layer`` most (see ``layerscope.topk``)."""
+        info = self.layer(layer)
+        if info.kind == "image":
+            raise RunError("the input has no units to rank images by; choose a conv or dense layer.")
+        if layer not in (self.manifest.get("topk") or {}).get("layers", []):
+            raise RunError(
+                f"no top-k images of {layer!r} in {self.path}; compute them with "
+                f"'layerscope topk {self.path} --layer {layer} --unit 0'."
+            )
+        positions = self._load(f"topk/{layer}.positions.npy") if info.kind == "conv" else None
+        return TopK(
+            values=np.array(self._load(f"topk/{layer}.values.npy")),
+            indices=np.array(self._load(f"topk/{layer}.indices.npy")),
+            positions=np.array(positions) if positions is not None else None,
+        )
+
     def computed(self) -> dict[str, Any]:
-        """What the Run holds, for ``info``: stored activations and projections per layer."""
+        """What the Run holds, for ``info``: stored activations and projections per layer, layers with top-k."""
         stored = {info.name: info.to_dict()["stored"] for info in self.layers}
         projections = {layer: sorted(methods) for layer, methods in self.manifest.get("projections", {}).items()}
-        return {"activations": stored, "projections": projections}
+        topk = (self.manifest.get("topk") or {}).get("layers", [])
+        return {"activations": stored, "projections": projections, "topk": list(topk)}
 
     # -- updating -------------------------------------------------------------------------------------------------
     def write_array(self, relpath: str, array: np.ndarray) -> None:

@@ -20,6 +20,11 @@ def test_subpackages_declare_all():
         "layerscope.projections",
         "layerscope.capture",
         "layerscope.run",
+        "layerscope.featurevis",
+        "layerscope.topk",
+        "layerscope.network",
+        "layerscope.receptive",
+        "layerscope.attribution",
     ]:
         mod = importlib.import_module(module)
         for name in mod.__all__:

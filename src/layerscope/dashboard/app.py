@@ -9,6 +9,7 @@ import webbrowser
 from dash import Dash
 
 from layerscope.dashboard.callbacks import register, register_jobs
+from layerscope.dashboard.inside import register_inside
 from layerscope.dashboard.layout import build_layout
 from layerscope.dashboard.state import DashboardState
 from layerscope.run import Run
@@ -28,6 +29,7 @@ def create_app(run: Run | str | os.PathLike[str]) -> Dash:
     app.layout = build_layout(state)
     register(app, state)
     register_jobs(app, state)
+    register_inside(app, state)
     app.layerscope_state = state  # type: ignore[attr-defined]
     return app
 

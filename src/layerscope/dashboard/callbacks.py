@@ -151,6 +151,7 @@ def register(app: Dash, state: DashboardState) -> None:
     @app.callback(
         Output(ids.SELECTED, "data"),
         Input({"type": ids.THUMB, "key": ALL}, "n_clicks"),
+        Input({"type": ids.TOPK_THUMB, "key": ALL, "rank": ALL}, "n_clicks"),
         Input(ids.proj("graph", "a"), "clickData"),
         Input(ids.proj("graph", "b"), "clickData"),
         Input({"type": ids.ROW_NAME, "row": ALL}, "n_clicks"),
@@ -163,6 +164,7 @@ def register(app: Dash, state: DashboardState) -> None:
     )
     def select(
         _thumbs: Any,
+        _topk: Any,
         click_a: Any,
         click_b: Any,
         _names: Any,
@@ -175,7 +177,7 @@ def register(app: Dash, state: DashboardState) -> None:
         trigger = ctx.triggered_id
         if not ctx.triggered or ctx.triggered[0]["value"] in (None, 0):
             raise PreventUpdate
-        if isinstance(trigger, dict) and trigger["type"] == ids.THUMB:
+        if isinstance(trigger, dict) and trigger["type"] in (ids.THUMB, ids.TOPK_THUMB):
             return trigger["key"]
         if isinstance(trigger, dict) and trigger["type"] == ids.ROW_NAME:
             row = rows[trigger["row"]]

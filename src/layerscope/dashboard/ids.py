@@ -59,3 +59,30 @@ PANEL_SORT = "panel-sort"  # pattern: {"type": PANEL_SORT, "layer": ...}
 ROW_REMOVE = "row-remove"  # pattern: {"type": ROW_REMOVE, "row": k}
 ROW_NAME = "row-name"  # pattern: {"type": ROW_NAME, "row": k}
 CLASS_ROWS = "class-rows"
+
+# inside the network
+NET_GRAPH = "net-graph"
+NET_EXPAND = "net-expand"  # checklist: conv layers shown channel by channel
+NET_EDGES = "net-edges"  # slider: strongest edges kept per node
+NET_THRESHOLD = "net-threshold"  # slider: minimum |w| as a share of the connection's largest
+NET_COLOR = "net-color"  # dropdown: what colours the nodes
+NET_INFO = "net-info"
+
+FMAP_SCALE = "fmap-scale"
+FMAP_AREA = "fmap-area"
+FMAP_TILE = "fmap-tile"  # pattern: {"type": FMAP_TILE, "layer": ..., "unit": c}
+FMAP_FOCUS = "fmap-focus"  # store: {"layer", "unit"} of the enlarged channel
+FMAP_ZOOM = "fmap-zoom"
+FMAP_OPEN_UNIT = "fmap-open-unit"
+
+UNIT = "unit"  # store: {"layer", "unit"} shown in the unit card
+UNIT_LAYER = "unit-layer"
+UNIT_INDEX = "unit-index"
+UNIT_TITLE = "unit-title"
+UNIT_WEIGHTS = "unit-weights"
+UNIT_CLASSES = "unit-classes"
+UNIT_TOPK = "unit-topk"
+UNIT_FEATUREVIS = "unit-featurevis"
+UNIT_GUIDED = "unit-guided"
+UNIT_INTERVAL = "unit-interval"
+TOPK_THUMB = "topk-thumb"  # pattern: {"type": TOPK_THUMB, "key": index, "rank": r}

@@ -7,6 +7,7 @@ from typing import Any
 from dash import dcc, html
 
 from layerscope.dashboard import ids
+from layerscope.dashboard.inside import inside_layout
 from layerscope.dashboard.state import DashboardState
 from layerscope.projections.compute import METHODS
 
@@ -202,6 +203,7 @@ def build_layout(state: DashboardState) -> html.Div:
                     gallery,
                     groups,
                     panels,
+                    *inside_layout(state),
                 ]
             ),
             *stores,

@@ -1,0 +1,169 @@
+"""Inside the network, in headless chromium over all 70,000 MNIST images: the weights graph, unit cards, feature maps.
+
+    python benchmarks/inside.py [--run DIR] [--repeats 7]
+
+Without --run, a Run is made from the shipped weights in a temporary directory (capture with top-k, PCA of input
+and dense layers), as `layerscope demo` prepares it. Figures:
+- building the graph figure on the server, with fc1's 4,608 x 64 weights filtered to the strongest per node;
+- edge slider moved -> graph redrawn in the browser (server + transfer + draw), every conv layer expanded;
+- a click on a unit -> its card with weights, top-9 images and guided backprop drawn (feature visualisation cached);
+- a unit's card on first open -> its feature visualisation shown (256 optimisation steps in the background);
+- selecting another image -> all 80 feature maps redrawn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from dashboard import ARGS, CHROMIUM, free_port  # noqa: E402
+
+NET = "#net-graph .js-plotly-plot"
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+    from werkzeug.serving import make_server
+
+    from layerscope.dashboard import create_app
+    from layerscope.dashboard.inside import _column
+    from layerscope.dashboard.unit_figures import network_figure
+    from layerscope.data import load_mnist
+    from layerscope.models.pretrained import pretrained_seed_cnn
+    from layerscope.pipeline import create_run
+    from layerscope.run import Run
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, default=None)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+
+    def row(name: str, value: str, note: str = "") -> None:
+        print(f"  {name:<52} {value:>10}  {note}", flush=True)
+
+    if args.run is None:
+        model, spec, provenance = pretrained_seed_cnn()
+        out = Path(tempfile.mkdtemp(prefix="layerscope-bench-")) / "mnist"
+        t0 = time.perf_counter()
+        run = create_run(out, load_mnist(), model, spec, provenance=provenance, pca_kinds=("image", "dense"))
+        row("Run from the shipped weights (capture + top-k + PCA)", f"{time.perf_counter() - t0:.1f} s")
+    else:
+        run = Run(args.run)
+
+    app = create_app(run)
+    state = app.layerscope_state  # type: ignore[attr-defined]
+    # -- server side: the graph figure ---------------------------------------------------------------------------
+    for expanded, label in (([], "conv layers collapsed"), (state.conv_layers, "every conv layer expanded")):
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            columns = [
+                _column(state, name, expanded, state.values(name)[0] if name != "input" else None)
+                for name in state.layers
+            ]
+            fig = network_figure(columns, [state.edges(name) for name in state.layers[1:]], per_node=3)
+            times.append(time.perf_counter() - t0)
+        edges = sum(sum(v is None for v in t.x) for t in fig.data if t.name == "weights")
+        row(
+            f"graph figure built, 3 edges/node, {label}",
+            f"{statistics.median(times) * 1000:.0f} ms",
+            f"{edges} edges drawn",
+        )
+
+    port = free_port()
+    httpd = make_server("127.0.0.1", port, app.server, threaded=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            tempfile.mkdtemp(), executable_path=CHROMIUM, args=ARGS, viewport={"width": 1500, "height": 1000}
+        )
+        page = context.new_page()
+        t0 = time.perf_counter()
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_selector(f"{NET} .scatterlayer")
+        page.wait_for_selector("#fmap-area .fmap")
+        page.wait_for_selector("#unit-guided img")
+        row("page -> graph, feature maps and unit card drawn", f"{time.perf_counter() - t0:.1f} s")
+        page.locator("#net-graph").scroll_into_view_if_needed()
+        for layer in state.conv_layers:
+            page.check(f"#net-expand input[value='{layer}']")
+        page.wait_for_timeout(1500)
+
+        def edges() -> int:
+            return int(
+                page.evaluate(
+                    f"""() => document.querySelector('{NET}').data.filter(t => t.name === 'weights')
+                       .reduce((n, t) => n + t.x.filter(v => v === null).length, 0)"""
+                )
+            )
+
+        for k in ("1", "3", "6", "12"):
+            times = []
+            for _ in range(3):
+                page.locator("#net-edges [role=slider]").press("Home")  # 0 edges per node
+                page.wait_for_function(
+                    f"() => document.querySelector('{NET}').data.filter(t => t.name === 'weights').length === 0"
+                )
+                t0 = time.perf_counter()
+                page.fill("#net-edges input", k)
+                page.press("#net-edges input", "Enter")
+                page.wait_for_function(
+                    f"() => document.querySelector('{NET}').data.filter(t => t.name === 'weights').length > 0"
+                )
+                page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+                times.append(time.perf_counter() - t0)
+            row(
+                f"edge slider -> graph redrawn, {k} edges/node",
+                f"{statistics.median(times) * 1000:.0f} ms",
+                f"{edges():,} edges, all conv layers expanded, median of 3",
+            )
+
+        # a unit card whose feature visualisation is cached vs one computed on first open
+        def open_unit(layer: str, unit: int) -> float:
+            t0 = time.perf_counter()
+            page.locator("#unit-layer").click()
+            page.get_by_role("dialog").get_by_role("option", name=layer, exact=True).click()
+            page.fill("#unit-index", str(unit))
+            page.wait_for_function(
+                "t => document.querySelector('#unit-title').textContent.includes(t)",
+                arg=f"{layer} · {'channel' if layer in state.conv_layers else 'neuron'} {unit}",
+            )
+            page.wait_for_selector("#unit-featurevis img", timeout=120_000)
+            page.wait_for_selector("#unit-topk .topk-thumb")
+            page.wait_for_selector("#unit-guided img")
+            return time.perf_counter() - t0
+
+        first = [open_unit("fc1", u) for u in (11, 12, 13)]
+        row("unit card, first open -> feature vis shown", f"{statistics.median(first):.2f} s", "fc1, median of 3")
+        again = [open_unit("fc1", u) for u in (11, 12, 13)]
+        row("unit card, cached -> everything drawn", f"{statistics.median(again) * 1000:.0f} ms", "median of 3")
+
+        fmaps = []
+        thumbs = page.locator(".gallery .thumbs").first.locator(".thumb")
+        for i in range(args.repeats):
+            before = page.get_attribute("#fmap-area .fmap >> nth=20", "src")
+            t0 = time.perf_counter()
+            thumbs.nth(10 + i).click()
+            page.wait_for_function(
+                "b => document.querySelector('#fmap-area .fmap:nth-child(5)') &&"
+                " document.querySelectorAll('#fmap-area .fmap')[20].getAttribute('src') !== b",
+                arg=before,
+            )
+            fmaps.append(time.perf_counter() - t0)
+        row(
+            "select an image -> 80 feature maps redrawn",
+            f"{statistics.median(fmaps) * 1000:.0f} ms",
+            f"median of {len(fmaps)}",
+        )
+        context.close()
+    httpd.shutdown()
+
+
+if __name__ == "__main__":
+    main()

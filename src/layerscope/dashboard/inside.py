@@ -1,0 +1,496 @@
+"""Inside the network: the weights graph, the selected image's feature maps, and one card per unit.
+
+Layout builders and callbacks; computation lives in the core (network, topk, receptive, featurevis, attribution)
+and in the server-side state, figures in ``unit_figures``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from dash import ALL, Dash, Input, Output, State, ctx, dcc, html
+from dash.exceptions import PreventUpdate
+
+from layerscope.dashboard import ids
+from layerscope.dashboard.figures import empty_figure
+from layerscope.dashboard.state import DashboardState
+from layerscope.dashboard.unit_figures import (
+    GraphColumn,
+    class_bars,
+    colorize,
+    feature_map_figure,
+    network_figure,
+    overlay_png,
+    png_uri,
+    weights_figure,
+)
+
+__all__ = ["inside_layout", "register_inside"]
+
+
+def _card(title: str, *children: Any, extra: Any = None, class_name: str = "") -> html.Div:
+    head = [html.H3(title)] + ([extra] if extra is not None else [])
+    return html.Div([html.Div(head, className="card-head"), *children], className=f"card {class_name}".strip())
+
+
+def default_unit(state: DashboardState) -> dict[str, Any]:
+    """The unit the card opens on: channel 0 of the second conv layer (the first has 3x3 kernels only), else of the
+    first layer."""
+    convs = state.conv_layers
+    return {"layer": convs[1] if len(convs) > 1 else state.activation_layers[0], "unit": 0}
+
+
+def inside_layout(state: DashboardState) -> list[Any]:
+    """The cards of the 'inside the network' part of the page."""
+    colour_options = [
+        {"label": "selected image", "value": "image"},
+        {"label": "brushed points (mean)", "value": "selection"},
+        {"label": "no colour", "value": "none"},
+    ]
+    network = _card(
+        "Network: weights and activations",
+        html.Div(
+            [
+                html.Span("expand", className="label"),
+                dcc.Checklist(
+                    [{"label": f" {name}", "value": name} for name in state.conv_layers],
+                    [],
+                    id=ids.NET_EXPAND,
+                    inline=True,
+                    className="radio",
+                ),
+                html.Span("edges per node", className="label"),
+                html.Div(
+                    dcc.Slider(0, 12, 1, value=3, id=ids.NET_EDGES, marks={0: "0", 3: "3", 6: "6", 12: "12"}),
+                    className="slider",
+                ),
+                html.Span("min |w|", className="label"),
+                html.Div(
+                    dcc.Slider(
+                        0,
+                        0.9,
+                        0.05,
+                        value=0.0,
+                        id=ids.NET_THRESHOLD,
+                        marks={0: "0", 0.3: "30%", 0.6: "60%", 0.9: "90%"},
+                    ),
+                    className="slider",
+                ),
+                html.Span("colour nodes by", className="label"),
+                dcc.Dropdown(colour_options, "image", id=ids.NET_COLOR, clearable=False, className="ctl wide"),
+            ],
+            className="controls",
+        ),
+        html.Div(id=ids.NET_INFO, className="hint"),
+        dcc.Graph(id=ids.NET_GRAPH, config={"displaylogo": False, "scrollZoom": True}),
+        html.Div(
+            "Red edges excite, blue inhibit; width is |w|. Click a conv layer's node to expand it into its channels "
+            "(kernel thumbnails beside them), click a unit to open its card. Scroll to zoom, drag to pan.",
+            className="hint",
+        ),
+    )
+    feature_maps = _card(
+        "Feature maps of the selected image",
+        html.Div(
+            [
+                dcc.RadioItems(
+                    [
+                        {"label": "one colour scale per channel", "value": "channel"},
+                        {"label": "one per layer", "value": "layer"},
+                    ],
+                    "channel",
+                    id=ids.FMAP_SCALE,
+                    inline=True,
+                    className="radio",
+                ),
+            ],
+            className="controls",
+        ),
+        html.Div(id=ids.FMAP_AREA, className="fmap-area"),
+        html.Div(
+            [
+                dcc.Graph(id=ids.FMAP_ZOOM, config={"displayModeBar": False}, className="fmap-zoom"),
+                html.Button("Open unit card", id=ids.FMAP_OPEN_UNIT, className="btn small"),
+            ],
+            className="fmap-focus",
+        ),
+        dcc.Store(id=ids.FMAP_FOCUS, data={"layer": state.conv_layers[0], "unit": 0} if state.conv_layers else None),
+        class_name="fmaps",
+    )
+    start = default_unit(state)
+    unit_card = _card(
+        "Unit",
+        html.Div(
+            [
+                dcc.Dropdown(
+                    state.activation_layers, start["layer"], id=ids.UNIT_LAYER, clearable=False, className="ctl"
+                ),
+                dcc.Input(id=ids.UNIT_INDEX, type="number", min=0, step=1, value=start["unit"], className="text small"),
+                html.Div(id=ids.UNIT_TITLE, className="unit-title"),
+            ],
+            className="controls",
+        ),
+        html.Div(
+            [
+                html.Div(
+                    [html.H4("Incoming weights"), dcc.Graph(id=ids.UNIT_WEIGHTS, config={"displayModeBar": False})],
+                    className="unit-cell",
+                ),
+                html.Div(
+                    [
+                        html.H4("Mean activation per class"),
+                        dcc.Graph(id=ids.UNIT_CLASSES, config={"displayModeBar": False}),
+                    ],
+                    className="unit-cell",
+                ),
+            ],
+            className="unit-row",
+        ),
+        html.H4("Top dataset images"),
+        html.Div(id=ids.UNIT_TOPK, className="topk"),
+        html.H4("Feature visualisation: the input that maximises the unit"),
+        html.Div(id=ids.UNIT_FEATUREVIS, className="featurevis"),
+        html.H4("What drives it in the selected image"),
+        html.Div(id=ids.UNIT_GUIDED, className="guided"),
+        dcc.Store(id=ids.UNIT, data=start),
+        dcc.Interval(id=ids.UNIT_INTERVAL, interval=700, disabled=True),
+        class_name="unit-card",
+    )
+    return [network, html.Div([feature_maps, unit_card], className="row two inside")]
+
+
+# -- helpers the callbacks share -----------------------------------------------------------------------------------
+def _node_values(state: DashboardState, layer: str, colour: str, selected: Any, selection: Any) -> np.ndarray | None:
+    """Per-unit values colouring a layer's nodes: the selected image's, or the brushed points' mean."""
+    if colour == "none" or state.run.layer(layer).kind == "image":
+        return None
+    values = state.values(layer)
+    if colour == "selection":
+        if not selection:
+            return None
+        return np.asarray(values[np.sort(np.asarray(selection))], dtype=np.float32).mean(0)
+    if isinstance(selected, str) and selected.startswith("mean:"):
+        return state.class_means(layer)[int(selected.split(":")[1])]
+    return np.asarray(values[int(selected)], dtype=np.float32)
+
+
+def _column(state: DashboardState, layer: str, expanded: list[str], values: np.ndarray | None) -> GraphColumn:
+    info = state.run.layer(layer)
+    units = info.shape[0]
+    shape = "x".join(str(s) for s in info.shape)
+    label = f"{layer} {units}@{shape.split('x', 1)[-1]}" if info.kind != "dense" else f"{layer} {units} units"
+    if info.kind == "image":
+        label = f"{layer} {shape}"
+    is_open = info.kind == "dense" or layer in expanded
+    return GraphColumn(
+        name=layer,
+        kind=info.kind,
+        units=units,
+        expanded=is_open,
+        label=label,
+        values=values,
+        thumbs=state.kernel_thumbs(layer) if is_open and info.kind == "conv" else None,
+        unit_names=state.class_names if layer == state.layers[-1] and units == len(state.class_names) else None,
+    )
+
+
+def _fmap_tiles(state: DashboardState, selected: Any, scale: str, focus: Any) -> list[Any]:
+    maps = state.feature_maps(selected)
+    blocks = []
+    for layer, fmap in maps.items():  # (C, H, W)
+        lo_l, hi_l = float(fmap.min()), float(fmap.max())
+        tiles = []
+        for c, m in enumerate(fmap):
+            lo, hi = (float(m.min()), float(m.max())) if scale == "channel" else (lo_l, hi_l)
+            chosen = focus is not None and focus.get("layer") == layer and focus.get("unit") == c
+            tiles.append(
+                html.Img(
+                    src=png_uri(colorize(m, lo, hi)),
+                    id={"type": ids.FMAP_TILE, "layer": layer, "unit": c},
+                    className="fmap" + (" chosen" if chosen else ""),
+                    title=f"{layer} channel {c}: max {m.max():.3f}, mean {m.mean():.3f}",
+                )
+            )
+        h, w = fmap.shape[1:]
+        head = f"{layer} · {len(fmap)} channels of {h}x{w}" + (
+            f" · layer scale {lo_l:.2f} to {hi_l:.2f}" if scale == "layer" else ""
+        )
+        blocks.append(html.Div([html.Div(head, className="row-title"), html.Div(tiles, className="fmap-grid")]))
+    return blocks
+
+
+def _job_text(job: Any, what: str) -> html.Span:
+    if job is not None and job.error:
+        return html.Span(f"{what} failed: {job.error}", className="bad")
+    percent = job.percent if job is not None else 0
+    return html.Span(f"computing {what}… {percent}%", className="status")
+
+
+def register_inside(app: Dash, state: DashboardState) -> None:
+    # -- network graph --------------------------------------------------------------------------------------------
+    @app.callback(
+        Output(ids.NET_GRAPH, "figure"),
+        Output(ids.NET_INFO, "children"),
+        Input(ids.NET_EXPAND, "value"),
+        Input(ids.NET_EDGES, "value"),
+        Input(ids.NET_THRESHOLD, "value"),
+        Input(ids.NET_COLOR, "value"),
+        Input(ids.SELECTED, "data"),
+        Input(ids.SELECTION, "data"),
+    )
+    def network(
+        expanded: list[str], per_node: int, threshold: float, colour: str, selected: Any, selection: Any
+    ) -> Any:
+        layers = state.layers
+        columns = [
+            _column(state, name, expanded or [], _node_values(state, name, colour, selected, selection))
+            for name in layers
+        ]
+        edges = [state.edges(name) for name in layers[1:]]
+        missing = [name for name, e in zip(layers[1:], edges, strict=True) if e is None]
+        info = [f"{sum(int(np.prod(e.shape)) for e in edges if e is not None):,} unit-to-unit weights"]
+        if missing:
+            info.append(f"no weights shown into {', '.join(missing)} (not a Linear/Conv2d layer layerscope can read)")
+        if colour == "selection" and not selection:
+            info.append("brush points in a projection to colour by their mean")
+        return network_figure(columns, edges, int(per_node or 0), float(threshold or 0.0)), " · ".join(info)
+
+    @app.callback(
+        Output(ids.NET_EXPAND, "value"),
+        Input(ids.NET_GRAPH, "clickData"),
+        State(ids.NET_EXPAND, "value"),
+        prevent_initial_call=True,
+    )
+    def expand(click: Any, expanded: list[str]) -> Any:
+        point = (click or {}).get("points", [{}])[0]
+        layer, unit = (point.get("customdata") or [None, None])[:2]
+        if layer not in state.conv_layers:
+            raise PreventUpdate
+        expanded = list(expanded or [])
+        if unit == -1:
+            return [*expanded, layer] if layer not in expanded else expanded
+        raise PreventUpdate
+
+    # -- which unit the card shows ----------------------------------------------------------------------------------
+    @app.callback(
+        Output(ids.UNIT, "data"),
+        Output(ids.UNIT_LAYER, "value"),
+        Output(ids.UNIT_INDEX, "value"),
+        Output(ids.UNIT_INDEX, "max"),
+        Input(ids.NET_GRAPH, "clickData"),
+        Input(ids.FMAP_OPEN_UNIT, "n_clicks"),
+        Input(ids.UNIT_LAYER, "value"),
+        Input(ids.UNIT_INDEX, "value"),
+        State(ids.FMAP_FOCUS, "data"),
+        State(ids.UNIT, "data"),
+    )
+    def unit(click: Any, _open: Any, layer: str, index: Any, focus: Any, current: dict[str, Any]) -> Any:
+        trigger = ctx.triggered_id
+        if trigger == ids.NET_GRAPH:
+            point = (click or {}).get("points", [{}])[0]
+            layer, index = (point.get("customdata") or [None, -1])[:2]
+            if layer is None or index is None or int(index) < 0:
+                raise PreventUpdate
+        elif trigger == ids.FMAP_OPEN_UNIT:
+            if not focus:
+                raise PreventUpdate
+            layer, index = focus["layer"], focus["unit"]
+        if layer is None:
+            layer = current["layer"]
+        units = state.run.layer(layer).shape[0]
+        index = int(np.clip(int(index) if index is not None else 0, 0, units - 1))
+        if trigger == ids.UNIT_LAYER and layer != current["layer"]:
+            index = 0
+        return {"layer": layer, "unit": index}, layer, index, units - 1
+
+    # -- the unit card ----------------------------------------------------------------------------------------------
+    @app.callback(
+        Output(ids.UNIT_TITLE, "children"),
+        Output(ids.UNIT_WEIGHTS, "figure"),
+        Output(ids.UNIT_CLASSES, "figure"),
+        Input(ids.UNIT, "data"),
+    )
+    def unit_static(unit: dict[str, Any]) -> Any:
+        layer, u = unit["layer"], int(unit["unit"])
+        info = state.run.layer(layer)
+        noun = "channel" if info.kind == "conv" else "neuron"
+        if info.kind == "conv":
+            measure = "spatial max of the channel"
+        elif layer == state.layers[-1] and info.shape[0] == len(state.class_names):
+            measure = f"logit of class {state.class_names[u]}"
+        else:
+            measure = "the neuron's output"
+        title = html.Span([html.B(f"{layer} · {noun} {u}"), f" of {info.shape[0]} · activation: {measure}"])
+        try:
+            weights = state.incoming(layer, u)
+            shape = "x".join(str(s) for s in np.asarray(weights.array).shape)
+            label = {"kernel": "kernel", "kernels": "kernel per input channel", "maps": "weight maps per input channel"}
+            wfig = weights_figure(
+                weights.kind, weights.array, weights.bias, f"{label.get(weights.kind, 'weights')} ({shape})"
+            )
+        except Exception as e:  # a layer without weights (pooling) or one layerscope cannot read
+            wfig = empty_figure(str(e))
+            wfig.update_layout(height=260)
+        means = state.unit_class_means(layer)[:, u]
+        cfig = class_bars(means, state.class_names, "mean activation over each class's images")
+        return title, wfig, cfig
+
+    @app.callback(
+        Output(ids.UNIT_TOPK, "children"),
+        Output(ids.UNIT_FEATUREVIS, "children"),
+        Input(ids.UNIT, "data"),
+        Input(ids.UNIT_INTERVAL, "n_intervals"),
+        State(ids.SELECTED, "data"),
+    )
+    def unit_results(unit: dict[str, Any], _tick: Any, selected: Any) -> Any:
+        layer, u = unit["layer"], int(unit["unit"])
+        return _topk_view(state, layer, u, selected), _featurevis_view(state, layer, u)
+
+    @app.callback(
+        Output(ids.UNIT_GUIDED, "children"),
+        Input(ids.UNIT, "data"),
+        Input(ids.SELECTED, "data"),
+    )
+    def guided(unit: dict[str, Any], selected: Any) -> Any:
+        layer, u = unit["layer"], int(unit["unit"])
+        cells = [_figure_cell(state.thumbnail(selected, 140), "selected image")]
+        gray = state.image_array(selected)
+        gray = gray if gray.ndim == 2 else gray.mean(2)
+        try:
+            for method, label in (("guided", "guided backprop"), ("deconv", "deconvolution")):
+                drive = state.guided(selected, layer, u, method).sum(0)  # (C, H, W) -> (H, W)
+                cells.append(_figure_cell(overlay_png(gray, drive, 5), label))
+        except Exception as e:
+            return html.Span(f"cannot compute guided backprop: {e}", className="bad")
+        hint = html.Div(
+            "Over the dimmed image, red: pixels that raise the unit at its strongest position, blue: pixels that "
+            "lower it (guided backprop passes only positive gradients through positive ReLUs; deconvolution only "
+            "positive gradients).",
+            className="hint",
+        )
+        return [html.Div(cells, className="figure-row"), hint]
+
+    @app.callback(
+        Output(ids.UNIT_INTERVAL, "disabled"),
+        Input(ids.UNIT_INTERVAL, "n_intervals"),
+        Input(ids.UNIT_TOPK, "children"),
+        Input(ids.UNIT_FEATUREVIS, "children"),
+    )
+    def poll(_n: Any, _a: Any, _b: Any) -> bool:
+        return not any(not job.finished or not job.shown for job in state.unit_jobs.values())
+
+    # -- feature maps -----------------------------------------------------------------------------------------------
+    @app.callback(
+        Output(ids.FMAP_AREA, "children"),
+        Input(ids.SELECTED, "data"),
+        Input(ids.FMAP_SCALE, "value"),
+        Input(ids.FMAP_FOCUS, "data"),
+    )
+    def feature_maps(selected: Any, scale: str, focus: Any) -> Any:
+        if not state.conv_layers:
+            return html.Div("This model has no convolutional layers.", className="hint")
+        return _fmap_tiles(state, selected, scale, focus)
+
+    @app.callback(
+        Output(ids.FMAP_FOCUS, "data"),
+        Input({"type": ids.FMAP_TILE, "layer": ALL, "unit": ALL}, "n_clicks"),
+        prevent_initial_call=True,
+    )
+    def focus(_clicks: Any) -> Any:
+        if not ctx.triggered or not ctx.triggered[0]["value"]:
+            raise PreventUpdate
+        trigger = ctx.triggered_id
+        return {"layer": trigger["layer"], "unit": int(trigger["unit"])}
+
+    @app.callback(
+        Output(ids.FMAP_ZOOM, "figure"),
+        Output(ids.FMAP_OPEN_UNIT, "disabled"),
+        Input(ids.FMAP_FOCUS, "data"),
+        Input(ids.SELECTED, "data"),
+        Input(ids.FMAP_SCALE, "value"),
+    )
+    def zoom(focus: Any, selected: Any, scale: str) -> Any:
+        if not focus or focus["layer"] not in state.conv_layers:
+            fig = empty_figure("Click a channel to enlarge it.")
+            fig.update_layout(height=300)
+            return fig, True
+        fmap = state.feature_maps(selected)[focus["layer"]]
+        m = fmap[focus["unit"]]
+        lo, hi = (float(m.min()), float(m.max())) if scale == "channel" else (float(fmap.min()), float(fmap.max()))
+        return feature_map_figure(m, lo, hi, f"{focus['layer']} channel {focus['unit']}"), False
+
+
+def _figure_cell(src: str, caption: str) -> html.Div:
+    return html.Div([html.Img(src=src, className="fig-img"), html.Div(caption, className="hint")], className="fig-cell")
+
+
+def _topk_view(state: DashboardState, layer: str, unit: int, selected: Any) -> Any:
+    topk = state.topk(layer)
+    if topk is None:
+        job = state.unit_job("*", "topk")
+        return _job_text(job, f"the top images of every unit over {state.n:,} images")
+    job = state.unit_job("*", "topk")
+    if job is not None and job.finished:
+        job.shown = True
+    info = state.run.layer(layer)
+    rf = state.receptive_field(layer) if info.kind == "conv" else None
+    h, w = state.images.shape[2:]
+    thumbs = []
+    for rank, (index, value) in enumerate(zip(topk.indices[unit], topk.values[unit], strict=True)):
+        index = int(index)
+        box = None
+        if rf is not None and topk.positions is not None and not rf.whole_image:
+            y, x = (int(v) for v in topk.positions[unit, rank])
+            box = rf.box(y, x, (h, w))
+        image = state.image_array(index)
+        title = f"{state.name(index)} · true {state.class_names[state.labels[index]]} · activation {value:.3f}"
+        classes = "thumb topk-thumb" + (" selected" if str(index) == str(selected) else "")
+        thumbs.append(
+            html.Div(
+                [
+                    html.Img(
+                        src=png_uri(image, 3, box),
+                        id={"type": ids.TOPK_THUMB, "key": index, "rank": rank},
+                        className=classes,
+                        title=title,
+                    ),
+                    html.Div(f"{value:.2f}", className="hint"),
+                ],
+                className="topk-cell",
+            )
+        )
+    note = f"the {len(thumbs)} of {state.n:,} images that activate it most"
+    if rf is not None and not rf.whole_image:
+        note += f"; outlined: the {rf.size[0]}x{rf.size[1]} receptive field of the maximal position"
+    return [html.Div(thumbs, className="topk-row"), html.Div(note, className="hint")]
+
+
+def _featurevis_view(state: DashboardState, layer: str, unit: int) -> Any:
+    fv = state.featurevis(layer, unit)
+    if fv is None:
+        job = state.unit_job(layer, f"unit {unit}")
+        return _job_text(job, "the feature visualisation (256 optimisation steps)")
+    job = state.unit_job(layer, f"unit {unit}")
+    if job is not None and job.finished:
+        job.shown = True
+    cells = [_figure_cell(png_uri(_gray(fv.naive), 5), f"naive gradient ascent · {fv.naive_activation:.2f}")]
+    for i, image in enumerate(fv.images):
+        label = "regularised" + (f" #{i + 1}" if len(fv.images) > 1 else "")
+        cells.append(_figure_cell(png_uri(_gray(image), 5), f"{label} · {fv.activation[i]:.2f}"))
+    topk = state.topk(layer)
+    best = f" · best dataset image {float(topk.values[unit, 0]):.2f}" if topk is not None else ""
+    hint = html.Div(
+        "Naive: gradient ascent on plain pixels, nothing else. Regularised: random jitter, scale and rotation "
+        "while optimising (transformation robustness) and a total-variation penalty. Numbers: the unit's "
+        f"activation{best}.",
+        className="hint",
+    )
+    return [html.Div(cells, className="figure-row"), hint]
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    """(C, H, W) float in [0, 1] -> (H, W) or (H, W, 3) uint8."""
+    image = np.clip(np.asarray(image, dtype=np.float32), 0, 1)
+    out = (image * 255).round().astype(np.uint8)
+    return out[0] if out.shape[0] == 1 else out.transpose(1, 2, 0)

@@ -1,0 +1,375 @@
+"""Pure builders for the views inside the network: the weights graph, feature-map tiles, unit-card figures.
+
+Arrays in, plotly figures or data-URI PNGs out; no state and no callbacks.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image, ImageDraw
+from plotly.colors import sample_colorscale
+
+from layerscope.dashboard.figures import CLASS_COLORS, FONT
+
+__all__ = [
+    "GraphColumn",
+    "class_bars",
+    "colorize",
+    "feature_map_figure",
+    "network_figure",
+    "overlay_png",
+    "png_uri",
+    "signed_png",
+    "strongest_edges",
+    "tile",
+    "weights_figure",
+]
+
+POSITIVE, NEGATIVE = "#d6604d", "#4393c3"  # edge colours: excitatory red, inhibitory blue (RdBu ends)
+
+
+def _lut(scale: str) -> np.ndarray:
+    """(256, 3) uint8 colours of a plotly colour scale."""
+    colors = sample_colorscale(scale, np.linspace(0, 1, 256).tolist(), colortype="tuple")  # floats in [0, 1]
+    return (np.asarray(colors) * 255).round().astype(np.uint8)
+
+
+_LUTS: dict[str, np.ndarray] = {}
+
+
+def colorize(values: np.ndarray, lo: float, hi: float, scale: str = "Viridis") -> np.ndarray:
+    """(H, W) floats -> (H, W, 3) uint8 colours, ``lo``..``hi`` spread over the colour scale; NaN stays white."""
+    lut = _LUTS.setdefault(scale, _lut(scale))
+    span = hi - lo if hi > lo else 1.0
+    scaled = np.clip((np.nan_to_num(values, nan=lo) - lo) / span, 0, 1)
+    rgb = lut[(scaled * 255).round().astype(np.int64)]
+    rgb[np.isnan(values)] = 255
+    return rgb
+
+
+def png_uri(image: np.ndarray, scale: int = 1, box: tuple[int, int, int, int] | None = None) -> str:
+    """A data-URI PNG of a (H, W) or (H, W, 3) uint8 image, enlarged ``scale`` times with sharp pixels.
+
+    ``box`` (top, left, bottom, right) in image pixels is outlined, e.g. a receptive field.
+    """
+    pil = Image.fromarray(np.ascontiguousarray(image))
+    if scale != 1:
+        pil = pil.resize((pil.width * scale, pil.height * scale), Image.Resampling.NEAREST)
+    if box is not None:
+        pil = pil.convert("RGB")
+        top, left, bottom, right = box
+        ImageDraw.Draw(pil).rectangle(
+            [left * scale, top * scale, right * scale - 1, bottom * scale - 1], outline=(242, 201, 76), width=2
+        )
+    buffer = io.BytesIO()
+    pil.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def signed_png(values: np.ndarray, scale: int = 1) -> str:
+    """A (H, W) signed map as a PNG: red positive, blue negative, white zero, symmetric around 0."""
+    peak = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+    return png_uri(colorize(values, -peak or -1.0, peak or 1.0, "RdBu_r"), scale)
+
+
+def overlay_png(image: np.ndarray, values: np.ndarray, scale: int = 1) -> str:
+    """A signed (H, W) map over a dimmed grayscale (H, W) uint8 image: red positive, blue negative, opacity |value|."""
+    peak = float(np.abs(values).max()) or 1.0
+    colors = colorize(values, -peak, peak, "RdBu_r").astype(np.float32)
+    alpha = np.clip(np.abs(values) / peak * 1.6, 0, 1)[..., None]  # weak values fade into the image
+    base = np.repeat((70 + 0.35 * np.asarray(image, dtype=np.float32))[..., None], 3, axis=2)
+    return png_uri((alpha * colors + (1 - alpha) * base).round().astype(np.uint8), scale)
+
+
+def tile(maps: np.ndarray, columns: int | None = None, gap: int = 1) -> np.ndarray:
+    """(N, H, W) -> one (rows*(H+gap)-gap, columns*(W+gap)-gap) array, NaN between the tiles."""
+    n, h, w = maps.shape
+    columns = columns or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / columns))
+    out = np.full((rows * (h + gap) - gap, columns * (w + gap) - gap), np.nan, np.float32)
+    for i in range(n):
+        r, c = divmod(i, columns)
+        out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = maps[i]
+    return out
+
+
+def _layout(fig: go.Figure, height: int, **kwargs: object) -> go.Figure:
+    fig.update_layout(
+        height=height,
+        margin=dict(l=10, r=10, t=10, b=10),
+        paper_bgcolor="white",
+        plot_bgcolor="white",
+        font=FONT,
+        **kwargs,
+    )
+    return fig
+
+
+# -- the network graph ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GraphColumn:
+    """One layer of the graph: a single node when ``expanded`` is False, else one node per unit.
+
+    ``values``: per-unit activations used to colour the nodes (None: grey). ``thumbs``: per-unit data-URI images
+    drawn beside the nodes (conv kernels) when expanded.
+    """
+
+    name: str
+    kind: str  # "image", "conv" or "dense"
+    units: int
+    expanded: bool
+    label: str
+    values: np.ndarray | None = None
+    thumbs: Sequence[str] | None = None
+    unit_names: Sequence[str] | None = None  # e.g. class names for the output layer
+
+    @property
+    def shown(self) -> int:
+        return self.units if self.expanded else 1
+
+
+def strongest_edges(weights: np.ndarray, per_node: int, threshold: float = 0.0) -> np.ndarray:
+    """Indices (dst, src) of the edges kept: each node's ``per_node`` strongest incoming and outgoing edges by |w|,
+    among those with |w| >= ``threshold`` x the largest |w|. ``weights`` is (dst_units, src_units)."""
+    strength = np.abs(weights)
+    keep = strength >= threshold * float(strength.max(initial=0.0))
+    if per_node <= 0:
+        return np.zeros((0, 2), np.int64)
+    chosen = np.zeros_like(keep)
+    k_in = min(per_node, strength.shape[1])
+    k_out = min(per_node, strength.shape[0])
+    rows = np.arange(strength.shape[0])[:, None]
+    chosen[rows, np.argpartition(-strength, k_in - 1, axis=1)[:, :k_in]] = True
+    cols = np.arange(strength.shape[1])[None, :]
+    chosen[np.argpartition(-strength, k_out - 1, axis=0)[:k_out, :], cols] = True
+    return np.argwhere(chosen & keep)
+
+
+def _collapse(weights: np.ndarray, src: GraphColumn, dst: GraphColumn) -> np.ndarray:
+    """Sum a (dst_units, src_units) matrix over the units of a collapsed layer (its net effect)."""
+    if not src.expanded:
+        weights = weights.sum(1, keepdims=True)
+    if not dst.expanded:
+        weights = weights.sum(0, keepdims=True)
+    return weights
+
+
+def _ys(n: int) -> np.ndarray:
+    return 1.0 - (np.arange(n) + 0.5) / n if n > 1 else np.array([0.5])
+
+
+def network_figure(
+    columns: Sequence[GraphColumn],
+    edges: Sequence[np.ndarray | None],
+    per_node: int = 3,
+    threshold: float = 0.0,
+    height: int = 720,
+) -> go.Figure:
+    """The model left to right: nodes per layer, edges between consecutive layers (width |w|, colour the sign).
+
+    ``edges[i]`` is the (units of column i+1, units of column i) weight matrix between them, or None when the
+    connection has no weights layerscope can show. Nodes carry ``[layer, unit]`` as customdata (unit -1: a
+    collapsed layer).
+    """
+    fig = go.Figure()
+    xs = np.arange(len(columns), dtype=float)
+    segments: dict[tuple[bool, int], tuple[list[float | None], list[float | None]]] = {}
+    plain: tuple[list[float | None], list[float | None]] = ([], [])  # channel-to-channel links without weights
+    for i, matrix in enumerate(edges):
+        if matrix is None or i + 1 >= len(columns):
+            continue
+        src, dst = columns[i], columns[i + 1]
+        y_src, y_dst = _ys(src.shown), _ys(dst.shown)
+        square = matrix.shape[0] == matrix.shape[1]
+        if square and np.array_equal(matrix, np.eye(len(matrix), dtype=matrix.dtype)):  # pooling: channel c -> c
+            for u in range(len(matrix)) if src.expanded and dst.expanded else [0]:
+                ys_src = float(y_src[u if src.expanded else 0])
+                ys_dst = float(y_dst[u if dst.expanded else 0])
+                plain[0].extend([xs[i] + 0.06, xs[i + 1] - 0.06, None])
+                plain[1].extend([ys_src, ys_dst, None])
+            continue
+        weights = _collapse(np.asarray(matrix, dtype=np.float64), src, dst)
+        kept = strongest_edges(weights, per_node, threshold)
+        if not len(kept):
+            continue
+        peak = float(np.abs(weights).max()) or 1.0
+        for d, s in kept:
+            w = weights[d, s]
+            width = min(int(4 * abs(w) / peak), 3)  # four width classes, one trace each per sign
+            xs_, ys_ = segments.setdefault((bool(w > 0), width), ([], []))
+            xs_ += [xs[i] + 0.06, xs[i + 1] - 0.06, None]
+            ys_ += [float(y_src[s]), float(y_dst[d]), None]
+    if plain[0]:
+        fig.add_trace(
+            go.Scatter(
+                x=plain[0],
+                y=plain[1],
+                mode="lines",
+                line=dict(color="#9aa5b1", width=1, dash="dot"),
+                hoverinfo="skip",
+                showlegend=False,
+                name="no weights",
+            )
+        )
+    for (positive, width), (ex, ey) in sorted(segments.items()):
+        fig.add_trace(
+            go.Scatter(
+                x=ex,
+                y=ey,
+                mode="lines",
+                line=dict(color=POSITIVE if positive else NEGATIVE, width=0.6 + 1.1 * width),
+                opacity=0.35 + 0.15 * width,
+                hoverinfo="skip",
+                showlegend=False,
+                name="weights",
+            )
+        )
+    images = []
+    for i, col in enumerate(columns):
+        ys = _ys(col.shown)
+        units = np.arange(col.units) if col.expanded else np.array([-1])
+        names = [f"{col.name} unit {u}" + (f" ({col.unit_names[u]})" if col.unit_names else "") for u in units]
+        if col.values is not None and col.expanded:
+            values = np.asarray(col.values, dtype=np.float64)
+            color: object = values
+            text = [f"{name}: {v:.3f}" for name, v in zip(names, values, strict=True)]
+        elif col.values is not None:
+            color = "#9fb3c8"
+            text = [f"{col.label}<br>mean activation {float(np.mean(col.values)):.3f}<br>click to expand"]
+        else:
+            color = "#9fb3c8"
+            text = names if col.expanded else [col.label]
+        collapsed_size = 34 if col.kind != "dense" else 28
+        size = max(5, min(14, int(height / max(col.shown, 1) * 0.55))) if col.expanded else collapsed_size
+        marker: dict[str, object] = dict(
+            size=size,
+            color=color,
+            symbol="square" if col.kind != "dense" else "circle",
+            line=dict(color="#334e68", width=1),
+        )
+        if isinstance(color, np.ndarray):
+            lo, hi = float(color.min()), float(color.max())
+            marker.update(colorscale="Viridis", cmin=lo, cmax=hi if hi > lo else lo + 1)
+        fig.add_trace(
+            go.Scatter(
+                x=np.full(len(units), xs[i]),
+                y=ys,
+                mode="markers+text" if col.unit_names and col.expanded else "markers",
+                text=list(col.unit_names) if col.unit_names and col.expanded else None,
+                textposition="middle right",
+                marker=marker,
+                customdata=[[col.name, int(u)] for u in units],
+                hovertext=text,
+                hovertemplate="%{hovertext}<extra></extra>",
+                name=col.name,
+                showlegend=False,
+            )
+        )
+        if col.expanded and col.thumbs is not None:
+            step = 1.0 / max(col.shown, 1)
+            for y, uri in zip(ys, col.thumbs, strict=True):
+                images.append(
+                    dict(
+                        source=uri,
+                        x=xs[i] - 0.08,
+                        y=float(y),
+                        xref="x",
+                        yref="y",
+                        sizex=0.9 * step * 1.6,
+                        sizey=0.9 * step,
+                        xanchor="right",
+                        yanchor="middle",
+                        layer="above",
+                    )
+                )
+    fig.update_layout(images=images)
+    annotations = [
+        dict(
+            x=xs[i], y=1.035, text=f"<b>{c.name}</b><br>{c.label.split(' ', 1)[-1]}", showarrow=False, yanchor="bottom"
+        )
+        for i, c in enumerate(columns)
+    ]
+    _layout(fig, height, annotations=annotations, dragmode="pan", hovermode="closest", uirevision="network")
+    fig.update_layout(margin=dict(l=10, r=10, t=50, b=10))
+    fig.update_xaxes(visible=False, range=[-0.6, len(columns) - 0.4])
+    fig.update_yaxes(visible=False, range=[-0.02, 1.08])
+    return fig
+
+
+# -- unit card ---------------------------------------------------------------------------------------------------
+def weights_figure(kind: str, array: np.ndarray, bias: float | None, title: str) -> go.Figure:
+    """A unit's incoming weights: kernels and maps as tiled diverging heatmaps, anything else as signed bars."""
+    array = np.asarray(array, dtype=np.float32)
+    if kind in ("kernel", "kernels", "maps") and array.ndim == 3:
+        grid = tile(array, columns=min(8, int(np.ceil(np.sqrt(len(array))))) if len(array) > 1 else None)
+        peak = float(np.nanmax(np.abs(grid))) or 1.0
+        fig = go.Figure(
+            go.Heatmap(
+                z=grid,
+                colorscale="RdBu_r",
+                zmin=-peak,
+                zmax=peak,
+                colorbar=dict(thickness=8, len=0.8),
+                hovertemplate="w = %{z:.4f}<extra></extra>",
+            )
+        )
+        fig.update_yaxes(autorange="reversed", scaleanchor="x", visible=False)
+        fig.update_xaxes(visible=False)
+    else:
+        flat = array.ravel()
+        fig = go.Figure(
+            go.Bar(
+                x=np.arange(len(flat)),
+                y=flat,
+                marker_color=np.where(flat >= 0, POSITIVE, NEGATIVE).tolist(),
+                hovertemplate="input %{x}: %{y:.4f}<extra></extra>",
+            )
+        )
+        fig.update_xaxes(title="input unit", showgrid=False)
+        fig.update_yaxes(zeroline=True, zerolinecolor="#9aa5b1")
+    subtitle = f"{title}" + (f" · bias {bias:+.3f}" if bias is not None else "")
+    _layout(fig, 260, title=dict(text=subtitle, font=dict(size=12), x=0.01, y=0.98))
+    fig.update_layout(margin=dict(l=10, r=10, t=30, b=10))
+    return fig
+
+
+def class_bars(means: np.ndarray, class_names: Sequence[str], title: str) -> go.Figure:
+    """Mean activation of a unit per class."""
+    fig = go.Figure(
+        go.Bar(
+            x=[str(n) for n in class_names],
+            y=np.asarray(means, dtype=np.float32),
+            marker_color=[CLASS_COLORS[k % len(CLASS_COLORS)] for k in range(len(class_names))],
+            hovertemplate="%{x}: %{y:.3f}<extra></extra>",
+        )
+    )
+    _layout(fig, 220, title=dict(text=title, font=dict(size=12), x=0.01, y=0.98))
+    fig.update_layout(margin=dict(l=10, r=10, t=30, b=10))
+    fig.update_xaxes(type="category", fixedrange=True)
+    fig.update_yaxes(fixedrange=True)
+    return fig
+
+
+def feature_map_figure(fmap: np.ndarray, lo: float, hi: float, title: str) -> go.Figure:
+    """One channel's map enlarged, with its values on hover."""
+    fig = go.Figure(
+        go.Heatmap(
+            z=np.asarray(fmap, dtype=np.float32),
+            colorscale="Viridis",
+            zmin=lo,
+            zmax=hi if hi > lo else lo + 1,
+            colorbar=dict(thickness=8, len=0.8),
+            hovertemplate="(%{y}, %{x}): %{z:.3f}<extra></extra>",
+        )
+    )
+    _layout(fig, 300, title=dict(text=title, font=dict(size=12), x=0.01, y=0.98))
+    fig.update_layout(margin=dict(l=10, r=10, t=30, b=10))
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", visible=False)
+    fig.update_xaxes(visible=False)
+    return fig

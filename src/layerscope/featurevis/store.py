@@ -1,0 +1,227 @@
+"""Feature visualisations kept in a Run, one file per unit, and drawn to PNG.
+
+    featurevis/<layer>/<unit>.npz   images (n, C, H, W) float32 regularised, naive (C, H, W) float32,
+                                    activation (n,), naive_activation (), settings (JSON text)
+
+A file is written under a temporary name and renamed, read without unpickling, and reused only when its settings
+are the ones asked for; an unreadable one is recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from torch import nn
+
+from layerscope.atomic import atomic_write
+from layerscope.errors import LayerscopeError
+from layerscope.featurevis.render import visualize
+from layerscope.progress import ProgressFn, no_progress
+from layerscope.run import Run
+
+__all__ = ["FORMAT", "FeatureVis", "cached_featurevis", "layer_featurevis", "save_png", "unit_featurevis"]
+
+FORMAT = 1  # bump when the recipe changes, so cached images made by an older one are recomputed
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureVis:
+    """One unit's feature visualisation: regularised images beside the naive one, with their activations."""
+
+    layer: str
+    unit: int
+    images: np.ndarray  # (n_diverse, C, H, W) float32 in [0, 1]: regularised
+    naive: np.ndarray  # (C, H, W) float32 in [0, 1]: plain gradient ascent on the pixels
+    activation: np.ndarray  # (n_diverse,) float32: unit_activation of each regularised image
+    naive_activation: float
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def _path(run: Run, layer: str, unit: int) -> Path:
+    return run.path / "featurevis" / layer / f"{unit}.npz"
+
+
+def _settings(steps: int, n_diverse: int, restarts: int, seed: int) -> dict[str, Any]:
+    return {"format": FORMAT, "steps": steps, "n_diverse": n_diverse, "restarts": restarts, "seed": seed}
+
+
+def _load(path: Path, layer: str, unit: int, wanted: dict[str, Any]) -> FeatureVis | None:
+    """The cached result, or None when missing, unreadable or made with other settings."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            settings = json.loads(str(z["settings"]))
+            if {k: settings.get(k) for k in wanted} != wanted:
+                return None
+            return FeatureVis(
+                layer=layer,
+                unit=unit,
+                images=np.asarray(z["images"], dtype=np.float32),
+                naive=np.asarray(z["naive"], dtype=np.float32),
+                activation=np.asarray(z["activation"], dtype=np.float32),
+                naive_activation=float(z["naive_activation"]),
+                settings=settings,
+            )
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, json.JSONDecodeError):
+        return None
+
+
+def _save(path: Path, fv: FeatureVis) -> None:
+    with atomic_write(path) as f:
+        np.savez(
+            f,
+            images=fv.images,
+            naive=fv.naive,
+            activation=fv.activation,
+            naive_activation=np.float32(fv.naive_activation),
+            settings=np.array(json.dumps(fv.settings)),  # a unicode array: loads without pickle
+        )
+
+
+def _check(run: Run, layer: str, units: Sequence[int]) -> None:
+    info = run.layer(layer)
+    if info.kind == "image":
+        raise LayerscopeError(
+            f"layer {layer!r} is the input image: feature visualisation is for conv and dense layers "
+            f"({', '.join(n for n in run.layer_names if n != layer)})."
+        )
+    n = info.shape[0]  # conv (C, H, W): channels; dense (D,): neurons
+    bad = [u for u in units if not 0 <= u < n]
+    if bad:
+        raise LayerscopeError(f"unit {bad[0]} is out of range for layer {layer!r}: it has {n} units, 0 to {n - 1}.")
+
+
+def cached_featurevis(
+    run: Run,
+    layer: str,
+    unit: int,
+    *,
+    steps: int = 256,
+    n_diverse: int = 1,
+    restarts: int = 1,
+    seed: int = 0,
+) -> FeatureVis | None:
+    """The unit's stored feature visualisation made with these settings, or None; never computes (cheap: one file)."""
+    _check(run, layer, [unit])
+    return _load(_path(run, layer, unit), layer, unit, _settings(steps, n_diverse, restarts, seed))
+
+
+def layer_featurevis(
+    run: Run,
+    layer: str,
+    units: Sequence[int] | None = None,
+    *,
+    model: nn.Module | None = None,
+    recompute: bool = False,
+    steps: int = 256,
+    n_diverse: int = 1,
+    restarts: int = 1,
+    seed: int = 0,
+    progress: ProgressFn = no_progress,
+) -> list[FeatureVis]:
+    """Feature visualisations of ``units`` (default: all) of ``layer``, from the Run's cache where present.
+
+    The missing ones are optimised together, one batch for the regularised images and one for the naive, and
+    stored. ``model`` defaults to the Run's.
+    """
+    unit_list = [int(u) for u in units] if units is not None else list(range(run.layer(layer).shape[0]))
+    _check(run, layer, unit_list)
+    wanted = _settings(steps, n_diverse, restarts, seed)
+    found: dict[int, FeatureVis] = {}
+    if not recompute:
+        for u in unit_list:
+            cached = _load(_path(run, layer, u), layer, u, wanted)
+            if cached is not None:
+                found[u] = cached
+    missing = [u for u in unit_list if u not in found]
+    if missing:
+        model = model if model is not None else run.load_model()
+        shape = tuple(int(s) for s in run.manifest["dataset"]["image_shape"])
+        image_shape = (shape[0], shape[1], shape[2])
+        common: dict[str, Any] = {
+            "image_shape": image_shape,
+            "steps": steps,
+            "restarts": restarts,
+            "seed": seed,
+            "progress": progress,
+        }
+        regularised = visualize(model, layer, missing, n_diverse=n_diverse, **common)
+        naive = visualize(model, layer, missing, regularised=False, **common)
+        settings = {**wanted, "regularised": regularised.settings, "naive": naive.settings}
+        for i, u in enumerate(missing):
+            fv = FeatureVis(
+                layer=layer,
+                unit=u,
+                images=regularised.images[i],
+                naive=naive.images[i, 0],
+                activation=regularised.activation[i],
+                naive_activation=float(naive.activation[i, 0]),
+                settings=settings,
+            )
+            _save(_path(run, layer, u), fv)
+            found[u] = fv
+    return [found[u] for u in unit_list]
+
+
+def unit_featurevis(
+    run: Run,
+    layer: str,
+    unit: int,
+    *,
+    model: nn.Module | None = None,
+    recompute: bool = False,
+    steps: int = 256,
+    n_diverse: int = 1,
+    restarts: int = 1,
+    seed: int = 0,
+    progress: ProgressFn = no_progress,
+) -> FeatureVis:
+    """One unit's feature visualisation, from the Run's cache when present (see ``layer_featurevis``)."""
+    return layer_featurevis(
+        run,
+        layer,
+        [unit],
+        model=model,
+        recompute=recompute,
+        steps=steps,
+        n_diverse=n_diverse,
+        restarts=restarts,
+        seed=seed,
+        progress=progress,
+    )[0]
+
+
+def save_png(images: np.ndarray, path: str | os.PathLike[str], *, scale: int = 8, gap: int = 1) -> Path:
+    """Draw images in [0, 1] to a PNG, enlarged ``scale`` times (nearest neighbour, so pixels stay sharp).
+
+    ``images``: one (C, H, W), a row (N, C, H, W), or rows (R, N, C, H, W); C is 1 (grey) or 3 (RGB). Images are
+    separated by ``gap`` source pixels of mid grey. Written atomically; returns the path.
+    """
+    a = np.asarray(images, dtype=np.float32)
+    if a.ndim == 3:
+        a = a[None, None]
+    elif a.ndim == 4:
+        a = a[None]
+    if a.ndim != 5 or a.shape[2] not in (1, 3):
+        raise LayerscopeError(
+            f"save_png draws (C, H, W), (N, C, H, W) or (R, N, C, H, W) images with C = 1 or 3; got {a.shape}."
+        )
+    rows, cols, c, h, w = a.shape
+    canvas = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap, c), 0.5, np.float32)
+    for r in range(rows):
+        for k in range(cols):
+            canvas[r * (h + gap) : r * (h + gap) + h, k * (w + gap) : k * (w + gap) + w] = a[r, k].transpose(1, 2, 0)
+    pixels = (np.clip(canvas, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    pixels = pixels.repeat(scale, axis=0).repeat(scale, axis=1)  # nearest-neighbour enlargement
+    image = Image.fromarray(pixels[..., 0] if c == 1 else pixels)  # uint8 (H, W) -> "L", (H, W, 3) -> "RGB"
+    path = Path(path)
+    with atomic_write(path) as f:
+        image.save(f, format="PNG")
+    return path

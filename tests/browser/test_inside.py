@@ -1,0 +1,139 @@
+"""Inside the network, as a user drives it: the weights graph, unit cards and feature maps, in headless chromium."""
+
+import os
+import re
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+NET = "#net-graph .js-plotly-plot"
+SHOTS = os.environ.get("LAYERSCOPE_SCREENSHOTS")  # a directory: save screenshots there to look at them
+
+
+def shot(page, locator, name):
+    if SHOTS:
+        page.locator(locator).screenshot(path=os.path.join(SHOTS, f"{name}.png"))
+
+
+def node_count(page, layer):
+    """Number of nodes drawn for ``layer`` in the network graph."""
+    return page.evaluate(
+        """([sel, layer]) => { const gd = document.querySelector(sel);
+               const t = gd.data.find(t => t.mode.startsWith('markers') && t.name === layer);
+               return t ? t.customdata.length : 0; }""",
+        [NET, layer],
+    )
+
+
+def click_node(page, layer, unit):
+    """Click the node of ``layer``/``unit`` (-1: a collapsed layer) with the mouse, where plotly drew it."""
+    x, y = page.evaluate(
+        """([sel, layer, unit]) => { const gd = document.querySelector(sel);
+               const t = gd._fullData.find(t => t.mode.startsWith('markers') && t.name === layer);
+               const i = Array.from(t.customdata).findIndex(c => c[1] === unit);
+               const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+               const box = gd.querySelector('.main-svg').getBoundingClientRect();
+               return [box.left + xa._offset + xa.l2p(t.x[i]), box.top + ya._offset + ya.l2p(t.y[i])]; }""",
+        [NET, layer, unit],
+    )
+    page.mouse.click(x, y)
+
+
+@pytest.fixture
+def inside(page):
+    page.locator("#net-graph").scroll_into_view_if_needed()
+    page.wait_for_function(f"() => {{ const gd = document.querySelector('{NET}'); return gd && gd.data; }}")
+    return page
+
+
+def test_conv_layer_expands_into_channels_with_kernel_thumbnails(inside):
+    page = inside
+    assert node_count(page, "conv1") == 1 and node_count(page, "fc1") == 64
+    edges_before = page.evaluate(f"() => document.querySelector('{NET}').data.filter(t => t.name === 'weights').length")
+    assert edges_before > 0
+    click_node(page, "conv1", -1)
+    page.wait_for_function(
+        """sel => { const gd = document.querySelector(sel);
+               const t = gd.data.find(t => t.mode.startsWith('markers') && t.name === 'conv1');
+               return t && t.customdata.length === 16; }""",
+        arg=NET,
+    )
+    kernels = page.evaluate(f"() => (document.querySelector('{NET}').layout.images || []).length")
+    assert kernels == 16  # one 3x3 kernel thumbnail per conv1 channel
+    assert page.is_checked("#net-expand input[value='conv1']")
+    shot(page, "#net-graph", "network-conv1-expanded")
+
+
+def test_edge_slider_filters_edges(inside):
+    page = inside
+
+    def edge_count():
+        return page.evaluate(
+            f"""() => document.querySelector('{NET}').data.filter(t => t.name === 'weights')
+                   .reduce((n, t) => n + t.x.filter(v => v === null).length, 0)"""
+        )
+
+    before = edge_count()
+    page.locator("#net-edges [role=slider]").press("End")  # the keyboard moves the slider to its maximum, 12
+    page.wait_for_function(
+        f"""n => document.querySelector('{NET}').data.filter(t => t.name === 'weights')
+               .reduce((m, t) => m + t.x.filter(v => v === null).length, 0) > n""",
+        arg=before,
+    )
+    assert edge_count() > before
+
+
+def test_unit_card_shows_weights_top_images_and_feature_visualisation(inside):
+    page = inside
+    click_node(page, "fc1", 5)
+    page.wait_for_function("() => document.querySelector('#unit-title').textContent.includes('fc1 · neuron 5')")
+    assert page.input_value("#unit-index") == "5"
+    page.wait_for_selector("#unit-topk .topk-thumb", timeout=60_000)
+    assert page.locator("#unit-topk .topk-thumb").count() == 9
+    values = [float(v) for v in page.locator("#unit-topk .topk-cell .hint").all_text_contents()]
+    assert values == sorted(values, reverse=True)
+    # fc1's incoming weights are 32 maps of 12x12, drawn as one tiled heatmap
+    assert "32x12x12" in page.text_content("#unit-weights")
+    page.wait_for_selector("#unit-featurevis img", timeout=60_000)
+    captions = page.locator("#unit-featurevis .fig-cell .hint").all_text_contents()
+    assert captions[0].startswith("naive gradient ascent") and captions[1].startswith("regularised")
+    page.wait_for_selector("#unit-guided img")
+    assert page.locator("#unit-guided img").count() == 3
+    bars = page.evaluate("() => document.querySelector('#unit-classes .js-plotly-plot')._fullData[0].y.length")
+    assert bars == 10
+    shot(page, ".unit-card", "unit-card-fc1-5")
+
+
+def test_top_images_of_a_conv_channel_outline_the_receptive_field(inside):
+    page = inside
+    page.locator("#unit-layer").click()
+    page.get_by_role("dialog").get_by_role("option", name="conv2", exact=True).click()
+    page.fill("#unit-index", "7")
+    page.wait_for_function("() => document.querySelector('#unit-title').textContent.includes('conv2 · channel 7')")
+    page.wait_for_selector("#unit-topk .topk-thumb", timeout=60_000)
+    assert re.search(r"the 5x5 receptive field", page.text_content("#unit-topk"))
+    # a conv2 channel's incoming weights: one 3x3 kernel per conv1 channel
+    assert "16x3x3" in page.text_content("#unit-weights")
+    page.wait_for_selector("#unit-featurevis img", timeout=60_000)
+    shot(page, ".unit-card", "unit-card-conv2-7")
+
+
+def test_feature_maps_switch_colour_scale_and_enlarge(inside):
+    page = inside
+    page.locator("#fmap-area").scroll_into_view_if_needed()
+    page.wait_for_selector("#fmap-area .fmap")
+    assert page.locator("#fmap-area .fmap").count() == 16 + 32 + 32
+    first = page.get_attribute("#fmap-area .fmap >> nth=0", "src")
+    page.get_by_text("one per layer").click()
+    page.wait_for_function("() => document.querySelector('#fmap-area').textContent.includes('layer scale')")
+    assert page.get_attribute("#fmap-area .fmap >> nth=0", "src") != first
+    page.locator("#fmap-area .fmap").nth(16 + 4).click()  # conv2, channel 4
+    page.wait_for_function(
+        "() => document.querySelector('#fmap-zoom').textContent.includes('conv2 channel 4')", timeout=10_000
+    )
+    heat = page.evaluate("() => document.querySelector('#fmap-zoom .js-plotly-plot')._fullData[0].z.length")
+    assert heat == 24
+    shot(page, ".fmaps", "feature-maps-layer-scale")
+    page.click("#fmap-open-unit")
+    page.wait_for_function("() => document.querySelector('#unit-title').textContent.includes('conv2 · channel 4')")

@@ -1,0 +1,379 @@
+"""Feature visualisation on a tiny hand-built model: objectives, parameterisations, transforms, the loop, the cache."""
+
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from layerscope.errors import LayerNotFoundError, LayerscopeError
+from layerscope.featurevis import (
+    IMAGE,
+    LOGITS,
+    FourierImage,
+    Objective,
+    PixelImage,
+    activation,
+    cached_featurevis,
+    channel,
+    class_logit,
+    compose,
+    diversity,
+    high_frequency,
+    jitter,
+    layer_units,
+    neuron,
+    random_rotate,
+    random_scale,
+    render,
+    save_png,
+    standard_transforms,
+    total_variation,
+    unit_activation,
+    unit_featurevis,
+    visualize,
+)
+from layerscope.run import Run
+
+
+class Tiny(nn.Module):
+    """(N, 1, 8, 8) -> conv (N, 4, 6, 6) -> fc (N, 5) -> out (N, 3)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU())
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(4 * 6 * 6, 5), nn.ReLU())
+        self.out = nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.out(self.fc(self.conv(x)))
+
+
+SHAPE = (1, 8, 8)
+
+
+@pytest.fixture
+def tiny():
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return Tiny()
+
+
+def _measure(model, objective, param):
+    """The objective on the parameterised image as it is now (a render of zero steps)."""
+    return render(model, objective, param, steps=0).final
+
+
+# -- objectives ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def outputs():
+    conv = torch.arange(2 * 3 * 3 * 3, dtype=torch.float32).reshape(2, 3, 3, 3)  # (B, C, H, W)
+    dense = torch.tensor([[1.0, -2.0, 3.0], [4.0, 5.0, -6.0]])  # (B, D)
+    return {"conv": conv, "dense": dense, LOGITS: dense * 10}
+
+
+def test_unit_objectives_on_a_fixed_tensor_dict(outputs):
+    conv = outputs["conv"]
+    torch.testing.assert_close(channel("conv", 1)(outputs), conv[:, 1].mean((1, 2)))
+    torch.testing.assert_close(channel("dense", 2)(outputs), torch.tensor([3.0, -6.0]))
+    torch.testing.assert_close(neuron("conv", 2)(outputs), conv[:, 2, 1, 1])  # the centre by default
+    torch.testing.assert_close(neuron("conv", 2, y=0, x=2)(outputs), conv[:, 2, 0, 2])
+    torch.testing.assert_close(neuron("dense", 0)(outputs), torch.tensor([1.0, 4.0]))
+    torch.testing.assert_close(class_logit(1)(outputs), torch.tensor([-20.0, 50.0]))
+    torch.testing.assert_close(activation("conv", 0)(outputs), conv[:, 0].amax((1, 2)))
+
+
+def test_objectives_compose(outputs):
+    a, b = channel("dense", 0), channel("dense", 2)
+    va, vb = a(outputs), b(outputs)
+    torch.testing.assert_close((a + b)(outputs), va + vb)
+    torch.testing.assert_close((a - b)(outputs), va - vb)
+    torch.testing.assert_close((2 * a)(outputs), 2 * va)
+    torch.testing.assert_close((a * 2.0)(outputs), 2 * va)
+    torch.testing.assert_close((a / 4)(outputs), va / 4)
+    torch.testing.assert_close((-a)(outputs), -va)
+    torch.testing.assert_close((a + 1.5)(outputs), va + 1.5)
+    torch.testing.assert_close((1.0 - a)(outputs), 1.0 - va)
+    torch.testing.assert_close(sum([a, b, a])(outputs), 2 * va + vb)
+    torch.testing.assert_close(Objective.sum([a, b, a])(outputs), 2 * va + vb)
+    mixed = channel("conv", 0) - 0.5 * class_logit(2)
+    assert set(mixed.layers) == {"conv", LOGITS}
+    assert "channel(conv, 0)" in mixed.name
+
+
+def test_one_unit_per_batch_element(outputs):
+    conv = outputs["conv"]
+    torch.testing.assert_close(channel("dense", [2, 0])(outputs), torch.tensor([3.0, 4.0]))
+    torch.testing.assert_close(
+        channel("conv", torch.tensor([2, 0]))(outputs), torch.stack([conv[0, 2].mean(), conv[1, 0].mean()])
+    )
+    with pytest.raises(LayerscopeError, match="one per element"):
+        channel("dense", [0, 1, 2])(outputs)
+
+
+def test_unit_activation_is_the_neuron_or_the_channels_spatial_max(outputs):
+    conv, dense = outputs["conv"], outputs["dense"]
+    torch.testing.assert_close(unit_activation(dense, 1), dense[:, 1])
+    torch.testing.assert_close(unit_activation(conv, 2), conv[:, 2].flatten(1).amax(1))
+    torch.testing.assert_close(unit_activation(conv), conv.flatten(2).amax(2))  # (N, C): every unit
+    torch.testing.assert_close(unit_activation(conv, [1, 0]), torch.stack([conv[0, 1].max(), conv[1, 0].max()]))
+    torch.testing.assert_close(unit_activation(dense, np.int64(2)), dense[:, 2])
+
+
+def test_diversity_and_penalties():
+    same = {"x": torch.ones(3, 2, 4, 4)}
+    torch.testing.assert_close(diversity("x")(same), -torch.ones(3))  # identical Gram matrices: cosine 1
+    torch.testing.assert_close(diversity("x", groups=[0, 1, 2])(same), torch.zeros(3))  # nobody to compare with
+    flat = {IMAGE: torch.full((2, 1, 8, 8), 0.3)}
+    torch.testing.assert_close(total_variation()(flat), torch.zeros(2))
+    torch.testing.assert_close(high_frequency()(flat), torch.zeros(2), atol=1e-6, rtol=0)
+    stripes = torch.zeros(2, 1, 8, 8)
+    stripes[..., ::2] = 1.0
+    assert (total_variation()({IMAGE: stripes}) > 0.9).all()
+    assert (high_frequency()({IMAGE: stripes}) > 0.1).all()
+
+
+# -- parameterisations and transforms -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 9, 7)])
+def test_fourier_image_is_the_inverse_real_fft_through_a_sigmoid(shape):
+    p = FourierImage(shape, batch=2, sd=1.0, seed=3)
+    expected = torch.fft.irfftn(torch.view_as_complex(p.scale * p.spectrum), s=shape[1:], dim=(-2, -1), norm="ortho")
+    image = p()
+    assert image.shape == (2, *shape) and image.dtype == torch.float32
+    torch.testing.assert_close(image, torch.sigmoid(expected / FourierImage.MAGIC))
+
+
+def test_parameterisations_are_seeded_and_valid():
+    for make in (PixelImage, FourierImage):
+        a, b, c = make(SHAPE, 3, seed=1)(), make(SHAPE, 3, seed=1)(), make(SHAPE, 3, seed=2)()
+        assert torch.equal(a, b) and not torch.equal(a, c)
+        assert a.shape == (3, *SHAPE) and 0 < a.min() and a.max() < 1
+
+
+@pytest.mark.parametrize("t", [jitter(2), random_scale(0.9, 1.1), random_rotate(10), standard_transforms()], ids=repr)
+def test_transforms_keep_shape_and_dtype_and_are_seeded(t):
+    x = torch.rand(3, 1, 28, 28)
+    out = t(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    again = t(x, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, again, rtol=0, atol=0)
+    draws = [t(x, torch.Generator().manual_seed(s)) for s in range(1, 6)]
+    assert any(not torch.equal(out, d) for d in draws)
+
+
+def test_transforms_fill_the_uncovered_border():
+    x = torch.ones(1, 1, 10, 10)
+    shifted = jitter(3, fill=0.25)(x, torch.Generator().manual_seed(0))
+    assert set(shifted.unique().tolist()) <= {0.25, 1.0}
+    shrunk = random_scale(0.5, 0.5, fill=0.25)(x)
+    assert shrunk[0, 0, 0, 0] == pytest.approx(0.25) and shrunk[0, 0, 5, 5] == pytest.approx(1.0)
+    identity = compose(random_scale(1.0, 1.0), random_rotate(0.0))
+    y = torch.rand(2, 3, 6, 9)
+    torch.testing.assert_close(identity(y), y, atol=1e-5, rtol=0)
+
+
+# -- the optimisation loop ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [PixelImage, FourierImage])
+@pytest.mark.parametrize("objective", [channel("conv", 1), neuron("fc", 2), class_logit(0)], ids=repr)
+def test_objective_improves_after_a_few_steps(tiny, make, objective):
+    before = _measure(tiny, objective, make(SHAPE, 2, seed=0))
+    result = render(tiny, objective, make(SHAPE, 2, seed=0), transforms=jitter(1), steps=8)
+    assert (result.final > before).all()
+    assert result.history.shape == (8,) and result.images.shape == (2, *SHAPE)
+    assert result.images.dtype == np.float32 and 0 <= result.images.min() and result.images.max() <= 1
+
+
+def test_adam_matches_torch():
+    from layerscope.featurevis.render import _Adam
+
+    ours = torch.randn(3, 4, requires_grad=True)
+    theirs = ours.detach().clone().requires_grad_(True)
+    a, b = _Adam([ours], lr=0.1), torch.optim.Adam([theirs], lr=0.1)
+    for step in range(5):
+        for p, opt in ((ours, a), (theirs, b)):
+            opt.zero_grad()
+            ((p - step) ** 3).sum().backward()
+            opt.step()
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_render_is_deterministic_and_reports_progress(tiny):
+    calls = []
+    kw = {"transforms": standard_transforms(), "steps": 6, "seed": 4}
+    a = render(tiny, channel("conv", 0), PixelImage(SHAPE, 2, seed=4), progress=lambda *c: calls.append(c), **kw)
+    b = render(tiny, channel("conv", 0), PixelImage(SHAPE, 2, seed=4), **kw)
+    np.testing.assert_array_equal(a.images, b.images)
+    np.testing.assert_array_equal(a.history, b.history)
+    assert calls[0] == ("featurevis", 0, 6) and calls[-1] == ("featurevis", 6, 6) and len(calls) == 7
+    tasks = []
+    visualize(tiny, "conv", 0, image_shape=SHAPE, steps=2, progress=lambda t, d, n: tasks.append(t))
+    visualize(tiny, "conv", 0, image_shape=SHAPE, steps=2, regularised=False, progress=lambda t, d, n: tasks.append(t))
+    assert set(tasks) == {"featurevis conv", "featurevis conv naive"}
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _no_hooks(model):
+    return all(not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks for m in model.modules())
+
+
+def test_model_is_left_as_found(tiny):
+    tiny.train()
+    before = _state(tiny)
+    threads = torch.get_num_threads()
+    visualize(tiny, "conv", [0, 3], image_shape=SHAPE, steps=5, n_diverse=2)
+    visualize(tiny, LOGITS, 1, image_shape=SHAPE, steps=5, regularised=False)
+    assert tiny.training
+    assert all(p.grad is None for p in tiny.parameters())
+    for k, v in _state(tiny).items():
+        assert torch.equal(v, before[k]), k
+    assert _no_hooks(tiny)
+    assert torch.get_num_threads() == threads
+
+
+def test_model_is_left_as_found_when_the_objective_fails(tiny):
+    tiny.train()
+
+    def boom(outputs):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        render(tiny, Objective(boom, ("conv",)), PixelImage(SHAPE), steps=3)
+    assert tiny.training and _no_hooks(tiny)
+
+
+def test_forward_stops_at_the_deepest_needed_layer(tiny):
+    calls = []
+    handle = tiny.out.register_forward_hook(lambda *a: calls.append("out"))
+    try:
+        render(tiny, channel("conv", 0), PixelImage(SHAPE), steps=2)
+        assert calls == []
+        render(tiny, class_logit(0), PixelImage(SHAPE), steps=2)
+        assert calls
+    finally:
+        handle.remove()
+
+
+def test_a_dead_unit_still_gets_a_gradient(tiny):
+    with torch.no_grad():  # neuron 2 of fc: 0.2 below zero on the grey starting image
+        pre = tiny.fc[1](tiny.conv(torch.full((1, *SHAPE), 0.5)).flatten(1))[0, 2]
+        tiny.fc[1].bias[2] -= pre + 0.2
+    target = neuron("fc", 2)
+    plain = render(tiny, target, PixelImage(SHAPE), steps=30, lr=0.1, redirect_relu=False)
+    redirected = render(tiny, target, PixelImage(SHAPE), steps=30, lr=0.1)
+    assert plain.final[0] == 0 and (plain.history == 0).all()
+    assert redirected.final[0] > 0
+
+
+def test_in_place_relus_keep_their_gradient():
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(inplace=True), nn.Conv2d(3, 2, 3), nn.ReLU(inplace=True))
+    for target in (channel("1", 0), channel("3", 0)):  # the in-place ReLU itself, and a layer after one
+        before = _measure(model, target, PixelImage(SHAPE))
+        after = render(model, target, PixelImage(SHAPE), transforms=jitter(1), steps=10).final
+        assert after[0] > before[0]
+    dead = channel("3", 1)  # 0 on the grey start: the redirected gradient passes the in-place ReLUs
+    assert _measure(model, dead, PixelImage(SHAPE))[0] == 0
+    assert render(model, dead, PixelImage(SHAPE), steps=30, lr=0.1).final[0] > 0
+    assert _no_hooks(model)
+
+
+def test_visualize_shapes_and_settings(tiny):
+    vis = visualize(tiny, "fc", [4, 1], image_shape=SHAPE, steps=4, n_diverse=2, restarts=2)
+    assert vis.units == (4, 1)
+    assert vis.images.shape == (2, 2, *SHAPE) and vis.activation.shape == (2, 2)
+    assert vis.settings["diversity_layer"] == "conv" and vis.settings["restarts"] == 2
+    every = visualize(tiny, "out", image_shape=SHAPE, steps=2, regularised=False)
+    assert every.units == (0, 1, 2) and every.settings["transforms"] is None
+    assert layer_units(tiny, "conv", SHAPE) == ("conv", 4)
+    assert layer_units(tiny, LOGITS, SHAPE) == ("dense", 3)
+
+
+def test_visualize_reports_the_activation_of_the_returned_image(tiny):
+    vis = visualize(tiny, "conv", [1, 2], image_shape=SHAPE, steps=6)
+    with torch.no_grad():
+        conv = tiny.conv(torch.from_numpy(vis.images[:, 0]))
+    np.testing.assert_allclose(vis.activation[:, 0], unit_activation(conv, [1, 2]).numpy(), rtol=1e-5)
+
+
+def test_bad_layers_and_units(tiny):
+    with pytest.raises(LayerNotFoundError, match=r"unknown layer 'fc3'.*Hint"):
+        visualize(tiny, "fc3", 0, image_shape=SHAPE, steps=1)
+    with pytest.raises(LayerscopeError, match="'input' is the image itself"):
+        visualize(tiny, "input", 0, image_shape=SHAPE, steps=1)
+    with pytest.raises(LayerscopeError, match=r"unit 4 is out of range for layer 'conv': it has 4 units, 0 to 3"):
+        visualize(tiny, "conv", [0, 4], image_shape=SHAPE, steps=1)
+    with pytest.raises(LayerscopeError, match="out of range"):
+        visualize(tiny, "fc", -1, image_shape=SHAPE, steps=1)
+
+
+# -- the cache in a Run, and PNGs ---------------------------------------------------------------------------------
+
+
+def test_unit_featurevis_is_cached_in_the_run(tiny_run):
+    run = Run(tiny_run.path)
+    calls = []
+    assert cached_featurevis(run, "conv2", 3, steps=4) is None
+    first = unit_featurevis(run, "conv2", 3, steps=4, progress=lambda *c: calls.append(c))
+    path = run.path / "featurevis" / "conv2" / "3.npz"
+    assert path.is_file() and calls
+    assert first.images.shape == (1, 1, 28, 28) and first.naive.shape == (1, 28, 28)
+    assert first.activation.shape == (1,) and first.settings["steps"] == 4
+    with zipfile.ZipFile(path) as z:  # plain arrays only, nothing pickled
+        assert sorted(z.namelist()) == sorted(
+            f"{k}.npy" for k in ("images", "naive", "activation", "naive_activation", "settings")
+        )
+    mtime = path.stat().st_mtime_ns
+    calls.clear()
+    second = unit_featurevis(run, "conv2", 3, steps=4, progress=lambda *c: calls.append(c))
+    assert calls == [] and path.stat().st_mtime_ns == mtime
+    np.testing.assert_array_equal(second.images, first.images)
+    np.testing.assert_array_equal(cached_featurevis(run, "conv2", 3, steps=4).images, first.images)
+    assert cached_featurevis(run, "conv2", 3, steps=5) is None  # made with other settings
+    np.testing.assert_array_equal(second.naive, first.naive)
+    assert second.naive_activation == first.naive_activation
+    assert second.settings == first.settings
+
+    unit_featurevis(run, "conv2", 3, steps=5, progress=lambda *c: calls.append(c))  # other settings: recomputed
+    assert calls
+    calls.clear()
+    path.write_bytes(b"not a zip file")  # unreadable: recomputed, not an error
+    unit_featurevis(run, "conv2", 3, steps=5, progress=lambda *c: calls.append(c))
+    assert calls and np.load(path, allow_pickle=False)["images"].shape == (1, 1, 28, 28)
+
+
+def test_unit_featurevis_refuses_the_input_and_bad_units(tiny_run):
+    run = Run(tiny_run.path)
+    with pytest.raises(LayerscopeError, match="'input' is the input image"):
+        unit_featurevis(run, "input", 0)
+    with pytest.raises(LayerscopeError, match=r"unit 64 is out of range for layer 'fc1': it has 64 units, 0 to 63"):
+        unit_featurevis(run, "fc1", 64)
+    with pytest.raises(LayerNotFoundError, match="unknown layer 'fc9'"):
+        unit_featurevis(run, "fc9", 0)
+
+
+def test_save_png_enlarges_and_lays_images_side_by_side(tmp_path):
+    images = np.zeros((2, 1, 28, 28), np.float32)
+    images[1] = 1.0
+    path = save_png(images, tmp_path / "out" / "u.png", scale=8)
+    with Image.open(path) as im:
+        assert im.mode == "L" and im.size == ((2 * 28 + 1) * 8, 28 * 8)
+        pixels = np.asarray(im)
+    assert pixels[:, : 28 * 8].max() == 0 and pixels[:, 29 * 8 :].min() == 255
+    assert pixels[0, 28 * 8] == 128  # the grey gap
+    rows = save_png(np.random.default_rng(0).random((2, 3, 3, 5, 5)), tmp_path / "rgb.png", scale=2)
+    with Image.open(rows) as im:
+        assert im.mode == "RGB" and im.size == ((3 * 5 + 2) * 2, (2 * 5 + 1) * 2)
+    with pytest.raises(LayerscopeError, match="C = 1 or 3"):
+        save_png(np.zeros((2, 28, 28)), tmp_path / "bad.png")
