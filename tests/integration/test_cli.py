@@ -128,3 +128,52 @@ def test_serve_binds_localhost_and_warns_on_0000(tiny_run):
         proc.terminate()
         _, stderr = proc.communicate(timeout=30)
     assert "warning: serving on 0.0.0.0: the page has no authentication" in " ".join(stderr.split())
+
+
+def test_topk_prints_the_units_best_images_and_saves_them(tiny_run, tmp_path):
+    from PIL import Image
+
+    from layerscope.run import Run
+
+    data = json.loads(layerscope("topk", tiny_run.path, "--layer", "conv2", "--unit", "3", "--json").stdout)
+    stored = Run(tiny_run.path).topk("conv2")
+    assert [row["index"] for row in data["images"]] == stored.indices[3].tolist()
+    activations = [row["activation"] for row in data["images"]]
+    assert activations == sorted(activations, reverse=True) and len(activations) == 9
+    for row in data["images"]:  # conv2 sees 5x5 pixels: its box is 5x5 unless clipped at the border
+        top, left, bottom, right = row["receptive_field"]
+        y, x = row["position"]
+        assert (top, left) == (y, x) and (bottom - top, right - left) == (5, 5)
+    out = tmp_path / "top.png"
+    text = layerscope("topk", tiny_run.path, "--layer", "fc1", "--unit", "0", "--out", out).stdout
+    assert "top 9 images of fc1 unit 0" in text
+    with Image.open(out) as image:
+        assert image.size == (9 * 28 * 8 + 8 * 8, 28 * 8)
+
+
+def test_featurevis_writes_naive_beside_regularised_and_caches(tiny_run, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "unit.png"
+    text = layerscope("featurevis", tiny_run.path, "--layer", "fc2", "--unit", "5", "--out", out).stdout
+    assert "fc2 unit 5: naive" in text and "regularised" in text and "best of the 4,000 dataset images" in text
+    with Image.open(out) as image:
+        assert image.size == (2 * 28 * 8 + 8, 28 * 8)
+    cache = tiny_run.path / "featurevis" / "fc2" / "5.npz"
+    made = cache.stat().st_mtime_ns
+    layerscope("featurevis", tiny_run.path, "--layer", "fc2", "--unit", "5", "--out", out)
+    assert cache.stat().st_mtime_ns == made  # read back, not optimised again
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["topk", "--layer", "fc1", "--unit", "64"], ["unit 64 is out of range", "0 to 63"]),
+        (["topk", "--layer", "input", "--unit", "0"], ["input image"]),
+        (["topk", "--layer", "fc9", "--unit", "0"], ["unknown layer 'fc9'"]),
+        (["featurevis", "--layer", "conv2", "--unit", "32", "--out", "x.png"], ["0 to 31"]),
+        (["featurevis", "--layer", "conv2", "--unit", "1", "--out", "x.jpg"], ["give a .png file name"]),
+    ],
+)
+def test_unit_commands_reject_bad_input(tiny_run, args, fragments):
+    assert_one_line_error(layerscope(args[0], tiny_run.path, *args[1:], check=False), *fragments)
