@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -80,26 +80,27 @@ class ActivationRecorder:
     eval mode inside the block and left as it was found afterwards.
     """
 
-    def __init__(self, model: nn.Module, layers: Sequence[str]) -> None:
+    def __init__(self, model: nn.Module, layers: Sequence[str], keep_graph: bool = False) -> None:
         self.model = model
-        self.layers = [name for name in layers if name != INPUT]
+        self.layers = list(dict.fromkeys(name for name in layers if name != INPUT))
         self.modules = _resolve(model, self.layers)
+        self.keep_graph = keep_graph  # outputs stay attached to autograd (feature visualisation differentiates them)
         self.outputs: dict[str, torch.Tensor] = {}
         self._handles: list[Any] = []
         self._was_training = model.training
-        self._stop_early = False
+        self._wanted: set[str] = set()
 
     def _hook(self, name: str) -> Any:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
             if isinstance(output, (tuple, list)):
                 output = output[0]
-            self.outputs[name] = output.detach()
-            if self._stop_early and len(self.outputs) == len(self.layers):
+            self.outputs[name] = output if self.keep_graph else output.detach()
+            if self._wanted and self._wanted <= self.outputs.keys():
                 raise _StopForward
 
         return hook
 
-    def __enter__(self) -> ActivationRecorder:
+    def __enter__(self) -> Self:
         self._was_training = self.model.training
         self.model.eval()
         try:
@@ -121,13 +122,18 @@ class ActivationRecorder:
     ) -> None:
         self._remove()
 
-    def run(self, x: torch.Tensor, stop_early: bool = True) -> dict[str, torch.Tensor]:
-        """Forward ``x``; return the recorded outputs (and the logits under ``"__logits__"`` if the pass completed)."""
+    def run(
+        self, x: torch.Tensor, stop_early: bool = True, layers: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Forward ``x``; return the recorded outputs (and the logits under ``"__logits__"`` if the pass completed).
+
+        With ``stop_early`` the pass ends once ``layers`` (default: all the recorder's layers) have their outputs.
+        """
         self.outputs = {}
-        self._stop_early = stop_early and bool(self.layers)
+        self._wanted = set(self.layers if layers is None else layers) if stop_early else set()
         try:
             logits = self.model(x)
-            self.outputs["__logits__"] = logits.detach()
+            self.outputs["__logits__"] = logits if self.keep_graph else logits.detach()
         except _StopForward:
             pass
         return self.outputs

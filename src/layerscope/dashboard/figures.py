@@ -10,6 +10,7 @@ from plotly.colors import qualitative, sample_colorscale
 
 __all__ = [
     "CLASS_COLORS",
+    "base_layout",
     "confusion_figure",
     "empty_figure",
     "probability_figure",
@@ -23,7 +24,7 @@ WRONG_COLOR = "#d62728"
 FONT = dict(family="Inter, system-ui, -apple-system, Segoe UI, sans-serif", size=12, color="#1f2933")
 
 
-def _layout(fig: go.Figure, height: int, **kwargs: object) -> go.Figure:
+def base_layout(fig: go.Figure, height: int, **kwargs: object) -> go.Figure:
     fig.update_layout(
         height=height,
         margin=dict(l=10, r=10, t=10, b=10),
@@ -105,7 +106,9 @@ def scatter_figure(
             visible=True if color_by != "correct" else "legendonly",
         )
     )
-    _layout(fig, height, dragmode="lasso", uirevision="keep", legend=dict(itemsizing="constant", font=dict(size=11)))
+    base_layout(
+        fig, height, dragmode="lasso", uirevision="keep", legend=dict(itemsizing="constant", font=dict(size=11))
+    )
     fig.update_xaxes(showticklabels=False, zeroline=False, showgrid=False)
     fig.update_yaxes(showticklabels=False, zeroline=False, showgrid=False)
     return fig
@@ -137,7 +140,7 @@ def probability_figure(probs: np.ndarray, true: int, class_names: Sequence[str])
             hovertemplate="%{y}: %{x:.4f}<extra></extra>",
         )
     )
-    _layout(fig, 24 * len(probs) + 30, bargap=0.25)
+    base_layout(fig, 24 * len(probs) + 30, bargap=0.25)
     fig.update_xaxes(range=[0, 1.18], showticklabels=False, showgrid=False, zeroline=False, fixedrange=True)
     fig.update_yaxes(autorange="reversed", type="category", fixedrange=True)
     return fig
@@ -187,7 +190,7 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> go.Figur
             hoverinfo="skip",
         )
     )
-    _layout(fig, 330, xaxis_title="predicted", yaxis_title="true")
+    base_layout(fig, 330, xaxis_title="predicted", yaxis_title="true")
     fig.update_yaxes(autorange="reversed", type="category", fixedrange=True)
     fig.update_xaxes(type="category", side="top", fixedrange=True)
     fig.update_layout(margin=dict(l=50, r=10, t=50, b=10))
@@ -201,7 +204,7 @@ def empty_figure(message: str = "") -> go.Figure:
         fig.add_annotation(
             text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font=dict(size=13, color="#52606d")
         )
-    _layout(fig, 460)
+    base_layout(fig, 460)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     return fig

@@ -13,6 +13,7 @@ from dash import ALL, Dash, Input, Output, State, ctx, dcc, html
 from dash.exceptions import PreventUpdate
 
 from layerscope.dashboard import ids
+from layerscope.dashboard.components import card
 from layerscope.dashboard.figures import empty_figure
 from layerscope.dashboard.state import DashboardState
 from layerscope.dashboard.unit_figures import (
@@ -29,11 +30,6 @@ from layerscope.dashboard.unit_figures import (
 __all__ = ["inside_layout", "register_inside"]
 
 
-def _card(title: str, *children: Any, extra: Any = None, class_name: str = "") -> html.Div:
-    head = [html.H3(title)] + ([extra] if extra is not None else [])
-    return html.Div([html.Div(head, className="card-head"), *children], className=f"card {class_name}".strip())
-
-
 def default_unit(state: DashboardState) -> dict[str, Any]:
     """The unit the card opens on: channel 0 of the second conv layer (the first has 3x3 kernels only), else of the
     first layer."""
@@ -48,7 +44,7 @@ def inside_layout(state: DashboardState) -> list[Any]:
         {"label": "brushed points (mean)", "value": "selection"},
         {"label": "no colour", "value": "none"},
     ]
-    network = _card(
+    network = card(
         "Network: weights and activations",
         html.Div(
             [
@@ -90,7 +86,7 @@ def inside_layout(state: DashboardState) -> list[Any]:
             className="hint",
         ),
     )
-    feature_maps = _card(
+    feature_maps = card(
         "Feature maps of the selected image",
         html.Div(
             [
@@ -119,7 +115,7 @@ def inside_layout(state: DashboardState) -> list[Any]:
         class_name="fmaps",
     )
     start = default_unit(state)
-    unit_card = _card(
+    unit_card = card(
         "Unit",
         html.Div(
             [
@@ -364,9 +360,9 @@ def register_inside(app: Dash, state: DashboardState) -> None:
         except Exception as e:
             return html.Span(f"cannot compute guided backprop: {e}", className="bad")
         hint = html.Div(
-            "Over the dimmed image, red: pixels that raise the unit at its strongest position, blue: pixels that "
-            "lower it (guided backprop passes only positive gradients through positive ReLUs; deconvolution only "
-            "positive gradients).",
+            "Over the dimmed image, red: pixels that raise the unit (a conv channel at its strongest position), "
+            "blue: pixels that lower it. Guided backprop passes only positive gradients through ReLUs that were "
+            "active; deconvolution passes only positive gradients.",
             className="hint",
         )
         return [html.Div(cells, className="figure-row"), hint]

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from dash import dcc, html
 
 from layerscope.dashboard import ids
+from layerscope.dashboard.components import card
 from layerscope.dashboard.inside import inside_layout
 from layerscope.dashboard.state import DashboardState
 from layerscope.projections.compute import METHODS
@@ -19,11 +18,6 @@ COLOR_OPTIONS = [
     {"label": "confidence", "value": "confidence"},
 ]
 SPLIT_OPTIONS = [{"label": s, "value": s} for s in ("all", "train", "test")]
-
-
-def card(title: str, *children: Any, extra: Any = None, class_name: str = "") -> html.Div:
-    head = [html.H3(title)] + ([extra] if extra is not None else [])
-    return html.Div([html.Div(head, className="card-head"), *children], className=f"card {class_name}".strip())
 
 
 def projection_panel(state: DashboardState, panel: str, layer: str, method: str) -> html.Div:

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from PIL import Image, ImageDraw
 from plotly.colors import sample_colorscale
 
-from layerscope.dashboard.figures import CLASS_COLORS, FONT
+from layerscope.dashboard.figures import CLASS_COLORS, base_layout
 
 __all__ = [
     "GraphColumn",
@@ -97,18 +97,6 @@ def tile(maps: np.ndarray, columns: int | None = None, gap: int = 1) -> np.ndarr
         r, c = divmod(i, columns)
         out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = maps[i]
     return out
-
-
-def _layout(fig: go.Figure, height: int, **kwargs: object) -> go.Figure:
-    fig.update_layout(
-        height=height,
-        margin=dict(l=10, r=10, t=10, b=10),
-        paper_bgcolor="white",
-        plot_bgcolor="white",
-        font=FONT,
-        **kwargs,
-    )
-    return fig
 
 
 # -- the network graph ---------------------------------------------------------------------------------------------
@@ -295,7 +283,7 @@ def network_figure(
         )
         for i, c in enumerate(columns)
     ]
-    _layout(fig, height, annotations=annotations, dragmode="pan", hovermode="closest", uirevision="network")
+    base_layout(fig, height, annotations=annotations, dragmode="pan", hovermode="closest", uirevision="network")
     fig.update_layout(margin=dict(l=10, r=10, t=50, b=10))
     fig.update_xaxes(visible=False, range=[-0.6, len(columns) - 0.4])
     fig.update_yaxes(visible=False, range=[-0.02, 1.08])
@@ -334,7 +322,7 @@ def weights_figure(kind: str, array: np.ndarray, bias: float | None, title: str)
         fig.update_xaxes(title="input unit", showgrid=False)
         fig.update_yaxes(zeroline=True, zerolinecolor="#9aa5b1")
     subtitle = f"{title}" + (f" · bias {bias:+.3f}" if bias is not None else "")
-    _layout(fig, 260, title=dict(text=subtitle, font=dict(size=12), x=0.01, y=0.98))
+    base_layout(fig, 260, title=dict(text=subtitle, font=dict(size=12), x=0.01, y=0.98))
     fig.update_layout(margin=dict(l=10, r=10, t=30, b=10))
     return fig
 
@@ -349,7 +337,7 @@ def class_bars(means: np.ndarray, class_names: Sequence[str], title: str) -> go.
             hovertemplate="%{x}: %{y:.3f}<extra></extra>",
         )
     )
-    _layout(fig, 220, title=dict(text=title, font=dict(size=12), x=0.01, y=0.98))
+    base_layout(fig, 220, title=dict(text=title, font=dict(size=12), x=0.01, y=0.98))
     fig.update_layout(margin=dict(l=10, r=10, t=30, b=10))
     fig.update_xaxes(type="category", fixedrange=True)
     fig.update_yaxes(fixedrange=True)
@@ -368,7 +356,7 @@ def feature_map_figure(fmap: np.ndarray, lo: float, hi: float, title: str) -> go
             hovertemplate="(%{y}, %{x}): %{z:.3f}<extra></extra>",
         )
     )
-    _layout(fig, 300, title=dict(text=title, font=dict(size=12), x=0.01, y=0.98))
+    base_layout(fig, 300, title=dict(text=title, font=dict(size=12), x=0.01, y=0.98))
     fig.update_layout(margin=dict(l=10, r=10, t=30, b=10))
     fig.update_yaxes(autorange="reversed", scaleanchor="x", visible=False)
     fig.update_xaxes(visible=False)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from layerscope.capture import INPUT, _resolve
+from layerscope.capture import INPUT, ActivationRecorder
 from layerscope.errors import LayerscopeError
 from layerscope.featurevis.objectives import (
     IMAGE,
@@ -53,10 +53,6 @@ LR = 0.1
 SETTLE = 0.25
 TV_WEIGHT = 0.05
 DIVERSITY_WEIGHT = 1.0
-
-
-class _Stop(Exception):
-    """Raised by a hook once every needed layer has run, to skip the rest of the forward pass."""
 
 
 class _RedirectedReLU(torch.autograd.Function):
@@ -120,8 +116,8 @@ class _ReLURedirect:
         self._inputs.clear()
 
 
-class _GraphRecorder:
-    """Forward hooks that keep the autograd graph of what they record; removed, and the mode restored, on exit."""
+class _GraphRecorder(ActivationRecorder):
+    """An ActivationRecorder that keeps the autograd graph of what it records, keyed as objectives name things."""
 
     def __init__(self, model: nn.Module, keys: Sequence[str]) -> None:
         names = [k for k in dict.fromkeys(keys) if k not in (LOGITS, IMAGE)]
@@ -129,52 +125,12 @@ class _GraphRecorder:
             raise LayerscopeError(
                 "layer 'input' is the image itself: feature visualisation is for a conv or dense layer, or a logit."
             )
-        self.model = model
-        self.modules = _resolve(model, names)
-        self.outputs: dict[str, Tensor] = {}
-        self._wanted: set[str] = set()
-        self._handles: list[Any] = []
-        self._was_training = model.training
+        super().__init__(model, names, keep_graph=True)
 
-    def _hook(self, name: str) -> Any:
-        def hook(module: nn.Module, args: Any, output: Any) -> None:
-            self.outputs[name] = output[0] if isinstance(output, (tuple, list)) else output
-            if self._wanted and self._wanted <= self.outputs.keys():
-                raise _Stop
-
-        return hook
-
-    def __enter__(self) -> _GraphRecorder:
-        self._was_training = self.model.training
-        self.model.eval()
-        try:
-            for name, module in self.modules.items():
-                self._handles.append(module.register_forward_hook(self._hook(name)))
-        except BaseException:
-            self._remove()
-            raise
-        return self
-
-    def _remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-        self.model.train(self._was_training)
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._remove()
-
-    def run(self, x: Tensor, keys: Sequence[str]) -> dict[str, Tensor]:
+    def forward(self, x: Tensor, keys: Sequence[str]) -> dict[str, Tensor]:
         """Forward x as far as ``keys`` need (to the end for ``LOGITS``); the outputs, graph attached."""
-        self.outputs = {}
-        self._wanted = set() if LOGITS in keys else {k for k in keys if k != IMAGE}
-        try:
-            self.outputs[LOGITS] = self.model(x)
-        except _Stop:
-            pass
-        return self.outputs
+        wanted = [k for k in keys if k not in (LOGITS, IMAGE)]
+        return super().run(x, stop_early=LOGITS not in keys and bool(wanted), layers=wanted)
 
 
 class _Adam:
@@ -276,7 +232,7 @@ def render(
             optimizer.zero_grad()
             image = param()  # (B, C, H, W) in (0, 1)
             x = image if transforms is None or settling else transforms(image, generator)
-            outputs = recorder.run(x, objective.layers)
+            outputs = recorder.forward(x, objective.layers)
             outputs[IMAGE] = image
             score = objective(outputs)  # (B,)
             # elements are independent terms of the sum (diversity aside), so each image follows its own gradient
@@ -286,7 +242,7 @@ def render(
             progress(task, step + 1, steps)
         with torch.no_grad():
             image = param()
-            outputs = recorder.run(image, measure.layers)
+            outputs = recorder.forward(image, measure.layers)
             outputs[IMAGE] = image
             final = measure(outputs)
     return RenderResult(
@@ -319,7 +275,7 @@ def layer_units(model: nn.Module, layer: str, image_shape: tuple[int, int, int])
     ``layer`` is a module name or ``LOGITS``, the model's output; unknown names raise ``LayerNotFoundError``.
     """
     with _GraphRecorder(model, [layer]) as recorder, torch.no_grad():
-        out = recorder.run(torch.zeros((1, *image_shape), device=_device(model)), [layer])[layer]
+        out = recorder.forward(torch.zeros((1, *image_shape), device=_device(model)), [layer])[layer]
     if out.ndim < 2:
         raise LayerscopeError(f"layer {layer!r} outputs shape {tuple(out.shape)}, with no unit dimension.")
     return ("conv" if out.ndim > 2 else "dense"), int(out.shape[1])
@@ -333,7 +289,7 @@ def _diversity_layer(model: nn.Module, layer: str, kind: str, image_shape: tuple
         return layer
     names = [name for name, _ in model.named_modules() if name]
     with _GraphRecorder(model, names) as recorder, torch.no_grad():
-        outputs = recorder.run(torch.zeros((1, *image_shape), device=_device(model)), [LOGITS])
+        outputs = recorder.forward(torch.zeros((1, *image_shape), device=_device(model)), [LOGITS])
     order = list(outputs)  # hooks fire as modules finish, so the dict holds them in the order they finished
     before = order[: order.index(layer)] if layer in order else order
     conv = [name for name in before if name != LOGITS and outputs[name].ndim == 4]
