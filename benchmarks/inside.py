@@ -111,8 +111,8 @@ def main() -> None:
                     f"() => document.querySelector('{NET}').data.filter(t => t.name === 'weights').length === 0"
                 )
                 t0 = time.perf_counter()
-                page.fill("#net-edges input", k)
-                page.press("#net-edges input", "Enter")
+                # the value a drag of the slider ends on (the keyboard moves it one step, one update, at a time)
+                page.evaluate("k => window.dash_clientside.set_props('net-edges', {value: k})", int(k))
                 page.wait_for_function(
                     f"() => document.querySelector('{NET}').data.filter(t => t.name === 'weights').length > 0"
                 )
