@@ -341,6 +341,8 @@ def topk(
         name = f"{r['split']}-{r['index']}"
         table.add_row(str(r["rank"]), name, r["label"], r["predicted"], f"{r['activation']:.4f}", *extra)
     out.print(table)
+    if rows and rows[0]["activation"] <= 0:
+        out.print(f"{layer} unit {unit} never activates on any of the {len(labels):,} images (a dead unit).")
     if image is not None:
         out.print(f"saved {image}")
 
