@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 
 from layerscope import __version__
-from layerscope.capture import capture_dataset, describe_layers
+from layerscope.capture import LayerInfo, capture_dataset, describe_layers, list_layers
 from layerscope.data.datasets import TEST, TRAIN, Dataset, load_mnist
 from layerscope.models.loading import SEED_CNN, build_model
 from layerscope.models.pretrained import pretrained_seed_cnn
@@ -33,7 +34,7 @@ from layerscope.run import (
 from layerscope.topk import DEFAULT_K, TopKCollector, write_topk
 from layerscope.training import EpochRecord, TrainConfig, fit, resolve_device
 
-__all__ = ["create_run", "default_cache_dir", "demo_run", "seed_cnn_spec", "train_run"]
+__all__ = ["create_run", "default_cache_dir", "demo_run", "seed_cnn_spec", "select_layers", "train_run"]
 
 
 def seed_cnn_spec(dataset: Dataset) -> dict[str, Any]:
@@ -50,15 +51,24 @@ def train_run(
     force: bool = False,
     progress: ProgressFn = no_progress,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
 ) -> Run:
     """Train a model and write a complete Run to ``out``: weights, predictions and activations for every image,
-    and the PCA projection of every layer. Nothing appears at ``out`` unless all of it succeeded."""
+    and the PCA projection of every layer. Nothing appears at ``out`` unless all of it succeeded.
+
+    ``spec`` defaults to the report's CNN sized for the dataset. ``include``/``exclude`` choose the layers (glob
+    patterns over dotted names, see ``list_layers``); a model that does not fit the dataset, or patterns that match
+    nothing, fail before any training.
+    """
     config = config or TrainConfig()
     dataset = dataset.subset(config.train_limit, config.test_limit)
     spec = spec or seed_cnn_spec(dataset)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     model = build_model(spec)
+    layers = select_layers(model, dataset, include, exclude)
+    spec = _with_patterns(spec, include, exclude)
     with staging_dir(out, force=force) as tmp:
         start = time.perf_counter()
         history = fit(model, dataset, replace(config, device=str(device)), progress=progress, on_epoch=on_epoch)
@@ -78,6 +88,7 @@ def train_run(
             device,
             progress,
             {"history": [vars(r) for r in history], "training": training},
+            layers,
             config.seed,
         )
     return Run(out)
@@ -93,16 +104,42 @@ def create_run(
     progress: ProgressFn = no_progress,
     provenance: dict[str, Any] | None = None,
     pca_kinds: tuple[str, ...] = ("image", "conv", "dense"),
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
 ) -> Run:
     """Write a complete Run for an already-trained ``model`` (built from ``spec``): capture and PCA, no training.
 
     ``pca_kinds`` limits the PCA done now to some kinds of layer; the others are computed when first asked for.
+    ``include``/``exclude`` choose the layers as in ``train_run``.
     """
     dev = resolve_device(device)
+    layers = select_layers(model, dataset, include, exclude)
+    spec = _with_patterns(spec, include, exclude)
     with staging_dir(out, force=force) as tmp:
         extra = {"history": [], **({"provenance": provenance} if provenance else {})}
-        _write_run(tmp, dataset, model, spec, dev, progress, extra, pca_kinds=pca_kinds)
+        _write_run(tmp, dataset, model, spec, dev, progress, extra, layers, pca_kinds=pca_kinds)
     return Run(out)
+
+
+def select_layers(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+) -> list[LayerInfo]:
+    """The layers a Run of ``model`` on ``dataset`` records (input first, in the order a forward pass produces them),
+    after checking that the model takes the dataset's images and returns one logit per class."""
+    names = list_layers(model, include, exclude) if include or exclude else None
+    return describe_layers(model, dataset.image_shape, names, num_classes=dataset.num_classes)
+
+
+def _with_patterns(
+    spec: dict[str, Any], include: Sequence[str] | None, exclude: Sequence[str] | None
+) -> dict[str, Any]:
+    """The model spec with the layer patterns it was captured with, so the Run records how its layers were chosen
+    (the chosen layers themselves are the manifest's ``layers``)."""
+    patterns = {k: list(v) for k, v in (("include", include), ("exclude", exclude)) if v}
+    return {**spec, "layer_patterns": patterns} if patterns else dict(spec)
 
 
 def _metrics(probs: np.ndarray, labels: np.ndarray, split: np.ndarray) -> dict[str, float]:
@@ -126,6 +163,7 @@ def _write_run(
     device: torch.device,
     progress: ProgressFn,
     extra: dict[str, Any],
+    layers: list[LayerInfo],
     random_state: int = 0,
     pca_kinds: tuple[str, ...] = ("image", "conv", "dense"),
 ) -> None:
@@ -133,7 +171,6 @@ def _write_run(
     model.to(device).eval()
     save_weights(model, tmp / "weights.safetensors")
     write_dataset_arrays(tmp, dataset)
-    layers = describe_layers(model, dataset.image_shape)
     # the top-k images per unit ride along the capture pass, which already has every layer's full output
     topk = TopKCollector([info.name for info in layers if info.kind != "image"], DEFAULT_K)
     captured = capture_dataset(model, dataset, layers, tmp, device=device, progress=progress, on_batch=topk)
@@ -189,3 +226,24 @@ def demo_run(
         provenance=provenance,
         pca_kinds=("image", "dense"),
     )
+
+
+def open_run(
+    path: str | os.PathLike[str] | Run,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: ProgressFn = no_progress,
+) -> Run:
+    """A Run from what the user has: a Run, a Run directory, or an NN_data.json file. A file is imported once into
+    the cache (keyed by its SHA-256, so an edited file is imported again) and opened from there."""
+    if isinstance(path, Run):
+        return path
+    path = Path(path)
+    if not path.is_file():
+        return Run(path)
+    from layerscope.interop.seed_json import import_nn_data
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    out = Path(cache_dir or default_cache_dir()) / f"{path.stem}-{digest[:12]}"
+    if (out / "manifest.json").is_file():
+        return Run(out)
+    return import_nn_data(path, out, force=True, progress=progress)

@@ -13,6 +13,13 @@ dashboard reads.
     topk/<layer>.values.npy|indices.npy   (U, k) float32 descending / int64: the k images activating each unit most
     topk/<layer>.positions.npy            (U, k, 2) int32 (y, x) of each conv channel's maximum (see topk.py)
 
+A Run imported from an NN_data.json file (``layerscope.interop``) has no model ("model": null in the manifest) and
+may also hold:
+
+    names.npy                (N,) the file's instance names
+    aggregates/images.npy    (M, C, H, W) uint8: instances that stand for a group, such as the per-digit averages
+    aggregates/activations/<layer>.npy, aggregates/projections/<layer>.npy   their values, NaN where the file has none
+
 Arrays are opened memory-mapped. Every file is written under a temporary name and renamed into place, and a new Run
 is built in a temporary directory that is renamed only once complete, so an interrupted command never leaves a
 broken Run and never damages an existing one.
@@ -27,6 +34,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +53,7 @@ from layerscope.topk import TopK
 
 __all__ = [
     "FORMAT_VERSION",
+    "Aggregates",
     "Run",
     "dataset_manifest",
     "now",
@@ -104,6 +113,23 @@ def staging_dir(out: str | os.PathLike[str], force: bool = False) -> Iterator[Pa
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Aggregates:
+    """Instances that stand for a group of images rather than one image (an NN_data.json file's per-digit averages),
+    kept as the file gave them. ``labels[i]`` is the class an aggregate stands for, or -1 when the file does not say."""
+
+    names: list[str]
+    labels: np.ndarray  # (M,) int64
+    images: np.ndarray  # (M, C, H, W) uint8
+    activations: dict[str, np.ndarray]  # layer -> (M, D) float32, NaN rows where the file has none
+    projections: dict[str, np.ndarray]  # layer -> (M, 2) float32, NaN rows where the file has none
+
+    def of_class(self, k: int) -> int | None:
+        """The position of the one aggregate that stands for class ``k``, if there is exactly one."""
+        hits = np.flatnonzero(self.labels == k)
+        return int(hits[0]) if len(hits) == 1 else None
 
 
 class Run:
@@ -209,7 +235,47 @@ class Run:
             source=d.get("source", ""),
         )
 
+    @property
+    def names(self) -> np.ndarray:
+        """(N,) the name of each image: the instance names of an imported file, else "train-12" / "test-3"."""
+        if (self.path / "names.npy").is_file():
+            return np.load(self.path / "names.npy")
+        split = np.asarray(self.split)
+        return np.char.add(np.where(split == 0, "train-", "test-"), np.arange(len(split)).astype(str))
+
+    @property
+    def aggregates(self) -> Aggregates | None:
+        """The file's aggregate instances (per-digit averages), for Runs imported from NN_data.json."""
+        listed = self.manifest.get("aggregates")
+        if not listed:
+            return None
+        return Aggregates(
+            names=[str(a["name"]) for a in listed],
+            labels=np.array([-1 if a.get("label") is None else int(a["label"]) for a in listed], np.int64),
+            images=np.asarray(self._load("aggregates/images.npy")),
+            activations={
+                layer: np.asarray(self._load(f"aggregates/activations/{layer}.npy"))
+                for layer in self.manifest.get("aggregate_layers", {}).get("activations", [])
+            },
+            projections={
+                layer: np.asarray(self._load(f"aggregates/projections/{layer}.npy"))
+                for layer in self.manifest.get("aggregate_layers", {}).get("projections", [])
+            },
+        )
+
+    @property
+    def has_model(self) -> bool:
+        """False for a Run imported from an NN_data.json file: it has the file's values but no weights."""
+        return self.manifest.get("model") is not None
+
     def load_model(self, device: str | torch.device = "cpu") -> nn.Module:
+        if not self.has_model:
+            source = self.manifest.get("source", {}).get("file", "a file")
+            raise RunError(
+                f"{self.path} has no model (it was imported from {source}); feature maps, top images and "
+                "feature visualisation need one: "
+                "build a Run with 'layerscope import-model' or 'layerscope train'."
+            )
         model = build_model(self.manifest["model"])
         load_weights(model, self.path / "weights.safetensors")
         return model.to(device).eval()

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
+import sys
 import threading
 import webbrowser
+from typing import Any
 
 from dash import Dash
+from werkzeug.serving import BaseWSGIServer, make_server
 
 from layerscope.dashboard.callbacks import register, register_jobs
 from layerscope.dashboard.inside import register_inside
@@ -14,7 +19,7 @@ from layerscope.dashboard.layout import build_layout
 from layerscope.dashboard.state import DashboardState
 from layerscope.run import Run
 
-__all__ = ["create_app", "serve"]
+__all__ = ["create_app", "serve", "show"]
 
 
 def create_app(run: Run | str | os.PathLike[str]) -> Dash:
@@ -29,7 +34,8 @@ def create_app(run: Run | str | os.PathLike[str]) -> Dash:
     app.layout = build_layout(state)
     register(app, state)
     register_jobs(app, state)
-    register_inside(app, state)
+    if state.has_model:
+        register_inside(app, state)
     app.layerscope_state = state  # type: ignore[attr-defined]
     return app
 
@@ -43,3 +49,42 @@ def serve(
     if open_browser:
         threading.Timer(1.0, lambda: webbrowser.open(url)).start()
     app.run(host=host, port=port, debug=False)
+
+
+_SHOWN: dict[tuple[str, int], BaseWSGIServer] = {}  # dashboards started by show(), by address
+
+
+def _kernel() -> Any:
+    """The IPython kernel's shell when running in a notebook (Jupyter, VS Code, Colab), else None."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell if shell is not None and getattr(shell, "kernel", None) is not None else None
+
+
+def show(run: Run | str | os.PathLike[str], port: int | None = None, height: int = 900, host: str = "127.0.0.1") -> str:
+    """Serve the dashboard of ``run`` (a Run, a Run directory or an NN_data.json file) in a background thread and
+    show it: inline in a notebook, as a printed URL elsewhere. Returns the URL. Showing again on the same port
+    replaces the dashboard there; the server ends with the Python process."""
+    from layerscope.pipeline import open_run
+
+    app = create_app(open_run(run))
+    if port is None:
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+    old = _SHOWN.pop((host, port), None)
+    if old is not None:
+        old.shutdown()
+        old.server_close()
+    server = make_server(host, port, app.server, threaded=True)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request log in the notebook's output
+    threading.Thread(target=server.serve_forever, daemon=True, name=f"layerscope-{port}").start()
+    _SHOWN[(host, port)] = server
+    url = f"http://{host}:{port}/"
+    if _kernel() is not None:
+        from IPython.display import IFrame, display
+
+        display(IFrame(url, width="100%", height=height))
+    else:
+        print(f"layerscope dashboard: {url}")
+    return url

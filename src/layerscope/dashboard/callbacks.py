@@ -14,8 +14,9 @@ from dash.exceptions import PreventUpdate
 
 from layerscope.analysis import explain_misclassification, neuron_order
 from layerscope.dashboard import figures, ids
-from layerscope.dashboard.layout import METHOD_LABELS
+from layerscope.dashboard.layout import METHOD_LABELS, method_options
 from layerscope.dashboard.state import DashboardState
+from layerscope.interop.seed_json import FILE_METHOD
 
 PAGE = 60  # thumbnails per gallery page
 
@@ -39,17 +40,27 @@ HIGHLIGHT_JS = """function(selection, origin) {
 }"""
 
 
-def _keep(state: DashboardState, split: str) -> np.ndarray:
+def _view_states(panel: str) -> list[State]:
+    """What a projection panel shows: (layer, method, split, colour); its figure's points follow from these."""
+    return [State(ids.proj(name, panel), "value") for name in ("layer", "method", "split", "color")]
+
+
+def _keep(state: DashboardState, layer: str, method: str, split: str) -> np.ndarray:
+    """The images a panel draws: those of the split that the projection places (a file may place only some)."""
     if split == "train":
-        return state.split == 0
-    if split == "test":
-        return state.split == 1
-    return np.ones(state.n, bool)
+        keep = state.split == 0
+    elif split == "test":
+        keep = state.split == 1
+    else:
+        keep = np.ones(state.n, bool)
+    if state.available(layer, method):
+        keep = keep & state.projected(layer, method)
+    return keep
 
 
-def _trace_indices(state: DashboardState, split: str, color: str) -> list[np.ndarray]:
+def _trace_indices(state: DashboardState, layer: str, method: str, split: str, color: str) -> list[np.ndarray]:
     """Dataset indices of each trace of a projection figure, in trace order (the misclassified ring last)."""
-    keep = _keep(state, split)
+    keep = _keep(state, layer, method, split)
     traces = figures.scatter_traces(state.labels, state.predicted, state.confidence, keep, color)
     return [idx for _, idx, _ in traces] + [np.flatnonzero(keep & state.wrong)]
 
@@ -66,9 +77,9 @@ def _brushed_row(state: DashboardState, selection: list[int] | None, selected: A
     return [html.Div(title, className="row-title"), html.Div(thumbs, className="thumbs brushed-row")]
 
 
-def _points_to_indices(state: DashboardState, pairs: list[list[int]], split: str, color: str) -> list[int]:
-    """Dataset indices of plotly (trace, point) pairs of a projection figure drawn with ``split`` and ``color``."""
-    traces = _trace_indices(state, split, color)
+def _points_to_indices(state: DashboardState, pairs: list[list[int]], view: list[str]) -> list[int]:
+    """Dataset indices of plotly (trace, point) pairs of a projection figure drawn as ``view`` (see _view_states)."""
+    traces = _trace_indices(state, *view)
     picked = {int(traces[c][p]) for c, p in pairs if 0 <= c < len(traces) and 0 <= p < len(traces[c])}
     return sorted(picked)
 
@@ -134,11 +145,18 @@ def register(app: Dash, state: DashboardState) -> None:
                     html.B(state.class_names[true]),
                     " · predicted ",
                     html.B(state.class_names[pred]),
-                    f" ({state.confidence[i]:.1%}) · ",
+                    f" ({state.confidence[i]:.1%}) · " if state.has_probabilities else " · ",
                     verdict,
                 ]
             ),
         ]
+        if not state.has_probabilities:
+            return (
+                state.thumbnail(i, 224),
+                caption,
+                figures.empty_figure("the file gives the predicted class only, no probabilities"),
+                true == pred,
+            )
         probs = np.asarray(state.probs[i], dtype=np.float32)
         return (
             state.thumbnail(i, 224),
@@ -156,23 +174,12 @@ def register(app: Dash, state: DashboardState) -> None:
         Input(ids.proj("graph", "b"), "clickData"),
         Input({"type": ids.ROW_NAME, "row": ALL}, "n_clicks"),
         State(ids.ROWS, "data"),
-        State(ids.proj("split", "a"), "value"),
-        State(ids.proj("color", "a"), "value"),
-        State(ids.proj("split", "b"), "value"),
-        State(ids.proj("color", "b"), "value"),
+        *_view_states("a"),
+        *_view_states("b"),
         prevent_initial_call=True,
     )
     def select(
-        _thumbs: Any,
-        _topk: Any,
-        click_a: Any,
-        click_b: Any,
-        _names: Any,
-        rows: list[dict[str, Any]],
-        split_a: str,
-        color_a: str,
-        split_b: str,
-        color_b: str,
+        _thumbs: Any, _topk: Any, click_a: Any, click_b: Any, _names: Any, rows: list[dict[str, Any]], *views: str
     ) -> Any:
         trigger = ctx.triggered_id
         if not ctx.triggered or ctx.triggered[0]["value"] in (None, 0):
@@ -190,8 +197,8 @@ def register(app: Dash, state: DashboardState) -> None:
         point = ((click_a if from_a else click_b) or {}).get("points", [{}])[0]
         if "curveNumber" not in point or "pointNumber" not in point:
             raise PreventUpdate
-        split, color = (split_a, color_a) if from_a else (split_b, color_b)
-        picked = _points_to_indices(state, [[point["curveNumber"], point["pointNumber"]]], split, color)
+        view = list(views[:4] if from_a else views[4:])
+        picked = _points_to_indices(state, [[point["curveNumber"], point["pointNumber"]]], view)
         if not picked:
             raise PreventUpdate
         return picked[0]
@@ -308,21 +315,20 @@ def register(app: Dash, state: DashboardState) -> None:
         Output(ids.SELECTION_ORIGIN, "data"),
         Input(ids.proj("brush", "a"), "data"),
         Input(ids.proj("brush", "b"), "data"),
-        State(ids.proj("split", "a"), "value"),
-        State(ids.proj("color", "a"), "value"),
-        State(ids.proj("split", "b"), "value"),
-        State(ids.proj("color", "b"), "value"),
+        *_view_states("a"),
+        *_view_states("b"),
         State(ids.SELECTION, "data"),
         prevent_initial_call=True,
     )
-    def brushed(a: Any, b: Any, split_a: str, color_a: str, split_b: str, color_b: str, current: Any) -> Any:
+    def brushed(a: Any, b: Any, *views_and_current: Any) -> Any:
         """The images brushed in one panel; `HIGHLIGHT_JS` lights them up in the other."""
         from_a = ctx.triggered_id == ids.proj("brush", "a")
         pairs = a if from_a else b
+        current = views_and_current[-1]
         if not pairs and not current:  # the graph reporting its initial empty selection
             raise PreventUpdate
-        split, color = (split_a, color_a) if from_a else (split_b, color_b)
-        selection = _points_to_indices(state, pairs, split, color) if pairs else []  # [] = cleared
+        view = list(views_and_current[:4] if from_a else views_and_current[4:8])
+        selection = _points_to_indices(state, pairs, view) if pairs else []  # [] = cleared
         return selection, "a" if from_a else "b"
 
     # Linked highlight, in the browser: a Plotly.restyle of `selectedpoints` on the drawn figure costs one redraw,
@@ -589,6 +595,21 @@ def _panel(
 
 def _register_projection(app: Dash, state: DashboardState, panel: str) -> None:
     @app.callback(
+        Output(ids.proj("method", panel), "options"),
+        Output(ids.proj("method", panel), "value"),
+        Input(ids.proj("layer", panel), "value"),
+        State(ids.proj("method", panel), "options"),
+        State(ids.proj("method", panel), "value"),
+        prevent_initial_call=True,
+    )
+    def methods(layer: str, options: list[dict[str, str]], method: str) -> tuple[Any, Any]:
+        """The methods a layer offers (a file's own projection, those computed here); unchanged ones stay put so
+        the figure is not drawn twice."""
+        wanted = method_options(state, layer)
+        value = method if method in state.methods(layer) else wanted[0]["value"]
+        return (no_update if wanted == options else wanted), (no_update if value == method else value)
+
+    @app.callback(
         Output(ids.proj("graph", panel), "figure"),
         Output(ids.proj("status", panel), "children"),
         Output(ids.proj("quality", panel), "children"),
@@ -601,6 +622,18 @@ def _register_projection(app: Dash, state: DashboardState, panel: str) -> None:
     )
     def projection(layer: str, method: str, color: str, split: str, _tick: Any, selection: Any) -> Any:
         label = f"{METHOD_LABELS[method]} of {layer}"
+        if method not in state.methods(layer):
+            text = (
+                f"{state.run.manifest['source']['kind']} has no projection of {layer}; choose "
+                + (
+                    "PCA, t-SNE, UMAP, LDA or Isomap (computed from its activations)."
+                    if state.computable(layer)
+                    else "another layer."
+                )
+                if method == FILE_METHOD
+                else f"{layer} has only the projection its file gives (no activations to project): choose 'from file'."
+            )
+            return figures.empty_figure(text), text, ""
         if not state.available(layer, method):
             job = state.start_projection(layer, method)
             if job.error:
@@ -616,7 +649,7 @@ def _register_projection(app: Dash, state: DashboardState, panel: str) -> None:
                 state.labels,
                 state.predicted,
                 state.confidence,
-                _keep(state, split),
+                _keep(state, layer, method, split),
                 color,
                 state.class_names,
             )
@@ -625,16 +658,18 @@ def _register_projection(app: Dash, state: DashboardState, panel: str) -> None:
         if selection:
             for trace, points in zip(
                 fig.data,
-                figures.selected_points(_trace_indices(state, split, color), np.asarray(selection)),
+                figures.selected_points(_trace_indices(state, layer, method, split, color), np.asarray(selection)),
                 strict=True,
             ):
                 trace.selectedpoints = points
         meta = state.projection_meta(layer, method)
+        # a file's projection of a layer without activations has no trustworthiness: nothing to compare it with
         quality = [
-            html.Span(f"kNN accuracy (k=10, 2-D) {meta.get('knn_accuracy', float('nan')):.3f}"),
-            html.Span(f"trustworthiness {meta.get('trustworthiness', float('nan')):.3f}"),
-            html.Span(f"{meta.get('n_points', state.n):,} points"),
+            html.Span(f"{title} {meta[key]:.3f}")
+            for key, title in (("knn_accuracy", "kNN accuracy (k=10, 2-D)"), ("trustworthiness", "trustworthiness"))
+            if key in meta
         ]
+        quality.append(html.Span(f"{meta.get('n_points', state.n):,} points"))
         if meta.get("note"):
             quality.append(html.Span(meta["note"], className="hint"))
         return fig, "", quality
@@ -643,23 +678,23 @@ def _register_projection(app: Dash, state: DashboardState, panel: str) -> None:
         Output(ids.proj("hover-img", panel), "src"),
         Output(ids.proj("hover-text", panel), "children"),
         Input(ids.proj("graph", panel), "hoverData"),
-        State(ids.proj("split", panel), "value"),
-        State(ids.proj("color", panel), "value"),
+        *_view_states(panel),
         prevent_initial_call=True,
     )
-    def hover(data: Any, split: str, color: str) -> Any:
+    def hover(data: Any, *view: str) -> Any:
         point = (data or {}).get("points", [{}])[0]
         if "curveNumber" not in point or "pointNumber" not in point:
             raise PreventUpdate
-        picked = _points_to_indices(state, [[point["curveNumber"], point["pointNumber"]]], split, color)
+        picked = _points_to_indices(state, [[point["curveNumber"], point["pointNumber"]]], list(view))
         if not picked:
             raise PreventUpdate
         i = picked[0]
         names = state.class_names
+        confidence = f" ({state.confidence[i]:.0%})" if state.has_probabilities else ""
         text = [
             html.B(state.name(i)),
             html.Div(f"true {names[state.labels[i]]}"),
-            html.Div(f"predicted {names[state.predicted[i]]} ({state.confidence[i]:.0%})"),
+            html.Div(f"predicted {names[state.predicted[i]]}{confidence}"),
         ]
         return state.thumbnail(i), text
 

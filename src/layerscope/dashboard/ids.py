@@ -86,3 +86,4 @@ UNIT_FEATUREVIS = "unit-featurevis"
 UNIT_GUIDED = "unit-guided"
 UNIT_INTERVAL = "unit-interval"
 TOPK_THUMB = "topk-thumb"  # pattern: {"type": TOPK_THUMB, "key": index, "rank": r}
+NO_MODEL = "no-model"

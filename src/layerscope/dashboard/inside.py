@@ -38,7 +38,26 @@ def default_unit(state: DashboardState) -> dict[str, Any]:
 
 
 def inside_layout(state: DashboardState) -> list[Any]:
-    """The cards of the 'inside the network' part of the page."""
+    """The cards of the 'inside the network' part of the page (one note when the Run has no model)."""
+    if not state.has_model:
+        return [
+            card(
+                "Inside the network",
+                html.P(
+                    [
+                        f"This Run was opened from {state.run.manifest['source']['kind']}, which holds the network's "
+                        "activations and projections but not its weights. The network graph, feature maps, unit "
+                        "cards, top images per unit and feature visualisation need the model: build a Run with ",
+                        html.Code("layerscope import-model"),
+                        " (or ",
+                        html.Code("layerscope train"),
+                        ") to see them.",
+                    ],
+                    className="hint",
+                    id=ids.NO_MODEL,
+                ),
+            )
+        ]
     colour_options = [
         {"label": "selected image", "value": "image"},
         {"label": "brushed points (mean)", "value": "selection"},

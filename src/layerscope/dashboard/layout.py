@@ -8,9 +8,16 @@ from layerscope.dashboard import ids
 from layerscope.dashboard.components import card
 from layerscope.dashboard.inside import inside_layout
 from layerscope.dashboard.state import DashboardState
-from layerscope.projections.compute import METHODS
+from layerscope.interop.seed_json import FILE_METHOD
 
-METHOD_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP", "lda": "LDA", "isomap": "Isomap"}
+METHOD_LABELS = {
+    "file": "from file",
+    "pca": "PCA",
+    "tsne": "t-SNE",
+    "umap": "UMAP",
+    "lda": "LDA",
+    "isomap": "Isomap",
+}
 COLOR_OPTIONS = [
     {"label": "true label", "value": "label"},
     {"label": "predicted label", "value": "predicted"},
@@ -20,13 +27,19 @@ COLOR_OPTIONS = [
 SPLIT_OPTIONS = [{"label": s, "value": s} for s in ("all", "train", "test")]
 
 
+def method_options(state: DashboardState, layer: str) -> list[dict[str, str]]:
+    return [{"label": METHOD_LABELS[m], "value": m} for m in state.methods(layer)]
+
+
 def projection_panel(state: DashboardState, panel: str, layer: str, method: str) -> html.Div:
-    methods = [{"label": METHOD_LABELS[m], "value": m} for m in METHODS]
+    colors = [c for c in COLOR_OPTIONS if c["value"] != "confidence" or state.has_probabilities]
     controls = html.Div(
         [
             dcc.Dropdown(state.layers, layer, id=ids.proj("layer", panel), clearable=False, className="ctl"),
-            dcc.Dropdown(methods, method, id=ids.proj("method", panel), clearable=False, className="ctl"),
-            dcc.Dropdown(COLOR_OPTIONS, "label", id=ids.proj("color", panel), clearable=False, className="ctl wide"),
+            dcc.Dropdown(
+                method_options(state, layer), method, id=ids.proj("method", panel), clearable=False, className="ctl"
+            ),
+            dcc.Dropdown(colors, "label", id=ids.proj("color", panel), clearable=False, className="ctl wide"),
             dcc.RadioItems(SPLIT_OPTIONS, "all", id=ids.proj("split", panel), inline=True, className="radio"),
         ],
         className="controls",
@@ -52,15 +65,27 @@ def projection_panel(state: DashboardState, panel: str, layer: str, method: str)
     )
 
 
+def default_views(state: DashboardState) -> tuple[tuple[str, str], tuple[str, str]]:
+    """(layer, method) of projection panels A and B when the page opens: a file's own projections when it has them
+    (its deepest and its first), else a dense layer and the input, by PCA."""
+    from_file = [layer for layer in state.layers if state.available(layer, FILE_METHOD)]
+    if from_file:
+        return (from_file[-1], FILE_METHOD), (from_file[0], FILE_METHOD)
+    layers = state.layers
+    first = next((name for name in ("fc2", "fc1") if name in layers), layers[-1])
+    return (first, "pca"), (layers[0], "pca")
+
+
 def build_layout(state: DashboardState) -> html.Div:
     m = state.run.manifest
     accuracy = m.get("metrics", {}).get("test_accuracy")
+    model = m["model"]["class"].split(":")[-1] if state.has_model else f"from {m['source']['kind']} (no model)"
     header = html.Header(
         [
             html.H1("layerscope"),
             html.Span(
-                f"{m['dataset']['name']} · {m['dataset']['n_images']:,} images · {m['model']['class'].split(':')[-1]}"
-                + (f" · test accuracy {accuracy:.2%}" if accuracy is not None else ""),
+                f"{m['dataset']['name']} · {m['dataset']['n_images']:,} images · {model}"
+                + (f" · {'test ' if state.has_model else ''}accuracy {accuracy:.2%}" if accuracy is not None else ""),
                 className="subtitle",
             ),
         ]
@@ -93,11 +118,10 @@ def build_layout(state: DashboardState) -> html.Div:
         dcc.Graph(id=ids.CONFUSION, config={"displayModeBar": False}),
         html.Div("Click a cell to list its images in the gallery and highlight them.", className="hint"),
     )
-    layers = state.layers
-    first = next((name for name in ("fc2", "fc1") if name in layers), layers[-1])
-    second = layers[0]
+    (first, method_a), (second, method_b) = default_views(state)
     projections = html.Div(
-        [projection_panel(state, "a", first, "pca"), projection_panel(state, "b", second, "pca")], className="row two"
+        [projection_panel(state, "a", first, method_a), projection_panel(state, "b", second, method_b)],
+        className="row two",
     )
     gallery = card(
         "Gallery",

@@ -25,6 +25,7 @@ from layerscope.attribution import guided_backprop
 from layerscope.capture import layer_outputs
 from layerscope.dashboard.unit_figures import signed_png, tile
 from layerscope.featurevis import FeatureVis, cached_featurevis, unit_featurevis
+from layerscope.interop.seed_json import FILE_METHOD
 from layerscope.network import Connection, IncomingWeights, channel_edges, connections, incoming_weights
 from layerscope.progress import ProgressFn
 from layerscope.projections.compute import METHODS, compute_projection
@@ -76,10 +77,18 @@ class DashboardState:
         self._unit_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="layerscope-units")
         # forward hooks are per module: requests that run the shared model take turns
         self._model_lock = threading.Lock()
-        # class-mean images: the proxy instances of the report (section 5.3.2)
+        self.names = np.asarray(self.run.names)
+        self.has_model = self.run.has_model
+        self.has_probabilities = self.run.manifest["dataset"].get("probabilities", "model") != "none"
+        self.aggregates = self.run.aggregates
+        # class-mean images: the proxy instances of the report (section 5.3.2); a file's own averages when it has them
         means = np.zeros((len(self.class_names), *self.images.shape[1:]), np.float64)
         for k in range(len(self.class_names)):
-            means[k] = self.images[self.labels == k].mean(0) if (self.labels == k).any() else 0
+            own = self.aggregates.of_class(k) if self.aggregates is not None else None
+            if own is not None:
+                means[k] = self.aggregates.images[own]  # type: ignore[union-attr]
+            elif (self.labels == k).any():
+                means[k] = np.rint(self.images[self.labels == k].mean(0))
         self.mean_images = means.astype(np.uint8)
 
     # -- layers and projections --------------------------------------------------------------------------------
@@ -93,6 +102,22 @@ class DashboardState:
 
     def available(self, layer: str, method: str) -> bool:
         return self.run.projection_meta(layer, method) is not None
+
+    def computable(self, layer: str) -> bool:
+        """Whether projections of ``layer`` can be computed here: its values are stored, or the model recomputes
+        them (a layer an NN_data.json file only projects has neither)."""
+        kind = self.run.layer(layer).kind
+        return kind in ("image", "dense") or (kind == "conv" and self.has_model)
+
+    def methods(self, layer: str) -> list[str]:
+        """The projection methods that can be shown for ``layer``: a file's own, then those layerscope computes."""
+        own = [FILE_METHOD] if self.available(layer, FILE_METHOD) else []
+        return own + (list(METHODS) if self.computable(layer) else [])
+
+    @lru_cache(maxsize=32)  # noqa: B019
+    def projected(self, layer: str, method: str) -> np.ndarray:
+        """(N,) bool: the images the projection places (a file's projection may cover some instances only)."""
+        return np.isfinite(self.projection(layer, method)).all(1)
 
     @lru_cache(maxsize=32)  # noqa: B019 - one state per app, lives as long as the server
     def projection(self, layer: str, method: str) -> np.ndarray:
@@ -141,7 +166,15 @@ class DashboardState:
     # -- activations ----------------------------------------------------------------------------------------------
     @lru_cache(maxsize=16)  # noqa: B019
     def class_means(self, layer: str) -> np.ndarray:
-        return class_means(self.run, layer)
+        """(K, units) the "average k" rows: a file's own average instance where it has one, else the class mean."""
+        means = class_means(self.run, layer)
+        own = self.aggregates.activations.get(layer) if self.aggregates is not None else None
+        if own is not None:
+            for k in range(len(means)):
+                i = self.aggregates.of_class(k)  # type: ignore[union-attr]
+                if i is not None and np.isfinite(own[i]).all():
+                    means[k] = own[i]
+        return means
 
     def values(self, layer: str) -> np.ndarray:
         return layer_values(self.run, layer)
@@ -164,8 +197,7 @@ class DashboardState:
         return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
     def name(self, index: int) -> str:
-        split = "train" if self.split[index] == 0 else "test"
-        return f"{split}-{index}"
+        return str(self.names[index])
 
     # -- inside the network: the model itself ----------------------------------------------------------------------
     @cached_property
