@@ -25,6 +25,39 @@ def make_idx_dir(directory: Path, n_train: int = 60, n_test: int = 20, size: int
     return directory
 
 
+def make_images(n: int, size: int = 16, channels: int = 3, classes: int = 4, seed: int = 0):
+    """(n, size, size, channels) uint8 images and (n,) labels: class c lights up quadrant c % 4 in channel c % 3."""
+    rng = np.random.default_rng(seed)
+    labels = (np.arange(n) % classes).astype(np.uint8)
+    images = rng.integers(0, 60, size=(n, size, size, channels), dtype=np.uint8)
+    half = size // 2
+    for i, c in enumerate(labels):
+        top, left = (c % 4) // 2 * half, (c % 4) % 2 * half
+        images[i, top : top + half, left : left + half, c % channels] = 255
+    return images, labels
+
+
+def make_image_folder(
+    directory: Path,
+    n: int = 48,
+    size: int = 16,
+    channels: int = 3,
+    classes: int = 4,
+    splits: bool = False,
+    names: tuple[str, ...] = ("cat", "dog", "owl", "yak", "emu", "fox"),
+) -> Path:
+    """DIR/<class>/<i>.png (or DIR/train|test/<class>/...) with ``make_images`` pixels; grey PNGs when channels is 1."""
+    from PIL import Image
+
+    images, labels = make_images(n, size, channels, classes)
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        split = ("test" if i % 4 == 3 else "train") if splits else ""
+        folder = directory / split / names[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[:, :, 0] if channels == 1 else image).save(folder / f"{i:04d}.png")
+    return directory
+
+
 @pytest.fixture
 def idx_dir(tmp_path: Path) -> Path:
     return make_idx_dir(tmp_path / "toy")

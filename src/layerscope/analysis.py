@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import confusion_matrix as _confusion_matrix
 
 from layerscope.data.datasets import TEST
 from layerscope.errors import LayerscopeError
@@ -39,6 +38,8 @@ def confusion(run: Run, split: int | None = TEST) -> np.ndarray:
     labels = np.asarray(run.labels)
     keep = np.ones(len(labels), bool) if split is None else np.asarray(run.split) == split
     k = len(run.class_names)
+    from sklearn.metrics import confusion_matrix as _confusion_matrix  # imported when used (over a second)
+
     return _confusion_matrix(labels[keep], predicted[keep], labels=np.arange(k))
 
 

@@ -12,13 +12,13 @@ gradient there.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from captum.attr import NeuronDeconvolution, NeuronGuidedBackprop
 from torch import nn
 
 from layerscope.capture import INPUT, ActivationRecorder, _resolve
@@ -26,11 +26,9 @@ from layerscope.errors import LayerscopeError
 
 __all__ = ["METHODS", "UnitTarget", "guided_backprop", "image_batch", "unit_target"]
 
-# method -> captum neuron attribution class; later methods (saliency, integrated gradients, ...) join here
-METHODS: dict[str, type[NeuronGuidedBackprop] | type[NeuronDeconvolution]] = {
-    "guided": NeuronGuidedBackprop,
-    "deconv": NeuronDeconvolution,
-}
+# method -> captum.attr neuron attribution class; later methods (saliency, integrated gradients, ...) join here.
+# captum is imported when first used: it takes a second to import, and most commands never need it.
+METHODS: dict[str, str] = {"guided": "NeuronGuidedBackprop", "deconv": "NeuronDeconvolution"}
 
 
 @dataclass(frozen=True)
@@ -108,5 +106,6 @@ def guided_backprop(
         with warnings.catch_warnings():
             # captum announces, on every call, that it hooks the ReLU modules and removes the hooks afterwards
             warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU", category=UserWarning)
-            attribution = METHODS[method](model, module).attribute(x, neuron_selector=target.selector())
+            algorithm = getattr(importlib.import_module("captum.attr"), METHODS[method])
+            attribution = algorithm(model, module).attribute(x, neuron_selector=target.selector())
     return attribution[0].detach().cpu().numpy().astype(np.float32)  # (1, C, H, W) -> (C, H, W)

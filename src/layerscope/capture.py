@@ -5,6 +5,8 @@ Layers are named by their dotted ``named_modules()`` names; ``"input"`` names th
 
 from __future__ import annotations
 
+import fnmatch
+import inspect
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -18,14 +20,15 @@ import torch
 from torch import nn
 
 from layerscope.data.datasets import Dataset
-from layerscope.errors import LayerNotFoundError
+from layerscope.errors import LayerNotFoundError, ModelMismatchError
 from layerscope.progress import ProgressFn, no_progress
-from layerscope.training import set_memory_format
+from layerscope.training import preferred_memory_format
 
 __all__ = [
     "INPUT",
     "ActivationRecorder",
     "CaptureResult",
+    "check_outputs",
     "LayerInfo",
     "ModuleCall",
     "capture_dataset",
@@ -42,16 +45,51 @@ INPUT = "input"
 _SKIPPED = (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.ReLU, nn.GELU, nn.Sigmoid, nn.Tanh, nn.Softmax)
 
 
-def list_layers(model: nn.Module) -> list[str]:
-    """The model's layers, in order: ``model.layerscope_layers`` when it names them, else its computing leaf modules."""
+def list_layers(
+    model: nn.Module, include: Sequence[str] | None = None, exclude: Sequence[str] | None = None
+) -> list[str]:
+    """The model's layers, in order: ``model.layerscope_layers`` when it names them, else its computing leaf modules.
+
+    ``include`` and ``exclude`` are glob patterns (``fnmatch``) over dotted names: ``include=["features.*"]`` keeps
+    the default layers that match, and a pattern that is exactly a module's name (a container such as ``features``,
+    or a ReLU the default skips) adds that module. ``exclude=["*.bn*"]`` then drops layers. A pattern that matches
+    nothing is an error, naming the layers there are.
+    """
     named = getattr(model, "layerscope_layers", None)
     if named:
-        return [str(n) for n in named]
-    return [
-        name
-        for name, module in model.named_modules()
-        if name and not list(module.children()) and not isinstance(module, _SKIPPED)
-    ]
+        default = [str(n) for n in named]
+    else:
+        default = [
+            name
+            for name, module in model.named_modules()
+            if name and not list(module.children()) and not isinstance(module, _SKIPPED)
+        ]
+    if not include and not exclude:
+        return default
+    order = {name: i for i, name in enumerate(n for n, _ in model.named_modules() if n)}
+    chosen = list(default)
+    if include:
+        chosen = []
+        for pattern in include:
+            found = [n for n in default if fnmatch.fnmatchcase(n, pattern)]
+            if not found and pattern in order:
+                found = [pattern]
+            if not found:
+                raise LayerNotFoundError(
+                    f"--include {pattern!r} matches no layer; the model's layers are {', '.join(default)}."
+                )
+            chosen += [n for n in found if n not in chosen]
+    for pattern in exclude or ():
+        kept = [n for n in chosen if not fnmatch.fnmatchcase(n, pattern)]
+        if len(kept) == len(chosen):
+            raise LayerNotFoundError(
+                f"--exclude {pattern!r} matches no layer; the layers are {', '.join(chosen) or 'none'}."
+            )
+        chosen = kept
+    if not chosen:
+        raise LayerNotFoundError("the --include/--exclude patterns leave no layer; keep at least one.")
+    # definition order here (named_modules); describe_layers puts them in the order a forward pass produces them
+    return sorted(chosen, key=lambda n: order.get(n, len(order)))
 
 
 def _resolve(model: nn.Module, layers: Sequence[str]) -> dict[str, nn.Module]:
@@ -133,7 +171,8 @@ class ActivationRecorder:
         self._wanted = set(self.layers if layers is None else layers) if stop_early else set()
         try:
             logits = self.model(x)
-            self.outputs["__logits__"] = logits if self.keep_graph else logits.detach()
+            detach = isinstance(logits, torch.Tensor) and not self.keep_graph
+            self.outputs["__logits__"] = logits.detach() if detach else logits
         except _StopForward:
             pass
         return self.outputs
@@ -141,7 +180,8 @@ class ActivationRecorder:
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """One layer as a Run describes it. ``kind`` is "image" (the input), "conv" (C, H, W) or "dense" (D,)."""
+    """One layer as a Run describes it. ``kind`` is "image" (the input), "conv" (C, H, W), "dense" (D,), or
+    "projection": a layer known only by a 2-D projection someone else computed (an NN_data.json file), shape ()."""
 
     name: str
     kind: str
@@ -152,7 +192,7 @@ class LayerInfo:
         return int(np.prod(self.shape))
 
     def to_dict(self) -> dict[str, Any]:
-        stored = {"image": "images", "conv": "channel_summary", "dense": "full"}[self.kind]
+        stored = {"image": "images", "conv": "channel_summary", "dense": "full", "projection": "projection"}[self.kind]
         return {"name": self.name, "kind": self.kind, "shape": list(self.shape), "dims": self.dims, "stored": stored}
 
     @classmethod
@@ -247,17 +287,88 @@ def trace_modules(model: nn.Module, image_shape: tuple[int, ...], until: str | N
     return calls
 
 
-def describe_layers(
-    model: nn.Module, image_shape: tuple[int, int, int], layers: Sequence[str] | None = None
-) -> list[LayerInfo]:
-    """The input plus each layer, with output shapes found by one forward pass of a blank image."""
-    layers = list(layers) if layers is not None else list_layers(model)
+_CLASS_ARGS = ("num_classes", "n_classes", "classes", "num_outputs", "n_outputs", "out_features")
+
+
+def _constructor_args(model: nn.Module) -> set[str]:
+    try:
+        return set(inspect.signature(type(model).__init__).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+def _shape_text(shape: Sequence[int]) -> str:
+    return "x".join(str(int(s)) for s in shape)
+
+
+def _blank_pass(model: nn.Module, image_shape: tuple[int, int, int], layers: list[str]) -> dict[str, torch.Tensor]:
+    """Outputs of ``layers`` (and the logits) for one blank image; a model that cannot take the images is an error."""
     device = _model_device(model)
-    with ActivationRecorder(model, layers) as rec, torch.inference_mode():
-        outputs = rec.run(torch.zeros((1, *image_shape), device=device), stop_early=False)
+    order: list[str] = []
+    try:
+        with ActivationRecorder(model, layers) as rec, torch.inference_mode():
+            hooks = [
+                rec.modules[name].register_forward_hook(lambda *_, name=name: order.append(name)) for name in rec.layers
+            ]
+            try:
+                outputs = rec.run(torch.zeros((1, *image_shape), device=device), stop_early=False)
+            finally:
+                for handle in hooks:
+                    handle.remove()
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        args = _constructor_args(model)
+        hint = " ".join(
+            f"--model-arg {arg}={value}"
+            for arg, value in (("in_channels", image_shape[0]), ("image_size", image_shape[1]))
+            if arg in args
+        )
+        raise ModelMismatchError(
+            f"model does not accept {_shape_text(image_shape)} images ({first})"
+            + (f"; build it for them with {hint}." if hint else "; build it for images of this shape.")
+        ) from e
+    # the order in which the layers produced their output (a layer run twice counts where it first ran)
+    return {name: outputs[name] for name in dict.fromkeys(order)} | {"__logits__": outputs["__logits__"]}
+
+
+def check_outputs(model: nn.Module, logits: Any, num_classes: int) -> None:
+    """The model must return ``(N, num_classes)`` logits for the dataset's classes."""
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+        found = f"shape {tuple(logits.shape)}" if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ModelMismatchError(f"the model returns {found}; layerscope needs (N, classes) logits from forward().")
+    if logits.shape[1] != num_classes:
+        arg = next((a for a in _CLASS_ARGS if a in _constructor_args(model)), None)
+        how = f"build it with --model-arg {arg}={num_classes}" if arg else f"build it with {num_classes} outputs"
+        raise ModelMismatchError(f"model outputs {logits.shape[1]} classes but the dataset has {num_classes}; {how}.")
+
+
+def describe_layers(
+    model: nn.Module,
+    image_shape: tuple[int, int, int],
+    layers: Sequence[str] | None = None,
+    num_classes: int | None = None,
+) -> list[LayerInfo]:
+    """The input plus each layer, with output shapes found by one forward pass of a blank image, in the order the
+    pass produces them.
+
+    Default layers (``layers`` None) that do not run are left out; a named layer that does not run is an error. A
+    model that cannot take ``image_shape`` images, or (with ``num_classes``) does not return that many logits, is a
+    ``ModelMismatchError``.
+    """
+    names = list(layers) if layers is not None else list_layers(model)
+    outputs = _blank_pass(model, image_shape, names)
+    if num_classes is not None:
+        check_outputs(model, outputs["__logits__"], num_classes)
+    missing = [name for name in names if name != INPUT and name not in outputs]
+    if missing and layers is not None:
+        raise LayerNotFoundError(
+            f"layer {missing[0]!r} does not run in the model's forward pass; leave it out (--exclude {missing[0]!r})."
+        )
     infos = [LayerInfo(INPUT, "image", tuple(image_shape))]
-    for name in layers:
-        shape = tuple(int(s) for s in outputs[name].shape[1:])
+    for name, out in outputs.items():
+        if name == "__logits__":
+            continue
+        shape = tuple(int(s) for s in out.shape[1:])
         kind = "conv" if len(shape) == 3 else "dense"
         infos.append(LayerInfo(name, kind, shape if kind == "conv" else (int(np.prod(shape)),)))
     return infos
@@ -279,12 +390,12 @@ def iter_layer_batches(
     """
     indices = np.arange(len(dataset)) if indices is None else np.asarray(indices)
     device = torch.device(device) if device is not None else _model_device(model)
-    set_memory_format(model.to(device), torch.channels_last)
+    # channels-last runs the convolutions ~1.7x faster on the CPU (oneDNN); outputs keep their logical shape
+    memory_format = preferred_memory_format(model.to(device), dataset.image_shape)
     with ActivationRecorder(model, layers) as rec, torch.inference_mode():
         for start in range(0, len(indices), batch_size):
             batch = indices[start : start + batch_size]
-            # channels-last runs the convolutions ~1.7x faster on the CPU (oneDNN); outputs keep their logical shape
-            x = dataset.pixels(batch).to(device, memory_format=torch.channels_last)
+            x = dataset.pixels(batch).to(device, memory_format=memory_format)
             outputs = rec.run(x, stop_early) if rec.layers or not stop_early else {}
             result = {name: out.float().cpu() for name, out in outputs.items()}
             if INPUT in layers:

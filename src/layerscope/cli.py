@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
@@ -44,8 +46,10 @@ class Bars:
         self.progress.update(self.tasks[task], completed=done, total=total)
 
 
-def _bars() -> Progress:
-    return Progress(
+@contextlib.contextmanager
+def _bars() -> Iterator[Progress]:
+    """Progress bars on stderr that stay when the work succeeds and go when it fails, so an error is one line."""
+    progress = Progress(
         TextColumn("{task.description:<28}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -54,6 +58,12 @@ def _bars() -> Progress:
         console=err,
         transient=False,
     )
+    with progress:
+        try:
+            yield progress
+        except BaseException:
+            progress.live.transient = True
+            raise
 
 
 def _open(path: Path) -> Any:
@@ -62,15 +72,65 @@ def _open(path: Path) -> Any:
     return Run(path)
 
 
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="Model class 'pkg.module:Class' (a module in the current directory works); default: the report's CNN.",
+    ),
+]
+ModelArgOpt = Annotated[
+    list[str] | None,
+    typer.Option("--model-arg", help="Constructor argument name=value (value read as JSON if it parses); repeat."),
+]
+IncludeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--include", help="Record only layers matching this glob over dotted names (e.g. 'features.*')."),
+]
+ExcludeOpt = Annotated[
+    list[str] | None, typer.Option("--exclude", help="Leave out layers matching this glob (e.g. '*.bn*'); repeat.")
+]
+DatasetOpt = Annotated[
+    str,
+    typer.Option(
+        help="'mnist' (bundled), a directory holding the four IDX files, or an image folder DIR/<class>/*.png "
+        "(optionally DIR/train/<class>, DIR/test/<class>)."
+    ),
+]
+ClassNamesOpt = Annotated[str | None, typer.Option(help="Comma-separated class names, or a file with one per line.")]
+ImageSizeOpt = Annotated[
+    int | None, typer.Option(help="Resize an image folder's images to N x N (they must otherwise share one size).")
+]
+
+
+def _model_spec(model: str | None, model_arg: list[str] | None, data: Any) -> dict[str, Any]:
+    """The spec of ``--model`` with ``--model-arg``; the report's CNN is sized to the dataset unless told otherwise."""
+    from layerscope.models.loading import SEED_CNN, parse_model_args
+    from layerscope.pipeline import seed_cnn_spec
+
+    spec: dict[str, Any] = seed_cnn_spec(data) if model in (None, SEED_CNN) else {"class": model, "args": {}}
+    return {**spec, "args": {**spec["args"], **parse_model_args(model_arg)}}
+
+
+def _load_dataset(dataset: str, class_names: str | None, image_size: int | None) -> Any:
+    """The dataset, with a progress bar that goes away once loaded (so an error after it stays one line)."""
+    from layerscope.data.datasets import load_dataset
+
+    with _bars() as progress:
+        progress.live.transient = True
+        return load_dataset(dataset, class_names, image_size=image_size, progress=Bars(progress))
+
+
 @app.command()
 def train(
     out_dir: Annotated[Path, typer.Option("--out", help="Where to write the Run directory.")] = Path("runs/mnist"),
-    dataset: Annotated[
-        str, typer.Option(help="'mnist' (bundled) or a directory holding the four IDX files.")
-    ] = "mnist",
-    class_names: Annotated[
-        str | None, typer.Option(help="Comma-separated class names, or a file with one per line.")
-    ] = None,
+    dataset: DatasetOpt = "mnist",
+    class_names: ClassNamesOpt = None,
+    image_size: ImageSizeOpt = None,
+    model: ModelOpt = None,
+    model_arg: ModelArgOpt = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
     preset: Annotated[
         str, typer.Option(help="default, or tiny (4,000 images, 3 epochs, seconds: for tests).")
     ] = "default",
@@ -85,8 +145,8 @@ def train(
         bool, typer.Option(help="Replace an existing Run at --out (only once the new one is complete).")
     ] = False,
 ) -> None:
-    """Train the report's CNN and write a complete Run: weights, predictions, activations, PCA of every layer."""
-    from layerscope.data.datasets import load_dataset
+    """Train a model (the report's CNN, or --model) and write a complete Run: weights, predictions, activations, PCA
+    of every layer."""
     from layerscope.pipeline import train_run
     from layerscope.training import PRESETS, TrainConfig
 
@@ -99,7 +159,6 @@ def train(
     config = TrainConfig(**{f.name: values[f.name] for f in fields(TrainConfig) if f.name in values})
     if config.epochs < 1 or config.batch_size < 1 or config.lr <= 0:
         raise LayerscopeError("--epochs and --batch-size must be at least 1 and --lr positive.")
-    data = load_dataset(dataset, class_names)
 
     def on_epoch(record: Any) -> None:
         err.print(
@@ -107,12 +166,74 @@ def train(
             f"test loss {record.test_loss:.4f} acc {record.test_accuracy:.4f} | {record.seconds:.1f} s"
         )
 
+    data = _load_dataset(dataset, class_names, image_size)
+    spec = _model_spec(model, model_arg, data)
     with _bars() as progress:
-        run = train_run(out_dir, data, config, force=force, progress=Bars(progress), on_epoch=on_epoch)
+        run = train_run(
+            out_dir,
+            data,
+            config,
+            spec=spec,
+            force=force,
+            progress=Bars(progress),
+            on_epoch=on_epoch,
+            include=include,
+            exclude=exclude,
+        )
     m = run.manifest
     out.print(
         f"Run written to [bold]{run.path}[/]: test accuracy {m['metrics']['test_accuracy']:.4f}, "
         f"training {m['training']['seconds']:.1f} s, capture {m['capture']['images_per_second']:,} images/s"
+    )
+
+
+@app.command("import-model")
+def import_model(
+    model: Annotated[
+        str, typer.Option("--model", help="Model class 'pkg.module:Class' (a module in the current directory works).")
+    ],
+    weights: Annotated[
+        Path, typer.Option(help="Trained weights: .safetensors, or a .pt state dict (loaded with weights_only).")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", help="Where to write the Run directory.")],
+    model_arg: ModelArgOpt = None,
+    dataset: DatasetOpt = "mnist",
+    class_names: ClassNamesOpt = None,
+    image_size: ImageSizeOpt = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    device: DeviceOpt = "auto",
+    force: Annotated[
+        bool, typer.Option(help="Replace an existing Run at --out (only once the new one is complete).")
+    ] = False,
+) -> None:
+    """Make a Run for an already-trained model: its weights on a dataset, captured and projected, no training."""
+    import hashlib
+
+    from layerscope.models.loading import build_model, load_weights
+    from layerscope.pipeline import create_run
+
+    data = _load_dataset(dataset, class_names, image_size)
+    spec = _model_spec(model, model_arg, data)
+    net = load_weights(build_model(spec), weights)
+    provenance = {"imported_from": str(weights.resolve()), "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+    with _bars() as progress:
+        run = create_run(
+            out_dir,
+            data,
+            net,
+            spec,
+            device=device,
+            force=force,
+            progress=Bars(progress),
+            provenance=provenance,
+            include=include,
+            exclude=exclude,
+        )
+    m = run.manifest
+    out.print(
+        f"Run written to [bold]{run.path}[/]: test accuracy {m['metrics']['test_accuracy']:.4f}, "
+        f"{len(run.layers) - 1} layers, capture {m['capture']['images_per_second']:,} images/s"
     )
 
 
@@ -152,7 +273,10 @@ def info(
         f"[bold]Dataset[/] {d['name']} ({d['source']}): {d['n_train']:,} train + {d['n_test']:,} test images "
         f"of {'x'.join(map(str, d['image_shape']))}, {len(d['class_names'])} classes"
     )
-    out.print(f"[bold]Model[/] {m['class']} {m.get('args', {})}, {m.get('num_parameters', 0):,} parameters")
+    if m is None:
+        out.print(f"[bold]Model[/] none: imported from {run.manifest.get('source', {}).get('file')}")
+    else:
+        out.print(f"[bold]Model[/] {m['class']} {m.get('args', {})}, {m.get('num_parameters', 0):,} parameters")
     t = data["training"]
     if t:
         out.print(
@@ -366,13 +490,73 @@ def _serve(run: Any, host: str, port: int, no_browser: bool) -> None:
 
 @app.command()
 def serve(
-    run_dir: RunArg,
+    run_dir: Annotated[
+        Path, typer.Argument(help="A Run directory, or an NN_data.json file (imported once, then cached).")
+    ],
     host: HostOpt = "127.0.0.1",
     port: PortOpt = 8050,
     no_browser: NoBrowserOpt = False,
 ) -> None:
-    """Open the dashboard on a Run in the browser."""
-    _serve(_open(run_dir), host, port, no_browser)
+    """Open the dashboard on a Run, or on an NN_data.json file, in the browser."""
+    from layerscope.pipeline import open_run
+
+    with _bars() as progress:
+        run = open_run(run_dir, progress=Bars(progress))
+    _serve(run, host, port, no_browser)
+
+
+@app.command("import-json")
+def import_json(
+    source: Annotated[Path, typer.Argument(help="An NN_data.json file (the report's exchange format).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Where to write the Run directory.")],
+    force: Annotated[
+        bool, typer.Option(help="Replace an existing Run at --out (only once the new one is complete).")
+    ] = False,
+) -> None:
+    """Convert an NN_data.json file into a Run (no model: its activations, projections, images and predictions)."""
+    from layerscope.interop import import_nn_data
+
+    with _bars() as progress:
+        run = import_nn_data(source, out_dir, force=force, progress=Bars(progress))
+    m = run.manifest
+    layers = [f"{info.name} ({info.kind})" for info in run.layers if info.kind != "image"]
+    out.print(
+        f"Run written to [bold]{run.path}[/]: {m['dataset']['n_images']:,} instances, "
+        f"{len(m.get('aggregates', []))} aggregates, {len(run.class_names)} classes; layers {', '.join(layers)}"
+    )
+
+
+@app.command("export-json")
+def export_json(
+    run_dir: RunArg,
+    target: Annotated[Path, typer.Argument(help="The NN_data.json file to write.")],
+    per_class: Annotated[int, typer.Option(help="Random images per class (every misclassified one is added).")] = 200,
+    method: Annotated[str, typer.Option(help="Projection of every layer: pca, tsne, umap, lda or isomap.")] = "pca",
+    every_image: Annotated[
+        bool, typer.Option("--all", help="Export every image (and project them all) instead of the sample.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the random sample.")] = 0,
+    force: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
+) -> None:
+    """Write a Run as NN_data.json, as the report chose: 200 random images per digit plus every misclassified one,
+    per-digit averages, dense-layer activations and a 2-D projection of every layer (computed if missing)."""
+    from layerscope.interop import export_nn_data
+
+    run = _open(run_dir)
+    if target.exists() and not force:
+        raise LayerscopeError(f"{target} already exists; pass --force to replace it.")
+    if per_class < 1:
+        raise LayerscopeError(f"--per-class must be at least 1 (got {per_class}).")
+    with _bars() as progress:
+        summary = export_nn_data(
+            run, target, per_class=per_class, seed=seed, method=method, everything=every_image, progress=Bars(progress)
+        )
+    out.print(
+        f"wrote [bold]{summary['path']}[/] ({summary['bytes'] / 1e6:.1f} MB): {summary['instances']:,} instances "
+        f"({summary['misclassified']:,} misclassified) and {summary['aggregates']} averages; activations of "
+        f"{', '.join(summary['activation_layers']) or 'no layer'}; projections of "
+        f"{', '.join(summary['projection_layers']) or 'no layer'}"
+    )
 
 
 @app.command()

@@ -20,3 +20,7 @@ class RunError(LayerscopeError):
 
 class LayerNotFoundError(LayerscopeError):
     """A layer name the model or Run does not have."""
+
+
+class ModelMismatchError(LayerscopeError):
+    """A model that does not fit the dataset: wrong input shape or number of classes."""

@@ -11,7 +11,9 @@ itself); batch norm, activations, dropout and pooling are not weighted modules. 
     "none"             the weights cannot be told apart from what else runs in between; ``note`` says why
 
 A connection is trusted only when the modules that run between ``src``'s output and the weighted module are
-element-wise, flatten or pooling, checked on a forward pass of one blank image.
+element-wise, flatten or pooling, checked on a forward pass of one blank image. Batch norm between them (``src`` ->
+BatchNorm -> ReLU -> Linear) rescales each unit of ``src``: its eval-mode scale and shift are folded into the weights
+and bias, so the edges are the effective weights from ``src``'s units, and ``note`` says so.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
 ]
 
 KINDS = ("conv", "dense_from_conv", "dense", "identity", "none")
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 _WEIGHTED = (nn.Linear, nn.Conv2d)
 # Modules that may run between a layer and the weighted module reading it without changing which unit feeds which.
 _TRANSPARENT = (
@@ -74,7 +77,7 @@ class Connection:
     module: str | None = None  # dotted name of the weighted module
     src_units: int = 0  # channels of a conv layer or image, neurons of a dense layer
     dst_units: int = 0
-    note: str = ""  # why "none"
+    note: str = ""  # why "none", or that batch norm was folded in
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,10 @@ def _connect(model: nn.Module, calls: list[ModuleCall], src: LayerInfo, dst: Lay
     other = [call.name for call in between if not isinstance(call.module, _TRANSPARENT)]
     if other:
         return none(f"{', '.join(other)} run between {src.name!r} and {end!r}")
+    norms = [call for call in between if isinstance(call.module, _NORMS)]
+    affine = _fold_norms(norms, src) if norms else None
+    if isinstance(affine, str):
+        return none(affine)
     if found is None:
         if _units(src) == _units(dst) and spatial == (dst.kind == "conv"):
             return Connection(src.name, dst.name, "identity", None, src_units=_units(src), dst_units=_units(dst))
@@ -142,6 +149,24 @@ def _connect(model: nn.Module, calls: list[ModuleCall], src: LayerInfo, dst: Lay
     bias = _numpy(module.bias) if module.bias is not None else None
 
     def make(kind: str, weight: np.ndarray) -> Connection:
+        note = ""
+        if affine is not None:  # batch norm between: x -> scale * x + shift per unit of src, folded into w and b
+            scale, shift = affine
+            shape = (1, *scale.shape) if kind != "conv" else (1, scale.shape[0], 1, 1)
+            if kind == "conv" and scale.shape[1:] != (1, 1):
+                return none(f"{', '.join(c.name for c in norms)} normalise each position, not each channel")
+            folded = weight * scale.reshape(shape)
+            flat_shift = shift.reshape(shape) if kind != "conv" else shift[:, 0, 0].reshape(shape)
+            # the shift adds a constant to every output: sum of weight x shift (for conv, away from zero padding)
+            extra = (weight * flat_shift).reshape(len(weight), -1).sum(1)
+            folded_bias = (bias if bias is not None else 0) + extra
+            weight, note = (
+                folded.astype(np.float32),
+                (f"batch norm {', '.join(repr(c.name) for c in norms)} folded into the weights and bias."),
+            )
+            return Connection(
+                src.name, dst.name, kind, weight, folded_bias.astype(np.float32), name, _units(src), _units(dst), note
+            )
         return Connection(src.name, dst.name, kind, weight, bias, name, _units(src), _units(dst))
 
     if isinstance(module, nn.Conv2d):
@@ -160,6 +185,33 @@ def _connect(model: nn.Module, calls: list[ModuleCall], src: LayerInfo, dst: Lay
     if spatial:  # (D_out, C*H*W) -> (D_out, C, H, W), the order nn.Flatten uses
         return make("dense_from_conv", weight.reshape(-1, *src.shape))
     return make("dense", weight)
+
+
+def _fold_norms(norms: list[ModuleCall], src: LayerInfo) -> tuple[np.ndarray, np.ndarray] | str:
+    """(scale, shift) over ``src``'s units, shaped (C, 1, 1) per channel or like ``src.shape`` per element, of the
+    eval-mode batch norms that run between ``src`` and a weighted module; or why they cannot be folded."""
+    spatial = src.kind in ("image", "conv")
+    scale = np.ones((src.shape[0], 1, 1) if spatial else src.shape, np.float64)
+    shift = np.zeros_like(scale)
+    for call in norms:
+        bn = call.module
+        assert isinstance(bn, nn.modules.batchnorm._BatchNorm)
+        if bn.running_mean is None or bn.running_var is None:
+            return f"batch norm {call.name!r} keeps no running statistics, so its effect depends on the batch"
+        mean = bn.running_mean.detach().cpu().double().numpy()
+        s = 1.0 / np.sqrt(bn.running_var.detach().cpu().double().numpy() + bn.eps)
+        t = -mean * s
+        if bn.weight is not None and bn.bias is not None:
+            gamma, beta = bn.weight.detach().cpu().double().numpy(), bn.bias.detach().cpu().double().numpy()
+            s, t = s * gamma, t * gamma + beta
+        if isinstance(bn, nn.BatchNorm2d) and spatial and bn.num_features == src.shape[0]:
+            s, t = s[:, None, None], t[:, None, None]
+        elif isinstance(bn, nn.BatchNorm1d) and bn.num_features == src.dims:
+            s, t = s.reshape(src.shape), t.reshape(src.shape)
+        else:
+            return f"batch norm {call.name!r} normalises {bn.num_features} features, {src.name!r} has shape {src.shape}"
+        scale, shift = scale * s, shift * s + t
+    return scale, shift
 
 
 def connections(model: nn.Module, layers: Sequence[LayerInfo]) -> list[Connection]:

@@ -72,3 +72,98 @@ def test_hooks_removed_and_mode_restored_even_on_error():
 def test_unknown_layer_gives_a_next_step():
     with pytest.raises(LayerNotFoundError, match=r"unknown layer 'fc3'\. Hint: 'layerscope layers RUN' lists them"):
         ActivationRecorder(SeedCNN(), ["fc3"])
+
+
+def test_include_and_exclude_patterns():
+    from tests.models import LeNetBN
+
+    model = LeNetBN()
+    assert list_layers(model) == ["conv1", "bn1", "conv2", "bn2", "fc1", "bn3", "fc2"]
+    assert list_layers(model, include=["conv*", "fc*"]) == ["conv1", "conv2", "fc1", "fc2"]
+    assert list_layers(model, exclude=["bn*"]) == ["conv1", "conv2", "fc1", "fc2"]
+    assert list_layers(model, include=["drop"]) == ["drop"]  # an exact name adds a module the default skips
+    assert list_layers(SeedCNN(), include=["fc*"]) == ["fc1", "fc2"]  # named layers are the default pool
+    with pytest.raises(LayerNotFoundError, match=r"--include 'fc9\*' matches no layer; the model's layers are conv1, "):
+        list_layers(model, include=["fc9*"])
+    with pytest.raises(LayerNotFoundError, match="leave no layer"):
+        list_layers(model, include=["bn*"], exclude=["*"])
+
+
+class Unordered(nn.Module):
+    """Modules defined in another order than they run, and one that never runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(8, 2)
+        self.unused = nn.Linear(3, 3)
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(4, 8))
+
+    def forward(self, x):
+        return self.head(torch.relu(self.body(x)))
+
+
+def test_layers_in_the_order_they_run_and_unused_ones_left_out():
+    model = Unordered()
+    assert [i.name for i in describe_layers(model, (1, 2, 2))] == ["input", "body.1", "head"]
+    with pytest.raises(LayerNotFoundError, match="'unused' does not run"):
+        describe_layers(model, (1, 2, 2), ["unused", "head"])
+
+
+def test_model_that_does_not_fit_the_images_or_classes():
+    from layerscope.errors import ModelMismatchError
+    from tests.models import MLP
+
+    with pytest.raises(ModelMismatchError, match=r"does not accept 3x16x16 images \(mat1 and mat2 .*in_channels=3"):
+        describe_layers(MLP(), (3, 16, 16))
+    with pytest.raises(ModelMismatchError, match="outputs 10 classes but the dataset has 3; .*num_classes=3"):
+        describe_layers(MLP(), (1, 28, 28), num_classes=3)
+
+
+class Viewing(nn.Module):
+    """A forward that calls .view on a feature map, which channels-last tensors refuse."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4 * 4 * 4, 2)
+
+    def forward(self, x):
+        x = self.conv(x)
+        return self.fc(x.view(x.size(0), -1))
+
+
+def test_models_that_cannot_run_channels_last_still_train():
+    import numpy as np
+
+    from layerscope.data.datasets import Dataset
+    from layerscope.training import TrainConfig, fit, preferred_memory_format
+
+    model = Viewing()
+    assert preferred_memory_format(model, (3, 6, 6)) == torch.contiguous_format
+    assert preferred_memory_format(SeedCNN(3, 2, 12), (3, 12, 12)) == torch.channels_last
+    rng = np.random.default_rng(0)
+    data = Dataset(
+        "v",
+        rng.integers(0, 255, (33, 3, 6, 6), dtype=np.uint8),
+        np.arange(33) % 2,
+        np.array([0] * 17 + [1] * 16, np.uint8),
+        ("a", "b"),
+    )
+    # 17 training images in batches of 8 leave one alone; batch norm would refuse it, so it sits the epoch out
+    history = fit(nn.Sequential(model, nn.BatchNorm1d(2)), data, TrainConfig(epochs=1, batch_size=8, device="cpu"))
+    assert len(history) == 1
+
+
+def test_model_args_are_json_or_strings():
+    from layerscope.errors import LayerscopeError
+    from layerscope.models.loading import parse_model_args
+
+    assert parse_model_args(["num_classes=3", "hidden=[64, 32]", "act=gelu", "p=0.5", "flag=true"]) == {
+        "num_classes": 3,
+        "hidden": [64, 32],
+        "act": "gelu",
+        "p": 0.5,
+        "flag": True,
+    }
+    with pytest.raises(LayerscopeError, match="write it as name=value"):
+        parse_model_args(["3"])

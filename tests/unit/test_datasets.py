@@ -40,3 +40,102 @@ def test_subset_keeps_canonical_order(idx_dir):
     assert len(d) == 15
     assert list(d.split) == [0] * 10 + [1] * 5
     assert d.info == {"train_limit": 10, "test_limit": 5}
+
+
+# -- image folders ---------------------------------------------------------------------------------------------------
+
+
+def test_image_folder_without_split_folders_holds_out_a_sixth_of_each_class(tmp_path):
+    from layerscope.data import load_image_folder
+    from tests.conftest import make_image_folder
+
+    d = load_image_folder(make_image_folder(tmp_path / "rgb", n=48, size=16, channels=3, classes=4))
+    assert d.images.shape == (48, 3, 16, 16) and d.images.dtype == np.uint8
+    assert d.class_names == ("cat", "dog", "owl", "yak")
+    test = d.indices(1)
+    assert len(test) == 8 and np.bincount(d.labels[test]).tolist() == [2, 2, 2, 2]  # stratified
+    assert list(d.split) == [0] * 40 + [1] * 8  # train first, then test
+    assert "1/6 of each class" in str(d.info["test_split"])
+    # class c lights quadrant c in channel c % 3: the pixels came through in (C, H, W) order
+    first_owl = d.images[d.labels == 2][0]
+    assert (first_owl[2, 8:, :8] == 255).all()
+    again = load_image_folder(tmp_path / "rgb")
+    assert (again.labels == d.labels).all() and (again.images == d.images).all()  # seeded
+
+
+def test_image_folder_with_train_and_test_folders_and_grey_images(tmp_path):
+    from tests.conftest import make_image_folder
+
+    folder = make_image_folder(tmp_path / "grey", n=24, size=10, channels=1, classes=3, splits=True)
+    d = load_dataset(folder, "zero,one,two")
+    assert d.images.shape == (24, 1, 10, 10)
+    assert len(d.indices(0)) == 18 and len(d.indices(1)) == 6
+    assert d.class_names == ("zero", "one", "two") and "test_split" not in d.info
+
+
+def test_image_folder_class_name_count_must_match(tmp_path):
+    from tests.conftest import make_image_folder
+
+    folder = make_image_folder(tmp_path / "f", n=12, classes=3)
+    with pytest.raises(LayerscopeError, match=r"has 3 class folders \(cat, dog, owl\) but 2 class names"):
+        load_dataset(folder, "a,b")
+
+
+def test_image_folder_mixed_sizes_and_resizing(tmp_path):
+    from PIL import Image
+
+    from tests.conftest import make_image_folder
+
+    folder = make_image_folder(tmp_path / "f", n=12, size=8, classes=2)
+    Image.new("RGB", (9, 7)).save(folder / "dog" / "odd.png")
+    with pytest.raises(
+        LayerscopeError, match=r"images differ in size: .*cat.* is 8x8 but .*odd.png is 9x7.*--image-size"
+    ):
+        load_dataset(folder)
+    d = load_dataset(folder, image_size=6)
+    assert d.images.shape == (13, 3, 6, 6) and d.info["resized"] is True
+
+
+def test_grey_and_colour_images_mixed_become_rgb(tmp_path):
+    from PIL import Image
+
+    for i, mode in enumerate(["L", "RGB", "L", "RGB"]):
+        (tmp_path / "f" / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+        Image.new(mode, (4, 4), 200 if mode == "L" else (10, 20, 30)).save(tmp_path / "f" / f"c{i % 2}" / f"{i}.png")
+    d = load_dataset(tmp_path / "f")
+    assert d.images.shape == (4, 3, 4, 4)
+    grey = d.images[(d.labels == 0)][0]
+    assert (grey == 200).all()
+
+
+def test_neither_idx_nor_image_folder(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(LayerscopeError, match="holds neither IDX files"):
+        load_dataset(tmp_path)
+    (tmp_path / "empty_class").mkdir()
+    with pytest.raises(LayerscopeError, match="holds neither"):
+        load_dataset(tmp_path)
+
+
+def test_image_size_refused_for_idx(idx_dir):
+    with pytest.raises(LayerscopeError, match="--image-size resizes image folders only"):
+        load_dataset(idx_dir, image_size=4)
+
+
+def test_three_channel_idx_directory_trains(tmp_path):
+    """An IDX directory other than MNIST, with (N, H, W, 3) images, through a short run like --preset tiny."""
+    from layerscope.pipeline import train_run
+    from layerscope.training import TrainConfig
+    from tests.conftest import make_images
+
+    (tmp_path / "idx").mkdir()
+    for split, n in (("train", 60), ("t10k", 20)):
+        images, labels = make_images(n, size=12, channels=3, classes=4, seed=n)
+        write_idx(tmp_path / "idx" / f"{split}-images-idx3-ubyte", images)
+        write_idx(tmp_path / "idx" / f"{split}-labels-idx1-ubyte", labels)
+    data = load_dataset(tmp_path / "idx")
+    assert data.image_shape == (3, 12, 12) and data.num_classes == 4
+    run = train_run(tmp_path / "run", data, TrainConfig(epochs=3, batch_size=16, lr=5e-3, augment=0, device="cpu"))
+    assert run.manifest["model"]["args"] == {"in_channels": 3, "num_classes": 4, "image_size": 12}
+    assert {i.name: i.shape for i in run.layers}["pool"] == (32, 4, 4)
+    assert run.manifest["metrics"]["train_accuracy"] > 0.5

@@ -161,3 +161,29 @@ def test_from_a_run(tiny_run):
     found = connections(tiny_run.load_model(), tiny_run.layers)
     assert [c.kind for c in found] == ["conv", "conv", "identity", "dense_from_conv", "dense", "dense"]
     assert all(not isinstance(c.weight, torch.Tensor) for c in found)
+
+
+def test_batch_norm_between_layers_is_folded_into_the_weights():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Linear(3, 2)).eval()
+    bn = model[2]
+    bn.running_mean.uniform_(-1, 1)
+    bn.running_var.uniform_(0.5, 2)
+    bn.weight.data.uniform_(-2, 2)
+    bn.bias.data.uniform_(-1, 1)
+    layers = describe_layers(model, (1, 2, 2), ["1", "3"])
+    _, into = connections(model, layers)
+    assert into.kind == "dense" and "batch norm '2' folded" in into.note
+    x = torch.rand(5, 1, 2, 2)
+    hidden = model[1](model[0](x)).detach().numpy()
+    np.testing.assert_allclose(hidden @ into.weight.T + into.bias, model(x).detach().numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_batch_norm_between_convs_scales_each_input_channel():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Conv2d(3, 2, 1)).eval()
+    model[1].running_var.fill_(4.0)  # scale 1/2 per channel
+    layers = describe_layers(model, (1, 5, 5), ["0", "3"])
+    _, into = connections(model, layers)
+    assert into.kind == "conv"
+    np.testing.assert_allclose(into.weight, model[3].weight.detach().numpy() / np.sqrt(4 + 1e-5), rtol=1e-5)

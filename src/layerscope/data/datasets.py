@@ -1,4 +1,5 @@
-"""Datasets: the bundled MNIST and any directory holding the four IDX files of the MNIST layout.
+"""Datasets: the bundled MNIST, any directory holding the four IDX files of the MNIST layout, and image folders
+(one folder of images per class, as torchvision's ImageFolder reads them).
 
 A dataset is held as uint8 images ``(N, C, H, W)`` with the training images first and the test images after them, in
 the files' order, so index ``i`` names the same image everywhere in layerscope. Pixels become float32 in [0, 1] only
@@ -16,8 +17,21 @@ import torch
 
 from layerscope.data.idx import read_idx
 from layerscope.errors import LayerscopeError
+from layerscope.progress import ProgressFn, no_progress
 
-__all__ = ["Dataset", "load_dataset", "load_idx_dir", "load_mnist", "MNIST_DIR", "TRAIN", "TEST"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MNIST_DIR",
+    "TEST",
+    "TRAIN",
+    "Dataset",
+    "is_image_folder",
+    "load_dataset",
+    "load_idx_dir",
+    "load_image_folder",
+    "load_mnist",
+    "parse_class_names",
+]
 
 MNIST_DIR = Path(__file__).parent / "mnist"
 TRAIN, TEST = 0, 1
@@ -63,7 +77,10 @@ class Dataset:
 
     def pixels(self, index: np.ndarray | slice) -> torch.Tensor:
         """Images ``index`` as a float32 tensor in [0, 1], shape (n, C, H, W)."""
-        return torch.from_numpy(np.ascontiguousarray(self.images[index])).float().div_(255.0)
+        images = np.ascontiguousarray(self.images[index])
+        if not images.flags.writeable:  # a slice of a Run's read-only memory map: torch wants a writable array
+            images = images.copy()
+        return torch.from_numpy(images).float().div_(255.0)
 
     def subset(self, train_limit: int | None = None, test_limit: int | None = None) -> Dataset:
         """The first ``train_limit`` training and first ``test_limit`` test images (the canonical order is kept)."""
@@ -165,13 +182,198 @@ def load_idx_dir(
     )
 
 
-def load_mnist(class_names: str | list[str] | tuple[str, ...] | None = None) -> Dataset:
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
+# Pillow modes whose pixels are one grey value; every other mode is read as RGB
+_GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+# 1 image in 6 per class is held out for testing when a folder has no train/ and test/ (MNIST's 10,000 of 70,000)
+TEST_FRACTION = 1 / 6
+
+
+def _image_files(directory: Path) -> list[Path]:
+    return sorted(
+        p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and p.name[0] != "."
+    )
+
+
+def _class_dirs(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def is_image_folder(directory: str | os.PathLike[str]) -> bool:
+    """Whether ``directory`` looks like an image folder: class folders holding images, possibly under train/test."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return False
+    roots = [directory / "train"] if (directory / "train").is_dir() else [directory]
+    return any(_image_files(c) for root in roots for c in _class_dirs(root))
+
+
+def _read_images(files: list[Path], size: int | None, progress: ProgressFn) -> tuple[np.ndarray, bool]:
+    """(N, C, H, W) uint8 of ``files``, one channel when every image is grey, else RGB; and whether any was resized."""
+    from PIL import Image, UnidentifiedImageError
+
+    progress("load images", 0, len(files))
+    pixels: list[np.ndarray] = []
+    grey = True
+    first: tuple[Path, tuple[int, int]] | None = None
+    resized = False
+    for i, path in enumerate(files):
+        try:
+            with Image.open(path) as opened:
+                mode_grey = opened.mode in _GREY_MODES
+                image = opened.convert("L" if mode_grey else "RGB")
+                if size is not None and image.size != (size, size):
+                    image = image.resize((size, size), Image.Resampling.BILINEAR)
+                    resized = True
+                array = np.asarray(image, dtype=np.uint8)
+        except (OSError, UnidentifiedImageError, ValueError) as e:
+            raise LayerscopeError(f"{path}: cannot read the image ({e}).") from e
+        grey &= mode_grey
+        if first is None:
+            first = (path, image.size)
+        elif image.size != first[1]:
+            (w0, h0), (w1, h1) = first[1], image.size
+            raise LayerscopeError(
+                f"images differ in size: {first[0]} is {w0}x{h0} but {path} is {w1}x{h1}; resize them to one "
+                f"size, or pass --image-size N to resize every image to NxN."
+            )
+        pixels.append(array)
+        if (i + 1) % 256 == 0 or i + 1 == len(files):
+            progress("load images", i + 1, len(files))
+    # (H, W) grey or (H, W, 3) RGB -> (N, C, H, W); grey images join RGB ones as three equal channels
+    rgb = [p if p.ndim == 3 else np.repeat(p[:, :, None], 3, axis=2) for p in pixels] if not grey else pixels
+    stacked = np.stack(rgb)
+    images = stacked[:, None] if grey else stacked.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(images), resized
+
+
+def load_image_folder(
+    directory: str | os.PathLike[str],
+    class_names: str | os.PathLike[str] | list[str] | tuple[str, ...] | None = None,
+    name: str | None = None,
+    image_size: int | None = None,
+    seed: int = 0,
+    progress: ProgressFn = no_progress,
+) -> Dataset:
+    """Load images kept one folder per class, ``DIR/<class>/*.png`` (as torchvision's ImageFolder reads them).
+
+    With ``DIR/train/<class>/`` and ``DIR/test/<class>/`` those are the splits; without, a seeded, stratified sixth of
+    each class becomes the test split (``Dataset.info`` says so). Every image must have one size, or give
+    ``image_size`` to resize all to ``image_size`` x ``image_size``. Grey images give one channel; if any image has
+    colour, all are RGB. Class names are the folder names, sorted, unless ``class_names`` (as many) replaces them.
+    Formats: whatever Pillow reads among ``IMAGE_SUFFIXES``.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise LayerscopeError(f"{directory}: no such dataset directory.")
+    if image_size is not None and image_size < 1:
+        raise LayerscopeError(f"--image-size must be at least 1 (got {image_size}).")
+    split_dirs = {s: directory / s for s in ("train", "test")}
+    has_splits = [s for s, d in split_dirs.items() if d.is_dir()]
+    if len(has_splits) == 1:
+        missing = ({"train", "test"} - set(has_splits)).pop()
+        raise LayerscopeError(
+            f"{directory} has a {has_splits[0]}/ folder but no {missing}/; give both, or put the class folders "
+            "directly in the directory."
+        )
+    roots = [split_dirs["train"], split_dirs["test"]] if has_splits else [directory]
+    folders = sorted({c.name for root in roots for c in _class_dirs(root)})
+    files_of = {
+        (i, c): _image_files(root / c) if (root / c).is_dir() else [] for i, root in enumerate(roots) for c in folders
+    }
+    empty = [c for c in folders if not any(files_of[i, c] for i in range(len(roots)))]
+    if not folders or empty:
+        where = f"{directory}/{empty[0]}" if empty else str(directory)
+        raise LayerscopeError(
+            f"{where}: no images ({', '.join(IMAGE_SUFFIXES[:4])}, ...). An image folder holds one folder of images "
+            "per class (DIR/<class>/*.png), optionally under DIR/train/ and DIR/test/."
+        )
+    if has_splits:
+        extra = [c for c in folders if not files_of[0, c]]
+        if extra:
+            raise LayerscopeError(f"{directory}/test/{extra[0]} has no training images in {directory}/train/.")
+    names = parse_class_names(class_names) or tuple(folders)
+    if len(names) != len(folders):
+        raise LayerscopeError(
+            f"{directory} has {len(folders)} class folders ({', '.join(folders)}) but {len(names)} class names were "
+            f"given; give {len(folders)}."
+        )
+    parts: dict[int, list[tuple[Path, int]]] = {TRAIN: [], TEST: []}
+    rng = np.random.default_rng(seed)
+    for label, folder in enumerate(folders):
+        if has_splits:
+            parts[TRAIN] += [(f, label) for f in files_of[0, folder]]
+            parts[TEST] += [(f, label) for f in files_of[1, folder]]
+            continue
+        files = files_of[0, folder]
+        n_test = int(round(len(files) * TEST_FRACTION)) if len(files) > 1 else 0
+        test = set(rng.permutation(len(files))[:n_test].tolist())
+        parts[TRAIN] += [(f, label) for i, f in enumerate(files) if i not in test]
+        parts[TEST] += [(f, label) for i, f in enumerate(files) if i in test]
+    ordered = parts[TRAIN] + parts[TEST]
+    images, resized = _read_images([f for f, _ in ordered], image_size, progress)
+    info: dict[str, object] = {"layout": "image_folder"}
+    if not has_splits:
+        info["test_split"] = f"no train/ and test/ folders: a random 1/6 of each class (seed {seed}) is the test split"
+    if image_size is not None:
+        info["image_size"] = image_size
+        info["resized"] = resized
+    return Dataset(
+        name=name or directory.name,
+        images=images,
+        labels=np.array([label for _, label in ordered], dtype=np.int64),
+        split=np.array([TRAIN] * len(parts[TRAIN]) + [TEST] * len(parts[TEST]), dtype=np.uint8),
+        class_names=names,
+        source=str(directory.resolve()),
+        info=info,
+    )
+
+
+def load_mnist(class_names: str | os.PathLike[str] | list[str] | tuple[str, ...] | None = None) -> Dataset:
     """The MNIST database bundled with layerscope: 60,000 training and 10,000 test images."""
     return replace(load_idx_dir(MNIST_DIR, class_names, name="mnist"), source="bundled:mnist")
 
 
-def load_dataset(spec: str | os.PathLike[str] | None = None, class_names: str | None = None) -> Dataset:
-    """``None`` or ``"mnist"``: the bundled MNIST; anything else: a directory of IDX files."""
+def _is_idx_dir(directory: Path) -> bool:
+    return any(
+        fragment in p.name
+        for p in directory.iterdir()
+        if p.is_file()
+        for fragments in _ROLES.values()
+        for fragment in fragments
+    )
+
+
+def load_dataset(
+    spec: str | os.PathLike[str] | None = None,
+    class_names: str | os.PathLike[str] | list[str] | tuple[str, ...] | None = None,
+    image_size: int | None = None,
+    progress: ProgressFn = no_progress,
+) -> Dataset:
+    """``None`` or ``"mnist"``: the bundled MNIST; a directory of IDX files (the MNIST layout); or an image folder
+    (``DIR/<class>/*.png``, optionally under ``train/`` and ``test/``), told apart by what the directory holds.
+    ``image_size`` resizes an image folder's images (IDX images are used as they are)."""
     if spec is None or str(spec) in ("mnist", "bundled:mnist"):
-        return load_mnist(class_names)
-    return load_idx_dir(spec, class_names=class_names)
+        dataset = load_mnist(class_names)
+    else:
+        directory = Path(spec)
+        if not directory.is_dir():
+            raise LayerscopeError(
+                f"{directory}: no such dataset directory; give 'mnist', a directory of IDX files, or an image "
+                "folder (DIR/<class>/*.png)."
+            )
+        if _is_idx_dir(directory):
+            dataset = load_idx_dir(directory, class_names=class_names)
+        elif is_image_folder(directory):
+            return load_image_folder(directory, class_names, image_size=image_size, progress=progress)
+        else:
+            raise LayerscopeError(
+                f"{directory} holds neither IDX files (train-images, train-labels, t10k-images, t10k-labels) nor "
+                "class folders of images (DIR/<class>/*.png)."
+            )
+    if image_size is not None and dataset.image_shape[1:] != (image_size, image_size):
+        raise LayerscopeError(
+            f"--image-size resizes image folders only; {dataset.name} has {dataset.image_shape[1]}x"
+            f"{dataset.image_shape[2]} IDX images. Leave --image-size out."
+        )
+    return dataset

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.manifold import Isomap as SkIsomap
 
 from layerscope.progress import ProgressFn, no_progress
 
@@ -35,6 +34,8 @@ class Isomap:
         rng = np.random.default_rng(self.random_state)
         self.sample_ = np.sort(rng.choice(n, size=min(self.fit_sample, n), replace=False))
         self.progress("isomap", 0, n)
+        from sklearn.manifold import Isomap as SkIsomap  # scikit-learn takes over a second to import: when used
+
         self.isomap_ = SkIsomap(n_neighbors=min(self.n_neighbors, len(self.sample_) - 1), n_components=2)
         fitted = self.isomap_.fit_transform(x[self.sample_])
         self.embedding_ = np.empty((n, 2), np.float32)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
 from layerscope.errors import LayerscopeError
 
@@ -20,6 +19,8 @@ class LDA:
         classes = np.unique(y)
         if len(classes) < 3:
             raise LayerscopeError(f"LDA gives two axes only with at least 3 classes; this data has {len(classes)}.")
+        from sklearn.discriminant_analysis import LinearDiscriminantAnalysis  # imported when used (over a second)
+
         self.lda_ = LinearDiscriminantAnalysis(n_components=2, solver="svd").fit(x, y)
         return self
 

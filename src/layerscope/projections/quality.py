@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.manifold import trustworthiness as _trustworthiness
-from sklearn.neighbors import NearestNeighbors
 
 __all__ = ["knn_accuracy", "trustworthiness"]
 
@@ -16,6 +14,8 @@ def knn_accuracy(
     n = len(embedding)
     rng = np.random.default_rng(random_state)
     query = rng.choice(n, size=min(sample, n), replace=False)
+    from sklearn.neighbors import NearestNeighbors  # scikit-learn takes over a second to import: when used
+
     nn = NearestNeighbors(n_neighbors=min(k + 1, n)).fit(embedding)
     _, idx = nn.kneighbors(embedding[query])
     neighbours = labels[idx[:, 1:]]  # drop the point itself
@@ -26,4 +26,6 @@ def knn_accuracy(
 
 def trustworthiness(high: np.ndarray, embedding: np.ndarray, k: int = 10) -> float:
     """scikit-learn's trustworthiness (1 = every 2-D neighbour is a neighbour in the layer too); pass a sample."""
+    from sklearn.manifold import trustworthiness as _trustworthiness
+
     return float(_trustworthiness(high, embedding, n_neighbors=min(k, (len(high) - 1) // 2)))

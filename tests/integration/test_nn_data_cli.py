@@ -1,0 +1,71 @@
+"""import-json and export-json as a user runs them: a real process, real files, exit codes and one-line errors."""
+
+import json
+
+from tests import nn_data
+from tests.integration.test_cli import assert_one_line_error, layerscope
+
+
+def test_import_json_then_info_and_project(tmp_path):
+    source = nn_data.write(tmp_path / "NN_data.json")
+    out = tmp_path / "run"
+    proc = layerscope("import-json", source, "--out", out)
+    assert "40 instances, 10 aggregates, 10 classes" in " ".join(proc.stdout.split())  # rich wraps lines
+    info = json.loads(layerscope("info", out, "--json").stdout)
+    assert info["model"] is None
+    assert [(layer["name"], layer["kind"]) for layer in info["layers"]][1:] == [
+        ("conv2d_1", "projection"),
+        ("dense_1", "dense"),
+        ("dense_2", "dense"),
+    ]
+    assert "Model none: imported from" in layerscope("info", out).stdout
+    # a layer with activations can be projected by layerscope too, without a model
+    proc = layerscope("project", out, "--layer", "dense_2", "--method", "pca")
+    assert "pca of dense_2: 40 points" in proc.stdout
+    # an existing Run is refused unless --force
+    proc = layerscope("import-json", source, "--out", out, check=False)
+    assert_one_line_error(proc, "already exists", "--force")
+
+
+def test_import_json_errors_exit_2_and_write_nothing(tmp_path):
+    data = nn_data.hand_made()
+    del data["images"]["x_12"]
+    source = nn_data.write(tmp_path / "NN_data.json", data)
+    proc = layerscope("import-json", source, "--out", tmp_path / "run", check=False)
+    assert_one_line_error(proc, "instance 'x_12' is used in prediction_results but has no image")
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "broken.json").write_text("{")
+    proc = layerscope("import-json", tmp_path / "broken.json", "--out", tmp_path / "run", check=False)
+    assert_one_line_error(proc, "broken.json: is not JSON")
+    proc = layerscope("import-json", tmp_path / "absent.json", "--out", tmp_path / "run", check=False)
+    assert_one_line_error(proc, "absent.json: no such file")
+    assert not (tmp_path / "run").exists()
+
+
+def test_export_json_as_the_report_chose(tiny_run, tmp_path):
+    target = tmp_path / "NN_data.json"
+    proc = layerscope("export-json", tiny_run.path, target, "--per-class", "30")
+    assert "wrote" in proc.stdout and "averages" in proc.stdout
+    data = json.loads(target.read_text())
+    assert set(data) == {
+        "digit_to_instances",
+        "prediction_results",
+        "activations",
+        "projections",
+        "images",
+        "layerscope",
+    }
+    assert list(data["activations"]) == ["fc1", "fc2", "out"]  # dense layers
+    assert list(data["projections"]) == ["conv1", "conv2", "pool", "fc1", "fc2", "out"]  # every layer
+    assert all(len(points) == 300 for points in data["projections"].values())
+    assert all(members[0] == f"average-{digit}" for digit, members in data["digit_to_instances"].items())
+    image = data["images"]["average-3"]
+    assert len(image) == 28 and len(image[0]) == 28 and 0 <= min(map(min, image)) <= max(map(max, image)) <= 1
+    wrong = [name for name, (true, predicted) in data["prediction_results"].items() if true != predicted]
+    assert wrong and all(name in data["activations"]["fc1"] for name in wrong)
+    # the file opens again, and an existing file is kept unless --force
+    layerscope("import-json", target, "--out", tmp_path / "back")
+    proc = layerscope("export-json", tiny_run.path, target, check=False)
+    assert_one_line_error(proc, "already exists")
+    proc = layerscope("export-json", tiny_run.path, tmp_path / "x.json", "--method", "mds", check=False)
+    assert_one_line_error(proc, "unknown projection method 'mds'")
