@@ -18,7 +18,7 @@ def nn_file(tmp_path_factory):
 def test_show_inline_in_a_notebook(nn_file, tmp_path):
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [
-        nbformat.v4.new_code_cell(f"import layerscope as ls\nurl = ls.show({str(nn_file)!r}, height=700)"),
+        nbformat.v4.new_code_cell(f"import layerscope as ls\nurl = ls.show({str(nn_file)!r}, height=700)\nurl"),
         nbformat.v4.new_code_cell(
             "import urllib.request\npage = urllib.request.urlopen(url).read().decode()\n"
             "print(urllib.request.urlopen(url + '_dash-layout').status, 'layerscope' in page)"
@@ -32,10 +32,12 @@ def test_show_inline_in_a_notebook(nn_file, tmp_path):
         client.execute()
     outputs = notebook.cells[0].outputs
     shown = [out for out in outputs if out["output_type"] == "display_data"]
+    link = [out for out in outputs if out["output_type"] == "execute_result"][0]["data"]["text/html"]
     logged = "".join(out.get("text", "") for out in outputs if out["output_type"] == "stream")
     assert len(shown) == 1 and "GET /" not in logged, outputs  # the iframe, and no request log under it
     html = shown[0]["data"]["text/html"]
     assert "<iframe" in html and 'height="700"' in html and "http://127.0.0.1:" in html
+    assert link.startswith('<a href="http://127.0.0.1:') and 'target="_blank"' in link  # the returned URL
     assert notebook.cells[1].outputs[0]["text"].strip() == "200 True"  # the server answers inside the kernel
 
 

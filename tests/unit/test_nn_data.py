@@ -195,3 +195,10 @@ def test_run_without_model_knows_its_names_and_defaults(tiny_run):
     assert tiny_run.has_model and tiny_run.aggregates is None
     with pytest.raises(RunError):
         Run(tiny_run.path).projection("fc1", FILE_METHOD)
+
+
+def test_labels_as_strings_or_whole_floats_are_read(tmp_path):
+    data = nn_data.hand_made()
+    data["prediction_results"]["x_3"] = ["3", 3.0]  # as numpy arrays of strings or floats would write them
+    read = read_nn_data(nn_data.write(tmp_path / "NN_data.json", data))
+    assert read.labels[3] == 3 and read.predicted[3] == 3

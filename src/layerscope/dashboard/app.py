@@ -54,6 +54,13 @@ def serve(
 _SHOWN: dict[tuple[str, int], BaseWSGIServer] = {}  # dashboards started by show(), by address
 
 
+class DashboardURL(str):
+    """The URL of a shown dashboard; a notebook shows it as a link that opens the page in a new tab."""
+
+    def _repr_html_(self) -> str:
+        return f'<a href="{self}" target="_blank">layerscope dashboard at {self}</a> (opens in a new tab)'
+
+
 def _kernel() -> Any:
     """The IPython kernel's shell when running in a notebook (Jupyter, VS Code, Colab), else None."""
     ipython = sys.modules.get("IPython")
@@ -61,7 +68,9 @@ def _kernel() -> Any:
     return shell if shell is not None and getattr(shell, "kernel", None) is not None else None
 
 
-def show(run: Run | str | os.PathLike[str], port: int | None = None, height: int = 900, host: str = "127.0.0.1") -> str:
+def show(
+    run: Run | str | os.PathLike[str], port: int | None = None, height: int = 900, host: str = "127.0.0.1"
+) -> DashboardURL:
     """Serve the dashboard of ``run`` (a Run, a Run directory or an NN_data.json file) in a background thread and
     show it: inline in a notebook, as a printed URL elsewhere. Returns the URL. Showing again on the same port
     replaces the dashboard there; the server ends with the Python process."""
@@ -80,7 +89,7 @@ def show(run: Run | str | os.PathLike[str], port: int | None = None, height: int
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request log in the notebook's output
     threading.Thread(target=server.serve_forever, daemon=True, name=f"layerscope-{port}").start()
     _SHOWN[(host, port)] = server
-    url = f"http://{host}:{port}/"
+    url = DashboardURL(f"http://{host}:{port}/")
     if _kernel() is not None:
         from IPython.display import IFrame, display
 

@@ -132,6 +132,8 @@ def _image(path: Path, name: str, value: Any) -> np.ndarray:
 
 
 def _class_index(path: Path, keys: list[str], name: str, value: Any, what: str) -> int:
+    if isinstance(value, float) and value.is_integer():  # 7.0 from a float array
+        value = int(value)
     text = str(value)
     if isinstance(value, bool) or not isinstance(value, (int, str)) or text not in keys:
         raise _fail(
