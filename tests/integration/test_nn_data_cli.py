@@ -1,6 +1,12 @@
 """import-json and export-json as a user runs them: a real process, real files, exit codes and one-line errors."""
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 
 from tests import nn_data
 from tests.integration.test_cli import assert_one_line_error, layerscope
@@ -69,3 +75,31 @@ def test_export_json_as_the_report_chose(tiny_run, tmp_path):
     assert_one_line_error(proc, "already exists")
     proc = layerscope("export-json", tiny_run.path, tmp_path / "x.json", "--method", "mds", check=False)
     assert_one_line_error(proc, "unknown projection method 'mds'")
+
+
+def test_serve_opens_an_nn_data_file(tmp_path):
+    """`layerscope serve NN_data.json` imports the file into the cache and serves it on 127.0.0.1."""
+    source = nn_data.write(tmp_path / "NN_data.json")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "LAYERSCOPE_CACHE": str(tmp_path / "cache")}
+    command = [sys.executable, "-m", "layerscope.cli", "serve", str(source), "--no-browser", "--port", str(port)]
+    log = tmp_path / "serve.log"
+    with log.open("w") as stderr, subprocess.Popen(command, env=env, stdout=stderr, stderr=stderr) as server:
+        try:
+            url = f"http://127.0.0.1:{port}/"
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    with urllib.request.urlopen(url + "_dash-layout", timeout=5) as response:
+                        layout = response.read().decode()
+                    break
+                except OSError:
+                    assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+                    time.sleep(0.5)
+            assert "NN_data" in layout and "(no model)" in layout
+            assert len(list((tmp_path / "cache").iterdir())) == 1  # imported once into the cache
+            assert f"http://127.0.0.1:{port}/" in log.read_text()
+        finally:
+            server.terminate()
