@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from werkzeug.serving import make_server
@@ -35,17 +37,42 @@ def mnist_run(tmp_path_factory: pytest.TempPathFactory):
     return create_run(out, load_mnist(), model, spec, device="cpu", provenance=provenance, pca_kinds=("image", "dense"))
 
 
-@pytest.fixture(scope="session")
-def server(mnist_run) -> Iterator[str]:
-    app = create_app(mnist_run)
+@contextlib.contextmanager
+def serving(run) -> Iterator[str]:
+    """The dashboard of ``run`` on a free port of 127.0.0.1, as ``layerscope serve`` runs it; yields its URL."""
+    app = create_app(run)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     httpd = make_server("127.0.0.1", port, app.server, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{port}/"
-    httpd.shutdown()
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        httpd.shutdown()
+
+
+@contextlib.contextmanager
+def opened(browser_context, url: str) -> Iterator[Any]:
+    """A page on ``url`` with its projections and gallery drawn; no script or console error may happen on it."""
+    page = browser_context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(url)
+    page.wait_for_selector("#proj-a-graph .legendtext", timeout=60_000)
+    page.wait_for_selector("#proj-b-graph .legendtext", timeout=60_000)
+    page.wait_for_selector(".thumb", timeout=60_000)
+    yield page
+    page.close()
+    assert not errors, errors
+
+
+@pytest.fixture(scope="session")
+def server(mnist_run) -> Iterator[str]:
+    with serving(mnist_run) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -65,13 +92,5 @@ def browser_context(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture
 def page(browser_context, server):
-    page = browser_context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(server)
-    page.wait_for_selector("#proj-a-graph .legendtext", timeout=60_000)
-    page.wait_for_selector("#proj-b-graph .legendtext", timeout=60_000)
-    page.wait_for_selector(".thumb", timeout=60_000)
-    yield page
-    page.close()
-    assert not errors, errors
+    with opened(browser_context, server) as page:
+        yield page

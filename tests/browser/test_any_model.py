@@ -2,16 +2,13 @@
 classes from an image folder, trained for real, in the whole dashboard."""
 
 import os
-import socket
-import threading
 
 import pytest
-from werkzeug.serving import make_server
 
-from layerscope.dashboard import create_app
 from layerscope.data import load_dataset
 from layerscope.pipeline import train_run
 from layerscope.training import TrainConfig
+from tests.browser.conftest import opened, serving
 from tests.conftest import make_image_folder
 
 pytestmark = pytest.mark.browser
@@ -26,45 +23,33 @@ def lenet_server(tmp_path_factory):
     data = load_dataset(make_image_folder(root / "shapes", n=96, size=16, channels=3, classes=4))
     spec = {"class": "tests.models:LeNetBN", "args": {"in_channels": 3, "num_classes": 4, "image_size": 16}}
     run = train_run(root / "run", data, TrainConfig(epochs=2, batch_size=16, device="cpu"), spec=spec)
-    app = create_app(run)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    httpd = make_server("127.0.0.1", port, app.server, threaded=True)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{port}/", run
-    httpd.shutdown()
+    with serving(run) as url:
+        yield url, run
 
 
 def test_lenet_on_rgb_images_in_the_dashboard(browser_context, lenet_server):
     url, run = lenet_server
     assert [info.name for info in run.layers] == ["input", "conv1", "bn1", "conv2", "bn2", "fc1", "bn3", "fc2"]
-    page = browser_context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.goto(url)
-    page.wait_for_selector("#proj-a-graph .legendtext", timeout=60_000)
-    # the folder names are the classes, in both projections and the gallery
-    legend = [t.strip() for t in page.locator("#proj-a-graph .legendtext").all_text_contents()]
-    assert [name for name in legend if name != "misclassified"] == ["cat", "dog", "owl", "yak"]
-    assert [t.strip() for t in page.locator("#gallery-digit label").all_text_contents()] == ["cat", "dog", "owl", "yak"]
-    # the network graph draws every layer; the dense layers' neurons one by one
-    page.locator("#net-graph").scroll_into_view_if_needed()
-    page.wait_for_function(f"() => {{ const gd = document.querySelector('{NET}'); return gd && gd.data; }}")
-    names = page.evaluate(
-        f"() => document.querySelector('{NET}').data.filter(t => t.mode.startsWith('markers')).map(t => t.name)"
-    )
-    assert {"conv1", "conv2", "fc1", "fc2"} <= set(names)
-    sizes = page.evaluate(
-        f"""() => Object.fromEntries(document.querySelector('{NET}').data
-               .filter(t => t.mode.startsWith('markers')).map(t => [t.name, t.customdata.length]))"""
-    )
-    assert sizes["fc1"] == 32 and sizes["fc2"] == 4
-    # feature maps of the selected RGB image: 6 + 12 channels (and the BatchNorm outputs)
-    page.wait_for_selector("#fmap-area .fmap", timeout=60_000)
-    assert page.locator("#fmap-area .fmap").count() >= 6 + 12
-    if SHOTS:
-        page.screenshot(path=os.path.join(SHOTS, "lenet.png"), full_page=True)
-    page.close()
-    assert not errors, errors
+    with opened(browser_context, url) as page:
+        # the folder names are the classes, in both projections and the gallery
+        legend = [t.strip() for t in page.locator("#proj-a-graph .legendtext").all_text_contents()]
+        assert [name for name in legend if name != "misclassified"] == ["cat", "dog", "owl", "yak"]
+        gallery = [t.strip() for t in page.locator("#gallery-digit label").all_text_contents()]
+        assert gallery == ["cat", "dog", "owl", "yak"]
+        # the network graph draws every layer; the dense layers' neurons one by one
+        page.locator("#net-graph").scroll_into_view_if_needed()
+        page.wait_for_function(f"() => {{ const gd = document.querySelector('{NET}'); return gd && gd.data; }}")
+        names = page.evaluate(
+            f"() => document.querySelector('{NET}').data.filter(t => t.mode.startsWith('markers')).map(t => t.name)"
+        )
+        assert {"conv1", "conv2", "fc1", "fc2"} <= set(names)
+        sizes = page.evaluate(
+            f"""() => Object.fromEntries(document.querySelector('{NET}').data
+                   .filter(t => t.mode.startsWith('markers')).map(t => [t.name, t.customdata.length]))"""
+        )
+        assert sizes["fc1"] == 32 and sizes["fc2"] == 4
+        # feature maps of the selected RGB image: 6 + 12 channels (and the BatchNorm outputs)
+        page.wait_for_selector("#fmap-area .fmap", timeout=60_000)
+        assert page.locator("#fmap-area .fmap").count() >= 6 + 12
+        if SHOTS:
+            page.screenshot(path=os.path.join(SHOTS, "lenet.png"), full_page=True)

@@ -1,16 +1,12 @@
 """A hand-made NN_data.json (Keras layer names, partial layers, a projection of some instances) in the dashboard."""
 
-import socket
-import threading
-
 import numpy as np
 import pytest
-from werkzeug.serving import make_server
 
-from layerscope.dashboard import create_app
 from layerscope.interop import FILE_METHOD
 from layerscope.pipeline import open_run
 from tests import nn_data
+from tests.browser.conftest import opened, serving
 
 pytestmark = pytest.mark.browser
 
@@ -23,29 +19,14 @@ def json_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def json_server(json_run):
-    app = create_app(json_run)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    httpd = make_server("127.0.0.1", port, app.server, threaded=True)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{port}/"
-    httpd.shutdown()
+    with serving(json_run) as url:
+        yield url
 
 
 @pytest.fixture
 def json_page(browser_context, json_server):
-    page = browser_context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.goto(json_server)
-    page.wait_for_selector("#proj-a-graph .legendtext", timeout=60_000)
-    page.wait_for_selector("#proj-b-graph .legendtext", timeout=60_000)
-    page.wait_for_selector(".thumb", timeout=60_000)
-    yield page
-    page.close()
-    assert not errors, errors
+    with opened(browser_context, json_server) as page:
+        yield page
 
 
 def points(page, panel):
