@@ -180,10 +180,14 @@ def train(
             include=include,
             exclude=exclude,
         )
+    _written(run, f"training {run.manifest['training']['seconds']:.1f} s")
+
+
+def _written(run: Any, detail: str) -> None:
     m = run.manifest
     out.print(
-        f"Run written to [bold]{run.path}[/]: test accuracy {m['metrics']['test_accuracy']:.4f}, "
-        f"training {m['training']['seconds']:.1f} s, capture {m['capture']['images_per_second']:,} images/s"
+        f"Run written to [bold]{run.path}[/]: test accuracy {m['metrics']['test_accuracy']:.4f}, {detail}, "
+        f"capture {m['capture']['images_per_second']:,} images/s"
     )
 
 
@@ -230,11 +234,7 @@ def import_model(
             include=include,
             exclude=exclude,
         )
-    m = run.manifest
-    out.print(
-        f"Run written to [bold]{run.path}[/]: test accuracy {m['metrics']['test_accuracy']:.4f}, "
-        f"{len(run.layers) - 1} layers, capture {m['capture']['images_per_second']:,} images/s"
-    )
+    _written(run, f"{len(run.layers) - 1} layers")
 
 
 def _info(run: Any) -> dict[str, Any]:
