@@ -9,6 +9,7 @@ dashboard reads.
     activations/<layer>.npy               (N, D) float32, dense layers whole
     activations/<layer>.mean.npy|max.npy  (N, C) float32, conv layers: per-channel spatial mean and max
     features/<layer>.pca.npy              (N, 50) float32, leading PCA scores (input to t-SNE, UMAP, LDA, Isomap)
+    features/<layer>.pca_components.npy   (50, D) float32, and .pca_mean.npy (D,): the fitted map, for new inputs
     projections/<layer>/<method>.npy      (N, 2) float32
     topk/<layer>.values.npy|indices.npy   (U, k) float32 descending / int64: the k images activating each unit most
     topk/<layer>.positions.npy            (U, k, 2) int32 (y, x) of each conv channel's maximum (see topk.py)

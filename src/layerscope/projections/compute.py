@@ -27,7 +27,15 @@ from layerscope.projections.tsne import TSNE
 from layerscope.projections.umap import UMAP
 from layerscope.run import Run, now
 
-__all__ = ["METHODS", "Projection", "check_method", "compute_pca", "compute_projection", "layer_features"]
+__all__ = [
+    "METHODS",
+    "Projection",
+    "check_method",
+    "compute_pca",
+    "compute_projection",
+    "layer_features",
+    "pca_transform",
+]
 
 METHODS = ("pca", "tsne", "umap", "lda", "isomap")
 FEATURE_DIMS = 50  # PCA scores kept as the input of the non-linear methods
@@ -139,6 +147,9 @@ def compute_pca(
         embedding = np.ascontiguousarray(est.embedding_[:, :2])
         if infos[name].dims > RAW_MAX_DIMS:
             run.write_array(f"features/{name}.pca.npy", np.ascontiguousarray(est.embedding_))
+        # the fitted map, so new inputs (a drawn digit) can be placed: (k, D) components and the (D,) mean
+        run.write_array(f"features/{name}.pca_components.npy", est.components_.astype(np.float32))
+        run.write_array(f"features/{name}.pca_mean.npy", est.mean_.astype(np.float32))
         meta = {
             "method": "pca",
             "computed": now(),
@@ -154,6 +165,20 @@ def compute_pca(
         _store(run, projection)
         results[name] = projection
     return results
+
+
+def pca_transform(run: Run, layer: str, values: np.ndarray) -> np.ndarray:
+    """(n, D) full activations of ``layer`` -> (n, k) scores in the Run's PCA of that layer (k = 50, or D if fewer);
+    the first two are the PCA projection's coordinates. Needs the fitted map, which ``compute_pca`` stores."""
+    path = run.path / "features"
+    if not (path / f"{layer}.pca_components.npy").is_file():
+        raise LayerscopeError(
+            f"{run.path} has no fitted PCA of {layer!r} (it predates storing it); compute it again with "
+            f"'layerscope project {run.path} --layer {layer} --method pca --recompute'."
+        )
+    components = np.load(path / f"{layer}.pca_components.npy")
+    mean = np.load(path / f"{layer}.pca_mean.npy")
+    return ((np.asarray(values, np.float32) - mean) @ components.T).astype(np.float32)
 
 
 def _method_input(run: Run, layer: str, device: str, progress: ProgressFn) -> tuple[np.ndarray, str]:
