@@ -4,7 +4,23 @@ __version__ = "0.1.0"
 
 import os  # noqa: E402
 
-from layerscope.attribution import guided_backprop  # noqa: E402
+from layerscope.ablation import (  # noqa: E402
+    Ablation,
+    AblationResult,
+    ablated,
+    evaluate_ablation,
+    list_ablations,
+    predict_ablated,
+    remove_ablation,
+    save_ablation,
+)
+from layerscope.attribution import (  # noqa: E402
+    Attribution,
+    RandomisationStep,
+    attribute,
+    guided_backprop,
+    randomisation_check,
+)
 from layerscope.capture import ActivationRecorder, LayerInfo, list_layers  # noqa: E402
 from layerscope.data import (  # noqa: E402
     Dataset,
@@ -15,6 +31,7 @@ from layerscope.data import (  # noqa: E402
     read_idx,
     write_idx,
 )
+from layerscope.drawing import NeighbourIndex, preprocess_digit, render_strokes  # noqa: E402
 from layerscope.errors import LayerscopeError  # noqa: E402
 from layerscope.featurevis import FeatureVis, save_png, unit_activation, unit_featurevis, visualize  # noqa: E402
 from layerscope.interop import export_nn_data, import_nn_data, read_nn_data  # noqa: E402
@@ -40,40 +57,55 @@ def show(run: Run | str | os.PathLike[str], port: int | None = None, height: int
 
 
 __all__ = [
-    "LDA",
-    "PCA",
-    "TSNE",
-    "UMAP",
+    "Ablation",
+    "AblationResult",
     "ActivationRecorder",
+    "Attribution",
     "Dataset",
     "FeatureVis",
     "Isomap",
+    "LDA",
     "LayerInfo",
     "LayerscopeError",
+    "NeighbourIndex",
+    "PCA",
+    "RandomisationStep",
     "Run",
     "SeedCNN",
+    "TSNE",
     "TopK",
     "TrainConfig",
+    "UMAP",
     "__version__",
+    "ablated",
+    "attribute",
     "build_model",
     "compute_projection",
     "compute_topk",
     "connections",
     "evaluate",
+    "evaluate_ablation",
     "export_nn_data",
     "fit",
     "guided_backprop",
     "import_nn_data",
     "incoming_weights",
+    "list_ablations",
     "list_layers",
     "load_dataset",
     "load_idx_dir",
     "load_image_folder",
     "load_mnist",
     "open_run",
+    "predict_ablated",
+    "preprocess_digit",
+    "randomisation_check",
     "read_idx",
     "read_nn_data",
     "receptive_field",
+    "remove_ablation",
+    "render_strokes",
+    "save_ablation",
     "save_png",
     "show",
     "store_topk",

@@ -1,34 +1,71 @@
-"""Which input pixels drive one unit for one image: guided backpropagation and deconvolution, by captum.
+"""Which input pixels drive a decision or a unit for one image, by captum: class attributions and unit attributions.
 
-A unit is a dense layer's neuron or a conv layer's channel; a channel is targeted, as in DeepVis, at the position of
-its maximum for this image (the activation that ranks it among the top images). The algorithms are captum's
-(``NeuronGuidedBackprop``, ``NeuronDeconvolution``); this module picks the target, prepares the image, and leaves the
-model as it found it.
+Class attributions explain one class score (the prediction by default) over the input: saliency (absolute
+gradients), integrated gradients from a black image, Grad-CAM on a conv layer (upsampled to the input), and
+occlusion. ``randomisation_check`` is Adebayo et al.'s (2018) sanity check of a method: re-initialise the model's
+layers one more at a time from the output down, and see whether the map changes (a method that ignores the weights
+does not pass).
 
-Both methods override the gradient of ``nn.ReLU`` modules only; a ``forward`` calling ``F.relu`` gets a plain
-gradient there.
+Unit attributions explain one unit: guided backpropagation and deconvolution. A unit is a dense layer's neuron or a
+conv layer's channel; a channel is targeted, as in DeepVis, at the position of its maximum for this image (the
+activation that ranks it among the top images).
+
+The algorithms are captum's (never rewritten here); this module picks the target, prepares the image, and leaves the
+model as it found it: mode, parameters and hooks. Guided backprop and deconvolution override the gradient of
+``nn.ReLU`` modules only; a ``forward`` calling ``F.relu`` gets a plain gradient there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
+import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from layerscope.capture import INPUT, ActivationRecorder, _resolve
+from layerscope.capture import INPUT, ActivationRecorder, _resolve, describe_layers, list_layers
 from layerscope.errors import LayerscopeError
 
-__all__ = ["METHODS", "UnitTarget", "guided_backprop", "image_batch", "unit_target"]
+__all__ = [
+    "ATTRIBUTIONS",
+    "METHODS",
+    "Attribution",
+    "RandomisationStep",
+    "UnitTarget",
+    "attribute",
+    "guided_backprop",
+    "image_batch",
+    "overlay",
+    "randomisation_check",
+    "unit_target",
+]
 
-# method -> captum.attr neuron attribution class; later methods (saliency, integrated gradients, ...) join here.
+# method -> captum.attr neuron attribution class, for one unit (guided_backprop).
 # captum is imported when first used: it takes a second to import, and most commands never need it.
 METHODS: dict[str, str] = {"guided": "NeuronGuidedBackprop", "deconv": "NeuronDeconvolution"}
+
+# class attribution method -> captum.attr class, for one class score (attribute, randomisation_check). A hyphen in a
+# method's name reads as an underscore ("integrated-gradients"), as the command line spells it.
+ATTRIBUTIONS: dict[str, str] = {
+    "saliency": "Saliency",
+    "integrated_gradients": "IntegratedGradients",
+    "gradcam": "LayerGradCam",
+    "occlusion": "Occlusion",
+}
+# the keyword options each method takes beyond (target, layer)
+_OPTIONS: dict[str, tuple[str, ...]] = {
+    "saliency": (),
+    "integrated_gradients": ("n_steps", "internal_batch_size"),
+    "gradcam": ("interpolate_mode",),
+    "occlusion": ("window", "stride", "perturbations_per_eval"),
+}
 
 
 @dataclass(frozen=True)
@@ -109,3 +146,306 @@ def guided_backprop(
             algorithm = getattr(importlib.import_module("captum.attr"), METHODS[method])
             attribution = algorithm(model, module).attribute(x, neuron_selector=target.selector())
     return attribution[0].detach().cpu().numpy().astype(np.float32)  # (1, C, H, W) -> (C, H, W)
+
+
+# -- class attributions ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Attribution:
+    """One attribution map of one class score for one image."""
+
+    map: np.ndarray  # float32 in input space: (C, H, W), or (H, W) for Grad-CAM (one map for all channels)
+    method: str  # "saliency", "integrated_gradients", "gradcam" or "occlusion"
+    target: int  # the class whose score is explained
+    layer: str | None  # Grad-CAM's conv layer; None for the other methods
+    delta: float | None  # integrated gradients: sum(map) - (f(x) - f(black))[target], captum's convergence delta
+    seconds: float  # time of the attribution itself (not the forward pass that finds the prediction)
+    predicted: int  # the model's predicted class for the image
+
+
+def _method(method: str) -> str:
+    name = method.replace("-", "_")
+    if name not in ATTRIBUTIONS:
+        raise LayerscopeError(f"unknown attribution method {method!r}; choose one of {', '.join(ATTRIBUTIONS)}.")
+    return name
+
+
+def _one_image(image: torch.Tensor | np.ndarray, device: torch.device) -> torch.Tensor:
+    """(C, H, W) or (1, C, H, W), uint8 or float in [0, 1] -> (1, C, H, W) float32."""
+    if image.ndim == 4 and image.shape[0] == 1:
+        image = image[0]
+    return image_batch(image, device)
+
+
+def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(1, K) logits of the image batch ``x``; a model that does not take it is a one-line error."""
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        shape = "x".join(map(str, x.shape[1:]))
+        raise LayerscopeError(f"the model does not accept a {shape} image ({first}).") from e
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+        raise LayerscopeError("attributions need a model that returns (N, classes) logits from forward().")
+    return logits
+
+
+def _class(target: int | None, logits: torch.Tensor) -> int:
+    classes = int(logits.shape[1])
+    if target is None:
+        return int(logits[0].argmax())
+    if not 0 <= int(target) < classes:
+        raise LayerscopeError(f"target class {target} is out of range: the model has classes 0 to {classes - 1}.")
+    return int(target)
+
+
+def _conv_layer(model: nn.Module, image_shape: tuple[int, int, int], layer: str | None) -> str:
+    """Grad-CAM's layer: ``layer`` if its output is (C, H, W), by default the last such layer of the forward pass."""
+    if layer is not None:
+        _resolve(model, [layer])  # an unknown name is a LayerNotFoundError with a hint
+    infos = [info for info in describe_layers(model, image_shape) if info.kind != "image"]
+    conv = [info.name for info in infos if info.kind == "conv"]
+    if layer is None:
+        if not conv:
+            raise LayerscopeError("Grad-CAM needs a conv layer (a C x H x W output) and the model has none.")
+        return conv[-1]
+    kind = next((info.kind for info in infos if info.name == layer), None)
+    if kind is None:  # a module that is not among the default layers (a ReLU, a container): look at it alone
+        kind = describe_layers(model, image_shape, [layer])[-1].kind
+    if kind != "conv":
+        offer = f"choose a conv layer: {', '.join(conv)}" if conv else "the model has no conv layer"
+        raise LayerscopeError(f"Grad-CAM needs a conv layer (a C x H x W output); {layer!r} is {kind}; {offer}.")
+    return layer
+
+
+def _pair(value: Any, option: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) and v >= 1 for v in pair):
+        raise LayerscopeError(f"occlusion's {option} is a positive int or (height, width) pair (got {value!r}).")
+    return int(pair[0]), int(pair[1])
+
+
+def _occlusion_window(size: tuple[int, int], options: dict[str, Any]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The occluding patch and its stride: by default 4x4 moved by 2 on a 28x28 image, scaled to the image's size."""
+    h, w = size
+    window = _pair(options.get("window") or (max(2, round(4 * h / 28)), max(2, round(4 * w / 28))), "window")
+    stride = _pair(options.get("stride") or (max(1, round(2 * h / 28)), max(1, round(2 * w / 28))), "stride")
+    return (min(window[0], h), min(window[1], w)), stride
+
+
+def _captum_map(
+    model: nn.Module, x: torch.Tensor, method: str, target: int, layer: str | None, options: dict[str, Any]
+) -> tuple[torch.Tensor, float | None]:
+    """(map (C, H, W) or (H, W), delta) of captum's ``method`` for class ``target`` of the batch ``x`` (1, C, H, W)."""
+    captum_attr = importlib.import_module("captum.attr")
+    algorithm = getattr(captum_attr, ATTRIBUTIONS[method])
+    # a leaf that requires grad (captum would otherwise set it and warn); the caller's image is untouched
+    x = x.clone().requires_grad_(True)
+    if method == "saliency":
+        return algorithm(model).attribute(x, target=target, abs=True)[0], None
+    if method == "integrated_gradients":
+        maps, delta = algorithm(model).attribute(
+            x,
+            baselines=torch.zeros_like(x),  # a black image
+            target=target,
+            n_steps=int(options.get("n_steps", 64)),
+            internal_batch_size=options.get("internal_batch_size"),
+            return_convergence_delta=True,
+        )
+        return maps[0], float(delta[0])
+    if method == "gradcam":
+        assert layer is not None
+        module = _resolve(model, [layer])[layer]
+        # ReLU of the weighted channel sum: only what speaks for the class; (1, 1, h, w) at the layer's resolution
+        cam = algorithm(model, module).attribute(x, target=target, relu_attributions=True)
+        mode = str(options.get("interpolate_mode", "bilinear"))
+        # (1, 1, h, w) -> (1, 1, H, W); bilinear weights are non-negative, so the map stays >= 0
+        upsampled = captum_attr.LayerAttribution.interpolate(cam, tuple(x.shape[2:]), mode)
+        return upsampled[0, 0], None
+    # occlusion: a black patch over all channels at once, slid over the image; the drop in the class score
+    window, stride = _occlusion_window((int(x.shape[2]), int(x.shape[3])), options)
+    channels = int(x.shape[1])
+    maps = algorithm(model).attribute(
+        x,
+        sliding_window_shapes=(channels, *window),
+        strides=(channels, *stride),
+        baselines=0.0,
+        target=target,
+        perturbations_per_eval=int(options.get("perturbations_per_eval", 32)),
+    )
+    return maps[0], None
+
+
+def attribute(
+    model: nn.Module,
+    image: torch.Tensor | np.ndarray,
+    method: str,
+    target: int | None = None,
+    layer: str | None = None,
+    **options: Any,
+) -> Attribution:
+    """Which pixels of ``image`` drive the score of class ``target`` (default: the predicted class), by captum.
+
+    ``image`` is (C, H, W) (or (1, C, H, W)), float in [0, 1] or uint8. ``method``:
+
+    - ``"saliency"``: absolute gradients of the class score (``Saliency``);
+    - ``"integrated_gradients"``: gradients integrated from a black image (``IntegratedGradients``, ``n_steps=64``,
+      ``internal_batch_size``); ``delta`` is captum's convergence delta, small next to f(x) - f(black);
+    - ``"gradcam"``: Grad-CAM on the conv layer ``layer`` (default: the last layer with a C x H x W output),
+      ReLU-ed and upsampled to the image (``interpolate_mode="bilinear"``); the map is (H, W);
+    - ``"occlusion"``: the score's drop when a black patch covers each place (``window=4``, ``stride=2`` on 28x28
+      images, scaled to the image's size; ints or (height, width) pairs; ``perturbations_per_eval=32``).
+
+    The model runs in eval mode and is left as found: its mode, parameters (no gradients accumulate) and hooks.
+    """
+    name = _method(method)
+    unknown = sorted(set(options) - set(_OPTIONS[name]))
+    if unknown:
+        takes = ", ".join(_OPTIONS[name]) or "none"
+        raise LayerscopeError(f"{name} takes no option {unknown[0]!r}; its options: {takes}.")
+    if layer is not None and name != "gradcam":
+        raise LayerscopeError(f"only gradcam takes a layer; {name} explains the class score at the input.")
+    x = _one_image(image, _device(model))
+    with _eval_mode(model):
+        logits = _logits(model, x)
+        predicted, k = int(logits[0].argmax()), _class(target, logits)
+        if name == "gradcam":
+            layer = _conv_layer(model, (int(x.shape[1]), int(x.shape[2]), int(x.shape[3])), layer)
+        importlib.import_module("captum.attr")  # its first import (a second) is not the method's time
+        start = time.perf_counter()
+        result, delta = _captum_map(model, x, name, k, layer, options)
+        seconds = time.perf_counter() - start
+    return Attribution(
+        map=result.detach().float().cpu().numpy(),
+        method=name,
+        target=k,
+        layer=layer,
+        delta=delta,
+        seconds=seconds,
+        predicted=predicted,
+    )
+
+
+def overlay(image: torch.Tensor | np.ndarray, attribution_map: np.ndarray, strength: float = 0.8) -> np.ndarray:
+    """The image in grey with the map over it, (3, H, W) in [0, 1]: positive red, negative blue, by |value| / max.
+
+    ``image`` is (C, H, W), uint8 or float in [0, 1]; ``attribution_map`` is (C, H, W) (channels summed) or (H, W).
+    """
+    grey = image_batch(image)[0].mean(0).numpy()  # (C, H, W) -> (H, W)
+    heat = np.asarray(attribution_map, np.float32)
+    heat = heat.sum(0) if heat.ndim == 3 else heat  # (C, H, W) -> (H, W)
+    if heat.shape != grey.shape:
+        raise LayerscopeError(
+            f"the map is {heat.shape[0]}x{heat.shape[1]} but the image {grey.shape[0]}x{grey.shape[1]}."
+        )
+    scale = float(np.abs(heat).max()) or 1.0
+    alpha = np.clip(np.abs(heat) / scale, 0.0, 1.0) * strength  # (H, W)
+    red, blue = np.array([1.0, 0.15, 0.1], np.float32), np.array([0.1, 0.4, 1.0], np.float32)
+    colour = np.where(heat[None] >= 0, red[:, None, None], blue[:, None, None])  # (3, H, W)
+    base = np.repeat(0.6 * grey[None], 3, axis=0)  # a dimmed grey image, (3, H, W)
+    return (base * (1 - alpha) + colour * alpha).astype(np.float32)
+
+
+# -- the model-randomisation sanity check (Adebayo et al. 2018) ------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class RandomisationStep:
+    """The attribution after re-initialising some layers, and how much it still resembles the trained model's."""
+
+    randomised: tuple[str, ...]  # layers re-initialised so far, the output's first; () for the trained model
+    map: np.ndarray  # the attribution map, as ``Attribution.map``
+    spearman: float  # rank correlation of |map| with the trained model's, per pixel; NaN when a map is constant
+    ssim: float  # structural similarity of |map| and the trained model's, each scaled to [0, 1] by its maximum
+
+
+def _heat(attribution_map: np.ndarray) -> np.ndarray:
+    """|map| per pixel: (C, H, W) -> (H, W), channels summed; (H, W) as it is. float64 for the statistics."""
+    heat = np.abs(np.asarray(attribution_map, np.float64))
+    return heat.sum(0) if heat.ndim == 3 else heat
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")  # a constant map has no ranks to correlate
+    stats = importlib.import_module("scipy.stats")
+    return float(stats.spearmanr(a.ravel(), b.ravel())[0])
+
+
+def _ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM of two (H, W) maps scaled to [0, 1], as scikit-image's ``structural_similarity`` with its defaults
+    (a 7x7 uniform window, sample covariances, the border a window half wide left out)."""
+    ndimage = importlib.import_module("scipy.ndimage")
+    a, b = a / (a.max() or 1.0), b / (b.max() or 1.0)
+    size = min(7, *a.shape)
+    size -= 1 - size % 2  # odd
+    n = size * size
+
+    def mean(v: np.ndarray) -> np.ndarray:
+        return np.asarray(ndimage.uniform_filter(v, size=size))
+
+    ua, ub = mean(a), mean(b)
+    correction = n / (n - 1) if n > 1 else 1.0
+    va, vb = correction * (mean(a * a) - ua * ua), correction * (mean(b * b) - ub * ub)
+    vab = correction * (mean(a * b) - ua * ub)
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * ua * ub + c1) * (2 * vab + c2)) / ((ua * ua + ub * ub + c1) * (va + vb + c2))
+    pad = (size - 1) // 2
+    return float(s[pad : s.shape[0] - pad, pad : s.shape[1] - pad].mean())
+
+
+def _resettable(module: nn.Module) -> list[nn.Module]:
+    return [m for m in module.modules() if callable(getattr(m, "reset_parameters", None))]
+
+
+def _parameterised_layers(model: nn.Module, image_shape: tuple[int, int, int]) -> list[str]:
+    """The model's layers with weights to re-initialise, in the order the forward pass runs them."""
+    modules = dict(model.named_modules())
+    names = [info.name for info in describe_layers(model, image_shape) if info.kind != "image"]
+    names += [n for n in list_layers(model) if n not in names]  # layers that did not run come last
+    return [n for n in names if any(True for _ in modules[n].parameters()) and _resettable(modules[n])]
+
+
+def randomisation_check(
+    model: nn.Module,
+    image: torch.Tensor | np.ndarray,
+    method: str,
+    target: int | None = None,
+    layers: Sequence[str] | None = None,
+    seed: int = 0,
+    layer: str | None = None,
+    **options: Any,
+) -> list[RandomisationStep]:
+    """Cascading model randomisation (Adebayo et al., "Sanity checks for saliency maps", 2018).
+
+    A copy of the model has its layers re-initialised (``reset_parameters()``, seeded by ``seed``) one more at a
+    time, in the order of ``layers`` (default: every layer with weights, from the output down to the input). After
+    each step the same attribution is computed (the trained model's target class, ``layer`` and ``options`` as in
+    ``attribute``) and compared with the trained model's map. The first step is the trained model itself
+    (``randomised == ()``, similarity 1). A method whose maps stay similar while the weights become random explains
+    the image rather than the model. ``model`` itself is not changed, and the global random state is not touched.
+    """
+    original = attribute(model, image, method, target, layer, **options)
+    x = _one_image(image, torch.device("cpu"))
+    image_shape = (int(x.shape[1]), int(x.shape[2]), int(x.shape[3]))
+    order = list(layers) if layers is not None else _parameterised_layers(model, image_shape)[::-1]
+    for name, module in _resolve(model, order).items():
+        if not any(True for _ in module.parameters()) or not _resettable(module):
+            raise LayerscopeError(f"layer {name!r} has no weights to re-initialise; leave it out of the layers.")
+    reference = _heat(original.map)
+    steps = [RandomisationStep((), original.map, 1.0, 1.0)]
+    randomised = copy.deepcopy(model)
+    device = _device(model)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for i, name in enumerate(order):
+            for module in _resettable(_resolve(randomised, [name])[name]):
+                module.reset_parameters()  # type: ignore[operator]
+            result = attribute(randomised, image, original.method, original.target, original.layer, **options)
+            heat = _heat(result.map)
+            steps.append(
+                RandomisationStep(tuple(order[: i + 1]), result.map, _spearman(reference, heat), _ssim(reference, heat))
+            )
+    return steps

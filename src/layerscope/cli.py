@@ -408,6 +408,60 @@ def featurevis(
 
 
 @app.command()
+def ablate(
+    run_dir: RunArg,
+    units: Annotated[
+        list[str],
+        typer.Option(
+            "--unit",
+            help="LAYER:UNITS to ablate, e.g. fc2:3, conv2:7,9 or fc2:0-63 (a conv unit is a channel); repeat.",
+        ),
+    ],
+    scale: Annotated[float, typer.Option(help="Multiply the units by this: 0 switches them off.")] = 0.0,
+    save: Annotated[str | None, typer.Option(help="Save the ablation in the Run under this name.")] = None,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Switch off (or scale) neurons or channels and re-evaluate the test set: accuracy overall and per class,
+    before -> after, and the confusions that changed most."""
+    from layerscope.ablation import evaluate_ablation, parse_ablation, save_ablation
+    from layerscope.training import resolve_device
+
+    run = _open(run_dir)
+    ablations = [parse_ablation(text, scale) for text in units]
+    model = run.load_model(resolve_device(device)) if run.has_model else None
+    with _bars() as progress:
+        result = evaluate_ablation(run, ablations, model=model, progress=Bars(progress))
+    names = run.class_names
+    label = "; ".join(a.label for a in ablations)
+    out.print(f"ablation {label}: {result.n_images:,} test images in {result.seconds:.1f} s")
+    before, after = result.accuracy_before, result.accuracy_after
+    out.print(
+        f"accuracy {before:.2%} → {after:.2%} ({(after - before) * 100:+.2f} points); "
+        f"{result.n_changed:,} predictions changed"
+    )
+    table = Table(title="accuracy per class")
+    for column in ("class", "images", "before", "after", "change"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    rows = zip(result.class_counts, result.class_accuracy_before, result.class_accuracy_after, strict=True)
+    for name, (count, b, a) in zip(names, rows, strict=True):
+        if count == 0:
+            table.add_row(name, "0", "-", "-", "-")
+            continue
+        table.add_row(name, f"{count:,}", f"{b:.2%}", f"{a:.2%}", f"{(a - b) * 100:+.2f}")
+    out.print(table)
+    changes = result.biggest_changes(5)
+    if changes:
+        out.print("biggest confusion changes (true → predicted: images before → after):")
+        for t, p, b, a in changes:
+            out.print(f"  {names[t]} → {names[p]}: {b} → {a} ({a - b:+d})")
+    else:
+        out.print("no confusion changed.")
+    if save is not None:
+        save_ablation(run, save, ablations, result)
+        out.print(f"saved as {save.strip()!r} in {run.path}")
+
+
+@app.command()
 def topk(
     run_dir: RunArg,
     layer: Annotated[str, typer.Option(help="Layer name (see 'layerscope layers RUN').")],
@@ -469,6 +523,77 @@ def topk(
         out.print(f"{layer} unit {unit} never activates on any of the {len(labels):,} images (a dead unit).")
     if image is not None:
         out.print(f"saved {image}")
+
+
+@app.command()
+def attribute(
+    run_dir: RunArg,
+    index: Annotated[int, typer.Option("--image", help="The image's index in the Run (training images first).")],
+    method: Annotated[str, typer.Option(help="saliency, integrated-gradients, gradcam or occlusion.")] = "saliency",
+    target: Annotated[int | None, typer.Option(help="Class index to explain; default: the predicted class.")] = None,
+    layer: Annotated[str | None, typer.Option(help="Grad-CAM's conv layer; default: the last one.")] = None,
+    image: Annotated[
+        Path | None,
+        typer.Option("--out", help="PNG to write: the image, then the map over it (and each --randomise step's)."),
+    ] = None,
+    randomise: Annotated[
+        bool,
+        typer.Option("--randomise", help="Sanity check: re-initialise the layers from the output down, compare maps."),
+    ] = False,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Which pixels of one image drive a class score: saliency, integrated gradients, Grad-CAM or occlusion (captum)."""
+    from layerscope.attribution import ATTRIBUTIONS, overlay, randomisation_check
+    from layerscope.attribution import attribute as attribute_map
+    from layerscope.featurevis import save_png
+    from layerscope.training import resolve_device
+
+    if method.replace("-", "_") not in ATTRIBUTIONS:
+        raise LayerscopeError(
+            f"unknown method {method!r}; choose saliency, integrated-gradients, gradcam or occlusion."
+        )
+    if image is not None and image.suffix.lower() != ".png":
+        raise LayerscopeError(f"--out {image}: give a .png file name.")
+    run = _open(run_dir)
+    n = len(run.labels)
+    if not 0 <= index < n:
+        raise LayerscopeError(f"--image {index} is out of range: the Run has images 0 to {n - 1}.")
+    model = run.load_model(resolve_device(device))
+    pixels = run.dataset().pixels(np.array([index]))[0]  # (C, H, W) float in [0, 1]
+    result = attribute_map(model, pixels, method, target=target, layer=layer)
+    names, label = run.class_names, int(run.labels[index])
+    probability = float(run.probs[index, result.predicted])
+    out.print(f"{run.names[index]}: label {names[label]}, predicted {names[result.predicted]} ({probability:.1%})")
+    which = "the prediction" if result.target == result.predicted else "not the prediction"
+    at = f" at {result.layer}" if result.layer else ""
+    label_method = result.method.replace("_", "-")
+    out.print(f"{label_method}{at} for class {names[result.target]} ({which}) in {result.seconds:.2f} s")
+    if result.delta is not None:
+        total = float(result.map.sum())
+        difference = total - result.delta  # captum's delta: sum of the map - (f(x) - f(black))
+        share = f" ({abs(result.delta) / abs(difference):.1%})" if difference else ""
+        out.print(
+            f"completeness: map sum {total:.4f}, f(x) - f(black) {difference:.4f}, delta {result.delta:+.4f}{share}"
+        )
+    steps = []
+    if randomise:
+        steps = randomisation_check(model, pixels, result.method, target=result.target, layer=result.layer)
+        table = Table(title="similarity to the trained model's map")
+        for column in ("step", "re-initialised", "Spearman |map|", "SSIM"):
+            table.add_column(column, justify="left" if column == "re-initialised" else "right")
+        for i, step in enumerate(steps):
+            if not step.randomised:
+                what = "nothing (trained)"
+            else:
+                what = step.randomised[0] if i == 1 else f"{step.randomised[0]} down to {step.randomised[-1]}"
+            spearman = "n/a" if np.isnan(step.spearman) else f"{step.spearman:.3f}"
+            table.add_row(str(i), what, spearman, f"{step.ssim:.3f}")
+        out.print(table)
+    if image is not None:
+        rgb = np.repeat(pixels.numpy(), 3, axis=0) if pixels.shape[0] == 1 else pixels.numpy()  # (3, H, W)
+        maps = [result.map] + [step.map for step in steps[1:]]
+        save_png(np.stack([rgb] + [overlay(pixels, m) for m in maps]), image)
+        out.print(f"saved {image} (the image, then the map{', then each randomisation step' if steps else ''})")
 
 
 HostOpt = Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the page to the network.")]

@@ -25,6 +25,10 @@ def test_subpackages_declare_all():
         "layerscope.network",
         "layerscope.receptive",
         "layerscope.attribution",
+        "layerscope.ablation",
+        "layerscope.drawing",
+        "layerscope.interop",
+        "layerscope.pipeline",
     ]:
         mod = importlib.import_module(module)
         for name in mod.__all__:
