@@ -9,7 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = ["foundation.py", "topk.py", "featurevis.py", "dashboard.py", "inside.py", "interop.py"]
+BENCHMARKS = [
+    "foundation.py",
+    "topk.py",
+    "featurevis.py",
+    "dashboard.py",
+    "inside.py",
+    "draw.py",
+    "interventions.py",
+    "interop.py",
+]
 
 if __name__ == "__main__":
     here = Path(__file__).parent

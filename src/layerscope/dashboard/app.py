@@ -14,7 +14,9 @@ from dash import Dash
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from layerscope.dashboard.callbacks import register, register_jobs
+from layerscope.dashboard.draw import register_draw
 from layerscope.dashboard.inside import register_inside
+from layerscope.dashboard.interventions import register_interventions
 from layerscope.dashboard.layout import build_layout
 from layerscope.dashboard.state import DashboardState
 from layerscope.run import Run
@@ -36,6 +38,8 @@ def create_app(run: Run | str | os.PathLike[str]) -> Dash:
     register_jobs(app, state)
     if state.has_model:
         register_inside(app, state)
+        register_draw(app, state)
+        register_interventions(app, state)
     app.layerscope_state = state  # type: ignore[attr-defined]
     return app
 

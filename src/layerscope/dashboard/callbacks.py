@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
+from dash import ALL, Dash, Input, Output, Patch, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from layerscope.analysis import explain_misclassification, neuron_order
 from layerscope.dashboard import figures, ids
 from layerscope.dashboard.layout import METHOD_LABELS, method_options
-from layerscope.dashboard.state import DashboardState
+from layerscope.dashboard.state import LIVE, DashboardState, is_drawing
 from layerscope.interop.seed_json import FILE_METHOD
 
 PAGE = 60  # thumbnails per gallery page
@@ -85,6 +85,10 @@ def _points_to_indices(state: DashboardState, pairs: list[list[int]], view: list
 
 
 def _row_label(state: DashboardState, row: dict[str, Any]) -> str:
+    if row["kind"] == "image" and is_drawing(row["key"]):
+        probs = state.drawing_probs.get(row["key"])
+        guess = f" (→{state.class_names[int(np.argmax(probs))]})" if probs is not None else ""
+        return f"{state.name(row['key'])}{guess}"
     if row["kind"] == "image":
         i = int(row["key"])
         return f"{state.name(i)} ({state.class_names[state.labels[i]]}→{state.class_names[state.predicted[i]]})"
@@ -98,6 +102,8 @@ def _row_label(state: DashboardState, row: dict[str, Any]) -> str:
 def _row_values(
     state: DashboardState, layer: str, row: dict[str, Any], groups: dict[str, list[int]], selection: list[int] | None
 ) -> np.ndarray | None:
+    if row["kind"] == "image" and is_drawing(row["key"]):
+        return state.drawing_values(row["key"], layer)
     values = state.values(layer)
     if row["kind"] == "image":
         return np.asarray(values[int(row["key"])], dtype=np.float32)
@@ -122,8 +128,26 @@ def register(app: Dash, state: DashboardState) -> None:
         Output(ids.PREVIEW_PROBS, "figure"),
         Output(ids.EXPLAIN_BUTTON, "disabled"),
         Input(ids.SELECTED, "data"),
+        Input(ids.DRAW_VERSION, "data"),
     )
-    def preview(selected: Any) -> tuple[Any, ...]:
+    def preview(selected: Any, _drawn: Any) -> tuple[Any, ...]:
+        if is_drawing(selected):  # no true label: the prediction only, nothing to explain
+            probs = state.drawing_probs.get(selected)
+            if probs is None:
+                return state.thumbnail(selected, 224), [html.B(state.name(selected))], figures.empty_figure(), True
+            k = int(np.argmax(probs))
+            caption = [
+                html.B(state.name(selected)),
+                html.Div(["drawn by hand · predicted ", html.B(state.class_names[k]), f" ({probs[k]:.1%})"]),
+            ]
+            return (
+                state.thumbnail(selected, 224),
+                caption,
+                figures.probability_figure(probs, k, state.class_names),
+                True,
+            )
+        if ctx.triggered_id == ids.DRAW_VERSION:
+            raise PreventUpdate
         if isinstance(selected, str) and selected.startswith("mean:"):
             k = int(selected.split(":")[1])
             probs = np.zeros(len(state.class_names))
@@ -189,7 +213,7 @@ def register(app: Dash, state: DashboardState) -> None:
         if isinstance(trigger, dict) and trigger["type"] == ids.ROW_NAME:
             row = rows[trigger["row"]]
             if row["kind"] == "image":
-                return int(row["key"])
+                return row["key"] if is_drawing(row["key"]) else int(row["key"])
             if row["kind"] == "class":
                 return f"mean:{row['key']}"
             raise PreventUpdate
@@ -374,6 +398,11 @@ def register(app: Dash, state: DashboardState) -> None:
                 selected = dbl["key"]
             if isinstance(selected, str) and selected.startswith("mean:"):
                 add({"kind": "class", "key": int(selected.split(":")[1])})
+            elif is_drawing(selected):
+                key = state.keep_drawing() if selected == LIVE else selected
+                if key is None:
+                    raise PreventUpdate
+                add({"kind": "image", "key": key})
             else:
                 add({"kind": "image", "key": int(selected)})
             return rows, explain
@@ -499,6 +528,7 @@ def register(app: Dash, state: DashboardState) -> None:
         Input(ids.SELECTION, "data"),
         Input(ids.EXPLAIN, "data"),
         Input({"type": ids.PANEL_SORT, "layer": ALL}, "value"),
+        Input(ids.DRAW_SETTLED, "data"),  # a finished stroke: the panels follow the pen stroke by stroke
         State({"type": ids.PANEL_SORT, "layer": ALL}, "id"),
     )
     def panel_area(
@@ -508,6 +538,7 @@ def register(app: Dash, state: DashboardState) -> None:
         selection: Any,
         explain: Any,
         sorts: list[Any],
+        _drawn: Any,
         sort_ids: list[Any],
     ) -> Any:
         chosen = {i["layer"]: v for i, v in zip(sort_ids, sorts, strict=True)}
@@ -530,6 +561,8 @@ def _panel(
     shown = list(enumerate(rows))
     if selection:
         shown.append((-1, {"kind": "selection", "key": "brushed"}))
+    if LIVE in state.drawings:  # the digit being drawn, until it is kept
+        shown.append((-2, {"kind": "image", "key": LIVE}))
     values: list[tuple[int, dict[str, Any], np.ndarray]] = []
     for k, row in shown:
         v = _row_values(state, layer, row, groups, selection)
@@ -613,6 +646,7 @@ def _register_projection(app: Dash, state: DashboardState, panel: str) -> None:
         Output(ids.proj("graph", panel), "figure"),
         Output(ids.proj("status", panel), "children"),
         Output(ids.proj("quality", panel), "children"),
+        Output(ids.proj("star", panel), "data"),
         Input(ids.proj("layer", panel), "value"),
         Input(ids.proj("method", panel), "value"),
         Input(ids.proj("color", panel), "value"),
@@ -620,7 +654,32 @@ def _register_projection(app: Dash, state: DashboardState, panel: str) -> None:
         Input(ids.JOBS_INTERVAL, "n_intervals"),
         State(ids.SELECTION, "data"),
     )
-    def projection(layer: str, method: str, color: str, split: str, _tick: Any, selection: Any) -> Any:
+    def projection(layer: str, method: str, color: str, split: str, tick: Any, selection: Any) -> Any:
+        fig, status, quality = view(layer, method, color, split, tick, selection)
+        # the live drawing, placed by the PCA map, as an annotation (clicks on it select nothing)
+        where = state.place(LIVE, layer) if method == "pca" and LIVE in state.drawings and not status else None
+        if where is not None:
+            fig.add_annotation(**figures.drawing_annotation(*where))
+        return fig, status, quality, where is not None
+
+    @app.callback(
+        Output(ids.proj("graph", panel), "figure", allow_duplicate=True),
+        Output(ids.proj("star", panel), "data", allow_duplicate=True),
+        Input(ids.DRAW_SETTLED, "data"),
+        State(ids.proj("star", panel), "data"),
+        *_view_states(panel),
+        prevent_initial_call=True,
+    )
+    def star(_drawn: Any, present: bool, layer: str, method: str, split: str, color: str) -> Any:
+        """Move the drawing's star with a Patch of the layout: the 70,000-point figure is neither sent nor redrawn."""
+        where = state.place(LIVE, layer) if method == "pca" and LIVE in state.drawings else None
+        if where is None and not present:
+            raise PreventUpdate
+        patch = Patch()
+        patch["layout"]["annotations"] = [figures.drawing_annotation(*where)] if where is not None else []
+        return patch, where is not None
+
+    def view(layer: str, method: str, color: str, split: str, _tick: Any, selection: Any) -> Any:
         label = f"{METHOD_LABELS[method]} of {layer}"
         if method not in state.methods(layer):
             text = (

@@ -214,3 +214,24 @@ def viridis(values: np.ndarray, lo: float, hi: float) -> list[str]:
     """Viridis colours for values scaled from [lo, hi]."""
     span = hi - lo if hi > lo else 1.0
     return sample_colorscale("Viridis", np.clip((np.asarray(values) - lo) / span, 0, 1).tolist())
+
+
+def drawing_annotation(x: float, y: float) -> dict[str, object]:
+    """A drawn digit placed in a projection: a star with an arrow and a label. An annotation, not a trace: moving it
+    redraws the annotation layer only, where a trace makes the browser redraw all 70,000 WebGL points (0.5-0.8 s)."""
+    return dict(
+        x=x,
+        y=y,
+        xref="x",
+        yref="y",
+        text="★ your drawing",
+        showarrow=True,
+        arrowhead=2,
+        arrowwidth=1.5,
+        ax=40,
+        ay=-40,
+        font=dict(size=13, color="#111111"),
+        bgcolor="rgba(255, 255, 255, 0.85)",
+        bordercolor="#111111",
+        borderpad=3,
+    )

@@ -15,7 +15,7 @@ from dash.exceptions import PreventUpdate
 from layerscope.dashboard import ids
 from layerscope.dashboard.components import card
 from layerscope.dashboard.figures import empty_figure
-from layerscope.dashboard.state import DashboardState
+from layerscope.dashboard.state import DashboardState, is_drawing
 from layerscope.dashboard.unit_figures import (
     GraphColumn,
     class_bars,
@@ -142,6 +142,7 @@ def inside_layout(state: DashboardState) -> list[Any]:
                     state.activation_layers, start["layer"], id=ids.UNIT_LAYER, clearable=False, className="ctl"
                 ),
                 dcc.Input(id=ids.UNIT_INDEX, type="number", min=0, step=1, value=start["unit"], className="text small"),
+                html.Button("Switch off this unit", id=ids.UNIT_ABLATE, className="btn small"),
                 html.Div(id=ids.UNIT_TITLE, className="unit-title"),
             ],
             className="controls",
@@ -187,6 +188,8 @@ def _node_values(state: DashboardState, layer: str, colour: str, selected: Any, 
         return np.asarray(values[np.sort(np.asarray(selection))], dtype=np.float32).mean(0)
     if isinstance(selected, str) and selected.startswith("mean:"):
         return state.class_means(layer)[int(selected.split(":")[1])]
+    if is_drawing(selected):
+        return state.drawing_values(selected, layer)
     return np.asarray(values[int(selected)], dtype=np.float32)
 
 
@@ -401,8 +404,9 @@ def register_inside(app: Dash, state: DashboardState) -> None:
         Input(ids.SELECTED, "data"),
         Input(ids.FMAP_SCALE, "value"),
         Input(ids.FMAP_FOCUS, "data"),
+        Input(ids.DRAW_SETTLED, "data"),  # a stroke of the live drawing ended
     )
-    def feature_maps(selected: Any, scale: str, focus: Any) -> Any:
+    def feature_maps(selected: Any, scale: str, focus: Any, _drawn: Any) -> Any:
         if not state.conv_layers:
             return html.Div("This model has no convolutional layers.", className="hint")
         return _fmap_tiles(state, selected, scale, focus)
@@ -424,8 +428,9 @@ def register_inside(app: Dash, state: DashboardState) -> None:
         Input(ids.FMAP_FOCUS, "data"),
         Input(ids.SELECTED, "data"),
         Input(ids.FMAP_SCALE, "value"),
+        Input(ids.DRAW_SETTLED, "data"),
     )
-    def zoom(focus: Any, selected: Any, scale: str) -> Any:
+    def zoom(focus: Any, selected: Any, scale: str, _drawn: Any) -> Any:
         if not focus or focus["layer"] not in state.conv_layers:
             fig = empty_figure("Click a channel to enlarge it.")
             fig.update_layout(height=300)

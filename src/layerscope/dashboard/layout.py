@@ -6,7 +6,9 @@ from dash import dcc, html
 
 from layerscope.dashboard import ids
 from layerscope.dashboard.components import card
+from layerscope.dashboard.draw import draw_layout
 from layerscope.dashboard.inside import inside_layout
+from layerscope.dashboard.interventions import interventions_layout
 from layerscope.dashboard.state import DashboardState
 from layerscope.interop.seed_json import FILE_METHOD
 
@@ -217,11 +219,13 @@ def build_layout(state: DashboardState) -> html.Div:
             html.Main(
                 [
                     html.Div([preview, confusion], className="row two"),
+                    *draw_layout(state),
                     projections,
                     gallery,
                     groups,
                     panels,
                     *inside_layout(state),
+                    *interventions_layout(state),
                 ]
             ),
             *stores,

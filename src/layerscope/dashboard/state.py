@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -20,20 +20,30 @@ import torch
 from PIL import Image
 from torch import nn
 
+from layerscope.ablation import Ablation, AblationResult, evaluate_ablation, predict_ablated
 from layerscope.analysis import class_means, confusion, layer_values, predictions
-from layerscope.attribution import guided_backprop
+from layerscope.attribution import Attribution, RandomisationStep, attribute, guided_backprop, randomisation_check
 from layerscope.capture import layer_outputs
 from layerscope.dashboard.unit_figures import signed_png, tile
+from layerscope.drawing import NeighbourIndex
 from layerscope.featurevis import FeatureVis, cached_featurevis, unit_featurevis
 from layerscope.interop.seed_json import FILE_METHOD
 from layerscope.network import Connection, IncomingWeights, channel_edges, connections, incoming_weights
 from layerscope.progress import ProgressFn
-from layerscope.projections.compute import METHODS, compute_projection
+from layerscope.projections.compute import METHODS, compute_pca, compute_projection, pca_transform
 from layerscope.receptive import ReceptiveField, receptive_field
 from layerscope.run import Run
 from layerscope.topk import TopK, store_topk
 
-__all__ = ["DashboardState", "Job"]
+__all__ = ["LIVE", "DashboardState", "Job", "is_drawing"]
+
+LIVE = "draw:live"  # the image key of the digit being drawn
+
+
+def is_drawing(key: Any) -> bool:
+    """Whether an image key names a drawn digit ("draw:live", "draw:1", ...) rather than a dataset image."""
+    return isinstance(key, str) and key.startswith("draw:")
+
 
 WorkFn = Callable[[ProgressFn], object]
 
@@ -90,6 +100,12 @@ class DashboardState:
             elif (self.labels == k).any():
                 means[k] = np.rint(self.images[self.labels == k].mean(0))
         self.mean_images = means.astype(np.uint8)
+        # drawn digits ("draw:live" while drawing, "draw:1", ... once kept): (H, W) uint8 as MNIST made its digits,
+        # with every layer's full output for them; shared by the page's requests like the Run's own images
+        self.drawings: dict[str, np.ndarray] = {}
+        self.drawing_outputs: dict[str, dict[str, np.ndarray]] = {}
+        self.drawing_probs: dict[str, np.ndarray] = {}
+        self.draw_jobs: dict[tuple[str, str], Job] = {}
 
     # -- layers and projections --------------------------------------------------------------------------------
     @property
@@ -181,23 +197,103 @@ class DashboardState:
 
     # -- images ----------------------------------------------------------------------------------------------------
     def image_array(self, key: int | str) -> np.ndarray:
-        """(H, W) or (H, W, 3) uint8 of image ``key``: an index, or "mean:k" for class k's mean image."""
+        """(H, W) or (H, W, 3) uint8 of image ``key``: an index, "mean:k" for class k's mean image, or a drawing."""
+        if is_drawing(key):
+            return self.drawing_image(str(key))
         if isinstance(key, str) and key.startswith("mean:"):
             image = self.mean_images[int(key.split(":")[1])]
         else:
             image = self.images[int(key)]
         return image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
 
-    @lru_cache(maxsize=20_000)  # noqa: B019
     def thumbnail(self, key: int | str, size: int = 56) -> str:
         """A data-URI PNG of image ``key``, scaled to ``size`` pixels with sharp pixels."""
+        return self._thumbnail(key, size) if key != LIVE else self._thumbnail.__wrapped__(self, key, size)
+
+    @lru_cache(maxsize=20_000)  # noqa: B019
+    def _thumbnail(self, key: int | str, size: int = 56) -> str:
         image = Image.fromarray(self.image_array(key)).resize((size, size), Image.Resampling.NEAREST)
         buffer = io.BytesIO()
         image.save(buffer, format="PNG", optimize=False)
         return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
-    def name(self, index: int) -> str:
-        return str(self.names[index])
+    def name(self, index: int | str) -> str:
+        if is_drawing(index):
+            return "your drawing" if index == LIVE else f"drawing {str(index).split(':')[1]}"
+        return str(self.names[int(index)])
+
+    # -- drawn digits ----------------------------------------------------------------------------------------------
+    def drawing_image(self, key: str) -> np.ndarray:
+        """(H, W) uint8 of a drawing; an empty field once the live drawing is cleared."""
+        image = self.drawings.get(key)
+        return image if image is not None else np.zeros(self.images.shape[2:], np.uint8)
+
+    def set_drawing(self, key: str, digit: np.ndarray | None) -> None:
+        """Store drawing ``key`` ((H, W) float in [0, 1], or None to drop it) with every layer's output for it."""
+        if digit is None:
+            for table in (self.drawings, self.drawing_outputs, self.drawing_probs):
+                table.pop(key, None)
+            return
+        image = np.round(np.clip(digit, 0, 1) * 255).astype(np.uint8)
+        x = torch.from_numpy(image.astype(np.float32) / 255.0)[None, None]
+        with self._model_lock:
+            outputs = layer_outputs(self.model, x, self.layers)
+            with torch.inference_mode():
+                logits = self.model(x)
+        self.drawing_outputs[key] = {name: value[0].numpy() for name, value in outputs.items()}
+        self.drawing_probs[key] = torch.softmax(logits.float(), dim=1)[0].numpy()
+        self.drawings[key] = image
+
+    def keep_drawing(self) -> str | None:
+        """Copy the live drawing to a new kept one, "draw:N"; returns its key (None when nothing is drawn)."""
+        if LIVE not in self.drawings:
+            return None
+        key = f"draw:{sum(k != LIVE for k in self.drawings) + 1}"
+        self.drawing_outputs[key] = self.drawing_outputs[LIVE]
+        self.drawing_probs[key] = self.drawing_probs[LIVE]
+        self.drawings[key] = self.drawings[LIVE].copy()
+        return key
+
+    def drawing_values(self, key: str, layer: str) -> np.ndarray | None:
+        """A drawing's values of ``layer`` as `values` gives them for dataset images: dense whole, conv per-channel
+        spatial means; None when there is no such drawing."""
+        outputs = self.drawing_outputs.get(key)
+        if outputs is None:
+            return None
+        out = outputs[layer]
+        return out.reshape(len(out), -1).mean(1) if self.run.layer(layer).kind == "conv" else out.reshape(-1)
+
+    def neighbour_index(self, layer: str) -> NeighbourIndex | None:
+        """The training images in ``layer``'s space, or None while the fitted PCA a conv layer needs is missing
+        (`start_conv_pca` computes it)."""
+        return None if layer in self.missing_pca() else self._neighbour_index(layer)
+
+    def missing_pca(self) -> list[str]:
+        """The conv layers whose nearest images need a PCA map the Run does not have yet."""
+        features = self.run.path / "features"
+        return [name for name in self.conv_layers if not (features / f"{name}.pca_components.npy").is_file()]
+
+    def start_conv_pca(self) -> Job:
+        """Fit the PCA of every conv layer that lacks one, in the background (minutes over 70,000 images)."""
+        missing = self.missing_pca()
+        return self._start(
+            self.draw_jobs,
+            self._pool,
+            ("*", "pca"),
+            lambda p: compute_pca(Run(self.run.path), missing, model=self.run.load_model("cpu"), progress=p),
+        )
+
+    @lru_cache(maxsize=16)  # noqa: B019
+    def _neighbour_index(self, layer: str) -> NeighbourIndex:
+        return NeighbourIndex(self.run, layer)
+
+    def place(self, key: str, layer: str) -> tuple[float, float] | None:
+        """A drawing's (x, y) in the PCA projection of ``layer``; None when the Run has no fitted PCA map of it."""
+        outputs = self.drawing_outputs.get(key)
+        if outputs is None or not (self.run.path / "features" / f"{layer}.pca_components.npy").is_file():
+            return None
+        score = pca_transform(self.run, layer, outputs[layer].reshape(1, -1))[0]
+        return float(score[0]), float(score[1])
 
     # -- inside the network: the model itself ----------------------------------------------------------------------
     @cached_property
@@ -210,16 +306,24 @@ class DashboardState:
         return [info.name for info in self.run.layers if info.kind == "conv"]
 
     def pixels(self, key: int | str) -> torch.Tensor:
-        """(1, C, H, W) float32 in [0, 1] of image ``key`` (an index or "mean:k"), as the model sees it."""
-        if isinstance(key, str) and key.startswith("mean:"):
+        """(1, C, H, W) float32 in [0, 1] of image ``key`` (an index, "mean:k" or a drawing), as the model sees it."""
+        if is_drawing(key):
+            image = self.drawing_image(str(key))[None]
+        elif isinstance(key, str) and key.startswith("mean:"):
             image = self.mean_images[int(key.split(":")[1])]
         else:
             image = self.images[int(key)]
         return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)[None]
 
-    @lru_cache(maxsize=64)  # noqa: B019
     def feature_maps(self, key: int | str) -> dict[str, np.ndarray]:
         """Every conv layer's full output for one image, {layer: (C, H, W)}: recomputed, never stored."""
+        outputs = self.drawing_outputs.get(str(key)) if is_drawing(key) else None
+        if outputs is not None:
+            return {name: outputs[name] for name in self.conv_layers}
+        return self._feature_maps(key) if key != LIVE else self._feature_maps.__wrapped__(self, key)
+
+    @lru_cache(maxsize=64)  # noqa: B019
+    def _feature_maps(self, key: int | str) -> dict[str, np.ndarray]:
         with self._model_lock:
             outputs = layer_outputs(self.model, self.pixels(key), self.conv_layers)
         return {name: outputs[name][0].float().numpy() for name in self.conv_layers}
@@ -263,9 +367,14 @@ class DashboardState:
         with self._model_lock:
             return receptive_field(self.model, layer, tuple(self.images.shape[1:]))
 
-    @lru_cache(maxsize=256)  # noqa: B019
     def guided(self, key: int | str, layer: str, unit: int, method: str) -> np.ndarray:
         """(C, H, W) guided backprop ("guided") or deconvolution ("deconv") of one unit for image ``key``."""
+        if key == LIVE:  # changes with every stroke
+            return self._guided.__wrapped__(self, key, layer, unit, method)
+        return self._guided(key, layer, unit, method)
+
+    @lru_cache(maxsize=256)  # noqa: B019
+    def _guided(self, key: int | str, layer: str, unit: int, method: str) -> np.ndarray:
         with self._model_lock:
             return guided_backprop(self.model, self.pixels(key)[0], layer, unit, method=method)
 
@@ -302,3 +411,94 @@ class DashboardState:
     @property
     def units_busy(self) -> bool:
         return any(not job.finished for job in self.unit_jobs.values())
+
+    # -- interventions: ablations and attributions (dashboard/interventions.py) -------------------------------------
+    def _intervention(self, key: tuple[str, str], work: Callable[[ProgressFn], Any]) -> tuple[Job, Any]:
+        """(job, result or None): ``work``'s result, computed in the interventions' own thread on first ask.
+
+        Results are kept (the last 24); a result let go is computed again when asked for again.
+        """
+        with self._lock:
+            if "_interventions" not in self.__dict__:
+                pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="layerscope-interventions")
+                self._interventions: tuple[ThreadPoolExecutor, dict[tuple[str, str], Job], dict[Any, Any]] = (
+                    pool,
+                    {},
+                    {},
+                )
+            pool, jobs, results = self._interventions
+            if key in results:
+                return jobs[key], results[key]
+            job = jobs.get(key)
+            if job is not None and job.finished and job.error is None:  # its result was let go
+                del jobs[key]
+            while len(results) >= 24:
+                oldest = next(iter(results))
+                del results[oldest]
+                jobs.pop(oldest, None)
+
+        def store(progress: ProgressFn) -> None:
+            results[key] = work(progress)
+
+        job = self._start(jobs, pool, key, store)
+        return job, results.get(key)
+
+    @cached_property
+    def _ablation_model(self) -> nn.Module:
+        """A model of its own for ablation passes (only the interventions' thread uses it): seconds of hooked passes
+        must not hold the shared model's lock."""
+        return self.run.load_model("cpu")
+
+    def ablation_result(self, ablations: Sequence[Ablation]) -> tuple[Job, AblationResult | None]:
+        """The test set re-evaluated with ``ablations`` (started in the background on first ask): (job, result)."""
+        ablations = tuple(ablations)
+        key = ("ablation", "; ".join(f"{a.layer}:{','.join(map(str, a.units))}*{a.scale!r}" for a in ablations))
+
+        def work(progress: ProgressFn) -> AblationResult:
+            return evaluate_ablation(self.run, ablations, model=self._ablation_model, progress=progress)
+
+        return self._intervention(key, work)
+
+    def ablated_probs(self, key: Any, ablations: Sequence[Ablation]) -> tuple[np.ndarray, np.ndarray] | None:
+        """(K,) class probabilities of image ``key`` before and after ``ablations``; None for a key without pixels."""
+        try:
+            pixels = self.pixels(key)
+        except Exception:
+            return None
+        with self._model_lock:
+            before = predict_ablated(self.model, pixels, [])[0]
+            after = predict_ablated(self.model, pixels, tuple(ablations))[0]
+        return before, after
+
+    def attribution(self, key: int | str, method: str, target: int | None, layer: str | None) -> Attribution:
+        """One attribution map of image ``key`` (an index or "mean:k"); ``target`` None: the predicted class."""
+        if isinstance(key, str) and key.startswith("draw:"):  # a drawing changes under its key: never cached
+            return self._attribution(key, method, target, layer)
+        return self._cached_attribution(key, method, target, layer)
+
+    def _attribution(self, key: int | str, method: str, target: int | None, layer: str | None) -> Attribution:
+        pixels = self.pixels(key)[0]
+        with self._model_lock:
+            return attribute(self.model, pixels, method, target, layer)
+
+    @lru_cache(maxsize=128)  # noqa: B019
+    def _cached_attribution(self, key: int | str, method: str, target: int | None, layer: str | None) -> Attribution:
+        return self._attribution(key, method, target, layer)
+
+    def randomisation(
+        self, key: int | str, method: str, target: int | None, layer: str | None
+    ) -> tuple[Job, list[RandomisationStep] | None]:
+        """The model-randomisation check of one attribution (started in the background on first ask)."""
+
+        pixels = self.pixels(key)[0]
+
+        def work(progress: ProgressFn) -> list[RandomisationStep]:
+            progress("randomisation", 0, 1)
+            with self._model_lock:  # the check copies the model; only the trained model's map runs on it
+                steps = randomisation_check(self.model, pixels, method, target, layer=layer)
+            progress("randomisation", 1, 1)
+            return steps
+
+        # the pixels' hash in the key: a drawing's pixels change under the same key
+        what = f"{key!r}|{hash(pixels.numpy().tobytes())}|{method}|{target}|{layer}"
+        return self._intervention(("randomisation", what), work)

@@ -1,0 +1,93 @@
+"""Interventions on the server side: ablations re-evaluated over the test set, attributions of one image.
+
+    python benchmarks/interventions.py [--run DIR] [--repeats 3]
+
+Without --run, a Run is made from the shipped weights in a temporary directory over all 70,000 MNIST images, as
+`layerscope demo` prepares it. Figures (medians of --repeats, after one warm-up call each):
+- evaluate_ablation of the 10,000 test images with conv2 channels 0-15 off (every image from the pixels) and with
+  all 64 fc2 neurons off (the pass starts from the stored fc2 activations), with the accuracies before and after;
+- attribute() of one test image by each method (saliency, integrated gradients, Grad-CAM on conv2, occlusion);
+- randomisation_check() of that image by each method (the trained model and one step per re-initialised layer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def main() -> None:
+    import torch
+
+    from layerscope.ablation import Ablation, evaluate_ablation
+    from layerscope.attribution import attribute, randomisation_check
+    from layerscope.data import load_mnist
+    from layerscope.data.datasets import TEST
+    from layerscope.models.pretrained import pretrained_seed_cnn
+    from layerscope.pipeline import create_run
+    from layerscope.run import Run
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, default=None)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    def row(name: str, value: str, note: str = "") -> None:
+        print(f"  {name:<52} {value:>10}  {note}", flush=True)
+
+    def median(fn: Callable[[], Any], repeats: int = args.repeats) -> tuple[float, Any]:
+        result = fn()  # warm-up
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            result = fn()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times), result
+
+    if args.run is None:
+        model, spec, provenance = pretrained_seed_cnn()
+        out = Path(tempfile.mkdtemp(prefix="layerscope-bench-")) / "mnist"
+        t0 = time.perf_counter()
+        run = create_run(out, load_mnist(), model, spec, provenance=provenance, pca_kinds=("image", "dense"))
+        row("Run from the shipped weights (capture + PCA)", f"{time.perf_counter() - t0:.1f} s")
+    else:
+        run = Run(args.run)
+    torch.set_grad_enabled(True)
+    model = run.load_model("cpu")
+    print(f"torch threads: {torch.get_num_threads()}; median of {args.repeats}", flush=True)
+
+    print("ablation: evaluate_ablation over the test set", flush=True)
+    for ablation in (Ablation("conv2", tuple(range(16))), Ablation("fc2", tuple(range(64)))):
+        seconds, result = median(lambda a=ablation: evaluate_ablation(run, [a], model=model))
+        note = (
+            f"{result.n_images:,} images, accuracy {result.accuracy_before:.2%} -> {result.accuracy_after:.2%}, "
+            f"from {result.resumed_from or 'pixels'}"
+        )
+        row(ablation.label, f"{seconds:.2f} s", note)
+
+    index = int(run.dataset().indices(TEST)[0])
+    image = torch.from_numpy(run.images[index].astype("float32") / 255.0)
+    methods = [("saliency", None), ("integrated_gradients", None), ("gradcam", "conv2"), ("occlusion", None)]
+    print(f"attribution of test image {index}", flush=True)
+    for method, layer in methods:
+        seconds, a = median(lambda m=method, lay=layer: attribute(model, image, m, layer=lay), max(args.repeats, 5))
+        delta = f", delta {a.delta:+.4f}" if a.delta is not None else ""
+        row(f"attribute {method}" + (f" ({layer})" if layer else ""), f"{seconds * 1000:.0f} ms", delta.lstrip(", "))
+    print("randomisation check (cascading, output layer first)", flush=True)
+    for method, layer in methods:
+        seconds, steps = median(lambda m=method, lay=layer: randomisation_check(model, image, m, layer=lay))
+        last = steps[-1]
+        row(
+            f"randomisation_check {method}",
+            f"{seconds:.2f} s",
+            f"{len(steps)} steps; all layers random: Spearman {last.spearman:.2f}, SSIM {last.ssim:.2f}",
+        )
+
+
+if __name__ == "__main__":
+    main()

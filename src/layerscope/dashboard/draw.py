@@ -1,0 +1,267 @@
+"""The Draw panel: a canvas (assets/draw.js records the strokes), the drawing as MNIST made its digits, the model's
+prediction, and the training images nearest to the drawing in each layer.
+
+The live drawing is the image key ``"draw:live"``: selecting it lets the preview, the activation panels, the feature
+maps and the projections (PCA only) show it like any image; "Keep as instance" copies it to ``"draw:N"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from dash import Dash, Input, Output, State, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from layerscope.dashboard import figures, ids
+from layerscope.dashboard.components import card
+from layerscope.dashboard.state import LIVE, DashboardState
+from layerscope.drawing import preprocess_digit, render_strokes
+
+__all__ = ["digit_from_strokes", "draw_layout", "register_draw", "strokes_of"]
+
+NEIGHBOURS = 8
+
+
+def strokes_of(data: Any) -> list[list[tuple[float, float]]]:
+    """The strokes of the store assets/draw.js fills, as lists of (x, y) in [0, 1]; malformed points are dropped."""
+    strokes = []
+    for stroke in (data or {}).get("strokes") or []:
+        points = [
+            (min(max(float(p[0]), 0.0), 1.0), min(max(float(p[1]), 0.0), 1.0))
+            for p in stroke or []
+            if isinstance(p, (list, tuple)) and len(p) >= 2
+        ]
+        if points:
+            strokes.append(points)
+    return strokes
+
+
+def digit_from_strokes(strokes: Sequence[Sequence[tuple[float, float]]]) -> np.ndarray | None:
+    """(28, 28) float32 in [0, 1] as MNIST made its digits, or None for an empty drawing."""
+    if not strokes:
+        return None
+    return preprocess_digit(render_strokes(strokes))
+
+
+def draw_layout(state: DashboardState) -> list[Any]:
+    """The Draw card (only for a Run with a model) and the stores the rest of the page listens to."""
+    stores = [
+        dcc.Store(id=ids.DRAW_STROKES, data=None),
+        dcc.Store(id=ids.DRAW_VERSION, data=0),
+        dcc.Store(id=ids.DRAW_SETTLED, data=0),
+        dcc.Store(id=ids.DRAW_BEFORE, data=None),
+        *(dcc.Store(id=ids.proj("star", panel), data=False) for panel in ids.PANEL_IDS),
+    ]
+    if not state.has_model:
+        return stores
+    canvas = html.Div(
+        [
+            html.Canvas(id=ids.DRAW_CANVAS, width=280, height=280, className="draw-canvas"),
+            html.Div(
+                [
+                    html.Button("Clear", id=ids.DRAW_CLEAR, className="btn"),
+                    html.Button("Undo", id=ids.DRAW_UNDO, className="btn"),
+                    html.Button("Keep as instance", id=ids.DRAW_KEEP, className="btn", disabled=True),
+                ],
+                className="buttons",
+            ),
+        ],
+        className="draw-left",
+    )
+    seen = html.Div(
+        [
+            html.Img(id=ids.DRAW_PREVIEW, className="draw-preview", src=state.thumbnail(LIVE, 112)),
+            html.Div("as the network sees it (28x28, MNIST's preprocessing)", className="hint"),
+        ],
+        className="draw-seen",
+    )
+    side = html.Div(
+        [
+            html.Div(id=ids.DRAW_CAPTION, className="caption"),
+            dcc.Graph(
+                id=ids.DRAW_PROBS,
+                figure=figures.empty_figure("Draw a digit in the black box."),
+                config={"displayModeBar": False},
+                className="probs",
+            ),
+            html.Div(id=ids.DRAW_PLACED, className="hint"),
+        ],
+        className="preview-side",
+    )
+    neighbours = html.Div(
+        [
+            html.Div(
+                [
+                    html.H4("Nearest training images, per layer"),
+                    html.Button(
+                        "Compute the PCA of conv layers", id=ids.DRAW_PCA, className="btn small", disabled=True
+                    ),
+                ],
+                className="draw-neighbours-head",
+            ),
+            html.Div(id=ids.DRAW_NEIGHBOURS, className="draw-neighbours"),
+            dcc.Interval(id=ids.DRAW_INTERVAL, interval=2000, disabled=True),
+        ]
+    )
+    body = html.Div([canvas, seen, side], className="draw")
+    hint = html.Div(
+        "Draw with the mouse or a finger. The drawing is scaled into a 20x20 box and centred by its centre of mass, "
+        "as MNIST's digits were; while it is drawn it is the selected image.",
+        className="hint",
+    )
+    return [card("Draw a digit", body, hint, neighbours, class_name="draw-card"), *stores]
+
+
+def caption(state: DashboardState, key: str) -> list[Any]:
+    probs = state.drawing_probs.get(key)
+    if probs is None:
+        return [html.Span("Nothing drawn yet.", className="hint")]
+    k = int(np.argmax(probs))
+    return [html.B(state.name(key)), html.Div(["predicted ", html.B(state.class_names[k]), f" ({probs[k]:.1%})"])]
+
+
+def probability_figure(state: DashboardState, key: str) -> Any:
+    probs = state.drawing_probs.get(key)
+    if probs is None:
+        return figures.empty_figure("Draw a digit in the black box.")
+    return figures.probability_figure(probs, int(np.argmax(probs)), state.class_names)
+
+
+def neighbour_rows(state: DashboardState, key: str, selected: Any) -> tuple[list[Any], bool]:
+    """Per layer (the input, then each activation layer) the drawing's nearest training images; and whether a
+    background PCA is running (the rows then refresh)."""
+    outputs = state.drawing_outputs.get(key)
+    if outputs is None:
+        return [
+            html.Div("Draw a digit to see the training images nearest to it in each layer.", className="hint")
+        ], False
+    job = state.draw_jobs.get(("*", "pca"))
+    busy = job is not None and not job.finished
+    rows = []
+    for layer in ["input", *state.activation_layers] if "input" in state.layers else state.activation_layers:
+        index = state.neighbour_index(layer)
+        if index is None:
+            if job is not None and job.error:
+                body: Any = html.Span(f"PCA failed: {job.error}", className="bad")
+            elif busy:
+                body = html.Span(f"computing the PCA of conv layers… {job.percent}% ({job.task})", className="hint")  # type: ignore[union-attr]
+            else:
+                body = html.Span("needs the PCA of the conv layers (button above)", className="hint")
+        else:
+            found = index.query(outputs[layer], NEIGHBOURS)
+            body = [
+                html.Img(
+                    src=state.thumbnail(int(i)),
+                    id={"type": ids.THUMB, "key": int(i)},
+                    className="thumb selected" if str(int(i)) == str(selected) else "thumb",
+                    title=f"{state.name(int(i))} · true {state.class_names[state.labels[i]]} · distance {d:.2f}",
+                )
+                for i, d in zip(found.indices, found.distances, strict=True)
+            ]
+        rows.append(
+            html.Div(
+                [html.Span(layer, className="draw-layer"), html.Div(body, className="thumbs")],
+                className="draw-row",
+                id=f"draw-near-{layer}",
+            )
+        )
+    return rows, busy
+
+
+def placed_note(state: DashboardState, views: Sequence[tuple[str, str]]) -> str:
+    """Where the live drawing is shown in the two projections, said plainly."""
+    if LIVE not in state.drawings:
+        return ""
+    parts = []
+    for panel, (layer, method) in zip(ids.PANEL_IDS, views, strict=True):
+        if method == "pca" and state.place(LIVE, layer) is not None:
+            parts.append(f"projection {panel.upper()}: marked with a star")
+        elif method == "pca":
+            parts.append(f"projection {panel.upper()}: {layer} has no fitted PCA map to place a drawing with")
+        else:
+            parts.append(f"projection {panel.upper()}: a drawing can be placed in PCA projections only")
+    return "; ".join(parts) + "."
+
+
+def register_draw(app: Dash, state: DashboardState) -> None:
+    @app.callback(
+        Output(ids.DRAW_VERSION, "data"),
+        Output(ids.SELECTED, "data", allow_duplicate=True),
+        Output(ids.DRAW_BEFORE, "data"),
+        Output(ids.DRAW_PREVIEW, "src"),
+        Output(ids.DRAW_CAPTION, "children"),
+        Output(ids.DRAW_PROBS, "figure"),
+        Output(ids.DRAW_KEEP, "disabled"),
+        Output(ids.DRAW_SETTLED, "data"),
+        Input(ids.DRAW_STROKES, "data"),
+        State(ids.SELECTED, "data"),
+        State(ids.DRAW_BEFORE, "data"),
+        State(ids.DRAW_VERSION, "data"),
+        prevent_initial_call=True,
+    )
+    def strokes(data: Any, selected: Any, before: Any, version: Any) -> Any:
+        digit = digit_from_strokes(strokes_of(data))
+        state.set_drawing(LIVE, digit)
+        if digit is None:  # cleared: the image selected before drawing began is selected again
+            select = (before if before is not None else 0) if selected == LIVE else no_update
+            before = None
+        else:
+            select = LIVE if selected != LIVE else no_update
+            before = selected if selected != LIVE else before
+        version = int(version or 0) + 1
+        return (
+            version,
+            select,
+            before,
+            state.thumbnail(LIVE, 112),
+            caption(state, LIVE),
+            # meta: the browser's stroke version, which these bars show (benchmarks/draw.py waits for it)
+            probability_figure(state, LIVE).update_layout(meta={"draw": (data or {}).get("version")}),
+            digit is None,
+            # the nearest images and the projections' star follow finished strokes only: moving the star redraws a
+            # 70,000-point figure in the browser (0.5-0.8 s), too slow to follow the pen
+            version if (data or {}).get("done", True) else no_update,
+        )
+
+    @app.callback(
+        Output(ids.ROWS, "data", allow_duplicate=True),
+        Output(ids.SELECTED, "data", allow_duplicate=True),
+        Input(ids.DRAW_KEEP, "n_clicks"),
+        State(ids.ROWS, "data"),
+        prevent_initial_call=True,
+    )
+    def keep(n: Any, rows: list[dict[str, Any]]) -> Any:
+        key = state.keep_drawing() if n else None
+        if key is None:
+            raise PreventUpdate
+        return [*rows, {"kind": "image", "key": key}], key
+
+    @app.callback(
+        Output(ids.DRAW_NEIGHBOURS, "children"),
+        Output(ids.DRAW_INTERVAL, "disabled"),
+        Output(ids.DRAW_PCA, "disabled"),
+        Input(ids.DRAW_SETTLED, "data"),
+        Input(ids.DRAW_PCA, "n_clicks"),
+        Input(ids.DRAW_INTERVAL, "n_intervals"),
+        State(ids.SELECTED, "data"),
+    )
+    def neighbours(_version: Any, compute: Any, _tick: Any, selected: Any) -> Any:
+        from dash import ctx
+
+        if ctx.triggered_id == ids.DRAW_PCA and compute and state.missing_pca():
+            state.start_conv_pca()
+        rows, busy = neighbour_rows(state, LIVE, selected)
+        return rows, not busy, busy or not state.missing_pca()
+
+    @app.callback(
+        Output(ids.DRAW_PLACED, "children"),
+        Input(ids.DRAW_SETTLED, "data"),
+        Input(ids.proj("layer", "a"), "value"),
+        Input(ids.proj("method", "a"), "value"),
+        Input(ids.proj("layer", "b"), "value"),
+        Input(ids.proj("method", "b"), "value"),
+    )
+    def placed(_version: Any, layer_a: str, method_a: str, layer_b: str, method_b: str) -> str:
+        return placed_note(state, [(layer_a, method_a), (layer_b, method_b)])

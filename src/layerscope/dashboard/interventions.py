@@ -1,0 +1,580 @@
+"""Interventions: switch units off and see what the test set does (ablation), and what a decision rests on
+(attribution, with the model-randomisation sanity check).
+
+Layout builders, pure figure builders and callbacks; the computation lives in ``layerscope.ablation`` and
+``layerscope.attribution``, run through the server-side state (background jobs for the slow parts).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+from dash import ALL, Dash, Input, Output, State, ctx, dcc, html
+from dash.exceptions import PreventUpdate
+from torch import nn
+
+from layerscope.ablation import (
+    Ablation,
+    AblationResult,
+    check_ablations,
+    list_ablations,
+    parse_ablation,
+    remove_ablation,
+    save_ablation,
+)
+from layerscope.attribution import RandomisationStep, overlay
+from layerscope.dashboard import ids
+from layerscope.dashboard.components import card
+from layerscope.dashboard.figures import base_layout, empty_figure
+from layerscope.dashboard.state import DashboardState
+from layerscope.dashboard.unit_figures import png_uri
+from layerscope.errors import LayerscopeError
+
+__all__ = [
+    "ablation_class_figure",
+    "confusion_change_figure",
+    "interventions_layout",
+    "register_interventions",
+    "similarity_figure",
+]
+
+METHOD_LABELS = {
+    "saliency": "saliency",
+    "integrated_gradients": "integrated gradients",
+    "gradcam": "Grad-CAM",
+    "occlusion": "occlusion",
+}
+PREDICTED = -1  # the target dropdown's "predicted class"
+BEFORE, AFTER = "#9fb3c8", "#d6604d"
+
+
+# -- pure builders ----------------------------------------------------------------------------------------------------
+def ablation_class_figure(before: np.ndarray, after: np.ndarray, class_names: Sequence[str]) -> go.Figure:
+    """Per-class accuracy before and after ablating, as grouped bars (percent)."""
+    fig = go.Figure()
+    names = [str(n) for n in class_names]
+    for label, values, colour in (("before", before, BEFORE), ("after", after, AFTER)):
+        fig.add_bar(x=names, y=np.nan_to_num(np.asarray(values, np.float64) * 100), name=label, marker_color=colour)
+    base_layout(fig, 240, barmode="group", legend=dict(orientation="h", y=1.12, x=0))
+    fig.update_yaxes(title="accuracy %", range=[0, 100], gridcolor="#e4e7eb", fixedrange=True)
+    fig.update_xaxes(type="category", fixedrange=True)
+    fig.update_layout(margin=dict(l=50, r=10, t=30, b=30))
+    return fig
+
+
+def confusion_change_figure(change: np.ndarray, class_names: Sequence[str]) -> go.Figure:
+    """The confusion matrix after minus before, diverging around a white 0 (red: more images, blue: fewer)."""
+    change = np.asarray(change)
+    peak = max(1, int(np.abs(change).max()))
+    names = [str(n) for n in class_names]
+    text = np.where(change != 0, change.astype(str), "")
+    fig = go.Figure(
+        go.Heatmap(
+            z=change,
+            x=names,
+            y=names,
+            text=text,
+            texttemplate="%{text}",
+            colorscale="RdBu_r",
+            zmin=-peak,
+            zmax=peak,
+            zmid=0,
+            hovertemplate="true %{y} → predicted %{x}: %{z:+d}<extra></extra>",
+            colorbar=dict(thickness=10),
+        )
+    )
+    base_layout(fig, 300)
+    fig.update_xaxes(title="predicted", type="category", side="top", fixedrange=True)
+    fig.update_yaxes(title="true", type="category", autorange="reversed", fixedrange=True)
+    fig.update_layout(margin=dict(l=50, r=10, t=50, b=10))
+    return fig
+
+
+def step_label(step: RandomisationStep) -> str:
+    return "trained" if not step.randomised else f"+ {step.randomised[-1]}"
+
+
+def similarity_figure(steps: Sequence[RandomisationStep]) -> go.Figure:
+    """Spearman rank correlation and SSIM of each step's map with the trained model's, as lines."""
+    x = [step_label(s) for s in steps]
+    fig = go.Figure()
+    for name, values, colour in (
+        ("Spearman", [s.spearman for s in steps], "#1f77b4"),
+        ("SSIM", [s.ssim for s in steps], "#d6604d"),
+    ):
+        y = [None if math.isnan(v) else v for v in values]
+        fig.add_scatter(x=x, y=y, name=name, mode="lines+markers", line=dict(color=colour))
+    base_layout(fig, 220, legend=dict(orientation="h", y=1.15, x=0))
+    fig.update_yaxes(title="similarity", range=[-0.2, 1.05], gridcolor="#e4e7eb", zeroline=True, fixedrange=True)
+    fig.update_xaxes(title="layers re-initialised, from the output down", type="category", fixedrange=True)
+    fig.update_layout(margin=dict(l=50, r=10, t=30, b=40))
+    return fig
+
+
+def _uint8(rgb: np.ndarray) -> np.ndarray:
+    """(C, H, W) float in [0, 1] -> (H, W) or (H, W, 3) uint8."""
+    out = (np.clip(np.asarray(rgb, np.float32), 0, 1) * 255).round().astype(np.uint8)
+    return out[0] if out.shape[0] == 1 else out.transpose(1, 2, 0)
+
+
+def _overlay_uri(pixels: Any, attribution_map: np.ndarray, scale: int) -> str:
+    return png_uri(_uint8(overlay(pixels, attribution_map)), scale)
+
+
+# -- layout -----------------------------------------------------------------------------------------------------------
+def interventions_layout(state: DashboardState) -> list[Any]:
+    """The ablation and attribution cards side by side (nothing for a Run without a model)."""
+    if not state.has_model:
+        return []
+    layers = state.activation_layers
+    dense = [name for name in layers if state.run.layer(name).kind == "dense"]
+    start = "fc2" if "fc2" in layers else (dense[-2] if len(dense) > 1 else layers[-1])
+    ablation = card(
+        "Switch units off",
+        html.Div(
+            [
+                dcc.Dropdown(layers, start, id=ids.ABL_LAYER, clearable=False, className="ctl"),
+                dcc.Input(id=ids.ABL_UNITS, placeholder='units: "3,7" or "0-15"', className="text small"),
+                html.Span("× scale", className="label"),
+                dcc.Input(id=ids.ABL_SCALE, type="number", value=0, step=0.1, className="text tiny"),
+                html.Button("Add", id=ids.ABL_ADD, className="btn"),
+                html.Button("Reset", id=ids.ABL_RESET, className="btn"),
+            ],
+            className="controls",
+        ),
+        html.Div(id=ids.ABL_ERROR, className="bad"),
+        html.Div(id=ids.ABL_LIST, className="abl-list"),
+        html.Div(id=ids.ABL_STATUS, className="status"),
+        html.Div(id=ids.ABL_SUMMARY, className="abl-summary"),
+        html.Div(id=ids.ABL_IMAGE, className="abl-image"),
+        html.Div(
+            [
+                html.Div(
+                    [html.H4("Accuracy per class"), dcc.Graph(id=ids.ABL_CLASSES, config={"displayModeBar": False})],
+                    className="unit-cell",
+                ),
+                html.Div(
+                    [
+                        html.H4("Confusion matrix: after minus before"),
+                        dcc.Graph(id=ids.ABL_CONFUSION, config={"displayModeBar": False}),
+                    ],
+                    className="unit-cell",
+                ),
+            ],
+            className="unit-row",
+        ),
+        html.Div(
+            [
+                dcc.Input(id=ids.ABL_SAVE_NAME, placeholder="name", className="text small"),
+                html.Button("Save to Run", id=ids.ABL_SAVE, className="btn"),
+            ],
+            className="controls",
+        ),
+        html.Div(id=ids.ABL_SAVED, className="abl-saved"),
+        html.Div(
+            "A unit switched off outputs 0 (a conv channel: its whole map); a scale other than 0 multiplies it. "
+            "The test set is re-run with the units changed, against the Run's stored predictions.",
+            className="hint",
+        ),
+        dcc.Store(id=ids.ABL_STORE, data=[]),
+        dcc.Interval(id=ids.ABL_INTERVAL, interval=500, disabled=True),
+        class_name="ablation-card",
+    )
+    targets = [{"label": "predicted class", "value": PREDICTED}] + [
+        {"label": f"class {name}", "value": k} for k, name in enumerate(state.class_names)
+    ]
+    # Grad-CAM's layers: the convolutions themselves (a pooling layer's output is C x H x W too)
+    modules = dict(state.model.named_modules())
+    convs = [
+        name
+        for name in state.conv_layers
+        if name in modules and any(isinstance(m, nn.Conv2d) for m in modules[name].modules())
+    ] or state.conv_layers
+    attribution = card(
+        "What the decision rests on",
+        html.Div(
+            [
+                dcc.Dropdown(
+                    [{"label": label, "value": m} for m, label in METHOD_LABELS.items()],
+                    "saliency",
+                    id=ids.ATTR_METHOD,
+                    clearable=False,
+                    className="ctl wide",
+                ),
+                dcc.Dropdown(targets, PREDICTED, id=ids.ATTR_TARGET, clearable=False, className="ctl wide"),
+                html.Div(
+                    [
+                        html.Span("layer", className="label"),
+                        dcc.Dropdown(convs, convs[-1] if convs else None, id=ids.ATTR_LAYER, clearable=False),
+                    ],
+                    id=ids.ATTR_LAYER_BOX,
+                    className="attr-layer",
+                    style={"display": "none"},
+                ),
+                dcc.Checklist(
+                    [{"label": " sanity check", "value": "on"}], [], id=ids.ATTR_SANITY, inline=True, className="radio"
+                ),
+            ],
+            className="controls",
+        ),
+        html.Div(
+            [
+                html.Div([html.Img(id=ids.ATTR_IMAGE, className="fig-img"), html.Div("image", className="hint")]),
+                html.Div(
+                    [html.Img(id=ids.ATTR_OVERLAY, className="fig-img"), html.Div("attribution", className="hint")]
+                ),
+                html.Div(id=ids.ATTR_INFO, className="attr-info"),
+            ],
+            className="figure-row",
+        ),
+        html.Div(
+            "Over the dimmed image, red: pixels that raise the class score (saliency, Grad-CAM: magnitude only), "
+            "blue: pixels that lower it.",
+            className="hint",
+        ),
+        html.Div(id=ids.ATTR_SANITY_AREA),
+        dcc.Interval(id=ids.ATTR_INTERVAL, interval=500, disabled=True),
+        class_name="attribution-card",
+    )
+    return [html.Div([ablation, attribution], className="row two interventions")]
+
+
+# -- helpers the callbacks share --------------------------------------------------------------------------------------
+def _ablations(data: Any) -> list[Ablation]:
+    return [Ablation.from_dict(d) for d in data or []]
+
+
+def _merged(current: list[Ablation], new: Ablation) -> list[Ablation]:
+    """``current`` with ``new`` added: into the entry of the same layer and scale when there is one."""
+    for i, a in enumerate(current):
+        if a.layer == new.layer and a.scale == new.scale:
+            return [*current[:i], Ablation(a.layer, a.units + new.units, a.scale), *current[i + 1 :]]
+    return [*current, new]
+
+
+def _job_text(job: Any, what: str) -> html.Span:
+    if job is not None and job.error:
+        return html.Span(f"{what} failed: {job.error}", className="bad")
+    percent = job.percent if job is not None else 0
+    return html.Span(f"{what}… {percent}%", className="status")
+
+
+def _prediction(state: DashboardState, probs: np.ndarray) -> str:
+    k = int(np.argmax(probs))
+    return f"{state.class_names[k]} ({float(probs[k]):.1%})"
+
+
+def _summary(state: DashboardState, result: AblationResult) -> list[Any]:
+    change = (result.accuracy_after - result.accuracy_before) * 100
+    return [
+        html.Div(
+            [
+                "Test accuracy ",
+                html.B(f"{result.accuracy_before:.2%}", className="acc-before"),
+                " → ",
+                html.B(f"{result.accuracy_after:.2%}", className="acc-after"),
+                html.Span(f" ({change:+.2f} points)", className="bad" if change < 0 else "ok"),
+            ]
+        ),
+        html.Div(
+            f"{result.n_changed:,} of {result.n_images:,} test predictions changed · {result.seconds:.2f} s"
+            + (f" (from stored {result.resumed_from} activations)" if result.resumed_from else ""),
+            className="hint",
+        ),
+    ]
+
+
+def _saved_list(state: DashboardState) -> list[Any]:
+    saved = list_ablations(state.run)
+    if not saved:
+        return [html.Div("No saved ablations in this Run.", className="hint")]
+    rows = []
+    for s in saved:
+        figures = ""
+        if s.result:
+            figures = f" · test accuracy {s.result['accuracy_before']:.2%} → {s.result['accuracy_after']:.2%}"
+        rows.append(
+            html.Div(
+                [
+                    html.B(s.name),
+                    html.Span(s.label + figures, className="hint"),
+                    html.Button("apply", id={"type": ids.ABL_APPLY, "name": s.name}, className="btn small"),
+                    html.Button("×", id={"type": ids.ABL_FORGET, "name": s.name}, className="btn small x"),
+                ],
+                className="abl-item",
+            )
+        )
+    return rows
+
+
+def register_interventions(app: Dash, state: DashboardState) -> None:
+    # -- the list of ablations -------------------------------------------------------------------------------------
+    @app.callback(
+        Output(ids.ABL_STORE, "data"),
+        Output(ids.ABL_ERROR, "children"),
+        Input(ids.ABL_ADD, "n_clicks"),
+        Input(ids.ABL_RESET, "n_clicks"),
+        Input(ids.UNIT_ABLATE, "n_clicks"),
+        Input({"type": ids.ABL_REMOVE, "i": ALL}, "n_clicks"),
+        Input({"type": ids.ABL_ITEM_SCALE, "i": ALL}, "value"),
+        Input({"type": ids.ABL_APPLY, "name": ALL}, "n_clicks"),
+        State(ids.ABL_LAYER, "value"),
+        State(ids.ABL_UNITS, "value"),
+        State(ids.ABL_SCALE, "value"),
+        State(ids.UNIT, "data"),
+        State(ids.ABL_STORE, "data"),
+        prevent_initial_call=True,
+    )
+    def edit(
+        _add: Any,
+        _reset: Any,
+        _unit: Any,
+        _remove: Any,
+        _scales: Any,
+        _apply: Any,
+        layer: str,
+        units: Any,
+        scale: Any,
+        unit: Any,
+        data: Any,
+    ) -> Any:
+        trigger = ctx.triggered_id
+        value = ctx.triggered[0]["value"] if ctx.triggered else None
+        current = _ablations(data)
+        try:
+            if trigger == ids.ABL_RESET:
+                current = []
+            elif trigger == ids.ABL_ADD:
+                if not units or not str(units).strip():
+                    return data, "Write the units to switch off, e.g. 3,7 or 0-15."
+                new = parse_ablation(f"{layer}:{units}", float(scale) if scale is not None else 0.0)
+                state.run.layer(layer)  # an unknown layer is an error here, not in the background
+                current = _merged(current, new)
+            elif trigger == ids.UNIT_ABLATE:
+                if not value or not unit:
+                    raise PreventUpdate
+                current = _merged(current, Ablation(unit["layer"], (int(unit["unit"]),), 0.0))
+            elif isinstance(trigger, dict) and trigger.get("type") == ids.ABL_REMOVE:
+                if not value:
+                    raise PreventUpdate
+                current = [a for i, a in enumerate(current) if i != int(trigger["i"])]
+            elif isinstance(trigger, dict) and trigger.get("type") == ids.ABL_ITEM_SCALE:
+                i = int(trigger["i"])
+                if value is None or i >= len(current) or float(value) == current[i].scale:
+                    raise PreventUpdate
+                current[i] = Ablation(current[i].layer, current[i].units, float(value))
+            elif isinstance(trigger, dict) and trigger.get("type") == ids.ABL_APPLY:
+                if not value:
+                    raise PreventUpdate
+                saved = {s.name: s for s in list_ablations(state.run)}
+                if trigger["name"] not in saved:
+                    return data, f"No saved ablation {trigger['name']!r} in this Run."
+                current = list(saved[trigger["name"]].ablations)
+            else:
+                raise PreventUpdate
+            check_ablations(state.run, current)
+        except LayerscopeError as e:
+            return data, str(e)
+        return [a.to_dict() for a in current], ""
+
+    @app.callback(Output(ids.ABL_LIST, "children"), Input(ids.ABL_STORE, "data"))
+    def show_list(data: Any) -> Any:
+        current = _ablations(data)
+        if not current:
+            return html.Div("No unit is switched off.", className="hint")
+        return [
+            html.Div(
+                [
+                    html.Span(a.label, className="abl-label"),
+                    html.Span("scale", className="label"),
+                    dcc.Input(
+                        id={"type": ids.ABL_ITEM_SCALE, "i": i},
+                        type="number",
+                        value=a.scale,
+                        step=0.1,
+                        debounce=True,
+                        className="text tiny",
+                    ),
+                    html.Button("×", id={"type": ids.ABL_REMOVE, "i": i}, className="btn small x", title="remove"),
+                ],
+                className="abl-item",
+            )
+            for i, a in enumerate(current)
+        ]
+
+    # -- what it does ----------------------------------------------------------------------------------------------
+    @app.callback(
+        Output(ids.ABL_STATUS, "children"),
+        Output(ids.ABL_SUMMARY, "children"),
+        Output(ids.ABL_CLASSES, "figure"),
+        Output(ids.ABL_CONFUSION, "figure"),
+        Output(ids.ABL_INTERVAL, "disabled"),
+        Input(ids.ABL_STORE, "data"),
+        Input(ids.ABL_INTERVAL, "n_intervals"),
+    )
+    def evaluate(data: Any, _tick: Any) -> Any:
+        current = _ablations(data)
+        if not current:
+            message = empty_figure("Switch units off to see what changes.")
+            message.update_layout(height=240)
+            return "", "", message, message, True
+        job, result = state.ablation_result(current)
+        if result is None:
+            waiting = empty_figure("re-evaluating the test set…")
+            waiting.update_layout(height=240)
+            text = _job_text(job, f"re-evaluating {int((state.split == 1).sum()):,} test images")
+            return text, "", waiting, waiting, bool(job.error)
+        classes = ablation_class_figure(result.class_accuracy_before, result.class_accuracy_after, state.class_names)
+        matrix = confusion_change_figure(result.confusion_change, state.class_names)
+        return "", _summary(state, result), classes, matrix, True
+
+    @app.callback(
+        Output(ids.ABL_IMAGE, "children"),
+        Input(ids.ABL_STORE, "data"),
+        Input(ids.SELECTED, "data"),
+    )
+    def selected_image(data: Any, selected: Any) -> Any:
+        current = _ablations(data)
+        if not current or selected is None:
+            return ""
+        probs = state.ablated_probs(selected, current)
+        if probs is None:
+            return ""
+        before, after = probs
+        changed = int(np.argmax(before)) != int(np.argmax(after))
+        return html.Div(
+            [
+                "Selected image: predicted ",
+                html.B(_prediction(state, before)),
+                " → ",
+                html.B(_prediction(state, after), className="bad" if changed else ""),
+            ]
+        )
+
+    # -- saved ablations -------------------------------------------------------------------------------------------
+    @app.callback(
+        Output(ids.ABL_SAVED, "children"),
+        Output(ids.ABL_SAVE_NAME, "value"),
+        Input(ids.ABL_SAVE, "n_clicks"),
+        Input({"type": ids.ABL_FORGET, "name": ALL}, "n_clicks"),
+        State(ids.ABL_SAVE_NAME, "value"),
+        State(ids.ABL_STORE, "data"),
+    )
+    def saved(_save: Any, _forget: Any, name: Any, data: Any) -> Any:
+        trigger = ctx.triggered_id
+        value = ctx.triggered[0]["value"] if ctx.triggered else None
+        error = None
+        try:
+            if trigger == ids.ABL_SAVE:
+                current = _ablations(data)
+                job, result = state.ablation_result(current) if current else (None, None)
+                save_ablation(state.run, str(name or ""), current, result)
+                name = ""
+            elif isinstance(trigger, dict) and trigger.get("type") == ids.ABL_FORGET:
+                if not value:
+                    raise PreventUpdate
+                remove_ablation(state.run, trigger["name"])
+        except LayerscopeError as e:
+            error = html.Div(str(e), className="bad")
+        return ([error] if error is not None else []) + _saved_list(state), name
+
+    # -- attribution -----------------------------------------------------------------------------------------------
+    @app.callback(
+        Output(ids.ATTR_LAYER_BOX, "style"),
+        Output(ids.ATTR_IMAGE, "src"),
+        Output(ids.ATTR_OVERLAY, "src"),
+        Output(ids.ATTR_INFO, "children"),
+        Input(ids.SELECTED, "data"),
+        Input(ids.ATTR_METHOD, "value"),
+        Input(ids.ATTR_TARGET, "value"),
+        Input(ids.ATTR_LAYER, "value"),
+    )
+    def attribution(selected: Any, method: str, target: Any, layer: Any) -> Any:
+        style = {"display": "flex" if method == "gradcam" else "none"}
+        try:
+            pixels = state.pixels(selected)[0]
+        except Exception:
+            return style, None, None, html.Span("No pixels for this image.", className="hint")
+        image = png_uri(_uint8(pixels.numpy()), 5)
+        try:
+            a = state.attribution(
+                selected,
+                method,
+                None if target in (None, PREDICTED) else int(target),
+                layer if method == "gradcam" else None,
+            )
+        except Exception as e:  # shown where the map would be; the page stays usable
+            return style, image, None, html.Span(f"cannot compute it: {e}", className="bad")
+        names = state.class_names
+        lines = [
+            html.Div([html.B(METHOD_LABELS[a.method]), f" of the score of class {names[a.target]}"]),
+            html.Div(
+                f"predicted: {names[a.predicted]}" + (" (the class explained)" if a.predicted == a.target else "")
+            ),
+        ]
+        if a.layer:
+            lines.append(html.Div(f"at layer {a.layer}, upsampled to the image"))
+        if a.delta is not None:
+            lines.append(
+                html.Div(
+                    f"completeness delta {a.delta:+.4f}: the map's sum minus (score of the image − score of a "
+                    "black image); near 0, the map accounts for the score",
+                    className="hint",
+                )
+            )
+        lines.append(html.Div(f"{a.seconds * 1000:.0f} ms", className="hint"))
+        return style, image, _overlay_uri(pixels, a.map, 5), lines
+
+    @app.callback(
+        Output(ids.ATTR_SANITY_AREA, "children"),
+        Output(ids.ATTR_INTERVAL, "disabled"),
+        Input(ids.ATTR_SANITY, "value"),
+        Input(ids.SELECTED, "data"),
+        Input(ids.ATTR_METHOD, "value"),
+        Input(ids.ATTR_TARGET, "value"),
+        Input(ids.ATTR_LAYER, "value"),
+        Input(ids.ATTR_INTERVAL, "n_intervals"),
+    )
+    def sanity(on: Any, selected: Any, method: str, target: Any, layer: Any, _tick: Any) -> Any:
+        if not on:
+            return [], True
+        try:
+            pixels = state.pixels(selected)[0]
+        except Exception:
+            return [], True
+        job, steps = state.randomisation(
+            selected,
+            method,
+            None if target in (None, PREDICTED) else int(target),
+            layer if method == "gradcam" else None,
+        )
+        if steps is None:
+            return _job_text(job, "re-initialising the layers one at a time"), bool(job.error)
+        cells = [
+            html.Div(
+                [
+                    html.Img(src=_overlay_uri(pixels, step.map, 3), className="sanity-img"),
+                    html.Div(
+                        "trained model" if not step.randomised else "randomised: " + ", ".join(step.randomised),
+                        className="hint",
+                    ),
+                ],
+                className="fig-cell sanity-cell",
+            )
+            for step in steps
+        ]
+        return [
+            html.H4("Sanity check: the same map as the weights are randomised"),
+            html.Div(cells, className="figure-row sanity-row"),
+            dcc.Graph(id=ids.ATTR_SANITY_FIG, figure=similarity_figure(steps), config={"displayModeBar": False}),
+            html.Div(
+                "The layers' weights are re-initialised one more at a time, from the output down; the map should "
+                "change. A method whose map barely changes when the weights are randomised (similarity staying "
+                "near 1) does not explain the weights: it shows the image, not what the network learned.",
+                className="hint",
+            ),
+        ], True

@@ -1,0 +1,110 @@
+"""The Draw panel, as a user drives it with the mouse, in headless chromium over all 70,000 MNIST images."""
+
+import math
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+PROBS = "#draw-probs .js-plotly-plot"
+GRAPH_A = "#proj-a-graph .js-plotly-plot"
+
+
+def draw(page, points):
+    """One stroke through ``points`` ((x, y) in [0, 1] of the canvas) with real mouse events."""
+    canvas = page.locator("#draw-canvas")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+
+    def at(p):
+        return box["x"] + p[0] * box["width"], box["y"] + p[1] * box["height"]
+
+    page.mouse.move(*at(points[0]))
+    page.mouse.down()
+    for p in points[1:]:
+        page.mouse.move(*at(p), steps=2)
+    page.mouse.up()
+
+
+def predicted(page):
+    """The top class of the Draw card's bars, or None while they are empty."""
+    return page.evaluate(
+        """sel => { const gd = document.querySelector(sel);
+               if (!gd || !gd._fullData || !gd._fullData.length || gd._fullData[0].type !== 'bar') return null;
+               const t = gd._fullData[0]; let best = 0;
+               for (let i = 1; i < t.x.length; i++) if (t.x[i] > t.x[best]) best = i;
+               return String(t.y[best]); }""",
+        PROBS,
+    )
+
+
+def wait_predicted(page, digit):
+    page.wait_for_function(
+        """([sel, digit]) => { const gd = document.querySelector(sel);
+               if (!gd || !gd._fullData || !gd._fullData.length || gd._fullData[0].type !== 'bar') return false;
+               const t = gd._fullData[0]; let best = 0;
+               for (let i = 1; i < t.x.length; i++) if (t.x[i] > t.x[best]) best = i;
+               return String(t.y[best]) === digit; }""",
+        arg=[PROBS, digit],
+        timeout=20_000,
+    )
+
+
+def wait_empty(page):
+    page.wait_for_function(
+        "sel => { const gd = document.querySelector(sel); return gd && gd._fullData && "
+        "(!gd._fullData.length || gd._fullData[0].type !== 'bar'); }",
+        arg=PROBS,
+        timeout=20_000,
+    )
+
+
+def test_draw_predict_undo_clear_keep(page):
+    page.wait_for_selector("#draw-canvas")
+    # a centred vertical line: the shipped model reads it as 1
+    draw(page, [(0.5, 0.15 + 0.7 * t / 12) for t in range(13)])
+    wait_predicted(page, "1")
+    page.wait_for_function("() => document.querySelector('#preview-caption').textContent.includes('your drawing')")
+    assert "drawn by hand" in page.text_content("#preview-caption")
+    assert page.is_disabled("#explain-button")
+    # the live drawing is a row of the open activation panel (fc2), not kept yet
+    page.wait_for_selector("#panel-fc2 .act-row:has-text('your drawing')")
+    page.click("#draw-undo")
+    wait_empty(page)
+    assert page.is_disabled("#draw-keep")
+    draw(page, [(0.5, 0.2 + 0.6 * t / 12) for t in range(13)])
+    wait_predicted(page, "1")
+    page.click("#draw-clear")
+    wait_empty(page)
+    page.wait_for_function("() => !document.querySelector('#panel-fc2').textContent.includes('your drawing')")
+
+    # a 0: an ellipse of 40 points
+    ellipse = [
+        (0.5 + 0.22 * math.sin(2 * math.pi * t / 40), 0.5 - 0.32 * math.cos(2 * math.pi * t / 40)) for t in range(41)
+    ]
+    draw(page, ellipse)
+    wait_predicted(page, "0")
+    assert predicted(page) == "0"
+
+    # 8 nearest training images for fc2 (and the input)
+    page.wait_for_function("() => document.querySelectorAll('#draw-near-fc2 .thumb').length === 8")
+    assert page.locator("#draw-near-input .thumb").count() == 8
+
+    # placed in projection A (PCA of fc2): a starred annotation at the PCA map's coordinates
+    page.wait_for_function(
+        """sel => { const gd = document.querySelector(sel);
+               const a = gd && (gd.layout.annotations || []).filter(a => a.text.includes('your drawing'));
+               return a && a.length === 1 && isFinite(a[0].x) && isFinite(a[0].y); }""",
+        arg=GRAPH_A,
+        timeout=20_000,
+    )
+    assert "star" in page.text_content("#draw-placed")
+
+    page.click("#draw-keep")
+    row = page.locator("#panel-fc2 .act-row", has_text="drawing 1")
+    row.wait_for(timeout=20_000)
+    assert row.locator(".cell").count() == 64
+    page.wait_for_function("() => document.querySelector('#preview-caption').textContent.includes('drawing 1')")
+    page.click("#draw-clear")
+    wait_empty(page)
+    assert page.locator("#panel-fc2 .act-row", has_text="drawing 1").count() == 1
