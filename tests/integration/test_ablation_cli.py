@@ -4,24 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 
-from layerscope.cli import main
-
-
-def cli(capsys, *args):
-    """(exit code, stdout, stderr) of ``layerscope ARGS`` run in-process through the console entry point."""
-    argv = sys.argv
-    sys.argv = ["layerscope", *map(str, args)]
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    finally:
-        sys.argv = argv
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from tests.conftest import cli, one_line_error
 
 
 def test_ablate_prints_before_and_after_and_saves(tiny_run, tmp_path, capsys):
@@ -45,13 +29,6 @@ def test_ablate_prints_before_and_after_and_saves(tiny_run, tmp_path, capsys):
         {"layer": "conv2", "units": [7, 9], "scale": 0.5},
     ]
     assert 0 <= saved["result"]["accuracy_after"] <= 1
-
-
-def one_line_error(capsys, *args) -> str:
-    code, _, err = cli(capsys, *args)
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 def test_ablate_bad_input_is_one_line(tiny_run, tmp_path, capsys):

@@ -15,39 +15,17 @@ from safetensors.torch import save_file
 
 from layerscope.cli import main
 from layerscope.run import Run
-from tests.conftest import make_image_folder
+from tests.conftest import cli, make_image_folder, one_line_error
 from tests.models import MLP, LeNetBN
 
 RGB_ARGS = ["--model-arg", "in_channels=3", "--model-arg", "num_classes=4", "--model-arg", "image_size=16"]
 FAST = ["--epochs", "2", "--batch-size", "16", "--device", "cpu"]
 
 
-def cli(capsys, *args):
-    """(exit code, stdout, stderr) of ``layerscope ARGS`` run through the real entry point."""
-    argv = sys.argv
-    sys.argv = ["layerscope", *map(str, args)]
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    finally:
-        sys.argv = argv
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def ok(capsys, *args):
     code, out, err = cli(capsys, *args)
     assert code == 0, err
     return out
-
-
-def one_line_error(capsys, *args):
-    code, _, err = cli(capsys, *args)
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

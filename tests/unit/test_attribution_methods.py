@@ -1,19 +1,16 @@
 """Class attributions (saliency, integrated gradients, Grad-CAM, occlusion) and the model-randomisation sanity check,
 by captum, on the shipped MNIST model and on small models of other shapes; and the ``attribute`` command."""
 
-import sys
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from layerscope.attribution import ATTRIBUTIONS, attribute, overlay, randomisation_check
-from layerscope.cli import main
 from layerscope.data import load_mnist
 from layerscope.errors import LayerNotFoundError, LayerscopeError
 from layerscope.models.pretrained import pretrained_seed_cnn
-from tests.conftest import make_idx_dir
+from tests.conftest import cli, make_idx_dir, one_line_error
 from tests.models import MLP, LeNetBN
 
 METHODS = list(ATTRIBUTIONS)
@@ -223,28 +220,6 @@ def test_overlay_colours_positive_red_and_negative_blue():
 
 
 # -- the command ---------------------------------------------------------------------------------------------------
-
-
-def cli(capsys, *args):
-    """(exit code, stdout, stderr) of ``layerscope ARGS`` run through the real entry point."""
-    argv = sys.argv
-    sys.argv = ["layerscope", *map(str, args)]
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    finally:
-        sys.argv = argv
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def one_line_error(capsys, *args):
-    code, _, err = cli(capsys, *args)
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
