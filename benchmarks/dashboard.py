@@ -20,7 +20,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [
@@ -33,6 +35,24 @@ ARGS = [
     "--no-first-run",
 ]
 READY = ["#proj-a-graph .legendtext", "#proj-b-graph .legendtext", ".thumb", "#preview-caption b"]
+
+
+def bench_run(path: Path | None, row: Callable[[str, str], None]) -> Any:
+    """The Run at ``path``, or one made from the shipped weights in a temporary directory as ``layerscope demo``
+    prepares it (capture with top-k, PCA of the input and dense layers); ``row`` reports how long that took."""
+    from layerscope.data import load_mnist
+    from layerscope.models.pretrained import pretrained_seed_cnn
+    from layerscope.pipeline import create_run
+    from layerscope.run import Run
+
+    if path is not None:
+        return Run(path)
+    model, spec, provenance = pretrained_seed_cnn()
+    out = Path(tempfile.mkdtemp(prefix="layerscope-bench-")) / "mnist"
+    t0 = time.perf_counter()
+    run = create_run(out, load_mnist(), model, spec, provenance=provenance, pca_kinds=("image", "dense"))
+    row("Run from the shipped weights (capture + top-k + PCA)", f"{time.perf_counter() - t0:.1f} s")
+    return run
 
 
 def free_port() -> int:

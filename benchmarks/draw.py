@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dashboard import ARGS, CHROMIUM, free_port  # noqa: E402
+from dashboard import ARGS, CHROMIUM, bench_run, free_port  # noqa: E402
 
 STROKE_JS = """async ([points, wait]) => {
     const canvas = document.getElementById('draw-canvas');
@@ -86,10 +86,6 @@ def main() -> None:
     from layerscope.dashboard.draw import caption, digit_from_strokes, neighbour_rows, probability_figure
     from layerscope.dashboard.inside import _fmap_tiles
     from layerscope.dashboard.state import LIVE
-    from layerscope.data import load_mnist
-    from layerscope.models.pretrained import pretrained_seed_cnn
-    from layerscope.pipeline import create_run
-    from layerscope.run import Run
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, default=None)
@@ -103,14 +99,7 @@ def main() -> None:
         ms = np.asarray(times) * 1000
         return f"{np.percentile(ms, 50):.0f} / {np.percentile(ms, 95):.0f} ms"
 
-    if args.run is None:
-        model, spec, provenance = pretrained_seed_cnn()
-        out = Path(tempfile.mkdtemp(prefix="layerscope-bench-")) / "mnist"
-        t0 = time.perf_counter()
-        run = create_run(out, load_mnist(), model, spec, provenance=provenance, pca_kinds=("image", "dense"))
-        row("Run from the shipped weights (capture + top-k + PCA)", f"{time.perf_counter() - t0:.1f} s")
-    else:
-        run = Run(args.run)
+    run = bench_run(args.run, row)
 
     app = create_app(run)
     state = app.layerscope_state  # type: ignore[attr-defined]

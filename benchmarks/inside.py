@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dashboard import ARGS, CHROMIUM, free_port  # noqa: E402
+from dashboard import ARGS, CHROMIUM, bench_run, free_port  # noqa: E402
 
 NET = "#net-graph .js-plotly-plot"
 
@@ -34,10 +34,6 @@ def main() -> None:
     from layerscope.dashboard import create_app
     from layerscope.dashboard.inside import _column
     from layerscope.dashboard.unit_figures import network_figure
-    from layerscope.data import load_mnist
-    from layerscope.models.pretrained import pretrained_seed_cnn
-    from layerscope.pipeline import create_run
-    from layerscope.run import Run
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, default=None)
@@ -47,14 +43,7 @@ def main() -> None:
     def row(name: str, value: str, note: str = "") -> None:
         print(f"  {name:<52} {value:>10}  {note}", flush=True)
 
-    if args.run is None:
-        model, spec, provenance = pretrained_seed_cnn()
-        out = Path(tempfile.mkdtemp(prefix="layerscope-bench-")) / "mnist"
-        t0 = time.perf_counter()
-        run = create_run(out, load_mnist(), model, spec, provenance=provenance, pca_kinds=("image", "dense"))
-        row("Run from the shipped weights (capture + top-k + PCA)", f"{time.perf_counter() - t0:.1f} s")
-    else:
-        run = Run(args.run)
+    run = bench_run(args.run, row)
 
     app = create_app(run)
     state = app.layerscope_state  # type: ignore[attr-defined]

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from dashboard import bench_run  # noqa: E402
 
 
 def main() -> None:
@@ -26,11 +29,7 @@ def main() -> None:
 
     from layerscope.ablation import Ablation, evaluate_ablation
     from layerscope.attribution import attribute, randomisation_check
-    from layerscope.data import load_mnist
     from layerscope.data.datasets import TEST
-    from layerscope.models.pretrained import pretrained_seed_cnn
-    from layerscope.pipeline import create_run
-    from layerscope.run import Run
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, default=None)
@@ -49,14 +48,7 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
         return statistics.median(times), result
 
-    if args.run is None:
-        model, spec, provenance = pretrained_seed_cnn()
-        out = Path(tempfile.mkdtemp(prefix="layerscope-bench-")) / "mnist"
-        t0 = time.perf_counter()
-        run = create_run(out, load_mnist(), model, spec, provenance=provenance, pca_kinds=("image", "dense"))
-        row("Run from the shipped weights (capture + PCA)", f"{time.perf_counter() - t0:.1f} s")
-    else:
-        run = Run(args.run)
+    run = bench_run(args.run, row)
     torch.set_grad_enabled(True)
     model = run.load_model("cpu")
     print(f"torch threads: {torch.get_num_threads()}; median of {args.repeats}", flush=True)
