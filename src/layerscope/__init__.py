@@ -4,6 +4,10 @@ __version__ = "0.1.0"
 
 import os  # noqa: E402
 
+from layerscope.allocator import keep_freed_memory  # noqa: E402
+
+keep_freed_memory()
+
 from layerscope.ablation import (  # noqa: E402
     Ablation,
     AblationResult,

@@ -137,6 +137,9 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Training epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per training step.")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate of Adam's one-cycle schedule.")] = None,
+    augment: Annotated[
+        int | None, typer.Option(help="Shift each training image by up to this many pixels at random; 0: none.")
+    ] = None,
     seed: Annotated[
         int | None, typer.Option(help="Random seed: the same seed gives the same weights on a CPU.")
     ] = None,
@@ -153,12 +156,12 @@ def train(
     if preset not in PRESETS:
         raise LayerscopeError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
     values: dict[str, Any] = dict(PRESETS[preset])
-    given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed}
+    given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "augment": augment, "seed": seed}
     values.update({k: v for k, v in given.items() if v is not None})
     values["device"] = device
     config = TrainConfig(**{f.name: values[f.name] for f in fields(TrainConfig) if f.name in values})
-    if config.epochs < 1 or config.batch_size < 1 or config.lr <= 0:
-        raise LayerscopeError("--epochs and --batch-size must be at least 1 and --lr positive.")
+    if config.epochs < 1 or config.batch_size < 1 or config.lr <= 0 or config.augment < 0:
+        raise LayerscopeError("--epochs and --batch-size must be at least 1, --lr positive and --augment 0 or more.")
 
     def on_epoch(record: Any) -> None:
         err.print(

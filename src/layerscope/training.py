@@ -29,12 +29,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 6
+    # 3 epochs at a one-cycle peak of 4e-3 reach 99% test accuracy on MNIST in half the time 6 epochs at 2e-3 with
+    # 2 px shifts took (benchmarks/training.py), ending at the same accuracy
+    epochs: int = 3
     batch_size: int = 128
-    lr: float = 2e-3
+    lr: float = 4e-3
     seed: int = 0
     device: str = "auto"
-    augment: int = 2  # random shifts of up to this many pixels per training image; 0 turns augmentation off
+    augment: int = 0  # random shifts of up to this many pixels per training image; 0 turns augmentation off
     train_limit: int | None = None  # use only the first n training images
     test_limit: int | None = None
 
@@ -120,9 +122,11 @@ def random_shift(
 def _batched_logits(
     model: nn.Module, dataset: Dataset, indices: np.ndarray, batch_size: int, device: torch.device
 ) -> torch.Tensor:
+    # channels-last inputs run the model's convolutions ~2x faster on the CPU when it can take them
+    memory_format = preferred_memory_format(model, dataset.image_shape)
     out = []
     for start in range(0, len(indices), batch_size):
-        x = dataset.pixels(indices[start : start + batch_size]).to(device)
+        x = dataset.pixels(indices[start : start + batch_size]).to(device, memory_format=memory_format)
         out.append(model(x).float().cpu())
     return torch.cat(out) if out else torch.empty(0)
 
@@ -157,6 +161,15 @@ def predict_proba(model: nn.Module, dataset: Dataset, batch_size: int = 1024, de
     return torch.softmax(logits, dim=1).numpy().astype(np.float32)
 
 
+def _adam(model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    """Adam, fused into one kernel per step where torch has one for the parameters' device (5x faster on the CPU
+    than the default multi-tensor step for the report's CNN)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if params and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params):
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    return torch.optim.Adam(params, lr=lr)
+
+
 def fit(
     model: nn.Module,
     dataset: Dataset,
@@ -182,7 +195,7 @@ def fit(
     # leave that one image out of the epoch (a different one each epoch, the order being shuffled)
     n_used = len(train_idx) - 1 if len(train_idx) % config.batch_size == 1 and len(train_idx) > 1 else len(train_idx)
     steps = (n_used + config.batch_size - 1) // config.batch_size
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = _adam(model, config.lr)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=config.epochs * steps, pct_start=0.2
     )
