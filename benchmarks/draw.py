@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import Table, percentile  # noqa: E402
 from dashboard import ARGS, CHROMIUM, bench_run, free_port  # noqa: E402
 
 STROKE_JS = """async ([points, wait]) => {
@@ -92,17 +93,11 @@ def main() -> None:
     parser.add_argument("--strokes", type=int, default=20)
     args = parser.parse_args()
 
-    def row(name: str, value: str, note: str = "") -> None:
-        print(f"  {name:<58} {value:>10}  {note}", flush=True)
-
-    def pct(times: list[float]) -> str:
-        ms = np.asarray(times) * 1000
-        return f"{np.percentile(ms, 50):.0f} / {np.percentile(ms, 95):.0f} ms"
-
-    run = bench_run(args.run, row)
+    table = Table("draw")
+    run = bench_run(args.run, table)
 
     app = create_app(run)
-    state = app.layerscope_state  # type: ignore[attr-defined]
+    state = app.layerscope_state
     rng = np.random.default_rng(0)
     drawn: list[list[list[float]]] = []
     strokes_only, everything = [], []
@@ -112,7 +107,7 @@ def main() -> None:
         drawn = [] if k % 3 == 0 else drawn
         drawn.append(strokes_for(k, rng))
         t0 = time.perf_counter()
-        state.set_drawing(LIVE, digit_from_strokes([[tuple(p) for p in s] for s in drawn]))
+        state.set_drawing(LIVE, digit_from_strokes([[(p[0], p[1]) for p in s] for s in drawn]))
         json.dumps(
             [state.thumbnail(LIVE, 112), caption(state, LIVE), probability_figure(state, LIVE)], cls=PlotlyJSONEncoder
         )
@@ -129,11 +124,18 @@ def main() -> None:
         if k >= 3:  # warm
             strokes_only.append(t1 - t0)
             everything.append(t2 - t0)
-    row("server: stroke -> digit, forward, bars (p50 / p95)", pct(strokes_only), f"{len(strokes_only)} strokes")
-    row(
-        "server: all a stroke updates, one after another (p50 / p95)",
-        pct(everything),
+    table.percentiles("server: stroke -> digit, forward, bars", [t * 1000 for t in strokes_only], "ms", "JSON included")
+    table.percentiles(
+        "server: all a stroke updates, one after another",
+        [t * 1000 for t in everything],
+        "ms",
         "bars, preview, fc2 panel, 80 feature maps, nearest images, PCA star",
+    )
+    table.ratio(
+        "server: all a stroke updates / the bars alone, p50",
+        percentile(everything, 0.5),
+        percentile(strokes_only, 0.5),
+        "what the heavier views add to a finished stroke",
     )
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request log in the table
@@ -159,7 +161,12 @@ def main() -> None:
             page.wait_for_timeout(300)  # let the panels, feature maps and projections catch up
             if k >= 2:
                 times.append(ms / 1000)
-        row("browser: pointer-up -> Draw card bars show the stroke (p50 / p95)", pct(times), f"{len(times)} strokes")
+        table.percentiles(
+            "browser: pointer-up -> Draw card bars show the stroke",
+            [t * 1000 for t in times],
+            "ms",
+            "synthetic strokes, moves 16 ms apart",
+        )
         context.close()
     httpd.shutdown()
 

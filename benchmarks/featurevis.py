@@ -12,17 +12,14 @@ With ``--png-dir``, naive beside regularised images are drawn there (conv2 chann
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from layerscope import __version__
+from common import Table
 from layerscope.capture import iter_layer_batches
 from layerscope.data import load_mnist
 from layerscope.featurevis import save_png, unit_activation, visualize
@@ -52,16 +49,8 @@ def main() -> None:
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
 
-    rows: list[tuple[str, str, str]] = []
-
-    def row(name: str, value: str, note: str = "") -> None:
-        rows.append((name, value, note))
-        print(f"  {name:<46} {value:>10}  {note}", flush=True)
-
-    print(
-        f"layerscope {__version__} | torch {torch.__version__} ({torch.get_num_threads()} threads; render uses 1 by "
-        f"default) | numpy {np.__version__} | {os.cpu_count()} cores, {platform.machine()}"
-    )
+    table = Table("featurevis")
+    print(f"torch threads {torch.get_num_threads()} (visualize uses 1 by default)")
     model, _, _ = pretrained_seed_cnn()
 
     def timed(layer: str, regularised: bool = True, threads: int | None = 1) -> float:
@@ -70,25 +59,34 @@ def main() -> None:
         visualize(model, layer, 7, image_shape=SHAPE, regularised=regularised, threads=threads)
         return time.perf_counter() - start
 
-    row("first call in a process (conv2 7, regularised)", f"{timed('conv2'):.2f} s", "warm-up")
+    table.add("first call in a process (conv2 7, regularised)", timed("conv2"), "s", "once; warm-up")
     for label, layer in (("conv2 channel 7", "conv2"), ("fc1 neuron 7", "fc1"), ("class logit 7 (out)", "out")):
         for regularised in (True, False):
             times = [timed(layer, regularised) for _ in range(args.repeats)]
             kind = "regularised" if regularised else "naive"
-            row(
-                f"one unit, {label}, {kind}",
-                f"{statistics.median(times):.2f} s",
-                f"256 steps, median of {args.repeats}",
+            table.add(
+                f"one unit, {label}, {kind}", statistics.median(times), "s", f"median of {args.repeats}; 256 steps"
             )
-    one, two = timed("conv2"), timed("conv2", threads=None)
-    row(
-        f"one unit, conv2 7, torch's {torch.get_num_threads()} threads",
-        f"{two:.2f} s",
-        f"against {one:.2f} s on 1; depends on what else runs",
+    ones, alls = [], []
+    for _ in range(args.repeats):  # taking turns, so that other work slows both alike
+        ones.append(timed("conv2"))
+        alls.append(timed("conv2", threads=None))
+    threads = torch.get_num_threads()
+    table.add(
+        f"one unit, conv2 7, torch's {threads} threads",
+        statistics.median(alls),
+        "s",
+        f"median of {args.repeats}; depends on what else runs",
+    )
+    table.ratio(
+        f"one unit, conv2 7, {threads} threads / 1 thread",
+        statistics.median(alls),
+        statistics.median(ones),
+        f"1 thread: {statistics.median(ones):.2f} s",
     )
 
     best, seconds = dataset_maxima(["conv2", "fc1", "out"])
-    row("max over 70k images (conv2, fc1, logits)", f"{seconds:.1f} s", "one pass, batches of 1024")
+    table.add("max over 70k images (conv2, fc1, logits)", seconds, "s", "once; one pass, batches of 1024")
     png = args.png_dir
     for seed in seeds:
         for layer in ("conv2", "fc1", "out"):
@@ -103,11 +101,12 @@ def main() -> None:
                 results[regularised] = vis
                 kind = "regularised" if regularised else "naive"
                 if seed == seeds[0]:
-                    row(f"all {len(m)} {layer} units in one batch, {kind}", f"{elapsed:.1f} s", "256 steps")
-                row(
+                    table.add(f"all {len(m)} {layer} units in one batch, {kind}", elapsed, "s", "once; 256 steps")
+                table.add(
                     f"beats MNIST, {layer}, {kind}, seed {seed}",
-                    f"{np.mean(a >= m):.3f}",
-                    f"{int(np.sum(a >= m))}/{len(m)}; live units {np.mean(a[live] >= m[live]):.3f} "
+                    float(np.mean(a >= m)),
+                    "",
+                    f"share: {int(np.sum(a >= m))}/{len(m)}; live units {np.mean(a[live] >= m[live]):.3f} "
                     f"({int(live.sum())}); median ratio {np.median(a[live] / m[live]):.2f}",
                 )
             if png is not None and seed == seeds[0] and layer != "fc1":
@@ -118,20 +117,17 @@ def main() -> None:
         vis = visualize(model, "conv2", image_shape=SHAPE, restarts=2, seed=seed)
         elapsed = time.perf_counter() - start
         a = vis.activation[:, 0]
-        row(
+        table.add(
             f"beats MNIST, conv2, regularised, 2 restarts, seed {seed}",
-            f"{np.mean(a >= best['conv2']):.3f}",
-            f"{int(np.sum(a >= best['conv2']))}/32, {elapsed:.1f} s",
+            float(np.mean(a >= best["conv2"])),
+            "",
+            f"share: {int(np.sum(a >= best['conv2']))}/32, {elapsed:.1f} s",
         )
     if png is not None:
         vis = visualize(model, "out", [0, 3, 6, 8], image_shape=SHAPE, n_diverse=4, seed=seeds[0])
         save_png(vis.images, png / "fv_logits_diverse.png", scale=6)  # a row per class, its 4 images side by side
         print(f"  images: {png / 'fv_conv2.png'}, {png / 'fv_out.png'}, {png / 'fv_logits_diverse.png'}")
 
-    print("\nfigure | value | note")
-    for name, value, note in rows:
-        print(f"{name} | {value} | {note}")
-
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -17,10 +17,12 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import Table  # noqa: E402
 from dashboard import bench_run  # noqa: E402
 
 
@@ -36,9 +38,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    def row(name: str, value: str, note: str = "") -> None:
-        print(f"  {name:<52} {value:>10}  {note}", flush=True)
-
     def median(fn: Callable[[], Any], repeats: int = args.repeats) -> tuple[float, Any]:
         result = fn()  # warm-up
         times = []
@@ -48,36 +47,53 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
         return statistics.median(times), result
 
-    run = bench_run(args.run, row)
+    table = Table("interventions")
+    run = bench_run(args.run, table)
     torch.set_grad_enabled(True)
     model = run.load_model("cpu")
     print(f"torch threads: {torch.get_num_threads()}; median of {args.repeats}", flush=True)
 
     print("ablation: evaluate_ablation over the test set", flush=True)
+    ablation_seconds = []
     for ablation in (Ablation("conv2", tuple(range(16))), Ablation("fc2", tuple(range(64)))):
-        seconds, result = median(lambda a=ablation: evaluate_ablation(run, [a], model=model))
+        seconds, result = median(partial(evaluate_ablation, run, [ablation], model=model))
+        ablation_seconds.append(seconds)
         note = (
             f"{result.n_images:,} images, accuracy {result.accuracy_before:.2%} -> {result.accuracy_after:.2%}, "
             f"from {result.resumed_from or 'pixels'}"
         )
-        row(ablation.label, f"{seconds:.2f} s", note)
+        table.add(f"evaluate_ablation, {ablation.label}", seconds, "s", f"median of {args.repeats}; {note}")
+    table.ratio(
+        "evaluate_ablation, from the pixels / from the stored fc2 activations",
+        ablation_seconds[0],
+        ablation_seconds[1],
+        "what starting the pass from stored activations saves",
+    )
 
     index = int(run.dataset().indices(TEST)[0])
     image = torch.from_numpy(run.images[index].astype("float32") / 255.0)
     methods = [("saliency", None), ("integrated_gradients", None), ("gradcam", "conv2"), ("occlusion", None)]
     print(f"attribution of test image {index}", flush=True)
     for method, layer in methods:
-        seconds, a = median(lambda m=method, lay=layer: attribute(model, image, m, layer=lay), max(args.repeats, 5))
-        delta = f", delta {a.delta:+.4f}" if a.delta is not None else ""
-        row(f"attribute {method}" + (f" ({layer})" if layer else ""), f"{seconds * 1000:.0f} ms", delta.lstrip(", "))
+        repeats = max(args.repeats, 5)
+        seconds, a = median(partial(attribute, model, image, method, layer=layer), repeats)
+        delta = f"; completeness delta {a.delta:+.4f}" if a.delta is not None else ""
+        table.add(
+            f"attribute {method}" + (f" ({layer})" if layer else ""),
+            seconds * 1000,
+            "ms",
+            f"median of {repeats}; test image {index}{delta}",
+        )
     print("randomisation check (cascading, output layer first)", flush=True)
     for method, layer in methods:
-        seconds, steps = median(lambda m=method, lay=layer: randomisation_check(model, image, m, layer=lay))
+        seconds, steps = median(partial(randomisation_check, model, image, method, layer=layer))
         last = steps[-1]
-        row(
+        table.add(
             f"randomisation_check {method}",
-            f"{seconds:.2f} s",
-            f"{len(steps)} steps; all layers random: Spearman {last.spearman:.2f}, SSIM {last.ssim:.2f}",
+            seconds,
+            "s",
+            f"median of {args.repeats}; {len(steps)} steps; all layers random: Spearman {last.spearman:.2f}, "
+            f"SSIM {last.ssim:.2f}",
         )
 
 

@@ -15,18 +15,14 @@ so that other work on the machine slows them alike (the load average is printed 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
-from layerscope import __version__
+from common import Table, load_average
 from layerscope.capture import capture_dataset, describe_layers, iter_layer_batches
 from layerscope.data import load_mnist
 from layerscope.models.pretrained import pretrained_seed_cnn
@@ -51,11 +47,6 @@ def interleaved(works: list[Callable[[], object]], repeats: int) -> list[list[fl
     return times
 
 
-def load() -> str:
-    one, five, _ = os.getloadavg()
-    return f"load average {one:.1f} (1 min), {five:.1f} (5 min)"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--k", type=int, default=9)
@@ -64,23 +55,20 @@ def main() -> None:
     parser.add_argument("--no-capture", action="store_true", help="skip timing capture with and without top-k")
     args = parser.parse_args()
 
-    print(
-        f"layerscope {__version__} | torch {torch.__version__} ({torch.get_num_threads()} threads) | numpy "
-        f"{np.__version__} | {os.cpu_count()} cores, {platform.machine()} | k = {args.k}, batch {args.batch_size}"
-    )
-    print(load())
+    table = Table("topk")
+    print(f"torch threads {torch.get_num_threads()}; k = {args.k}, batch {args.batch_size}; {load_average()}")
     model, _, _ = pretrained_seed_cnn()
     dataset = load_mnist()
     layers = describe_layers(model, dataset.image_shape)
     names = [info.name for info in layers if info.kind != "image"]
     units = sum(info.shape[0] for info in layers if info.kind != "image")
     n = len(dataset)
-    rows: list[tuple[str, str, str]] = []
 
-    def row(name: str, seconds: float, times: list[float]) -> None:
-        note = f"{n / seconds:,.0f} images/s; runs {', '.join(f'{t:.1f}' for t in times)} s"
-        rows.append((name, f"{seconds:.1f} s", note))
-        print(f"  {name:<44} {seconds:>7.1f} s  {note}", flush=True)
+    def row(name: str, times: list[float], images: bool = True) -> float:
+        seconds = statistics.median(times)
+        runs = f"median of {len(times)} ({', '.join(f'{t:.1f}' for t in times)} s)"
+        table.add(name, seconds, "s", (f"{n / seconds:,.0f} images/s; " if images else "") + runs)
+        return seconds
 
     def forward() -> None:
         for _ in iter_layer_batches(model, dataset, names, batch_size=args.batch_size):
@@ -90,8 +78,13 @@ def main() -> None:
         compute_topk(model, dataset, layers, k=args.k, batch_size=args.batch_size)
 
     forward_times, topk_times = interleaved([forward, topk], args.repeats)
-    row(f"forward pass, {len(names)} layers, {n:,} images", statistics.median(forward_times), forward_times)
-    row(f"compute_topk, all {units} units, {n:,} images", statistics.median(topk_times), topk_times)
+    floor = row(f"forward pass, {len(names)} layers, {n:,} images", forward_times)
+    table.ratio(
+        f"compute_topk, all {units} units, {n:,} images / the forward pass",
+        row(f"compute_topk, all {units} units, {n:,} images", topk_times),
+        floor,
+        "what the running top-k merge adds to the pass",
+    )
     if not args.no_capture:
         collectors: list[TopKCollector] = []
 
@@ -100,16 +93,19 @@ def main() -> None:
             capture_dataset(model, dataset, layers, tmp, on_batch=collectors[-1])
 
         with tempfile.TemporaryDirectory() as tmp:
-            alone, with_topk = interleaved([lambda: capture_dataset(model, dataset, layers, tmp), capture_with_topk], 2)
-        row("capture_dataset alone", statistics.median(alone), alone)
-        row("capture_dataset + top-k on the way (new Runs)", statistics.median(with_topk), with_topk)
-        merge = [c.seconds for c in collectors]
-        row("  of which the top-k merge itself", statistics.median(merge), merge)
-    print(load())
-    print("\nfigure | value | note")
-    for name, value, note in rows:
-        print(f"{name} | {value} | {note}")
+            alone, with_topk = interleaved(
+                [lambda: capture_dataset(model, dataset, layers, tmp), capture_with_topk], args.repeats
+            )
+        capture = row("capture_dataset alone", alone)
+        table.ratio(
+            "capture_dataset + top-k on the way / capture_dataset alone",
+            row("capture_dataset + top-k on the way (new Runs)", with_topk),
+            capture,
+            "what top-k costs a new Run",
+        )
+        row("  of which the top-k merge itself", [c.seconds for c in collectors], images=False)
+    print(load_average())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

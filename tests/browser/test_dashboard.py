@@ -47,6 +47,13 @@ def test_page_loads_with_all_70000_points(page):
     assert re.search(r"kNN accuracy \(k=10, 2-D\) 0\.\d{3}", quality) and "70,000 points" in quality
 
 
+def test_page_opens_with_the_first_image_in_the_preview(page):
+    # the draw card's empty stroke store announces itself on load; that must not leave the preview blank
+    page.wait_for_function("() => /true \\d · predicted/.test(document.querySelector('#preview-caption').textContent)")
+    assert page.text_content("#preview-caption").startswith("train-0")
+    assert page.get_attribute("#preview-image", "src").startswith("data:image/png")
+
+
 def test_gallery_click_updates_the_preview(page, mnist_run):
     before = page.text_content("#preview-caption")
     thumbs = page.locator(".gallery .thumbs").first.locator(".thumb")

@@ -202,6 +202,8 @@ def register_draw(app: Dash, state: DashboardState) -> None:
         prevent_initial_call=True,
     )
     def strokes(data: Any, selected: Any, before: Any, version: Any) -> Any:
+        if data is None:  # the store announcing its empty value as the page loads: nothing was drawn
+            raise PreventUpdate
         digit = digit_from_strokes(strokes_of(data))
         state.set_drawing(LIVE, digit)
         if digit is None:  # cleared: the image selected before drawing began is selected again
