@@ -6,6 +6,7 @@ Each script runs alone in a subprocess, in the order below, with ``$LAYERSCOPE_B
 file: every row a script reports through ``common.Table`` is appended there. At the end the rows of all scripts are
 printed as one Markdown table grouped by script, between the machine's description and the load average. A script
 that is missing is noted and skipped; one that fails is reported, the others still run, and the exit status is 1.
+The scripts that take ``--run`` (``SHARE_RUN``) are given one Run, made here once from the shipped weights.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROWS_ENV, Row, load_average, machine, markdown_table, read_rows
+from common import ROWS_ENV, Row, Table, load_average, machine, markdown_table, read_rows
+from dashboard import bench_run
 
 SCRIPTS = [
     "training",
@@ -33,6 +35,9 @@ SCRIPTS = [
     "interop",
 ]
 HERE = Path(__file__).resolve().parent
+# scripts that take --run: they share one Run made from the shipped weights here, instead of making one each
+# (dashboard.py makes its own through `layerscope demo`, which is one of its figures)
+SHARE_RUN = {"projections", "inside", "draw", "interventions", "interop"}
 
 
 def names(text: str | None) -> list[str]:
@@ -69,9 +74,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="layerscope-bench-rows-") as tmp:
         sink = Path(tmp) / "rows.jsonl"
         sink.touch()
-        env = dict(os.environ, **{ROWS_ENV: str(sink)})
+        os.environ[ROWS_ENV] = str(sink)  # this script's own rows (the shared Run) go there too
+        env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         try:
+            shared: list[str] = []
+            if SHARE_RUN & set(chosen):
+                print("\n== the Run the scripts share, from the shipped weights", flush=True)
+                shared = ["--run", str(bench_run(None, Table("run_all")).path)]
             for stem in chosen:
                 script = HERE / f"{stem}.py"
                 if not script.is_file():
@@ -80,7 +90,8 @@ def main() -> int:
                     continue
                 print(f"\n== {stem}.py  ({load_average()})", flush=True)
                 start = time.perf_counter()
-                code = subprocess.call([sys.executable, str(script)], env=env, cwd=HERE.parent)
+                extra = shared if stem in SHARE_RUN else []
+                code = subprocess.call([sys.executable, str(script), *extra], env=env, cwd=HERE.parent)
                 seconds = time.perf_counter() - start
                 if code:
                     failed.append(stem)
@@ -97,7 +108,7 @@ def main() -> int:
         [
             *head,
             "",
-            markdown_table([*rows, *notes], order=SCRIPTS),
+            markdown_table([*rows, *notes], order=["run_all", *SCRIPTS]),
             "",
             f"at the end: {load_average()}; "
             f"{(datetime.datetime.now().astimezone() - started).total_seconds() / 60:.0f} min in all",

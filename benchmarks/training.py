@@ -1,6 +1,6 @@
 """Training and capture, side by side with the report's stack (Keras 3 on TensorFlow-cpu), in one run.
 
-    python benchmarks/training.py [--max-epochs 15] [--repeats 3] [--no-keras] [--no-before]
+    python benchmarks/training.py [--max-epochs 15] [--repeats 3] [--no-keras] [--no-before] [--no-train]
 
 Over the bundled MNIST (60k training, 10k test, 70k in all), on the CPU:
 
@@ -177,6 +177,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="passes over the data for each inference figure")
     parser.add_argument("--no-keras", action="store_true", help="leave out the Keras side")
     parser.add_argument("--no-before", action="store_true", help="leave out the before/after figures")
+    parser.add_argument("--no-train", action="store_true", help="inference and capture only")
     parser.add_argument("--probe", choices=["step", "capture"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:
@@ -217,7 +218,16 @@ def main() -> None:
             name, batch = key.split("@")
             table.add(f"keras: predict, {p['images']:,} images, batch {batch}", p["images"] / p["seconds"], "images/s")
 
-    # -- layerscope training --------------------------------------------------------------------------------------
+    if not args.no_train:
+        train(table, dataset, keras, args.no_before)
+    inference(table, dataset, keras, args.repeats, tmp)
+    if not args.no_before:
+        before_after(table)
+    print(f"  load average after: {os.getloadavg()[0]:.2f}")
+
+
+def train(table: Table, dataset: Any, keras: dict[str, Any] | None, no_before: bool) -> None:
+    """layerscope's time to 99% with the default settings, beside Keras's (and the previous default settings)."""
     config = TrainConfig(device="cpu")
     print(f"  layerscope: training with the default settings until {TARGET:.1%}", flush=True)
     seconds, epoch, history = time_to_target(config, dataset)
@@ -246,7 +256,7 @@ def main() -> None:
                 table.add(f"{who}: time to {EARLY:.1%} test accuracy", first[1], "s", f"epoch {first[0]}")
         if ours is not None and theirs is not None:
             table.ratio(f"time to {EARLY:.1%}: layerscope / keras", ours[1], theirs[1])
-    if not args.no_before:
+    if not no_before:
         print("  before: the previous default settings, until 99%", flush=True)
         old_seconds, old_epoch, _ = time_to_target(OLD_DEFAULT, dataset)
         old = f"epochs={OLD_DEFAULT.epochs} lr={OLD_DEFAULT.lr} augment={OLD_DEFAULT.augment}"
@@ -257,11 +267,13 @@ def main() -> None:
             f"epoch {old_epoch} ({old})" if old_epoch else f"not reached ({old})",
         )
 
-    # -- inference and capture ------------------------------------------------------------------------------------
+
+def inference(table: Table, dataset: Any, keras: dict[str, Any] | None, repeats: int, tmp: Path) -> None:
+    """Capture of a whole Run, the eager and the compiled forward pass, beside Keras's predict."""
     model = pretrained_seed_cnn()[0]
     layers = describe_layers(model, dataset.image_shape)
     captures = []
-    for i in range(args.repeats):
+    for i in range(repeats):
         out = tmp / f"capture-{i}"
         captures.append(capture_dataset(model, dataset, layers, out).images_per_second)
     capture = float(np.median(captures))
@@ -274,14 +286,14 @@ def main() -> None:
     x = dataset.pixels(np.arange(len(dataset)))
     memory_format = preferred_memory_format(model, dataset.image_shape)
     x = x.contiguous(memory_format=memory_format)
-    eager = forward_rate(model, x, 256, args.repeats)
+    eager = forward_rate(model, x, 256, repeats)
     table.add("torch: eager forward pass, 70,000 images", eager, "images/s", "logits only, batch 256")
     start = time.perf_counter()
     compiled_model = torch.compile(model)
     with torch.inference_mode():
         compiled_model(x[:256])
     table.add("torch: torch.compile of the forward pass", time.perf_counter() - start, "s", "first call, inductor")
-    compiled = forward_rate(compiled_model, x, 256, args.repeats)
+    compiled = forward_rate(compiled_model, x, 256, repeats)
     table.add("torch: compiled forward pass, 70,000 images", compiled, "images/s", "logits only, batch 256")
     table.ratio("capture / compiled forward", capture, compiled, "goal >= 0.5")
     if keras is not None:
@@ -297,29 +309,30 @@ def main() -> None:
             f"goal >= 1.5; keras's faster batch size ({best_key.split('@')[1]}) over 70k images",
         )
 
-    # -- before/after: what was made faster ----------------------------------------------------------------------
-    if not args.no_before:
-        step_before, step_after = probed("step", True), probed("step", False)
-        table.add("before: training step, batch 128, system malloc", step_before, "ms")
-        table.add("after: training step, batch 128, tuned malloc", step_after, "ms", "layerscope.allocator")
-        table.ratio("training step speed-up from malloc tuning", step_before, step_after)
-        capture_before = probed("capture", True)
-        table.add("before: capture, system malloc", capture_before, "images/s")
-        table.ratio("capture speed-up from malloc tuning", capture, capture_before, "after / before")
-        out = torch.relu(torch.randn(256, 32, 24, 24)).contiguous(memory_format=torch.channels_last)
 
-        def flattened() -> None:
-            flat = out.flatten(2)
-            flat.mean(2), flat.amax(2)
+def before_after(table: Table) -> None:
+    """What was made faster, before and after: malloc tuning, and conv summaries reduced in place."""
+    step_before, step_after = probed("step", True), probed("step", False)
+    table.add("before: training step, batch 128, system malloc", step_before, "ms")
+    table.add("after: training step, batch 128, tuned malloc", step_after, "ms", "layerscope.allocator")
+    table.ratio("training step speed-up from malloc tuning", step_before, step_after)
+    capture_before, capture_after = probed("capture", True), probed("capture", False)
+    table.add("before: capture, system malloc", capture_before, "images/s")
+    table.add("after: capture, tuned malloc", capture_after, "images/s", "layerscope.allocator")
+    table.ratio("capture speed-up from malloc tuning", capture_after, capture_before)
+    out = torch.relu(torch.randn(256, 32, 24, 24)).contiguous(memory_format=torch.channels_last)
 
-        def in_place() -> None:
-            out.mean((2, 3)), out.amax((2, 3))
+    def flattened() -> None:
+        flat = out.flatten(2)
+        flat.mean(2), flat.amax(2)
 
-        before, _ = median_seconds(flattened, 20, warmup=2)
-        after, _ = median_seconds(in_place, 20, warmup=2)
-        table.add("before: conv2 summaries of a batch of 256, flatten(2)", before * 1000, "ms")
-        table.add("after: conv2 summaries reduced in place", after * 1000, "ms", "capture_dataset")
-    print(f"  load average after: {os.getloadavg()[0]:.2f}")
+    def in_place() -> None:
+        out.mean((2, 3)), out.amax((2, 3))
+
+    before, _ = median_seconds(flattened, 20, warmup=2)
+    after, _ = median_seconds(in_place, 20, warmup=2)
+    table.add("before: conv2 summaries of a batch of 256, flatten(2)", before * 1000, "ms")
+    table.add("after: conv2 summaries reduced in place", after * 1000, "ms", "capture_dataset")
 
 
 if __name__ == "__main__":

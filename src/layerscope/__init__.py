@@ -4,9 +4,9 @@ __version__ = "0.1.0"
 
 import os  # noqa: E402
 
-from layerscope.allocator import keep_freed_memory  # noqa: E402
+from layerscope.allocator import keep_freed_memory as _keep_freed_memory  # noqa: E402
 
-keep_freed_memory()
+_keep_freed_memory()  # reuse freed tensor memory (see layerscope.allocator)
 
 from layerscope.ablation import (  # noqa: E402
     Ablation,

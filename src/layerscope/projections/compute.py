@@ -42,6 +42,9 @@ FEATURE_DIMS = 50  # PCA scores kept as the input of the non-linear methods
 RAW_MAX_DIMS = 100  # layers up to this width feed the non-linear methods directly
 TRUST_SAMPLE = 2000  # trustworthiness is O(n^2): measured on a random sample
 BATCH = 1024
+# Rows of conv layers (recomputed from the model) kept in memory during PCA, all layers together: pool's 70k x 4,608
+# float32 (1.3 GB) fits, so its PCA costs one forward pass; conv1 (3.0 GB) and conv2 (5.2 GB) are streamed again.
+KEEP_ROWS_BYTES = 2 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -120,27 +123,46 @@ def compute_pca(
     random_state: int = 0,
     progress: ProgressFn = no_progress,
     model: torch.nn.Module | None = None,
+    keep_rows_bytes: int = KEEP_ROWS_BYTES,
 ) -> dict[str, Projection]:
-    """PCA of each layer over every image, all layers sharing each streamed pass; stores projection and features."""
+    """PCA of each layer over every image, all layers sharing each streamed pass; stores projection and features.
+
+    Conv layers are recomputed from the model on every pass, except those whose rows are kept in memory on the
+    first pass (in layer order, while the total stays within ``keep_rows_bytes``; 0 streams every pass).
+    """
     layers = list(layers) if layers is not None else run.layer_names
     infos = {name: run.layer(name) for name in layers}
     if model is None and any(info.kind == "conv" for info in infos.values()):
         model = run.load_model(device)
     n = len(run.labels)
+    keep: dict[str, int] = {}
+    budget = keep_rows_bytes
+    for name, info in infos.items():
+        size = n * info.dims * 4
+        if info.kind == "conv" and size <= budget:
+            keep[name] = size
+            budget -= size
     estimators = {
-        name: PCA(n_components=min(FEATURE_DIMS, info.dims), n_iter=2, random_state=random_state)
+        name: PCA(
+            n_components=min(FEATURE_DIMS, info.dims),
+            n_iter=2,
+            random_state=random_state,
+            keep_rows_bytes=keep.get(name, 0),
+        )
         for name, info in infos.items()
     }
     shapes = {name: (n, info.dims) for name, info in infos.items()}
     task = "pca " + ", ".join(layers)
     start = time.perf_counter()
 
+    passes = [1]
+
     def on_pass(p: int, total: int) -> None:
+        passes[0] = total
         progress(task, p, total)
 
-    fit_together(estimators, shapes, lambda: _stream(run, layers, model), on_pass)
-    total_passes = max(est._passes for est in estimators.values())
-    progress(task, total_passes, total_passes)
+    fit_together(estimators, shapes, lambda names: _stream(run, names, model), on_pass)
+    progress(task, passes[0], passes[0])
     seconds = time.perf_counter() - start
     results = {}
     for name, est in estimators.items():
@@ -157,6 +179,8 @@ def compute_pca(
             "solver": est.solver_,
             "explained_variance_ratio": [float(v) for v in est.explained_variance_ratio_[:2]],
             "params": {"n_components": est.n_components, "n_iter": est.n_iter, "random_state": random_state},
+            "rows_in_memory": name in keep,
+            "passes": 1 if name in keep else est._passes,
             "input": "activations",
             "n_points": n,
             **_quality(run, name, embedding, model, random_state),
@@ -217,7 +241,13 @@ def compute_projection(
     if method == "tsne":
         tsne = TSNE(random_state=random_state, progress=progress)
         embedding = tsne.fit_transform(x)
-        params.update(perplexity=tsne.perplexity, n_iter=tsne.n_iter, initialization="pca", gradient="fft")
+        params.update(
+            perplexity=tsne.perplexity,
+            early_exaggeration_iter=tsne.early_exaggeration_iter,
+            n_iter=tsne.n_iter,
+            initialization="pca",
+            gradient="fft",
+        )
     elif method == "umap":
         umap = UMAP(random_state=random_state, progress=progress)
         embedding = umap.fit_transform(x)

@@ -5,18 +5,31 @@ exact       accumulate X^T X and the column sums in float64 over one pass, eigen
 randomized  Halko, Martinsson & Tropp (2011) with power iterations on the centred covariance, as in
             scikit-learn's ``randomized_svd``, but each product with X is one streamed pass, so a 70k x 18,432 conv
             layer is never held in memory. ``n_iter + 1`` passes; centring is folded into the products.
+
+Streamed rows that fit in ``keep_rows_bytes`` (float32) are copied into memory on the first pass and the remaining
+passes run over that copy, so a layer recomputed from the model (pool: 70k x 4,608, 1.3 GB) costs one forward pass
+instead of ``n_iter + 1``. Products are float32 (BLAS sgemm), accumulated per batch into float64.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from layerscope.projections.batches import Batches, as_batches
 
 __all__ = ["PCA", "fit_together"]
+
+_CHUNK = 8192  # rows per product when the rows are in memory
+
+
+def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` through torch (MKL, torch's own threads): numpy's OpenBLAS threads fight torch's on a busy 2-core
+    machine and were measured up to 40x slower on the small float64 steps. Both must be writable arrays."""
+    return torch.mm(torch.from_numpy(a), torch.from_numpy(b)).numpy()
 
 
 def _flip_signs(components: np.ndarray) -> np.ndarray:
@@ -43,6 +56,7 @@ class PCA:
         n_oversamples: int = 10,
         exact_max_dim: int = 1024,
         random_state: int | None = None,
+        keep_rows_bytes: int = 0,
     ) -> None:
         self.n_components = n_components
         self.solver = solver
@@ -50,10 +64,11 @@ class PCA:
         self.n_oversamples = n_oversamples
         self.exact_max_dim = exact_max_dim
         self.random_state = random_state
+        self.keep_rows_bytes = keep_rows_bytes
 
     # -- the streaming protocol: fit_together() drives several PCAs with one stream of batches per pass -----------
     def _begin(self, n_samples: int, n_features: int) -> int:
-        """Prepare to fit; return how many passes over the data are needed."""
+        """Prepare to fit; return how many passes over the data are needed (1 when the rows are kept in memory)."""
         if self.solver not in ("auto", "exact", "randomized"):
             raise ValueError(f"unknown PCA solver {self.solver!r}; use auto, exact or randomized")
         k = min(self.n_components, n_features, n_samples)
@@ -66,10 +81,14 @@ class PCA:
         self._sum = np.zeros(n_features, np.float64)
         self._sumsq = np.zeros(n_features, np.float64)
         self._rows: list[np.ndarray] = []
+        self._seen = 0
+        self._shift: np.ndarray | None = None
+        keep = n_samples * n_features * 4 <= self.keep_rows_bytes
+        self._x = np.empty((n_samples, n_features), np.float32) if keep else None
         if solver == "exact":
             self._gram = np.zeros((n_features, n_features), np.float64)
             self._passes = 2
-            return self._passes
+            return 1 if keep else self._passes
         rng = np.random.default_rng(self.random_state)
         self._l = min(k + self.n_oversamples, n_features, n_samples)
         self._q = rng.standard_normal((n_features, self._l)).astype(np.float32)
@@ -77,77 +96,115 @@ class PCA:
         self._qsum = np.zeros(self._l, np.float64)
         self._mu_q = np.zeros(self._l, np.float32)
         self._passes = max(1, self.n_iter) + 1
-        return self._passes
+        return 1 if keep else self._passes
 
-    def _update(self, pass_index: int, x: np.ndarray) -> None:
+    def _update(self, pass_index: int, x: np.ndarray, shifted: bool = False) -> None:
         x = np.asarray(x, np.float32)
+        if self._shift is None:  # a rough mean (the first batch's), so that float32 sums and products do not cancel
+            self._shift = x.mean(0)
+        if shifted:  # rows kept in memory, stored shifted
+            xs = x
+        elif self._x is not None and pass_index == 0:  # the first, real pass: keep the rows, shifted
+            xs = self._x[self._seen : self._seen + len(x)]
+            np.subtract(x, self._shift, out=xs)
+            self._seen += len(x)
+        else:
+            xs = x - self._shift  # every product is of the shifted rows; the exact mean is applied afterwards
         if pass_index == 0:
-            self._sum += x.sum(0, dtype=np.float64)
-            self._sumsq += np.einsum("ij,ij->j", x, x, dtype=np.float64)
+            self._sum += xs.sum(0).astype(np.float64)
+            self._sumsq += np.einsum("ij,ij->j", xs, xs).astype(np.float64)
         if self.solver_ == "exact":
-            if pass_index == 0:
-                x64 = x.astype(np.float64)
-                self._gram += x64.T @ x64
+            if pass_index == 0:  # float32 product of one batch, accumulated in float64
+                self._gram += _mm(xs.T, xs).astype(np.float64)
             else:  # (b, d) @ (d, k) -> (b, k)
-                self._rows.append((x - self.mean_.astype(np.float32)) @ self._v)
+                self._rows.append(_mm(xs, self._v) - self._mu_q)
             return
         # randomized: every pass computes B = Xc Q; passes before the last accumulate Xc^T B as well. Centring is
-        # applied afterwards (Xc = X - 1 mu^T), since the mean is only known after the first pass.
-        b = x @ self._q  # (b, d) @ (d, l) -> (b, l)
+        # applied afterwards (Xc = Xs - 1 delta^T, delta = mean - shift), since the mean is only known after the
+        # first pass.
+        b = _mm(xs, self._q)  # (b, d) @ (d, l) -> (b, l)
         if pass_index < self._passes - 1:
-            self._acc += (x.T @ b).astype(np.float64)
+            self._acc += _mm(xs.T, b).astype(np.float64)
             self._qsum += b.sum(0, dtype=np.float64)
         else:
             self._rows.append(b - self._mu_q)
 
     def _end(self, pass_index: int) -> None:
+        self._end_pass(pass_index)
+        if pass_index == 0 and self._x is not None:  # the other passes run over the rows kept in memory
+            x, self._x = self._x, None
+            for p in range(1, self._passes):
+                for start in range(0, len(x), _CHUNK):
+                    self._update(p, x[start : start + _CHUNK], shifted=True)
+                self._end_pass(p)
+
+    def _end_pass(self, pass_index: int) -> None:
         n = self._n
         if pass_index == 0:
-            self.mean_ = self._sum / n
-            self._total_var = float((self._sumsq - n * self.mean_**2).sum() / max(n - 1, 1))
+            delta = self._delta = self._sum / n  # mean - shift
+            self.mean_ = np.asarray(self._shift, np.float64) + delta
+            self._total_var = float((self._sumsq - n * delta**2).sum() / max(n - 1, 1))
         if self.solver_ == "exact":
             if pass_index == 0:
-                cov = (self._gram - n * np.outer(self.mean_, self.mean_)) / max(n - 1, 1)
-                values, vectors = np.linalg.eigh(cov)
+                cov = (self._gram - n * np.outer(delta, delta)) / max(n - 1, 1)
+                values, vectors = (t.numpy() for t in torch.linalg.eigh(torch.from_numpy(cov)))
                 order = np.argsort(values)[::-1][: self._k]
                 self.components_ = _flip_signs(vectors[:, order].T)
                 self.explained_variance_ = np.maximum(values[order], 0.0)
                 self._v = self.components_.T.astype(np.float32)
+                self._mu_q = (delta @ self.components_.T).astype(np.float32)  # (k,): the centring, projected
                 del self._gram
             else:
                 self.embedding_ = np.concatenate(self._rows).astype(np.float32)
                 self._rows = []
             return
         if pass_index < self._passes - 1:
-            # Xc^T Xc Q = X^T X Q - n mu mu^T Q = acc - mu (1^T X Q), with Xc = X - 1 mu^T
-            y = self._acc - np.outer(self.mean_, self._qsum)
-            q, _ = np.linalg.qr(y)
+            # Xc^T Xc Q = Xs^T Xs Q - n delta delta^T Q = acc - delta (1^T Xs Q), with Xc = Xs - 1 delta^T
+            y = self._acc - np.outer(self._delta, self._qsum)
+            q = torch.linalg.qr(torch.from_numpy(y)).Q.numpy()
             self._q = q.astype(np.float32)
-            self._mu_q = (self.mean_ @ q).astype(np.float32)  # (l,)
+            self._mu_q = (self._delta @ q).astype(np.float32)  # (l,)
             self._acc[:] = 0
             self._qsum[:] = 0
             return
         b = np.concatenate(self._rows).astype(np.float64)  # (n, l) = Xc Q
         self._rows = []
-        u, s, wt = np.linalg.svd(b, full_matrices=False)
-        components = (self._q.astype(np.float64) @ wt.T).T[: self._k]  # (k, d)
+        # SVD of the thin B = U S W^T through the (l, l) Gram B^T B = W S^2 W^T (float64, l <= a few hundred):
+        # the scores U S are B W, so U (n, l) is never formed
+        values, w = (t.numpy() for t in torch.linalg.eigh(torch.from_numpy(_mm(b.T, b))))
+        order = np.argsort(values)[::-1][: self._k]
+        w = w[:, order]
+        components = _mm(self._q.astype(np.float64), w).T  # (k, d)
         flipped = _flip_signs(components)
         signs = np.sign((flipped * components).sum(1))
         self.components_ = flipped
-        self.explained_variance_ = s[: self._k] ** 2 / max(n - 1, 1)
-        self.embedding_ = (u[:, : self._k] * s[: self._k] * signs).astype(np.float32)
+        self.explained_variance_ = np.maximum(values[order], 0.0) / max(n - 1, 1)
+        self.embedding_ = (_mm(b, np.ascontiguousarray(w)) * signs).astype(np.float32)
 
     def _finish(self) -> None:
         self.explained_variance_ratio_ = self.explained_variance_ / max(self._total_var, 1e-300)
         self.n_features_in_ = self._d
         self.n_samples_ = self._n
-        for attr in ("_sum", "_sumsq", "_acc", "_q", "_v", "_rows", "_mu_q", "_qsum"):
+        for attr in (
+            "_sum",
+            "_sumsq",
+            "_acc",
+            "_q",
+            "_v",
+            "_rows",
+            "_mu_q",
+            "_qsum",
+            "_x",
+            "_shift",
+            "_seen",
+            "_delta",
+        ):
             self.__dict__.pop(attr, None)
 
     # -- scikit-learn API ---------------------------------------------------------------------------------------
     def fit(self, x: np.ndarray | Batches, y: Any = None) -> PCA:
         batches = as_batches(x)
-        fit_together({"x": self}, {"x": batches.shape}, lambda: ({"x": b} for b in batches))
+        fit_together({"x": self}, {"x": batches.shape}, lambda names: ({"x": b} for b in batches))
         return self
 
     def fit_transform(self, x: np.ndarray | Batches, y: Any = None) -> np.ndarray:
@@ -161,13 +218,14 @@ class PCA:
 def fit_together(
     estimators: Mapping[str, PCA],
     shapes: Mapping[str, tuple[int, int]],
-    stream: Callable[[], Iterable[Mapping[str, np.ndarray]]],
+    stream: Callable[[Sequence[str]], Iterable[Mapping[str, np.ndarray]]],
     on_pass: Callable[[int, int], None] | None = None,
 ) -> None:
-    """Fit several PCAs with shared passes: ``stream()`` yields ``{name: batch}`` dicts, one full pass per call.
+    """Fit several PCAs with shared passes: ``stream(names)`` yields ``{name: batch}`` dicts for (at least) those
+    estimators still fitting, one full pass per call.
 
     Layers of one model share a forward pass this way, so fitting conv1, conv2 and pool costs one model pass per
-    PCA pass, not three.
+    PCA pass, not three; an estimator that keeps its rows in memory needs only the first.
     """
     passes = {name: est._begin(*shapes[name]) for name, est in estimators.items()}
     total = max(passes.values())
@@ -175,7 +233,7 @@ def fit_together(
         active = [name for name in estimators if p < passes[name]]
         if on_pass is not None:
             on_pass(p, total)
-        for batch in stream():
+        for batch in stream(active):
             for name in active:
                 estimators[name]._update(p, batch[name])
         for name in active:

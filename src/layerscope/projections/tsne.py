@@ -1,4 +1,9 @@
-"""t-SNE through openTSNE: FFT-accelerated gradients, PCA initialisation, and ``transform`` for new points."""
+"""t-SNE through openTSNE: FFT-accelerated gradients, PCA initialisation, and ``transform`` for new points.
+
+125 early-exaggeration and 250 further iterations (openTSNE's defaults are 250 + 500): with openTSNE's automatic
+learning rate (n / 12) 70,000 points have converged by then; benchmarks/projections.py measured the same kNN
+accuracy and trustworthiness in half the optimisation time.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +22,8 @@ class TSNE:
     def __init__(
         self,
         perplexity: float = 30.0,
-        n_iter: int = 500,
-        early_exaggeration_iter: int = 250,
+        n_iter: int = 250,
+        early_exaggeration_iter: int = 125,
         n_jobs: int = -1,
         random_state: int | None = None,
         progress: ProgressFn = no_progress,
