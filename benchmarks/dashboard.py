@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
+import logging
 import os
 import shutil
 import socket
@@ -21,8 +23,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +121,30 @@ def bench_run(path: Path | None, table: Table | None = None) -> Any:
             f"setup, once; {len(run.labels):,} images",
         )
     return run
+
+
+@contextlib.contextmanager
+def browsing(app: Any) -> Iterator[tuple[Any, str]]:
+    """A Dash ``app`` served from a thread of this process on a free port of 127.0.0.1, and a headless chromium
+    (Playwright) context: yields ``(context, url)``; both are closed on exit."""
+    from playwright.sync_api import sync_playwright
+    from werkzeug.serving import make_server
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request log among the rows
+    port = free_port()
+    httpd = make_server("127.0.0.1", port, app.server, threaded=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with sync_playwright() as p:
+            context = p.chromium.launch_persistent_context(
+                tempfile.mkdtemp(), executable_path=CHROMIUM, args=ARGS, viewport={"width": 1500, "height": 1000}
+            )
+            try:
+                yield context, f"http://127.0.0.1:{port}/"
+            finally:
+                context.close()
+    finally:
+        httpd.shutdown()
 
 
 def free_port() -> int:

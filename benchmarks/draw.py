@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -27,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import Table, percentile  # noqa: E402
-from dashboard import ARGS, CHROMIUM, bench_run, free_port  # noqa: E402
+from dashboard import bench_run, browsing  # noqa: E402
 
 STROKE_JS = """async ([points, wait]) => {
     const canvas = document.getElementById('draw-canvas');
@@ -78,9 +75,7 @@ def strokes_for(k: int, rng: np.random.Generator) -> list[list[float]]:
 
 
 def main() -> None:
-    from playwright.sync_api import sync_playwright
     from plotly.utils import PlotlyJSONEncoder
-    from werkzeug.serving import make_server
 
     from layerscope.dashboard import create_app
     from layerscope.dashboard.callbacks import _panel
@@ -138,16 +133,9 @@ def main() -> None:
         "what the heavier views add to a finished stroke",
     )
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request log in the table
-    port = free_port()
-    httpd = make_server("127.0.0.1", port, app.server, threaded=True)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            tempfile.mkdtemp(), executable_path=CHROMIUM, args=ARGS, viewport={"width": 1500, "height": 1000}
-        )
+    with browsing(app) as (context, url):
         page = context.new_page()
-        page.goto(f"http://127.0.0.1:{port}/")
+        page.goto(url)
         for selector in ("#proj-a-graph .legendtext", "#draw-probs .js-plotly-plot", "#fmap-area .fmap"):
             page.wait_for_selector(selector, timeout=120_000)
         page.evaluate(COUNT_PUSHES_JS)
@@ -167,8 +155,6 @@ def main() -> None:
             "ms",
             "synthetic strokes, moves 16 ms apart",
         )
-        context.close()
-    httpd.shutdown()
 
 
 if __name__ == "__main__":

@@ -14,25 +14,20 @@ and dense layers), as `layerscope demo` prepares it. Figures:
 from __future__ import annotations
 
 import argparse
-import logging
 import statistics
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import Table  # noqa: E402
-from dashboard import ARGS, CHROMIUM, bench_run, free_port  # noqa: E402
+from dashboard import bench_run, browsing  # noqa: E402
 
 NET = "#net-graph .js-plotly-plot"
 
 
 def main() -> None:
-    from playwright.sync_api import sync_playwright
-    from werkzeug.serving import make_server
 
     from layerscope.dashboard import create_app
     from layerscope.dashboard.inside import _column
@@ -67,19 +62,12 @@ def main() -> None:
             f"median of {len(times)}; {drawn} edges drawn",
         )
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request log among the rows
-    port = free_port()
-    httpd = make_server("127.0.0.1", port, app.server, threaded=True)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            tempfile.mkdtemp(), executable_path=CHROMIUM, args=ARGS, viewport={"width": 1500, "height": 1000}
-        )
+    with browsing(app) as (context, url):
 
         def open_page() -> tuple[Any, float]:
             page = context.new_page()
             t0 = time.perf_counter()
-            page.goto(f"http://127.0.0.1:{port}/")
+            page.goto(url)
             page.wait_for_selector(f"{NET} .scatterlayer", timeout=300_000)
             page.wait_for_selector("#fmap-area .fmap", timeout=300_000)
             page.wait_for_selector("#unit-guided img", timeout=300_000)
@@ -176,8 +164,6 @@ def main() -> None:
             "ms",
             f"median of {len(fmaps)}",
         )
-        context.close()
-    httpd.shutdown()
 
 
 if __name__ == "__main__":
