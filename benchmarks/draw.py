@@ -8,8 +8,11 @@ and dense layers), as `layerscope demo` prepares it. Figures:
   bars, as the strokes callback does it, JSON included;
 - server alone, everything one stroke updates: the above plus the preview, the open activation panel (fc2), the
   80 feature maps, the nearest training images of every layer and the star in the PCA projections;
-- browser: synthetic pointer events on the canvas (moves 16 ms apart, so the throttled updates happen while
-  drawing), from pointer-up until the Draw card's bars show that stroke, p50 and p95.
+- browser, fast path (dashboard/live.py): synthetic pointer events on the canvas (moves 16 ms apart, strokes 300 ms
+  apart), from pointer-up until the bars, captions, preview, the open panel's live row and the feature maps show
+  that stroke, p50 and p95;
+- browser, pen resting: from pointer-up until the Dash callbacks have redrawn every view (nearest images, the
+  projections' star), 400 ms of rest included.
 """
 
 from __future__ import annotations
@@ -23,39 +26,50 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import Table, percentile  # noqa: E402
+from common import Table, median_seconds, percentile  # noqa: E402
 from dashboard import bench_run, browsing  # noqa: E402
 
 STROKE_JS = """async ([points, wait]) => {
     const canvas = document.getElementById('draw-canvas');
-    const gd = document.querySelector('#draw-probs .js-plotly-plot');
     const box = canvas.getBoundingClientRect();
     const fire = (type, p) => canvas.dispatchEvent(new PointerEvent(type, {
         bubbles: true, cancelable: true, pointerId: 1, pointerType: 'mouse', isPrimary: true, buttons: 1,
         clientX: box.left + p[0] * box.width, clientY: box.top + p[1] * box.height}));
     const sleep = ms => new Promise(r => setTimeout(r, ms));
+    const before = canvas.dataset.ended;
     fire('pointerdown', points[0]);
     for (const p of points.slice(1)) { await sleep(wait); fire('pointermove', p); }
     const up = performance.now();
     fire('pointerup', points[points.length - 1]);
-    // the version this stroke's final update carries: assets/draw.js counts its pushes
-    return await new Promise(resolve => {
-        const check = () => {
-            const meta = gd.layout && gd.layout.meta;
-            if (meta && meta.draw >= window.__pushes) { resolve(performance.now() - up); return true; }
-            return false;
-        };
-        if (!check()) { gd.on('plotly_afterplot', () => { if (!resolve.done) { resolve.done = check(); } }); }
-    });
+    // assets/draw.js marks the version of the first request sent after the stroke ended, and the version shown
+    while (canvas.dataset.ended === before || Number(canvas.dataset.shown || 0) < Number(canvas.dataset.ended)) {
+        if (performance.now() - up > 20000) {
+            throw new Error('stroke not shown after 20 s: ' + JSON.stringify({before, ...canvas.dataset}));
+        }
+        await new Promise(r => setTimeout(r, 2));
+    }
+    const shown = performance.now() - up;
+    const live = {
+        rows: document.querySelectorAll('[data-live-layer]').length,
+        maps: document.querySelectorAll('#fmap-area .fmap-grid[data-live="1"]').length,
+    };
+    return [shown, live, up];
 }"""
 
-COUNT_PUSHES_JS = """() => {
-    const original = window.dash_clientside.set_props;
-    window.__pushes = 0;
-    window.dash_clientside.set_props = function (id, props) {
-        if (id === 'draw-strokes' && props.data) { window.__pushes = props.data.version; }
-        return original.apply(this, arguments);
+# the Dash callbacks once the pen rests: from pointer-up until the renderer has no callback left to run
+SETTLED_JS = """async (start) => {
+    const idle = () => {
+        const c = window.store.getState().callbacks;
+        return ['requested', 'prioritized', 'blocked', 'executing', 'watched', 'executed', 'stored']
+            .every(k => !c[k] || c[k].length === 0);
     };
+    const gd = document.querySelector('#draw-probs .js-plotly-plot');
+    const ended = Number(document.getElementById('draw-canvas').dataset.ended);
+    while (!(gd.layout.meta && gd.layout.meta.draw > ended && idle())) {
+        if (performance.now() - start > 60000) { throw new Error('the page did not settle in 60 s'); }
+        await new Promise(r => setTimeout(r, 5));
+    }
+    return performance.now() - start;
 }"""
 
 
@@ -81,6 +95,7 @@ def main() -> None:
     from layerscope.dashboard.callbacks import _panel
     from layerscope.dashboard.draw import caption, digit_from_strokes, neighbour_rows, probability_figure
     from layerscope.dashboard.inside import _fmap_tiles
+    from layerscope.dashboard.live import live_update
     from layerscope.dashboard.state import LIVE
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -98,16 +113,17 @@ def main() -> None:
     strokes_only, everything = [], []
     state.set_drawing(LIVE, digit_from_strokes([[(0.5, 0.2), (0.5, 0.8)]]))  # model loaded, indexes built
     neighbour_rows(state, LIVE, 0)
+    # what the page asks the fast path for: the fc2 panel's live row, every conv layer's maps
+    panels = [{"layer": "fc2", "order": list(range(64)), "lo": 0.0, "hi": 5.0}]
+    maps = [{"layer": layer, "scale": "channel"} for layer in state.conv_layers]
     for k in range(args.strokes + 3):
         drawn = [] if k % 3 == 0 else drawn
         drawn.append(strokes_for(k, rng))
         t0 = time.perf_counter()
-        state.set_drawing(LIVE, digit_from_strokes([[(p[0], p[1]) for p in s] for s in drawn]))
-        json.dumps(
-            [state.thumbnail(LIVE, 112), caption(state, LIVE), probability_figure(state, LIVE)], cls=PlotlyJSONEncoder
-        )
+        json.dumps(live_update(state, {"strokes": drawn, "version": k + 1, "panels": panels, "maps": maps}))
         t1 = time.perf_counter()
         parts = [
+            caption(state, LIVE),
             probability_figure(state, LIVE),  # the preview's bars
             _panel(state, "fc2", [], {}, None, None, "none"),
             _fmap_tiles(state, LIVE, "channel", None),
@@ -119,41 +135,80 @@ def main() -> None:
         if k >= 3:  # warm
             strokes_only.append(t1 - t0)
             everything.append(t2 - t0)
-    table.percentiles("server: stroke -> digit, forward, bars", [t * 1000 for t in strokes_only], "ms", "JSON included")
     table.percentiles(
-        "server: all a stroke updates, one after another",
+        "server: fast path, one request (live_update)",
+        [t * 1000 for t in strokes_only],
+        "ms",
+        "digit, forward, bars, previews, fc2 row colours, 3 feature-map strips; JSON included",
+    )
+    table.percentiles(
+        "server: fast path + every Dash view of a resting pen",
         [t * 1000 for t in everything],
         "ms",
-        "bars, preview, fc2 panel, 80 feature maps, nearest images, PCA star",
+        "+ caption, bars figure, fc2 panel, feature-map tiles, nearest images, PCA star",
     )
     table.ratio(
-        "server: all a stroke updates / the bars alone, p50",
+        "server: every view / the fast path alone, p50",
         percentile(everything, 0.5),
         percentile(strokes_only, 0.5),
-        "what the heavier views add to a finished stroke",
+        "what the Dash callbacks add once the pen rests",
     )
+
+    # placing a drawing in each projection of fc2 the Run holds: the rebuild (once per projection), then a drawing
+    from layerscope.projections import fit_placement
+    from layerscope.run import Run
+
+    values = state.drawing_outputs[LIVE]["fc2"].reshape(1, -1)
+    for method in ("pca", "lda", "tsne", "umap"):
+        if run.projection_meta("fc2", method) is None:
+            table.skip(f"place a drawing in the {method} of fc2", "the Run has no such projection (projections.py)")
+            continue
+        t0 = time.perf_counter()
+        placement = fit_placement(Run(run.path), "fc2", method)
+        rebuild = time.perf_counter() - t0
+        one, _ = median_seconds(lambda p=placement: p.transform(values), 5, warmup=1)
+        table.add(
+            f"place: rebuild for the {method} of fc2, once",
+            rebuild,
+            "s",
+            f"{len(state.labels):,} points; own rows placed {placement.disagreement_:.4f} of the spread away (median)",
+        )
+        table.add(f"place: one drawing in the {method} of fc2", one * 1000, "ms", "median of 5")
 
     with browsing(app) as (context, url):
         page = context.new_page()
         page.goto(url)
         for selector in ("#proj-a-graph .legendtext", "#draw-probs .js-plotly-plot", "#fmap-area .fmap"):
             page.wait_for_selector(selector, timeout=120_000)
-        page.evaluate(COUNT_PUSHES_JS)
         page.locator("#draw-canvas").scroll_into_view_if_needed()
-        times = []
+        quick, rested, shown = [], [], set()
         for k in range(args.strokes + 2):
             if k % 3 == 0:
                 page.click("#draw-clear")
-                page.wait_for_timeout(600)
-            ms = page.evaluate(STROKE_JS, [strokes_for(k, rng), 16])
-            page.wait_for_timeout(300)  # let the panels, feature maps and projections catch up
+                page.wait_for_timeout(1500)
+            # strokes in quick succession (300 ms apart), as a digit is drawn; every 4th, the pen rests
+            ms, live, up = page.evaluate(STROKE_JS, [strokes_for(k, rng), 16])
+            rest = k % 4 == 3
+            if rest:
+                settled = page.evaluate(SETTLED_JS, up)
+            page.wait_for_timeout(1500 if rest else 300)
             if k >= 2:
-                times.append(ms / 1000)
+                quick.append(ms)
+                shown.add((live["rows"], live["maps"]))
+                if rest:
+                    rested.append(settled)
+        rows, maps = max(shown)
         table.percentiles(
-            "browser: pointer-up -> Draw card bars show the stroke",
-            [t * 1000 for t in times],
+            "browser: pointer-up -> bars, caption, preview, panel row, feature maps show the stroke",
+            quick,
             "ms",
-            "synthetic strokes, moves 16 ms apart",
+            f"fast path; {rows} panel row(s) and {maps} feature-map layers restyled; moves 16 ms apart",
+        )
+        table.percentiles(
+            "browser: pointer-up -> every view redrawn by Dash, pen resting",
+            rested,
+            "ms",
+            "nearest images, projections' star, panels, feature maps; includes the 400 ms rest",
         )
 
 

@@ -108,3 +108,68 @@ def test_draw_predict_undo_clear_keep(page):
     page.click("#draw-clear")
     wait_empty(page)
     assert page.locator("#panel-fc2 .act-row", has_text="drawing 1").count() == 1
+
+
+SNAPSHOT_JS = """() => {
+    const gd = document.querySelector('#draw-probs .js-plotly-plot');
+    const row = document.querySelector('#panel-fc2 [data-live-layer]');
+    const grid = document.querySelector('#fmap-area .fmap-grid[data-live="1"]');
+    return {
+        bars: Array.from(gd._fullData[0].x),
+        meta: gd.layout.meta && gd.layout.meta.draw,
+        caption: document.querySelector('#draw-caption .live-caption').dataset.text,
+        preview: document.getElementById('draw-preview').src,
+        selected: document.getElementById('preview-image').src,
+        row: Array.from(row.querySelectorAll('.cell')).map(c => c.style.background),
+        strip: grid.style.getPropertyValue('--sprite'),
+    };
+}"""
+
+
+def test_views_follow_the_pen_without_a_dash_callback(page):
+    """While the pen moves, the fast path alone (dashboard/live.py) restyles every view that shows the drawing: with
+    the Dash callbacks of the strokes held back, the bars, captions, previews, the fc2 panel's live row and the
+    feature maps still change; released, Dash draws the same drawing."""
+    page.wait_for_selector("#draw-canvas")
+    draw(page, [(0.5, 0.15 + 0.7 * t / 12) for t in range(13)])  # the first stroke selects the drawing
+    page.wait_for_selector("#panel-fc2 [data-live-layer='fc2']", timeout=30_000)
+    page.wait_for_selector("#fmap-area .fmap-grid[data-live='1']", timeout=30_000)
+    wait_predicted(page, "1")
+    page.wait_for_function("() => document.querySelector('#preview-caption [data-live]')")
+    before = page.evaluate(SNAPSHOT_JS)
+
+    held = []
+
+    def hold(route):
+        if "draw-strokes" in (route.request.post_data or ""):
+            held.append(route)  # answered at the end
+        else:
+            route.continue_()
+
+    page.route("**/_dash-update-component*", hold)
+    # a 7: a bar across the top joined to the vertical line's top
+    draw(page, [(0.25 + 0.25 * t / 8, 0.15) for t in range(9)])
+    page.wait_for_function(
+        "() => { const c = document.getElementById('draw-canvas').dataset; return +c.shown >= +c.ended; }"
+    )
+    after = page.evaluate(SNAPSHOT_JS)
+    page.wait_for_timeout(600)  # past the 400 ms rest: the Dash update was sent, and is held
+    assert held, "the strokes' Dash update was not sent once the pen rested"
+    assert page.evaluate(SNAPSHOT_JS)["meta"] == before["meta"]  # Dash has not redrawn the bars
+    for view in ("bars", "caption", "preview", "selected", "row", "strip"):
+        assert after[view] != before[view], view
+    assert len(after["row"]) == 64 and all(c.startswith("rgb") for c in after["row"])
+    assert after["caption"].startswith("predicted ")
+
+    for route in held:
+        route.continue_()
+    page.unroute("**/_dash-update-component*")
+    page.wait_for_function(
+        "meta => { const gd = document.querySelector('#draw-probs .js-plotly-plot');"
+        " return gd.layout.meta && gd.layout.meta.draw > meta; }",
+        arg=before["meta"],
+        timeout=20_000,
+    )
+    final = page.evaluate(SNAPSHOT_JS)
+    assert final["bars"] == pytest.approx(after["bars"], abs=1e-4)  # the same digit, run again
+    assert final["caption"] == after["caption"] and final["preview"] == after["preview"]

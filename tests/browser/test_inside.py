@@ -124,10 +124,21 @@ def test_feature_maps_switch_colour_scale_and_enlarge(inside):
     page.locator("#fmap-area").scroll_into_view_if_needed()
     page.wait_for_selector("#fmap-area .fmap")
     assert page.locator("#fmap-area .fmap").count() == 16 + 32 + 32
-    first = page.get_attribute("#fmap-area .fmap >> nth=0", "src")
+    # each tile shows a slice of its layer's strip: one PNG per layer, as wide as its channels side by side
+    strip = "() => getComputedStyle(document.querySelector('#fmap-area .fmap')).backgroundImage"
+    first = page.evaluate(strip)
+    assert first.startswith('url("data:image/png;base64,')
+    size = page.evaluate(
+        """() => new Promise(resolve => {
+            const image = new Image();
+            image.onload = () => resolve([image.width, image.height]);
+            image.src = getComputedStyle(document.querySelector('#fmap-area .fmap')).backgroundImage.slice(5, -2);
+        })"""
+    )
+    assert size == [16 * 26, 26]  # conv1: 16 maps of 26x26
     page.get_by_text("one per layer").click()
     page.wait_for_function("() => document.querySelector('#fmap-area').textContent.includes('layer scale')")
-    assert page.get_attribute("#fmap-area .fmap >> nth=0", "src") != first
+    assert page.evaluate(strip) != first
     page.locator("#fmap-area .fmap").nth(16 + 4).click()  # conv2, channel 4
     page.wait_for_function(
         "() => document.querySelector('#fmap-zoom').textContent.includes('conv2 channel 4')", timeout=10_000

@@ -64,6 +64,126 @@ def test_the_unit_card_switches_its_unit_off(page):
     assert page.locator("#abl-list .abl-item").count() == 1
 
 
+NET = "#net-graph .js-plotly-plot"
+LIST_HAS = "t => document.querySelector('#abl-list').textContent.includes(t)"
+NO_UNIT_OFF = "() => document.querySelector('#abl-list').textContent.includes('No unit is switched off')"
+
+
+def node_position(page, layer, unit):
+    """Where plotly drew the node of ``layer``/``unit`` (-1: a collapsed layer), in page pixels."""
+    return page.evaluate(
+        """([sel, layer, unit]) => { const gd = document.querySelector(sel);
+               const t = gd._fullData.find(t => t.mode.startsWith('markers') && t.name === layer);
+               const i = Array.from(t.customdata).findIndex(c => c[1] === unit);
+               const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+               const box = gd.querySelector('.main-svg').getBoundingClientRect();
+               return [box.left + xa._offset + xa.l2p(t.x[i]), box.top + ya._offset + ya.l2p(t.y[i])]; }""",
+        [NET, layer, unit],
+    )
+
+
+def click_node(page, layer, unit):
+    """Move the mouse onto the node and click it, once plotly hovers it (its click reports the hovered point)."""
+    x, y = node_position(page, layer, unit)
+    page.mouse.move(x, y, steps=4)
+    page.wait_for_function(
+        """([sel, layer, unit]) => (document.querySelector(sel)._hoverdata || [])
+               .some(p => p.customdata && p.customdata[0] === layer && p.customdata[1] === unit)""",
+        arg=[NET, layer, unit],
+    )
+    page.mouse.click(x, y)
+
+
+def crosses(page):
+    """[[layer, unit]] of the crosses the network graph draws over switched-off units."""
+    return page.evaluate(
+        """sel => { const t = document.querySelector(sel).data.find(t => t.name === 'switched off');
+               return t ? Array.from(t.customdata || []) : null; }""",
+        NET,
+    )
+
+
+def click_mode_on(page):
+    page.locator(".ablation-card").scroll_into_view_if_needed()
+    page.check("#abl-mode input")
+    page.wait_for_function("() => document.body.classList.contains('abl-mode-on')")
+
+
+def test_graph_clicks_switch_units_off_and_back_on_instead_of_opening_the_unit_card(page):
+    page.wait_for_function("() => document.querySelector('#unit-title').textContent.length > 0")
+    title = page.text_content("#unit-title")
+    click_mode_on(page)
+    page.locator("#net-graph").scroll_into_view_if_needed()
+    page.wait_for_function(f"() => {{ const gd = document.querySelector('{NET}'); return gd && gd._fullData; }}")
+    assert crosses(page) == []
+    click_node(page, "fc1", 5)
+    page.wait_for_function(LIST_HAS, arg="fc1 5 × 0")
+    page.wait_for_selector("#abl-summary .acc-after", timeout=60_000)
+    assert percent(page, "#abl-summary .acc-before") >= 97
+    assert "test predictions changed" in page.text_content("#abl-summary")
+    page.wait_for_function(
+        f"() => {{ const t = document.querySelector('{NET}').data.at(-1); return t.x.length === 1; }}"
+    )
+    assert crosses(page) == [["fc1", 5]]
+    assert page.text_content("#unit-title") == title  # the unit card stayed where it was
+    click_node(page, "fc1", 5)  # the cross over it, now: the same unit, back on
+    page.wait_for_function(NO_UNIT_OFF)
+    page.wait_for_function(f"() => document.querySelector('{NET}').data.at(-1).x.length === 0")
+    # a collapsed conv layer's node opens into its channels, and says so; a channel then switches off
+    click_node(page, "conv1", -1)
+    page.wait_for_function("() => document.querySelector('#abl-error').textContent.includes('opens it into')")
+    page.wait_for_function(
+        f"""() => {{ const t = document.querySelector('{NET}').data.find(t => t.name === 'conv1');
+               return t && t.customdata.length === 16; }}"""
+    )
+    click_node(page, "conv1", 3)
+    page.wait_for_function(LIST_HAS, arg="conv1 3 × 0")
+    assert page.text_content("#abl-error") == ""
+    assert page.locator("#abl-list .abl-item").count() == 1
+
+
+def test_box_select_in_the_graph_switches_several_units_off(page):
+    click_mode_on(page)
+    page.locator("#net-graph").scroll_into_view_if_needed()
+    page.wait_for_function(f"() => {{ const gd = document.querySelector('{NET}'); return gd && gd._fullData; }}")
+    page.locator("#net-graph").hover()
+    page.click("#net-graph .modebar-btn[data-val='select']")  # the graph's own box select
+    (x, top), (_, bottom) = node_position(page, "fc2", 0), node_position(page, "fc2", 3)
+    page.mouse.move(x - 8, top - 4)
+    page.mouse.down()
+    page.mouse.move(x + 8, (top + bottom) / 2, steps=5)
+    page.mouse.move(x + 8, bottom + 4, steps=5)
+    page.mouse.up()
+    page.wait_for_function(LIST_HAS, arg="fc2 0–3 × 0")
+    assert page.locator("#abl-list .abl-item").count() == 1
+    page.wait_for_function(f"() => document.querySelector('{NET}').data.at(-1).x.length === 4")
+
+
+def test_activation_panel_cells_switch_units_off_and_back_on(page):
+    choose(page, "#panel-layer", "fc1")
+    page.click("#panel-open")
+    page.wait_for_selector("#panel-fc1")
+    page.click("#add-button")  # a row: the selected image's activations
+    cell = page.locator("#panel-fc1 .act-row").first.locator(".cell[data-unit='12']")
+    cell.wait_for()
+    cell.click()  # the mode is off: nothing happens
+    click_mode_on(page)
+    assert "No unit is switched off" in page.text_content("#abl-list")
+    assert page.evaluate("() => getComputedStyle(document.querySelector('#panel-fc1 .cell')).cursor") == "pointer"
+    cell.click()
+    page.wait_for_function(LIST_HAS, arg="fc1 12 × 0")
+    page.mouse.move(0, 0)
+    outline = "() => getComputedStyle(document.querySelector('#panel-fc1 .cell[data-unit=\"12\"]')).outlineColor"
+    page.wait_for_function(f"() => ({outline})() === 'rgb(214, 39, 40)'")  # outlined, switched off
+    page.wait_for_selector("#abl-summary .acc-after", timeout=60_000)
+    cell.click()
+    page.wait_for_function(NO_UNIT_OFF)
+    page.mouse.move(0, 0)
+    page.wait_for_function(f"() => ({outline})() !== 'rgb(214, 39, 40)'")
+    page.uncheck("#abl-mode input")
+    page.wait_for_function("() => !document.body.classList.contains('abl-mode-on')")
+
+
 def test_attribution_overlay_follows_the_method_and_the_sanity_check_shows_steps(page):
     page.locator(".attribution-card").scroll_into_view_if_needed()
     page.wait_for_function(

@@ -18,6 +18,7 @@ from layerscope.dashboard.draw import register_draw
 from layerscope.dashboard.inside import register_inside
 from layerscope.dashboard.interventions import register_interventions
 from layerscope.dashboard.layout import build_layout
+from layerscope.dashboard.live import register_live
 from layerscope.dashboard.state import DashboardState
 from layerscope.run import Run
 
@@ -39,6 +40,7 @@ def create_app(run: Run | str | os.PathLike[str]) -> Dash:
     if state.has_model:
         register_inside(app, state)
         register_draw(app, state)
+        register_live(app, state)
         register_interventions(app, state)
     app.layerscope_state = state  # type: ignore[attr-defined]
     return app

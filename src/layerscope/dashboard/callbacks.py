@@ -14,6 +14,7 @@ from dash.exceptions import PreventUpdate
 
 from layerscope.analysis import explain_misclassification, neuron_order
 from layerscope.dashboard import figures, ids
+from layerscope.dashboard.components import attrs
 from layerscope.dashboard.layout import METHOD_LABELS, method_options
 from layerscope.dashboard.state import LIVE, DashboardState, is_drawing
 from layerscope.interop.seed_json import FILE_METHOD
@@ -136,9 +137,11 @@ def register(app: Dash, state: DashboardState) -> None:
             if probs is None:
                 return state.thumbnail(selected, 224), [html.B(state.name(selected))], figures.empty_figure(), True
             k = int(np.argmax(probs))
+            text = f"predicted {state.class_names[k]} ({probs[k]:.1%})"
             caption = [
-                html.B(state.name(selected)),
-                html.Div(["drawn by hand · predicted ", html.B(state.class_names[k]), f" ({probs[k]:.1%})"]),
+                # data-live: the Draw panel's fast path (live.py) restyles this card while the drawing is selected
+                html.B(state.name(selected), **(attrs(live=1) if selected == LIVE else {})),
+                html.Div(["drawn by hand · ", html.Span(className="live-caption", title=text, **attrs(text=text))]),
             ]
             return (
                 state.thumbnail(selected, 224),
@@ -592,8 +595,10 @@ def _panel(
     body = []
     for k, row, v in values:
         colors = figures.viridis(v[order], lo, hi)
+        # data-unit (and the panel's data-layer): what assets/ablate.js sends when a click switches the unit off;
+        # attributes, not Dash ids, so the panel's hundreds of cells stay cheap to render
         cells = [
-            html.Span(className="cell", style={"background": c}, title=f"unit {u}: {x:.3f}")
+            html.Span(className="cell", style={"background": c}, title=f"unit {u}: {x:.3f}", **attrs(unit=u))
             for u, c, x in zip(order, colors, v[order], strict=True)
         ]
         remove = (
@@ -606,7 +611,15 @@ def _panel(
             if k >= 0
             else html.Span(_row_label(state, row), className="row-name")
         )
-        body.append(html.Div([remove, name, html.Div(cells, className="cells")], className="act-row"))
+        live: dict[str, Any] = {}
+        if row.get("key") == LIVE and k == -2:
+            # the Draw panel's fast path (assets/draw.js) recolours this row while the pen moves, in this order and
+            # range; a new React key per drawing, so the row Dash draws next replaces whatever was recoloured
+            live = {
+                "key": f"live-{state.live_version}",
+                **attrs(live_layer=layer, order=",".join(str(int(u)) for u in order), lo=lo, hi=hi),
+            }
+        body.append(html.Div([remove, name, html.Div(cells, className="cells")], className="act-row", **live))
     if not body:
         body = [html.Div("No rows yet: add images, groups or per-digit averages.", className="hint")]
     legend = html.Div(
@@ -623,7 +636,12 @@ def _panel(
         ],
         className="panel-head",
     )
-    return html.Div([head, html.Div(note, className="hint"), *body], className="act-panel", id=f"panel-{layer}")
+    return html.Div(
+        [head, html.Div(note, className="hint"), *body],
+        className="act-panel",
+        id=f"panel-{layer}",
+        **attrs(layer=layer),
+    )
 
 
 def _register_projection(app: Dash, state: DashboardState, panel: str) -> None:
@@ -653,31 +671,68 @@ def _register_projection(app: Dash, state: DashboardState, panel: str) -> None:
         Input(ids.proj("split", panel), "value"),
         Input(ids.JOBS_INTERVAL, "n_intervals"),
         State(ids.SELECTION, "data"),
+        State(ids.proj("star", panel), "data"),
+        State(ids.proj("status", panel), "children"),
     )
-    def projection(layer: str, method: str, color: str, split: str, tick: Any, selection: Any) -> Any:
-        fig, status, quality = view(layer, method, color, split, tick, selection)
-        # the live drawing, placed by the PCA map, as an annotation (clicks on it select nothing)
-        where = state.place(LIVE, layer) if method == "pca" and LIVE in state.drawings and not status else None
+    def projection(
+        layer: str, method: str, color: str, split: str, tick: Any, selection: Any, present: Any, status_now: Any
+    ) -> Any:
+        try:
+            fig, status, quality = view(layer, method, color, split, tick, selection)
+        except PreventUpdate:
+            # a JOBS_INTERVAL tick with nothing new in the projection itself: the drawing's placement, prepared in
+            # the background, may have got further or be ready; a Patch brings the star, the figure is not re-sent
+            patch, star, placing = star_update(layer, method, bool(present), status_now, moved=False)
+            return patch, placing, no_update, star
+        # the live drawing as an annotation (clicks on it select nothing), in any projection that can place it
+        where, placing = place_live(layer, method) if not status else (None, "")
         if where is not None:
             fig.add_annotation(**figures.drawing_annotation(*where))
-        return fig, status, quality, where is not None
+        return fig, status or placing, quality, where is not None
 
     @app.callback(
         Output(ids.proj("graph", panel), "figure", allow_duplicate=True),
         Output(ids.proj("star", panel), "data", allow_duplicate=True),
+        Output(ids.proj("status", panel), "children", allow_duplicate=True),
         Input(ids.DRAW_SETTLED, "data"),
         State(ids.proj("star", panel), "data"),
+        State(ids.proj("status", panel), "children"),
         *_view_states(panel),
         prevent_initial_call=True,
     )
-    def star(_drawn: Any, present: bool, layer: str, method: str, split: str, color: str) -> Any:
-        """Move the drawing's star with a Patch of the layout: the 70,000-point figure is neither sent nor redrawn."""
-        where = state.place(LIVE, layer) if method == "pca" and LIVE in state.drawings else None
-        if where is None and not present:
+    def star(_drawn: Any, present: Any, status_now: Any, layer: str, method: str, split: str, color: str) -> Any:
+        """Move the drawing's star with a Patch of the layout: the 70,000-point figure is neither sent nor redrawn.
+        A projection whose placement must first be rebuilt shows its progress in the status (which sets the page
+        polling, JOBS_INTERVAL); the star then comes with the tick that finds it ready (`projection`)."""
+        return star_update(layer, method, bool(present), status_now, moved=True)
+
+    def place_live(layer: str, method: str) -> tuple[tuple[float, float] | None, str]:
+        """The live drawing's (x, y) in the projection (None while it cannot be placed) and the panel's status about
+        it: a placement being prepared (with its percent) or its failure; "" otherwise (the Draw card says the rest).
+        A finished preparation counts as shown from here on, so the page stops polling for it."""
+        where = state.place(LIVE, layer, method)  # starts a background rebuild where one is needed
+        job = state.place_job(layer, method)
+        if where is None and job is not None and job.finished and job.error is None:
+            where = state.place(LIVE, layer, method)  # it finished in the meantime
+        busy = LIVE in state.drawings and job is not None and (not job.finished or job.error is not None)
+        if job is not None and job.finished:
+            job.shown = True
+        return where, state.placing(layer, method) if busy else ""
+
+    def star_update(layer: str, method: str, present: bool, status_now: Any, moved: bool) -> tuple[Any, Any, Any]:
+        """(a Patch of the figure's annotations, whether the star is shown, the status), each no_update where
+        unchanged; the star is re-placed when ``moved`` (a new stroke), else only added or removed."""
+        where, placing = place_live(layer, method)
+        # the status is the placement's only while it shows nothing else (a failed figure keeps its message)
+        ours = not status_now or (isinstance(status_now, str) and status_now.startswith(state.PLACING_PREFIXES))
+        status = placing if ours and placing != (status_now or "") else no_update
+        if (where is not None or present) and (moved or (where is not None) != present):
+            patch = Patch()
+            patch["layout"]["annotations"] = [figures.drawing_annotation(*where)] if where is not None else []
+            return patch, where is not None, status
+        if status is no_update:
             raise PreventUpdate
-        patch = Patch()
-        patch["layout"]["annotations"] = [figures.drawing_annotation(*where)] if where is not None else []
-        return patch, where is not None
+        return no_update, no_update, status
 
     def view(layer: str, method: str, color: str, split: str, _tick: Any, selection: Any) -> Any:
         label = f"{METHOD_LABELS[method]} of {layer}"

@@ -2,7 +2,8 @@
 prediction, and the training images nearest to the drawing in each layer.
 
 The live drawing is the image key ``"draw:live"``: selecting it lets the preview, the activation panels, the feature
-maps and the projections (PCA only) show it like any image; "Keep as instance" copies it to ``"draw:N"``.
+maps and the projections (a star, placed by each method's transform) show it like any image; "Keep as instance"
+copies it to ``"draw:N"``. While the pen moves, live.py restyles the views that show it without these callbacks.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from layerscope.dashboard import figures, ids
-from layerscope.dashboard.components import card
+from layerscope.dashboard.components import attrs, card
 from layerscope.dashboard.state import LIVE, DashboardState
 from layerscope.drawing import preprocess_digit, render_strokes
 
@@ -119,7 +120,9 @@ def caption(state: DashboardState, key: str) -> list[Any]:
     if probs is None:
         return [html.Span("Nothing drawn yet.", className="hint")]
     k = int(np.argmax(probs))
-    return [html.B(state.name(key)), html.Div(["predicted ", html.B(state.class_names[k]), f" ({probs[k]:.1%})"])]
+    # the text in an attribute, shown by style.css: the fast path (live.py) can change it while React owns the node
+    text = f"predicted {state.class_names[k]} ({probs[k]:.1%})"
+    return [html.B(state.name(key)), html.Div(className="live-caption", title=text, **attrs(text=text))]
 
 
 def probability_figure(state: DashboardState, key: str) -> Any:
@@ -171,17 +174,15 @@ def neighbour_rows(state: DashboardState, key: str, selected: Any) -> tuple[list
 
 
 def placed_note(state: DashboardState, views: Sequence[tuple[str, str]]) -> str:
-    """Where the live drawing is shown in the two projections, said plainly."""
+    """Where the live drawing is shown in the two projections, said plainly: starred, being prepared (with the
+    percent of the background rebuild that places it), or why it cannot be placed there."""
     if LIVE not in state.drawings:
         return ""
     parts = []
     for panel, (layer, method) in zip(ids.PANEL_IDS, views, strict=True):
-        if method == "pca" and state.place(LIVE, layer) is not None:
-            parts.append(f"projection {panel.upper()}: marked with a star")
-        elif method == "pca":
-            parts.append(f"projection {panel.upper()}: {layer} has no fitted PCA map to place a drawing with")
-        else:
-            parts.append(f"projection {panel.upper()}: a drawing can be placed in PCA projections only")
+        where = state.place(LIVE, layer, method)  # starts the rebuild a placement needs, in the background
+        text = "marked with a star" if where is not None else state.placing(layer, method)
+        parts.append(f"projection {panel.upper()}: " + (text or "not placed").rstrip("."))
     return "; ".join(parts) + "."
 
 
@@ -205,7 +206,8 @@ def register_draw(app: Dash, state: DashboardState) -> None:
         if data is None:  # the store announcing its empty value as the page loads: nothing was drawn
             raise PreventUpdate
         digit = digit_from_strokes(strokes_of(data))
-        state.set_drawing(LIVE, digit)
+        if not state.set_live(digit, int(data.get("version") or 0)):
+            raise PreventUpdate  # the fast path (live.py) already shows newer strokes; their own push follows
         if digit is None:  # cleared: the image selected before drawing began is selected again
             select = (before if before is not None else 0) if selected == LIVE else no_update
             before = None
@@ -264,6 +266,12 @@ def register_draw(app: Dash, state: DashboardState) -> None:
         Input(ids.proj("method", "a"), "value"),
         Input(ids.proj("layer", "b"), "value"),
         Input(ids.proj("method", "b"), "value"),
+        # polls while a projection or a placement is prepared (the panels' status starts it): the percent moves on
+        Input(ids.JOBS_INTERVAL, "n_intervals"),
+        State(ids.DRAW_PLACED, "children"),
     )
-    def placed(_version: Any, layer_a: str, method_a: str, layer_b: str, method_b: str) -> str:
-        return placed_note(state, [(layer_a, method_a), (layer_b, method_b)])
+    def placed(_version: Any, layer_a: str, method_a: str, layer_b: str, method_b: str, _tick: Any, now: Any) -> Any:
+        views = [(layer_a, method_a), (layer_b, method_b)]
+        state.placements_shown(views)  # preparations no panel shows any more: the page need not poll for them
+        note = placed_note(state, views)
+        return no_update if note == now else note

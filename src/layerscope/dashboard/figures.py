@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 import plotly.graph_objects as go
@@ -11,8 +12,10 @@ from plotly.colors import qualitative, sample_colorscale
 __all__ = [
     "CLASS_COLORS",
     "base_layout",
+    "colour_lut",
     "confusion_figure",
     "empty_figure",
+    "probability_bars",
     "probability_figure",
     "scatter_figure",
     "selected_points",
@@ -121,21 +124,31 @@ def selected_points(figure_indices: Sequence[np.ndarray], selected: np.ndarray |
     return [np.flatnonzero(np.isin(idx, selected)).tolist() for idx in figure_indices]
 
 
-def probability_figure(probs: np.ndarray, true: int, class_names: Sequence[str]) -> go.Figure:
-    """Horizontal bars of the class probabilities; the true class outlined, the prediction in colour."""
+def probability_bars(probs: np.ndarray, true: int) -> dict[str, list[object]]:
+    """What the bars of `probability_figure` show, as plain lists: ``x`` (the probabilities), ``color`` (the
+    prediction in colour), ``line`` (the true class outlined) and ``text``. The Draw panel's fast path restyles the
+    bars in the browser with it while a digit is drawn."""
     predicted = int(np.argmax(probs))
     colors = ["#cbd2d9"] * len(probs)
     colors[predicted] = "#2f80ed" if predicted == true else WRONG_COLOR
+    return {
+        "x": [float(p) for p in probs],
+        "color": list(colors),
+        "line": ["#111" if i == true else "rgba(0,0,0,0)" for i in range(len(probs))],
+        "text": [f"{p:.1%}" if p >= 0.005 else "" for p in probs],
+    }
+
+
+def probability_figure(probs: np.ndarray, true: int, class_names: Sequence[str]) -> go.Figure:
+    """Horizontal bars of the class probabilities; the true class outlined, the prediction in colour."""
+    bars = probability_bars(probs, true)
     fig = go.Figure(
         go.Bar(
-            x=probs,
+            x=bars["x"],
             y=[str(n) for n in class_names],
             orientation="h",
-            marker=dict(
-                color=colors,
-                line=dict(color=["#111" if i == true else "rgba(0,0,0,0)" for i in range(len(probs))], width=1.5),
-            ),
-            text=[f"{p:.1%}" if p >= 0.005 else "" for p in probs],
+            marker=dict(color=bars["color"], line=dict(color=bars["line"], width=1.5)),
+            text=bars["text"],
             textposition="outside",
             hovertemplate="%{y}: %{x:.4f}<extra></extra>",
         )
@@ -210,10 +223,18 @@ def empty_figure(message: str = "") -> go.Figure:
     return fig
 
 
+@lru_cache(maxsize=8)
+def colour_lut(scale: str = "Viridis") -> np.ndarray:
+    """(256, 3) uint8 colours of a plotly colour scale: sampling the scale itself costs milliseconds per call."""
+    colors = sample_colorscale(scale, np.linspace(0, 1, 256).tolist(), colortype="tuple")  # floats in [0, 1]
+    return (np.asarray(colors) * 255).round().astype(np.uint8)
+
+
 def viridis(values: np.ndarray, lo: float, hi: float) -> list[str]:
-    """Viridis colours for values scaled from [lo, hi]."""
+    """Viridis colours ("rgb(r, g, b)") for values scaled from [lo, hi], 256 levels."""
     span = hi - lo if hi > lo else 1.0
-    return sample_colorscale("Viridis", np.clip((np.asarray(values) - lo) / span, 0, 1).tolist())
+    levels = (np.clip((np.asarray(values, np.float64) - lo) / span, 0, 1) * 255).round().astype(np.int64)
+    return [f"rgb({r}, {g}, {b})" for r, g, b in colour_lut()[levels].tolist()]
 
 
 def drawing_annotation(x: float, y: float) -> dict[str, object]:

@@ -9,17 +9,19 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from dash import ALL, Dash, Input, Output, State, ctx, dcc, html
+from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, dcc, html
 from dash.exceptions import PreventUpdate
 
+from layerscope.ablation import Ablation
 from layerscope.dashboard import ids
-from layerscope.dashboard.components import card
+from layerscope.dashboard.components import attrs, card
 from layerscope.dashboard.figures import empty_figure
-from layerscope.dashboard.state import DashboardState, is_drawing
+from layerscope.dashboard.state import LIVE, DashboardState, is_drawing
 from layerscope.dashboard.unit_figures import (
     GraphColumn,
+    ablated_trace,
+    channel_strip,
     class_bars,
-    colorize,
     feature_map_figure,
     network_figure,
     overlay_png,
@@ -213,20 +215,36 @@ def _column(state: DashboardState, layer: str, expanded: list[str], values: np.n
     )
 
 
+def _node_grid(state: DashboardState, expanded: list[str]) -> list[tuple[str, int, bool]]:
+    """(layer, units, drawn unit by unit) per column of the graph, as ``_column`` lays them out."""
+    grid = []
+    for name in state.layers:
+        info = state.run.layer(name)
+        grid.append((name, info.shape[0], info.kind == "dense" or name in expanded))
+    return grid
+
+
+def _stored_ablations(data: Any) -> list[Ablation]:
+    return [Ablation.from_dict(d) for d in data or []]
+
+
 def _fmap_tiles(state: DashboardState, selected: Any, scale: str, focus: Any) -> list[Any]:
+    """Per conv layer, a grid of its channel maps for image ``selected``: tiles showing slices of one strip PNG
+    (`channel_strip`) held in the grid's ``--sprite`` style, which the Draw panel's fast path (assets/draw.js)
+    replaces while the live drawing is shown."""
     maps = state.feature_maps(selected)
     blocks = []
     for layer, fmap in maps.items():  # (C, H, W)
         lo_l, hi_l = float(fmap.min()), float(fmap.max())
         tiles = []
         for c, m in enumerate(fmap):
-            lo, hi = (float(m.min()), float(m.max())) if scale == "channel" else (lo_l, hi_l)
             chosen = focus is not None and focus.get("layer") == layer and focus.get("unit") == c
             tiles.append(
-                html.Img(
-                    src=png_uri(colorize(m, lo, hi)),
+                html.Div(
                     id={"type": ids.FMAP_TILE, "layer": layer, "unit": c},
                     className="fmap" + (" chosen" if chosen else ""),
+                    # aligns the strip's c-th map with the tile: p% of the strip sits at p% of the tile
+                    style={"backgroundPosition": f"{100 * c / max(len(fmap) - 1, 1):.4f}% 0"},
                     title=f"{layer} channel {c}: max {m.max():.3f}, mean {m.mean():.3f}",
                 )
             )
@@ -234,7 +252,13 @@ def _fmap_tiles(state: DashboardState, selected: Any, scale: str, focus: Any) ->
         head = f"{layer} · {len(fmap)} channels of {h}x{w}" + (
             f" · layer scale {lo_l:.2f} to {hi_l:.2f}" if scale == "layer" else ""
         )
-        blocks.append(html.Div([html.Div(head, className="row-title"), html.Div(tiles, className="fmap-grid")]))
+        grid = html.Div(
+            tiles,
+            className="fmap-grid",
+            style={"--sprite": f'url("{channel_strip(fmap, scale == "channel")}")', "--channels": str(len(fmap))},
+            **attrs(layer=layer, scale=scale, live=int(selected == LIVE)),
+        )
+        blocks.append(html.Div([html.Div(head, className="row-title"), grid]))
     return blocks
 
 
@@ -256,9 +280,10 @@ def register_inside(app: Dash, state: DashboardState) -> None:
         Input(ids.NET_COLOR, "value"),
         Input(ids.SELECTED, "data"),
         Input(ids.SELECTION, "data"),
+        State(ids.ABL_STORE, "data"),
     )
     def network(
-        expanded: list[str], per_node: int, threshold: float, colour: str, selected: Any, selection: Any
+        expanded: list[str], per_node: int, threshold: float, colour: str, selected: Any, selection: Any, ablations: Any
     ) -> Any:
         layers = state.layers
         columns = [
@@ -272,7 +297,29 @@ def register_inside(app: Dash, state: DashboardState) -> None:
             info.append(f"no weights shown into {', '.join(missing)} (not a Linear/Conv2d layer layerscope can read)")
         if colour == "selection" and not selection:
             info.append("brush points in a projection to colour by their mean")
-        return network_figure(columns, edges, int(per_node or 0), float(threshold or 0.0)), " · ".join(info)
+        fig = network_figure(columns, edges, int(per_node or 0), float(threshold or 0.0))
+        grid = [(c.name, c.units, c.expanded) for c in columns]
+        fig.add_trace(ablated_trace(grid, _stored_ablations(ablations)))  # last: the crosses sit over the nodes
+        return fig, " · ".join(info)
+
+    # The crosses follow the list of ablations without the figure travelling again: the server sends the one trace,
+    # assets/ablate.js puts it in place of the figure's last.
+    @app.callback(
+        Output(ids.ABL_NODES, "data"),
+        Input(ids.ABL_STORE, "data"),
+        State(ids.NET_EXPAND, "value"),
+        prevent_initial_call=True,
+    )
+    def crosses(ablations: Any, expanded: list[str]) -> Any:
+        return ablated_trace(_node_grid(state, expanded or []), _stored_ablations(ablations)).to_plotly_json()
+
+    app.clientside_callback(
+        ClientsideFunction("layerscope_ablate", "crosses"),
+        Output(ids.NET_GRAPH, "figure", allow_duplicate=True),
+        Input(ids.ABL_NODES, "data"),
+        State(ids.NET_GRAPH, "figure"),
+        prevent_initial_call=True,
+    )
 
     @app.callback(
         Output(ids.NET_EXPAND, "value"),
@@ -302,10 +349,13 @@ def register_inside(app: Dash, state: DashboardState) -> None:
         Input(ids.UNIT_INDEX, "value"),
         State(ids.FMAP_FOCUS, "data"),
         State(ids.UNIT, "data"),
+        State(ids.ABL_MODE, "value"),
     )
-    def unit(click: Any, _open: Any, layer: str, index: Any, focus: Any, current: dict[str, Any]) -> Any:
+    def unit(click: Any, _open: Any, layer: str, index: Any, focus: Any, current: dict[str, Any], ablating: Any) -> Any:
         trigger = ctx.triggered_id
         if trigger == ids.NET_GRAPH:
+            if ablating:  # "Click units to switch them off" is on: the click is the Ablation card's
+                raise PreventUpdate
             point = (click or {}).get("points", [{}])[0]
             layer, index = (point.get("customdata") or [None, -1])[:2]
             if layer is None or index is None or int(index) < 0:

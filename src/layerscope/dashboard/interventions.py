@@ -8,12 +8,12 @@ Layout builders, pure figure builders and callbacks; the computation lives in ``
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
-from dash import ALL, Dash, Input, Output, State, ctx, dcc, html
+from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, dcc, html
 from dash.exceptions import PreventUpdate
 from torch import nn
 
@@ -37,9 +37,12 @@ from layerscope.errors import LayerscopeError
 __all__ = [
     "ablation_class_figure",
     "confusion_change_figure",
+    "graph_units",
     "interventions_layout",
     "register_interventions",
     "similarity_figure",
+    "switch_off",
+    "toggle_unit",
 ]
 
 METHOD_LABELS = {
@@ -146,6 +149,23 @@ def interventions_layout(state: DashboardState) -> list[Any]:
             ],
             className="controls",
         ),
+        html.Div(
+            [
+                dcc.Checklist(
+                    [{"label": " Click units to switch them off", "value": "on"}],
+                    [],
+                    id=ids.ABL_MODE,
+                    inline=True,
+                    className="abl-mode",
+                ),
+                html.Span(
+                    "While on, a click on a unit in the network graph or in an activation panel switches it off, "
+                    "a second click back on; the graph's box and lasso select switch several off.",
+                    className="hint",
+                ),
+            ],
+            className="controls",
+        ),
         html.Div(id=ids.ABL_ERROR, className="bad"),
         html.Div(id=ids.ABL_LIST, className="abl-list"),
         html.Div(id=ids.ABL_STATUS, className="status"),
@@ -181,6 +201,9 @@ def interventions_layout(state: DashboardState) -> list[Any]:
             className="hint",
         ),
         dcc.Store(id=ids.ABL_STORE, data=[]),
+        dcc.Store(id=ids.ABL_CLICK),
+        dcc.Store(id=ids.ABL_NODES),
+        dcc.Store(id=ids.ABL_MARKS),
         dcc.Interval(id=ids.ABL_INTERVAL, interval=500, disabled=True),
         class_name="ablation-card",
     )
@@ -256,6 +279,60 @@ def _merged(current: list[Ablation], new: Ablation) -> list[Ablation]:
     return [*current, new]
 
 
+def toggle_unit(current: Sequence[Ablation], layer: str, unit: int) -> list[Ablation]:
+    """``current`` with ``unit`` of ``layer`` back on when an ablation names it (at any scale), else switched off."""
+    kept: list[Ablation] = []
+    found = False
+    for a in current:
+        if a.layer == layer and unit in a.units:
+            found = True
+            rest = tuple(u for u in a.units if u != unit)
+            if rest:
+                kept.append(Ablation(a.layer, rest, a.scale))
+        else:
+            kept.append(a)
+    return kept if found else _merged(list(current), Ablation(layer, (unit,), 0.0))
+
+
+def switch_off(current: Sequence[Ablation], units: Iterable[tuple[str, int]]) -> list[Ablation]:
+    """``current`` with the (layer, unit) pairs ``units`` switched off; a unit an ablation already names keeps its
+    scale."""
+    named = {(a.layer, u) for a in current for u in a.units}
+    per_layer: dict[str, list[int]] = {}
+    for layer, unit in units:
+        if (layer, unit) not in named:
+            per_layer.setdefault(layer, []).append(unit)
+    result = list(current)
+    for layer, chosen in per_layer.items():
+        result = _merged(result, Ablation(layer, tuple(chosen), 0.0))
+    return result
+
+
+def graph_units(event: Any) -> tuple[list[tuple[str, int]], list[str]]:
+    """The (layer, unit) pairs of a network-graph click or selection, from its points' customdata ``[layer, unit]``,
+    in order and without repeats; and the layers whose single node (unit -1, a collapsed layer) it holds."""
+    units: dict[tuple[str, int], None] = {}
+    whole: dict[str, None] = {}
+    for point in (event or {}).get("points") or []:
+        custom = point.get("customdata") if isinstance(point, dict) else None
+        if not isinstance(custom, list | tuple) or len(custom) < 2 or custom[0] is None or custom[1] is None:
+            continue
+        layer, unit = str(custom[0]), int(custom[1])
+        if unit < 0:
+            whole[layer] = None
+        else:
+            units[(layer, unit)] = None
+    return list(units), list(whole)
+
+
+def _whole_layer_hint(state: DashboardState, layer: str) -> html.Span:
+    if layer in state.conv_layers:
+        text = f"{layer} is drawn as one node: the click opens it into its channels; click a channel to switch it off."
+    else:
+        text = f"{layer} has no units to switch off; click a node of a conv or dense layer."
+    return html.Span(text, className="hint")
+
+
 def _job_text(job: Any, what: str) -> html.Span:
     if job is not None and job.error:
         return html.Span(f"{what} failed: {job.error}", className="bad")
@@ -322,10 +399,14 @@ def register_interventions(app: Dash, state: DashboardState) -> None:
         Input({"type": ids.ABL_REMOVE, "i": ALL}, "n_clicks"),
         Input({"type": ids.ABL_ITEM_SCALE, "i": ALL}, "value"),
         Input({"type": ids.ABL_APPLY, "name": ALL}, "n_clicks"),
+        Input(ids.ABL_CLICK, "data"),  # a cell of an activation panel, clicked in the mode (assets/ablate.js)
+        Input(ids.NET_GRAPH, "clickData"),
+        Input(ids.NET_GRAPH, "selectedData"),
         State(ids.ABL_LAYER, "value"),
         State(ids.ABL_UNITS, "value"),
         State(ids.ABL_SCALE, "value"),
         State(ids.UNIT, "data"),
+        State(ids.ABL_MODE, "value"),
         State(ids.ABL_STORE, "data"),
         prevent_initial_call=True,
     )
@@ -336,17 +417,37 @@ def register_interventions(app: Dash, state: DashboardState) -> None:
         _remove: Any,
         _scales: Any,
         _apply: Any,
+        _cell: Any,
+        _graph_click: Any,
+        _graph_selection: Any,
         layer: str,
         units: Any,
         scale: Any,
         unit: Any,
+        mode: Any,
         data: Any,
     ) -> Any:
         trigger = ctx.triggered_id
         value = ctx.triggered[0]["value"] if ctx.triggered else None
         current = _ablations(data)
         try:
-            if trigger == ids.ABL_RESET:
+            if trigger in (ids.ABL_CLICK, ids.NET_GRAPH) and not mode:
+                raise PreventUpdate  # outside the mode a graph click opens the unit card instead
+            if trigger == ids.ABL_CLICK:
+                if not value:
+                    raise PreventUpdate
+                current = toggle_unit(current, str(value["layer"]), int(value["unit"]))
+            elif trigger == ids.NET_GRAPH:
+                chosen, whole = graph_units(value)
+                if not chosen:
+                    if not whole:
+                        raise PreventUpdate
+                    return data, _whole_layer_hint(state, whole[0])
+                if ctx.triggered[0]["prop_id"].endswith(".clickData"):
+                    current = toggle_unit(current, *chosen[0])
+                else:  # a box or lasso selection
+                    current = switch_off(current, chosen)
+            elif trigger == ids.ABL_RESET:
                 current = []
             elif trigger == ids.ABL_ADD:
                 if not units or not str(units).strip():
@@ -380,6 +481,16 @@ def register_interventions(app: Dash, state: DashboardState) -> None:
         except LayerscopeError as e:
             return data, str(e)
         return [a.to_dict() for a in current], ""
+
+    # Switched-off units outlined in the activation panels, and the mode shown on the page (a class on the body that
+    # assets/ablate.js reads): CSS rules written in the browser, so no panel is rebuilt when the list changes.
+    app.clientside_callback(
+        ClientsideFunction("layerscope_ablate", "mark"),
+        Output(ids.ABL_MARKS, "data"),
+        Input(ids.ABL_MODE, "value"),
+        Input(ids.ABL_STORE, "data"),
+        prevent_initial_call=True,
+    )
 
     @app.callback(Output(ids.ABL_LIST, "children"), Input(ids.ABL_STORE, "data"))
     def show_list(data: Any) -> Any:

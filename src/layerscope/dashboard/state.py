@@ -26,11 +26,13 @@ from layerscope.attribution import Attribution, RandomisationStep, attribute, gu
 from layerscope.capture import layer_outputs
 from layerscope.dashboard.unit_figures import signed_png, tile
 from layerscope.drawing import NeighbourIndex
+from layerscope.errors import LayerscopeError
 from layerscope.featurevis import FeatureVis, cached_featurevis, unit_featurevis
 from layerscope.interop.seed_json import FILE_METHOD
 from layerscope.network import Connection, IncomingWeights, channel_edges, connections, incoming_weights
 from layerscope.progress import ProgressFn
-from layerscope.projections.compute import METHODS, compute_pca, compute_projection, pca_transform
+from layerscope.projections.compute import METHODS, compute_pca, compute_projection
+from layerscope.projections.place import PLACEABLE, Placement, check_placement, fit_placement
 from layerscope.receptive import ReceptiveField, receptive_field
 from layerscope.run import Run
 from layerscope.topk import TopK, store_topk
@@ -64,6 +66,11 @@ class Job:
     @property
     def percent(self) -> int:
         return int(100 * self.done / max(self.total, 1))
+
+
+def _uint8(digit: np.ndarray) -> np.ndarray:
+    """A drawn digit, floats in [0, 1], as the uint8 image it is kept as."""
+    return np.round(np.clip(digit, 0, 1) * 255).astype(np.uint8)
 
 
 @dataclass(eq=False)  # hashed by identity: its methods are lru-cached
@@ -106,6 +113,8 @@ class DashboardState:
         self.drawing_outputs: dict[str, dict[str, np.ndarray]] = {}
         self.drawing_probs: dict[str, np.ndarray] = {}
         self.draw_jobs: dict[tuple[str, str], Job] = {}
+        self._live_lock = threading.Lock()
+        self._live_version = -1  # the stroke version (assets/draw.js counts them) the live drawing shows
 
     # -- layers and projections --------------------------------------------------------------------------------
     @property
@@ -234,7 +243,7 @@ class DashboardState:
             for table in (self.drawings, self.drawing_outputs, self.drawing_probs):
                 table.pop(key, None)
             return
-        image = np.round(np.clip(digit, 0, 1) * 255).astype(np.uint8)
+        image = _uint8(digit)
         x = torch.from_numpy(image.astype(np.float32) / 255.0)[None, None]
         with self._model_lock:
             outputs = layer_outputs(self.model, x, self.layers)
@@ -243,6 +252,23 @@ class DashboardState:
         self.drawing_outputs[key] = {name: value[0].numpy() for name, value in outputs.items()}
         self.drawing_probs[key] = torch.softmax(logits.float(), dim=1)[0].numpy()
         self.drawings[key] = image
+
+    def set_live(self, digit: np.ndarray | None, version: int) -> bool:
+        """`set_drawing` of the live drawing, unless a newer stroke version already set it: the Draw panel's fast
+        path and its Dash callback both set it, and a slow request must not bring back strokes undone since.
+        Returns whether the live drawing is now ``digit``."""
+        with self._live_lock:
+            if version < self._live_version:  # older strokes: fine only if they draw what is shown anyway
+                shown = self.drawings.get(LIVE)
+                return digit is not None and shown is not None and np.array_equal(shown, _uint8(digit))
+            self._live_version = version
+            self.set_drawing(LIVE, digit)
+            return True
+
+    @property
+    def live_version(self) -> int:
+        """The stroke version the live drawing shows (-1 before the first)."""
+        return self._live_version
 
     def keep_drawing(self) -> str | None:
         """Copy the live drawing to a new kept one, "draw:N"; returns its key (None when nothing is drawn)."""
@@ -287,13 +313,118 @@ class DashboardState:
     def _neighbour_index(self, layer: str) -> NeighbourIndex:
         return NeighbourIndex(self.run, layer)
 
-    def place(self, key: str, layer: str) -> tuple[float, float] | None:
-        """A drawing's (x, y) in the PCA projection of ``layer``; None when the Run has no fitted PCA map of it."""
+    # -- drawings placed into the projections (layerscope.projections.place) ---------------------------------------
+    # PCA places with its stored map at once; LDA, Isomap, t-SNE and UMAP first rebuild from the Run's arrays what
+    # their transform needs (seconds to a minute over 70,000 images), in a background job of `jobs` keyed
+    # (layer, "place <method>"): beside the projections' own jobs, so the page polls (JOBS_INTERVAL) while one runs.
+    _PLACE_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP", "lda": "LDA", "isomap": "Isomap"}
+    PLACING_PREFIXES = ("preparing to place", "cannot place")  # how the texts of a running or failed job begin
+
+    @cached_property
+    def _placements(self) -> dict[tuple[str, str], Placement]:
+        """Ready placements by (layer, method), kept while the server runs (each holds its method's input)."""
+        return {}
+
+    @cached_property
+    def _placed(self) -> dict[tuple[str, str, str], tuple[np.ndarray, tuple[float, float] | None]]:
+        """(drawing, layer, method) -> (the layer's output it was placed from, where): a drawing is placed once per
+        stroke though the star of each panel and the Draw card's note all ask (t-SNE's transform takes ~0.1-0.5 s)."""
+        return {}
+
+    @cached_property
+    def _place_lock(self) -> threading.Lock:
+        return threading.Lock()
+
+    @cached_property
+    def _place_pool(self) -> ThreadPoolExecutor:
+        # a thread of its own: a placement is prepared while a projection or the conv layers' PCA is computed
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="layerscope-place")
+
+    def place_job(self, layer: str, method: str) -> Job | None:
+        """The background preparation of placing drawings into the ``method`` projection of ``layer``, if started."""
+        return self.jobs.get((layer, f"place {method}"))
+
+    def _place_problem(self, layer: str, method: str) -> str | None:
+        """Why drawings cannot be placed into this projection now (None: they can, perhaps after a rebuild)."""
+        label = f"the {self._PLACE_LABELS.get(method, method)} of {layer}"
+        if method == FILE_METHOD:
+            return "a drawing cannot be placed in a file's own projection (it comes without the map that made it)"
+        if method not in PLACEABLE:
+            return f"a drawing cannot be placed in {label}"
+        if not self.available(layer, method):
+            return f"a drawing is placed once {label} is computed"
+        try:
+            check_placement(self.run, layer, method)
+        except LayerscopeError as e:
+            if layer in self.missing_pca():
+                return f"placing a drawing in {label} needs the PCA of the conv layers (the Draw card's button)"
+            return str(e)
+        return None
+
+    def placement(self, layer: str, method: str) -> Placement | None:
+        """The ready placement into the ``method`` projection of ``layer``, or None: while it is rebuilt in the
+        background (started on first ask) or when it cannot be (`placing` says why). Never blocks on a rebuild."""
+        ready = self._placements.get((layer, method))
+        if ready is not None or self._place_problem(layer, method) is not None:
+            return ready
+        if method == "pca":  # the stored map: two small arrays, read now
+            placement = fit_placement(self.run, layer, method)
+            self._placements[(layer, method)] = placement
+            return placement
+        job = self.place_job(layer, method)
+        if job is not None and job.error is not None:
+            return None  # not retried on every poll: `placing` shows the error
+
+        def work(progress: ProgressFn) -> None:
+            self._placements[(layer, method)] = fit_placement(Run(self.run.path), layer, method, progress=progress)
+
+        self._start(self.jobs, self._place_pool, (layer, f"place {method}"), work)
+        return self._placements.get((layer, method))
+
+    def placing(self, layer: str, method: str) -> str:
+        """What stands between a drawing and its star in the ``method`` projection of ``layer``, said plainly: how far
+        its background preparation is, why it failed, or why drawings cannot be placed there; "" once they can."""
+        if (layer, method) in self._placements:
+            return ""
+        problem = self._place_problem(layer, method)
+        if problem is not None:
+            return problem
+        job = self.place_job(layer, method)
+        label = f"the {self._PLACE_LABELS.get(method, method)} of {layer}"
+        if job is None:
+            return f"a drawing is placed in {label} once drawn" if method != "pca" else ""
+        if job.error is not None:
+            return f"cannot place drawings in {label}: {job.error}"
+        if not job.finished:
+            return f"preparing to place drawings in {label}… {job.percent}% ({job.task})"
+        return ""
+
+    def placements_shown(self, views: Sequence[tuple[str, str]]) -> None:
+        """Count the finished preparations of projections no panel shows now (``views``: (layer, method) pairs) as
+        shown: the page polls while any job is unfinished or unshown, and no panel will show these."""
+        for (layer, what), job in list(self.jobs.items()):
+            method = what.removeprefix("place ")
+            if method != what and job.finished and (layer, method) not in views:
+                job.shown = True
+
+    def place(self, key: str, layer: str, method: str = "pca") -> tuple[float, float] | None:
+        """Drawing ``key``'s (x, y) in the ``method`` projection of ``layer``; None when there is no such drawing or
+        it cannot be placed there yet (a rebuild it needs is started in the background: `placing` tells how far)."""
         outputs = self.drawing_outputs.get(key)
-        if outputs is None or not (self.run.path / "features" / f"{layer}.pca_components.npy").is_file():
+        if outputs is None:
             return None
-        score = pca_transform(self.run, layer, outputs[layer].reshape(1, -1))[0]
-        return float(score[0]), float(score[1])
+        placement = self.placement(layer, method)
+        if placement is None:
+            return None
+        values = outputs[layer]  # the layer's full output, e.g. (64,) or (C, H, W)
+        with self._place_lock:
+            cached = self._placed.get((key, layer, method))
+            if cached is not None and cached[0] is values:  # a new stroke makes new arrays
+                return cached[1]
+            point = placement.transform(values.reshape(1, -1))[0]
+            where = (float(point[0]), float(point[1])) if np.isfinite(point).all() else None
+            self._placed[(key, layer, method)] = (values, where)
+        return where
 
     # -- inside the network: the model itself ----------------------------------------------------------------------
     @cached_property

@@ -9,16 +9,19 @@ import base64
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 from PIL import Image, ImageDraw
-from plotly.colors import sample_colorscale
 
-from layerscope.dashboard.figures import CLASS_COLORS, base_layout
+from layerscope.ablation import Ablation
+from layerscope.dashboard.figures import CLASS_COLORS, base_layout, colour_lut
 
 __all__ = [
     "GraphColumn",
+    "ablated_trace",
+    "channel_strip",
     "class_bars",
     "colorize",
     "feature_map_figure",
@@ -32,25 +35,29 @@ __all__ = [
 ]
 
 POSITIVE, NEGATIVE = "#d6604d", "#4393c3"  # edge colours: excitatory red, inhibitory blue (RdBu ends)
-
-
-def _lut(scale: str) -> np.ndarray:
-    """(256, 3) uint8 colours of a plotly colour scale."""
-    colors = sample_colorscale(scale, np.linspace(0, 1, 256).tolist(), colortype="tuple")  # floats in [0, 1]
-    return (np.asarray(colors) * 255).round().astype(np.uint8)
-
-
-_LUTS: dict[str, np.ndarray] = {}
+SWITCHED_OFF, SCALED = "#d62728", "#f08c00"  # crosses over units an ablation zeroes, or scales
 
 
 def colorize(values: np.ndarray, lo: float, hi: float, scale: str = "Viridis") -> np.ndarray:
     """(H, W) floats -> (H, W, 3) uint8 colours, ``lo``..``hi`` spread over the colour scale; NaN stays white."""
-    lut = _LUTS.setdefault(scale, _lut(scale))
+    lut = colour_lut(scale)
     span = hi - lo if hi > lo else 1.0
     scaled = np.clip((np.nan_to_num(values, nan=lo) - lo) / span, 0, 1)
     rgb = lut[(scaled * 255).round().astype(np.int64)]
     rgb[np.isnan(values)] = 255
     return rgb
+
+
+def channel_strip(fmap: np.ndarray, per_channel: bool = True) -> str:
+    """A data-URI PNG of a conv layer's maps side by side: (C, H, W) floats -> (H, C*W, 3) colours, each map over its
+    own range (``per_channel``) or all over the layer's. One PNG per layer: 80 small PNGs cost ~110 ms to encode,
+    too slow for the Draw panel to follow the pen; the page shows each map as a slice of the strip (style.css)."""
+    axes = (1, 2) if per_channel else (0, 1, 2)
+    lo, hi = fmap.min(axis=axes, keepdims=True), fmap.max(axis=axes, keepdims=True)
+    scaled = (fmap - lo) / np.where(hi > lo, hi - lo, 1.0)
+    c, h, w = fmap.shape
+    rgb = colorize(scaled, 0.0, 1.0)  # (C, H, W, 3)
+    return png_uri(np.ascontiguousarray(rgb.transpose(1, 0, 2, 3).reshape(h, c * w, 3)))
 
 
 def png_uri(image: np.ndarray, scale: int = 1, box: tuple[int, int, int, int] | None = None) -> str:
@@ -361,3 +368,55 @@ def feature_map_figure(fmap: np.ndarray, lo: float, hi: float, title: str) -> go
     fig.update_yaxes(autorange="reversed", scaleanchor="x", visible=False)
     fig.update_xaxes(visible=False)
     return fig
+
+
+def ablated_trace(
+    columns: Sequence[tuple[str, int, bool]], ablations: Sequence[Ablation], height: int = 720
+) -> go.Scatter:
+    """A cross over the node of each unit ``ablations`` name (over a layer's single node while it is collapsed), where
+    ``network_figure`` draws the nodes of ``columns`` ((layer, units, drawn unit by unit) each); drawn last, it carries
+    the nodes' ``[layer, unit]`` customdata, so a click on a cross does what a click on its node does."""
+    scales: dict[tuple[str, int], float] = {}
+    for a in ablations:
+        for u in a.units:
+            scales[(a.layer, u)] = scales.get((a.layer, u), 1.0) * a.scale  # several ablations of a unit multiply
+    x: list[float] = []
+    y: list[float] = []
+    custom: list[list[Any]] = []
+    text: list[str] = []
+    size: list[int] = []
+    colour: list[str] = []
+    for i, (name, units, expanded) in enumerate(columns):
+        chosen = sorted(u for layer, u in scales if layer == name and u < units)
+        if not chosen:
+            continue
+        if not expanded:
+            off = sum(scales[(name, u)] == 0 for u in chosen)
+            x.append(float(i))
+            y.append(0.5)
+            custom.append([name, -1])
+            text.append(f"{name}: {off} of {units} units switched off, {len(chosen) - off} scaled")
+            size.append(30)
+            colour.append(SWITCHED_OFF if off else SCALED)
+            continue
+        ys = _ys(units)
+        node = max(5, min(14, int(height / max(units, 1) * 0.55)))  # network_figure's node size
+        for u in chosen:
+            scale = scales[(name, u)]
+            x.append(float(i))
+            y.append(float(ys[u]))
+            custom.append([name, u])
+            text.append(f"{name} unit {u}: " + ("switched off" if scale == 0 else f"× {scale:g}"))
+            size.append(node + 6)
+            colour.append(SWITCHED_OFF if scale == 0 else SCALED)
+    return go.Scatter(
+        x=x,
+        y=y,
+        mode="markers",
+        marker=dict(symbol="x-thin-open", size=size, color=colour, line=dict(color=colour, width=2.5)),
+        customdata=custom,
+        hovertext=text,
+        hovertemplate="%{hovertext}<extra></extra>",
+        name="switched off",
+        showlegend=False,
+    )

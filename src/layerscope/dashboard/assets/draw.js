@@ -1,39 +1,161 @@
-// The Draw panel's canvas: pointer events (mouse, pen and touch) draw strokes with a round pen, and the strokes, as
-// points normalised to [0, 1] (origin top left), travel to the server through the "draw-strokes" store: at most
-// every THROTTLE_MS while drawing, and at once when a stroke ends. Clear and Undo are handled here too.
+// The Draw panel's canvas: pointer events (mouse, pen and touch) draw strokes with a round pen; the strokes are
+// points normalised to [0, 1] (origin top left). Clear and Undo are handled here too.
+//
+// Two ways to the server:
+// - while drawing, the fast path (dashboard/live.py): the strokes are posted to "_layerscope/draw", one request in
+//   flight at a time (the next one carries the newest strokes), and the answer restyles in place the Draw card's
+//   bars, caption and preview, the "Selected image" card, the live row of each open activation panel and the
+//   feature maps. No Dash callback runs, so the page follows the pen.
+// - once the first stroke ends, once the pen rests for SETTLE_MS, and on Clear and Undo, the "draw-strokes" store: the Dash callbacks redraw
+//   every view from the server's state, including the slower ones (nearest images, the projections' star).
+// Every request carries a version (increasing, also across page loads): the server ignores older strokes than it
+// has already shown, and so does this script.
 (function () {
   const CANVAS = "draw-canvas";
   const STORE = "draw-strokes";
-  const THROTTLE_MS = 70;
+  const ROUTE = "_layerscope/draw";
+  const SETTLE_MS = 400;
   let strokes = [];
   let current = null;
   let version = 0;
-  let lastPush = 0;
-  let timer = null;
+  let applied = 0; // the newest version whose answer the page shows
+  let inflight = false;
+  let pending = false; // strokes changed while a request was in flight
+  let ended = false; // a stroke ended since the last request (benchmarks/draw.py times from there)
+  let settleTimer = null;
 
-  // done: a stroke ended (or Clear, Undo); mid-stroke pushes update the bars, finished strokes everything
-  function push(done) {
-    if (timer !== null) {
-      clearTimeout(timer);
-      timer = null;
-    }
-    lastPush = Date.now();
-    version += 1;
+  function nextVersion() {
+    version = Math.max(version + 1, Date.now());
+    return version;
+  }
+
+  function copy() {
+    return strokes.map(function (s) { return s.slice(); });
+  }
+
+  // -- the Dash callbacks --------------------------------------------------------------------------------------------
+  // changed: the strokes changed without a fast request (Clear, Undo), whose older answers must not paint over
+  // what Dash draws now; after a rest, the last fast request had these very strokes
+  function settle(changed) {
+    clearTimeout(settleTimer);
+    settleTimer = null;
+    nextVersion();
+    if (changed) { applied = version; }
     if (window.dash_clientside && window.dash_clientside.set_props) {
-      const copy = strokes.map(function (s) { return s.slice(); });
-      window.dash_clientside.set_props(STORE, { data: { strokes: copy, version: version, done: done !== false } });
+      window.dash_clientside.set_props(STORE, { data: { strokes: copy(), version: version, done: true } });
     }
   }
 
-  function schedule() {
-    const wait = THROTTLE_MS - (Date.now() - lastPush);
-    if (wait <= 0) {
-      push(false);
-    } else if (timer === null) {
-      timer = setTimeout(function () { push(false); }, wait);
-    }
+  function settleLater() {
+    clearTimeout(settleTimer);
+    settleTimer = setTimeout(function () { settle(false); }, SETTLE_MS);
   }
 
+  // -- the fast path -------------------------------------------------------------------------------------------------
+  function url() {
+    let prefix = "/";
+    const config = document.getElementById("_dash-config");
+    if (config) {
+      try { prefix = JSON.parse(config.textContent).requests_pathname_prefix || "/"; } catch (e) { /* default */ }
+    }
+    return prefix + ROUTE;
+  }
+
+  function isBars(gd) {
+    return !!(gd && gd.data && gd.data[0] && gd.data[0].type === "bar");
+  }
+
+  // what the page shows of the live drawing: panel rows with the order and colour range they were drawn with
+  // (callbacks.py _panel), feature-map grids (inside.py _fmap_tiles)
+  function asks() {
+    const panels = [];
+    document.querySelectorAll("[data-live-layer]").forEach(function (row) {
+      panels.push({
+        layer: row.dataset.liveLayer,
+        order: (row.dataset.order || "").split(",").filter(function (u) { return u !== ""; }).map(Number),
+        lo: Number(row.dataset.lo),
+        hi: Number(row.dataset.hi),
+      });
+    });
+    const maps = [];
+    document.querySelectorAll('#fmap-area .fmap-grid[data-live="1"]').forEach(function (grid) {
+      maps.push({ layer: grid.dataset.layer, scale: grid.dataset.scale });
+    });
+    return { panels: panels, maps: maps };
+  }
+
+  function restyleBars(gd, bars) {
+    if (!isBars(gd) || !window.Plotly) { return null; }
+    return window.Plotly.restyle(
+      gd, { x: [bars.x], text: [bars.text], "marker.color": [bars.color], "marker.line.color": [bars.line] }, [0]
+    );
+  }
+
+  function caption(selector, text) {
+    const node = document.querySelector(selector);
+    if (node) { node.setAttribute("data-text", text); node.setAttribute("title", text); }
+  }
+
+  function apply(answer, canvas) {
+    if (!answer || answer.stale || answer.empty || answer.version < applied) { return; }
+    applied = answer.version;
+    const drawn = [];
+    const gd = document.querySelector("#draw-probs .js-plotly-plot");
+    if (isBars(gd)) {
+      drawn.push(restyleBars(gd, answer.bars));
+    } else if (gd && answer.figure && window.Plotly) {
+      drawn.push(window.Plotly.react(gd, answer.figure.data, answer.figure.layout));
+    }
+    const preview = document.getElementById("draw-preview");
+    if (preview) { preview.src = answer.preview; }
+    caption("#draw-caption .live-caption", answer.caption);
+    if (document.querySelector("#preview-caption [data-live]")) { // the drawing is the selected image
+      const large = document.getElementById("preview-image");
+      if (large) { large.src = answer.large; }
+      drawn.push(restyleBars(document.querySelector("#preview-probs .js-plotly-plot"), answer.bars));
+      caption("#preview-caption .live-caption", answer.caption);
+    }
+    document.querySelectorAll("[data-live-layer]").forEach(function (row) {
+      const colours = answer.panels[row.dataset.liveLayer];
+      if (!colours) { return; }
+      row.querySelectorAll(".cell").forEach(function (cell, i) {
+        if (i < colours.length) { cell.style.background = colours[i]; }
+      });
+    });
+    document.querySelectorAll('#fmap-area .fmap-grid[data-live="1"]').forEach(function (grid) {
+      const strip = answer.maps[grid.dataset.layer];
+      if (strip) { grid.style.setProperty("--sprite", 'url("' + strip + '")'); }
+    });
+    Promise.all(drawn).then(function () {
+      if (canvas) { canvas.dataset.shown = String(answer.version); }
+    });
+  }
+
+  function fast(canvas) {
+    if (inflight) { pending = true; return; }
+    if (!strokes.length) { return; }
+    inflight = true;
+    pending = false;
+    const body = Object.assign(
+      {
+        strokes: copy(),
+        version: nextVersion(),
+        figure: !isBars(document.querySelector("#draw-probs .js-plotly-plot")),
+      },
+      asks()
+    );
+    if (ended) { canvas.dataset.ended = String(body.version); ended = false; }
+    fetch(url(), { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (answer) { apply(answer, canvas); })
+      .catch(function (e) { console.warn("layerscope draw:", e); /* the settled Dash update shows it anyway */ })
+      .finally(function () {
+        inflight = false;
+        if (pending) { fast(canvas); }
+      });
+  }
+
+  // -- drawing ---------------------------------------------------------------------------------------------------------
   function pen(canvas) {
     const ctx = canvas.getContext("2d");
     ctx.lineWidth = canvas.width / 14;
@@ -87,22 +209,27 @@
       if (canvas.setPointerCapture) {
         try { canvas.setPointerCapture(event.pointerId); } catch (e) { /* synthetic events have no capture */ }
       }
+      clearTimeout(settleTimer); // the pen is moving again: the Dash update waits for it to rest
       current = [point(canvas, event)];
       strokes.push(current);
       segment(canvas, current, 0);
-      schedule();
+      fast(canvas);
     });
     canvas.addEventListener("pointermove", function (event) {
       if (current === null) { return; }
       event.preventDefault();
       current.push(point(canvas, event));
       segment(canvas, current, current.length - 1);
-      schedule();
+      fast(canvas);
     });
     function end() {
       if (current === null) { return; }
       current = null;
-      push();
+      ended = true;
+      fast(canvas);
+      // the first stroke makes the drawing the selected image at once, so that the activation panels and feature
+      // maps show it (and follow the next strokes); later strokes wait for the pen to rest
+      if (strokes.length === 1) { settle(false); } else { settleLater(); }
     }
     canvas.addEventListener("pointerup", end);
     canvas.addEventListener("pointercancel", end);
@@ -120,7 +247,7 @@
     }
     current = null;
     redraw(canvas);
-    push();
+    settle(true);
   });
 
   // Dash renders the page after this script runs, and may render the canvas again: attach whenever it appears.

@@ -1,0 +1,95 @@
+"""The Draw panel's fast path: while a digit is drawn, assets/draw.js posts the strokes to one plain HTTP route and
+restyles, in place, what shows the live drawing: the Draw card's bars, caption and preview, the "Selected image"
+card, the live row of every open activation panel and the conv feature maps.
+
+Why not a Dash callback: every callback response makes Dash's renderer walk the page's ~500 components, and on a
+2-core laptop one round trip took 150-550 ms in the browser against ~15 ms of server work (benchmarks/draw.py). The
+callbacks still run once the pen rests (``DRAW_SETTLED``) and redraw every view from the server's state, so what the
+fast path restyled is replaced by the same values drawn the usual way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from dash import Dash
+from flask import jsonify, request
+
+from layerscope.dashboard import figures
+from layerscope.dashboard.draw import digit_from_strokes, strokes_of
+from layerscope.dashboard.state import LIVE, DashboardState
+from layerscope.dashboard.unit_figures import channel_strip
+
+__all__ = ["ROUTE", "live_update", "register_live"]
+
+ROUTE = "_layerscope/draw"  # under the app's routes_pathname_prefix
+MAX_POINTS = 20_000  # a drawing is a few hundred points; more is not a drawing
+
+
+def _panel_colours(state: DashboardState, ask: Any) -> list[str] | None:
+    """The live row's cell colours of an open activation panel: ``ask`` = {"layer", "order", "lo", "hi"}, the unit
+    order and colour range the panel was drawn with (its data attributes)."""
+    layer = ask.get("layer") if isinstance(ask, dict) else None
+    values = state.drawing_values(LIVE, layer) if layer in state.layers and layer != "input" else None
+    if values is None:
+        return None
+    order = [int(u) for u in ask.get("order") or range(len(values)) if 0 <= int(u) < len(values)]
+    return figures.viridis(values[order], float(ask.get("lo", values.min())), float(ask.get("hi", values.max())))
+
+
+def live_update(state: DashboardState, body: Any) -> dict[str, Any]:
+    """Set the live drawing from the strokes in ``body`` and say what the page shows for it.
+
+    ``body``: {"strokes": [[[x, y], ...], ...], "version": n, "figure": bool, "panels": [{"layer", "order", "lo",
+    "hi"}, ...], "maps": [{"layer", "scale"}, ...]}. The answer has the version, "empty" for a blank drawing, else
+    "bars" (`figures.probability_bars`), "caption", "preview" (112 px) and "large" (224 px) images, "figure" (the whole
+    bar figure, when asked: the card shows a placeholder before the first stroke), "panels" {layer: colours} and
+    "maps" {layer: strip PNG}. A request older than one already answered is answered with "stale"."""
+    strokes = strokes_of(body)
+    if sum(len(s) for s in strokes) > MAX_POINTS:
+        raise ValueError(f"a drawing of more than {MAX_POINTS:,} points")
+    version = int(body.get("version") or 0)
+    digit = digit_from_strokes(strokes)
+    if not state.set_live(digit, version):
+        return {"version": version, "stale": True}
+    if digit is None:
+        return {"version": version, "empty": True}
+    probs = state.drawing_probs[LIVE]
+    k = int(np.argmax(probs))
+    out: dict[str, Any] = {
+        "version": version,
+        "bars": figures.probability_bars(probs, k),
+        "caption": f"predicted {state.class_names[k]} ({probs[k]:.1%})",
+        "preview": state.thumbnail(LIVE, 112),
+        "large": state.thumbnail(LIVE, 224),
+        "panels": {},
+        "maps": {},
+    }
+    if body.get("figure"):
+        out["figure"] = figures.probability_figure(probs, k, state.class_names).to_plotly_json()
+    for ask in body.get("panels") or []:
+        colours = _panel_colours(state, ask)
+        if colours is not None:
+            out["panels"][ask["layer"]] = colours
+    maps = state.feature_maps(LIVE)
+    for ask in body.get("maps") or []:
+        layer = ask.get("layer") if isinstance(ask, dict) else None
+        if layer in maps:
+            out["maps"][layer] = channel_strip(maps[layer], ask.get("scale") != "layer")
+    return out
+
+
+def register_live(app: Dash, state: DashboardState) -> None:
+    """Serve `live_update` at POST ``<routes_pathname_prefix>_layerscope/draw``."""
+
+    def draw() -> Any:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return jsonify(error="expected a JSON object with the drawing's strokes"), 400
+        try:
+            return jsonify(live_update(state, body))
+        except (TypeError, ValueError) as e:
+            return jsonify(error=f"malformed drawing: {e}"), 400
+
+    app.server.add_url_rule(app.config.routes_pathname_prefix + ROUTE, "layerscope_draw", draw, methods=["POST"])
