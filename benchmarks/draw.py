@@ -37,6 +37,7 @@ STROKE_JS = """async ([points, wait]) => {
         clientX: box.left + p[0] * box.width, clientY: box.top + p[1] * box.height}));
     const sleep = ms => new Promise(r => setTimeout(r, ms));
     const before = canvas.dataset.ended;
+    const settledBefore = canvas.dataset.settled || '';
     fire('pointerdown', points[0]);
     for (const p of points.slice(1)) { await sleep(wait); fire('pointermove', p); }
     const up = performance.now();
@@ -53,20 +54,31 @@ STROKE_JS = """async ([points, wait]) => {
         rows: document.querySelectorAll('[data-live-layer]').length,
         maps: document.querySelectorAll('#fmap-area .fmap-grid[data-live="1"]').length,
     };
-    return [shown, live, up];
+    return [shown, live, up, settledBefore];
 }"""
 
-# the Dash callbacks once the pen rests: from pointer-up until the renderer has no callback left to run
-SETTLED_JS = """async (start) => {
-    const idle = () => {
+# the Dash callbacks once the pen rests: from pointer-up until the renderer has no callback left to run for the views
+# a finished drawing updates (an interval's polling, e.g. while a placement is prepared, does not count)
+SETTLED_JS = """async ([start, settledBefore]) => {
+    const views = ['draw-neighbours', 'panel-area', 'fmap-area', 'proj-a-graph', 'proj-b-graph', 'draw-placed',
+                   'draw-probs', 'preview-probs'];
+    const busy = () => {
         const c = window.store.getState().callbacks;
         return ['requested', 'prioritized', 'blocked', 'executing', 'watched', 'executed', 'stored']
-            .every(k => !c[k] || c[k].length === 0);
+            .some(k => Array.isArray(c[k]) && c[k].some(cb => views.some(v => String(cb.callback.output).includes(v))));
     };
     const gd = document.querySelector('#draw-probs .js-plotly-plot');
-    const ended = Number(document.getElementById('draw-canvas').dataset.ended);
-    while (!(gd.layout.meta && gd.layout.meta.draw > ended && idle())) {
-        if (performance.now() - start > 60000) { throw new Error('the page did not settle in 60 s'); }
+    const canvas = document.getElementById('draw-canvas');
+    // the Dash update assets/draw.js sent for this stroke, once the pen rested (or at once for a first stroke)
+    const pushed = () => (canvas.dataset.settled || '') !== settledBefore;
+    while (!(pushed() && gd.layout.meta && gd.layout.meta.draw >= Number(canvas.dataset.settled)) || busy()) {
+        if (performance.now() - start > 60000) {
+            const c = window.store.getState().callbacks;
+            const pending = Object.keys(c).filter(k => Array.isArray(c[k]))
+                .map(k => [k, c[k].map(cb => String(cb.callback.output))]);
+            throw new Error('the page did not settle in 60 s: ' + JSON.stringify(
+                {meta: gd.layout.meta, settled: canvas.dataset.settled, pending}));
+        }
         await new Promise(r => setTimeout(r, 5));
     }
     return performance.now() - start;
@@ -155,6 +167,7 @@ def main() -> None:
     )
 
     # placing a drawing in each projection of fc2 the Run holds: the rebuild (once per projection), then a drawing
+    from layerscope.errors import LayerscopeError
     from layerscope.projections import fit_placement
     from layerscope.run import Run
 
@@ -164,7 +177,11 @@ def main() -> None:
             table.skip(f"place a drawing in the {method} of fc2", "the Run has no such projection (projections.py)")
             continue
         t0 = time.perf_counter()
-        placement = fit_placement(Run(run.path), "fc2", method)
+        try:
+            placement = fit_placement(Run(run.path), "fc2", method)
+        except LayerscopeError as e:  # e.g. a Run made before the fitted PCA map was kept
+            table.skip(f"place a drawing in the {method} of fc2", str(e))
+            continue
         rebuild = time.perf_counter() - t0
         one, _ = median_seconds(lambda p=placement: p.transform(values), 5, warmup=1)
         table.add(
@@ -187,10 +204,10 @@ def main() -> None:
                 page.click("#draw-clear")
                 page.wait_for_timeout(1500)
             # strokes in quick succession (300 ms apart), as a digit is drawn; every 4th, the pen rests
-            ms, live, up = page.evaluate(STROKE_JS, [strokes_for(k, rng), 16])
+            ms, live, up, settled_before = page.evaluate(STROKE_JS, [strokes_for(k, rng), 16])
             rest = k % 4 == 3
             if rest:
-                settled = page.evaluate(SETTLED_JS, up)
+                settled = page.evaluate(SETTLED_JS, [up, settled_before])
             page.wait_for_timeout(1500 if rest else 300)
             if k >= 2:
                 quick.append(ms)

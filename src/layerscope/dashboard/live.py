@@ -3,7 +3,8 @@ restyles, in place, what shows the live drawing: the Draw card's bars, caption a
 card, the live row of every open activation panel and the conv feature maps.
 
 Why not a Dash callback: every callback response makes Dash's renderer walk the page's ~500 components, and on a
-2-core laptop one round trip took 150-550 ms in the browser against ~15 ms of server work (benchmarks/draw.py). The
+2-core laptop a stroke took 177 ms (p50) to 550 ms (p95) to reach the bars through a callback, against ~15 ms of
+server work; through this route, bars, panels and feature maps together take ~100 ms (benchmarks/draw.py). The
 callbacks still run once the pen rests (``DRAW_SETTLED``) and redraw every view from the server's state, so what the
 fast path restyled is replaced by the same values drawn the usual way.
 """

@@ -3,11 +3,12 @@
 //
 // Two ways to the server:
 // - while drawing, the fast path (dashboard/live.py): the strokes are posted to "_layerscope/draw", one request in
-//   flight at a time (the next one carries the newest strokes), and the answer restyles in place the Draw card's
-//   bars, caption and preview, the "Selected image" card, the live row of each open activation panel and the
-//   feature maps. No Dash callback runs, so the page follows the pen.
-// - once the first stroke ends, once the pen rests for SETTLE_MS, and on Clear and Undo, the "draw-strokes" store: the Dash callbacks redraw
-//   every view from the server's state, including the slower ones (nearest images, the projections' star).
+//   flight at a time while the pen moves (the next carries the newest strokes) and one at once when a stroke ends;
+//   the answer redraws in place the Draw card's bars, caption and preview, the live row of each open activation
+//   panel, the feature maps and the "Selected image" card. No Dash callback runs, so the page follows the pen.
+// - once the first stroke's answer is drawn, once the pen rests for SETTLE_MS, and on Clear and Undo, the
+//   "draw-strokes" store: the Dash callbacks redraw every view from the server's state, including the slower ones
+//   (nearest images, the projections' star).
 // Every request carries a version (increasing, also across page loads): the server ignores older strokes than it
 // has already shown, and so does this script.
 (function () {
@@ -19,10 +20,11 @@
   let current = null;
   let version = 0;
   let applied = 0; // the newest version whose answer the page shows
-  let inflight = false;
+  let inflight = 0; // requests sent, not answered
   let pending = false; // strokes changed while a request was in flight
   let ended = false; // a stroke ended since the last request (benchmarks/draw.py times from there)
   let settleTimer = null;
+  let settleWhenShown = false; // the first stroke's answer, once drawn, selects the drawing
 
   function nextVersion() {
     version = Math.max(version + 1, Date.now());
@@ -39,8 +41,11 @@
   function settle(changed) {
     clearTimeout(settleTimer);
     settleTimer = null;
+    settleWhenShown = false;
     nextVersion();
     if (changed) { applied = version; }
+    const canvas = document.getElementById(CANVAS);
+    if (canvas) { canvas.dataset.settled = String(version); } // benchmarks/draw.py waits for the bars of this version
     if (window.dash_clientside && window.dash_clientside.set_props) {
       window.dash_clientside.set_props(STORE, { data: { strokes: copy(), version: version, done: true } });
     }
@@ -84,11 +89,18 @@
     return { panels: panels, maps: maps };
   }
 
-  function restyleBars(gd, bars) {
+  // Plotly.react with the new values (measured faster than restyle and animate for these small bar charts); the
+  // dcc.Graph's own figure replaces it when the Dash callbacks run
+  function redrawBars(gd, bars) {
     if (!isBars(gd) || !window.Plotly) { return null; }
-    return window.Plotly.restyle(
-      gd, { x: [bars.x], text: [bars.text], "marker.color": [bars.color], "marker.line.color": [bars.line] }, [0]
-    );
+    const trace = gd.data[0];
+    const marker = Object.assign({}, trace.marker, {
+      color: bars.color,
+      line: Object.assign({}, trace.marker && trace.marker.line, { color: bars.line }),
+    });
+    const data = gd.data.slice();
+    data[0] = Object.assign({}, trace, { x: bars.x, text: bars.text, marker: marker });
+    return window.Plotly.react(gd, data, gd.layout);
   }
 
   function caption(selector, text) {
@@ -96,25 +108,34 @@
     if (node) { node.setAttribute("data-text", text); node.setAttribute("title", text); }
   }
 
+  // an image decoded before it is swapped in: a CSS background or <img> whose data changes decodes in the frame that
+  // paints it (~20-35 ms of the main thread here); Image.decode() does it off the main thread
+  function decoded(uri) {
+    const image = new Image();
+    image.src = uri;
+    return image.decode().catch(function () { return null; });
+  }
+
+  function afterPaint() {
+    return new Promise(function (resolve) { requestAnimationFrame(function () { setTimeout(resolve, 0); }); });
+  }
+
   function apply(answer, canvas) {
     if (!answer || answer.stale || answer.empty || answer.version < applied) { return; }
     applied = answer.version;
+    const selected = document.querySelector("#preview-caption [data-live]"); // the drawing is the selected image
+    const maps = document.querySelectorAll('#fmap-area .fmap-grid[data-live="1"]');
+    const images = [answer.preview].concat(selected ? [answer.large] : [], Object.values(answer.maps));
+    const ready = Promise.all(images.map(decoded));
     const drawn = [];
     const gd = document.querySelector("#draw-probs .js-plotly-plot");
     if (isBars(gd)) {
-      drawn.push(restyleBars(gd, answer.bars));
+      drawn.push(redrawBars(gd, answer.bars));
     } else if (gd && answer.figure && window.Plotly) {
       drawn.push(window.Plotly.react(gd, answer.figure.data, answer.figure.layout));
     }
-    const preview = document.getElementById("draw-preview");
-    if (preview) { preview.src = answer.preview; }
     caption("#draw-caption .live-caption", answer.caption);
-    if (document.querySelector("#preview-caption [data-live]")) { // the drawing is the selected image
-      const large = document.getElementById("preview-image");
-      if (large) { large.src = answer.large; }
-      drawn.push(restyleBars(document.querySelector("#preview-probs .js-plotly-plot"), answer.bars));
-      caption("#preview-caption .live-caption", answer.caption);
-    }
+    if (selected) { caption("#preview-caption .live-caption", answer.caption); }
     document.querySelectorAll("[data-live-layer]").forEach(function (row) {
       const colours = answer.panels[row.dataset.liveLayer];
       if (!colours) { return; }
@@ -122,19 +143,35 @@
         if (i < colours.length) { cell.style.background = colours[i]; }
       });
     });
-    document.querySelectorAll('#fmap-area .fmap-grid[data-live="1"]').forEach(function (grid) {
-      const strip = answer.maps[grid.dataset.layer];
-      if (strip) { grid.style.setProperty("--sprite", 'url("' + strip + '")'); }
-    });
-    Promise.all(drawn).then(function () {
-      if (canvas) { canvas.dataset.shown = String(answer.version); }
+    drawn.push(ready.then(function () {
+      if (answer.version !== applied) { return; } // a newer answer is being drawn
+      const preview = document.getElementById("draw-preview");
+      if (preview) { preview.src = answer.preview; }
+      const large = document.getElementById("preview-image");
+      if (selected && large) { large.src = answer.large; }
+      maps.forEach(function (grid) {
+        const strip = answer.maps[grid.dataset.layer];
+        if (strip) { grid.style.setProperty("--sprite", 'url("' + strip + '")'); }
+      });
+    }));
+    Promise.all(drawn).then(afterPaint).then(function () {
+      if (!canvas || answer.version !== applied) { return; }
+      canvas.dataset.shown = String(answer.version);
+      // the "Selected image" card repeats the bars: redrawn after the rest, only for a finished stroke (a Plotly
+      // redraw costs ~20-30 ms of the main thread on a 2-core laptop)
+      if (selected && answer.version >= Number(canvas.dataset.ended || 0)) {
+        redrawBars(document.querySelector("#preview-probs .js-plotly-plot"), answer.bars);
+      }
+      if (settleWhenShown && answer.version >= Number(canvas.dataset.ended || 0)) { settle(false); }
     });
   }
 
-  function fast(canvas) {
-    if (inflight) { pending = true; return; }
+  // one request in flight while the pen moves (the next carries the newest strokes); ``now``: a stroke ended, its
+  // request goes at once, beside one in flight
+  function fast(canvas, now) {
+    if (inflight > 0 && !now) { pending = true; return; }
     if (!strokes.length) { return; }
-    inflight = true;
+    inflight += 1;
     pending = false;
     const body = Object.assign(
       {
@@ -145,13 +182,15 @@
       asks()
     );
     if (ended) { canvas.dataset.ended = String(body.version); ended = false; }
+    // a stroke ended: the answer in flight is not drawn, which would hold the main thread when this one arrives
+    if (now) { applied = body.version; }
     fetch(url(), { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) })
       .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (answer) { apply(answer, canvas); })
-      .catch(function (e) { console.warn("layerscope draw:", e); /* the settled Dash update shows it anyway */ })
-      .finally(function () {
-        inflight = false;
-        if (pending) { fast(canvas); }
+      .catch(function (e) { console.warn("layerscope draw:", e); return null; })
+      .then(function (answer) {
+        inflight -= 1;
+        if (pending) { fast(canvas); } // the next request travels while this answer is drawn
+        apply(answer, canvas);
       });
   }
 
@@ -226,10 +265,12 @@
       if (current === null) { return; }
       current = null;
       ended = true;
-      fast(canvas);
-      // the first stroke makes the drawing the selected image at once, so that the activation panels and feature
-      // maps show it (and follow the next strokes); later strokes wait for the pen to rest
-      if (strokes.length === 1) { settle(false); } else { settleLater(); }
+      fast(canvas, true);
+      // the first stroke makes the drawing the selected image as soon as its answer is drawn, so that the
+      // activation panels and feature maps show it (and follow the next strokes); later strokes wait for the pen
+      // to rest
+      settleWhenShown = strokes.length === 1;
+      settleLater();
     }
     canvas.addEventListener("pointerup", end);
     canvas.addEventListener("pointercancel", end);
