@@ -94,3 +94,31 @@ def browser_context(tmp_path_factory: pytest.TempPathFactory):
 def page(browser_context, server):
     with opened(browser_context, server) as page:
         yield page
+
+
+NET = "#net-graph .js-plotly-plot"
+
+
+def node_position(page, layer, unit):
+    """Where plotly drew the node of ``layer``/``unit`` (-1: a collapsed layer), in page pixels."""
+    return page.evaluate(
+        """([sel, layer, unit]) => { const gd = document.querySelector(sel);
+               const t = gd._fullData.find(t => t.mode.startsWith('markers') && t.name === layer);
+               const i = Array.from(t.customdata).findIndex(c => c[1] === unit);
+               const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+               const box = gd.querySelector('.main-svg').getBoundingClientRect();
+               return [box.left + xa._offset + xa.l2p(t.x[i]), box.top + ya._offset + ya.l2p(t.y[i])]; }""",
+        [NET, layer, unit],
+    )
+
+
+def click_node(page, layer, unit):
+    """Move the mouse onto the node and click it, once plotly hovers it (its click reports the hovered point)."""
+    x, y = node_position(page, layer, unit)
+    page.mouse.move(x, y, steps=4)
+    page.wait_for_function(
+        """([sel, layer, unit]) => (document.querySelector(sel)._hoverdata || [])
+               .some(p => p.customdata && p.customdata[0] === layer && p.customdata[1] === unit)""",
+        arg=[NET, layer, unit],
+    )
+    page.mouse.click(x, y)

@@ -5,9 +5,10 @@ import re
 
 import pytest
 
+from tests.browser.conftest import NET, click_node
+
 pytestmark = pytest.mark.browser
 
-NET = "#net-graph .js-plotly-plot"
 SHOTS = os.environ.get("LAYERSCOPE_SCREENSHOTS")  # a directory: save screenshots there to look at them
 
 
@@ -24,20 +25,6 @@ def node_count(page, layer):
                return t ? t.customdata.length : 0; }""",
         [NET, layer],
     )
-
-
-def click_node(page, layer, unit):
-    """Click the node of ``layer``/``unit`` (-1: a collapsed layer) with the mouse, where plotly drew it."""
-    x, y = page.evaluate(
-        """([sel, layer, unit]) => { const gd = document.querySelector(sel);
-               const t = gd._fullData.find(t => t.mode.startsWith('markers') && t.name === layer);
-               const i = Array.from(t.customdata).findIndex(c => c[1] === unit);
-               const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
-               const box = gd.querySelector('.main-svg').getBoundingClientRect();
-               return [box.left + xa._offset + xa.l2p(t.x[i]), box.top + ya._offset + ya.l2p(t.y[i])]; }""",
-        [NET, layer, unit],
-    )
-    page.mouse.click(x, y)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from layerscope.ablation import Ablation
+from tests.browser.conftest import NET, click_node, node_position
 
 pytestmark = pytest.mark.browser
 
@@ -64,34 +65,8 @@ def test_the_unit_card_switches_its_unit_off(page):
     assert page.locator("#abl-list .abl-item").count() == 1
 
 
-NET = "#net-graph .js-plotly-plot"
 LIST_HAS = "t => document.querySelector('#abl-list').textContent.includes(t)"
 NO_UNIT_OFF = "() => document.querySelector('#abl-list').textContent.includes('No unit is switched off')"
-
-
-def node_position(page, layer, unit):
-    """Where plotly drew the node of ``layer``/``unit`` (-1: a collapsed layer), in page pixels."""
-    return page.evaluate(
-        """([sel, layer, unit]) => { const gd = document.querySelector(sel);
-               const t = gd._fullData.find(t => t.mode.startsWith('markers') && t.name === layer);
-               const i = Array.from(t.customdata).findIndex(c => c[1] === unit);
-               const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
-               const box = gd.querySelector('.main-svg').getBoundingClientRect();
-               return [box.left + xa._offset + xa.l2p(t.x[i]), box.top + ya._offset + ya.l2p(t.y[i])]; }""",
-        [NET, layer, unit],
-    )
-
-
-def click_node(page, layer, unit):
-    """Move the mouse onto the node and click it, once plotly hovers it (its click reports the hovered point)."""
-    x, y = node_position(page, layer, unit)
-    page.mouse.move(x, y, steps=4)
-    page.wait_for_function(
-        """([sel, layer, unit]) => (document.querySelector(sel)._hoverdata || [])
-               .some(p => p.customdata && p.customdata[0] === layer && p.customdata[1] === unit)""",
-        arg=[NET, layer, unit],
-    )
-    page.mouse.click(x, y)
 
 
 def crosses(page):
