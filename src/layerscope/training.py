@@ -62,13 +62,24 @@ class EpochRecord:
 
 
 def resolve_device(device: str) -> torch.device:
+    """``--device`` as a torch device: "auto" is cuda when torch sees a GPU, else cpu. A device that is not there
+    (cuda without a GPU, cuda:N past the last one, a misspelt name) is a one-line ``LayerscopeError``."""
+    from layerscope.errors import LayerscopeError
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise LayerscopeError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto.") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        from layerscope.errors import LayerscopeError
-
         raise LayerscopeError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu.")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise LayerscopeError(
+            f"--device {device}: torch sees {count} CUDA GPU{'s' if count != 1 else ''} "
+            f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''}); choose one of them or cuda."
+        )
     return dev
 
 

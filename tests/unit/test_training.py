@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from layerscope.data import load_idx_dir
@@ -47,3 +48,22 @@ def test_random_shift_moves_pixels_and_keeps_mass():
     assert rows.min() >= 2 and rows.max() <= 6 and cols.min() >= 2 and cols.max() <= 6
     assert len(np.unique(positions.numpy())) > 5  # each image gets its own shift
     assert torch.equal(random_shift(x, 0, torch.Generator()), x)
+
+
+def test_a_device_that_is_not_there_is_a_one_line_error(monkeypatch):
+    from layerscope.errors import LayerscopeError
+    from layerscope.training import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(LayerscopeError, match=r"unknown device 'gpu'; use cpu, cuda, cuda:N or auto"):
+        resolve_device("gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(LayerscopeError, match="sees no CUDA GPU; use --device cpu"):
+        resolve_device("cuda")
+    # one GPU: cuda and cuda:0 are it, cuda:7 is not there
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    assert resolve_device("auto") == torch.device("cuda")
+    with pytest.raises(LayerscopeError, match=r"--device cuda:7: torch sees 1 CUDA GPU \(cuda:0\); choose one"):
+        resolve_device("cuda:7")
