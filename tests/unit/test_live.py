@@ -65,8 +65,12 @@ def test_older_strokes_do_not_replace_newer_ones(app):
     assert "bars" in live_update(state, {"strokes": CIRCLE, "version": 8})
     assert "bars" in live_update(state, {"strokes": LINE, "version": 11})
     assert not np.array_equal(state.drawings[LIVE], circle)
+    # the same strokes again with a newer version (the Dash callback after the fast path): the outputs are kept
+    outputs = state.drawing_outputs[LIVE]
+    assert "bars" in live_update(state, {"strokes": LINE, "version": 12})
+    assert state.drawing_outputs[LIVE] is outputs and state.live_version == 12
     # a cleared drawing is dropped
-    assert live_update(state, {"strokes": [], "version": 12}) == {"version": 12, "empty": True}
+    assert live_update(state, {"strokes": [], "version": 13}) == {"version": 13, "empty": True}
     assert LIVE not in state.drawings
 
 
