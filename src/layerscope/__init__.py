@@ -1,55 +1,158 @@
-"""layerscope: open up a neural network that reads images, and see why it decides what it decides."""
+"""layerscope: open up a neural network that reads images, and see why it decides what it decides.
+
+The names below are imported when first used (PEP 562), so ``import layerscope`` and the ``layerscope`` command
+start without loading torch, scikit-learn or Dash until a command needs them.
+"""
 
 __version__ = "0.1.0"
 
-import os  # noqa: E402
+import importlib
+import os
+import typing as _typing
 
-from layerscope.allocator import keep_freed_memory as _keep_freed_memory  # noqa: E402
+from layerscope.allocator import keep_freed_memory as _keep_freed_memory
 
 _keep_freed_memory()  # reuse freed tensor memory (see layerscope.allocator)
 
-from layerscope.ablation import (  # noqa: E402
-    Ablation,
-    AblationResult,
-    ablated,
-    evaluate_ablation,
-    list_ablations,
-    predict_ablated,
-    remove_ablation,
-    save_ablation,
-)
-from layerscope.attribution import (  # noqa: E402
-    Attribution,
-    RandomisationStep,
-    attribute,
-    guided_backprop,
-    randomisation_check,
-)
-from layerscope.capture import ActivationRecorder, LayerInfo, list_layers  # noqa: E402
-from layerscope.data import (  # noqa: E402
-    Dataset,
-    load_dataset,
-    load_idx_dir,
-    load_image_folder,
-    load_mnist,
-    read_idx,
-    write_idx,
-)
-from layerscope.drawing import NeighbourIndex, preprocess_digit, render_strokes  # noqa: E402
-from layerscope.errors import LayerscopeError  # noqa: E402
-from layerscope.featurevis import FeatureVis, save_png, unit_activation, unit_featurevis, visualize  # noqa: E402
-from layerscope.interop import export_nn_data, import_nn_data, read_nn_data  # noqa: E402
-from layerscope.models import SeedCNN, build_model  # noqa: E402
-from layerscope.network import connections, incoming_weights  # noqa: E402
-from layerscope.pipeline import open_run, train_run  # noqa: E402
-from layerscope.projections import LDA, PCA, TSNE, UMAP, Isomap, compute_projection  # noqa: E402
-from layerscope.receptive import receptive_field  # noqa: E402
-from layerscope.run import Run  # noqa: E402
-from layerscope.topk import TopK, compute_topk, store_topk  # noqa: E402
-from layerscope.training import TrainConfig, evaluate, fit  # noqa: E402
+if _typing.TYPE_CHECKING:
+    from layerscope.ablation import (
+        Ablation,
+        AblationResult,
+        ablated,
+        evaluate_ablation,
+        list_ablations,
+        predict_ablated,
+        remove_ablation,
+        save_ablation,
+    )
+    from layerscope.attribution import (
+        Attribution,
+        RandomisationStep,
+        attribute,
+        guided_backprop,
+        randomisation_check,
+    )
+    from layerscope.capture import (
+        ActivationRecorder,
+        LayerInfo,
+        list_layers,
+    )
+    from layerscope.data import (
+        Dataset,
+        load_dataset,
+        load_idx_dir,
+        load_image_folder,
+        load_mnist,
+        read_idx,
+        write_idx,
+    )
+    from layerscope.drawing import (
+        NeighbourIndex,
+        preprocess_digit,
+        render_strokes,
+    )
+    from layerscope.errors import LayerscopeError
+    from layerscope.featurevis import (
+        FeatureVis,
+        save_png,
+        unit_activation,
+        unit_featurevis,
+        visualize,
+    )
+    from layerscope.interop import (
+        export_nn_data,
+        import_nn_data,
+        read_nn_data,
+    )
+    from layerscope.models import SeedCNN, build_model
+    from layerscope.network import connections, incoming_weights
+    from layerscope.pipeline import open_run, train_run
+    from layerscope.projections import (
+        LDA,
+        PCA,
+        TSNE,
+        UMAP,
+        Isomap,
+        compute_projection,
+    )
+    from layerscope.receptive import receptive_field
+    from layerscope.run import Run
+    from layerscope.topk import TopK, compute_topk, store_topk
+    from layerscope.training import TrainConfig, evaluate, fit
+
+_LAZY = {
+    "Ablation": "layerscope.ablation",
+    "AblationResult": "layerscope.ablation",
+    "ActivationRecorder": "layerscope.capture",
+    "Attribution": "layerscope.attribution",
+    "Dataset": "layerscope.data",
+    "FeatureVis": "layerscope.featurevis",
+    "Isomap": "layerscope.projections",
+    "LDA": "layerscope.projections",
+    "LayerInfo": "layerscope.capture",
+    "LayerscopeError": "layerscope.errors",
+    "NeighbourIndex": "layerscope.drawing",
+    "PCA": "layerscope.projections",
+    "RandomisationStep": "layerscope.attribution",
+    "Run": "layerscope.run",
+    "SeedCNN": "layerscope.models",
+    "TSNE": "layerscope.projections",
+    "TopK": "layerscope.topk",
+    "TrainConfig": "layerscope.training",
+    "UMAP": "layerscope.projections",
+    "ablated": "layerscope.ablation",
+    "attribute": "layerscope.attribution",
+    "build_model": "layerscope.models",
+    "compute_projection": "layerscope.projections",
+    "compute_topk": "layerscope.topk",
+    "connections": "layerscope.network",
+    "evaluate": "layerscope.training",
+    "evaluate_ablation": "layerscope.ablation",
+    "export_nn_data": "layerscope.interop",
+    "fit": "layerscope.training",
+    "guided_backprop": "layerscope.attribution",
+    "import_nn_data": "layerscope.interop",
+    "incoming_weights": "layerscope.network",
+    "list_ablations": "layerscope.ablation",
+    "list_layers": "layerscope.capture",
+    "load_dataset": "layerscope.data",
+    "load_idx_dir": "layerscope.data",
+    "load_image_folder": "layerscope.data",
+    "load_mnist": "layerscope.data",
+    "open_run": "layerscope.pipeline",
+    "predict_ablated": "layerscope.ablation",
+    "preprocess_digit": "layerscope.drawing",
+    "randomisation_check": "layerscope.attribution",
+    "read_idx": "layerscope.data",
+    "read_nn_data": "layerscope.interop",
+    "receptive_field": "layerscope.receptive",
+    "remove_ablation": "layerscope.ablation",
+    "render_strokes": "layerscope.drawing",
+    "save_ablation": "layerscope.ablation",
+    "save_png": "layerscope.featurevis",
+    "store_topk": "layerscope.topk",
+    "train_run": "layerscope.pipeline",
+    "unit_activation": "layerscope.featurevis",
+    "unit_featurevis": "layerscope.featurevis",
+    "visualize": "layerscope.featurevis",
+    "write_idx": "layerscope.data",
+}
 
 
-def show(run: Run | str | os.PathLike[str], port: int | None = None, height: int = 900) -> str:
+def __getattr__(name: str) -> _typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'layerscope' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once imported, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+def show(run: "Run | str | os.PathLike[str]", port: int | None = None, height: int = 900) -> str:
     """The dashboard of a Run, a Run directory or an NN_data.json file: inline in a notebook, else a printed URL.
 
     >>> import layerscope as ls

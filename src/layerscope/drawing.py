@@ -100,13 +100,9 @@ class NeighbourIndex:
         if self.raw:
             space = np.asarray(run.activations(layer))[self.train]
         else:
-            features = run.path / "features"
-            if (
-                not (features / f"{layer}.pca.npy").is_file()
-                or not (features / f"{layer}.pca_components.npy").is_file()
-            ):
+            if not run.has_features(layer, "pca") or not run.has_features(layer, "pca_components"):
                 compute_pca(run, [layer])  # Runs made before the fitted map was stored get it now
-            space = np.load(features / f"{layer}.pca.npy")[self.train]
+            space = np.asarray(run.features(layer, "pca"))[self.train]
         self.space = np.ascontiguousarray(space, dtype=np.float32)  # (n_train, d)
         self.norms = (self.space.astype(np.float64) ** 2).sum(1)
 

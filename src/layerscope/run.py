@@ -31,33 +31,42 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
+import math
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from layerscope.atomic import atomic_write
+from layerscope.atomic import atomic_write, pid_alive, remove_leftovers, temp_prefix
 from layerscope.capture import LayerInfo
 from layerscope.data.datasets import Dataset
 from layerscope.errors import LayerNotFoundError, RunError
-from layerscope.models.loading import build_model, load_weights
+from layerscope.manifest import check_manifest, check_relpath
+from layerscope.models.loading import build_model, check_trusted, load_weights
 from layerscope.topk import TopK
+
+log = logging.getLogger("layerscope")
 
 __all__ = [
     "FORMAT_VERSION",
     "Aggregates",
     "Run",
+    "Update",
     "dataset_manifest",
     "now",
+    "recover",
     "save_weights",
     "staging_dir",
     "write_array",
@@ -67,6 +76,8 @@ __all__ = [
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+LOCK = ".lock"
+_VERSIONED = re.compile(r"(?P<stem>.+)\.g(?P<generation>[0-9]+)(?P<suffix>\.npy)")
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -87,6 +98,33 @@ def save_weights(model: nn.Module, path: Path) -> None:
     save_file(state, str(path))
 
 
+def _old_runs(out: Path) -> list[Path]:
+    """What an interrupted ``--force`` replacement left: ``.<name>.old-<pid>`` beside ``out``."""
+    return sorted(out.parent.glob(f".{out.name}.old-*"))
+
+
+def recover(out: str | os.PathLike[str]) -> Path | None:
+    """Tidy what a killed command left around the Run at ``out``: temporary staging directories of dead processes
+    go, and when a ``--force`` replacement was killed between its two renames (the old Run moved aside, the new one
+    not yet in place), the old Run is moved back. Returns the path of a Run moved back, if any."""
+    out = Path(out)
+    remove_leftovers(out.parent, out.name)
+    restored = None
+    for old in _old_runs(out):
+        pid = old.name.rpartition("-")[2]
+        if pid.isdigit() and pid_alive(int(pid)) and int(pid) != os.getpid():
+            continue  # a replacement in progress
+        try:
+            if not out.exists() and (old / MANIFEST).is_file():
+                os.replace(old, out)
+                restored = out
+            else:
+                shutil.rmtree(old)
+        except OSError:
+            pass
+    return restored
+
+
 @contextlib.contextmanager
 def staging_dir(out: str | os.PathLike[str], force: bool = False) -> Iterator[Path]:
     """Build a new Run in a temporary sibling directory and move it to ``out`` only when the block succeeds.
@@ -94,10 +132,12 @@ def staging_dir(out: str | os.PathLike[str], force: bool = False) -> Iterator[Pa
     An existing ``out`` is refused unless ``force``; with ``force`` it is replaced only after the new Run is complete.
     """
     out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if recover(out) is not None:
+        log.warning("%s: moved back the Run that an interrupted --force replacement had moved aside.", out)
     if out.exists() and not force:
         raise RunError(f"{out} already exists; pass --force to replace it, or choose another --out.")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=temp_prefix(out.name), suffix=".tmp"))
     try:
         yield tmp
         if out.exists():
@@ -133,11 +173,140 @@ class Aggregates:
         return int(hits[0]) if len(hits) == 1 else None
 
 
-class Run:
-    """A Run directory, opened read-only; ``update_manifest`` and ``write_array`` add results atomically."""
+class _WriterLock:
+    """One writer at a time per Run: an advisory ``flock`` on ``<run>/.lock`` between processes, and a re-entrant
+    lock between the threads of this process (``flock`` would not stop a second thread holding its own descriptor
+    from waiting on the first forever once the same thread re-enters)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    _locks: dict[str, _WriterLock] = {}
+    _guard = threading.Lock()
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.threads = threading.RLock()
+        self.depth = 0
+        self.issued = 0  # the last generation number handed to an update, so nested updates never share one
+        self.file: IO[str] | None = None
+
+    @classmethod
+    def of(cls, run_path: Path) -> _WriterLock:
+        key = os.path.realpath(run_path)
+        with cls._guard:
+            return cls._locks.setdefault(key, cls(Path(key) / LOCK))
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        with self.threads:
+            if self.depth == 0:
+                self._acquire()
+            self.depth += 1
+            try:
+                yield
+            finally:
+                self.depth -= 1
+                if self.depth == 0 and self.file is not None:
+                    fcntl.flock(self.file, fcntl.LOCK_UN)
+                    self.file.close()
+                    self.file = None
+
+    def try_hold(self) -> bool:
+        """Take the lock if nobody holds it (for tidying up); ``release()`` gives it back."""
+        if not self.threads.acquire(blocking=False):
+            return False
+        if self.depth > 0:  # this thread is inside an update: its staged files are not garbage
+            self.threads.release()
+            return False
+        if self.depth == 0:
+            try:
+                f = open(self.path, "a+")
+            except OSError:
+                self.threads.release()
+                return False
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.close()
+                self.threads.release()
+                return False
+            self.file = f
+        self.depth += 1
+        return True
+
+    def release(self) -> None:
+        self.depth -= 1
+        if self.depth == 0 and self.file is not None:
+            fcntl.flock(self.file, fcntl.LOCK_UN)
+            self.file.close()
+            self.file = None
+        self.threads.release()
+
+    def _acquire(self) -> None:
+        try:
+            f = open(self.path, "a+")
+        except OSError as e:
+            raise RunError(
+                f"{self.path.parent}: cannot write to this Run ({e.strerror}); copy it somewhere writable."
+            ) from None
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            log.warning("%s: waiting for %s, which is writing to this Run.", self.path.parent, holder)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        f.truncate()
+        f.write(f"layerscope process {os.getpid()}")
+        f.flush()
+        self.file = f
+
+
+class Update:
+    """What one ``Run.update()`` block adds: arrays, written under new generation-numbered names, and changes to
+    the manifest. Nothing is visible to readers until the manifest, written last, names the new files."""
+
+    def __init__(self, run: Run, generation: int) -> None:
+        self.run = run
+        self.generation = generation
+        self.files: dict[str, str] = {}
+        self.changes: list[Callable[[dict[str, Any]], None]] = []
+
+    def write_array(self, relpath: str, array: np.ndarray) -> None:
+        """Stage ``array`` as the Run's ``relpath`` (``projections/fc1/tsne.npy``)."""
+        if not check_relpath(relpath) or not relpath.endswith(".npy"):
+            raise RunError(f"{relpath!r} is not a path a Run stores arrays under.")
+        actual = f"{relpath[: -len('.npy')]}.g{self.generation}.npy"
+        write_array(self.run.path / actual, array)
+        self.files[relpath] = actual
+
+    def change(self, change: Callable[[dict[str, Any]], None]) -> None:
+        """Change the manifest (a function of the manifest, applied to the newest one when the update commits)."""
+        self.changes.append(change)
+
+
+class Run:
+    """A Run directory, opened read-only; ``update()`` adds results, all at once or not at all.
+
+    ``trust_model_code``: whether ``load_model`` may import the model's class when it is not layerscope's own (see
+    ``layerscope.models.loading``: opening a Run from someone else must not run their code unless you say so)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, trust_model_code: bool = False) -> None:
         self.path = Path(path)
+        self.trust_model_code = trust_model_code
+        if not (self.path / MANIFEST).is_file() and recover(self.path) is not None:
+            log.warning("%s: moved back the Run that an interrupted --force replacement had moved aside.", self.path)
+        self.manifest = self._read_manifest()
+        self.layers = [LayerInfo.from_dict(d) for d in self.manifest["layers"]]
+        self._tidy()
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    def reopen(self) -> Run:
+        """The same Run opened again (its newest manifest), with the same trust in its model code."""
+        return Run(self.path, trust_model_code=self.trust_model_code)
+
+    def _read_manifest(self) -> dict[str, Any]:
         manifest_path = self.path / MANIFEST
         if not manifest_path.is_file():
             if self.path.is_dir():
@@ -146,26 +315,37 @@ class Run:
                 )
             raise RunError(f"{self.path}: no such Run; create one with 'layerscope train --out {self.path}'.")
         try:
-            self.manifest: dict[str, Any] = json.loads(manifest_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            if manifest_path.stat().st_size > MAX_MANIFEST_BYTES:
+                raise RunError(f"{manifest_path} is over {MAX_MANIFEST_BYTES >> 20} MiB; it is not a Run's manifest.")
+            manifest = json.loads(manifest_path.read_bytes(), parse_constant=_no_constant)
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise RunError(
-                f"{manifest_path} is not valid JSON ({e}); re-create the Run with 'layerscope train'."
-            ) from e
-        version = self.manifest.get("format_version")
-        if not isinstance(version, int):
+                f"{manifest_path} is not valid JSON ({reason[:100]}); re-create the Run with 'layerscope train'."
+            ) from None
+        version = manifest.get("format_version") if isinstance(manifest, dict) else None
+        if not isinstance(version, int) or isinstance(version, bool):
             raise RunError(f"{manifest_path} has no format_version; it was not written by layerscope.")
         if version > FORMAT_VERSION:
             raise RunError(
                 f"{self.path} was written by a newer layerscope (Run format {version}; this version reads up to "
                 f"{FORMAT_VERSION}). Upgrade: pip install -U layerscope."
             )
-        missing = [key for key in ("dataset", "model", "layers", "metrics") if key not in self.manifest]
-        if missing:
-            raise RunError(f"{manifest_path} lacks {', '.join(missing)}; re-create the Run with 'layerscope train'.")
-        self.layers = [LayerInfo.from_dict(d) for d in self.manifest["layers"]]
+        return check_manifest(manifest, str(manifest_path))
 
-    def __repr__(self) -> str:
-        return f"Run({str(self.path)!r})"
+    @property
+    def generation(self) -> int:
+        """How many updates the Run has had: each ``update()`` commits the next one."""
+        return int(self.manifest.get("generation", 0))
+
+    def refresh(self) -> bool:
+        """Read the manifest again if another process (or thread) committed an update; True if it changed."""
+        manifest = self._read_manifest()
+        if manifest.get("generation", 0) == self.generation and manifest == self.manifest:
+            return False
+        self.manifest = manifest
+        self.layers = [LayerInfo.from_dict(d) for d in manifest["layers"]]
+        return True
 
     # -- layers ---------------------------------------------------------------------------------------------------
     @property
@@ -176,33 +356,67 @@ class Run:
         for info in self.layers:
             if info.name == name:
                 return info
+        shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
         raise LayerNotFoundError(
-            f"unknown layer {name!r}; this Run has {', '.join(self.layer_names)}. "
+            f"unknown layer {shown}; this Run has {', '.join(self.layer_names)}. "
             f"Hint: 'layerscope layers {self.path}' lists them."
         )
 
     # -- arrays ---------------------------------------------------------------------------------------------------
-    def _load(self, relpath: str) -> np.ndarray:
-        path = self.path / relpath
+    def file(self, relpath: str) -> Path:
+        """Where the array the Run calls ``relpath`` is: the file the manifest's last update wrote for it, else the
+        name itself (what ``train`` wrote)."""
+        return self.path / self.manifest.get("files", {}).get(relpath, relpath)
+
+    def has_array(self, relpath: str) -> bool:
+        return self.file(relpath).is_file()
+
+    def array(
+        self, relpath: str, shape: Sequence[int | None] | None = None, kinds: str = "f", mmap: bool = True
+    ) -> np.ndarray:
+        """The array the Run stores as ``relpath``, memory-mapped, once its header is checked: a dtype of one of
+        ``kinds`` (numpy kind letters: "f" float, "iu" integer, "U" text; never objects), ``shape`` where given
+        (None: any length on that axis), and a file as long as the header says."""
+        path = self.file(relpath)
+        if not path.is_file() and self.refresh():  # an update committed since we read the manifest
+            path = self.file(relpath)
         if not path.is_file():
             raise RunError(f"{self.path}: {relpath} is missing; the Run is incomplete, re-create it.")
-        return np.load(path, mmap_mode="r")
+        found_shape, dtype = _check_npy(path, relpath, self.path)
+        ok = dtype.kind in kinds and not dtype.hasobject
+        if shape is not None:
+            ok = ok and len(found_shape) == len(shape)
+            ok = ok and all(want is None or want == got for want, got in zip(shape, found_shape, strict=False))
+        if not ok:
+            wanted = "x".join("?" if s is None else str(s) for s in shape) if shape is not None else "any shape"
+            raise RunError(
+                f"{self.path}: {relpath} holds {'x'.join(map(str, found_shape)) or 'a scalar'} {dtype} where the "
+                f"manifest says {wanted} of kind {kinds!r}; the Run is damaged, re-create it."
+            )
+        if mmap and found_shape and all(found_shape):
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        return np.load(path, allow_pickle=False)
+
+    @property
+    def n_images(self) -> int:
+        return int(self.manifest["dataset"]["n_images"])
 
     @property
     def images(self) -> np.ndarray:
-        return self._load("images.npy")
+        return self.array("images.npy", (self.n_images, *self.manifest["dataset"]["image_shape"]), "u")
 
     @property
     def labels(self) -> np.ndarray:
-        return self._load("labels.npy")
+        labels = self.array("labels.npy", (self.n_images,), "iu")
+        return labels
 
     @property
     def split(self) -> np.ndarray:
-        return self._load("split.npy")
+        return self.array("split.npy", (self.n_images,), "iu")
 
     @property
     def probs(self) -> np.ndarray:
-        return self._load("probs.npy")
+        return self.array("probs.npy", (self.n_images, len(self.class_names)))
 
     @property
     def class_names(self) -> list[str]:
@@ -215,22 +429,43 @@ class Run:
             raise RunError(
                 f"layer {layer!r} is {info.kind}; only dense layers are stored whole (conv: channel_summary)."
             )
-        return self._load(f"activations/{layer}.npy")
+        return self.array(f"activations/{layer}.npy", (self.n_images, info.dims))
 
     def channel_summary(self, layer: str, stat: str = "mean") -> np.ndarray:
         """(N, C) per-channel spatial mean or max of a conv layer."""
         info = self.layer(layer)
         if info.kind != "conv" or stat not in ("mean", "max"):
             raise RunError(f"channel summaries exist for conv layers, stat 'mean' or 'max' (got {layer!r}, {stat!r}).")
-        return self._load(f"activations/{layer}.{stat}.npy")
+        return self.array(f"activations/{layer}.{stat}.npy", (self.n_images, info.shape[0]))
+
+    def features(self, layer: str, part: str = "pca") -> np.ndarray:
+        """The fitted PCA of a layer: ``"pca"`` (N, k) leading scores, ``"pca_components"`` (k, D) and
+        ``"pca_mean"`` (D,), the map that places new inputs."""
+        dims = self.layer(layer).dims
+        shapes: dict[str, tuple[int | None, ...]] = {
+            "pca": (self.n_images, None),
+            "pca_components": (None, dims),
+            "pca_mean": (dims,),
+        }
+        if part not in shapes:
+            raise RunError(f"unknown feature array {part!r}; a Run keeps pca, pca_components and pca_mean.")
+        return self.array(f"features/{layer}.{part}.npy", shapes[part])
+
+    def has_features(self, layer: str, part: str = "pca") -> bool:
+        return self.has_array(f"features/{layer}.{part}.npy")
 
     def dataset(self) -> Dataset:
         """The Run's images and labels as a Dataset (memory-mapped)."""
         d = self.manifest["dataset"]
+        labels = self.labels
+        if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < len(self.class_names):
+            raise RunError(
+                f"{self.path}: labels.npy holds classes outside 0..{len(self.class_names) - 1}; the Run is damaged."
+            )
         return Dataset(
             name=d["name"],
             images=self.images,
-            labels=self.labels,
+            labels=labels,
             split=self.split,
             class_names=tuple(d["class_names"]),
             source=d.get("source", ""),
@@ -239,8 +474,8 @@ class Run:
     @property
     def names(self) -> np.ndarray:
         """(N,) the name of each image: the instance names of an imported file, else "train-12" / "test-3"."""
-        if (self.path / "names.npy").is_file():
-            return np.load(self.path / "names.npy")
+        if self.has_array("names.npy"):
+            return self.array("names.npy", (self.n_images,), "U", mmap=False)
         split = np.asarray(self.split)
         return np.char.add(np.where(split == 0, "train-", "test-"), np.arange(len(split)).astype(str))
 
@@ -250,17 +485,21 @@ class Run:
         listed = self.manifest.get("aggregates")
         if not listed:
             return None
+        m = len(listed)
+        layers = self.manifest.get("aggregate_layers", {})
         return Aggregates(
             names=[str(a["name"]) for a in listed],
             labels=np.array([-1 if a.get("label") is None else int(a["label"]) for a in listed], np.int64),
-            images=np.asarray(self._load("aggregates/images.npy")),
+            images=np.asarray(self.array("aggregates/images.npy", (m, *self.manifest["dataset"]["image_shape"]), "u")),
             activations={
-                layer: np.asarray(self._load(f"aggregates/activations/{layer}.npy"))
-                for layer in self.manifest.get("aggregate_layers", {}).get("activations", [])
+                layer: np.asarray(
+                    self.array(f"aggregates/activations/{layer}.npy", (m, self.layer(layer).dims), mmap=False)
+                )
+                for layer in layers.get("activations", [])
             },
             projections={
-                layer: np.asarray(self._load(f"aggregates/projections/{layer}.npy"))
-                for layer in self.manifest.get("aggregate_layers", {}).get("projections", [])
+                layer: np.asarray(self.array(f"aggregates/projections/{layer}.npy", (m, 2), mmap=False))
+                for layer in layers.get("projections", [])
             },
         )
 
@@ -268,6 +507,11 @@ class Run:
     def has_model(self) -> bool:
         """False for a Run imported from an NN_data.json file: it has the file's values but no weights."""
         return self.manifest.get("model") is not None
+
+    def check_model_code(self) -> None:
+        """Raise the one-line refusal ``load_model`` would give if the model's code is not trusted; nothing runs."""
+        if self.has_model:
+            check_trusted(self.manifest["model"], self.trust_model_code)
 
     def load_model(self, device: str | torch.device = "cpu") -> nn.Module:
         if not self.has_model:
@@ -277,7 +521,7 @@ class Run:
                 "feature visualisation need one: "
                 "build a Run with 'layerscope import-model' or 'layerscope train'."
             )
-        model = build_model(self.manifest["model"])
+        model = build_model(self.manifest["model"], trusted=self.trust_model_code)
         load_weights(model, self.path / "weights.safetensors")
         return model.to(device).eval()
 
@@ -293,7 +537,7 @@ class Run:
                 f"no {method} projection of {layer!r} in {self.path}; compute it with "
                 f"'layerscope project {self.path} --layer {layer} --method {method}'."
             )
-        return self._load(f"projections/{layer}/{method}.npy")
+        return self.array(f"projections/{layer}/{method}.npy", (self.n_images, 2))
 
     # -- top-k images ---------------------------------------------------------------------------------------------
     def topk(self, layer: str) -> TopK:
@@ -306,12 +550,15 @@ class Run:
                 f"no top-k images of {layer!r} in {self.path}; compute them with "
                 f"'layerscope topk {self.path} --layer {layer} --unit 0'."
             )
-        positions = self._load(f"topk/{layer}.positions.npy") if info.kind == "conv" else None
-        return TopK(
-            values=np.array(self._load(f"topk/{layer}.values.npy")),
-            indices=np.array(self._load(f"topk/{layer}.indices.npy")),
-            positions=np.array(positions) if positions is not None else None,
-        )
+        units = info.shape[0] if info.kind == "conv" else info.dims
+        values = np.array(self.array(f"topk/{layer}.values.npy", (units, None)))
+        indices = np.array(self.array(f"topk/{layer}.indices.npy", values.shape, "iu"))
+        if indices.size and not 0 <= int(indices.min()) <= int(indices.max()) < self.n_images:
+            raise RunError(f"{self.path}: topk/{layer}.indices.npy names images the Run does not have; re-create it.")
+        positions = None
+        if info.kind == "conv":
+            positions = np.array(self.array(f"topk/{layer}.positions.npy", (*values.shape, 2), "iu"))
+        return TopK(values=values, indices=indices, positions=positions)
 
     def computed(self) -> dict[str, Any]:
         """What the Run holds, for ``info``: stored activations and projections per layer, layers with top-k."""
@@ -321,21 +568,105 @@ class Run:
         return {"activations": stored, "projections": projections, "topk": list(topk)}
 
     # -- updating -------------------------------------------------------------------------------------------------
-    def write_array(self, relpath: str, array: np.ndarray) -> None:
-        write_array(self.path / relpath, array)
+    @contextlib.contextmanager
+    def update(self) -> Iterator[Update]:
+        """Add results to the Run, all at once or not at all::
+
+            with run.update() as up:
+                up.write_array("projections/fc1/tsne.npy", embedding)
+                up.change(lambda m: m["projections"]["fc1"].update(tsne=meta))
+
+        One writer at a time (other processes and threads wait for the Run's lock). Arrays are written under names
+        of the next generation (``tsne.g7.npy``); the manifest, rewritten atomically last, names them and takes the
+        generation number, so a reader sees either all of the update or none of it, and a killed update leaves only
+        unnamed files that the next writer removes. Files the update replaced are removed after it commits."""
+        lock = _WriterLock.of(self.path)
+        with lock.held():
+            lock.issued = max(lock.issued, int(self._read_manifest().get("generation", 0))) + 1
+            up = Update(self, lock.issued)
+            try:
+                yield up
+            except BaseException:
+                for actual in up.files.values():
+                    (self.path / actual).unlink(missing_ok=True)
+                raise
+            manifest = self._read_manifest()  # the block may have committed nested updates
+            generation = max(up.generation, int(manifest.get("generation", 0)) + 1)
+            files = dict(manifest.get("files", {}))
+            replaced = [files.get(relpath, relpath) for relpath in up.files]
+            files.update(up.files)
+            for change in up.changes:
+                change(manifest)
+            manifest["files"] = files
+            manifest["generation"] = generation
+            manifest["updated"] = now()
+            write_json(self.path / MANIFEST, check_manifest(manifest, f"{self.path / MANIFEST} (update)"))
+            self.manifest = manifest
+            self.layers = [LayerInfo.from_dict(d) for d in manifest["layers"]]
+            for old in replaced:
+                if old not in files.values():
+                    (self.path / old).unlink(missing_ok=True)
 
     def update_manifest(self, change: Callable[[dict[str, Any]], None]) -> None:
-        """Re-read, change and atomically rewrite the manifest, under a lock so concurrent writers do not clash."""
-        with open(self.path / ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                manifest = json.loads((self.path / MANIFEST).read_text())
-                change(manifest)
-                manifest["updated"] = now()
-                write_json(self.path / MANIFEST, manifest)
-                self.manifest = manifest
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        """Re-read, change and atomically rewrite the manifest, one writer at a time (an ``update()`` of one change)."""
+        with self.update() as up:
+            up.change(change)
+
+    def _tidy(self) -> None:
+        """Remove what killed writers left in the Run: temporary files of dead processes, and arrays of updates
+        that never committed (generation-numbered files the manifest does not name). Only when no writer is busy,
+        and silently skipped for a Run that cannot be written (shared read-only)."""
+        remove_leftovers(self.path, recursive=True)
+        lock = _WriterLock.of(self.path)
+        if not os.access(self.path, os.W_OK) or not lock.try_hold():
+            return
+        try:
+            named = set(self._read_manifest().get("files", {}).values())
+            for path in self.path.glob("*/**/*.g*.npy"):
+                relpath = path.relative_to(self.path).as_posix()
+                if _VERSIONED.fullmatch(path.name) and relpath not in named:
+                    path.unlink(missing_ok=True)
+        except (OSError, RunError):
+            pass
+        finally:
+            lock.release()
+
+
+MAX_MANIFEST_BYTES = 64 << 20
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _check_npy(path: Path, relpath: str, run_path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """The (shape, dtype) a ``.npy`` header declares, once the header parses, declares no Python objects and the
+    file holds exactly as many bytes as it says; else a one-line ``RunError`` (numpy would suggest unpickling, or fail
+    with 'mmap length is greater than file size')."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version in ((2, 0), (3, 0)):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"npy format {version}")
+            offset = f.tell()
+            size = os.fstat(f.fileno()).st_size
+    except (OSError, ValueError, SyntaxError) as e:
+        raise RunError(f"{run_path}: {relpath} is not a readable .npy array ({e}); the Run is damaged.") from None
+    if dtype.hasobject:
+        raise RunError(
+            f"{run_path}: {relpath} holds Python objects, which layerscope never unpickles; the Run is damaged."
+        )
+    needed = math.prod(shape) * dtype.itemsize
+    if size - offset != needed:
+        raise RunError(
+            f"{run_path}: {relpath} is {'truncated' if size - offset < needed else 'longer than its header says'} "
+            f"({size - offset:,} of {needed:,} bytes); the Run is damaged, re-create it."
+        )
+    return tuple(int(s) for s in shape), dtype
 
 
 def dataset_manifest(dataset: Dataset) -> dict[str, Any]:

@@ -242,20 +242,17 @@ def compute_topk(
 
 
 def write_topk(run: Run, result: Mapping[str, TopK], k: int, seconds: float) -> None:
-    """Store a top-k result in ``run``: arrays first, then the manifest entry, so a crash leaves no half entry.
+    """Store a top-k result in ``run`` in one update: every layer's arrays and the manifest entry, or nothing.
 
     ``k`` is the k asked for (a dataset smaller than k gives fewer columns)."""
-    for name, topk in result.items():
-        run.write_array(f"topk/{name}.values.npy", topk.values.astype(np.float32))
-        run.write_array(f"topk/{name}.indices.npy", topk.indices.astype(np.int64))
-        if topk.positions is not None:
-            run.write_array(f"topk/{name}.positions.npy", topk.positions.astype(np.int32))
     meta = {"k": k, "layers": list(result), "seconds": round(seconds, 3)}
-
-    def change(manifest: dict[str, object]) -> None:
-        manifest["topk"] = meta
-
-    run.update_manifest(change)
+    with run.update() as up:
+        for name, topk in result.items():
+            up.write_array(f"topk/{name}.values.npy", topk.values.astype(np.float32))
+            up.write_array(f"topk/{name}.indices.npy", topk.indices.astype(np.int64))
+            if topk.positions is not None:
+                up.write_array(f"topk/{name}.positions.npy", topk.positions.astype(np.int32))
+        up.change(lambda manifest: manifest.update(topk=meta))
 
 
 def store_topk(

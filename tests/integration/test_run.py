@@ -92,7 +92,7 @@ def test_conv_layers_feed_nonlinear_methods_through_pca(tiny_run):
     run = Run(tiny_run.path)
     result = compute_projection(run, "conv2", "lda")
     assert result.meta["input"] == "pca50"
-    assert np.load(run.path / "features" / "conv2.pca.npy").shape == (4000, 50)
+    assert run.features("conv2").shape == (4000, 50)
 
 
 def test_unknown_layer_and_method(tiny_run):

@@ -110,11 +110,11 @@ def test_what_cannot_be_placed_says_what_to_do(run, tmp_path):
         check_placement(run, "fc9", "pca")
 
     copy = Run(shutil.copytree(run.path, tmp_path / "copy"))
-    (copy.path / "features" / "input.pca_components.npy").unlink()
+    copy.file("features/input.pca_components.npy").unlink()
     with pytest.raises(LayerscopeError, match=r"no fitted PCA map of 'input'.*--method pca --recompute"):
         fit_placement(copy, "input", "lda")
     # a projection that does not belong to the Run's inputs (rows shuffled) is refused, not placed wrongly
-    path = copy.path / "projections" / "fc2" / "lda.npy"
+    path = copy.file("projections/fc2/lda.npy")
     shuffled = np.load(path)[np.random.default_rng(0).permutation(N_TRAIN + N_TEST)]
     np.save(path, shuffled)
     with pytest.raises(LayerscopeError, match=r"computed from other inputs.*--method lda --recompute"):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import fnmatch
 import importlib
+import inspect
 import json
 import os
 import pickle
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,16 @@ from torch import nn
 
 from layerscope.errors import LayerscopeError
 
-__all__ = ["SEED_CNN", "build_model", "load_weights", "model_spec", "parse_model_args"]
+__all__ = [
+    "SEED_CNN",
+    "build_model",
+    "check_trusted",
+    "is_trusted",
+    "load_weights",
+    "model_spec",
+    "parse_model_args",
+    "trust_file",
+]
 
 SEED_CNN = "layerscope.models.seed_cnn:SeedCNN"
 
@@ -27,19 +39,64 @@ def model_spec(class_path: str = SEED_CNN, **args: Any) -> dict[str, Any]:
     return {"class": class_path, "args": args}
 
 
-def _import(module_name: str) -> Any:
-    """Import ``module_name``; when it is not found, look in the current directory too (as uvicorn and ``python -m``
-    do), so a user's own ``mymodels.py`` works from the ``layerscope`` console script."""
+TRUST_FILE_NAME = "trusted-models"
+TRUST_ENV = "LAYERSCOPE_TRUSTED_MODELS"
+_OWN = "layerscope."
+
+
+def trust_file() -> Path:
+    """The allow-list of model classes that Runs may import without ``--trust-model-code``: one pattern per line
+    (``mymodels:Net``, ``mycompany.*``; fnmatch globs over 'module:Class'), ``#`` starts a comment."""
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base) / "layerscope" / TRUST_FILE_NAME
+
+
+def _allow_list() -> list[str]:
+    patterns = [p.strip() for p in os.environ.get(TRUST_ENV, "").split(",") if p.strip()]
     try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        cwd = os.getcwd()
-        top = module_name.split(".")[0]
-        if e.name is None or e.name.split(".")[0] != top or cwd in sys.path or "" in sys.path:
-            raise
+        lines = trust_file().read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        lines = []
+    patterns += [line.split("#", 1)[0].strip() for line in lines]
+    return [p for p in patterns if p]
+
+
+def is_trusted(class_path: str, trusted: bool = False) -> bool:
+    """True when ``class_path`` may be imported: layerscope's own models, anything when the user said so
+    (``trusted``), else what the allow-list (``trust_file()`` or $LAYERSCOPE_TRUSTED_MODELS) names."""
+    if trusted or class_path.startswith(_OWN):
+        return True
+    return any(
+        fnmatch.fnmatchcase(class_path, p) or fnmatch.fnmatchcase(class_path.split(":")[0], p) for p in _allow_list()
+    )
+
+
+def check_trusted(spec: dict[str, Any], trusted: bool = False) -> None:
+    """The one-line refusal to import a Run's model class that nobody trusted; nothing is imported or run."""
+    class_path = str(spec.get("class", ""))
+    if not is_trusted(class_path, trusted):
+        module = class_path.partition(":")[0]
+        raise LayerscopeError(
+            f"this Run's model is {class_path}, not layerscope's own: opening it would import and run the code of "
+            f"module {module!r}. If you trust it, pass --trust-model-code (or add {class_path!r} to {trust_file()})."
+        )
+
+
+@contextlib.contextmanager
+def _current_directory_on_path(search: bool) -> Iterator[None]:
+    """With ``search``, the current directory is on ``sys.path`` for the import (then taken off again), as ``python
+    -m`` would have it: only ever for a model the user named or trusted on this command line."""
+    cwd = os.getcwd()
+    add = search and cwd not in sys.path and "" not in sys.path
+    if add:
         sys.path.insert(0, cwd)
         importlib.invalidate_caches()
-        return importlib.import_module(module_name)
+    try:
+        yield
+    finally:
+        if add:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(cwd)
 
 
 def parse_model_args(pairs: Sequence[str] | None) -> dict[str, Any]:
@@ -58,25 +115,35 @@ def parse_model_args(pairs: Sequence[str] | None) -> dict[str, Any]:
     return args
 
 
-def build_model(spec: dict[str, Any]) -> nn.Module:
-    """Instantiate ``spec["class"]`` (``"pkg.module:Class"``) with ``spec["args"]``."""
+def build_model(spec: dict[str, Any], trusted: bool = False, search_cwd: bool | None = None) -> nn.Module:
+    """Instantiate ``spec["class"]`` (``"pkg.module:Class"``) with ``spec["args"]``.
+
+    The class is imported only when trusted (``is_trusted``): layerscope's own, ``trusted=True`` (the user said so:
+    ``--model`` or ``--trust-model-code`` on the command line), or on the allow-list. It must be a subclass of
+    ``nn.Module`` before anything is called. The current directory is searched only when ``search_cwd`` (default:
+    when ``trusted``), never for a class named only by a Run's manifest."""
     class_path = str(spec.get("class", ""))
     module_name, _, attr = class_path.partition(":")
     if not module_name or not attr:
         raise LayerscopeError(f"model class {class_path!r} must be written 'pkg.module:Class'.")
+    check_trusted(spec, trusted)
+    args = spec.get("args", {})
+    if not isinstance(args, dict):
+        raise LayerscopeError(f"the arguments of model class {class_path} must be an object of name: value.")
     try:
-        cls = getattr(_import(module_name), attr)
+        with _current_directory_on_path(trusted if search_cwd is None else search_cwd):
+            cls = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as e:
         raise LayerscopeError(
             f"cannot import model class {class_path!r} ({e}); run layerscope from the directory that holds "
             f"{module_name.split('.')[0]}, or install its package."
         ) from e
+    if not (inspect.isclass(cls) and issubclass(cls, nn.Module)):
+        raise LayerscopeError(f"{class_path} is not a torch.nn.Module subclass; nothing was called.")
     try:
-        model = cls(**spec.get("args", {}))
+        model = cls(**args)
     except TypeError as e:
-        raise LayerscopeError(f"cannot build {class_path} with arguments {spec.get('args', {})}: {e}") from e
-    if not isinstance(model, nn.Module):
-        raise LayerscopeError(f"{class_path} is not a torch.nn.Module.")
+        raise LayerscopeError(f"cannot build {class_path} with arguments {args}: {e}") from e
     return model
 
 

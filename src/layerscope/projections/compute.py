@@ -25,7 +25,7 @@ from layerscope.projections.pca import PCA, fit_together
 from layerscope.projections.quality import knn_accuracy, trustworthiness
 from layerscope.projections.tsne import TSNE
 from layerscope.projections.umap import UMAP
-from layerscope.run import Run, now
+from layerscope.run import Run, Update, now
 
 __all__ = [
     "METHODS",
@@ -107,13 +107,16 @@ def _quality(run: Run, layer: str, embedding: np.ndarray, model: torch.nn.Module
     }
 
 
-def _store(run: Run, projection: Projection) -> None:
-    run.write_array(f"projections/{projection.layer}/{projection.method}.npy", projection.embedding)
+def _store(up: Update, projection: Projection, features: dict[str, np.ndarray] | None = None) -> None:
+    """Stage a projection (and the features it was fitted with) in one Run update."""
+    up.write_array(f"projections/{projection.layer}/{projection.method}.npy", projection.embedding)
+    for part, array in (features or {}).items():
+        up.write_array(f"features/{projection.layer}.{part}.npy", array)
 
     def change(manifest: dict[str, Any]) -> None:
         manifest.setdefault("projections", {}).setdefault(projection.layer, {})[projection.method] = projection.meta
 
-    run.update_manifest(change)
+    up.change(change)
 
 
 def compute_pca(
@@ -165,13 +168,16 @@ def compute_pca(
     progress(task, passes[0], passes[0])
     seconds = time.perf_counter() - start
     results = {}
+    staged = []
     for name, est in estimators.items():
         embedding = np.ascontiguousarray(est.embedding_[:, :2])
-        if infos[name].dims > RAW_MAX_DIMS:
-            run.write_array(f"features/{name}.pca.npy", np.ascontiguousarray(est.embedding_))
         # the fitted map, so new inputs (a drawn digit) can be placed: (k, D) components and the (D,) mean
-        run.write_array(f"features/{name}.pca_components.npy", est.components_.astype(np.float32))
-        run.write_array(f"features/{name}.pca_mean.npy", est.mean_.astype(np.float32))
+        features = {
+            "pca_components": est.components_.astype(np.float32),
+            "pca_mean": est.mean_.astype(np.float32),
+        }
+        if infos[name].dims > RAW_MAX_DIMS:
+            features["pca"] = np.ascontiguousarray(est.embedding_)
         meta = {
             "method": "pca",
             "computed": now(),
@@ -186,22 +192,24 @@ def compute_pca(
             **_quality(run, name, embedding, model, random_state),
         }
         projection = Projection(name, "pca", embedding, meta)
-        _store(run, projection)
+        staged.append((projection, features))
         results[name] = projection
+    with run.update() as up:  # every layer's projection and features together, or none
+        for projection, features in staged:
+            _store(up, projection, features)
     return results
 
 
 def pca_transform(run: Run, layer: str, values: np.ndarray) -> np.ndarray:
     """(n, D) full activations of ``layer`` -> (n, k) scores in the Run's PCA of that layer (k = 50, or D if fewer);
     the first two are the PCA projection's coordinates. Needs the fitted map, which ``compute_pca`` stores."""
-    path = run.path / "features"
-    if not (path / f"{layer}.pca_components.npy").is_file():
+    if not run.has_features(layer, "pca_components"):
         raise LayerscopeError(
             f"{run.path} has no fitted PCA of {layer!r} (it predates storing it); compute it again with "
             f"'layerscope project {run.path} --layer {layer} --method pca --recompute'."
         )
-    components = np.load(path / f"{layer}.pca_components.npy")
-    mean = np.load(path / f"{layer}.pca_mean.npy")
+    components = np.asarray(run.features(layer, "pca_components"))
+    mean = np.asarray(run.features(layer, "pca_mean"))
     return ((np.asarray(values, np.float32) - mean) @ components.T).astype(np.float32)
 
 
@@ -209,10 +217,9 @@ def _method_input(run: Run, layer: str, device: str, progress: ProgressFn) -> tu
     info = run.layer(layer)
     if info.kind == "dense" and info.dims <= RAW_MAX_DIMS:
         return np.asarray(run.activations(layer), dtype=np.float32), "activations"
-    path = run.path / "features" / f"{layer}.pca.npy"
-    if not path.is_file():
+    if not run.has_features(layer, "pca"):
         compute_pca(run, [layer], device=device, progress=progress)
-    return np.load(path), f"pca{FEATURE_DIMS}"
+    return np.asarray(run.features(layer, "pca")), f"pca{FEATURE_DIMS}"
 
 
 def compute_projection(
@@ -278,5 +285,6 @@ def compute_projection(
         **_quality(run, layer, embedding, None, random_state),
     }
     projection = Projection(layer, method, embedding, meta)
-    _store(run, projection)
+    with run.update() as up:
+        _store(up, projection)
     return projection

@@ -82,14 +82,13 @@ def check_placement(run: Run, layer: str, method: str) -> None:
             f"{run.path} has no {method} projection of {layer!r}; "
             f"compute it with {_command(run, layer, method, recompute=False)}."
         )
-    features = run.path / "features"
     needs_map = method == "pca" or _uses_features(run, layer, meta)
-    if needs_map and not (features / f"{layer}.pca_components.npy").is_file():
+    if needs_map and not run.has_features(layer, "pca_components"):
         raise LayerscopeError(
             f"{run.path} has no fitted PCA map of {layer!r}, which places new inputs (Runs made before it was kept "
             f"lack it); compute it with {_command(run, layer, 'pca')}."
         )
-    if method != "pca" and _uses_features(run, layer, meta) and not (features / f"{layer}.pca.npy").is_file():
+    if method != "pca" and _uses_features(run, layer, meta) and not run.has_features(layer, "pca"):
         raise LayerscopeError(
             f"{run.path} lacks features/{layer}.pca.npy, the input of its {method} projection of {layer!r}; "
             f"compute it again with {_command(run, layer, method)}."
@@ -250,7 +249,7 @@ class Placement:
         self.input_ = f"pca{FEATURE_DIMS}" if self._features else "activations"
         # (N, d): what the projection was fitted on, as compute_projection reads it
         if self._features:
-            x = np.load(run.path / "features" / f"{layer}.pca.npy")
+            x = np.asarray(run.features(layer, "pca"))
         else:
             x = np.asarray(run.activations(layer))
         x = np.ascontiguousarray(x, dtype=np.float32)
