@@ -27,6 +27,7 @@ from torch import nn
 from layerscope.capture import INPUT, ActivationRecorder, _model_device, _resolve
 from layerscope.data.datasets import TEST, TRAIN
 from layerscope.errors import LayerscopeError, RunError
+from layerscope.names import check_label
 from layerscope.progress import ProgressFn, no_progress
 from layerscope.run import Run, now
 from layerscope.training import preferred_memory_format
@@ -111,11 +112,18 @@ class Ablation:
             raise LayerscopeError(f"not an ablation: {d!r}; it needs 'layer', 'units' and optionally 'scale'.") from e
 
 
+MAX_UNITS = 1 << 20  # units one ablation may name: far more than any conv or dense layer has
+
+
+def _shown(text: str) -> str:
+    return repr(text) if len(text) <= 60 else repr(text[:57] + "...")
+
+
 def parse_ablation(text: str, scale: float = 0.0) -> Ablation:
     """``"fc2:3"``, ``"conv2:7,9"`` or ``"fc2:0-63"`` (a range, both ends included) -> an ``Ablation``."""
     layer, sep, spec = text.strip().rpartition(":")
     if not sep or not layer or not spec.strip():
-        raise LayerscopeError(f"--unit {text!r}: write LAYER:UNITS, e.g. fc2:3 or conv2:7,9 or fc2:0-63.")
+        raise LayerscopeError(f"--unit {_shown(text)}: write LAYER:UNITS, e.g. fc2:3 or conv2:7,9 or fc2:0-63.")
     units: list[int] = []
     try:
         for part in spec.split(","):
@@ -123,12 +131,16 @@ def parse_ablation(text: str, scale: float = 0.0) -> Ablation:
             if dash:
                 if int(hi) < int(lo):
                     raise ValueError(part)
+                if int(hi) - int(lo) >= MAX_UNITS or len(units) >= MAX_UNITS:
+                    raise LayerscopeError(
+                        f"--unit {_shown(text)}: at most {MAX_UNITS:,} units at once; no layer here has more."
+                    )
                 units.extend(range(int(lo), int(hi) + 1))
             else:
                 units.append(int(lo))
     except ValueError:
         raise LayerscopeError(
-            f"--unit {text!r}: units must be whole numbers from 0, comma-separated or a range like 0-63."
+            f"--unit {_shown(text)}: units must be whole numbers from 0, comma-separated or a range like 0-63."
         ) from None
     return Ablation(layer, tuple(units), scale)
 
@@ -545,9 +557,7 @@ def evaluate_ablation(
 
 
 def _check_name(name: str) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise LayerscopeError("an ablation needs a name to be saved under; give a non-empty one.")
-    return name.strip()
+    return check_label(name, "name of an ablation")
 
 
 def save_ablation(run: Run, name: str, ablations: Sequence[Ablation], result: AblationResult | None = None) -> None:

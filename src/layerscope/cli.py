@@ -2,22 +2,44 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
+import os
+import signal
 import sys
-from collections.abc import Iterator
-from dataclasses import fields
-from pathlib import Path
-from typing import Annotated, Any
 
-import numpy as np
-import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
-from layerscope import __version__
-from layerscope.errors import LayerscopeError
+def _interrupted_while_starting(signum: int, frame: object) -> None:
+    # Ctrl-C before main() runs (the imports below take a moment): one line, not a traceback from inside an import
+    sys.stderr.write("interrupted.\n")
+    os._exit(130)
+
+
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "layerscope":
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import math  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from dataclasses import fields  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Annotated, Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.progress import (  # noqa: E402
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table  # noqa: E402
+
+from layerscope import __version__  # noqa: E402
+from layerscope.errors import LayerscopeError  # noqa: E402
 
 app = typer.Typer(
     name="layerscope",
@@ -66,10 +88,30 @@ def _bars() -> Iterator[Progress]:
             raise
 
 
-def _open(path: Path) -> Any:
+TrustOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust-model-code",
+        help="Import and run the Run's model class even though it is not layerscope's own (only for Runs you trust).",
+    ),
+]
+
+
+def _open(path: Path, trust_model_code: bool = False) -> Any:
     from layerscope.run import Run
 
-    return Run(path)
+    return Run(path, trust_model_code=trust_model_code)
+
+
+def _check_range(option: str, value: float | None, low: float, high: float) -> None:
+    """A number from the command line, within what makes sense: finite and in ``low .. high``."""
+    if value is None:
+        return
+    if not math.isfinite(value) or not low <= value <= high:
+        raise LayerscopeError(f"{option} {value} is out of range; give a number from {low:g} to {high:g}.")
+
+
+SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's random_state
 
 
 ModelOpt = Annotated[
@@ -116,6 +158,7 @@ def _load_dataset(dataset: str, class_names: str | None, image_size: int | None)
     """The dataset, with a progress bar that goes away once loaded (so an error after it stays one line)."""
     from layerscope.data.datasets import load_dataset
 
+    _check_range("--image-size", image_size, 1, 4096)
     with _bars() as progress:
         progress.live.transient = True
         return load_dataset(dataset, class_names, image_size=image_size, progress=Bars(progress))
@@ -160,8 +203,12 @@ def train(
     values.update({k: v for k, v in given.items() if v is not None})
     values["device"] = device
     config = TrainConfig(**{f.name: values[f.name] for f in fields(TrainConfig) if f.name in values})
-    if config.epochs < 1 or config.batch_size < 1 or config.lr <= 0 or config.augment < 0:
-        raise LayerscopeError("--epochs and --batch-size must be at least 1, --lr positive and --augment 0 or more.")
+    _check_range("--epochs", config.epochs, 1, 10_000)
+    _check_range("--batch-size", config.batch_size, 1, 65_536)
+    _check_range("--augment", config.augment, 0, 64)
+    _check_range("--seed", config.seed, 0, SEED_MAX)
+    if not math.isfinite(config.lr) or not 0 < config.lr <= 10:
+        raise LayerscopeError(f"--lr {config.lr} is out of range; give a learning rate above 0 and at most 10.")
 
     def on_epoch(record: Any) -> None:
         err.print(
@@ -318,11 +365,13 @@ def project(
     recompute: Annotated[bool, typer.Option(help="Compute again even if the Run has it cached.")] = False,
     seed: Annotated[int, typer.Option(help="random_state of the method.")] = 0,
     device: DeviceOpt = "cpu",
+    trust_model_code: TrustOpt = False,
 ) -> None:
     """Project a layer's activations over every image to 2-D and store it in the Run, with quality figures."""
     from layerscope.projections.compute import check_method, compute_projection
 
-    run = _open(run_dir)
+    _check_range("--seed", seed, 0, SEED_MAX)
+    run = _open(run_dir, trust_model_code)
     check_method(method)
     run.layer(layer)
     with _bars() as progress:
@@ -374,18 +423,23 @@ def featurevis(
     steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 256,
     diverse: Annotated[int, typer.Option(help="How many diverse regularised images.")] = 1,
     seed: Annotated[int, typer.Option(help="Random seed of the optimisation.")] = 0,
-    recompute: Annotated[bool, typer.Option(help="Optimise again even if the Run has it cached.")] = False,
+    recompute: Annotated[bool, typer.Option(help="Optimise again even if the Run has it stored.")] = False,
+    store: Annotated[
+        bool, typer.Option("--store", help="Keep the result in the Run (the dashboard's unit card shows it).")
+    ] = False,
     device: DeviceOpt = "cpu",
+    trust_model_code: TrustOpt = False,
 ) -> None:
     """The input that maximises one unit, by gradient ascent: naive (plain pixels) beside regularised (jitter, scale
-    and rotation while optimising, and total variation). Cached in the Run."""
+    and rotation while optimising, and total variation). Read from the Run when stored there; --store keeps it."""
     from layerscope.featurevis import save_png, unit_featurevis
     from layerscope.training import resolve_device
 
-    run = _open(run_dir)
+    _check_range("--steps", steps, 1, 100_000)
+    _check_range("--diverse", diverse, 1, 64)
+    _check_range("--seed", seed, 0, SEED_MAX)
+    run = _open(run_dir, trust_model_code)
     _check_unit(run, layer, unit)
-    if steps < 1 or diverse < 1:
-        raise LayerscopeError(f"--steps and --diverse must be at least 1 (got {steps}, {diverse}).")
     if image.suffix.lower() != ".png":
         raise LayerscopeError(f"--out {image}: give a .png file name.")
     model = run.load_model(resolve_device(device))
@@ -400,6 +454,7 @@ def featurevis(
             n_diverse=diverse,
             seed=seed,
             progress=Bars(progress),
+            store=store,
         )
     save_png(np.concatenate([fv.naive[None], fv.images]), image)
     regularised = ", ".join(f"{a:.3f}" for a in fv.activation)
@@ -423,13 +478,15 @@ def ablate(
     scale: Annotated[float, typer.Option(help="Multiply the units by this: 0 switches them off.")] = 0.0,
     save: Annotated[str | None, typer.Option(help="Save the ablation in the Run under this name.")] = None,
     device: DeviceOpt = "cpu",
+    trust_model_code: TrustOpt = False,
 ) -> None:
     """Switch off (or scale) neurons or channels and re-evaluate the test set: accuracy overall and per class,
     before -> after, and the confusions that changed most."""
     from layerscope.ablation import evaluate_ablation, parse_ablation, save_ablation
     from layerscope.training import resolve_device
 
-    run = _open(run_dir)
+    _check_range("--scale", scale, -1e6, 1e6)
+    run = _open(run_dir, trust_model_code)
     ablations = [parse_ablation(text, scale) for text in units]
     model = run.load_model(resolve_device(device)) if run.has_model else None
     with _bars() as progress:
@@ -469,24 +526,28 @@ def topk(
     run_dir: RunArg,
     layer: Annotated[str, typer.Option(help="Layer name (see 'layerscope layers RUN').")],
     unit: UnitOpt,
-    k: Annotated[int, typer.Option(help="Images per unit (computed for every unit of every layer at once).")] = 9,
+    k: Annotated[int, typer.Option(help="Images per unit, 1 to 1000.")] = 9,
     recompute: Annotated[bool, typer.Option(help="Compute again even if the Run has them stored.")] = False,
     image: Annotated[
         Path | None, typer.Option("--out", help="Also save the images as a PNG strip (receptive fields outlined).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    store: Annotated[
+        bool, typer.Option("--store", help="Keep what was computed in the Run, for every layer (the dashboard's).")
+    ] = False,
     device: DeviceOpt = "cpu",
+    trust_model_code: TrustOpt = False,
 ) -> None:
-    """The images of the whole dataset that activate one unit most (a conv channel by its spatial maximum)."""
+    """The images of the whole dataset that activate one unit most (a conv channel by its spatial maximum); read
+    from the Run when it stores at least --k, else computed (and kept with --store)."""
     from layerscope.receptive import receptive_field
-    from layerscope.topk import store_topk
+    from layerscope.topk import MAX_K, layer_topk
 
-    run = _open(run_dir)
+    _check_range("--k", k, 1, MAX_K)
+    run = _open(run_dir, trust_model_code)
     info = _check_unit(run, layer, unit)
-    if k < 1:
-        raise LayerscopeError(f"--k must be at least 1 (got {k}).")
     with _bars() as progress:
-        result = store_topk(run, k=k, recompute=recompute, device=device, progress=Bars(progress))[layer]
+        result = layer_topk(run, layer, k=k, recompute=recompute, store=store, device=device, progress=Bars(progress))
     rf = receptive_field(run.load_model(), layer, tuple(run.images.shape[1:])) if info.kind == "conv" else None
     labels, split, names = run.labels, run.split, run.class_names
     predicted = np.asarray(run.probs[result.indices[unit]]).argmax(1)
@@ -544,6 +605,7 @@ def attribute(
         typer.Option("--randomise", help="Sanity check: re-initialise the layers from the output down, compare maps."),
     ] = False,
     device: DeviceOpt = "cpu",
+    trust_model_code: TrustOpt = False,
 ) -> None:
     """Which pixels of one image drive a class score: saliency, integrated gradients, Grad-CAM or occlusion (captum)."""
     from layerscope.attribution import ATTRIBUTIONS, overlay, randomisation_check
@@ -557,10 +619,14 @@ def attribute(
         )
     if image is not None and image.suffix.lower() != ".png":
         raise LayerscopeError(f"--out {image}: give a .png file name.")
-    run = _open(run_dir)
+    run = _open(run_dir, trust_model_code)
     n = len(run.labels)
     if not 0 <= index < n:
         raise LayerscopeError(f"--image {index} is out of range: the Run has images 0 to {n - 1}.")
+    if target is not None and not 0 <= target < len(run.class_names):
+        raise LayerscopeError(
+            f"--target {target} is out of range: the Run has classes 0 to {len(run.class_names) - 1}."
+        )
     model = run.load_model(resolve_device(device))
     pixels = run.dataset().pixels(np.array([index]))[0]  # (C, H, W) float in [0, 1]
     result = attribute_map(model, pixels, method, target=target, layer=layer)
@@ -600,20 +666,30 @@ def attribute(
 
 
 HostOpt = Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the page to the network.")]
-PortOpt = Annotated[int, typer.Option(help="Port to serve on.")]
+PortOpt = Annotated[int, typer.Option(help="Port to serve on, 1 to 65535.")]
 NoBrowserOpt = Annotated[bool, typer.Option("--no-browser", help="Do not open a browser window.")]
 
 
 def _serve(run: Any, host: str, port: int, no_browser: bool) -> None:
     from layerscope.dashboard import serve as serve_app
 
+    _check_range("--port", port, 1, 65_535)
+    run.check_model_code()  # refuse before the server starts, not on the first page that needs the model
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(
             f"[bold yellow]warning:[/] serving on {host}: the page has no authentication; anyone who can reach "
             f"port {port} can use it."
         )
     out.print(f"layerscope dashboard for {run.path}: http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/")
-    serve_app(run, host=host, port=port, open_browser=not no_browser)
+    try:
+        serve_app(run, host=host, port=port, open_browser=not no_browser)
+    except KeyboardInterrupt:
+        err.print(f"stopped: the dashboard of {run.path} is no longer served.", highlight=False)
+        raise SystemExit(130) from None
+    except OSError as e:  # the port is taken, or the address is not this machine's
+        raise LayerscopeError(
+            f"cannot serve on {host}:{port} ({e.strerror or e}); choose another --port or --host."
+        ) from None
 
 
 @app.command()
@@ -624,12 +700,13 @@ def serve(
     host: HostOpt = "127.0.0.1",
     port: PortOpt = 8050,
     no_browser: NoBrowserOpt = False,
+    trust_model_code: TrustOpt = False,
 ) -> None:
     """Open the dashboard on a Run, or on an NN_data.json file, in the browser."""
     from layerscope.pipeline import open_run
 
     with _bars() as progress:
-        run = open_run(run_dir, progress=Bars(progress))
+        run = open_run(run_dir, progress=Bars(progress), trust_model_code=trust_model_code)
     _serve(run, host, port, no_browser)
 
 
@@ -665,16 +742,19 @@ def export_json(
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the random sample.")] = 0,
     force: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
+    trust_model_code: TrustOpt = False,
 ) -> None:
     """Write a Run as NN_data.json, as the report chose: 200 random images per digit plus every misclassified one,
     per-digit averages, dense-layer activations and a 2-D projection of every layer (computed if missing)."""
     from layerscope.interop import export_nn_data
 
-    run = _open(run_dir)
+    run = _open(run_dir, trust_model_code)
+    if target.is_dir():
+        raise LayerscopeError(f"{target} is a directory; give the path of the NN_data.json file to write.")
     if target.exists() and not force:
         raise LayerscopeError(f"{target} already exists; pass --force to replace it.")
-    if per_class < 1:
-        raise LayerscopeError(f"--per-class must be at least 1 (got {per_class}).")
+    _check_range("--per-class", per_class, 1, 1_000_000)
+    _check_range("--seed", seed, 0, SEED_MAX)
     with _bars() as progress:
         summary = export_nn_data(
             run, target, per_class=per_class, seed=seed, method=method, everything=every_image, progress=Bars(progress)
@@ -720,16 +800,45 @@ def main_options(
     """layerscope: see inside a neural network that reads images."""
 
 
+class _OneLine(logging.Handler):
+    """The core's notes (``logging.getLogger("layerscope")``: waiting for another writer, a Run moved back) as one
+    line each on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err.print(f"note: {record.getMessage()}", highlight=False, soft_wrap=True)
+
+
+def _error(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+
+
 def main() -> None:
-    """Console entry point: bad input is one line on stderr and exit code 2."""
+    """Console entry point: bad input is one line on stderr and exit code 2; Ctrl-C is one line and exit code 130."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, Ctrl-C unwinds and cleans up
+    log = logging.getLogger("layerscope")
+    handler = _OneLine()
+    log.addHandler(handler)
     try:
-        app()
+        code = app(standalone_mode=False)
     except LayerscopeError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        _error(str(e))
         sys.exit(2)
-    except KeyboardInterrupt:
+    except typer.TyperException as e:  # an unknown option, a value of the wrong type: one line, not a usage panel
+        if type(e).__name__ == "NoArgsIsHelpError":  # plain 'layerscope': the help, as usual
+            e.show()  # type: ignore[attr-defined]
+            sys.exit(0)
+        ctx = getattr(e, "ctx", None)
+        command = f" {ctx.command_path.partition(' ')[2]}" if ctx is not None and " " in ctx.command_path else ""
+        message = e.format_message() if hasattr(e, "format_message") else str(e)
+        _error(f"{message} (see 'layerscope{command} --help').")
+        sys.exit(2)
+    except (KeyboardInterrupt, typer.Abort):
+        code = 130
+    finally:
+        log.removeHandler(handler)
+    if code == 130:
         err.print("interrupted; nothing was left half-written.")
-        sys.exit(130)
+    sys.exit(code or 0)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def train_run(
     spec = spec or seed_cnn_spec(dataset)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    model = build_model(spec)
+    model = build_model(spec, trusted=True)  # the caller named this class: its code is theirs to run
     layers = select_layers(model, dataset, include, exclude)
     spec = _with_patterns(spec, include, exclude)
     with staging_dir(out, force=force) as tmp:
@@ -91,7 +91,7 @@ def train_run(
             layers,
             config.seed,
         )
-    return Run(out)
+    return Run(out, trust_model_code=True)  # its model is the one the caller gave
 
 
 def create_run(
@@ -118,7 +118,7 @@ def create_run(
     with staging_dir(out, force=force) as tmp:
         extra = {"history": [], **({"provenance": provenance} if provenance else {})}
         _write_run(tmp, dataset, model, spec, dev, progress, extra, layers, pca_kinds=pca_kinds)
-    return Run(out)
+    return Run(out, trust_model_code=True)  # its model is the one the caller gave
 
 
 def select_layers(
@@ -232,6 +232,7 @@ def open_run(
     path: str | os.PathLike[str] | Run,
     cache_dir: str | os.PathLike[str] | None = None,
     progress: ProgressFn = no_progress,
+    trust_model_code: bool = False,
 ) -> Run:
     """A Run from what the user has: a Run, a Run directory, or an NN_data.json file. A file is imported once into
     the cache (keyed by its SHA-256, so an edited file is imported again) and opened from there."""
@@ -239,10 +240,11 @@ def open_run(
         return path
     path = Path(path)
     if not path.is_file():
-        return Run(path)
+        return Run(path, trust_model_code=trust_model_code)
     from layerscope.interop.seed_json import import_nn_data
 
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
     out = Path(cache_dir or default_cache_dir()) / f"{path.stem}-{digest[:12]}"
     if (out / "manifest.json").is_file():
         return Run(out)

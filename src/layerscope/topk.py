@@ -40,6 +40,7 @@ __all__ = [
     "TopKAccumulator",
     "TopKCollector",
     "compute_topk",
+    "layer_topk",
     "store_topk",
     "unit_scores",
     "write_topk",
@@ -66,9 +67,12 @@ class TopK:
         return int(self.values.shape[0])
 
 
+MAX_K = 1000
+
+
 def _check_k(k: int) -> None:
-    if k < 1:
-        raise LayerscopeError(f"k must be at least 1 (got {k}); it is how many top images to keep per unit.")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise LayerscopeError(f"k must be from 1 to {MAX_K} (got {k}); it is how many top images to keep per unit.")
 
 
 def unit_scores(output: torch.Tensor, positions: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -275,3 +279,26 @@ def store_topk(
     result = compute_topk(model, run.dataset(), names, k=k, device=device, progress=progress)
     write_topk(run, result, k, time.perf_counter() - start)
     return result
+
+
+def layer_topk(
+    run: Run,
+    layer: str,
+    k: int = DEFAULT_K,
+    recompute: bool = False,
+    store: bool = False,
+    device: torch.device | str | None = None,
+    progress: ProgressFn = no_progress,
+) -> TopK:
+    """The top-k images of every unit of one layer: the Run's stored ones (their first ``k``) when it has at least
+    ``k``, else computed. Computed ones are kept in the Run only with ``store`` (then for every layer, as
+    ``store_topk``); a query never changes the Run otherwise."""
+    _check_k(k)
+    meta = run.manifest.get("topk") or {}
+    if not recompute and layer in meta.get("layers", []) and int(meta.get("k", 0)) >= k:
+        stored = run.topk(layer)
+        positions = stored.positions[:, :k] if stored.positions is not None else None
+        return TopK(values=stored.values[:, :k], indices=stored.indices[:, :k], positions=positions)
+    if store:
+        return store_topk(run, k=k, recompute=True, device=device, progress=progress)[layer]
+    return compute_topk(run.load_model(), run.dataset(), [layer], k=k, device=device, progress=progress)[layer]

@@ -74,7 +74,7 @@ def test_missing_dataset_file(tmp_path):
         (["train", "--out", "{run}"], ["already exists; pass --force"]),
         (["info", "{missing}"], ["no such Run"]),
         (["train", "--preset", "huge", "--out", "{missing}"], ["unknown preset 'huge'"]),
-        (["train", "--augment", "-1", "--out", "{missing}"], ["--augment 0 or more"]),
+        (["train", "--augment", "-1", "--out", "{missing}"], ["--augment -1 is out of range"]),
     ],
 )
 def test_bad_input_exits_2_and_leaves_the_run_untouched(tiny_run, tmp_path, args, fragments):

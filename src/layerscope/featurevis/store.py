@@ -125,11 +125,12 @@ def layer_featurevis(
     restarts: int = 1,
     seed: int = 0,
     progress: ProgressFn = no_progress,
+    store: bool = True,
 ) -> list[FeatureVis]:
     """Feature visualisations of ``units`` (default: all) of ``layer``, from the Run's cache where present.
 
     The missing ones are optimised together, one batch for the regularised images and one for the naive, and
-    stored. ``model`` defaults to the Run's.
+    stored (unless ``store`` is False: then the Run is left as it was). ``model`` defaults to the Run's.
     """
     unit_list = [int(u) for u in units] if units is not None else list(range(run.layer(layer).shape[0]))
     _check(run, layer, unit_list)
@@ -165,7 +166,8 @@ def layer_featurevis(
                 naive_activation=float(naive.activation[i, 0]),
                 settings=settings,
             )
-            _save(_path(run, layer, u), fv)
+            if store:
+                _save(_path(run, layer, u), fv)
             found[u] = fv
     return [found[u] for u in unit_list]
 
@@ -182,6 +184,7 @@ def unit_featurevis(
     restarts: int = 1,
     seed: int = 0,
     progress: ProgressFn = no_progress,
+    store: bool = True,
 ) -> FeatureVis:
     """One unit's feature visualisation, from the Run's cache when present (see ``layer_featurevis``)."""
     return layer_featurevis(
@@ -195,6 +198,7 @@ def unit_featurevis(
         restarts=restarts,
         seed=seed,
         progress=progress,
+        store=store,
     )[0]
 
 
