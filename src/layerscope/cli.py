@@ -296,7 +296,7 @@ def _info(run: Any) -> dict[str, Any]:
         "created": m.get("created"),
         "dataset": m["dataset"],
         "model": m["model"],
-        "layers": m["layers"],
+        "layers": [info.to_dict() for info in run.layers],
         "test_accuracy": m["metrics"]["test_accuracy"],
         "metrics": m["metrics"],
         "history": m.get("history", []),
@@ -320,7 +320,8 @@ def info(
     d, m = data["dataset"], data["model"]
     out.print(f"[bold]Run[/] {data['path']}  (format {data['format_version']}, created {data['created']})")
     out.print(
-        f"[bold]Dataset[/] {d['name']} ({d['source']}): {d['n_train']:,} train + {d['n_test']:,} test images "
+        f"[bold]Dataset[/] {d.get('name')} ({d.get('source')}): {d.get('n_train', 0):,} train + "
+        f"{d.get('n_test', 0):,} test images "
         f"of {'x'.join(map(str, d['image_shape']))}, {len(d['class_names'])} classes"
     )
     if m is None:

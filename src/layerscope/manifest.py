@@ -115,6 +115,8 @@ def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
         if _CLASS_PATH.fullmatch(path) is None:
             raise c.fail("model.class", f"{_shown(path)} is not written 'pkg.module:Class'")
         c.of(model.get("args", {}), dict, "model.args")
+        if "num_parameters" in model:
+            c.count(model["num_parameters"], "model.num_parameters", 0, 1 << 48)
 
     layers = c.of(m["layers"], list, "layers")
     if not layers:
@@ -137,8 +139,15 @@ def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
             raise c.fail(f"{key}.shape", f"{layer['shape']} is not the shape of a {kind} layer")
 
     metrics = c.of(m["metrics"], dict, "metrics")
+    c.number(metrics.get("test_accuracy"), "metrics.test_accuracy")
     for key, value in metrics.items():
         c.number(value, f"metrics[{key!r}]")
+    for key, kind in (("history", list), ("training", dict), ("capture", dict), ("source", dict)):
+        if key in m:
+            c.of(m[key], kind, key)
+    for key in ("created", "updated", "layerscope_version"):
+        if key in m:
+            c.text(m[key], key, 100)
 
     def projection_layer(layer: str, methods: Any, key: str) -> None:
         if layer not in names:
@@ -152,7 +161,7 @@ def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
         c.of(topk, dict, "topk")
         c.count(topk.get("k"), "topk.k", 1, 10_000)
         for i, layer in enumerate(c.of(topk.get("layers", []), list, "topk.layers")):
-            if layer not in names:
+            if not isinstance(layer, str) or layer not in names:
                 raise c.fail(f"topk.layers[{i}]", f"{_shown(layer)} is not a layer of the Run")
 
     def file_entry(logical: str, actual: Any, key: str) -> None:
@@ -171,7 +180,7 @@ def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
         listed = c.of(m.get("aggregate_layers", {}), dict, "aggregate_layers")
         for part in ("activations", "projections"):
             for j, layer in enumerate(c.of(listed.get(part, []), list, f"aggregate_layers.{part}")):
-                if layer not in names:
+                if not isinstance(layer, str) or layer not in names:
                     raise c.fail(f"aggregate_layers.{part}[{j}]", f"{_shown(layer)} is not a layer of the Run")
     c.of(m.get("ablations", {}), dict, "ablations")
     return m

@@ -188,7 +188,7 @@ def _write_run(
         "projections": {},
     }
     write_json(tmp / "manifest.json", manifest)
-    run = Run(tmp)
+    run = Run(tmp, staged=True)
     write_topk(run, topk.result(), DEFAULT_K, topk.seconds)
     pca_layers = [info.name for info in layers if info.kind in pca_kinds]
     compute_pca(run, pca_layers, device=str(device), random_state=random_state, progress=progress, model=model)

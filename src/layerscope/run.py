@@ -275,9 +275,10 @@ class Update:
         """Stage ``array`` as the Run's ``relpath`` (``projections/fc1/tsne.npy``)."""
         if not check_relpath(relpath) or not relpath.endswith(".npy"):
             raise RunError(f"{relpath!r} is not a path a Run stores arrays under.")
-        actual = f"{relpath[: -len('.npy')]}.g{self.generation}.npy"
+        actual = relpath if self.run.staged else f"{relpath[: -len('.npy')]}.g{self.generation}.npy"
         write_array(self.run.path / actual, array)
-        self.files[relpath] = actual
+        if actual != relpath:
+            self.files[relpath] = actual
 
     def change(self, change: Callable[[dict[str, Any]], None]) -> None:
         """Change the manifest (a function of the manifest, applied to the newest one when the update commits)."""
@@ -290,9 +291,12 @@ class Run:
     ``trust_model_code``: whether ``load_model`` may import the model's class when it is not layerscope's own (see
     ``layerscope.models.loading``: opening a Run from someone else must not run their code unless you say so)."""
 
-    def __init__(self, path: str | os.PathLike[str], *, trust_model_code: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, trust_model_code: bool = False, staged: bool = False) -> None:
         self.path = Path(path)
         self.trust_model_code = trust_model_code
+        # a Run still being built in its staging directory (``staging_dir``), which nobody else can see yet:
+        # updates write the arrays' own names, since a killed build leaves no Run at all
+        self.staged = staged
         if not (self.path / MANIFEST).is_file() and recover(self.path) is not None:
             log.warning("%s: moved back the Run that an interrupted --force replacement had moved aside.", self.path)
         self.manifest = self._read_manifest()
@@ -597,7 +601,8 @@ class Run:
             files.update(up.files)
             for change in up.changes:
                 change(manifest)
-            manifest["files"] = files
+            if files:
+                manifest["files"] = files
             manifest["generation"] = generation
             manifest["updated"] = now()
             write_json(self.path / MANIFEST, check_manifest(manifest, f"{self.path / MANIFEST} (update)"))

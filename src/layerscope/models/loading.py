@@ -115,6 +115,11 @@ def parse_model_args(pairs: Sequence[str] | None) -> dict[str, Any]:
     return args
 
 
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
 def build_model(spec: dict[str, Any], trusted: bool = False, search_cwd: bool | None = None) -> nn.Module:
     """Instantiate ``spec["class"]`` (``"pkg.module:Class"``) with ``spec["args"]``.
 
@@ -142,8 +147,9 @@ def build_model(spec: dict[str, Any], trusted: bool = False, search_cwd: bool | 
         raise LayerscopeError(f"{class_path} is not a torch.nn.Module subclass; nothing was called.")
     try:
         model = cls(**args)
-    except TypeError as e:
-        raise LayerscopeError(f"cannot build {class_path} with arguments {args}: {e}") from e
+    except (TypeError, ValueError, RuntimeError) as e:  # arguments it does not take, or values it refuses
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise LayerscopeError(f"cannot build {class_path} with arguments {_shown(args)}: {first}") from e
     return model
 
 

@@ -27,6 +27,13 @@ class SeedCNN(nn.Module):
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28) -> None:
         super().__init__()
+        for name, value, low, high in (
+            ("in_channels", in_channels, 1, 64),
+            ("num_classes", num_classes, 1, 100_000),
+            ("image_size", image_size, 6, 4096),  # two 3x3 convs and a 2x2 pool need 6 pixels
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name} must be a whole number from {low} to {high}, not {value!r}")
         pooled = (image_size - 4) // 2
         self.conv1 = nn.Sequential(nn.Conv2d(in_channels, 16, 3), nn.ReLU())
         self.conv2 = nn.Sequential(nn.Conv2d(16, 32, 3), nn.ReLU())
