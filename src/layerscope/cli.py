@@ -269,7 +269,7 @@ def import_model(
 
     data = _load_dataset(dataset, class_names, image_size)
     spec = _model_spec(model, model_arg, data)
-    net = load_weights(build_model(spec), weights)
+    net = load_weights(build_model(spec, trusted=True), weights)  # the user named this class on the command line
     provenance = {"imported_from": str(weights.resolve()), "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
     with _bars() as progress:
         run = create_run(

@@ -60,7 +60,7 @@ def lenet_run(rgb_folder, tmp_path_factory):
     finally:
         sys.argv = argv
         capsys.undo()
-    return Run(out)
+    return Run(out, trust_model_code=True)  # the test's own model class
 
 
 def test_lenet_with_batch_norm_and_functional_ops(lenet_run, capsys):
@@ -83,7 +83,7 @@ def test_lenet_with_batch_norm_and_functional_ops(lenet_run, capsys):
     # the model loads back with the Run's layers, and every layer has its top images
     model = run.load_model()
     assert isinstance(model, LeNetBN) and run.topk("conv2").indices.shape == (12, 9)
-    out = ok(capsys, "project", run.path, "--layer", "bn2", "--method", "pca", "--recompute")
+    out = ok(capsys, "project", run.path, "--layer", "bn2", "--method", "pca", "--recompute", "--trust-model-code")
     assert "pca of bn2: 64 points" in out  # a conv layer: recomputed from the model, batch by batch
     assert Run(run.path).projection("bn2", "pca").shape == (64, 2)
 
@@ -182,7 +182,7 @@ def test_mlp_on_grey_images_with_layer_patterns(grey_folder, tmp_path, capsys):
         out,
         *FAST,
     )
-    run = Run(out)
+    run = Run(out, trust_model_code=True)
     assert [(i.name, i.shape) for i in run.layers] == [("input", (1, 12, 12)), ("net.1", (24,)), ("net.4", (12,))]
     assert run.manifest["model"]["layer_patterns"] == {"include": ["net.*"], "exclude": ["net.6"]}
     assert run.manifest["dataset"]["n_train"] == 36 and run.class_names == ["a", "b", "c"]
@@ -261,7 +261,7 @@ def test_import_model_from_safetensors_and_pt(rgb_folder, tmp_path, capsys):
             "--device",
             "cpu",
         )
-        runs.append(Run(out))
+        runs.append(Run(out, trust_model_code=True))
     a, b = runs
     assert a.manifest["history"] == [] and a.manifest["provenance"]["imported_from"].endswith("mlp.safetensors")
     assert [i.name for i in a.layers] == ["input", "net.1", "net.4", "net.6"]
