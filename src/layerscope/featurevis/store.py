@@ -24,6 +24,7 @@ from torch import nn
 from layerscope.atomic import atomic_write
 from layerscope.errors import LayerscopeError
 from layerscope.featurevis.render import visualize
+from layerscope.names import check_path_name
 from layerscope.progress import ProgressFn, no_progress
 from layerscope.run import Run
 
@@ -46,7 +47,8 @@ class FeatureVis:
 
 
 def _path(run: Run, layer: str, unit: int) -> Path:
-    return run.path / "featurevis" / layer / f"{unit}.npz"
+    # a stored unit's file: the layer name is a plain name (the Run's manifest is checked) and the unit a number
+    return run.path / "featurevis" / check_path_name(layer) / f"{int(unit)}.npz"
 
 
 def _settings(steps: int, n_diverse: int, restarts: int, seed: int) -> dict[str, Any]:
