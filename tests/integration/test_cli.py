@@ -152,11 +152,11 @@ def test_topk_prints_the_units_best_images_and_saves_them(tiny_run, tmp_path):
         assert image.size == (9 * 28 * 8 + 8 * 8, 28 * 8)
 
 
-def test_featurevis_writes_naive_beside_regularised_and_caches(tiny_run, tmp_path):
+def test_featurevis_writes_naive_beside_regularised_and_stores_when_asked(tiny_run, tmp_path):
     from PIL import Image
 
     out = tmp_path / "unit.png"
-    text = layerscope("featurevis", tiny_run.path, "--layer", "fc2", "--unit", "5", "--out", out).stdout
+    text = layerscope("featurevis", tiny_run.path, "--layer", "fc2", "--unit", "5", "--out", out, "--store").stdout
     assert "fc2 unit 5: naive" in text and "regularised" in text and "best of the 4,000 dataset images" in text
     with Image.open(out) as image:
         assert image.size == (2 * 28 * 8 + 8, 28 * 8)

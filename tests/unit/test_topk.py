@@ -111,7 +111,7 @@ def test_fewer_images_than_k_and_bad_input():
         accumulator.update(np.array([5]), torch.ones(2, 2))
     with pytest.raises(LayerscopeError, match="does not match"):
         accumulator.update(np.array([5]), torch.ones(1, 3))
-    with pytest.raises(LayerscopeError, match="at least 1"):
+    with pytest.raises(LayerscopeError, match="k must be from 1 to 1000"):
         TopKAccumulator(0)
     with pytest.raises(LayerscopeError, match="empty"):
         TopKAccumulator(3).result()
