@@ -48,6 +48,19 @@ def test_import_json_errors_exit_2_and_write_nothing(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_import_json_of_hostile_files_exits_2_in_one_line(tmp_path):
+    """Files that used to end in a RecursionError or pass NaN on to scikit-learn, through a real process."""
+    (tmp_path / "deep.json").write_text("[" * 200_000 + "]" * 200_000)
+    proc = layerscope("import-json", tmp_path / "deep.json", "--out", tmp_path / "run", check=False)
+    assert_one_line_error(proc, "deep.json: nests lists or objects too deeply")
+    data = nn_data.hand_made()
+    data["activations"]["dense_1"]["x_0"][0] = float("nan")  # json.dumps writes the literal NaN
+    proc = layerscope("import-json", nn_data.write(tmp_path / "nan.json", data), "--out", tmp_path / "run", check=False)
+    assert_one_line_error(proc, "nan.json: holds the literal NaN, which is not JSON")
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deep.json", "nan.json"]
+
+
 def test_export_json_as_the_report_chose(tiny_run, tmp_path):
     target = tmp_path / "NN_data.json"
     proc = layerscope("export-json", tiny_run.path, target, "--per-class", "30")

@@ -1,7 +1,11 @@
+import struct
+import zlib
+
 import numpy as np
 import pytest
 
 from layerscope.data import load_dataset, load_idx_dir, write_idx
+from layerscope.data.datasets import MAX_CLASSES
 from layerscope.errors import LayerscopeError
 
 
@@ -31,8 +35,94 @@ def test_missing_file(idx_dir):
 
 def test_label_count_mismatch(idx_dir):
     write_idx(idx_dir / "t10k-labels-idx1-ubyte", np.zeros(7, np.uint8))
-    with pytest.raises(LayerscopeError, match="test has 20 images but labels of shape"):
+    with pytest.raises(LayerscopeError, match="t10k-labels-idx1-ubyte: 7 labels for 20 images; the image and label"):
         load_idx_dir(idx_dir)
+
+
+# -- malformed IDX directories: each one line, before anything large is built -----------------------------------------
+
+
+def _one_line(call, match):
+    with pytest.raises(LayerscopeError, match=match) as error:
+        call()
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        # 2**31 - 1 used to build 2**31 class names until memory ran out
+        (
+            np.full(20, 2**31 - 1, np.int32),
+            r"t10k-labels-idx1-ubyte: label 2147483647 is not a class index from 0 to 9999",
+        ),
+        (np.full(20, MAX_CLASSES, np.int32), r"label 10000 is not a class index from 0 to 9999"),
+        (np.full(20, -1, np.int8), r"label -1 is not a class index from 0 to 9999"),
+        (
+            np.zeros((20, 1), np.uint8),
+            r"a labels file holds one label per image \(1 dimension\), found shape \(20, 1\)",
+        ),
+        (np.zeros(20, np.float32), r"labels must be whole numbers \(class indices\), found float32"),
+    ],
+)
+def test_bad_labels(idx_dir, labels, message):
+    write_idx(idx_dir / "t10k-labels-idx1-ubyte", labels)
+    _one_line(lambda: load_idx_dir(idx_dir), message)
+
+
+def test_the_largest_label_allowed_loads(idx_dir):
+    labels = np.zeros(20, np.int16)
+    labels[3] = MAX_CLASSES - 1
+    write_idx(idx_dir / "t10k-labels-idx1-ubyte", labels)
+    assert load_idx_dir(idx_dir).num_classes == MAX_CLASSES
+
+
+def test_labels_must_fit_the_class_names_given(idx_dir):
+    write_idx(idx_dir / "t10k-labels-idx1-ubyte", np.full(20, 7, np.uint8))
+    _one_line(lambda: load_idx_dir(idx_dir, class_names="a,b,c"), "labels go up to 7 but only 3 class names")
+
+
+def test_too_many_class_names(idx_dir):
+    names = ",".join(f"c{i}" for i in range(MAX_CLASSES + 1))
+    _one_line(lambda: load_idx_dir(idx_dir, class_names=names), "10,001 class names: layerscope handles at most 10,000")
+    (idx_dir.parent / "names.txt").write_text("\n".join(names.split(",")))
+    _one_line(lambda: load_idx_dir(idx_dir, class_names=idx_dir.parent / "names.txt"), "10,001 class names")
+
+
+def test_a_class_names_file_that_is_not_text(idx_dir):
+    (idx_dir.parent / "names.bin").write_bytes(b"\xff\xfe\x00cat")
+    _one_line(
+        lambda: load_idx_dir(idx_dir, class_names=idx_dir.parent / "names.bin"),
+        "names.bin: cannot read the class names",
+    )
+
+
+@pytest.mark.parametrize(
+    "images, message",
+    [
+        (np.zeros((0, 8, 8), np.uint8), r"t10k-images-idx3-ubyte.gz: holds 0 images; a dataset needs"),
+        (np.zeros((20, 0, 8), np.uint8), r"images of shape \(20, 0, 8\) have no pixels"),
+        (np.zeros((20, 64), np.uint8), r"images must be \(N, H, W\) or \(N, H, W, 1\|3\), found shape \(20, 64\)"),
+        (np.zeros((20, 8, 8, 2), np.uint8), r"images must be \(N, H, W\) or \(N, H, W, 1\|3\)"),
+        (np.zeros((20, 8, 8), np.int16), r"images must be uint8 \(0-255\), found int16"),
+    ],
+)
+def test_bad_images(idx_dir, images, message):
+    write_idx(idx_dir / "t10k-images-idx3-ubyte.gz", images)
+    _one_line(lambda: load_idx_dir(idx_dir), message)
+
+
+def test_an_empty_dataset(idx_dir):
+    """0 training and 0 test images (and labels): one line, not numpy's 'zero-size array' traceback."""
+    for split in ("train", "t10k"):
+        write_idx(idx_dir / f"{split}-images-idx3-ubyte.gz", np.zeros((0, 8, 8), np.uint8))
+        write_idx(idx_dir / f"{split}-labels-idx1-ubyte", np.zeros(0, np.uint8))
+    _one_line(lambda: load_dataset(idx_dir), "train-images-idx3-ubyte.gz: holds 0 images")
+
+
+def test_a_corrupt_idx_file_is_one_line_from_load_dataset(idx_dir):
+    (idx_dir / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\xff\xff\xff\xff")
+    _one_line(lambda: load_dataset(idx_dir), r"train-labels-idx1-ubyte: truncated: header \(4294967295,\) needs")
 
 
 def test_subset_keeps_canonical_order(idx_dir):
@@ -139,3 +229,54 @@ def test_three_channel_idx_directory_trains(tmp_path):
     assert run.manifest["model"]["args"] == {"in_channels": 3, "num_classes": 4, "image_size": 12}
     assert {i.name: i.shape for i in run.layers}["pool"] == (32, 4, 4)
     assert run.manifest["metrics"]["train_accuracy"] > 0.5
+
+
+def _png_without_pixels(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` and holds no pixel data: Pillow opens it, then fails to load it."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", r"cannot read the image \(cannot identify image file"),
+        (b"not an image at all", r"cannot read the image \(cannot identify image file"),
+        (_png_without_pixels(8, 8), r"cannot read the image \(image file is truncated"),
+        # 40,000 x 40,000: Pillow raises DecompressionBombError, which is not an OSError
+        (
+            _png_without_pixels(40_000, 40_000),
+            r"cannot read the image \(Image size \(1600000000 pixels\) exceeds limit",
+        ),
+        # 10,000 x 10,000: Pillow only warns; a folder of them cannot fit in memory either
+        (_png_without_pixels(10_000, 10_000), r"cannot read the image \(Image size \(100000000 pixels\) exceeds limit"),
+    ],
+)
+def test_an_unreadable_image_is_one_line(tmp_path, content, message):
+    from tests.conftest import make_image_folder
+
+    folder = make_image_folder(tmp_path / "f", n=8, size=8, classes=2)
+    (folder / "dog" / "0099.png").write_bytes(content)
+    _one_line(lambda: load_dataset(folder), r"dog/0099.png: " + message + r".*replace or remove the file\.$")
+
+
+def test_an_image_folder_without_images(tmp_path):
+    from layerscope.data import load_image_folder
+
+    (tmp_path / "f" / "cat").mkdir(parents=True)
+    (tmp_path / "f" / "cat" / "notes.txt").write_text("no image here")
+    _one_line(lambda: load_image_folder(tmp_path / "f"), r"f/cat: no images \(.png, .jpg")
+    _one_line(lambda: load_dataset(tmp_path / "f"), "holds neither IDX files")
+
+
+def test_too_many_class_folders(tmp_path, monkeypatch):
+    from layerscope.data import datasets, load_image_folder
+    from tests.conftest import make_image_folder
+
+    folder = make_image_folder(tmp_path / "f", n=8, size=8, classes=4)
+    monkeypatch.setattr(datasets, "MAX_CLASSES", 3)
+    _one_line(lambda: load_image_folder(folder), r"4 class folders in .*f: layerscope handles at most 3 classes")

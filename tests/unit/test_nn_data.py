@@ -115,6 +115,81 @@ MALFORMED = {
         "projections['conv2d_1']['x_0'] has 3 values; a projection is [x, y]",
     ),
     "section not an object": (lambda d: d.update(activations=[]), "activations must be a JSON object"),
+    # values that passed validation and crashed later, in scikit-learn or in float32
+    "activation of 1e300": (
+        lambda d: d["activations"]["dense_2"]["x_4"].__setitem__(3, 1e300),
+        "activations['dense_2']['x_4'] holds 1e+300, which is not a finite number of at most 1e+15 in size",
+    ),
+    "coordinate of -1e20": (
+        lambda d: d["projections"]["conv2d_1"]["x_2"].__setitem__(1, -1e20),
+        "projections['conv2d_1']['x_2'] holds -1e+20, which is not a finite number",
+    ),
+    "activation as a string 'nan'": (
+        lambda d: d["activations"]["dense_1"]["x_5"].__setitem__(0, "nan"),
+        "activations['dense_1']['x_5'] holds nan, which is not a finite number",
+    ),
+    "activation beyond float64": (
+        lambda d: d["activations"]["dense_1"]["x_5"].__setitem__(0, 10**400),
+        "activations['dense_1']['x_5'] is not a list of numbers",
+    ),
+    "zero-width activations": (
+        lambda d: d["activations"].update(dense_2={n: [] for n in d["activations"]["dense_2"]}),
+        "activations['dense_2']['x_0'] is an empty list",
+    ),
+    "empty image": (lambda d: d["images"].update(x_3=[[]]), "image 'x_3' has shape (1, 0)"),
+    "image beyond float64": (
+        lambda d: d["images"]["x_3"][0].__setitem__(0, 10**400),
+        "image 'x_3' is not a rectangular array of numbers",
+    ),
+    # names: layers become file names inside the Run, instances are shown and stored
+    "300-character layer name": (
+        lambda d: d["activations"].update({"d" * 300: d["activations"].pop("dense_2")}),
+        "activations layer name 'ddddd",
+    ),
+    "layer name with a NUL": (
+        lambda d: d["projections"].update({"conv\x00": d["projections"].pop("conv2d_1")}),
+        "projections layer name 'conv\\x00' is not a plain name",
+    ),
+    "layer name that climbs out": (
+        lambda d: d["projections"].update({"../evil": d["projections"].pop("conv2d_1")}),
+        "projections layer name '../evil' is not a plain name",
+    ),
+    "layer named input": (
+        lambda d: d["activations"].update(input=d["activations"].pop("dense_2")),
+        "activations layer name 'input' is what layerscope calls the input images",
+    ),
+    "300-character instance name": (
+        lambda d: d["images"].update({"x" * 300: d["images"]["x_0"]}),
+        "images instance 'xxxxxxxxxx",
+    ),
+    "instance name with a newline": (
+        lambda d: d["prediction_results"].update({"x\n1": [1, 1]}),
+        "prediction_results instance 'x\\n1' is not a name of 1 to 200 printable characters",
+    ),
+    "empty instance name": (
+        lambda d: d["digit_to_instances"]["3"].append(""),
+        "digit_to_instances['3'] instance '' is not a name of 1 to 200 printable characters",
+    ),
+    "instance name that is an object": (
+        lambda d: d["digit_to_instances"]["3"].append({"a": 1}),
+        "digit_to_instances['3'] holds {'a': 1}, which is not an instance name",
+    ),
+    "class key of 300 characters": (
+        lambda d: d["digit_to_instances"].update({"9" * 300: []}),
+        "digit_to_instances key '99999",
+    ),
+    "label that is a long list": (
+        lambda d: d["prediction_results"].update(x_1=[list(range(10_000)), 1]),
+        "prediction_results['x_1'] has real label [0, 1, 2, 3, ...], which is not a key",
+    ),
+    "label nested 500 deep": (
+        lambda d: d["prediction_results"].update(x_1=[1, json.loads("[" * 500 + "]" * 500)]),
+        "prediction_results['x_1'] has predicted label [[[...]]], which is not a key",
+    ),
+    "pair that is a long list": (
+        lambda d: d["prediction_results"].update(x_1=list(range(10_000))),
+        "prediction_results['x_1'] must be [real label, predicted label], found [0, 1, 2, 3, ...].",
+    ),
 }
 
 
@@ -126,7 +201,8 @@ def test_malformed_files_name_the_key_and_instance(tmp_path, case):
         import_nn_data(source, tmp_path / "run")
     text = str(error.value)
     assert message in text and "\n" not in text and text.startswith("NN_data.json: ")
-    assert not (tmp_path / "run").exists()
+    assert len(text) < 400  # values and names are quoted cut short
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["NN_data.json"]  # no Run, no leftover staging directory
 
 
 def test_not_json(tmp_path):
@@ -202,3 +278,99 @@ def test_labels_as_strings_or_whole_floats_are_read(tmp_path):
     data["prediction_results"]["x_3"] = ["3", 3.0]  # as numpy arrays of strings or floats would write them
     read = read_nn_data(nn_data.write(tmp_path / "NN_data.json", data))
     assert read.labels[3] == 3 and read.predicted[3] == 3
+
+
+# -- text that json.loads reads but NN_data.json must not hold ---------------------------------------------------------
+
+
+def _raw(tmp_path, text: str):
+    source = tmp_path / "NN_data.json"
+    source.write_text(text)
+    return source
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_literals_are_refused(tmp_path, literal):
+    text = json.dumps(nn_data.hand_made()).replace("0.015625", literal, 1)  # one activation value (1/64)
+    assert literal in text
+    with pytest.raises(NNDataError, match=rf"^NN_data.json: holds the literal {literal}, which is not JSON"):
+        read_nn_data(_raw(tmp_path, text))
+
+
+def test_a_number_too_large_for_float64_is_refused(tmp_path):
+    data = nn_data.hand_made()
+    data["activations"]["dense_1"]["x_9"][2] = 12345.0
+    text = json.dumps(data).replace("12345.0", "1e999")  # json.loads reads it as inf
+    with pytest.raises(NNDataError, match=r"activations\['dense_1'\]\['x_9'\] holds inf, which is not a finite"):
+        read_nn_data(_raw(tmp_path, text))
+
+
+def test_deep_nesting_is_refused(tmp_path):
+    with pytest.raises(NNDataError, match=r"^NN_data.json: nests lists or objects too deeply to be read"):
+        read_nn_data(_raw(tmp_path, "[" * 200_000 + "]" * 200_000))
+
+
+def test_an_integer_of_5000_digits_is_refused(tmp_path):
+    with pytest.raises(
+        NNDataError, match=r"holds a number that cannot be read \(Exceeds the limit \(4300 digits\)"
+    ) as e:
+        read_nn_data(_raw(tmp_path, '{"images": ' + "7" * 5000 + "}"))
+    assert "set_int_max_str_digits" not in str(e.value)  # Python's advice is not the user's next step
+
+
+def test_a_file_over_the_size_limit_is_refused_before_reading(tmp_path, monkeypatch):
+    from layerscope.interop import seed_json
+
+    source = nn_data.write(tmp_path / "NN_data.json")
+    monkeypatch.setattr(seed_json, "MAX_FILE_BYTES", source.stat().st_size - 1)
+    with pytest.raises(NNDataError, match=rf"is {source.stat().st_size:,} bytes; layerscope reads NN_data.json files"):
+        read_nn_data(source)
+
+
+def test_too_many_classes_or_layers(tmp_path, monkeypatch):
+    from layerscope.interop import seed_json
+
+    source = nn_data.write(tmp_path / "NN_data.json")
+    monkeypatch.setattr(seed_json, "MAX_CLASSES", 9)
+    with pytest.raises(NNDataError, match="digit_to_instances has 10 keys; layerscope handles at most 9"):
+        read_nn_data(source)
+    monkeypatch.setattr(seed_json, "MAX_CLASSES", 10)
+    monkeypatch.setattr(seed_json, "MAX_LAYERS", 1)
+    with pytest.raises(NNDataError, match="activations has 2 layers; layerscope reads at most 1"):
+        read_nn_data(source)
+
+
+@pytest.mark.parametrize("odd", ["--1", "²", "٣"])
+def test_keys_that_only_look_like_numbers_are_kept_as_text(tmp_path, odd):
+    """str.isdigit() is true for '²' (which int() refuses) and '٣' (which it reads as 3), and '--1'.lstrip('-') is
+    digits: such keys crashed the sort by number or came back as numbers; now they keep the file's order, and a
+    round trip writes them back as text."""
+    data = nn_data.hand_made()
+    data["digit_to_instances"][odd] = []
+    read = read_nn_data(nn_data.write(tmp_path / "NN_data.json", data))
+    assert read.class_keys == [str(d) for d in range(10)] + [odd]
+    run = import_nn_data(tmp_path / "NN_data.json", tmp_path / "run")
+    export_nn_data(run, tmp_path / "again.json")
+    written = json.loads((tmp_path / "again.json").read_text())
+    assert written["digit_to_instances"][odd] == [] and written["prediction_results"]["x_3"] == [3, 3]
+
+
+def test_negative_number_keys_sort_as_numbers(tmp_path):
+    data = nn_data.hand_made()
+    data["digit_to_instances"]["-1"] = []
+    assert read_nn_data(nn_data.write(tmp_path / "NN_data.json", data)).class_keys[:2] == ["-1", "0"]
+
+
+def test_a_bad_layerscope_key_is_ignored_as_other_readers_ignore_it(tmp_path):
+    data = nn_data.hand_made()
+    names = list(data["prediction_results"])
+    data["layerscope"] = {
+        "class_names": 5,  # used to raise TypeError
+        "probabilities": {n: [1e300] * 10 for n in names},  # used to overflow float32
+    }
+    read = read_nn_data(nn_data.write(tmp_path / "NN_data.json", data))
+    assert read.class_names == read.class_keys and read.probabilities is None
+    data["layerscope"]["class_names"] = [f"digit {d}" for d in range(9)] + ["bad\x00name"]
+    assert read_nn_data(nn_data.write(tmp_path / "NN_data.json", data)).class_names == read.class_keys
+    data["layerscope"]["class_names"] = [f"digit {d}" for d in range(10)]
+    assert read_nn_data(nn_data.write(tmp_path / "NN_data.json", data)).class_names[3] == "digit 3"

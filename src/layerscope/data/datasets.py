@@ -9,6 +9,7 @@ when a batch is handed to a model.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from layerscope.progress import ProgressFn, no_progress
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "MAX_CLASSES",
     "MNIST_DIR",
     "TEST",
     "TRAIN",
@@ -35,6 +37,8 @@ __all__ = [
 
 MNIST_DIR = Path(__file__).parent / "mnist"
 TRAIN, TEST = 0, 1
+# Labels are class indices 0 .. MAX_CLASSES - 1: a corrupt label of 2**31 - 1 must not build 2**31 class names
+MAX_CLASSES = 10_000
 
 # Roles -> filename fragments, in the order they are tried. Fashion-MNIST, KMNIST and EMNIST use these names.
 _ROLES = {
@@ -116,11 +120,42 @@ def _find(directory: Path, role: str) -> Path:
 def _images_nchw(images: np.ndarray, path: Path) -> np.ndarray:
     if images.dtype != np.uint8:
         raise LayerscopeError(f"{path}: images must be uint8 (0-255), found {images.dtype}.")
+    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3)):
+        raise LayerscopeError(f"{path}: images must be (N, H, W) or (N, H, W, 1|3), found shape {images.shape}.")
+    if images.shape[0] == 0:
+        raise LayerscopeError(f"{path}: holds 0 images; a dataset needs training and test images in its IDX files.")
+    if 0 in images.shape:
+        raise LayerscopeError(f"{path}: images of shape {images.shape} have no pixels; the file is corrupt.")
     if images.ndim == 3:  # (N, H, W) -> (N, 1, H, W)
         return images[:, None]
-    if images.ndim == 4 and images.shape[-1] in (1, 3):  # (N, H, W, C) -> (N, C, H, W)
-        return np.ascontiguousarray(images.transpose(0, 3, 1, 2))
-    raise LayerscopeError(f"{path}: images must be (N, H, W) or (N, H, W, 1|3), found shape {images.shape}.")
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2))  # (N, H, W, C) -> (N, C, H, W)
+
+
+def _labels(labels: np.ndarray, path: Path, n_images: int) -> np.ndarray:
+    """(N,) int64 class indices of an IDX labels file that must describe ``n_images`` images."""
+    if labels.ndim != 1:
+        raise LayerscopeError(
+            f"{path}: a labels file holds one label per image (1 dimension), found shape {labels.shape}."
+        )
+    if labels.dtype.kind not in "iu":
+        raise LayerscopeError(f"{path}: labels must be whole numbers (class indices), found {labels.dtype}.")
+    if labels.shape[0] != n_images:
+        raise LayerscopeError(
+            f"{path}: {labels.shape[0]} labels for {n_images} images; the image and label files must describe the "
+            "same images."
+        )
+    if len(labels) and (labels.min() < 0 or labels.max() >= MAX_CLASSES):
+        bad = int(labels.min()) if labels.min() < 0 else int(labels.max())
+        raise LayerscopeError(
+            f"{path}: label {bad} is not a class index from 0 to {MAX_CLASSES - 1}; the file is corrupt, or not a "
+            "labels file."
+        )
+    return labels.astype(np.int64)
+
+
+def _check_class_count(count: int, what: str) -> None:
+    if count > MAX_CLASSES:
+        raise LayerscopeError(f"{count:,} {what}: layerscope handles at most {MAX_CLASSES:,} classes.")
 
 
 def parse_class_names(value: str | os.PathLike[str] | list[str] | tuple[str, ...] | None) -> tuple[str, ...] | None:
@@ -130,8 +165,17 @@ def parse_class_names(value: str | os.PathLike[str] | list[str] | tuple[str, ...
     if isinstance(value, (list, tuple)):
         return tuple(str(v) for v in value)
     path = Path(value)
-    if path.is_file():
-        return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    try:
+        is_file = path.is_file()
+    except OSError:  # a long list of names is too long for a file name (ENAMETOOLONG)
+        is_file = False
+    if is_file:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            reason = " ".join(str(e).split())
+            raise LayerscopeError(f"{path}: cannot read the class names ({reason}); give a UTF-8 text file.") from e
+        return tuple(line.strip() for line in text.splitlines() if line.strip())
     return tuple(name.strip() for name in str(value).split(","))
 
 
@@ -147,25 +191,18 @@ def load_idx_dir(
     arrays = {role: read_idx(_find(directory, role)) for role in _ROLES}
     parts = []
     for split_name in ("train", "test"):
-        images_path = _find(directory, f"{split_name}_images")
-        images = _images_nchw(arrays[f"{split_name}_images"], images_path)
-        labels = arrays[f"{split_name}_labels"]
-        if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-            raise LayerscopeError(
-                f"{directory}: {split_name} has {images.shape[0]} images but labels of shape {labels.shape}; "
-                "the image and label files must describe the same images."
-            )
-        parts.append((images, labels.astype(np.int64)))
+        images = _images_nchw(arrays[f"{split_name}_images"], _find(directory, f"{split_name}_images"))
+        labels = _labels(arrays[f"{split_name}_labels"], _find(directory, f"{split_name}_labels"), len(images))
+        parts.append((images, labels))
     (train_x, train_y), (test_x, test_y) = parts
     if train_x.shape[1:] != test_x.shape[1:]:
         raise LayerscopeError(
             f"{directory}: train images {train_x.shape[1:]} and test images {test_x.shape[1:]} differ."
         )
     labels = np.concatenate([train_y, test_y])
-    if labels.min() < 0:
-        raise LayerscopeError(f"{directory}: labels must be non-negative class indices, found {labels.min()}.")
-    n_classes = int(labels.max()) + 1
+    n_classes = int(labels.max()) + 1  # at most MAX_CLASSES: _labels checked every label
     names = parse_class_names(class_names) or tuple(str(i) for i in range(n_classes))
+    _check_class_count(len(names), "class names")
     if len(names) < n_classes:
         raise LayerscopeError(
             f"{directory}: labels go up to {n_classes - 1} but only {len(names)} class names were given; "
@@ -212,6 +249,16 @@ def _read_images(files: list[Path], size: int | None, progress: ProgressFn) -> t
     """(N, C, H, W) uint8 of ``files``, one channel when every image is grey, else RGB; and whether any was resized."""
     from PIL import Image, UnidentifiedImageError
 
+    # Pillow refuses images above 2 x MAX_IMAGE_PIXELS (DecompressionBombError) and only warns above MAX_IMAGE_PIXELS
+    # (89 million pixels, 268 MB as RGB): refuse those too, a class folder of such images cannot fit in memory.
+    unreadable = (
+        OSError,
+        UnidentifiedImageError,
+        ValueError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    )
+
     progress("load images", 0, len(files))
     pixels: list[np.ndarray] = []
     grey = True
@@ -219,15 +266,19 @@ def _read_images(files: list[Path], size: int | None, progress: ProgressFn) -> t
     resized = False
     for i, path in enumerate(files):
         try:
-            with Image.open(path) as opened:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                opened = Image.open(path)
+            with opened:
                 mode_grey = opened.mode in _GREY_MODES
                 image = opened.convert("L" if mode_grey else "RGB")
                 if size is not None and image.size != (size, size):
                     image = image.resize((size, size), Image.Resampling.BILINEAR)
                     resized = True
                 array = np.asarray(image, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError, ValueError) as e:
-            raise LayerscopeError(f"{path}: cannot read the image ({e}).") from e
+        except unreadable as e:
+            reason = " ".join(str(e).split()) or type(e).__name__  # one line, whatever the decoder said
+            raise LayerscopeError(f"{path}: cannot read the image ({reason}); replace or remove the file.") from e
         grey &= mode_grey
         if first is None:
             first = (path, image.size)
@@ -278,6 +329,7 @@ def load_image_folder(
         )
     roots = [split_dirs["train"], split_dirs["test"]] if has_splits else [directory]
     folders = sorted({c.name for root in roots for c in _class_dirs(root)})
+    _check_class_count(len(folders), f"class folders in {directory}")
     files_of = {
         (i, c): _image_files(root / c) if (root / c).is_dir() else [] for i, root in enumerate(roots) for c in folders
     }

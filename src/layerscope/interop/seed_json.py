@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,9 @@ import numpy as np
 from layerscope import __version__
 from layerscope.atomic import atomic_write
 from layerscope.capture import INPUT, LayerInfo
-from layerscope.data.datasets import TEST, TRAIN, Dataset
+from layerscope.data.datasets import MAX_CLASSES, TEST, TRAIN, Dataset
 from layerscope.errors import LayerscopeError
+from layerscope.names import check_path_name
 from layerscope.progress import ProgressFn, no_progress
 from layerscope.projections.quality import knn_accuracy, trustworthiness
 from layerscope.run import (
@@ -53,6 +55,15 @@ KEYS = ("digit_to_instances", "prediction_results", "activations", "projections"
 FILE_METHOD = "file"  # the projection method name of coordinates taken from a file
 _SPEC = "see the report's section 5.2"
 _TRAIN_NAME = re.compile(r"^train[-_]")
+_NUMBER_KEY = re.compile(r"-?[0-9]+")  # ASCII digits only: str.isdigit() is true for "²", which int() refuses
+MAX_FILE_BYTES = 2 * 2**30
+MAX_TEXT = 200  # instance names and class keys: printable, 1 to MAX_TEXT characters
+MAX_LAYERS = 1_000  # per section; each layer becomes files of the Run
+# Activations and coordinates are refused above this size: they are float32 in a Run and projections and their
+# quality metrics sum their squares, which overflow float32 (3.4e38) from about 1e19 on.
+MAX_VALUE = 1e15
+_REPR = reprlib.Repr()  # values quoted in messages: a few elements, two levels, 60 characters at most
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 2, 4, 4, 60, 60
 
 
 class NNDataError(LayerscopeError):
@@ -90,6 +101,35 @@ def _fail(path: Path, message: str) -> NNDataError:
     return NNDataError(f"{path.name}: {message}")
 
 
+def _q(value: Any) -> str:
+    """``value`` as a message quotes it: a bounded repr, however long or deep the value is."""
+    return _REPR.repr(value)
+
+
+def _refuse_constant(name: str) -> Any:
+    """json.loads calls this for the literals NaN, Infinity and -Infinity, which Python accepts and JSON does not."""
+    raise NNDataError(f"holds the literal {name}, which is not JSON; write finite numbers only ({_SPEC}).")
+
+
+def _check_text(path: Path, value: Any, what: str) -> str:
+    """An instance name or class key: a string of 1 to ``MAX_TEXT`` printable characters."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_TEXT or not value.isprintable():
+        raise _fail(path, f"{what} {_q(value)} is not a name of 1 to {MAX_TEXT} printable characters; rename it.")
+    return value
+
+
+def _check_layer_name(path: Path, section: str, layer: str) -> None:
+    """Layers become file names inside the Run: plain names only, and not the name of the input images."""
+    try:
+        check_path_name(layer, f"{section} layer name")
+    except LayerscopeError as e:
+        raise _fail(path, str(e)) from None
+    if layer == INPUT:
+        raise _fail(
+            path, f"{section} layer name {layer!r} is what layerscope calls the input images; rename the layer."
+        )
+
+
 def _object(path: Path, value: Any, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _fail(path, f"{what} must be a JSON object, found {type(value).__name__} ({_SPEC}).")
@@ -114,11 +154,11 @@ def _image(path: Path, name: str, value: Any) -> np.ndarray:
     """One image: H x W (grayscale, as the report writes) or H x W x 3 floats in [0, 1] -> (C, H, W) uint8."""
     try:
         array = np.asarray(value, dtype=np.float64)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):  # ragged, not numbers, an int beyond float64
         raise _fail(path, f"image {name!r} is not a rectangular array of numbers ({_SPEC}).") from None
-    if array.ndim == 3 and array.shape[2] == 3:
+    if array.size and array.ndim == 3 and array.shape[2] == 3:
         array = array.transpose(2, 0, 1)
-    elif array.ndim == 2:
+    elif array.size and array.ndim == 2:
         array = array[None]
     else:
         raise _fail(path, f"image {name!r} has shape {array.shape}; an image is 28x28 floats in [0, 1] ({_SPEC}).")
@@ -131,17 +171,18 @@ def _image(path: Path, name: str, value: Any) -> np.ndarray:
     return np.rint(array * 255).astype(np.uint8)
 
 
-def _class_index(path: Path, keys: list[str], name: str, value: Any, what: str) -> int:
+def _class_index(path: Path, keys: dict[str, int], name: str, value: Any, what: str) -> int:
     if isinstance(value, float) and value.is_integer():  # 7.0 from a float array
         value = int(value)
-    text = str(value)
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or text not in keys:
+    # str() only of ints and strings: a deeply nested list would exhaust the recursion limit
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or str(value) not in keys:
+        shown = ", ".join(list(keys)[:12]) + (", ..." if len(keys) > 12 else "")
         raise _fail(
             path,
-            f"prediction_results[{name!r}] has {what} label {value!r}, which is not a key of digit_to_instances "
-            f"({', '.join(keys)}).",
+            f"prediction_results[{name!r}] has {what} label {_q(value)}, which is not a key of digit_to_instances "
+            f"({shown}).",
         )
-    return keys.index(text)
+    return keys[str(value)]
 
 
 def _vectors(
@@ -154,11 +195,13 @@ def _vectors(
         if name not in order:
             raise _fail(path, f"instance {name!r} is used in {section}[{layer!r}] but has no image ({_SPEC}).")
         try:
-            row = np.asarray(vector, dtype=np.float32)
-        except (ValueError, TypeError):
+            row = np.asarray(vector, dtype=np.float64)  # float64 first: 1e300 would overflow float32 with a warning
+        except (ValueError, TypeError, OverflowError):
             raise _fail(path, f"{section}[{layer!r}][{name!r}] is not a list of numbers.") from None
         if row.ndim != 1:
             raise _fail(path, f"{section}[{layer!r}][{name!r}] is not a flat list of numbers.")
+        if len(row) == 0:
+            raise _fail(path, f"{section}[{layer!r}][{name!r}] is an empty list; give the layer's values.")
         if width is not None and len(row) != width:
             raise _fail(path, f"{section}[{layer!r}][{name!r}] has {len(row)} values; a projection is [x, y].")
         if first is not None and len(row) != len(rows[0]):
@@ -170,7 +213,19 @@ def _vectors(
         first = first or name
         rows.append(row)
         positions.append(order[name])
-    return (np.stack(rows) if rows else np.zeros((0, width or 0), np.float32)), np.asarray(positions, np.int64)
+    if not rows:
+        return np.zeros((0, width or 0), np.float32), np.zeros(0, np.int64)
+    stacked = np.stack(rows)  # (n, D) float64
+    bad = ~(np.abs(stacked) <= MAX_VALUE)  # NaN compares False, so it is bad too
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        name = list(values)[i]
+        raise _fail(
+            path,
+            f"{section}[{layer!r}][{name!r}] holds {stacked[i, j]:g}, which is not a finite number of at most "
+            f"{MAX_VALUE:g} in size.",
+        )
+    return stacked.astype(np.float32), np.asarray(positions, np.int64)
 
 
 def read_nn_data(path: str | os.PathLike[str]) -> NNData:
@@ -178,10 +233,24 @@ def read_nn_data(path: str | os.PathLike[str]) -> NNData:
     path = Path(path)
     if not path.is_file():
         raise NNDataError(f"{path}: no such file.")
+    file_bytes = path.stat().st_size
+    if file_bytes > MAX_FILE_BYTES:
+        raise _fail(
+            path, f"is {file_bytes:,} bytes; layerscope reads NN_data.json files of at most {MAX_FILE_BYTES:,} bytes."
+        )
     try:
-        data = json.loads(path.read_bytes())
+        data = json.loads(path.read_bytes(), parse_constant=_refuse_constant)
+    except NNDataError as e:
+        raise _fail(path, str(e)) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise _fail(path, f"is not JSON ({e}); an NN_data.json file is one JSON object ({_SPEC}).") from None
+    except RecursionError:
+        raise _fail(
+            path, f"nests lists or objects too deeply to be read; NN_data.json is 4 levels deep ({_SPEC})."
+        ) from None
+    except ValueError as e:  # an integer of more than 4,300 digits (CPython's limit on int() of a string)
+        reason = " ".join(str(e).split(";")[0].split())
+        raise _fail(path, f"holds a number that cannot be read ({reason}); write ordinary numbers.") from None
     data = _object(path, data, "the file")
     missing = [key for key in KEYS if key not in data]
     if missing:
@@ -196,24 +265,41 @@ def read_nn_data(path: str | os.PathLike[str]) -> NNData:
     extra: dict[str, Any] = data["layerscope"] if isinstance(data.get("layerscope"), dict) else {}
     if not predictions:
         raise _fail(path, "prediction_results is empty; the file has no instances to show.")
+    if len(digits) > MAX_CLASSES:
+        raise _fail(path, f"digit_to_instances has {len(digits):,} keys; layerscope handles at most {MAX_CLASSES:,}.")
+    for section, layers in (("activations", activations), ("projections", projections)):
+        if len(layers) > MAX_LAYERS:
+            raise _fail(path, f"{section} has {len(layers):,} layers; layerscope reads at most {MAX_LAYERS:,}.")
 
-    keys = [str(k) for k in digits]
-    if all(k.lstrip("-").isdigit() for k in keys):
+    # every name first: messages below quote them, and they become a Run's names, layers and files
+    keys = [_check_text(path, k, "digit_to_instances key") for k in digits]
+    if all(_NUMBER_KEY.fullmatch(k) for k in keys):
         keys = sorted(keys, key=int)
-    names = [str(n) for n in predictions]
-    labels, predicted = [], []
-    for name in names:
-        pair = predictions[name]
-        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-            raise _fail(path, f"prediction_results[{name!r}] must be [real label, predicted label], found {pair!r}.")
-        labels.append(_class_index(path, keys, name, pair[0], "real"))
-        predicted.append(_class_index(path, keys, name, pair[1], "predicted"))
+    key_index = {key: k for k, key in enumerate(keys)}
+    names = [_check_text(path, n, "prediction_results instance") for n in predictions]
+    for name in images:
+        _check_text(path, name, "images instance")
     listed_class: dict[str, int] = {}
     for key, members in digits.items():
         if not isinstance(members, list):
             raise _fail(path, f"digit_to_instances[{key!r}] must be a list of instance names.")
         for member in members:
-            listed_class[str(member)] = keys.index(str(key))
+            if isinstance(member, bool) or not isinstance(member, (str, int)):
+                raise _fail(path, f"digit_to_instances[{key!r}] holds {_q(member)}, which is not an instance name.")
+            listed_class[_check_text(path, str(member), f"digit_to_instances[{key!r}] instance")] = key_index[key]
+    for section, layers in (("activations", activations), ("projections", projections)):
+        for layer, values in layers.items():
+            _check_layer_name(path, section, layer)
+            for name in _object(path, values, f"{section}[{layer!r}]"):
+                _check_text(path, name, f"{section}[{layer!r}] instance")
+
+    labels, predicted = [], []
+    for name in names:
+        pair = predictions[name]
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise _fail(path, f"prediction_results[{name!r}] must be [real label, predicted label], found {_q(pair)}.")
+        labels.append(_class_index(path, key_index, name, pair[0], "real"))
+        predicted.append(_class_index(path, key_index, name, pair[1], "predicted"))
 
     used: dict[str, str] = {}  # every instance name used anywhere -> where it was first used
     for name in names:
@@ -222,21 +308,21 @@ def read_nn_data(path: str | os.PathLike[str]) -> NNData:
         used.setdefault(name, "digit_to_instances")
     for section, layers in (("activations", activations), ("projections", projections)):
         for layer, values in layers.items():
-            for name in _object(path, values, f"{section}[{layer!r}]"):
-                used.setdefault(str(name), f"{section}[{layer!r}]")
+            for name in values:
+                used.setdefault(name, f"{section}[{layer!r}]")
     for name, first_use in used.items():
         if name not in images:
             raise _fail(path, f"instance {name!r} is used in {first_use} but has no image ({_SPEC}).")
-    for name in names:
-        if name in listed_class and listed_class[name] != labels[names.index(name)]:
+    for name, label in zip(names, labels, strict=True):
+        if name in listed_class and listed_class[name] != label:
             raise _fail(
                 path,
                 f"instance {name!r} is listed under {keys[listed_class[name]]!r} in digit_to_instances but "
-                f"prediction_results gives real label {keys[labels[names.index(name)]]!r}.",
+                f"prediction_results gives real label {keys[label]!r}.",
             )
 
     is_instance = set(names)
-    aggregate_names = [str(n) for n in images if str(n) not in is_instance]
+    aggregate_names = [n for n in images if n not in is_instance]
     every = names + aggregate_names
     order = {name: i for i, name in enumerate(every)}
     pixels = [_image(path, name, images[name]) for name in every]
@@ -270,31 +356,40 @@ def read_nn_data(path: str | os.PathLike[str]) -> NNData:
         rows, where = _vectors(path, "projections", str(layer), values, order, 2)
         full = np.full((len(every), 2), np.nan, np.float32)
         full[where] = rows
-        if not np.isfinite(rows).all():
-            raise _fail(path, f"projections[{str(layer)!r}] has a coordinate that is not a finite number.")
         layer_projections[str(layer)] = full[:n]
         if (where >= n).any():
             aggregate_projections[str(layer)] = full[n:]
 
-    class_names = [str(c) for c in extra.get("class_names", [])] or keys
-    if len(class_names) != len(keys):
-        class_names = keys
+    # "layerscope" is optional: what in it does not fit the rest of the file is ignored, as other readers ignore it all
+    class_names = keys
+    stored_names = extra.get("class_names")
+    if (
+        isinstance(stored_names, list)
+        and len(stored_names) == len(keys)
+        and all(isinstance(c, str) and 0 < len(c) <= MAX_TEXT and c.isprintable() for c in stored_names)
+    ):
+        class_names = stored_names
     probabilities = None
     stored = extra.get("probabilities")
     if isinstance(stored, dict) and all(name in stored for name in names):
         try:
-            probabilities = np.asarray([stored[name] for name in names], dtype=np.float32)
-        except (ValueError, TypeError):
-            probabilities = None
-        if probabilities is not None and (
-            probabilities.shape != (n, len(keys)) or (probabilities.argmax(1) != np.asarray(predicted)).any()
+            probs = np.asarray([stored[name] for name in names], dtype=np.float64)
+        except (ValueError, TypeError, OverflowError):
+            probs = None
+        if (
+            probs is not None
+            and probs.shape == (n, len(keys))
+            and ((probs >= 0) & (probs <= 1)).all()  # NaN fails both
+            and (probs.argmax(1) == np.asarray(predicted)).all()  # they must agree with the predictions stated
         ):
-            probabilities = None  # they must agree with the predictions the file states
+            probabilities = probs.astype(np.float32)
     aggregate_classes: dict[str, Any] = extra["aggregates"] if isinstance(extra.get("aggregates"), dict) else {}
     aggregate_labels = []
     for name in aggregate_names:
         k = listed_class.get(name, aggregate_classes.get(name))
-        aggregate_labels.append(int(k) if isinstance(k, int) and 0 <= k < len(keys) else -1)
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < len(keys):
+            k = -1
+        aggregate_labels.append(k)
     return NNData(
         class_keys=keys,
         class_names=class_names,
@@ -313,11 +408,6 @@ def read_nn_data(path: str | os.PathLike[str]) -> NNData:
         aggregate_projections=aggregate_projections,
         layers=_layer_order([str(k) for k in projections], [str(k) for k in activations]),
     )
-
-
-def _check_layer_name(path: Path, layer: str) -> None:
-    if not layer or layer == INPUT or "/" in layer or "\\" in layer or layer.startswith("."):
-        raise _fail(path, f"layer name {layer!r} cannot be used (it names the input or is not a plain name).")
 
 
 def _file_projection_meta(
@@ -352,8 +442,6 @@ def import_nn_data(
     progress("read NN_data.json", 0, 2)
     data = read_nn_data(path)
     progress("read NN_data.json", 1, 2)
-    for layer in data.layers:
-        _check_layer_name(path, layer)
     n, k = len(data.names), len(data.class_keys)
     probs = data.probabilities
     if probs is None:  # the format gives the predicted class only
@@ -590,4 +678,4 @@ def export_nn_data(
 
 def _label(key: str) -> int | str:
     """Class keys that are numbers are written as numbers, as the report's notebook wrote digits."""
-    return int(key) if key.lstrip("-").isdigit() else key
+    return int(key) if _NUMBER_KEY.fullmatch(key) else key
