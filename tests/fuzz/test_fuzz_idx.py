@@ -3,13 +3,10 @@ never memory that follows what a header claims, never a file written."""
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import math
 import random
 import struct
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +17,7 @@ from layerscope.data import load_dataset, read_idx, write_idx
 from layerscope.data.idx import MAX_BYTES
 from layerscope.errors import IdxError, LayerscopeError
 from tests.conftest import make_idx_dir, one_line_error
+from tests.fuzz import sandbox, tree
 
 # The IDX format's type codes (the spec, written out here so the oracle does not borrow the reader's table)
 SPEC = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -76,17 +74,6 @@ def _one_line(error: LayerscopeError) -> None:
     assert len(str(error).splitlines()) == 1 and str(error).strip(), repr(str(error))
 
 
-@contextlib.contextmanager
-def _sandbox():
-    """A temporary working directory whose contents are compared before and after: nothing may be written."""
-    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
-        yield Path(tmp)
-
-
-def _tree(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
-
-
 @FUZZ
 @given(idx_files(), st.sampled_from(["plain", "gzip", "gzip cut", "gzip flipped"]), st.data())
 def test_read_idx_loads_or_refuses_in_one_line(file, storage, data):
@@ -97,16 +84,16 @@ def test_read_idx_loads_or_refuses_in_one_line(file, storage, data):
         payload = (
             payload[:at] if storage == "gzip cut" else payload[:at] + bytes([payload[at] ^ 0xFF]) + payload[at + 1 :]
         )
-    with _sandbox() as tmp:
+    with sandbox() as tmp:
         path = tmp / ("x-idx.gz" if storage != "plain" else "x-idx")
         path.write_bytes(payload)
-        before = _tree(tmp)
+        before = tree(tmp)
         try:
             array = read_idx(path)
         except IdxError as e:
             _one_line(e)
             array = None
-        assert _tree(tmp) == before
+        assert tree(tmp) == before
     if storage in ("plain", "gzip"):  # the stream is intact: the format decides exactly
         expected = _expected(raw)
         if expected is None:
@@ -125,10 +112,10 @@ ROLES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte", "t10k-images-i
 @given(st.sampled_from(ROLES), idx_files(), st.booleans())
 def test_a_dataset_with_one_malformed_file_loads_or_refuses_in_one_line(role, file, compress):
     raw, _ = file
-    with _sandbox() as tmp:
+    with sandbox() as tmp:
         directory = make_idx_dir(tmp / "data", n_train=6, n_test=3, size=4, classes=3)
         (directory / role).write_bytes(gzip.compress(raw, mtime=0) if role.endswith(".gz") and compress else raw)
-        before = _tree(tmp)
+        before = tree(tmp)
         try:
             dataset = load_dataset(directory)
         except LayerscopeError as e:
@@ -136,7 +123,7 @@ def test_a_dataset_with_one_malformed_file_loads_or_refuses_in_one_line(role, fi
         else:
             assert len(dataset) > 0 and dataset.images.ndim == 4 and dataset.images.dtype == np.uint8
             assert 0 <= dataset.labels.min() and dataset.labels.max() < dataset.num_classes <= 10_000
-        assert _tree(tmp) == before
+        assert tree(tmp) == before
 
 
 @FUZZ
@@ -145,7 +132,7 @@ def test_valid_files_round_trip(kind, shape):
     """The other side of the oracle: a valid file is never refused."""
     code, scale = kind
     array = (np.arange(math.prod(shape)) * scale).reshape(shape).astype(np.dtype(SPEC[code]).newbyteorder("="))
-    with _sandbox() as tmp:
+    with sandbox() as tmp:
         for name in ("a", "a.gz"):
             write_idx(tmp / name, array)
             np.testing.assert_array_equal(read_idx(tmp / name), array)
@@ -187,7 +174,7 @@ def test_train_on_a_malformed_dataset_is_one_line(capsys, monkeypatch, tmp_path,
     directory = make_idx_dir(tmp_path / "data", n_train=6, n_test=3, size=4, classes=3)
     (directory / role).write_bytes(content)
     monkeypatch.chdir(tmp_path)
-    before = _tree(tmp_path)
+    before = tree(tmp_path)
     line = one_line_error(capsys, "train", "--dataset", directory, "--preset", "tiny", "--out", tmp_path / "run")
     assert fragment in line and "Traceback" not in line
-    assert not (tmp_path / "run").exists() and _tree(tmp_path) == before
+    assert not (tmp_path / "run").exists() and tree(tmp_path) == before

@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +18,7 @@ from layerscope.names import is_path_name
 from layerscope.run import Run
 from tests import nn_data
 from tests.conftest import one_line_error
+from tests.fuzz import sandbox, tree
 
 SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
 
@@ -129,16 +127,6 @@ def _one_line(error: LayerscopeError) -> None:
     assert len(text.splitlines()) == 1 and text.startswith("NN_data.json: "), repr(text)
 
 
-@contextlib.contextmanager
-def _sandbox():
-    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
-        yield Path(tmp)
-
-
-def _tree(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
-
-
 def test_the_small_document_is_valid(tmp_path):
     data = read_nn_data(nn_data.write(tmp_path / "NN_data.json", small_document()))
     assert len(data.names) == 10 and data.images.shape == (10, 1, 4, 4) and len(data.aggregate_names) == 10
@@ -148,7 +136,7 @@ def test_the_small_document_is_valid(tmp_path):
 @settings(max_examples=200, **SETTINGS)
 @given(documents())
 def test_read_nn_data_reads_or_refuses_in_one_line(content):
-    with _sandbox() as tmp:
+    with sandbox() as tmp:
         (tmp / "NN_data.json").write_bytes(content)
         try:
             data = read_nn_data(tmp / "NN_data.json")
@@ -166,19 +154,19 @@ def test_read_nn_data_reads_or_refuses_in_one_line(content):
                 assert (np.abs(values[np.isfinite(values).all(1)]) <= MAX_VALUE).all()
             for values in data.activations.values():
                 assert np.isfinite(values).all()  # a layer in activations has every dataset instance
-        assert _tree(tmp) == ["NN_data.json"]
+        assert tree(tmp) == ["NN_data.json"]
 
 
 @settings(max_examples=40, **SETTINGS)
 @given(documents())
 def test_import_makes_a_whole_run_or_nothing(content):
-    with _sandbox() as tmp:
+    with sandbox() as tmp:
         (tmp / "NN_data.json").write_bytes(content)
         try:
             run = import_nn_data(tmp / "NN_data.json", tmp / "run")
         except LayerscopeError as e:
             _one_line(e)
-            assert _tree(tmp) == ["NN_data.json"]  # no Run, no staging directory left behind
+            assert tree(tmp) == ["NN_data.json"]  # no Run, no staging directory left behind
         else:
             again = Run(tmp / "run")
             assert len(again.labels) == len(run.labels) > 0
@@ -227,4 +215,4 @@ def test_import_json_of_a_malformed_file_is_one_line(capsys, monkeypatch, tmp_pa
     monkeypatch.chdir(tmp_path)
     line = one_line_error(capsys, "import-json", source, "--out", tmp_path / "run")
     assert line.startswith("error: NN_data.json: ") and fragment in line and "Traceback" not in line
-    assert _tree(tmp_path) == ["NN_data.json"]
+    assert tree(tmp_path) == ["NN_data.json"]
