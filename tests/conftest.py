@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 from layerscope.data.idx import write_idx
+
+# CI runs the fuzz tests on the same generated examples every time (a failure there is reproducible from its log);
+# a developer's run explores new ones and keeps what failed in .hypothesis/
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
