@@ -152,15 +152,18 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-def show(run: "Run | str | os.PathLike[str]", port: int | None = None, height: int = 900) -> str:
+def show(
+    run: "Run | str | os.PathLike[str]", port: int | None = None, height: int = 900, trust_model_code: bool = False
+) -> str:
     """The dashboard of a Run, a Run directory or an NN_data.json file: inline in a notebook, else a printed URL.
+    ``trust_model_code`` as for ``Run``: needed when the Run's model is not layerscope's own.
 
     >>> import layerscope as ls
     >>> ls.show("runs/mnist")          # or ls.show("NN_data.json")
     """
     from layerscope.dashboard.app import show as _show
 
-    return _show(run, port=port, height=height)
+    return _show(run, port=port, height=height, trust_model_code=trust_model_code)
 
 
 __all__ = [

@@ -669,9 +669,16 @@ def attribute(
 HostOpt = Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the page to the network.")]
 PortOpt = Annotated[int, typer.Option(help="Port to serve on, 1 to 65535.")]
 NoBrowserOpt = Annotated[bool, typer.Option("--no-browser", help="Do not open a browser window.")]
+AllowHostOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-host",
+        help="Also answer requests for this host name (what a team types in the browser with --host 0.0.0.0); repeat.",
+    ),
+]
 
 
-def _serve(run: Any, host: str, port: int, no_browser: bool) -> None:
+def _serve(run: Any, host: str, port: int, no_browser: bool, allow_hosts: list[str] | None) -> None:
     from layerscope.dashboard import serve as serve_app
 
     _check_range("--port", port, 1, 65_535)
@@ -683,7 +690,7 @@ def _serve(run: Any, host: str, port: int, no_browser: bool) -> None:
         )
     out.print(f"layerscope dashboard for {run.path}: http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/")
     try:
-        serve_app(run, host=host, port=port, open_browser=not no_browser)
+        serve_app(run, host=host, port=port, open_browser=not no_browser, allow_hosts=allow_hosts or [])
     except KeyboardInterrupt:
         err.print(f"stopped: the dashboard of {run.path} is no longer served.", highlight=False)
         raise SystemExit(130) from None
@@ -701,6 +708,7 @@ def serve(
     host: HostOpt = "127.0.0.1",
     port: PortOpt = 8050,
     no_browser: NoBrowserOpt = False,
+    allow_host: AllowHostOpt = None,
     trust_model_code: TrustOpt = False,
 ) -> None:
     """Open the dashboard on a Run, or on an NN_data.json file, in the browser."""
@@ -708,7 +716,7 @@ def serve(
 
     with _bars() as progress:
         run = open_run(run_dir, progress=Bars(progress), trust_model_code=trust_model_code)
-    _serve(run, host, port, no_browser)
+    _serve(run, host, port, no_browser, allow_host)
 
 
 @app.command("import-json")
@@ -776,6 +784,7 @@ def demo(
     host: HostOpt = "127.0.0.1",
     port: PortOpt = 8050,
     no_browser: NoBrowserOpt = False,
+    allow_host: AllowHostOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """The dashboard on the bundled MNIST: the first start prepares the Run (cached afterwards), then serves it."""
@@ -783,7 +792,7 @@ def demo(
 
     with _bars() as progress:
         run = demo_run(default_cache_dir(), retrain=retrain, device=device, progress=Bars(progress))
-    _serve(run, host, port, no_browser)
+    _serve(run, host, port, no_browser, allow_host)
 
 
 def version_callback(value: bool) -> None:

@@ -76,18 +76,24 @@ def server(mnist_run) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def browser_context(tmp_path_factory: pytest.TempPathFactory):
+def playwright():
+    """Playwright, started once: its sync API cannot run twice in one thread."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium")),
-            executable_path=CHROMIUM,
-            args=ARGS,
-            viewport={"width": 1500, "height": 1000},
-        )
-        yield context
-        context.close()
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser_context(playwright, tmp_path_factory: pytest.TempPathFactory):
+    context = playwright.chromium.launch_persistent_context(
+        str(tmp_path_factory.mktemp("chromium")),
+        executable_path=CHROMIUM,
+        args=ARGS,
+        viewport={"width": 1500, "height": 1000},
+    )
+    yield context
+    context.close()
 
 
 @pytest.fixture

@@ -27,6 +27,20 @@ def node_count(page, layer):
     )
 
 
+def feature_visualisation(page):
+    """Ask for the unit card's feature visualisation (it is computed only when asked) and wait until it is drawn."""
+    page.wait_for_function(
+        """() => document.querySelector('#unit-featurevis img') ||
+                 !document.querySelector('#unit-featurevis-start').disabled""",
+        timeout=60_000,
+    )
+    if page.locator("#unit-featurevis img").count() == 0:
+        assert "Not computed yet" in page.text_content("#unit-featurevis")
+        page.click("#unit-featurevis-start")
+    page.wait_for_selector("#unit-featurevis img", timeout=60_000)
+    assert page.is_disabled("#unit-featurevis-start")
+
+
 @pytest.fixture
 def inside(page):
     page.locator("#net-graph").scroll_into_view_if_needed()
@@ -82,7 +96,7 @@ def test_unit_card_shows_weights_top_images_and_feature_visualisation(inside):
     assert values == sorted(values, reverse=True)
     # fc1's incoming weights are 32 maps of 12x12, drawn as one tiled heatmap
     assert "32x12x12" in page.text_content("#unit-weights")
-    page.wait_for_selector("#unit-featurevis img", timeout=60_000)
+    feature_visualisation(page)
     captions = page.locator("#unit-featurevis .fig-cell .hint").all_text_contents()
     assert captions[0].startswith("naive gradient ascent") and captions[1].startswith("regularised")
     page.wait_for_selector("#unit-guided img")
@@ -102,8 +116,25 @@ def test_top_images_of_a_conv_channel_outline_the_receptive_field(inside):
     assert re.search(r"the 5x5 receptive field", page.text_content("#unit-topk"))
     # a conv2 channel's incoming weights: one 3x3 kernel per conv1 channel
     assert "16x3x3" in page.text_content("#unit-weights")
-    page.wait_for_selector("#unit-featurevis img", timeout=60_000)
+    feature_visualisation(page)
     shot(page, ".unit-card", "unit-card-conv2-7")
+    # a unit conv2 does not have is refused with a sentence; the card stays on channel 7, not on channel 0
+    page.fill("#unit-index", "40")
+    page.wait_for_function("() => document.querySelector('#unit-error').textContent.includes('out of range')")
+    assert "conv2 unit 40 is out of range: give one from 0 to 31." == page.text_content("#unit-error")
+    assert "conv2 · channel 7" in page.text_content("#unit-title")
+    page.fill("#unit-index", "8")
+    page.wait_for_function("() => document.querySelector('#unit-title').textContent.includes('conv2 · channel 8')")
+    assert page.text_content("#unit-error") == ""
+
+
+def test_opening_the_page_writes_no_feature_visualisation_into_the_run(inside, mnist_run):
+    page = inside
+    page.locator(".unit-card").scroll_into_view_if_needed()
+    page.wait_for_function("() => document.querySelector('#unit-featurevis').textContent.includes('Not computed yet')")
+    assert "conv2 · channel 0" in page.text_content("#unit-title")  # the unit the card opens on
+    assert not (mnist_run.path / "featurevis" / "conv2" / "0.npz").exists()
+    assert not page.is_disabled("#unit-featurevis-start")
 
 
 def test_feature_maps_switch_colour_scale_and_enlarge(inside):

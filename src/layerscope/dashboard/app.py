@@ -1,4 +1,9 @@
-"""The dashboard: ``create_app(run)`` builds the Dash app; ``serve`` runs it on 127.0.0.1 by default."""
+"""The dashboard: ``create_app(run)`` builds the Dash app; ``serve`` runs it on 127.0.0.1 by default.
+
+The server answers only to its own host names and pages (guard.py): loopback, the address it is bound to and the
+names in ``allow_hosts``. Bound to every interface (``host="0.0.0.0"``) it cannot know the machine's names, so a team
+server needs them given: ``layerscope serve RUN --host 0.0.0.0 --allow-host team.example``.
+"""
 
 from __future__ import annotations
 
@@ -8,32 +13,49 @@ import socket
 import sys
 import threading
 import webbrowser
+from collections.abc import Sequence
 from typing import Any
 
 from dash import Dash
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from layerscope.dashboard.callbacks import register, register_jobs
 from layerscope.dashboard.draw import register_draw
+from layerscope.dashboard.guard import LOOPBACK, allowed_hosts, install_guard
 from layerscope.dashboard.inside import register_inside
 from layerscope.dashboard.interventions import register_interventions
 from layerscope.dashboard.layout import build_layout
 from layerscope.dashboard.live import register_live
+from layerscope.dashboard.messages import on_callback_error
 from layerscope.dashboard.state import DashboardState
 from layerscope.run import Run
 
 __all__ = ["create_app", "serve", "show"]
 
 
-def create_app(run: Run | str | os.PathLike[str]) -> Dash:
-    """A Dash app over one Run. Large arrays stay on the server; the browser gets indices and small figures."""
+class _Handler(WSGIRequestHandler):
+    # a client that stops sending mid-request (a declared body that never comes) lets go of its thread after this
+    timeout = 60
+
+
+def create_app(run: Run | str | os.PathLike[str], allow_hosts: Sequence[str] | None = None) -> Dash:
+    """A Dash app over one Run. Large arrays stay on the server; the browser gets indices and small figures.
+
+    The app answers requests for loopback names (127.0.0.1, localhost, ::1) and for the host names or addresses in
+    ``allow_hosts``, at any port; any other Host is refused (403), as is a state-changing request from another site's
+    page, and a body over ``guard.MAX_BODY`` (413). A value of ``allow_hosts`` that is not a host name or address is
+    a one-line ``LayerscopeError``."""
+    hosts = allowed_hosts(None, allow_hosts)  # checked before the Run is read
     state = DashboardState(run if isinstance(run, Run) else Run(run))
     app = Dash(
         __name__,
         title=f"layerscope · {state.run.manifest['dataset']['name']}",
         assets_folder=os.path.join(os.path.dirname(__file__), "assets"),
         update_title="",
+        # an exception a callback lets out is one sentence in the page's notice, not a 500 (messages.py)
+        on_error=on_callback_error,
     )
+    install_guard(app.server, hosts, hosts - frozenset(LOOPBACK))
     app.layout = build_layout(state)
     register(app, state)
     register_jobs(app, state)
@@ -46,15 +68,25 @@ def create_app(run: Run | str | os.PathLike[str]) -> Dash:
     return app
 
 
+def _bound_names(host: str, allow_hosts: Sequence[str] | None) -> list[str]:
+    """``allow_hosts`` and the address the server binds, which it answers to as well (unless it binds them all)."""
+    return [*(allow_hosts or []), *([host] if host.strip() not in ("0.0.0.0", "::", "") else [])]
+
+
 def serve(
-    run: Run | str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8050, open_browser: bool = True
+    run: Run | str | os.PathLike[str],
+    host: str = "127.0.0.1",
+    port: int = 8050,
+    open_browser: bool = True,
+    allow_hosts: Sequence[str] | None = None,
 ) -> None:
-    """Serve the dashboard until interrupted."""
-    app = create_app(run)
+    """Serve the dashboard until interrupted. It answers to loopback names, to ``host`` and to ``allow_hosts``; with
+    ``host="0.0.0.0"`` give the names people will type (``allow_hosts=["team.example"]``, ``--allow-host``)."""
+    app = create_app(run, allow_hosts=_bound_names(host, allow_hosts))
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
     if open_browser:
         threading.Timer(1.0, lambda: webbrowser.open(url)).start()
-    app.run(host=host, port=port, debug=False)
+    app.run(host=host, port=port, debug=False, request_handler=_Handler)
 
 
 _SHOWN: dict[tuple[str, int], BaseWSGIServer] = {}  # dashboards started by show(), by address
@@ -75,14 +107,23 @@ def _kernel() -> Any:
 
 
 def show(
-    run: Run | str | os.PathLike[str], port: int | None = None, height: int = 900, host: str = "127.0.0.1"
+    run: Run | str | os.PathLike[str],
+    port: int | None = None,
+    height: int = 900,
+    host: str = "127.0.0.1",
+    allow_hosts: Sequence[str] | None = None,
+    trust_model_code: bool = False,
 ) -> DashboardURL:
     """Serve the dashboard of ``run`` (a Run, a Run directory or an NN_data.json file) in a background thread and
     show it: inline in a notebook, as a printed URL elsewhere. Returns the URL. Showing again on the same port
-    replaces the dashboard there; the server ends with the Python process."""
+    replaces the dashboard there; the server ends with the Python process. It answers to loopback names, ``host``
+    and ``allow_hosts`` (a notebook on a remote machine reached by name needs that name here). A Run whose model is
+    not layerscope's own needs ``trust_model_code=True`` (see ``Run``)."""
     from layerscope.pipeline import open_run
 
-    app = create_app(open_run(run))
+    opened = open_run(run, trust_model_code=trust_model_code)
+    opened.check_model_code()
+    app = create_app(opened, allow_hosts=_bound_names(host, allow_hosts))
     if port is None:
         with socket.socket() as s:
             s.bind((host, 0))
@@ -91,7 +132,7 @@ def show(
     if old is not None:
         old.shutdown()
         old.server_close()
-    server = make_server(host, port, app.server, threaded=True)
+    server = make_server(host, port, app.server, threaded=True, request_handler=_Handler)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request log in the notebook's output
     threading.Thread(target=server.serve_forever, daemon=True, name=f"layerscope-{port}").start()
     _SHOWN[(host, port)] = server

@@ -14,12 +14,26 @@ from dash.exceptions import PreventUpdate
 
 from layerscope.analysis import explain_misclassification, neuron_order
 from layerscope.dashboard import figures, ids
+from layerscope.dashboard.checks import (
+    MAX_ROWS,
+    check_choice,
+    check_groups,
+    check_int,
+    check_rows,
+    check_selection,
+    check_view,
+    first_point,
+)
 from layerscope.dashboard.components import attrs
 from layerscope.dashboard.layout import METHOD_LABELS, method_options
 from layerscope.dashboard.state import LIVE, DashboardState, is_drawing
+from layerscope.errors import LayerscopeError
 from layerscope.interop.seed_json import FILE_METHOD
+from layerscope.names import check_index, check_label
 
 PAGE = 60  # thumbnails per gallery page
+GALLERY_SORTS = ("confidence", "uncertain", "index")
+PANEL_SORTS = ("none", "mean", "variance", "difference", "explain")
 
 # Light up the selected images in every projection except the one they were brushed in (which shows its own lasso).
 HIGHLIGHT_JS = """function(selection, origin) {
@@ -78,10 +92,20 @@ def _brushed_row(state: DashboardState, selection: list[int] | None, selected: A
     return [html.Div(title, className="row-title"), html.Div(thumbs, className="thumbs brushed-row")]
 
 
-def _points_to_indices(state: DashboardState, pairs: list[list[int]], view: list[str]) -> list[int]:
-    """Dataset indices of plotly (trace, point) pairs of a projection figure drawn as ``view`` (see _view_states)."""
-    traces = _trace_indices(state, *view)
-    picked = {int(traces[c][p]) for c, p in pairs if 0 <= c < len(traces) and 0 <= p < len(traces[c])}
+def _points_to_indices(state: DashboardState, pairs: Any, view: list[Any]) -> list[int]:
+    """Dataset indices of plotly (trace, point) pairs of a projection figure drawn as ``view`` (see _view_states);
+    pairs naming no point of the figure are left out."""
+    traces = _trace_indices(state, *check_view(state, *view))
+    # a lasso over every point sends each once, the misclassified twice (their ring is a trace of its own)
+    if not isinstance(pairs, list) or len(pairs) > 2 * state.n:
+        raise LayerscopeError(f"the brushed points are not a list of at most {2 * state.n:,} points; brush again.")
+    picked = set()
+    for pair in pairs:
+        if not isinstance(pair, list) or len(pair) != 2 or any(type(v) is not int for v in pair):
+            raise LayerscopeError(f"the point {str(pair)[:40]} is not a pair of whole numbers; brush again.")
+        c, p = pair
+        if 0 <= c < len(traces) and 0 <= p < len(traces[c]):
+            picked.add(int(traces[c][p]))
     return sorted(picked)
 
 
@@ -122,6 +146,14 @@ def _thumb(state: DashboardState, key: int | str, selected: Any, title: str) -> 
 
 
 def register(app: Dash, state: DashboardState) -> None:
+    # the page's notice (messages.on_callback_error fills it) hides on a click
+    app.clientside_callback(
+        "function(n) { return n ? '' : window.dash_clientside.no_update; }",
+        Output(ids.PAGE_ERROR, "children"),
+        Input(ids.PAGE_ERROR, "n_clicks"),
+        prevent_initial_call=True,
+    )
+
     # -- preview ----------------------------------------------------------------------------------------------------
     @app.callback(
         Output(ids.PREVIEW_IMAGE, "src"),
@@ -132,6 +164,10 @@ def register(app: Dash, state: DashboardState) -> None:
         Input(ids.DRAW_VERSION, "data"),
     )
     def preview(selected: Any, _drawn: Any) -> tuple[Any, ...]:
+        try:
+            selected = state.image_key(selected)
+        except LayerscopeError as e:
+            return None, [html.Span(str(e), className="bad")], figures.empty_figure(), True
         if is_drawing(selected):  # no true label: the prediction only, nothing to explain
             probs = state.drawing_probs.get(selected)
             if probs is None:
@@ -211,17 +247,18 @@ def register(app: Dash, state: DashboardState) -> None:
         trigger = ctx.triggered_id
         if not ctx.triggered or ctx.triggered[0]["value"] in (None, 0):
             raise PreventUpdate
-        if isinstance(trigger, dict) and trigger["type"] in (ids.THUMB, ids.TOPK_THUMB):
-            return trigger["key"]
-        if isinstance(trigger, dict) and trigger["type"] == ids.ROW_NAME:
-            row = rows[trigger["row"]]
+        if isinstance(trigger, dict) and trigger.get("type") in (ids.THUMB, ids.TOPK_THUMB):
+            return state.image_key(trigger.get("key"))
+        if isinstance(trigger, dict) and trigger.get("type") == ids.ROW_NAME:
+            rows = check_rows(state, rows)
+            row = rows[check_index(trigger.get("row"), len(rows), "activation row")]
             if row["kind"] == "image":
-                return row["key"] if is_drawing(row["key"]) else int(row["key"])
+                return row["key"]
             if row["kind"] == "class":
                 return f"mean:{row['key']}"
             raise PreventUpdate
         from_a = trigger == ids.proj("graph", "a")
-        point = ((click_a if from_a else click_b) or {}).get("points", [{}])[0]
+        point = first_point(click_a if from_a else click_b)
         if "curveNumber" not in point or "pointNumber" not in point:
             raise PreventUpdate
         view = list(views[:4] if from_a else views[4:])
@@ -246,11 +283,12 @@ def register(app: Dash, state: DashboardState) -> None:
     def confusion_click(click: Any, _clear: Any) -> tuple[Any, Any, Any]:
         if ctx.triggered_id == ids.GALLERY_CLEAR_FILTER:
             return None, [], None
-        point = (click or {}).get("points", [{}])[0]
+        point = first_point(click)
         if "x" not in point:
             raise PreventUpdate
         names = [str(n) for n in state.class_names]
-        true, pred = names.index(str(point["y"])), names.index(str(point["x"]))
+        true = names.index(check_choice(point.get("y"), names, "true class"))
+        pred = names.index(check_choice(point["x"], names, "predicted class"))
         members = np.flatnonzero((state.split == 1) & (state.labels == true) & (state.predicted == pred))
         return {"true": true, "pred": pred}, members.tolist(), None
 
@@ -265,7 +303,8 @@ def register(app: Dash, state: DashboardState) -> None:
         State(ids.GALLERY_PAGE, "data"),
         prevent_initial_call=True,
     )
-    def page(_p: Any, _n: Any, _d: Any, _s: Any, _f: Any, current: int) -> int:
+    def page(_p: Any, _n: Any, _d: Any, _s: Any, _f: Any, current: Any) -> int:
+        current = current if isinstance(current, int) and not isinstance(current, bool) and current >= 0 else 0
         if ctx.triggered_id == ids.GALLERY_PREV:
             return max(0, current - 1)
         if ctx.triggered_id == ids.GALLERY_NEXT:
@@ -281,11 +320,21 @@ def register(app: Dash, state: DashboardState) -> None:
         Input(ids.GALLERY_FILTER, "data"),
         State(ids.SELECTED, "data"),
     )
-    def gallery(digit: int, sort: str, page: int, filt: Any, selected: Any) -> tuple[Any, str]:
+    def gallery(digit: Any, sort: Any, page: Any, filt: Any, selected: Any) -> tuple[Any, str]:
         from layerscope.analysis import gallery as gallery_indices
 
+        try:
+            digit = check_index(digit, len(state.class_names), "digit")
+            sort = check_choice(sort, GALLERY_SORTS, "gallery order")
+            page = check_int(page, 0, 2**31, "gallery page") if page is not None else 0
+            if filt and not isinstance(filt, dict):
+                raise LayerscopeError("the gallery's filter is not a confusion cell; click a cell again.")
+            if filt:
+                t = check_index(filt.get("true"), len(state.class_names), "true class")
+                p = check_index(filt.get("pred"), len(state.class_names), "predicted class")
+        except LayerscopeError as e:
+            return [html.Div(str(e), className="bad")], ""
         if filt:
-            t, p = filt["true"], filt["pred"]
             members = np.flatnonzero((state.split == 1) & (state.labels == t) & (state.predicted == p))
             pages = max(1, -(-len(members) // PAGE))
             page = min(page, pages - 1)
@@ -318,7 +367,7 @@ def register(app: Dash, state: DashboardState) -> None:
 
     @app.callback(Output(ids.GALLERY_BRUSHED, "children"), Input(ids.SELECTION, "data"), State(ids.SELECTED, "data"))
     def brushed_strip(selection: Any, selected: Any) -> Any:
-        return _brushed_row(state, selection, selected)
+        return _brushed_row(state, check_selection(state, selection), selected)
 
     # -- projections ----------------------------------------------------------------------------------------------
     for panel in ids.PANEL_IDS:
@@ -351,7 +400,7 @@ def register(app: Dash, state: DashboardState) -> None:
         """The images brushed in one panel; `HIGHLIGHT_JS` lights them up in the other."""
         from_a = ctx.triggered_id == ids.proj("brush", "a")
         pairs = a if from_a else b
-        current = views_and_current[-1]
+        current = check_selection(state, views_and_current[-1])
         if not pairs and not current:  # the graph reporting its initial empty selection
             raise PreventUpdate
         view = list(views_and_current[:4] if from_a else views_and_current[4:8])
@@ -390,15 +439,18 @@ def register(app: Dash, state: DashboardState) -> None:
         trigger = ctx.triggered_id
         if not ctx.triggered or ctx.triggered[0]["value"] in (None, 0):
             raise PreventUpdate
-        rows = list(current)
+        rows = check_rows(state, current)
 
         def add(row: dict[str, Any]) -> None:
             if row not in rows:
+                if len(rows) >= MAX_ROWS:
+                    raise LayerscopeError(f"the activation panels hold {MAX_ROWS} rows at most; remove some first.")
                 rows.append(row)
 
         if trigger in (ids.ADD_BUTTON, ids.DBLCLICK):
             if trigger == ids.DBLCLICK:
-                selected = dbl["key"]
+                selected = dbl.get("key") if isinstance(dbl, dict) else None
+            selected = state.image_key(selected)
             if isinstance(selected, str) and selected.startswith("mean:"):
                 add({"kind": "class", "key": int(selected.split(":")[1])})
             elif is_drawing(selected):
@@ -407,10 +459,10 @@ def register(app: Dash, state: DashboardState) -> None:
                     raise PreventUpdate
                 add({"kind": "image", "key": key})
             else:
-                add({"kind": "image", "key": int(selected)})
+                add({"kind": "image", "key": selected})
             return rows, explain
         if trigger == ids.EXPLAIN_BUTTON:
-            i = int(selected)
+            i = check_index(selected, state.n, "image to explain")
             add({"kind": "image", "key": i})
             add({"kind": "class", "key": int(state.labels[i])})
             add({"kind": "class", "key": int(state.predicted[i])})
@@ -419,13 +471,13 @@ def register(app: Dash, state: DashboardState) -> None:
             for k in range(len(state.class_names)):
                 add({"kind": "class", "key": k})
             return rows, explain
-        if isinstance(trigger, dict) and trigger["type"] == ids.ROW_REMOVE:
-            removed = rows.pop(trigger["row"])
+        if isinstance(trigger, dict) and trigger.get("type") == ids.ROW_REMOVE:
+            removed = rows.pop(check_index(trigger.get("row"), len(rows), "activation row"))
             if removed == {"kind": "image", "key": explain}:
                 explain = None
             return rows, explain
-        if isinstance(trigger, dict) and trigger["type"] == ids.GROUP_ADD_ROW:
-            add({"kind": "group", "key": trigger["name"]})
+        if isinstance(trigger, dict) and trigger.get("type") == ids.GROUP_ADD_ROW:
+            add({"kind": "group", "key": check_label(trigger.get("name"), "group name")})
         return rows, explain
 
     @app.callback(
@@ -436,19 +488,21 @@ def register(app: Dash, state: DashboardState) -> None:
         State(ids.PANELS, "data"),
         prevent_initial_call=True,
     )
-    def panels(_open: Any, _close: Any, layer: str | None, current: list[str]) -> list[str]:
+    def panels(_open: Any, _close: Any, layer: Any, current: Any) -> list[str]:
         trigger = ctx.triggered_id
         if not ctx.triggered or ctx.triggered[0]["value"] in (None, 0):
             raise PreventUpdate
+        current = _check_panels(state, current)
         if trigger == ids.PANEL_OPEN:
             if not layer or layer in current:
                 raise PreventUpdate
-            return [*current, layer]
-        return [name for name in current if name != trigger["layer"]]
+            return [*current, check_choice(layer, state.activation_layers, "layer")]
+        return [name for name in current if name != trigger.get("layer")]
 
     @app.callback(
         Output(ids.GROUPS, "data"),
         Output(ids.GROUP_NAME, "value"),
+        Output(ids.GROUP_ERROR, "children"),
         Input(ids.GROUP_SAVE, "n_clicks"),
         Input(ids.GROUP_QUICK_ADD, "n_clicks"),
         Input({"type": ids.GROUP_REMOVE, "name": ALL}, "n_clicks"),
@@ -469,39 +523,24 @@ def register(app: Dash, state: DashboardState) -> None:
         _rn: Any,
         new_names: list[Any],
         rename_ids: list[Any],
-        name: str | None,
-        kind: str,
-        k: int,
-        selection: list[int] | None,
-        current: dict[str, list[int]],
+        name: Any,
+        kind: Any,
+        k: Any,
+        selection: Any,
+        current: Any,
     ) -> Any:
         trigger = ctx.triggered_id
         if not ctx.triggered or ctx.triggered[0]["value"] in (None, 0):
             raise PreventUpdate
-        groups = dict(current)
-        if trigger == ids.GROUP_SAVE:
-            if not selection:
-                raise PreventUpdate
-            label = (name or "").strip() or f"selection {len(groups) + 1}"
-            groups[label] = list(selection)
-            return groups, ""
-        if trigger == ids.GROUP_QUICK_ADD:
-            cls = state.class_names[int(k)]
-            if kind == "true":
-                groups[f"true {cls}"] = np.flatnonzero(state.labels == int(k)).tolist()
-            else:
-                groups[f"misclassified as {cls}"] = np.flatnonzero(state.wrong & (state.predicted == int(k))).tolist()
-            return groups, no_update
-        if trigger["type"] == ids.GROUP_REMOVE:
-            groups.pop(trigger["name"], None)
-            return groups, no_update
-        new = dict(zip([i["name"] for i in rename_ids], new_names, strict=True)).get(trigger["name"])
-        if new and new.strip() and new.strip() not in groups:
-            groups = {(new.strip() if g == trigger["name"] else g): v for g, v in groups.items()}
-        return groups, no_update
+        try:
+            groups = _edit_groups(state, trigger, new_names, rename_ids, name, kind, k, selection, current)
+        except LayerscopeError as e:
+            return no_update, no_update, str(e)
+        return groups, "" if trigger == ids.GROUP_SAVE else no_update, ""
 
     @app.callback(Output(ids.GROUP_LIST, "children"), Input(ids.GROUPS, "data"))
-    def group_list(groups: dict[str, list[int]]) -> Any:
+    def group_list(groups: Any) -> Any:
+        groups = check_groups(state, groups)
         if not groups:
             return html.Div(
                 "Brush points in a projection (lasso or box) and save them, or add a quick group.", className="hint"
@@ -544,12 +583,81 @@ def register(app: Dash, state: DashboardState) -> None:
         _drawn: Any,
         sort_ids: list[Any],
     ) -> Any:
-        chosen = {i["layer"]: v for i, v in zip(sort_ids, sorts, strict=True)}
+        try:
+            panels = _check_panels(state, panels)
+            rows = check_rows(state, rows)
+            groups = check_groups(state, groups)
+            selection = check_selection(state, selection)
+            explain = check_index(explain, state.n, "image to explain") if explain is not None else None
+            if not isinstance(sorts, list) or not isinstance(sort_ids, list) or len(sorts) != len(sort_ids):
+                raise LayerscopeError("the panels' orders do not match the panels; reload the page.")
+            chosen = {
+                (i.get("layer") if isinstance(i, dict) else None): check_choice(v, PANEL_SORTS, "panel order")
+                for i, v in zip(sort_ids, sorts, strict=True)
+            }
+        except LayerscopeError as e:
+            return html.Div(str(e), className="bad")
         if explain is not None and any(t["prop_id"] == f"{ids.EXPLAIN}.data" for t in ctx.triggered):
             chosen = {layer: "explain" for layer in panels}
         if not panels:
             return html.Div("Open a panel for a layer to compare activations row by row.", className="hint")
         return [_panel(state, layer, rows, groups, selection, explain, chosen.get(layer, "none")) for layer in panels]
+
+
+def _check_panels(state: DashboardState, value: Any) -> list[str]:
+    """The layers with an open activation panel: a list of layers with activations, each once."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > len(state.activation_layers):
+        raise LayerscopeError("the open activation panels are not a list of layers; reload the page.")
+    layers = [check_choice(layer, state.activation_layers, "layer") for layer in value]
+    return list(dict.fromkeys(layers))
+
+
+def _edit_groups(
+    state: DashboardState,
+    trigger: Any,
+    new_names: Any,
+    rename_ids: Any,
+    name: Any,
+    kind: Any,
+    k: Any,
+    selection: Any,
+    current: Any,
+) -> dict[str, list[int]]:
+    """The groups after the button ``trigger``: a selection saved, a quick group added, one removed or renamed."""
+    groups = check_groups(state, current)
+    if trigger == ids.GROUP_SAVE:
+        selection = check_selection(state, selection)
+        if not selection:
+            raise LayerscopeError("brush points in a projection first; the group is made of them.")
+        blank = name is None or (isinstance(name, str) and not name.strip())
+        groups[f"selection {len(groups) + 1}" if blank else check_label(name, "group name")] = selection
+    elif trigger == ids.GROUP_QUICK_ADD:
+        kind = check_choice(kind, ("true", "wrong-as"), "group kind")
+        k = check_index(k, len(state.class_names), "class")
+        cls = state.class_names[k]
+        if kind == "true":
+            groups[f"true {cls}"] = np.flatnonzero(state.labels == k).tolist()
+        else:
+            groups[f"misclassified as {cls}"] = np.flatnonzero(state.wrong & (state.predicted == k)).tolist()
+    elif isinstance(trigger, dict) and trigger.get("type") == ids.GROUP_REMOVE:
+        groups.pop(check_label(trigger.get("name"), "group name"), None)
+    elif isinstance(trigger, dict) and trigger.get("type") == ids.GROUP_RENAME_BUTTON:
+        old = check_label(trigger.get("name"), "group name")
+        if not isinstance(new_names, list) or not isinstance(rename_ids, list) or len(new_names) != len(rename_ids):
+            raise LayerscopeError("the rename boxes do not match the groups; reload the page.")
+        names = [i.get("name") if isinstance(i, dict) else None for i in rename_ids]
+        new = dict(zip(names, new_names, strict=True)).get(old) if old in names else None
+        if new is None or (isinstance(new, str) and not new.strip()):
+            raise LayerscopeError(f"write the new name of group {old!r} in its box first.")
+        new = check_label(new, "group name")
+        if new in groups and new != old:
+            raise LayerscopeError(f"there is a group {new!r} already; choose another name.")
+        groups = {(new if g == old else g): v for g, v in groups.items()}
+    else:
+        raise PreventUpdate
+    return check_groups(state, groups)  # within the bound on members in all
 
 
 def _panel(
@@ -653,9 +761,10 @@ def _register_projection(app: Dash, state: DashboardState, panel: str) -> None:
         State(ids.proj("method", panel), "value"),
         prevent_initial_call=True,
     )
-    def methods(layer: str, options: list[dict[str, str]], method: str) -> tuple[Any, Any]:
+    def methods(layer: Any, options: Any, method: Any) -> tuple[Any, Any]:
         """The methods a layer offers (a file's own projection, those computed here); unchanged ones stay put so
         the figure is not drawn twice."""
+        layer = check_choice(layer, state.layers, "layer")
         wanted = method_options(state, layer)
         value = method if method in state.methods(layer) else wanted[0]["value"]
         return (no_update if wanted == options else wanted), (no_update if value == method else value)
@@ -675,8 +784,13 @@ def _register_projection(app: Dash, state: DashboardState, panel: str) -> None:
         State(ids.proj("status", panel), "children"),
     )
     def projection(
-        layer: str, method: str, color: str, split: str, tick: Any, selection: Any, present: Any, status_now: Any
+        layer: Any, method: Any, color: Any, split: Any, tick: Any, selection: Any, present: Any, status_now: Any
     ) -> Any:
+        try:
+            layer, method, split, color = check_view(state, layer, method, split, color)
+            selection = check_selection(state, selection)
+        except LayerscopeError as e:
+            return figures.empty_figure(str(e)), html.Span(str(e), className="bad"), "", no_update
         try:
             fig, status, quality = view(layer, method, color, split, tick, selection)
         except PreventUpdate:
@@ -704,6 +818,7 @@ def _register_projection(app: Dash, state: DashboardState, panel: str) -> None:
         """Move the drawing's star with a Patch of the layout: the 70,000-point figure is neither sent nor redrawn.
         A projection whose placement must first be rebuilt shows its progress in the status (which sets the page
         polling, JOBS_INTERVAL); the star then comes with the tick that finds it ready (`projection`)."""
+        layer, method, split, color = check_view(state, layer, method, split, color)
         return star_update(layer, method, bool(present), status_now, moved=True)
 
     def place_live(layer: str, method: str) -> tuple[tuple[float, float] | None, str]:
@@ -738,7 +853,8 @@ def _register_projection(app: Dash, state: DashboardState, panel: str) -> None:
         label = f"{METHOD_LABELS[method]} of {layer}"
         if method not in state.methods(layer):
             text = (
-                f"{state.run.manifest['source']['kind']} has no projection of {layer}; choose "
+                f"{(state.run.manifest.get('source') or {}).get('kind', 'this Run')} has no projection of {layer}; "
+                "choose "
                 + (
                     "PCA, t-SNE, UMAP, LDA or Isomap (computed from its activations)."
                     if state.computable(layer)
@@ -796,7 +912,7 @@ def _register_projection(app: Dash, state: DashboardState, panel: str) -> None:
         prevent_initial_call=True,
     )
     def hover(data: Any, *view: str) -> Any:
-        point = (data or {}).get("points", [{}])[0]
+        point = first_point(data)
         if "curveNumber" not in point or "pointNumber" not in point:
             raise PreventUpdate
         picked = _points_to_indices(state, [[point["curveNumber"], point["pointNumber"]]], list(view))

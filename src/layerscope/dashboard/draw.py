@@ -8,6 +8,7 @@ copies it to ``"draw:N"``. While the pen moves, live.py restyles the views that 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,24 +17,36 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from layerscope.dashboard import figures, ids
+from layerscope.dashboard.checks import PROJECTION_METHODS, check_choice, check_rows
 from layerscope.dashboard.components import attrs, card
-from layerscope.dashboard.state import LIVE, DashboardState
+from layerscope.dashboard.state import LIVE, DashboardState, check_version
 from layerscope.drawing import preprocess_digit, render_strokes
+from layerscope.errors import LayerscopeError
 
 __all__ = ["digit_from_strokes", "draw_layout", "register_draw", "strokes_of"]
 
 NEIGHBOURS = 8
+MAX_POINTS = 20_000  # a drawing is a few hundred points; more is not a drawing
+
+
+def _coordinate(value: Any) -> float | None:
+    """A point's x or y clamped to [0, 1]; None for what is not a finite number (NaN would reach the renderer)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return min(max(float(value), 0.0), 1.0)
 
 
 def strokes_of(data: Any) -> list[list[tuple[float, float]]]:
     """The strokes of the store assets/draw.js fills, as lists of (x, y) in [0, 1]; malformed points are dropped."""
+    found = data.get("strokes") if isinstance(data, dict) else None
     strokes = []
-    for stroke in (data or {}).get("strokes") or []:
-        points = [
-            (min(max(float(p[0]), 0.0), 1.0), min(max(float(p[1]), 0.0), 1.0))
-            for p in stroke or []
-            if isinstance(p, (list, tuple)) and len(p) >= 2
-        ]
+    for stroke in found if isinstance(found, list) else []:
+        points = []
+        for p in stroke if isinstance(stroke, list) else []:
+            if isinstance(p, list | tuple) and len(p) >= 2:
+                x, y = _coordinate(p[0]), _coordinate(p[1])
+                if x is not None and y is not None:
+                    points.append((x, y))
         if points:
             strokes.append(points)
     return strokes
@@ -186,6 +199,14 @@ def placed_note(state: DashboardState, views: Sequence[tuple[str, str]]) -> str:
     return "; ".join(parts) + "."
 
 
+def _key_or(state: DashboardState, key: Any, default: Any) -> Any:
+    """``key`` if it names an image of the page (`DashboardState.image_key`), else ``default``."""
+    try:
+        return state.image_key(key) if key is not None else default
+    except LayerscopeError:
+        return default
+
+
 def register_draw(app: Dash, state: DashboardState) -> None:
     @app.callback(
         Output(ids.DRAW_VERSION, "data"),
@@ -203,18 +224,21 @@ def register_draw(app: Dash, state: DashboardState) -> None:
         prevent_initial_call=True,
     )
     def strokes(data: Any, selected: Any, before: Any, version: Any) -> Any:
-        if data is None:  # the store announcing its empty value as the page loads: nothing was drawn
+        if not isinstance(data, dict):  # None: the store announcing its empty value as the page loads
             raise PreventUpdate
-        digit = digit_from_strokes(strokes_of(data))
-        if not state.set_live(digit, int(data.get("version") or 0)):
+        strokes = strokes_of(data)
+        if sum(len(s) for s in strokes) > MAX_POINTS:
+            raise LayerscopeError(f"a drawing of more than {MAX_POINTS:,} points is not a digit; clear it.")
+        digit = digit_from_strokes(strokes)
+        if not state.set_live(digit, check_version(data.get("version", 0))):
             raise PreventUpdate  # the fast path (live.py) already shows newer strokes; their own push follows
         if digit is None:  # cleared: the image selected before drawing began is selected again
-            select = (before if before is not None else 0) if selected == LIVE else no_update
+            select = _key_or(state, before, 0) if selected == LIVE else no_update
             before = None
         else:
             select = LIVE if selected != LIVE else no_update
-            before = selected if selected != LIVE else before
-        version = int(version or 0) + 1
+            before = _key_or(state, selected if selected != LIVE else before, None)
+        version = (version if isinstance(version, int) and not isinstance(version, bool) else 0) + 1
         return (
             version,
             select,
@@ -236,7 +260,8 @@ def register_draw(app: Dash, state: DashboardState) -> None:
         State(ids.ROWS, "data"),
         prevent_initial_call=True,
     )
-    def keep(n: Any, rows: list[dict[str, Any]]) -> Any:
+    def keep(n: Any, rows: Any) -> Any:
+        rows = check_rows(state, rows)
         key = state.keep_drawing() if n else None
         if key is None:
             raise PreventUpdate
@@ -270,8 +295,14 @@ def register_draw(app: Dash, state: DashboardState) -> None:
         Input(ids.JOBS_INTERVAL, "n_intervals"),
         State(ids.DRAW_PLACED, "children"),
     )
-    def placed(_version: Any, layer_a: str, method_a: str, layer_b: str, method_b: str, _tick: Any, now: Any) -> Any:
-        views = [(layer_a, method_a), (layer_b, method_b)]
+    def placed(_version: Any, layer_a: Any, method_a: Any, layer_b: Any, method_b: Any, _tick: Any, now: Any) -> Any:
+        try:
+            views = [
+                (check_choice(layer, state.layers, "layer"), check_choice(method, PROJECTION_METHODS, "method"))
+                for layer, method in ((layer_a, method_a), (layer_b, method_b))
+            ]
+        except LayerscopeError as e:
+            return str(e)
         state.placements_shown(views)  # preparations no panel shows any more: the page need not poll for them
         note = placed_note(state, views)
         return no_update if note == now else note

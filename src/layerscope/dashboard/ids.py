@@ -10,6 +10,7 @@ SELECTION_ORIGIN = "selection-origin"  # store: the projection panel ("a"/"b") t
 EXPLAIN = "explain"  # store: index of the misclassified image being explained, or None
 DBLCLICK = "dblclick"  # store: {"key": ...} of the last double-clicked thumbnail (set by assets/layerscope.js)
 GALLERY_FILTER = "gallery-filter"  # store: {"true": t, "pred": p} from a confusion cell, or None
+PAGE_ERROR = "page-error"  # the page's notice: what a request could not do, one sentence (messages.py); click hides it
 
 PREVIEW_IMAGE = "preview-image"
 PREVIEW_CAPTION = "preview-caption"
@@ -50,6 +51,7 @@ GROUP_REMOVE = "group-remove"  # pattern: {"type": GROUP_REMOVE, "name": ...}
 GROUP_ADD_ROW = "group-add-row"  # pattern
 GROUP_RENAME = "group-rename"  # pattern: input
 GROUP_RENAME_BUTTON = "group-rename-button"  # pattern
+GROUP_ERROR = "group-error"  # why the last edit of the groups was refused
 
 PANEL_LAYER = "panel-layer"
 PANEL_OPEN = "panel-open"
@@ -85,6 +87,8 @@ UNIT_TOPK = "unit-topk"
 UNIT_FEATUREVIS = "unit-featurevis"
 UNIT_GUIDED = "unit-guided"
 UNIT_INTERVAL = "unit-interval"
+UNIT_ERROR = "unit-error"  # why the unit asked for cannot be shown (a unit number the layer does not have)
+UNIT_FEATUREVIS_START = "unit-featurevis-start"  # button: compute the unit's feature visualisation (kept in the Run)
 TOPK_THUMB = "topk-thumb"  # pattern: {"type": TOPK_THUMB, "key": index, "rank": r}
 NO_MODEL = "no-model"
 

@@ -9,11 +9,21 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, dcc, html
+from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
-from layerscope.ablation import Ablation
 from layerscope.dashboard import ids
+from layerscope.dashboard.checks import (
+    check_ablation_list,
+    check_choice,
+    check_int,
+    check_number,
+    check_selection,
+    check_unit,
+    first_point,
+    image_or_none,
+    unit_count,
+)
 from layerscope.dashboard.components import attrs, card
 from layerscope.dashboard.figures import empty_figure
 from layerscope.dashboard.state import LIVE, DashboardState, is_drawing
@@ -28,8 +38,14 @@ from layerscope.dashboard.unit_figures import (
     png_uri,
     weights_figure,
 )
+from layerscope.errors import LayerscopeError
+from layerscope.names import check_index
 
 __all__ = ["inside_layout", "register_inside"]
+
+NODE_COLOURS = ("image", "selection", "none")
+FMAP_SCALES = ("channel", "layer")
+MAX_EDGES = 12  # the "edges per node" slider's maximum
 
 
 def default_unit(state: DashboardState) -> dict[str, Any]:
@@ -143,12 +159,14 @@ def inside_layout(state: DashboardState) -> list[Any]:
                 dcc.Dropdown(
                     state.activation_layers, start["layer"], id=ids.UNIT_LAYER, clearable=False, className="ctl"
                 ),
+                # no max: a number past the layer's last unit reaches the server, which says so (UNIT_ERROR)
                 dcc.Input(id=ids.UNIT_INDEX, type="number", min=0, step=1, value=start["unit"], className="text small"),
                 html.Button("Switch off this unit", id=ids.UNIT_ABLATE, className="btn small"),
                 html.Div(id=ids.UNIT_TITLE, className="unit-title"),
             ],
             className="controls",
         ),
+        html.Div(id=ids.UNIT_ERROR, className="bad"),
         html.Div(
             [
                 html.Div(
@@ -167,7 +185,16 @@ def inside_layout(state: DashboardState) -> list[Any]:
         ),
         html.H4("Top dataset images"),
         html.Div(id=ids.UNIT_TOPK, className="topk"),
-        html.H4("Feature visualisation: the input that maximises the unit"),
+        html.Div(
+            [
+                html.H4("Feature visualisation: the input that maximises the unit"),
+                # computed only when asked: it is kept in the Run, and viewing a unit must not write there
+                html.Button(
+                    "Compute feature visualisation", id=ids.UNIT_FEATUREVIS_START, className="btn small", disabled=True
+                ),
+            ],
+            className="draw-neighbours-head",
+        ),
         html.Div(id=ids.UNIT_FEATUREVIS, className="featurevis"),
         html.H4("What drives it in the selected image"),
         html.Div(id=ids.UNIT_GUIDED, className="guided"),
@@ -224,8 +251,29 @@ def _node_grid(state: DashboardState, expanded: list[str]) -> list[tuple[str, in
     return grid
 
 
-def _stored_ablations(data: Any) -> list[Ablation]:
-    return [Ablation.from_dict(d) for d in data or []]
+def _custom(point: dict[str, Any]) -> tuple[Any, Any]:
+    """(layer, unit) of a network-graph point's customdata; (None, None) when it has none."""
+    custom = point.get("customdata")
+    return (custom[0], custom[1]) if isinstance(custom, list) and len(custom) >= 2 else (None, None)
+
+
+def _check_expanded(state: DashboardState, value: Any) -> list[str]:
+    """The conv layers the graph draws channel by channel (the checklist's values)."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > len(state.conv_layers):
+        raise LayerscopeError("the expanded layers are not a list of conv layers; untick and tick them again.")
+    return [check_choice(layer, state.conv_layers, "conv layer") for layer in value]
+
+
+def _check_focus(state: DashboardState, value: Any) -> dict[str, Any] | None:
+    """The enlarged feature map, {"layer": a conv layer, "unit": a channel of it}, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise LayerscopeError("the enlarged channel is not a layer and a channel; click a channel again.")
+    layer = check_choice(value.get("layer"), state.conv_layers, "conv layer")
+    return {"layer": layer, "unit": check_index(value.get("unit"), unit_count(state, layer), f"{layer} channel")}
 
 
 def _fmap_tiles(state: DashboardState, selected: Any, scale: str, focus: Any) -> list[Any]:
@@ -283,12 +331,21 @@ def register_inside(app: Dash, state: DashboardState) -> None:
         State(ids.ABL_STORE, "data"),
     )
     def network(
-        expanded: list[str], per_node: int, threshold: float, colour: str, selected: Any, selection: Any, ablations: Any
+        expanded: Any, per_node: Any, threshold: Any, colour: Any, selected: Any, selection: Any, ablations: Any
     ) -> Any:
+        try:
+            expanded = _check_expanded(state, expanded)
+            per_node = check_int(per_node, 0, MAX_EDGES, "edges per node") if per_node is not None else 0
+            threshold = check_number(threshold, 0.0, 1.0, "minimum |w|") if threshold is not None else 0.0
+            colour = check_choice(colour, NODE_COLOURS, "node colouring")
+            selected = state.image_key(selected)
+            selection = check_selection(state, selection)
+            stored = check_ablation_list(state, ablations)
+        except LayerscopeError as e:
+            return no_update, html.Span(str(e), className="bad")
         layers = state.layers
         columns = [
-            _column(state, name, expanded or [], _node_values(state, name, colour, selected, selection))
-            for name in layers
+            _column(state, name, expanded, _node_values(state, name, colour, selected, selection)) for name in layers
         ]
         edges = [state.edges(name) for name in layers[1:]]
         missing = [name for name, e in zip(layers[1:], edges, strict=True) if e is None]
@@ -297,9 +354,9 @@ def register_inside(app: Dash, state: DashboardState) -> None:
             info.append(f"no weights shown into {', '.join(missing)} (not a Linear/Conv2d layer layerscope can read)")
         if colour == "selection" and not selection:
             info.append("brush points in a projection to colour by their mean")
-        fig = network_figure(columns, edges, int(per_node or 0), float(threshold or 0.0))
+        fig = network_figure(columns, edges, per_node, threshold)
         grid = [(c.name, c.units, c.expanded) for c in columns]
-        fig.add_trace(ablated_trace(grid, _stored_ablations(ablations)))  # last: the crosses sit over the nodes
+        fig.add_trace(ablated_trace(grid, stored))  # last: the crosses sit over the nodes
         return fig, " · ".join(info)
 
     # The crosses follow the list of ablations without the figure travelling again: the server sends the one trace,
@@ -310,8 +367,9 @@ def register_inside(app: Dash, state: DashboardState) -> None:
         State(ids.NET_EXPAND, "value"),
         prevent_initial_call=True,
     )
-    def crosses(ablations: Any, expanded: list[str]) -> Any:
-        return ablated_trace(_node_grid(state, expanded or []), _stored_ablations(ablations)).to_plotly_json()
+    def crosses(ablations: Any, expanded: Any) -> Any:
+        grid = _node_grid(state, _check_expanded(state, expanded))
+        return ablated_trace(grid, check_ablation_list(state, ablations)).to_plotly_json()
 
     app.clientside_callback(
         ClientsideFunction("layerscope_ablate", "crosses"),
@@ -327,12 +385,11 @@ def register_inside(app: Dash, state: DashboardState) -> None:
         State(ids.NET_EXPAND, "value"),
         prevent_initial_call=True,
     )
-    def expand(click: Any, expanded: list[str]) -> Any:
-        point = (click or {}).get("points", [{}])[0]
-        layer, unit = (point.get("customdata") or [None, None])[:2]
-        if layer not in state.conv_layers:
+    def expand(click: Any, expanded: Any) -> Any:
+        layer, unit = _custom(first_point(click))
+        if not isinstance(layer, str) or layer not in state.conv_layers:
             raise PreventUpdate
-        expanded = list(expanded or [])
+        expanded = _check_expanded(state, expanded)
         if unit == -1:
             return [*expanded, layer] if layer not in expanded else expanded
         raise PreventUpdate
@@ -342,7 +399,7 @@ def register_inside(app: Dash, state: DashboardState) -> None:
         Output(ids.UNIT, "data"),
         Output(ids.UNIT_LAYER, "value"),
         Output(ids.UNIT_INDEX, "value"),
-        Output(ids.UNIT_INDEX, "max"),
+        Output(ids.UNIT_ERROR, "children"),
         Input(ids.NET_GRAPH, "clickData"),
         Input(ids.FMAP_OPEN_UNIT, "n_clicks"),
         Input(ids.UNIT_LAYER, "value"),
@@ -351,26 +408,35 @@ def register_inside(app: Dash, state: DashboardState) -> None:
         State(ids.UNIT, "data"),
         State(ids.ABL_MODE, "value"),
     )
-    def unit(click: Any, _open: Any, layer: str, index: Any, focus: Any, current: dict[str, Any], ablating: Any) -> Any:
+    def unit(click: Any, _open: Any, layer: Any, index: Any, focus: Any, current: Any, ablating: Any) -> Any:
+        """The unit the card shows. A unit number the layer does not have is refused with a sentence and the card
+        stays on its unit: unit 40 of a 32-channel layer must not quietly become another one."""
         trigger = ctx.triggered_id
-        if trigger == ids.NET_GRAPH:
-            if ablating:  # "Click units to switch them off" is on: the click is the Ablation card's
-                raise PreventUpdate
-            point = (click or {}).get("points", [{}])[0]
-            layer, index = (point.get("customdata") or [None, -1])[:2]
-            if layer is None or index is None or int(index) < 0:
-                raise PreventUpdate
-        elif trigger == ids.FMAP_OPEN_UNIT:
-            if not focus:
-                raise PreventUpdate
-            layer, index = focus["layer"], focus["unit"]
-        if layer is None:
-            layer = current["layer"]
-        units = state.run.layer(layer).shape[0]
-        index = int(np.clip(int(index) if index is not None else 0, 0, units - 1))
-        if trigger == ids.UNIT_LAYER and layer != current["layer"]:
-            index = 0
-        return {"layer": layer, "unit": index}, layer, index, units - 1
+        try:
+            shown = check_unit(state, current)[0] if current is not None else None
+            if trigger == ids.NET_GRAPH:
+                if ablating:  # "Click units to switch them off" is on: the click is the Ablation card's
+                    raise PreventUpdate
+                layer, index = _custom(first_point(click))
+                if layer is None or isinstance(index, int) and index < 0:  # -1: a collapsed layer's one node
+                    raise PreventUpdate
+            elif trigger == ids.FMAP_OPEN_UNIT:
+                chosen = _check_focus(state, focus)
+                if chosen is None:
+                    raise PreventUpdate
+                layer, index = chosen["layer"], chosen["unit"]
+            if layer is None:
+                layer = shown or default_unit(state)["layer"]
+            layer = check_choice(layer, state.activation_layers, "layer")
+            units = unit_count(state, layer)
+            if trigger == ids.UNIT_LAYER and layer != shown:
+                index = 0
+            if index is None:  # an empty box, or one the browser found invalid (a fraction, a negative number)
+                raise LayerscopeError(f"write a unit number of {layer} from 0 to {units - 1}.")
+            index = check_index(index, units, f"{layer} unit")
+        except LayerscopeError as e:
+            return no_update, no_update, no_update, str(e)
+        return {"layer": layer, "unit": index}, layer, index, ""
 
     # -- the unit card ----------------------------------------------------------------------------------------------
     @app.callback(
@@ -379,8 +445,13 @@ def register_inside(app: Dash, state: DashboardState) -> None:
         Output(ids.UNIT_CLASSES, "figure"),
         Input(ids.UNIT, "data"),
     )
-    def unit_static(unit: dict[str, Any]) -> Any:
-        layer, u = unit["layer"], int(unit["unit"])
+    def unit_static(unit: Any) -> Any:
+        try:
+            layer, u = check_unit(state, unit)
+        except LayerscopeError as e:
+            message = empty_figure()
+            message.update_layout(height=260)
+            return html.Span(str(e), className="bad"), message, message
         info = state.run.layer(layer)
         noun = "channel" if info.kind == "conv" else "neuron"
         if info.kind == "conv":
@@ -407,21 +478,33 @@ def register_inside(app: Dash, state: DashboardState) -> None:
     @app.callback(
         Output(ids.UNIT_TOPK, "children"),
         Output(ids.UNIT_FEATUREVIS, "children"),
+        Output(ids.UNIT_FEATUREVIS_START, "disabled"),
         Input(ids.UNIT, "data"),
         Input(ids.UNIT_INTERVAL, "n_intervals"),
+        Input(ids.UNIT_FEATUREVIS_START, "n_clicks"),
         State(ids.SELECTED, "data"),
     )
-    def unit_results(unit: dict[str, Any], _tick: Any, selected: Any) -> Any:
-        layer, u = unit["layer"], int(unit["unit"])
-        return _topk_view(state, layer, u, selected), _featurevis_view(state, layer, u)
+    def unit_results(unit: Any, _tick: Any, compute: Any, selected: Any) -> Any:
+        try:
+            layer, u = check_unit(state, unit)
+        except LayerscopeError as e:
+            return html.Span(str(e), className="bad"), "", True
+        if ctx.triggered_id == ids.UNIT_FEATUREVIS_START and compute and state.featurevis(layer, u) is None:
+            state.start_featurevis(layer, u)  # the user asked: it runs in the background and is kept in the Run
+        featurevis, can_start = _featurevis_view(state, layer, u)
+        return _topk_view(state, layer, u, image_or_none(state, selected)), featurevis, not can_start
 
     @app.callback(
         Output(ids.UNIT_GUIDED, "children"),
         Input(ids.UNIT, "data"),
         Input(ids.SELECTED, "data"),
     )
-    def guided(unit: dict[str, Any], selected: Any) -> Any:
-        layer, u = unit["layer"], int(unit["unit"])
+    def guided(unit: Any, selected: Any) -> Any:
+        try:
+            layer, u = check_unit(state, unit)
+            selected = state.image_key(selected)
+        except LayerscopeError as e:
+            return html.Span(str(e), className="bad")
         cells = [_figure_cell(state.thumbnail(selected, 140), "selected image")]
         gray = state.image_array(selected)
         gray = gray if gray.ndim == 2 else gray.mean(2)
@@ -456,9 +539,15 @@ def register_inside(app: Dash, state: DashboardState) -> None:
         Input(ids.FMAP_FOCUS, "data"),
         Input(ids.DRAW_SETTLED, "data"),  # a stroke of the live drawing ended
     )
-    def feature_maps(selected: Any, scale: str, focus: Any, _drawn: Any) -> Any:
+    def feature_maps(selected: Any, scale: Any, focus: Any, _drawn: Any) -> Any:
         if not state.conv_layers:
             return html.Div("This model has no convolutional layers.", className="hint")
+        try:
+            selected = state.image_key(selected)
+            scale = check_choice(scale, FMAP_SCALES, "colour scale")
+            focus = _check_focus(state, focus)
+        except LayerscopeError as e:
+            return html.Div(str(e), className="bad")
         return _fmap_tiles(state, selected, scale, focus)
 
     @app.callback(
@@ -470,7 +559,7 @@ def register_inside(app: Dash, state: DashboardState) -> None:
         if not ctx.triggered or not ctx.triggered[0]["value"]:
             raise PreventUpdate
         trigger = ctx.triggered_id
-        return {"layer": trigger["layer"], "unit": int(trigger["unit"])}
+        return _check_focus(state, {"layer": trigger.get("layer"), "unit": trigger.get("unit")})
 
     @app.callback(
         Output(ids.FMAP_ZOOM, "figure"),
@@ -480,8 +569,16 @@ def register_inside(app: Dash, state: DashboardState) -> None:
         Input(ids.FMAP_SCALE, "value"),
         Input(ids.DRAW_SETTLED, "data"),
     )
-    def zoom(focus: Any, selected: Any, scale: str, _drawn: Any) -> Any:
-        if not focus or focus["layer"] not in state.conv_layers:
+    def zoom(focus: Any, selected: Any, scale: Any, _drawn: Any) -> Any:
+        try:
+            focus = _check_focus(state, focus)
+            selected = state.image_key(selected)
+            scale = check_choice(scale, FMAP_SCALES, "colour scale")
+        except LayerscopeError as e:
+            fig = empty_figure(str(e))
+            fig.update_layout(height=300)
+            return fig, True
+        if focus is None:
             fig = empty_figure("Click a channel to enlarge it.")
             fig.update_layout(height=300)
             return fig, True
@@ -538,12 +635,22 @@ def _topk_view(state: DashboardState, layer: str, unit: int, selected: Any) -> A
     return [html.Div(thumbs, className="topk-row"), html.Div(note, className="hint")]
 
 
-def _featurevis_view(state: DashboardState, layer: str, unit: int) -> Any:
+def _featurevis_view(state: DashboardState, layer: str, unit: int) -> tuple[Any, bool]:
+    """The unit's feature visualisation if the Run has it, else how far its computation is (or that it can be
+    computed); and whether the button may start it (not while it runs, not once it is there)."""
     fv = state.featurevis(layer, unit)
-    if fv is None:
-        job = state.unit_job(layer, f"unit {unit}")
-        return _job_text(job, "the feature visualisation (256 optimisation steps)")
     job = state.unit_job(layer, f"unit {unit}")
+    if fv is None:
+        if job is None:
+            note = (
+                "Not computed yet: 'Compute feature visualisation' optimises an input for this unit (256 steps, "
+                "seconds) and keeps it in the Run."
+            )
+            return html.Span(note, className="hint"), True
+        if job.finished and job.error is None:  # finished, and the file not there (the Run was replaced)
+            job.shown = True
+            return html.Span("The feature visualisation was computed but is not in the Run.", className="bad"), True
+        return _job_text(job, "the feature visualisation (256 optimisation steps)"), job.finished
     if job is not None and job.finished:
         job.shown = True
     cells = [_figure_cell(png_uri(_gray(fv.naive), 5), f"naive gradient ascent · {fv.naive_activation:.2f}")]
@@ -558,7 +665,7 @@ def _featurevis_view(state: DashboardState, layer: str, unit: int) -> Any:
         f"activation{best}.",
         className="hint",
     )
-    return [html.Div(cells, className="figure-row"), hint]
+    return [html.Div(cells, className="figure-row"), hint], False
 
 
 def _gray(image: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
-from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, dcc, html
+from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 from torch import nn
 
@@ -28,11 +28,20 @@ from layerscope.ablation import (
 )
 from layerscope.attribution import RandomisationStep, overlay
 from layerscope.dashboard import ids
+from layerscope.dashboard.checks import (
+    check_ablation_list,
+    check_choice,
+    check_int,
+    check_number,
+    check_unit,
+    image_or_none,
+)
 from layerscope.dashboard.components import card
 from layerscope.dashboard.figures import base_layout, empty_figure
 from layerscope.dashboard.state import DashboardState
 from layerscope.dashboard.unit_figures import png_uri
 from layerscope.errors import LayerscopeError
+from layerscope.names import check_index, check_label
 
 __all__ = [
     "ablation_class_figure",
@@ -52,6 +61,8 @@ METHOD_LABELS = {
     "occlusion": "occlusion",
 }
 PREDICTED = -1  # the target dropdown's "predicted class"
+MAX_UNITS_TEXT = 1_000  # characters in the units box: "0-15,20,31" is ten
+MAX_SCALE = 1e6  # |scale| of an ablation: any factor a unit is usefully multiplied by, and finite
 BEFORE, AFTER = "#9fb3c8", "#d6604d"
 
 
@@ -267,10 +278,6 @@ def interventions_layout(state: DashboardState) -> list[Any]:
 
 
 # -- helpers the callbacks share --------------------------------------------------------------------------------------
-def _ablations(data: Any) -> list[Ablation]:
-    return [Ablation.from_dict(d) for d in data or []]
-
-
 def _merged(current: list[Ablation], new: Ablation) -> list[Ablation]:
     """``current`` with ``new`` added: into the entry of the same layer and scale when there is one."""
     for i, a in enumerate(current):
@@ -313,11 +320,14 @@ def graph_units(event: Any) -> tuple[list[tuple[str, int]], list[str]]:
     in order and without repeats; and the layers whose single node (unit -1, a collapsed layer) it holds."""
     units: dict[tuple[str, int], None] = {}
     whole: dict[str, None] = {}
-    for point in (event or {}).get("points") or []:
+    points = event.get("points") if isinstance(event, dict) else None
+    for point in points if isinstance(points, list) else []:
         custom = point.get("customdata") if isinstance(point, dict) else None
-        if not isinstance(custom, list | tuple) or len(custom) < 2 or custom[0] is None or custom[1] is None:
+        if not isinstance(custom, list | tuple) or len(custom) < 2 or not isinstance(custom[0], str):
             continue
-        layer, unit = str(custom[0]), int(custom[1])
+        if isinstance(custom[1], bool) or not isinstance(custom[1], int):  # not a unit's node
+            continue
+        layer, unit = custom[0], custom[1]
         if unit < 0:
             whole[layer] = None
         else:
@@ -388,6 +398,20 @@ def _saved_list(state: DashboardState) -> list[Any]:
     return rows
 
 
+def _attribution_choice(
+    state: DashboardState, method: Any, target: Any, layer: Any
+) -> tuple[str, int | None, str | None]:
+    """(method, target class or None for the predicted one, layer or None) of the attribution card's dropdowns."""
+    method = check_choice(method, METHOD_LABELS, "attribution method")
+    if target is not None and target != PREDICTED:
+        target = check_index(target, len(state.class_names), "target class")
+    else:
+        target = None
+    if method != "gradcam":
+        return method, target, None
+    return method, target, check_choice(layer, state.conv_layers, "Grad-CAM layer")
+
+
 def register_interventions(app: Dash, state: DashboardState) -> None:
     # -- the list of ablations -------------------------------------------------------------------------------------
     @app.callback(
@@ -429,14 +453,17 @@ def register_interventions(app: Dash, state: DashboardState) -> None:
     ) -> Any:
         trigger = ctx.triggered_id
         value = ctx.triggered[0]["value"] if ctx.triggered else None
-        current = _ablations(data)
         try:
+            current = check_ablation_list(state, data)
             if trigger in (ids.ABL_CLICK, ids.NET_GRAPH) and not mode:
                 raise PreventUpdate  # outside the mode a graph click opens the unit card instead
             if trigger == ids.ABL_CLICK:
                 if not value:
                     raise PreventUpdate
-                current = toggle_unit(current, str(value["layer"]), int(value["unit"]))
+                if not isinstance(value, dict):
+                    raise LayerscopeError("the clicked cell names no unit; click it again.")
+                layer = check_choice(value.get("layer"), state.activation_layers, "layer")
+                current = toggle_unit(current, layer, check_int(value.get("unit"), 0, 2**31, "unit"))
             elif trigger == ids.NET_GRAPH:
                 chosen, whole = graph_units(value)
                 if not chosen:
@@ -450,36 +477,46 @@ def register_interventions(app: Dash, state: DashboardState) -> None:
             elif trigger == ids.ABL_RESET:
                 current = []
             elif trigger == ids.ABL_ADD:
-                if not units or not str(units).strip():
+                if units is None or not str(units).strip():
                     return data, "Write the units to switch off, e.g. 3,7 or 0-15."
-                new = parse_ablation(f"{layer}:{units}", float(scale) if scale is not None else 0.0)
-                state.run.layer(layer)  # an unknown layer is an error here, not in the background
-                current = _merged(current, new)
+                if len(str(units)) > MAX_UNITS_TEXT:
+                    raise LayerscopeError(f"the units box holds over {MAX_UNITS_TEXT:,} characters; write a range.")
+                layer = check_choice(layer, state.activation_layers, "layer")  # here, not in the background
+                factor = check_number(scale, -MAX_SCALE, MAX_SCALE, "scale") if scale is not None else 0.0
+                current = _merged(current, parse_ablation(f"{layer}:{units}", factor))
             elif trigger == ids.UNIT_ABLATE:
                 if not value or not unit:
                     raise PreventUpdate
-                current = _merged(current, Ablation(unit["layer"], (int(unit["unit"]),), 0.0))
+                layer, u = check_unit(state, unit)
+                current = _merged(current, Ablation(layer, (u,), 0.0))
             elif isinstance(trigger, dict) and trigger.get("type") == ids.ABL_REMOVE:
                 if not value:
                     raise PreventUpdate
-                current = [a for i, a in enumerate(current) if i != int(trigger["i"])]
+                i = check_index(trigger.get("i"), len(current), "switched-off entry")
+                current = [a for k, a in enumerate(current) if k != i]
             elif isinstance(trigger, dict) and trigger.get("type") == ids.ABL_ITEM_SCALE:
-                i = int(trigger["i"])
-                if value is None or i >= len(current) or float(value) == current[i].scale:
+                i = check_index(trigger.get("i"), len(current), "switched-off entry")
+                if value is None:
                     raise PreventUpdate
-                current[i] = Ablation(current[i].layer, current[i].units, float(value))
+                factor = check_number(value, -MAX_SCALE, MAX_SCALE, "scale")
+                if factor == current[i].scale:
+                    raise PreventUpdate
+                current[i] = Ablation(current[i].layer, current[i].units, factor)
             elif isinstance(trigger, dict) and trigger.get("type") == ids.ABL_APPLY:
                 if not value:
                     raise PreventUpdate
+                name = check_label(trigger.get("name"), "name of an ablation")
                 saved = {s.name: s for s in list_ablations(state.run)}
-                if trigger["name"] not in saved:
-                    return data, f"No saved ablation {trigger['name']!r} in this Run."
-                current = list(saved[trigger["name"]].ablations)
+                if name not in saved:
+                    return data, f"No saved ablation {name!r} in this Run."
+                current = list(saved[name].ablations)
             else:
                 raise PreventUpdate
             check_ablations(state.run, current)
         except LayerscopeError as e:
-            return data, str(e)
+            return no_update, str(e)
+        except MemoryError:  # a range no layer has units for, should a check above ever let one through
+            return no_update, "Those are too many units to switch off at once; give a range within the layer."
         return [a.to_dict() for a in current], ""
 
     # Switched-off units outlined in the activation panels, and the mode shown on the page (a class on the body that
@@ -494,7 +531,10 @@ def register_interventions(app: Dash, state: DashboardState) -> None:
 
     @app.callback(Output(ids.ABL_LIST, "children"), Input(ids.ABL_STORE, "data"))
     def show_list(data: Any) -> Any:
-        current = _ablations(data)
+        try:
+            current = check_ablation_list(state, data)
+        except LayerscopeError as e:
+            return html.Div(str(e), className="bad")
         if not current:
             return html.Div("No unit is switched off.", className="hint")
         return [
@@ -528,7 +568,12 @@ def register_interventions(app: Dash, state: DashboardState) -> None:
         Input(ids.ABL_INTERVAL, "n_intervals"),
     )
     def evaluate(data: Any, _tick: Any) -> Any:
-        current = _ablations(data)
+        try:
+            current = check_ablation_list(state, data)
+        except LayerscopeError as e:
+            message = empty_figure()
+            message.update_layout(height=240)
+            return html.Span(str(e), className="bad"), "", message, message, True
         if not current:
             message = empty_figure("Switch units off to see what changes.")
             message.update_layout(height=240)
@@ -549,7 +594,11 @@ def register_interventions(app: Dash, state: DashboardState) -> None:
         Input(ids.SELECTED, "data"),
     )
     def selected_image(data: Any, selected: Any) -> Any:
-        current = _ablations(data)
+        try:
+            current = check_ablation_list(state, data)
+        except LayerscopeError:
+            return ""  # the ablation card's list says what is wrong with it
+        selected = image_or_none(state, selected)
         if not current or selected is None:
             return ""
         probs = state.ablated_probs(selected, current)
@@ -581,14 +630,15 @@ def register_interventions(app: Dash, state: DashboardState) -> None:
         error = None
         try:
             if trigger == ids.ABL_SAVE:
-                current = _ablations(data)
+                label = check_label(name, "name of an ablation")
+                current = check_ablation_list(state, data)
                 job, result = state.ablation_result(current) if current else (None, None)
-                save_ablation(state.run, str(name or ""), current, result)
+                save_ablation(state.run, label, current, result)
                 name = ""
             elif isinstance(trigger, dict) and trigger.get("type") == ids.ABL_FORGET:
                 if not value:
                     raise PreventUpdate
-                remove_ablation(state.run, trigger["name"])
+                remove_ablation(state.run, check_label(trigger.get("name"), "name of an ablation"))
         except LayerscopeError as e:
             error = html.Div(str(e), className="bad")
         return ([error] if error is not None else []) + _saved_list(state), name
@@ -604,20 +654,17 @@ def register_interventions(app: Dash, state: DashboardState) -> None:
         Input(ids.ATTR_TARGET, "value"),
         Input(ids.ATTR_LAYER, "value"),
     )
-    def attribution(selected: Any, method: str, target: Any, layer: Any) -> Any:
+    def attribution(selected: Any, method: Any, target: Any, layer: Any) -> Any:
         style = {"display": "flex" if method == "gradcam" else "none"}
         try:
-            pixels = state.pixels(selected)[0]
-        except Exception:
-            return style, None, None, html.Span("No pixels for this image.", className="hint")
+            selected = state.image_key(selected)
+            method, target, layer = _attribution_choice(state, method, target, layer)
+        except LayerscopeError as e:
+            return style, None, None, html.Span(str(e), className="bad")
+        pixels = state.pixels(selected)[0]
         image = png_uri(_uint8(pixels.numpy()), 5)
         try:
-            a = state.attribution(
-                selected,
-                method,
-                None if target in (None, PREDICTED) else int(target),
-                layer if method == "gradcam" else None,
-            )
+            a = state.attribution(selected, method, target, layer)
         except Exception as e:  # shown where the map would be; the page stays usable
             return style, image, None, html.Span(f"cannot compute it: {e}", className="bad")
         names = state.class_names
@@ -654,15 +701,12 @@ def register_interventions(app: Dash, state: DashboardState) -> None:
         if not on:
             return [], True
         try:
-            pixels = state.pixels(selected)[0]
-        except Exception:
-            return [], True
-        job, steps = state.randomisation(
-            selected,
-            method,
-            None if target in (None, PREDICTED) else int(target),
-            layer if method == "gradcam" else None,
-        )
+            selected = state.image_key(selected)
+            method, target, layer = _attribution_choice(state, method, target, layer)
+        except LayerscopeError as e:
+            return html.Span(str(e), className="bad"), True
+        pixels = state.pixels(selected)[0]
+        job, steps = state.randomisation(selected, method, target, layer)
         if steps is None:
             return _job_text(job, "re-initialising the layers one at a time"), bool(job.error)
         cells = [

@@ -185,6 +185,7 @@ def build_layout(state: DashboardState) -> html.Div:
             ],
             className="controls",
         ),
+        html.Div(id=ids.GROUP_ERROR, className="bad"),
         html.Div(id=ids.GROUP_LIST, className="group-list"),
     )
     panels = card(
@@ -216,6 +217,8 @@ def build_layout(state: DashboardState) -> html.Div:
     return html.Div(
         [
             header,
+            # what a request could not do, one sentence (messages.on_callback_error); a click hides it
+            html.Div(id=ids.PAGE_ERROR, className="page-error", role="alert"),
             html.Main(
                 [
                     html.Div([preview, confusion], className="row two"),

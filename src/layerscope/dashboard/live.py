@@ -11,6 +11,7 @@ fast path restyled is replaced by the same values drawn the usual way.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -18,25 +19,40 @@ from dash import Dash
 from flask import jsonify, request
 
 from layerscope.dashboard import figures
-from layerscope.dashboard.draw import digit_from_strokes, strokes_of
-from layerscope.dashboard.state import LIVE, DashboardState
+from layerscope.dashboard.draw import MAX_POINTS, digit_from_strokes, strokes_of
+from layerscope.dashboard.state import LIVE, DashboardState, check_version
 from layerscope.dashboard.unit_figures import channel_strip
+from layerscope.errors import LayerscopeError
 
-__all__ = ["ROUTE", "live_update", "register_live"]
+__all__ = ["MAX_POINTS", "ROUTE", "live_update", "register_live"]
 
 ROUTE = "_layerscope/draw"  # under the app's routes_pathname_prefix
-MAX_POINTS = 20_000  # a drawing is a few hundred points; more is not a drawing
+
+
+def _bound(value: Any, default: float) -> float:
+    """A colour-range end from a request: a finite number, else ValueError."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"a colour range of {str(value)[:20]!r}")
+    return float(value)
 
 
 def _panel_colours(state: DashboardState, ask: Any) -> list[str] | None:
     """The live row's cell colours of an open activation panel: ``ask`` = {"layer", "order", "lo", "hi"}, the unit
     order and colour range the panel was drawn with (its data attributes)."""
     layer = ask.get("layer") if isinstance(ask, dict) else None
-    values = state.drawing_values(LIVE, layer) if layer in state.layers and layer != "input" else None
+    if not isinstance(layer, str) or layer not in state.layers or layer == "input":
+        return None
+    values = state.drawing_values(LIVE, layer)
     if values is None:
         return None
-    order = [int(u) for u in ask.get("order") or range(len(values)) if 0 <= int(u) < len(values)]
-    return figures.viridis(values[order], float(ask.get("lo", values.min())), float(ask.get("hi", values.max())))
+    order = ask.get("order") or range(len(values))
+    if not isinstance(order, list | range) or any(isinstance(u, bool) or not isinstance(u, int) for u in order):
+        raise ValueError("a panel order that is not a list of unit numbers")
+    order = [u for u in order if 0 <= u < len(values)]  # a unit the panel no longer has is left out, not wrapped
+    lo, hi = _bound(ask.get("lo"), float(values.min())), _bound(ask.get("hi"), float(values.max()))
+    return figures.viridis(values[order], lo, hi)
 
 
 def live_update(state: DashboardState, body: Any) -> dict[str, Any]:
@@ -46,11 +62,12 @@ def live_update(state: DashboardState, body: Any) -> dict[str, Any]:
     "hi"}, ...], "maps": [{"layer", "scale"}, ...]}. The answer has the version, "empty" for a blank drawing, else
     "bars" (`figures.probability_bars`), "caption", "preview" (112 px) and "large" (224 px) images, "figure" (the whole
     bar figure, when asked: the card shows a placeholder before the first stroke), "panels" {layer: colours} and
-    "maps" {layer: strip PNG}. A request older than one already answered is answered with "stale"."""
+    "maps" {layer: strip PNG}. A request older than one already answered is answered with "stale". A malformed
+    body is a ValueError, TypeError or LayerscopeError."""
     strokes = strokes_of(body)
     if sum(len(s) for s in strokes) > MAX_POINTS:
         raise ValueError(f"a drawing of more than {MAX_POINTS:,} points")
-    version = int(body.get("version") or 0)
+    version = check_version(body.get("version", 0))
     digit = digit_from_strokes(strokes)
     if not state.set_live(digit, version):
         return {"version": version, "stale": True}
@@ -69,14 +86,17 @@ def live_update(state: DashboardState, body: Any) -> dict[str, Any]:
     }
     if body.get("figure"):
         out["figure"] = figures.probability_figure(probs, k, state.class_names).to_plotly_json()
-    for ask in body.get("panels") or []:
+    panels, asked_maps = body.get("panels") or [], body.get("maps") or []
+    if not isinstance(panels, list) or not isinstance(asked_maps, list):
+        raise ValueError("panels and maps that are not lists")
+    for ask in panels:
         colours = _panel_colours(state, ask)
         if colours is not None:
             out["panels"][ask["layer"]] = colours
     maps = state.feature_maps(LIVE)
-    for ask in body.get("maps") or []:
+    for ask in asked_maps:
         layer = ask.get("layer") if isinstance(ask, dict) else None
-        if layer in maps:
+        if isinstance(layer, str) and layer in maps:
             out["maps"][layer] = channel_strip(maps[layer], ask.get("scale") != "layer")
     return out
 
@@ -87,10 +107,12 @@ def register_live(app: Dash, state: DashboardState) -> None:
     def draw() -> Any:
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
-            return jsonify(error="expected a JSON object with the drawing's strokes"), 400
+            return jsonify(error="expected a JSON object with the drawing's strokes."), 400
         try:
             return jsonify(live_update(state, body))
-        except (TypeError, ValueError) as e:
-            return jsonify(error=f"malformed drawing: {e}"), 400
+        except LayerscopeError as e:
+            return jsonify(error=str(e)), 400
+        except (TypeError, ValueError, KeyError, IndexError, OverflowError) as e:
+            return jsonify(error=f"malformed drawing: {' '.join(str(e).split())[:200]}."), 400
 
     app.server.add_url_rule(app.config.routes_pathname_prefix + ROUTE, "layerscope_draw", draw, methods=["POST"])

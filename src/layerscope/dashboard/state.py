@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,7 @@ from layerscope.drawing import NeighbourIndex
 from layerscope.errors import LayerscopeError
 from layerscope.featurevis import FeatureVis, cached_featurevis, unit_featurevis
 from layerscope.interop.seed_json import FILE_METHOD
+from layerscope.names import check_index
 from layerscope.network import Connection, IncomingWeights, channel_edges, connections, incoming_weights
 from layerscope.progress import ProgressFn
 from layerscope.projections.compute import METHODS, compute_pca, compute_projection
@@ -37,14 +39,30 @@ from layerscope.receptive import ReceptiveField, receptive_field
 from layerscope.run import Run
 from layerscope.topk import TopK, store_topk
 
-__all__ = ["LIVE", "DashboardState", "Job", "is_drawing"]
+__all__ = ["LIVE", "MAX_VERSION", "DashboardState", "Job", "check_version", "is_drawing"]
 
 LIVE = "draw:live"  # the image key of the digit being drawn
+MAX_VERSION = 2**53  # stroke versions are a browser's numbers (assets/draw.js counts from Date.now()): exact below this
+_MEAN_KEY = re.compile(r"mean:(\d{1,9})")
+_DRAWING_KEY = re.compile(r"draw:(live|\d{1,9})")
 
 
 def is_drawing(key: Any) -> bool:
     """Whether an image key names a drawn digit ("draw:live", "draw:1", ...) rather than a dataset image."""
     return isinstance(key, str) and key.startswith("draw:")
+
+
+def check_version(value: Any) -> int:
+    """A stroke version from a request: a whole number from 0 below ``MAX_VERSION``, else a one-line
+    ``LayerscopeError``. Why bounded: the live drawing ignores strokes older than the newest version it has shown, so
+    one absurd version (10**30) would make every later stroke of every visitor "stale" until the server restarts."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        kind = type(value).__name__
+        raise LayerscopeError(f"the stroke version is a {kind}; give a whole number from 0 to 2**53 - 1.")
+    if not 0 <= value < MAX_VERSION:
+        shown = str(value) if len(str(value)) <= 40 else f"of {len(str(value))} digits"
+        raise LayerscopeError(f"the stroke version {shown} is out of range: give one from 0 to 2**53 - 1.")
+    return value
 
 
 WorkFn = Callable[[ProgressFn], object]
@@ -168,7 +186,7 @@ class DashboardState:
         def run() -> None:
             try:
                 work(progress)
-                self.run = Run(self.run.path)  # re-read the manifest with what the work added
+                self.run = self.run.reopen()  # re-read the manifest with what the work added
             except Exception as e:  # shown where the result would be; the page stays usable
                 job.error = f"{type(e).__name__}: {e}"
             finally:
@@ -185,7 +203,7 @@ class DashboardState:
             self.jobs,
             self._pool,
             (layer, method),
-            lambda progress: compute_projection(Run(self.run.path), layer, method, progress=progress),
+            lambda progress: compute_projection(self.run.reopen(), layer, method, progress=progress),
         )
 
     # -- activations ----------------------------------------------------------------------------------------------
@@ -205,8 +223,25 @@ class DashboardState:
         return layer_values(self.run, layer)
 
     # -- images ----------------------------------------------------------------------------------------------------
+    def image_key(self, key: Any) -> int | str:
+        """``key`` if it names an image this page has: an index 0 .. N - 1, "mean:k" for a class k, the live drawing
+        or a kept one ("draw:N"); else a one-line ``LayerscopeError``. Requests name images with such keys, and an
+        index of -1 must not quietly show the last image."""
+        if isinstance(key, np.integer):
+            key = int(key)
+        if isinstance(key, str):
+            mean = _MEAN_KEY.fullmatch(key)
+            if mean is not None:
+                return f"mean:{check_index(int(mean.group(1)), len(self.class_names), 'class')}"
+            if _DRAWING_KEY.fullmatch(key) and (key == LIVE or key in self.drawings):
+                return key
+            shown = repr(key) if len(key) <= 40 else repr(key[:37] + "...")
+            raise LayerscopeError(f"there is no image {shown}; choose one in the gallery or a projection.")
+        return check_index(key, self.n, "image index")
+
     def image_array(self, key: int | str) -> np.ndarray:
         """(H, W) or (H, W, 3) uint8 of image ``key``: an index, "mean:k" for class k's mean image, or a drawing."""
+        key = self.image_key(key)
         if is_drawing(key):
             return self.drawing_image(str(key))
         if isinstance(key, str) and key.startswith("mean:"):
@@ -217,6 +252,7 @@ class DashboardState:
 
     def thumbnail(self, key: int | str, size: int = 56) -> str:
         """A data-URI PNG of image ``key``, scaled to ``size`` pixels with sharp pixels."""
+        key = self.image_key(key)
         return self._thumbnail(key, size) if key != LIVE else self._thumbnail.__wrapped__(self, key, size)
 
     @lru_cache(maxsize=20_000)  # noqa: B019
@@ -227,6 +263,7 @@ class DashboardState:
         return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
     def name(self, index: int | str) -> str:
+        index = self.image_key(index)
         if is_drawing(index):
             return "your drawing" if index == LIVE else f"drawing {str(index).split(':')[1]}"
         return str(self.names[int(index)])
@@ -256,7 +293,9 @@ class DashboardState:
     def set_live(self, digit: np.ndarray | None, version: int) -> bool:
         """`set_drawing` of the live drawing, unless a newer stroke version already set it: the Draw panel's fast
         path and its Dash callback both set it, and a slow request must not bring back strokes undone since.
-        Returns whether the live drawing is now ``digit``."""
+        Returns whether the live drawing is now ``digit``; a ``version`` that is not one (`check_version`) is a
+        one-line ``LayerscopeError``."""
+        version = check_version(version)
         with self._live_lock:
             if version < self._live_version:  # older strokes: fine only if they draw what is shown anyway
                 shown = self.drawings.get(LIVE)
@@ -310,7 +349,7 @@ class DashboardState:
             self.draw_jobs,
             self._pool,
             ("*", "pca"),
-            lambda p: compute_pca(Run(self.run.path), missing, model=self.run.load_model("cpu"), progress=p),
+            lambda p: compute_pca(self.run.reopen(), missing, model=self.run.load_model("cpu"), progress=p),
         )
 
     @lru_cache(maxsize=16)  # noqa: B019
@@ -380,7 +419,7 @@ class DashboardState:
             return None  # not retried on every poll: `placing` shows the error
 
         def work(progress: ProgressFn) -> None:
-            self._placements[(layer, method)] = fit_placement(Run(self.run.path), layer, method, progress=progress)
+            self._placements[(layer, method)] = fit_placement(self.run.reopen(), layer, method, progress=progress)
 
         self._start(self.jobs, self._place_pool, (layer, f"place {method}"), work)
         return self._placements.get((layer, method))
@@ -442,6 +481,7 @@ class DashboardState:
 
     def pixels(self, key: int | str) -> torch.Tensor:
         """(1, C, H, W) float32 in [0, 1] of image ``key`` (an index, "mean:k" or a drawing), as the model sees it."""
+        key = self.image_key(key)
         if is_drawing(key):
             image = self.drawing_image(str(key))[None]
         elif isinstance(key, str) and key.startswith("mean:"):
@@ -452,6 +492,7 @@ class DashboardState:
 
     def feature_maps(self, key: int | str) -> dict[str, np.ndarray]:
         """Every conv layer's full output for one image, {layer: (C, H, W)}: recomputed, never stored."""
+        key = self.image_key(key)
         outputs = self.drawing_outputs.get(str(key)) if is_drawing(key) else None
         if outputs is not None:
             return {name: outputs[name] for name in self.conv_layers}
@@ -504,6 +545,7 @@ class DashboardState:
 
     def guided(self, key: int | str, layer: str, unit: int, method: str) -> np.ndarray:
         """(C, H, W) guided backprop ("guided") or deconvolution ("deconv") of one unit for image ``key``."""
+        key = self.image_key(key)
         if key == LIVE:  # changes with every stroke
             return self._guided.__wrapped__(self, key, layer, unit, method)
         return self._guided(key, layer, unit, method)
@@ -518,9 +560,7 @@ class DashboardState:
         """The top images of every unit of ``layer``, or None while they are computed (started on first ask)."""
         if layer in self.run.manifest.get("topk", {}).get("layers", []):
             return self._topk(layer)
-        self._start(
-            self.unit_jobs, self._unit_pool, ("*", "topk"), lambda p: store_topk(Run(self.run.path), progress=p)
-        )
+        self._start(self.unit_jobs, self._unit_pool, ("*", "topk"), lambda p: store_topk(self.run.reopen(), progress=p))
         return None
 
     @lru_cache(maxsize=16)  # noqa: B019
@@ -528,17 +568,18 @@ class DashboardState:
         return self.run.topk(layer)
 
     def featurevis(self, layer: str, unit: int) -> FeatureVis | None:
-        """The unit's feature visualisation, or None while it is computed (started on first ask)."""
-        cached = cached_featurevis(self.run, layer, unit)
-        if cached is not None:
-            return cached
+        """The unit's feature visualisation if the Run has it, else None. Never computes: viewing a unit card must not
+        write into the Run; `start_featurevis` does, when the user asks."""
+        return cached_featurevis(self.run, layer, unit)
+
+    def start_featurevis(self, layer: str, unit: int) -> Job:
+        """Compute the unit's feature visualisation in the background and keep it in the Run; returns its job."""
 
         def work(progress: ProgressFn) -> None:
             # a model of its own: optimisation takes seconds and must not hold the shared model's lock
-            unit_featurevis(Run(self.run.path), layer, unit, model=self.run.load_model("cpu"), progress=progress)
+            unit_featurevis(self.run.reopen(), layer, unit, model=self.run.load_model("cpu"), progress=progress)
 
-        self._start(self.unit_jobs, self._unit_pool, (layer, f"unit {unit}"), work)
-        return None
+        return self._start(self.unit_jobs, self._unit_pool, (layer, f"unit {unit}"), work)
 
     def unit_job(self, layer: str, what: str) -> Job | None:
         return self.unit_jobs.get((layer, what))
@@ -607,6 +648,7 @@ class DashboardState:
 
     def attribution(self, key: int | str, method: str, target: int | None, layer: str | None) -> Attribution:
         """One attribution map of image ``key`` (an index or "mean:k"); ``target`` None: the predicted class."""
+        key = self.image_key(key)
         if isinstance(key, str) and key.startswith("draw:"):  # a drawing changes under its key: never cached
             return self._attribution(key, method, target, layer)
         return self._cached_attribution(key, method, target, layer)
