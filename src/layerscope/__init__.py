@@ -153,17 +153,22 @@ def __dir__() -> list[str]:
 
 
 def show(
-    run: "Run | str | os.PathLike[str]", port: int | None = None, height: int = 900, trust_model_code: bool = False
+    run: "Run | str | os.PathLike[str]",
+    port: int | None = None,
+    height: int = 900,
+    trust_model_code: bool = False,
+    allow_hosts: "list[str] | None" = None,
 ) -> str:
     """The dashboard of a Run, a Run directory or an NN_data.json file: inline in a notebook, else a printed URL.
-    ``trust_model_code`` as for ``Run``: needed when the Run's model is not layerscope's own.
+    ``trust_model_code`` as for ``Run``: needed when the Run's model is not layerscope's own; ``allow_hosts``: host
+    names the page is reached by besides this machine's loopback (a notebook behind a proxy that rewrites Host).
 
     >>> import layerscope as ls
     >>> ls.show("runs/mnist")          # or ls.show("NN_data.json")
     """
     from layerscope.dashboard.app import show as _show
 
-    return _show(run, port=port, height=height, trust_model_code=trust_model_code)
+    return _show(run, port=port, height=height, trust_model_code=trust_model_code, allow_hosts=allow_hosts)
 
 
 __all__ = [
