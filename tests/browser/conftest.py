@@ -38,9 +38,8 @@ def mnist_run(tmp_path_factory: pytest.TempPathFactory):
 
 
 @contextlib.contextmanager
-def serving(run) -> Iterator[str]:
-    """The dashboard of ``run`` on a free port of 127.0.0.1, as ``layerscope serve`` runs it; yields its URL."""
-    app = create_app(run)
+def served(app) -> Iterator[int]:
+    """A Dash ``app`` on a free port of 127.0.0.1, in a thread, as ``layerscope serve`` runs it; yields the port."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -48,9 +47,16 @@ def serving(run) -> Iterator[str]:
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{port}/"
+        yield port
     finally:
         httpd.shutdown()
+
+
+@contextlib.contextmanager
+def serving(run) -> Iterator[str]:
+    """The dashboard of ``run`` on a free port of 127.0.0.1; yields its URL."""
+    with served(create_app(run)) as port:
+        yield f"http://127.0.0.1:{port}/"
 
 
 @contextlib.contextmanager

@@ -8,12 +8,10 @@ import json
 import re
 import shutil
 import socket
-import threading
 import time
 from typing import Any
 
 import pytest
-from werkzeug.serving import make_server
 
 from layerscope.dashboard import create_app
 from layerscope.dashboard.checks import MAX_GROUP_MEMBERS
@@ -22,6 +20,7 @@ from layerscope.dashboard.live import ROUTE
 from layerscope.dashboard.messages import UNEXPECTED
 from layerscope.errors import LayerscopeError
 from layerscope.run import Run
+from tests.browser.conftest import served
 
 UPDATE = "/_dash-update-component"
 LOCAL = {"Host": "127.0.0.1:8050"}
@@ -204,22 +203,13 @@ def test_the_largest_requests_of_the_page_fit_the_limit(app):
 
 def test_a_declared_huge_body_does_not_hold_the_server(app):
     """Over a real socket: the answer comes at once, though 10 GB were announced and never sent."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    httpd = make_server("127.0.0.1", port, app.server, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-            conn.sendall(
-                f"POST {UPDATE} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {10 * 2**30}\r\n\r\n{{".encode()
-            )
-            answer = conn.recv(4096).decode("latin-1")
-        assert answer.startswith("HTTP/1.1 413")
-    finally:
-        httpd.shutdown()
+    with served(app) as port, socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(
+            f"POST {UPDATE} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {10 * 2**30}\r\n\r\n{{".encode()
+        )
+        answer = conn.recv(4096).decode("latin-1")
+    assert answer.startswith("HTTP/1.1 413")
 
 
 # -- the Draw route -------------------------------------------------------------------------------------------------
