@@ -690,14 +690,16 @@ def _serve(run: Any, host: str, port: int, no_browser: bool, allow_hosts: list[s
         )
     out.print(f"layerscope dashboard for {run.path}: http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/")
     try:
+        # returns only when interrupted: werkzeug's serve_forever ends quietly on Ctrl-C
         serve_app(run, host=host, port=port, open_browser=not no_browser, allow_hosts=allow_hosts or [])
     except KeyboardInterrupt:
-        err.print(f"stopped: the dashboard of {run.path} is no longer served.", highlight=False)
-        raise SystemExit(130) from None
+        pass
     except OSError as e:  # the port is taken, or the address is not this machine's
         raise LayerscopeError(
             f"cannot serve on {host}:{port} ({e.strerror or e}); choose another --port or --host."
         ) from None
+    err.print(f"stopped: the dashboard of {run.path} is no longer served.", highlight=False)
+    raise SystemExit(130)
 
 
 @app.command()

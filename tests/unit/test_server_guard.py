@@ -368,6 +368,7 @@ def test_a_malformed_callback_request_is_400_not_500(client):
 def test_the_unit_card_computes_a_feature_visualisation_only_when_asked(tiny_run, tmp_path):
     # a copy of the Run: the feature visualisation asked for below is written into it
     run = Run(shutil.copytree(tiny_run.path, tmp_path / "run"))
+    shutil.rmtree(run.path / "featurevis", ignore_errors=True)  # what other tests stored in the shared Run
     app = create_app(run)
     client = app.server.test_client()
     state = app.layerscope_state
