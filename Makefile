@@ -6,19 +6,27 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test check lint typecheck bench clean
 
+# pip prints each package as it goes (a first install takes a few minutes); PIP_FLAGS=-q quietens it.
+PIP_FLAGS ?= --progress-bar on
+
 $(STAMP): pyproject.toml
+	@echo "layerscope: creating $(VENV) and installing torch (CPU build), Dash, scikit-learn, ... (a few minutes)"
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# Pinned: the CPU build of torch 2.13.0; an unpinned torch pulls a multi-GB CUDA build.
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install $(PIP_FLAGS) torch==2.13.0
+	$(BIN)/pip install $(PIP_FLAGS) -e '.[dev]'
 	touch $(STAMP)
+	@echo "layerscope: installed into $(VENV)"
 
 install: $(STAMP)
 
 # The dashboard on the bundled MNIST: prepares the Run from the shipped weights on first start (cached), then serves.
+# make demo PORT=8060 serves elsewhere (a busy port moves on to the next free one by itself).
+PORT ?= 8050
+
 demo: $(STAMP)
-	$(BIN)/layerscope demo
+	$(BIN)/layerscope demo --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -107,3 +107,27 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory):
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     return train_run(out, load_mnist(), TrainConfig(device="cpu", **PRESETS["tiny"]))  # type: ignore[arg-type]
+
+
+def sheet_tiles(path: Path) -> list[tuple[int, int]]:
+    """(height, width) of every image on a sheet PNG the command line wrote (``layerscope.sheets``), in reading
+    order, found by the light-grey frame drawn around each one."""
+    from PIL import Image
+
+    from layerscope.sheets import FRAME
+
+    with Image.open(path) as image:
+        frame = (np.asarray(image.convert("RGB")) == FRAME).all(-1)
+    height = frame.shape[0]
+    sizes = []
+    for y in range(height):
+        edges = np.flatnonzero(np.diff(np.concatenate([[False], frame[y], [False]]).astype(np.int8)))
+        for x0, x1 in zip(edges[::2], edges[1::2], strict=True):
+            if x1 - x0 < 8 or (y and frame[y - 1, x0:x1].all()):  # too short, or not a frame's top edge
+                continue
+            y1 = y
+            while y1 + 1 < height and frame[y1 + 1, x0] and frame[y1 + 1, x1 - 1]:
+                y1 += 1
+            if y1 - y >= 8:
+                sizes.append((y1 - y - 1, int(x1 - x0 - 2)))
+    return sizes

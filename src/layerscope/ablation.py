@@ -27,6 +27,7 @@ from torch import nn
 from layerscope.capture import INPUT, ActivationRecorder, _model_device, _resolve
 from layerscope.data.datasets import TEST, TRAIN
 from layerscope.errors import LayerscopeError, RunError
+from layerscope.layers import parse_units
 from layerscope.names import check_label
 from layerscope.progress import ProgressFn, no_progress
 from layerscope.run import Run, now
@@ -112,37 +113,10 @@ class Ablation:
             raise LayerscopeError(f"not an ablation: {d!r}; it needs 'layer', 'units' and optionally 'scale'.") from e
 
 
-MAX_UNITS = 1 << 20  # units one ablation may name: far more than any conv or dense layer has
-
-
-def _shown(text: str) -> str:
-    return repr(text) if len(text) <= 60 else repr(text[:57] + "...")
-
-
-def parse_ablation(text: str, scale: float = 0.0) -> Ablation:
-    """``"fc2:3"``, ``"conv2:7,9"`` or ``"fc2:0-63"`` (a range, both ends included) -> an ``Ablation``."""
-    layer, sep, spec = text.strip().rpartition(":")
-    if not sep or not layer or not spec.strip():
-        raise LayerscopeError(f"--unit {_shown(text)}: write LAYER:UNITS, e.g. fc2:3 or conv2:7,9 or fc2:0-63.")
-    units: list[int] = []
-    try:
-        for part in spec.split(","):
-            lo, dash, hi = part.strip().partition("-")
-            if dash:
-                if int(hi) < int(lo):
-                    raise ValueError(part)
-                if int(hi) - int(lo) >= MAX_UNITS or len(units) >= MAX_UNITS:
-                    raise LayerscopeError(
-                        f"--unit {_shown(text)}: at most {MAX_UNITS:,} units at once; no layer here has more."
-                    )
-                units.extend(range(int(lo), int(hi) + 1))
-            else:
-                units.append(int(lo))
-    except ValueError:
-        raise LayerscopeError(
-            f"--unit {_shown(text)}: units must be whole numbers from 0, comma-separated or a range like 0-63."
-        ) from None
-    return Ablation(layer, tuple(units), scale)
+def parse_ablation(text: str, scale: float = 0.0, layer: str | None = None) -> Ablation:
+    """``"fc2:3"``, ``"conv2:7,9"`` or ``"fc2:0-63"`` (a range, both ends included), or ``"3,7"`` of ``layer``
+    -> an ``Ablation`` (``layerscope.layers.parse_units`` reads the units)."""
+    return Ablation(*parse_units(text, layer), scale)
 
 
 def _unit_count(output: torch.Tensor) -> int:

@@ -40,6 +40,7 @@ __all__ = [
     "RandomisationStep",
     "UnitTarget",
     "attribute",
+    "gradcam_layers",
     "guided_backprop",
     "image_batch",
     "overlay",
@@ -201,16 +202,30 @@ def _class(target: int | None, logits: torch.Tensor) -> int:
     return int(target)
 
 
+def gradcam_layers(model: nn.Module, image_shape: tuple[int, int, int]) -> list[str]:
+    """The layers Grad-CAM is offered on, in forward order, the last one its default (in the command line and the
+    page alike): those with a (C, H, W) output that contain a convolution, so a pooling layer after the last conv is
+    not the default; every (C, H, W) layer when none contains one."""
+    infos = [info for info in describe_layers(model, image_shape) if info.kind == "conv"]
+    modules = dict(model.named_modules())
+    convs = [
+        info.name
+        for info in infos
+        if info.name in modules and any(isinstance(m, nn.Conv2d) for m in modules[info.name].modules())
+    ]
+    return convs or [info.name for info in infos]
+
+
 def _conv_layer(model: nn.Module, image_shape: tuple[int, int, int], layer: str | None) -> str:
-    """Grad-CAM's layer: ``layer`` if its output is (C, H, W), by default the last such layer of the forward pass."""
-    if layer is not None:
-        _resolve(model, [layer])  # an unknown name is a LayerNotFoundError with a hint
+    """Grad-CAM's layer: ``layer`` if its output is (C, H, W), by default the last of ``gradcam_layers``."""
+    if layer is None:
+        offered = gradcam_layers(model, image_shape)
+        if not offered:
+            raise LayerscopeError("Grad-CAM needs a conv layer (a C x H x W output) and the model has none.")
+        return offered[-1]
+    _resolve(model, [layer])  # an unknown name is a LayerNotFoundError with a hint
     infos = [info for info in describe_layers(model, image_shape) if info.kind != "image"]
     conv = [info.name for info in infos if info.kind == "conv"]
-    if layer is None:
-        if not conv:
-            raise LayerscopeError("Grad-CAM needs a conv layer (a C x H x W output) and the model has none.")
-        return conv[-1]
     kind = next((info.kind for info in infos if info.name == layer), None)
     if kind is None:  # a module that is not among the default layers (a ReLU, a container): look at it alone
         kind = describe_layers(model, image_shape, [layer])[-1].kind

@@ -21,6 +21,7 @@ from torch import nn
 
 from layerscope.data.datasets import Dataset
 from layerscope.errors import LayerNotFoundError, ModelMismatchError
+from layerscope.layers import INPUT, LayerInfo
 from layerscope.progress import ProgressFn, no_progress
 from layerscope.training import preferred_memory_format
 
@@ -39,7 +40,6 @@ __all__ = [
     "trace_modules",
 ]
 
-INPUT = "input"
 # Leaf modules that only reshape, regularise or apply an element-wise activation are not offered as layers by
 # default: their output is (nearly) the previous layer's.
 _SKIPPED = (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.ReLU, nn.GELU, nn.Sigmoid, nn.Tanh, nn.Softmax)
@@ -176,28 +176,6 @@ class ActivationRecorder:
         except _StopForward:
             pass
         return self.outputs
-
-
-@dataclass(frozen=True)
-class LayerInfo:
-    """One layer as a Run describes it. ``kind`` is "image" (the input), "conv" (C, H, W), "dense" (D,), or
-    "projection": a layer known only by a 2-D projection someone else computed (an NN_data.json file), shape ()."""
-
-    name: str
-    kind: str
-    shape: tuple[int, ...]
-
-    @property
-    def dims(self) -> int:
-        return int(np.prod(self.shape))
-
-    def to_dict(self) -> dict[str, Any]:
-        stored = {"image": "images", "conv": "channel_summary", "dense": "full", "projection": "projection"}[self.kind]
-        return {"name": self.name, "kind": self.kind, "shape": list(self.shape), "dims": self.dims, "stored": stored}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LayerInfo:
-        return cls(str(d["name"]), str(d["kind"]), tuple(int(s) for s in d["shape"]))
 
 
 def _model_device(model: nn.Module) -> torch.device:

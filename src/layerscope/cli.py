@@ -13,10 +13,11 @@ def _interrupted_while_starting(signum: int, frame: object) -> None:
     os._exit(130)
 
 
-if __name__ == "__main__" or os.path.basename(sys.argv[0]) == "layerscope":
+if __name__ == "__main__" or os.path.basename(sys.argv[0]) in ("layerscope", "__main__.py"):
     signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 import contextlib  # noqa: E402
+import errno  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
@@ -25,7 +26,6 @@ from dataclasses import fields  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Annotated, Any  # noqa: E402
 
-import numpy as np  # noqa: E402
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import (  # noqa: E402
@@ -47,12 +47,17 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: "--force / --no-force", "--out PATH"
 )
 out = Console()
 err = Console(stderr=True)
 
-RunArg = Annotated[Path, typer.Argument(help="A Run directory (made by 'layerscope train').")]
-DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto (cuda when available).")]
+RunArg = Annotated[
+    Path, typer.Argument(metavar="RUN", help="A Run directory (made by 'layerscope train'), or 'demo': the demo's Run.")
+]
+DeviceOpt = Annotated[
+    str, typer.Option(metavar="DEVICE", help="Where the model runs: cpu, cuda, cuda:N or auto (cuda when available).")
+]
 
 
 class Bars:
@@ -97,10 +102,38 @@ TrustOpt = Annotated[
 ]
 
 
+def _run_path(path: Path) -> Path:
+    """The Run a command was given: ``demo`` is the demo's Run (prepared now if it is not yet), unless a file or
+    directory of that name is there."""
+    from layerscope.cache import DEMO, demo_run_dir
+
+    if str(path) != DEMO or path.exists():
+        return path
+    directory = demo_run_dir()
+    if not (directory / "manifest.json").is_file():
+        err.print(f"preparing the demo's Run at {directory} (once, about 30 seconds)", highlight=False)
+        _prepare_demo("auto")
+    return directory
+
+
+def _prepare_demo(device: str, retrain: bool = False) -> Any:
+    from layerscope.pipeline import demo_run
+
+    with _bars() as progress:
+        return demo_run(retrain=retrain, device=device, progress=Bars(progress))
+
+
 def _open(path: Path, trust_model_code: bool = False) -> Any:
     from layerscope.run import Run
 
-    return Run(path, trust_model_code=trust_model_code)
+    return Run(_run_path(path), trust_model_code=trust_model_code)
+
+
+def _device(device: str) -> str:
+    """``--device`` checked and resolved ("auto": cuda or cpu); a device that is not there is a one-line error."""
+    from layerscope.training import resolve_device
+
+    return str(resolve_device(device))
 
 
 def _check_range(option: str, value: float | None, low: float, high: float) -> None:
@@ -365,7 +398,7 @@ def project(
     method: Annotated[str, typer.Option(help="pca, tsne, umap, lda or isomap.")] = "pca",
     recompute: Annotated[bool, typer.Option(help="Compute again even if the Run has it cached.")] = False,
     seed: Annotated[int, typer.Option(help="random_state of the method.")] = 0,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
     trust_model_code: TrustOpt = False,
 ) -> None:
     """Project a layer's activations over every image to 2-D and store it in the Run, with quality figures."""
@@ -375,6 +408,7 @@ def project(
     run = _open(run_dir, trust_model_code)
     check_method(method)
     run.layer(layer)
+    device = _device(device)
     with _bars() as progress:
         result = compute_projection(
             run, layer, method, recompute=recompute, random_state=seed, device=device, progress=Bars(progress)
@@ -389,7 +423,26 @@ def project(
         out.print(f"note: {meta['note']}")
 
 
-UnitOpt = Annotated[int, typer.Option(help="Unit: a conv layer's channel or a dense layer's neuron, from 0.")]
+UnitOpt = Annotated[
+    str,
+    typer.Option(
+        "--unit",
+        metavar="UNIT",
+        help="A conv layer's channel or a dense layer's neuron, from 0: 7 (of --layer), or LAYER:N, e.g. fc1:7.",
+    ),
+]
+LayerOpt = Annotated[
+    str | None,
+    typer.Option(metavar="LAYER", help="The unit's layer (see 'layerscope layers RUN'), unless --unit names it."),
+]
+
+
+def _unit(run: Any, layer: str | None, unit: str) -> tuple[str, int, Any]:
+    """(layer, unit, layer info) of ``--layer``/``--unit``, checked against the Run."""
+    from layerscope.layers import parse_unit
+
+    layer, number = parse_unit(unit, layer)
+    return layer, number, _check_unit(run, layer, number)
 
 
 def _check_unit(run: Any, layer: str, unit: int) -> Any:
@@ -401,26 +454,14 @@ def _check_unit(run: Any, layer: str, unit: int) -> Any:
     return info
 
 
-def _outlined(images: np.ndarray, boxes: list[Any]) -> np.ndarray:
-    """(N, C, H, W) in [0, 1] -> (N, 3, H, W) with each box (top, left, bottom, right) framed in yellow."""
-    rgb = np.repeat(images, 3, axis=1) if images.shape[1] == 1 else images.copy()
-    for image, box in zip(rgb, boxes, strict=True):
-        if box is None:
-            continue
-        top, left, bottom, right = box
-        frame = np.zeros(image.shape[1:], bool)
-        frame[top:bottom, left:right] = True
-        frame[top + 1 : bottom - 1, left + 1 : right - 1] = False
-        image[:, frame] = np.array([0.95, 0.79, 0.3])[:, None]
-    return rgb
-
-
 @app.command()
 def featurevis(
     run_dir: RunArg,
-    layer: Annotated[str, typer.Option(help="Layer name; the output layer's units are the class logits.")],
-    unit: UnitOpt,
-    image: Annotated[Path, typer.Option("--out", help="PNG to write: naive gradient ascent, then regularised.")],
+    unit_text: UnitOpt,
+    image: Annotated[
+        Path, typer.Option("--out", metavar="PATH", help="PNG to write: naive gradient ascent, then regularised.")
+    ],
+    layer: LayerOpt = None,
     steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 256,
     diverse: Annotated[int, typer.Option(help="How many diverse regularised images.")] = 1,
     seed: Annotated[int, typer.Option(help="Random seed of the optimisation.")] = 0,
@@ -428,21 +469,22 @@ def featurevis(
     store: Annotated[
         bool, typer.Option("--store", help="Keep the result in the Run (the dashboard's unit card shows it).")
     ] = False,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
     trust_model_code: TrustOpt = False,
 ) -> None:
     """The input that maximises one unit, by gradient ascent: naive (plain pixels) beside regularised (jitter, scale
     and rotation while optimising, and total variation). Read from the Run when stored there; --store keeps it."""
-    from layerscope.featurevis import save_png, unit_featurevis
+    from layerscope.featurevis import unit_featurevis
+    from layerscope.sheets import Tile, save_sheet
     from layerscope.training import resolve_device
 
     _check_range("--steps", steps, 1, 100_000)
     _check_range("--diverse", diverse, 1, 64)
     _check_range("--seed", seed, 0, SEED_MAX)
-    run = _open(run_dir, trust_model_code)
-    _check_unit(run, layer, unit)
     if image.suffix.lower() != ".png":
         raise LayerscopeError(f"--out {image}: give a .png file name.")
+    run = _open(run_dir, trust_model_code)
+    layer, unit, _ = _unit(run, layer, unit_text)
     model = run.load_model(resolve_device(device))
     with _bars() as progress:
         fv = unit_featurevis(
@@ -457,12 +499,22 @@ def featurevis(
             progress=Bars(progress),
             store=store,
         )
-    save_png(np.concatenate([fv.naive[None], fv.images]), image)
     regularised = ", ".join(f"{a:.3f}" for a in fv.activation)
     out.print(f"{layer} unit {unit}: naive {fv.naive_activation:.3f}, regularised {regularised}")
-    stored = run.manifest.get("topk", {})
-    if layer in stored.get("layers", []):
-        out.print(f"best of the {len(run.labels):,} dataset images: {float(run.topk(layer).values[unit, 0]):.3f}")
+    note = ""
+    if layer in run.manifest.get("topk", {}).get("layers", []):
+        top = run.topk(layer)
+        best, where = float(top.values[unit, 0]), str(run.names[int(top.indices[unit, 0])])
+        note = f"the best of the {len(run.labels):,} dataset images ({where}) reaches {best:.3f}"
+        out.print(f"best of the {len(run.labels):,} dataset images: {best:.3f}")
+    several = len(fv.images) > 1
+    tiles = [Tile(fv.naive, f"naive\nactivation {fv.naive_activation:.3f}")] + [
+        Tile(picture, f"regularised{f' {i + 1}' if several else ''}\nactivation {float(value):.3f}")
+        for i, (picture, value) in enumerate(zip(fv.images, fv.activation, strict=True))
+    ]
+    settings = fv.settings
+    title = f"{layer} unit {unit}: feature visualisation ({settings.get('steps', steps)} steps, seed "
+    save_sheet(image, [tiles], title=f"{title}{settings.get('seed', seed)})", note=note)
     out.print(f"saved {image} (naive first)")
 
 
@@ -473,12 +525,17 @@ def ablate(
         list[str],
         typer.Option(
             "--unit",
-            help="LAYER:UNITS to ablate, e.g. fc2:3, conv2:7,9 or fc2:0-63 (a conv unit is a channel); repeat.",
+            metavar="UNITS",
+            help="Units to switch off: LAYER:UNITS, e.g. fc2:3, conv2:7,9 or fc2:0-63, or 3,7 of --layer (a conv "
+            "layer's unit is a channel); repeat.",
         ),
     ],
+    layer: Annotated[
+        str | None, typer.Option(metavar="LAYER", help="The layer of --unit values that do not name one.")
+    ] = None,
     scale: Annotated[float, typer.Option(help="Multiply the units by this: 0 switches them off.")] = 0.0,
     save: Annotated[str | None, typer.Option(help="Save the ablation in the Run under this name.")] = None,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
     trust_model_code: TrustOpt = False,
 ) -> None:
     """Switch off (or scale) neurons or channels and re-evaluate the test set: accuracy overall and per class,
@@ -488,7 +545,7 @@ def ablate(
 
     _check_range("--scale", scale, -1e6, 1e6)
     run = _open(run_dir, trust_model_code)
-    ablations = [parse_ablation(text, scale) for text in units]
+    ablations = [parse_ablation(text, scale, layer) for text in units]
     model = run.load_model(resolve_device(device)) if run.has_model else None
     with _bars() as progress:
         result = evaluate_ablation(run, ablations, model=model, progress=Bars(progress))
@@ -525,8 +582,8 @@ def ablate(
 @app.command()
 def topk(
     run_dir: RunArg,
-    layer: Annotated[str, typer.Option(help="Layer name (see 'layerscope layers RUN').")],
-    unit: UnitOpt,
+    unit_text: UnitOpt,
+    layer: LayerOpt = None,
     k: Annotated[int, typer.Option(help="Images per unit, 1 to 1000.")] = 9,
     recompute: Annotated[bool, typer.Option(help="Compute again even if the Run has them stored.")] = False,
     image: Annotated[
@@ -536,17 +593,20 @@ def topk(
     store: Annotated[
         bool, typer.Option("--store", help="Keep what was computed in the Run, for every layer (the dashboard's).")
     ] = False,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
     trust_model_code: TrustOpt = False,
 ) -> None:
     """The images of the whole dataset that activate one unit most (a conv channel by its spatial maximum); read
     from the Run when it stores at least --k, else computed (and kept with --store)."""
+    import numpy as np
+
     from layerscope.receptive import receptive_field
     from layerscope.topk import MAX_K, layer_topk
 
     _check_range("--k", k, 1, MAX_K)
     run = _open(run_dir, trust_model_code)
-    info = _check_unit(run, layer, unit)
+    layer, unit, info = _unit(run, layer, unit_text)
+    device = _device(device)
     with _bars() as progress:
         result = layer_topk(run, layer, k=k, recompute=recompute, store=store, device=device, progress=Bars(progress))
     rf = receptive_field(run.load_model(), layer, tuple(run.images.shape[1:])) if info.kind == "conv" else None
@@ -568,10 +628,24 @@ def topk(
             row["receptive_field"] = list(rf.box(y, x, run.images.shape[2:]))
         rows.append(row)
     if image is not None:
-        from layerscope.featurevis import save_png
+        from layerscope.sheets import Tile, outlined, save_sheet
 
         pixels = np.asarray(run.images[result.indices[unit]], dtype=np.float32) / 255.0
-        save_png(_outlined(pixels, [r.get("receptive_field") for r in rows]), image)
+        tiles = [
+            Tile(
+                outlined(picture, r.get("receptive_field")),
+                f"#{r['rank']} {r['split']}-{r['index']}\n"
+                f"label {r['label']}, pred {r['predicted']}: {r['activation']:.3f}",
+            )
+            for picture, r in zip(pixels, rows, strict=True)
+        ]
+        how = " (spatial maximum; its receptive field framed)" if rf is not None else ""
+        save_sheet(
+            image,
+            [tiles],
+            title=f"{layer} unit {unit}: the {len(rows)} of {len(labels):,} images that activate it most{how}",
+            note="under each image: its rank and name; its label, the prediction and the unit's activation",
+        )
     if as_json:
         out.print_json(data={"layer": layer, "unit": unit, "k": len(rows), "images": rows})
         return
@@ -590,6 +664,10 @@ def topk(
         out.print(f"saved {image}")
 
 
+def _two(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.2f}"
+
+
 @app.command()
 def attribute(
     run_dir: RunArg,
@@ -605,13 +683,15 @@ def attribute(
         bool,
         typer.Option("--randomise", help="Sanity check: re-initialise the layers from the output down, compare maps."),
     ] = False,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
     trust_model_code: TrustOpt = False,
 ) -> None:
     """Which pixels of one image drive a class score: saliency, integrated gradients, Grad-CAM or occlusion (captum)."""
+    import numpy as np
+
     from layerscope.attribution import ATTRIBUTIONS, overlay, randomisation_check
     from layerscope.attribution import attribute as attribute_map
-    from layerscope.featurevis import save_png
+    from layerscope.sheets import Tile, save_sheet
     from layerscope.training import resolve_device
 
     if method.replace("-", "_") not in ATTRIBUTIONS:
@@ -660,9 +740,31 @@ def attribute(
             table.add_row(str(i), what, spearman, f"{step.ssim:.3f}")
         out.print(table)
     if image is not None:
-        rgb = np.repeat(pixels.numpy(), 3, axis=0) if pixels.shape[0] == 1 else pixels.numpy()  # (3, H, W)
-        maps = [result.map] + [step.map for step in steps[1:]]
-        save_png(np.stack([rgb] + [overlay(pixels, m) for m in maps]), image)
+        what = f"{label_method}{at}, class {names[result.target]}"
+        rows = [
+            [
+                Tile(pixels.numpy(), f"{run.names[index]}\nlabel {names[label]}"),
+                Tile(overlay(pixels, result.map), f"{what}\npredicted {names[result.predicted]} ({probability:.1%})"),
+            ]
+        ]
+        if steps:
+            rows.append(
+                [
+                    Tile(
+                        overlay(pixels, step.map),
+                        f"step {i}: {step.randomised[-1]} re-init.\n"
+                        f"Spearman {_two(step.spearman)}, SSIM {_two(step.ssim)}",
+                    )
+                    for i, step in enumerate(steps[1:], start=1)
+                ]
+            )
+        save_sheet(
+            image,
+            rows,
+            title=f"{what} for {run.names[index]} ({which})",
+            row_labels=["trained", "layers re-initialised"] if steps else None,
+            note="red: evidence for the class, blue: against" if result.method != "gradcam" else "",
+        )
         out.print(f"saved {image} (the image, then the map{', then each randomisation step' if steps else ''})")
 
 
@@ -678,11 +780,41 @@ AllowHostOpt = Annotated[
 ]
 
 
-def _serve(run: Any, host: str, port: int, no_browser: bool, allow_hosts: list[str] | None) -> None:
+PORT_TRIES = 20  # a busy --port moves on to the next free one among this many
+
+
+def _free_port(host: str, port: int) -> int:
+    """``port`` if nothing listens there, else the next free one (said on stderr); an error when none is free."""
+    import socket
+
+    for candidate in range(port, min(port + PORT_TRIES, 65_536)):
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is free
+            try:
+                s.bind((host, candidate))
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE:
+                    raise LayerscopeError(
+                        f"cannot serve on {host}:{candidate} ({e.strerror or e}); choose another --host or --port."
+                    ) from None
+                continue
+        if candidate != port:
+            err.print(f"port {port} is in use; serving on {candidate} instead.", highlight=False)
+        return candidate
+    raise LayerscopeError(
+        f"ports {port} to {port + PORT_TRIES - 1} are all in use; choose another with --port (make demo PORT=N)."
+    )
+
+
+def _serve(
+    run: Any, host: str, port: int, no_browser: bool, allow_hosts: list[str] | None, device: str = "auto"
+) -> None:
     from layerscope.dashboard import serve as serve_app
 
     _check_range("--port", port, 1, 65_535)
     run.check_model_code()  # refuse before the server starts, not on the first page that needs the model
+    device = _device(device) if run.has_model else "cpu"
+    port = _free_port(host, port)
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(
             f"[bold yellow]warning:[/] serving on {host}: the page has no authentication; anyone who can reach "
@@ -691,7 +823,7 @@ def _serve(run: Any, host: str, port: int, no_browser: bool, allow_hosts: list[s
     out.print(f"layerscope dashboard for {run.path}: http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/")
     try:
         # returns only when interrupted: werkzeug's serve_forever ends quietly on Ctrl-C
-        serve_app(run, host=host, port=port, open_browser=not no_browser, allow_hosts=allow_hosts or [])
+        serve_app(run, host=host, port=port, open_browser=not no_browser, allow_hosts=allow_hosts or [], device=device)
     except KeyboardInterrupt:
         pass
     except OSError as e:  # the port is taken, or the address is not this machine's
@@ -711,14 +843,16 @@ def serve(
     port: PortOpt = 8050,
     no_browser: NoBrowserOpt = False,
     allow_host: AllowHostOpt = None,
+    device: DeviceOpt = "auto",
     trust_model_code: TrustOpt = False,
 ) -> None:
-    """Open the dashboard on a Run, or on an NN_data.json file, in the browser."""
+    """Open the dashboard on a Run, or on an NN_data.json file, in the browser. The page's work over the whole
+    dataset (projections, top images, feature visualisation) runs on --device; one image at a time runs on the CPU."""
     from layerscope.pipeline import open_run
 
     with _bars() as progress:
-        run = open_run(run_dir, progress=Bars(progress), trust_model_code=trust_model_code)
-    _serve(run, host, port, no_browser, allow_host)
+        run = open_run(_run_path(run_dir), progress=Bars(progress), trust_model_code=trust_model_code)
+    _serve(run, host, port, no_browser, allow_host, device)
 
 
 @app.command("import-json")
@@ -788,13 +922,16 @@ def demo(
     no_browser: NoBrowserOpt = False,
     allow_host: AllowHostOpt = None,
     device: DeviceOpt = "auto",
+    prepare: Annotated[
+        bool, typer.Option("--prepare", help="Only prepare the demo's Run and print where it is; do not serve.")
+    ] = False,
 ) -> None:
-    """The dashboard on the bundled MNIST: the first start prepares the Run (cached afterwards), then serves it."""
-    from layerscope.pipeline import default_cache_dir, demo_run
-
-    with _bars() as progress:
-        run = demo_run(default_cache_dir(), retrain=retrain, device=device, progress=Bars(progress))
-    _serve(run, host, port, no_browser, allow_host)
+    """The dashboard on the bundled MNIST: the first start prepares the Run (cached afterwards), then serves it.
+    Every command that takes a Run takes 'demo' for this one: layerscope info demo."""
+    run = _prepare_demo(_device(device), retrain)
+    out.print(f"the demo's Run is {run.path} (other commands take it as 'demo': layerscope info demo)", highlight=False)
+    if not prepare:
+        _serve(run, host, port, no_browser, allow_host, device)
 
 
 def version_callback(value: bool) -> None:
@@ -824,6 +961,27 @@ def _error(message: str) -> None:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
 
 
+_METAVARS = {int: "N", float: "NUMBER", Path: "PATH", str: "TEXT"}
+
+
+def click_command() -> Any:
+    """The click command behind ``app``, each option's value named in capitals (``--out PATH``, ``--k N``) where
+    typer would print ``<path>``."""
+    import typing
+
+    cli = typer.main.get_command(app)
+    for sub in getattr(cli, "commands", {}).values():
+        for param in sub.params:
+            if param.param_type_name != "option" or param.is_flag or param.metavar is not None:
+                continue
+            annotation = param.type_descriptor.annotation
+            inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if typing.get_origin(annotation) is list and inner:
+                annotation = inner[0]
+            param.metavar = _METAVARS.get(annotation, "VALUE")
+    return cli
+
+
 def main() -> None:
     """Console entry point: bad input is one line on stderr and exit code 2; Ctrl-C is one line and exit code 130."""
     signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, Ctrl-C unwinds and cleans up
@@ -831,7 +989,7 @@ def main() -> None:
     handler = _OneLine()
     log.addHandler(handler)
     try:
-        code = app(standalone_mode=False)
+        code = click_command().main(prog_name="layerscope", standalone_mode=False)
     except LayerscopeError as e:
         _error(str(e))
         sys.exit(2)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from layerscope import __version__
+from layerscope.cache import default_cache_dir, demo_run_dir
 from layerscope.capture import LayerInfo, capture_dataset, describe_layers, list_layers
 from layerscope.data.datasets import TEST, TRAIN, Dataset, load_mnist
 from layerscope.models.loading import SEED_CNN, build_model
@@ -194,13 +195,6 @@ def _write_run(
     compute_pca(run, pca_layers, device=str(device), random_state=random_state, progress=progress, model=model)
 
 
-def default_cache_dir() -> Path:
-    """Where prepared Runs are kept: $LAYERSCOPE_CACHE, else $XDG_CACHE_HOME/layerscope, else ~/.cache/layerscope."""
-    if os.environ.get("LAYERSCOPE_CACHE"):
-        return Path(os.environ["LAYERSCOPE_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "layerscope"
-
-
 def demo_run(
     cache_dir: str | os.PathLike[str] | None = None,
     retrain: bool = False,
@@ -210,12 +204,12 @@ def demo_run(
     """The MNIST Run of the demo: made once from the shipped weights and cached. Only capture and the PCA of the
     input and dense layers happen up front (seconds); conv-layer PCA is computed when first asked for.
     ``retrain`` trains a fresh model with the default settings instead and replaces the cached Run."""
-    model, spec, provenance = pretrained_seed_cnn()
-    out = Path(cache_dir or default_cache_dir()) / f"mnist-seed-cnn-{provenance['sha256'][:12]}"
+    out = demo_run_dir(cache_dir)
     if retrain:
         return train_run(out, load_mnist(), TrainConfig(device=device), force=True, progress=progress)
     if (out / "manifest.json").is_file():
         return Run(out)
+    model, spec, provenance = pretrained_seed_cnn()
     return create_run(
         out,
         load_mnist(),

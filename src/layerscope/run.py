@@ -42,20 +42,21 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from safetensors.torch import save_file
-from torch import nn
 
 from layerscope.atomic import atomic_write, pid_alive, remove_leftovers, temp_prefix
-from layerscope.capture import LayerInfo
-from layerscope.data.datasets import Dataset
 from layerscope.errors import LayerNotFoundError, RunError
+from layerscope.layers import LayerInfo
 from layerscope.manifest import check_manifest, check_relpath
-from layerscope.models.loading import build_model, check_trusted, load_weights
-from layerscope.topk import TopK
+
+if TYPE_CHECKING:  # torch is imported when a model or a dataset is asked for, so reading a Run starts in a moment
+    import torch
+    from torch import nn
+
+    from layerscope.data.datasets import Dataset
+    from layerscope.topk import TopK
 
 log = logging.getLogger("layerscope")
 
@@ -94,6 +95,8 @@ def write_array(path: Path, array: np.ndarray) -> None:
 
 
 def save_weights(model: nn.Module, path: Path) -> None:
+    from safetensors.torch import save_file
+
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path))
 
@@ -460,6 +463,8 @@ class Run:
 
     def dataset(self) -> Dataset:
         """The Run's images and labels as a Dataset (memory-mapped)."""
+        from layerscope.data.datasets import Dataset
+
         d = self.manifest["dataset"]
         labels = self.labels
         if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < len(self.class_names):
@@ -515,6 +520,8 @@ class Run:
     def check_model_code(self) -> None:
         """Raise the one-line refusal ``load_model`` would give if the model's code is not trusted; nothing runs."""
         if self.has_model:
+            from layerscope.models.loading import check_trusted
+
             check_trusted(self.manifest["model"], self.trust_model_code)
 
     def load_model(self, device: str | torch.device = "cpu") -> nn.Module:
@@ -525,6 +532,8 @@ class Run:
                 "feature visualisation need one: "
                 "build a Run with 'layerscope import-model' or 'layerscope train'."
             )
+        from layerscope.models.loading import build_model, load_weights
+
         model = build_model(self.manifest["model"], trusted=self.trust_model_code)
         load_weights(model, self.path / "weights.safetensors")
         return model.to(device).eval()
@@ -546,6 +555,8 @@ class Run:
     # -- top-k images ---------------------------------------------------------------------------------------------
     def topk(self, layer: str) -> TopK:
         """The k dataset images that activate each unit of ``layer`` most (see ``layerscope.topk``)."""
+        from layerscope.topk import TopK
+
         info = self.layer(layer)
         if info.kind == "image":
             raise RunError("the input has no units to rank images by; choose a conv or dense layer.")

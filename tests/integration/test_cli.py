@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.conftest import make_idx_dir
+from tests.conftest import make_idx_dir, sheet_tiles
 
 
 def layerscope(*args, check=True):
@@ -146,10 +146,11 @@ def test_topk_prints_the_units_best_images_and_saves_them(tiny_run, tmp_path):
         y, x = row["position"]
         assert (top, left) == (y, x) and (bottom - top, right - left) == (5, 5)
     out = tmp_path / "top.png"
-    text = layerscope("topk", tiny_run.path, "--layer", "fc1", "--unit", "0", "--out", out).stdout
+    text = layerscope("topk", tiny_run.path, "--unit", "fc1:0", "--out", out).stdout
     assert "top 9 images of fc1 unit 0" in text
-    with Image.open(out) as image:
-        assert image.size == (9 * 28 * 8 + 8 * 8, 28 * 8)
+    assert sheet_tiles(out) == [(28 * 8, 28 * 8)] * 9
+    with Image.open(out) as image:  # a title above the images and a caption under each
+        assert image.height > 28 * 8 + 40
 
 
 def test_featurevis_writes_naive_beside_regularised_and_stores_when_asked(tiny_run, tmp_path):
@@ -158,8 +159,9 @@ def test_featurevis_writes_naive_beside_regularised_and_stores_when_asked(tiny_r
     out = tmp_path / "unit.png"
     text = layerscope("featurevis", tiny_run.path, "--layer", "fc2", "--unit", "5", "--out", out, "--store").stdout
     assert "fc2 unit 5: naive" in text and "regularised" in text and "best of the 4,000 dataset images" in text
+    assert sheet_tiles(out) == [(28 * 8, 28 * 8)] * 2  # naive, regularised
     with Image.open(out) as image:
-        assert image.size == (2 * 28 * 8 + 8, 28 * 8)
+        assert image.height > 28 * 8 + 40
     cache = tiny_run.path / "featurevis" / "fc2" / "5.npz"
     made = cache.stat().st_mtime_ns
     layerscope("featurevis", tiny_run.path, "--layer", "fc2", "--unit", "5", "--out", out)

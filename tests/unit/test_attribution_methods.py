@@ -4,13 +4,12 @@ by captum, on the shipped MNIST model and on small models of other shapes; and t
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from layerscope.attribution import ATTRIBUTIONS, attribute, overlay, randomisation_check
+from layerscope.attribution import ATTRIBUTIONS, attribute, gradcam_layers, overlay, randomisation_check
 from layerscope.data import load_mnist
 from layerscope.errors import LayerNotFoundError, LayerscopeError
 from layerscope.models.pretrained import pretrained_seed_cnn
-from tests.conftest import cli, make_idx_dir, one_line_error
+from tests.conftest import cli, make_idx_dir, one_line_error, sheet_tiles
 from tests.models import MLP, LeNetBN
 
 METHODS = list(ATTRIBUTIONS)
@@ -86,7 +85,8 @@ def test_each_method_on_the_shipped_model(mnist):
 def test_gradcam_maps_the_image_and_refuses_a_dense_layer(mnist):
     model, image = mnist
     default = attribute(model, image, "gradcam")
-    assert default.layer == "pool"  # the last layer with a C x H x W output
+    # the last convolution, in the command line and the page alike; not the pooling after it
+    assert gradcam_layers(model, (1, 28, 28)) == ["conv1", "conv2"] and default.layer == "conv2"
     for layer in ("conv1", "conv2", "pool"):
         cam = attribute(model, image, "gradcam", layer=layer)
         assert cam.layer == layer and cam.map.shape == (28, 28)
@@ -108,7 +108,7 @@ def test_three_channel_model_shapes_and_targets(colour):
         assert result.target == 1 and result.map.dtype == np.float32
         other = attribute(model, image, method, target=2)
         assert not np.allclose(result.map, other.map), method
-    assert attribute(model, image, "gradcam").layer == "bn2"  # LeNetBN's ReLU and pooling are functional
+    assert attribute(model, image, "gradcam").layer == "conv2"  # the last convolution (bn2 follows it)
     occluded = attribute(model, image, "occlusion").map
     np.testing.assert_array_equal(occluded[0], occluded[2])  # the patch covers every channel at once
     # an MLP on 12x12 grey images: no conv layers needed but for Grad-CAM
@@ -235,11 +235,6 @@ def small_run(tmp_path_factory):
     )
 
 
-def png_size(path):
-    with Image.open(path) as image:
-        return image.size
-
-
 def test_attribute_command(small_run, tmp_path, capsys):
     run = small_run
     index = len(run.labels) - 1  # a test image
@@ -251,7 +246,7 @@ def test_attribute_command(small_run, tmp_path, capsys):
     name, label = run.names[index], run.class_names[run.labels[index]]
     assert f"{name}: label {label}, predicted" in out
     assert "integrated-gradients for class" in out and "completeness: map sum" in out and "delta" in out
-    assert png_size(png) == ((2 * 12 + 1) * 8, 12 * 8)  # the image beside the map
+    assert sheet_tiles(png) == [(12 * 8, 12 * 8)] * 2  # the image beside the map
 
     png = tmp_path / "cam.png"
     args = ["attribute", run.path, "--image", 0, "--method", "gradcam", "--layer", "conv2", "--target", 2]
@@ -259,7 +254,7 @@ def test_attribute_command(small_run, tmp_path, capsys):
     assert code == 0, err
     assert "gradcam at conv2 for class 2" in out and "Spearman" in out and "nothing (trained)" in out
     assert "out down to conv1" in out
-    assert png_size(png) == ((7 * 12 + 6) * 8, 12 * 8)  # image, map, and a map per re-initialised layer
+    assert sheet_tiles(png) == [(12 * 8, 12 * 8)] * 7  # image, map, and a map per re-initialised layer
 
 
 def test_attribute_command_errors(small_run, tmp_path, capsys):

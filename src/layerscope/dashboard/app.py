@@ -38,15 +38,18 @@ class _Handler(WSGIRequestHandler):
     timeout = 60
 
 
-def create_app(run: Run | str | os.PathLike[str], allow_hosts: Sequence[str] | None = None) -> Dash:
+def create_app(
+    run: Run | str | os.PathLike[str], allow_hosts: Sequence[str] | None = None, device: str = "cpu"
+) -> Dash:
     """A Dash app over one Run. Large arrays stay on the server; the browser gets indices and small figures.
 
     The app answers requests for loopback names (127.0.0.1, localhost, ::1) and for the host names or addresses in
     ``allow_hosts``, at any port; any other Host is refused (403), as is a state-changing request from another site's
     page, and a body over ``guard.MAX_BODY`` (413). A value of ``allow_hosts`` that is not a host name or address is
-    a one-line ``LayerscopeError``."""
+    a one-line ``LayerscopeError``. Work over the whole dataset (projections, top images, feature visualisation)
+    runs on ``device``; one image at a time runs on the CPU, where a single forward pass is fastest."""
     hosts = allowed_hosts(None, allow_hosts)  # checked before the Run is read
-    state = DashboardState(run if isinstance(run, Run) else Run(run))
+    state = DashboardState(run if isinstance(run, Run) else Run(run), device=device)
     app = Dash(
         __name__,
         title=f"layerscope · {state.run.manifest['dataset']['name']}",
@@ -79,10 +82,11 @@ def serve(
     port: int = 8050,
     open_browser: bool = True,
     allow_hosts: Sequence[str] | None = None,
+    device: str = "cpu",
 ) -> None:
     """Serve the dashboard until interrupted. It answers to loopback names, to ``host`` and to ``allow_hosts``; with
     ``host="0.0.0.0"`` give the names people will type (``allow_hosts=["team.example"]``, ``--allow-host``)."""
-    app = create_app(run, allow_hosts=_bound_names(host, allow_hosts))
+    app = create_app(run, allow_hosts=_bound_names(host, allow_hosts), device=device)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
     if open_browser:
         threading.Timer(1.0, lambda: webbrowser.open(url)).start()

@@ -12,9 +12,10 @@ import math
 from collections.abc import Collection
 from typing import Any
 
-from layerscope.ablation import MAX_UNITS, Ablation, check_ablations
+from layerscope.ablation import Ablation, check_ablations
 from layerscope.dashboard.state import DashboardState
 from layerscope.errors import LayerscopeError
+from layerscope.layers import MAX_UNITS
 from layerscope.names import check_index, check_label
 
 __all__ = [

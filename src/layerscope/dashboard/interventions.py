@@ -15,7 +15,6 @@ import numpy as np
 import plotly.graph_objects as go
 from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
-from torch import nn
 
 from layerscope.ablation import (
     Ablation,
@@ -221,13 +220,7 @@ def interventions_layout(state: DashboardState) -> list[Any]:
     targets = [{"label": "predicted class", "value": PREDICTED}] + [
         {"label": f"class {name}", "value": k} for k, name in enumerate(state.class_names)
     ]
-    # Grad-CAM's layers: the convolutions themselves (a pooling layer's output is C x H x W too)
-    modules = dict(state.model.named_modules())
-    convs = [
-        name
-        for name in state.conv_layers
-        if name in modules and any(isinstance(m, nn.Conv2d) for m in modules[name].modules())
-    ] or state.conv_layers
+    convs = state.gradcam_layers
     attribution = card(
         "What the decision rests on",
         html.Div(

@@ -23,7 +23,14 @@ from torch import nn
 
 from layerscope.ablation import Ablation, AblationResult, evaluate_ablation, predict_ablated
 from layerscope.analysis import class_means, confusion, layer_values, predictions
-from layerscope.attribution import Attribution, RandomisationStep, attribute, guided_backprop, randomisation_check
+from layerscope.attribution import (
+    Attribution,
+    RandomisationStep,
+    attribute,
+    gradcam_layers,
+    guided_backprop,
+    randomisation_check,
+)
 from layerscope.capture import layer_outputs
 from layerscope.dashboard.unit_figures import signed_png, tile
 from layerscope.drawing import NeighbourIndex
@@ -96,6 +103,7 @@ class DashboardState:
     run: Run
     jobs: dict[tuple[str, str], Job] = field(default_factory=dict)
     unit_jobs: dict[tuple[str, str], Job] = field(default_factory=dict)
+    device: str = "cpu"  # where work over the whole dataset runs; one image at a time stays on the CPU
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.run.labels)
@@ -203,7 +211,9 @@ class DashboardState:
             self.jobs,
             self._pool,
             (layer, method),
-            lambda progress: compute_projection(self.run.reopen(), layer, method, progress=progress),
+            lambda progress: compute_projection(
+                self.run.reopen(), layer, method, device=self.device, progress=progress
+            ),
         )
 
     # -- activations ----------------------------------------------------------------------------------------------
@@ -349,7 +359,9 @@ class DashboardState:
             self.draw_jobs,
             self._pool,
             ("*", "pca"),
-            lambda p: compute_pca(self.run.reopen(), missing, model=self.run.load_model("cpu"), progress=p),
+            lambda p: compute_pca(
+                self.run.reopen(), missing, model=self.run.load_model(self.device), device=self.device, progress=p
+            ),
         )
 
     @lru_cache(maxsize=16)  # noqa: B019
@@ -479,6 +491,13 @@ class DashboardState:
     def conv_layers(self) -> list[str]:
         return [info.name for info in self.run.layers if info.kind == "conv"]
 
+    @cached_property
+    def gradcam_layers(self) -> list[str]:
+        """Grad-CAM's layers, the last one the default, as ``layerscope attribute`` chooses them."""
+        with self._model_lock:  # a forward pass with hooks on the shared model
+            c, h, w = self.images.shape[1:]
+            return gradcam_layers(self.model, (c, h, w))
+
     def pixels(self, key: int | str) -> torch.Tensor:
         """(1, C, H, W) float32 in [0, 1] of image ``key`` (an index, "mean:k" or a drawing), as the model sees it."""
         key = self.image_key(key)
@@ -560,7 +579,12 @@ class DashboardState:
         """The top images of every unit of ``layer``, or None while they are computed (started on first ask)."""
         if layer in self.run.manifest.get("topk", {}).get("layers", []):
             return self._topk(layer)
-        self._start(self.unit_jobs, self._unit_pool, ("*", "topk"), lambda p: store_topk(self.run.reopen(), progress=p))
+        self._start(
+            self.unit_jobs,
+            self._unit_pool,
+            ("*", "topk"),
+            lambda p: store_topk(self.run.reopen(), device=self.device, progress=p),
+        )
         return None
 
     @lru_cache(maxsize=16)  # noqa: B019
@@ -577,7 +601,7 @@ class DashboardState:
 
         def work(progress: ProgressFn) -> None:
             # a model of its own: optimisation takes seconds and must not hold the shared model's lock
-            unit_featurevis(self.run.reopen(), layer, unit, model=self.run.load_model("cpu"), progress=progress)
+            unit_featurevis(self.run.reopen(), layer, unit, model=self.run.load_model(self.device), progress=progress)
 
         return self._start(self.unit_jobs, self._unit_pool, (layer, f"unit {unit}"), work)
 

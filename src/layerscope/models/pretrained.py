@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from layerscope.cache import WEIGHTS_DIR
 from layerscope.errors import LayerscopeError
 from layerscope.models.loading import build_model, load_weights
 
 __all__ = ["WEIGHTS_DIR", "pretrained_seed_cnn"]
-
-WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
 def pretrained_seed_cnn(verify: bool = True) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
