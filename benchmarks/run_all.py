@@ -34,11 +34,12 @@ SCRIPTS = [
     "interventions",
     "interop",
     "safety",
+    "cli",
 ]
 HERE = Path(__file__).resolve().parent
 # scripts that take --run: they share one Run made from the shipped weights here, instead of making one each
 # (dashboard.py makes its own through `layerscope demo`, which is one of its figures)
-SHARE_RUN = {"projections", "inside", "draw", "interventions", "interop", "safety"}
+SHARE_RUN = {"projections", "inside", "draw", "interventions", "interop", "safety", "cli"}
 
 
 def names(text: str | None) -> list[str]:

@@ -66,7 +66,7 @@ if _typing.TYPE_CHECKING:
     )
     from layerscope.models import SeedCNN, build_model
     from layerscope.network import connections, incoming_weights
-    from layerscope.pipeline import open_run, train_run
+    from layerscope.pipeline import demo_run, open_run, train_run
     from layerscope.projections import (
         LDA,
         PCA,
@@ -112,6 +112,7 @@ _LAZY = {
     "fit": "layerscope.training",
     "guided_backprop": "layerscope.attribution",
     "import_nn_data": "layerscope.interop",
+    "demo_run": "layerscope.pipeline",
     "incoming_weights": "layerscope.network",
     "list_ablations": "layerscope.ablation",
     "list_layers": "layerscope.capture",
@@ -202,6 +203,7 @@ __all__ = [
     "evaluate_ablation",
     "export_nn_data",
     "fit",
+    "demo_run",
     "guided_backprop",
     "import_nn_data",
     "incoming_weights",
