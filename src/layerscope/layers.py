@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,8 @@ def parse_units(text: str, layer: str | None = None, option: str = "--unit") -> 
     if sep and layer is not None and named != layer:
         raise LayerscopeError(f"{option} {_shown(text)} names layer {named!r} but --layer is {layer!r}; give one.")
     chosen = named or layer
+    if chosen is None and not re.fullmatch(r"[\d,\s-]+", spec):  # a layer alone ("fc2"), no units
+        raise LayerscopeError(f"{option} {_shown(text)}: write LAYER:UNITS (or UNITS with --layer), e.g. fc2:3.")
     if chosen is None:
         raise LayerscopeError(f"{option} {_shown(text)}: which layer? Write LAYER:UNITS or add --layer, e.g. fc2:3.")
     units: list[int] = []

@@ -41,6 +41,7 @@ def test_units_are_written_one_way():
     assert parse_unit("conv2:24") == ("conv2", 24)
     for text, layer, fragment in (
         ("3", None, "which layer?"),
+        ("fc2", None, "write LAYER:UNITS"),
         ("fc1:3", "fc2", "names layer 'fc1' but --layer is 'fc2'"),
         (":3", None, "LAYER:UNITS"),
         ("fc2:x", None, "whole numbers"),
