@@ -202,18 +202,19 @@ def _class(target: int | None, logits: torch.Tensor) -> int:
     return int(target)
 
 
-def gradcam_layers(model: nn.Module, image_shape: tuple[int, int, int]) -> list[str]:
+def gradcam_layers(model: nn.Module, image_shape: tuple[int, int, int], conv: Sequence[str] | None = None) -> list[str]:
     """The layers Grad-CAM is offered on, in forward order, the last one its default (in the command line and the
     page alike): those with a (C, H, W) output that contain a convolution, so a pooling layer after the last conv is
-    not the default; every (C, H, W) layer when none contains one."""
-    infos = [info for info in describe_layers(model, image_shape) if info.kind == "conv"]
+    not the default; every (C, H, W) layer when none contains one. ``conv``: the (C, H, W) layers when known (a Run
+    lists them), else found by one forward pass."""
+    shaped = (
+        list(conv) if conv is not None else [i.name for i in describe_layers(model, image_shape) if i.kind == "conv"]
+    )
     modules = dict(model.named_modules())
     convs = [
-        info.name
-        for info in infos
-        if info.name in modules and any(isinstance(m, nn.Conv2d) for m in modules[info.name].modules())
+        name for name in shaped if name in modules and any(isinstance(m, nn.Conv2d) for m in modules[name].modules())
     ]
-    return convs or [info.name for info in infos]
+    return convs or shaped
 
 
 def _conv_layer(model: nn.Module, image_shape: tuple[int, int, int], layer: str | None) -> str:

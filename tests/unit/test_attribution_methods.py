@@ -87,6 +87,7 @@ def test_gradcam_maps_the_image_and_refuses_a_dense_layer(mnist):
     default = attribute(model, image, "gradcam")
     # the last convolution, in the command line and the page alike; not the pooling after it
     assert gradcam_layers(model, (1, 28, 28)) == ["conv1", "conv2"] and default.layer == "conv2"
+    assert gradcam_layers(model, (1, 28, 28), conv=["conv1", "conv2", "pool"]) == ["conv1", "conv2"]  # as a Run lists
     for layer in ("conv1", "conv2", "pool"):
         cam = attribute(model, image, "gradcam", layer=layer)
         assert cam.layer == layer and cam.map.shape == (28, 28)

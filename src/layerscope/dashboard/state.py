@@ -494,9 +494,8 @@ class DashboardState:
     @cached_property
     def gradcam_layers(self) -> list[str]:
         """Grad-CAM's layers, the last one the default, as ``layerscope attribute`` chooses them."""
-        with self._model_lock:  # a forward pass with hooks on the shared model
-            c, h, w = self.images.shape[1:]
-            return gradcam_layers(self.model, (c, h, w))
+        c, h, w = self.images.shape[1:]
+        return gradcam_layers(self.model, (c, h, w), conv=self.conv_layers)
 
     def pixels(self, key: int | str) -> torch.Tensor:
         """(1, C, H, W) float32 in [0, 1] of image ``key`` (an index, "mean:k" or a drawing), as the model sees it."""
