@@ -459,9 +459,20 @@ def featurevis(
     run_dir: RunArg,
     unit_text: UnitOpt,
     image: Annotated[
-        Path, typer.Option("--out", metavar="PATH", help="PNG to write: naive gradient ascent, then regularised.")
+        Path,
+        typer.Option(
+            "--out", metavar="PATH", help="PNG to write: naive gradient ascent, regularised, and the accentuated image."
+        ),
     ],
     layer: LayerOpt = None,
+    from_image: Annotated[
+        int | None,
+        typer.Option(
+            "--from-image",
+            metavar="N",
+            help="Accentuate image N of the Run instead: change it as little as it takes toward the unit.",
+        ),
+    ] = None,
     steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 256,
     diverse: Annotated[int, typer.Option(help="How many diverse regularised images.")] = 1,
     seed: Annotated[int, typer.Option(help="Random seed of the optimisation.")] = 0,
@@ -472,9 +483,13 @@ def featurevis(
     device: DeviceOpt = "auto",
     trust_model_code: TrustOpt = False,
 ) -> None:
-    """The input that maximises one unit, by gradient ascent: naive (plain pixels) beside regularised (jitter, scale
-    and rotation while optimising, and total variation). Read from the Run when stored there; --store keeps it."""
-    from layerscope.featurevis import unit_featurevis
+    """The input that maximises one unit, by gradient ascent: naive (plain pixels) beside regularised (drawn from
+    the dataset's own image statistics for dense units and logits; pixels with jitter, scale, rotation and total
+    variation for conv channels), with how far each is from the data; and the unit's top dataset image accentuated
+    toward it. --from-image N accentuates image N instead. Read from the Run when stored there; --store keeps it."""
+    import numpy as np
+
+    from layerscope.featurevis import image_accentuation, unit_featurevis
     from layerscope.sheets import Tile, save_sheet
     from layerscope.training import resolve_device
 
@@ -485,7 +500,35 @@ def featurevis(
         raise LayerscopeError(f"--out {image}: give a .png file name.")
     run = _open(run_dir, trust_model_code)
     layer, unit, _ = _unit(run, layer, unit_text)
+    if from_image is not None and not 0 <= from_image < run.n_images:
+        n = run.n_images
+        raise LayerscopeError(f"--from-image {from_image} is out of range: the Run has {n:,} images, 0 to {n - 1}.")
     model = run.load_model(resolve_device(device))
+    best = None
+    if layer in (run.manifest.get("topk") or {}).get("layers", []):
+        top = run.topk(layer)
+        best = (float(top.values[unit, 0]), str(run.names[int(top.indices[unit, 0])]))
+    best_note = f"the best of the {run.n_images:,} dataset images ({best[1]}) reaches {best[0]:.3f}" if best else ""
+    if from_image is not None:
+        with _bars() as progress:
+            acc = image_accentuation(
+                run, layer, unit, from_image, model=model, steps=steps, seed=seed, progress=Bars(progress)
+            )
+        name = str(run.names[from_image])
+        out.print(
+            f"{layer} unit {unit}: image {name} {acc.start_activation:.3f} -> accentuated {acc.activation:.3f} "
+            f"(root-mean-square change {acc.change:.3f})"
+        )
+        if best:
+            out.print(f"best of the {run.n_images:,} dataset images: {best[0]:.3f}")
+        tiles = [
+            Tile(acc.start, f"image {name}\nactivation {acc.start_activation:.3f}"),
+            Tile(acc.image, f"accentuated\nactivation {acc.activation:.3f}\nchange {acc.change:.3f}"),
+        ]
+        title = f"{layer} unit {unit}: image {name} accentuated ({acc.settings['steps']} steps, seed {seed})"
+        save_sheet(image, [tiles], title=title, note=best_note)
+        out.print(f"saved {image} (the real image first)")
+        return
     with _bars() as progress:
         fv = unit_featurevis(
             run,
@@ -499,23 +542,49 @@ def featurevis(
             progress=Bars(progress),
             store=store,
         )
+    trust = fv.trust
     regularised = ", ".join(f"{a:.3f}" for a in fv.activation)
-    out.print(f"{layer} unit {unit}: naive {fv.naive_activation:.3f}, regularised {regularised}")
-    note = ""
-    if layer in run.manifest.get("topk", {}).get("layers", []):
-        top = run.topk(layer)
-        best, where = float(top.values[unit, 0]), str(run.names[int(top.indices[unit, 0])])
-        note = f"the best of the {len(run.labels):,} dataset images ({where}) reaches {best:.3f}"
-        out.print(f"best of the {len(run.labels):,} dataset images: {best:.3f}")
+    method = _method_text(fv.parameterisation)
+    out.print(f"{layer} unit {unit}: naive {fv.naive_activation:.3f}, regularised ({method}) {regularised}")
+    if best:
+        out.print(f"best of the {run.n_images:,} dataset images: {best[0]:.3f}")
+    out.print(_trust_text(trust))
     several = len(fv.images) > 1
     tiles = [Tile(fv.naive, f"naive\nactivation {fv.naive_activation:.3f}")] + [
-        Tile(picture, f"regularised{f' {i + 1}' if several else ''}\nactivation {float(value):.3f}")
+        Tile(picture, f"regularised{f' {i + 1}' if several else ''}, {method}\nactivation {float(value):.3f}")
         for i, (picture, value) in enumerate(zip(fv.images, fv.activation, strict=True))
     ]
+    if fv.accent is not None:
+        index = int(trust["accent_from"])
+        tiles += [
+            Tile(
+                run.images[index].astype(np.float32) / 255.0,
+                f"top image {run.names[index]}\nactivation {trust['accent_start_activation']:.3f}",
+            ),
+            Tile(fv.accent, f"accentuated\nactivation {trust['accent_activation']:.3f}"),
+        ]
     settings = fv.settings
     title = f"{layer} unit {unit}: feature visualisation ({settings.get('steps', steps)} steps, seed "
+    note = "; ".join(t for t in (best_note, _trust_text(trust)) if t)
     save_sheet(image, [tiles], title=f"{title}{settings.get('seed', seed)})", note=note)
     out.print(f"saved {image} (naive first)")
+
+
+def _method_text(parameterisation: str) -> str:
+    return {"data": "data prior", "spectrum": "data spectrum", "fourier": "Fourier"}.get(parameterisation, "pixels")
+
+
+def _trust_text(trust: dict[str, object]) -> str:
+    """One line on how far the regularised image is from the data, for the terminal and the PNG's note."""
+    if "ink_ratio" not in trust:
+        return ""
+    ink, high = float(trust["ink_ratio"]), float(trust["high_frequency_ratio"])  # type: ignore[arg-type]
+    verdict = "far from the data" if trust.get("far") else "close to the data"
+    text = f"{verdict}: ink {ink:.2f}x and high frequencies {high:.2f}x the dataset's"
+    similarity = trust.get("start_similarity")
+    if similarity is not None:
+        text += f"; random starts agree {float(similarity):.2f}"  # type: ignore[arg-type]
+    return text
 
 
 @app.command()

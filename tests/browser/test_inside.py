@@ -12,9 +12,29 @@ pytestmark = pytest.mark.browser
 SHOTS = os.environ.get("LAYERSCOPE_SCREENSHOTS")  # a directory: save screenshots there to look at them
 
 
-def shot(page, locator, name):
-    if SHOTS:
+def shot(page, locator, name, sizes=()):
+    """Save a screenshot of ``locator``; with ``sizes`` ((width, height), ...), one at each viewport size."""
+    if not SHOTS:
+        return
+    if not sizes:
         page.locator(locator).screenshot(path=os.path.join(SHOTS, f"{name}.png"))
+        return
+    before = page.viewport_size
+    for w, h in sizes:
+        page.set_viewport_size({"width": w, "height": h})
+        page.locator(locator).scroll_into_view_if_needed()
+        page.screenshot(path=os.path.join(SHOTS, f"{name}-{w}x{h}.png"))
+    page.set_viewport_size(before)
+
+
+SIZES = ((1440, 900), (1920, 1080))
+
+
+def choose_unit(page, layer, unit, title):
+    page.locator("#unit-layer").click()
+    page.get_by_role("dialog").get_by_role("option", name=layer, exact=True).click()
+    page.fill("#unit-index", str(unit))
+    page.wait_for_function(f"() => document.querySelector('#unit-title').textContent.includes('{title}')")
 
 
 def node_count(page, layer):
@@ -98,12 +118,43 @@ def test_unit_card_shows_weights_top_images_and_feature_visualisation(inside):
     assert "32x12x12" in page.text_content("#unit-weights")
     feature_visualisation(page)
     captions = page.locator("#unit-featurevis .fig-cell .hint").all_text_contents()
-    assert captions[0].startswith("naive gradient ascent") and captions[1].startswith("regularised")
+    assert captions[0].startswith("naive gradient ascent") and captions[1].startswith("regularised, data prior")
+    # the unit's top image beside itself accentuated, the accentuated one firing more
+    top = page.locator("#unit-topk .topk-thumb").first.get_attribute("title")
+    assert captions[2].startswith("top image ") and captions[2].split(" · ")[0].split()[-1] in top
+    assert captions[3].startswith("accentuated") and float(captions[3].split(" · ")[1]) > float(
+        captions[2].split(" · ")[1]
+    )
+    trust = page.text_content("#unit-featurevis .trust")
+    assert re.search(r"(close to|far from) the data ink \d+\.\d\dx, high frequencies \d+\.\d\dx", trust), trust
     page.wait_for_selector("#unit-guided img")
     assert page.locator("#unit-guided img").count() == 3
     bars = page.evaluate("() => document.querySelector('#unit-classes .js-plotly-plot')._fullData[0].y.length")
     assert bars == 10
-    shot(page, ".unit-card", "unit-card-fc1-5")
+    shot(page, ".unit-card", "unit-card-fc1-5", SIZES)
+
+
+def test_a_class_logits_feature_visualisation_is_drawn_from_the_data_and_says_it_is_close_to_it(inside):
+    page = inside
+    choose_unit(page, "out", 3, "out · neuron 3")
+    feature_visualisation(page)
+    captions = page.locator("#unit-featurevis .fig-cell .hint").all_text_contents()
+    assert [c.split(" · ")[0].split(" ")[0] for c in captions] == ["naive", "regularised,", "top", "accentuated"]
+    naive, regularised = (float(c.split(" · ")[1]) for c in captions[:2])
+    best = float(page.text_content("#unit-featurevis").split("best dataset image ")[1].split(".")[0])
+    assert regularised > best  # the digit drawn from the data still beats every MNIST image on the logit
+    assert page.text_content("#unit-featurevis .trust .badge") == "close to the data"
+    shot(page, ".unit-card", "unit-card-out-3", SIZES)
+
+
+def test_a_conv1_channels_feature_visualisation_says_how_far_it_is_from_the_data(inside):
+    page = inside
+    choose_unit(page, "conv1", 4, "conv1 · channel 4")
+    feature_visualisation(page)
+    captions = page.locator("#unit-featurevis .fig-cell .hint").all_text_contents()
+    assert captions[1].startswith("regularised, pixels")  # conv channels keep pixels and total variation
+    assert page.text_content("#unit-featurevis .trust .badge") in ("close to the data", "far from the data")
+    shot(page, ".unit-card", "unit-card-conv1-4", SIZES)
 
 
 def test_top_images_of_a_conv_channel_outline_the_receptive_field(inside):
@@ -117,7 +168,7 @@ def test_top_images_of_a_conv_channel_outline_the_receptive_field(inside):
     # a conv2 channel's incoming weights: one 3x3 kernel per conv1 channel
     assert "16x3x3" in page.text_content("#unit-weights")
     feature_visualisation(page)
-    shot(page, ".unit-card", "unit-card-conv2-7")
+    shot(page, ".unit-card", "unit-card-conv2-7", SIZES)
     # a unit conv2 does not have is refused with a sentence; the card stays on channel 7, not on channel 0
     page.fill("#unit-index", "40")
     page.wait_for_function("() => document.querySelector('#unit-error').textContent.includes('out of range')")

@@ -1,6 +1,7 @@
 """The command line as a user runs it: a real process, real files, exit codes and one-line errors."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -158,14 +159,28 @@ def test_featurevis_writes_naive_beside_regularised_and_stores_when_asked(tiny_r
 
     out = tmp_path / "unit.png"
     text = layerscope("featurevis", tiny_run.path, "--layer", "fc2", "--unit", "5", "--out", out, "--store").stdout
-    assert "fc2 unit 5: naive" in text and "regularised" in text and "best of the 4,000 dataset images" in text
-    assert sheet_tiles(out) == [(28 * 8, 28 * 8)] * 2  # naive, regularised
+    assert "fc2 unit 5: naive" in text and "regularised (data prior)" in text
+    assert "best of the 4,000 dataset images" in text and "x the dataset's" in text
+    assert sheet_tiles(out) == [(28 * 8, 28 * 8)] * 4  # naive, regularised, the top image, it accentuated
     with Image.open(out) as image:
         assert image.height > 28 * 8 + 40
     cache = tiny_run.path / "featurevis" / "fc2" / "5.npz"
     made = cache.stat().st_mtime_ns
     layerscope("featurevis", tiny_run.path, "--layer", "fc2", "--unit", "5", "--out", out)
     assert cache.stat().st_mtime_ns == made  # read back, not optimised again
+
+
+def test_featurevis_from_an_image_accentuates_it_toward_the_unit(tiny_run, tmp_path):
+    out = tmp_path / "accent.png"
+    text = layerscope(
+        "featurevis", tiny_run.path, "--unit", "out:3", "--from-image", "7", "--out", out, "--steps", "64"
+    ).stdout
+    before, after = (float(v) for v in re.findall(r"image train-7 (-?[\d.]+) -> accentuated (-?[\d.]+)", text)[0])
+    assert after > before
+    assert sheet_tiles(out) == [(28 * 8, 28 * 8)] * 2  # the real image, then accentuated
+    assert not (tiny_run.path / "featurevis" / "out" / "3.npz").exists()  # nothing is stored
+    bad = layerscope("featurevis", tiny_run.path, "--unit", "out:3", "--from-image", "4000", "--out", out, check=False)
+    assert_one_line_error(bad, "--from-image 4000 is out of range", "0 to 3999")
 
 
 @pytest.mark.parametrize(

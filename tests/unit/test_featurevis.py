@@ -12,16 +12,22 @@ from layerscope.errors import LayerNotFoundError, LayerscopeError
 from layerscope.featurevis import (
     IMAGE,
     LOGITS,
+    DataImage,
     FourierImage,
     Objective,
     PixelImage,
+    SpectrumImage,
+    accentuate,
     activation,
     cached_featurevis,
     channel,
     class_logit,
+    class_margin,
     compose,
+    distance_to_data,
     diversity,
     high_frequency,
+    image_prior,
     jitter,
     layer_units,
     neuron,
@@ -35,6 +41,8 @@ from layerscope.featurevis import (
     unit_featurevis,
     visualize,
 )
+from layerscope.featurevis.prior import high_frequency_share, ink_share
+from layerscope.featurevis.render import start_similarity
 from layerscope.run import Run
 
 
@@ -332,8 +340,12 @@ def test_unit_featurevis_is_cached_in_the_run(tiny_run):
     assert first.activation.shape == (1,) and first.settings["steps"] == 4
     with zipfile.ZipFile(path) as z:  # plain arrays only, nothing pickled
         assert sorted(z.namelist()) == sorted(
-            f"{k}.npy" for k in ("images", "naive", "activation", "naive_activation", "settings")
+            f"{k}.npy" for k in ("images", "naive", "activation", "naive_activation", "settings", "accent")
         )
+    trust = first.trust  # the tiny Run has top-k: the top image is accentuated and the best activation known
+    assert trust["dataset_max"] == pytest.approx(float(run.topk("conv2").values[3, 0]))
+    assert trust["accent_from"] == int(run.topk("conv2").indices[3, 0]) and first.accent.shape == (1, 28, 28)
+    assert trust["start_similarity"] is not None and isinstance(trust["far"], bool)
     mtime = path.stat().st_mtime_ns
     calls.clear()
     second = unit_featurevis(run, "conv2", 3, steps=4, progress=lambda *c: calls.append(c))
@@ -377,3 +389,107 @@ def test_save_png_enlarges_and_lays_images_side_by_side(tmp_path):
         assert im.mode == "RGB" and im.size == ((3 * 5 + 2) * 2, (2 * 5 + 1) * 2)
     with pytest.raises(LayerscopeError, match="C = 1 or 3"):
         save_png(np.zeros((2, 28, 28)), tmp_path / "bad.png")
+
+
+# -- the data's statistics: the prior, data-drawn parameterisations, accentuation -------------------------------------
+
+
+def _strokes(n=200, size=8, seed=0):
+    """(n, 1, size, size) uint8 images: one bright horizontal or vertical bar each on black, as tiny 'digits'."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((n, 1, size, size), np.uint8)
+    for i in range(n):
+        k = rng.integers(1, size - 1)
+        if i % 2:
+            images[i, 0, k, 1:-1] = 255
+        else:
+            images[i, 0, 1:-1, k] = 255
+    return images
+
+
+def test_ink_and_high_frequency_shares_of_known_images():
+    black = np.zeros((1, 1, 8, 8), np.float32)
+    checker = (np.indices((8, 8)).sum(0) % 2).astype(np.float32)[None, None]  # the highest frequency there is
+    yy, xx = np.indices((8, 8)) - 3.5
+    blob = np.exp(-(yy**2 + xx**2) / 8).astype(np.float32)[None, None]  # smooth
+    assert ink_share(black)[0] == 0 and ink_share(checker)[0] == 0.5
+    assert high_frequency_share(checker)[0] == pytest.approx(1.0)
+    assert high_frequency_share(blob)[0] < 0.05
+    assert ink_share(np.full((1, 8, 8), 255, np.uint8))[0] == 1  # uint8 is read as 0-255
+
+
+def test_image_prior_estimates_mean_covariance_and_statistics():
+    images = _strokes()
+    prior = image_prior(images)
+    x = images.astype(np.float32) / 255
+    np.testing.assert_allclose(prior.mean, x.mean(0), atol=1e-6)
+    cov = np.cov(x.reshape(len(x), -1).T)
+    np.testing.assert_allclose(prior.eigenvalues, np.sort(np.linalg.eigvalsh(cov))[::-1].clip(0), atol=1e-5)
+    assert prior.shape == (1, 8, 8) and prior.n_images == 200 and prior.has_covariance
+    assert prior.ink_share == pytest.approx(float(np.median(ink_share(x))))
+    np.testing.assert_allclose(prior.magnitude, np.abs(np.fft.rfft2(x, norm="ortho")).mean(0), atol=1e-5)
+    assert image_prior(images, sample=50).n_images == 50
+    far = distance_to_data(np.random.default_rng(0).random((4, 1, 8, 8)), prior)
+    assert far["far"] and far["ink_ratio"] > 1.5
+    assert not distance_to_data(x[:50], prior)["far"]
+
+
+def test_data_image_starts_where_asked_and_spectrum_image_keeps_the_datas_magnitude():
+    images = _strokes()
+    prior = image_prior(images)
+    start = images[:3].astype(np.float32) / 255
+    np.testing.assert_allclose(DataImage(prior, 3, start=start)().detach().numpy(), start, atol=1e-4)
+    a, b = DataImage(prior, 2, seed=1)().detach(), DataImage(prior, 2, seed=1)().detach()
+    assert torch.equal(a, b) and a.shape == (2, 1, 8, 8) and 0 <= float(a.min()) and float(a.max()) <= 1
+    spectrum = SpectrumImage(prior, 2, seed=0)
+    wanted = torch.polar(spectrum.magnitude.expand_as(spectrum.phase), spectrum.phase)
+    raw = torch.fft.irfft2(wanted, s=(8, 8), norm="ortho")  # before the clip
+    # columns 1 .. W/2 - 1 are free of the real-image symmetry: their magnitude is exactly the data's
+    got = torch.fft.rfft2(raw, norm="ortho").abs()[0].detach()
+    np.testing.assert_allclose(got[..., 1:-1], prior.magnitude[..., 1:-1], atol=1e-4)
+    image = spectrum()
+    image.sum().backward()  # the straight-through clip lets the gradient reach the phase
+    assert spectrum.phase.grad is not None and float(spectrum.phase.grad.abs().sum()) > 0
+
+
+def test_class_margin_is_the_logit_over_the_runner_up(outputs):
+    np.testing.assert_allclose(class_margin(2)(outputs), [30 - 10, -60 - 50])
+    np.testing.assert_allclose(class_margin([0, 1])(outputs), [10 - 30, 50 - 40])
+
+
+def test_visualize_with_the_data_recipe(tiny):
+    prior = image_prior(_strokes())
+    vis = visualize(tiny, "out", image_shape=SHAPE, steps=8, prior=prior, restarts=2)
+    assert vis.settings["parameterisation"] == "data" and vis.settings["target"] == "class margin over the runner-up"
+    assert vis.start_similarity.shape == (3, 1) and (np.abs(vis.start_similarity) <= 1).all()
+    assert visualize(tiny, "conv", image_shape=SHAPE, steps=2, prior=prior).settings["parameterisation"] == "pixel"
+    assert visualize(tiny, "fc", image_shape=SHAPE, steps=2).settings["parameterisation"] == "pixel"  # no prior
+    assert visualize(tiny, "fc", image_shape=SHAPE, steps=2, prior=prior).settings["target"] == "neuron"
+    with pytest.raises(LayerscopeError, match="give prior="):
+        visualize(tiny, "fc", image_shape=SHAPE, steps=2, parameterisation="data")
+    with pytest.raises(LayerscopeError, match=r"prior is of \(1, 9, 9\) images"):
+        visualize(tiny, "fc", image_shape=SHAPE, steps=2, prior=image_prior(np.zeros((4, 1, 9, 9), np.uint8)))
+    with pytest.raises(LayerscopeError, match="unknown parameterisation 'pca'"):
+        visualize(tiny, "fc", image_shape=SHAPE, steps=2, parameterisation="pca")
+
+
+def test_start_similarity_is_one_for_identical_starts_and_low_for_unrelated_ones():
+    same = np.repeat(np.random.default_rng(0).random((2, 1, 1, 1, 8, 8)), 3, axis=2)  # (U, n, S, C, H, W)
+    np.testing.assert_allclose(start_similarity(same), 1.0, atol=1e-6)
+    other = np.random.default_rng(1).random((2, 1, 3, 1, 8, 8))
+    assert (np.abs(start_similarity(other)) < 0.4).all()
+
+
+@pytest.mark.parametrize("with_prior", [True, False])
+def test_accentuate_raises_the_unit_and_stays_near_the_image(tiny, with_prior):
+    prior = image_prior(_strokes()) if with_prior else None
+    start = _strokes(1)[0].astype(np.float32) / 255
+    acc = accentuate(tiny, "fc", 2, start, prior=prior, steps=32)
+    assert acc.activation > acc.start_activation
+    assert 0 < acc.change < 0.5 and acc.image.shape == start.shape
+    np.testing.assert_array_equal(acc.start, start)
+    assert acc.settings["parameterisation"] == ("data" if with_prior else "pixel")
+    near = accentuate(tiny, "fc", 2, start, prior=prior, steps=32, closeness_weight=1000.0)
+    assert near.change < acc.change  # a heavier closeness penalty changes the image less
+    with pytest.raises(LayerscopeError, match="one \\(C, H, W\\) image"):
+        accentuate(tiny, "fc", 2, start[None], prior=prior)

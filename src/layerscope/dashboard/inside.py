@@ -653,19 +653,58 @@ def _featurevis_view(state: DashboardState, layer: str, unit: int) -> tuple[Any,
         return _job_text(job, "the feature visualisation (256 optimisation steps)"), job.finished
     if job is not None and job.finished:
         job.shown = True
+    trust = fv.trust
+    method = {"data": "data prior", "spectrum": "data spectrum", "fourier": "Fourier"}.get(
+        fv.parameterisation, "pixels"
+    )
     cells = [_figure_cell(png_uri(_gray(fv.naive), 5), f"naive gradient ascent · {fv.naive_activation:.2f}")]
     for i, image in enumerate(fv.images):
-        label = "regularised" + (f" #{i + 1}" if len(fv.images) > 1 else "")
+        label = "regularised" + (f" #{i + 1}" if len(fv.images) > 1 else "") + f", {method}"
         cells.append(_figure_cell(png_uri(_gray(image), 5), f"{label} · {fv.activation[i]:.2f}"))
-    topk = state.topk(layer)
-    best = f" · best dataset image {float(topk.values[unit, 0]):.2f}" if topk is not None else ""
+    if fv.accent is not None:
+        index = int(trust["accent_from"])
+        name = state.run.names[index]
+        start = state.run.images[index].astype(np.float32) / 255.0
+        cells.append(
+            _figure_cell(png_uri(_gray(start), 5), f"top image {name} · {trust['accent_start_activation']:.2f}")
+        )
+        cells.append(_figure_cell(png_uri(_gray(fv.accent), 5), f"accentuated · {trust['accent_activation']:.2f}"))
+    best = trust.get("dataset_max")
+    best_text = f" · best dataset image {float(best):.2f}" if best is not None else ""
+    verdict = []
+    if "ink_ratio" in trust:
+        far = bool(trust["far"])
+        verdict.append(
+            html.Span(
+                "far from the data" if far else "close to the data",
+                className="badge " + ("bad" if far else "ok"),
+                title="Ink share (pixels above 0.5) and high-frequency share of the regularised image as multiples of "
+                "the dataset's; 'far' when either is above 1.5x or below 1/1.5x.",
+            )
+        )
+        text = f" ink {float(trust['ink_ratio']):.2f}x, high frequencies {float(trust['high_frequency_ratio']):.2f}x "
+        text += "the dataset's"
+        if trust.get("start_similarity") is not None:
+            text += f"; random starts agree {float(trust['start_similarity']):.2f}"
+        verdict.append(html.Span(text, className="hint"))
+    recipe = (
+        "drawn from the dataset's own pixel statistics (its principal components, a brightness penalty), with "
+        "random jitter, scale and rotation"
+        if fv.parameterisation in ("data", "spectrum")
+        else "random jitter, scale and rotation while optimising (transformation robustness) and a total-variation "
+        "penalty"
+    )
+    accent = (
+        " Accentuated: the unit's top image changed as little as it takes to make the unit fire more."
+        if fv.accent is not None
+        else ""
+    )
     hint = html.Div(
-        "Naive: gradient ascent on plain pixels, nothing else. Regularised: random jitter, scale and rotation "
-        "while optimising (transformation robustness) and a total-variation penalty. Numbers: the unit's "
-        f"activation{best}.",
+        f"Naive: gradient ascent on plain pixels, nothing else. Regularised: {recipe}.{accent} Numbers: the unit's "
+        f"activation{best_text}.",
         className="hint",
     )
-    return [html.Div(cells, className="figure-row"), hint], False
+    return [html.Div(cells, className="figure-row"), html.Div(verdict, className="trust"), hint], False
 
 
 def _gray(image: np.ndarray) -> np.ndarray:

@@ -30,8 +30,11 @@ __all__ = [
     "activation",
     "channel",
     "class_logit",
+    "class_margin",
+    "closeness",
     "diversity",
     "high_frequency",
+    "ink_excess",
     "neuron",
     "total_variation",
     "unit_activation",
@@ -184,6 +187,21 @@ def class_logit(k: Unit) -> Objective:
     return Objective(lambda o: _pick(o[LOGITS], u), (LOGITS,), f"class_logit({_unit_text(u)})")
 
 
+def class_margin(k: Unit, layer: str = LOGITS) -> Objective:
+    """Logit ``k`` minus the largest other logit: what makes the model call the image class k, not merely what
+    raises one number. Maximising the logit alone also raises the others' (the image grows brighter everywhere)."""
+    u = _as_unit(k)
+
+    def fn(outputs: Outputs) -> Tensor:
+        logits = outputs[layer]  # (B, K)
+        own = _pick(logits, u)  # (B,)
+        index = torch.full((logits.shape[0],), u) if isinstance(u, int) else u
+        others = logits.masked_fill(F.one_hot(index.to(logits.device), logits.shape[1]).bool(), float("-inf"))
+        return own - others.amax(1)
+
+    return Objective(fn, (layer,), f"class_margin({_unit_text(u)})")
+
+
 def activation(layer: str, unit: Unit) -> Objective:
     """``unit_activation``: a dense neuron, or a conv channel's spatial max. What the results report."""
     u = _as_unit(unit)
@@ -249,3 +267,17 @@ def high_frequency(cutoff: float = 0.25, p: float = 2.0) -> Objective:
         return spectrum[..., high].pow(p).flatten(1).mean(1)
 
     return Objective(fn, (IMAGE,), f"high_frequency({cutoff:g}, p={p:g})")
+
+
+def ink_excess(level: float) -> Objective:
+    """How far the image's mean pixel value is above ``level`` (the data's mean), per element: a penalty that keeps
+    an optimised digit as sparse as real ones; an image darker than the data is not penalised."""
+    return Objective(lambda o: F.relu(o[IMAGE].flatten(1).mean(1) - level), (IMAGE,), f"ink_excess({level:.3g})")
+
+
+def closeness(start: Tensor) -> Objective:
+    """Mean squared difference of the image from ``start`` (B or 1, C, H, W), per element: a penalty that keeps an
+    accentuated image near the real image it began as."""
+    return Objective(
+        lambda o: (o[IMAGE] - start.to(o[IMAGE].device)).square().flatten(1).mean(1), (IMAGE,), "closeness"
+    )

@@ -1,9 +1,17 @@
 """Image parameterisations: the numbers the optimiser changes, and how they become a valid (B, C, H, W) image.
 
-Both squash with a sigmoid into (0, 1), the range of the pixels the models are trained on, so no step can leave it.
 ``PixelImage`` optimises the pixels themselves; ``FourierImage`` optimises a spectrum scaled by 1/f (lucent's
-``fft_image``), which evens out the gradient across frequencies, so low frequencies are not starved and the result
-is far less noisy. No colour decorrelation: that matrix is ImageNet's, and these inputs are any C x H x W.
+``fft_image``), which evens out the gradient across frequencies, so low frequencies are not starved. Both squash with
+a sigmoid into (0, 1), the range of the pixels the models are trained on, so no step can leave it.
+
+Two more are estimated from the dataset (``prior.ImagePrior``), as Lucid's colour decorrelation is from ImageNet:
+- ``DataImage``: the image is the data's mean plus its principal components, each scaled by its standard deviation
+  (PCA whitening, inverted). Adam moves every coordinate by about the same step, so directions the data varies in
+  (strokes) move fast and directions it never varies in (the always-black border, pixel noise) barely move.
+- ``SpectrumImage``: MACO (Fel et al. 2023): the magnitude of the image's Fourier spectrum is fixed to the data's
+  mean magnitude and only the phase is optimised, so the image's power spectrum is the data's by construction.
+Both clip to [0, 1] with a straight-through gradient: a sigmoid would fix their grey level at 0.5, and MNIST's
+background is black.
 """
 
 from __future__ import annotations
@@ -15,7 +23,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["FourierImage", "ImageParam", "PixelImage"]
+from layerscope.errors import LayerscopeError
+from layerscope.featurevis.prior import ImagePrior
+
+__all__ = ["DataImage", "FourierImage", "ImageParam", "PixelImage", "SpectrumImage"]
 
 
 class ImageParam(Protocol):
@@ -111,3 +122,81 @@ def _inverse_rdft2(h: int, w: int) -> tuple[Tensor, Tensor]:
         weight[-1] = 1.0
     cols = torch.cat([weight * b.cos(), -weight * b.sin()], 0)  # (2Kx, W)
     return rows.float(), cols.float()
+
+
+def _clip(x: Tensor) -> Tensor:
+    """x clipped to [0, 1] in the forward pass, with the gradient of the identity (straight-through): a pixel pushed
+    past the range still feels the objective, so it can come back."""
+    return x + (x.clamp(0.0, 1.0) - x).detach()
+
+
+class DataImage:
+    """``mean + (z * sqrt(eigenvalues)) @ eigenvectors.T`` of the data's pixel covariance, clipped to [0, 1].
+
+    ``start``: images (B or 1, C, H, W) in [0, 1] to begin from (their exact coordinates: the basis spans every
+    image, zero-variance directions kept with a tiny floor); otherwise the data's mean plus N(0, sd) coordinates.
+    """
+
+    FLOOR = 1e-6  # of the largest eigenvalue: the border pixels of MNIST never vary, yet a start image must fit
+
+    def __init__(
+        self,
+        prior: ImagePrior,
+        batch: int = 1,
+        *,
+        sd: float = 0.1,
+        seed: int = 0,
+        start: Tensor | np.ndarray | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if prior.eigenvectors is None or prior.eigenvalues is None:
+            raise LayerscopeError(
+                f"images of {int(np.prod(prior.shape)):,} pixels are too large for the data-covariance "
+                "parameterisation; use 'spectrum' or 'pixel'."
+            )
+        self.shape = prior.shape
+        values = torch.as_tensor(prior.eigenvalues)
+        scale = values.clamp(min=float(values[0]) * self.FLOOR).sqrt()  # (D,)
+        vectors = torch.as_tensor(prior.eigenvectors)  # (D, D)
+        self.mean = torch.as_tensor(prior.mean).flatten().to(device)  # (D,)
+        self.basis = (vectors * scale).T.contiguous().to(device)  # (D, D): row k is component k times its sd
+        if start is None:
+            self.z = _normal((batch, len(scale)), sd, seed, device)
+        else:
+            x = torch.as_tensor(np.asarray(start) if not isinstance(start, Tensor) else start).float()
+            x = x.reshape(-1, len(scale)).to(device).expand(batch, -1)  # (B, D)
+            coords = (x - self.mean) @ vectors.to(device) / scale.to(device)  # the inverse of __call__'s map
+            self.z = coords.clone().requires_grad_(True)
+
+    def parameters(self) -> list[Tensor]:
+        return [self.z]
+
+    def __call__(self) -> Tensor:
+        image = self.mean + self.z @ self.basis  # (B, D)
+        return _clip(image.view(-1, *self.shape))
+
+
+class SpectrumImage:
+    """MACO: ``irfft2(magnitude * exp(i * phase))`` with the data's mean magnitude, the phase optimised, clipped."""
+
+    def __init__(
+        self,
+        prior: ImagePrior,
+        batch: int = 1,
+        *,
+        seed: int = 0,
+        device: torch.device | str | None = None,
+    ) -> None:
+        c, h, w = prior.shape
+        self.size = (h, w)
+        self.magnitude = torch.as_tensor(prior.magnitude).to(device)  # (C, H, W//2 + 1)
+        g = torch.Generator().manual_seed(seed)
+        phase = (torch.rand((batch, c, h, w // 2 + 1), generator=g) * 2 - 1) * math.pi
+        self.phase = phase.to(device).requires_grad_(True)
+
+    def parameters(self) -> list[Tensor]:
+        return [self.phase]
+
+    def __call__(self) -> Tensor:
+        spectrum = torch.polar(self.magnitude.expand_as(self.phase), self.phase)
+        return _clip(torch.fft.irfft2(spectrum, s=self.size, norm="ortho"))

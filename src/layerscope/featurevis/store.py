@@ -1,7 +1,12 @@
 """Feature visualisations kept in a Run, one file per unit, and drawn to PNG.
 
     featurevis/<layer>/<unit>.npz   images (n, C, H, W) float32 regularised, naive (C, H, W) float32,
-                                    activation (n,), naive_activation (), settings (JSON text)
+                                    activation (n,), naive_activation (), settings (JSON text), and when the Run
+                                    has the layer's top-k: accent (C, H, W) float32, the unit's top dataset image
+                                    accentuated toward it (``accentuate``)
+
+The settings text also holds how far to trust the images (``trust``): the best dataset image's activation, the
+regularised images' distance to the data (``prior.distance_to_data``) and how alike the random starts end.
 
 A file is written under a temporary name and renamed, read without unpickling, and reused only when its settings
 are the ones asked for; an unreadable one is recomputed.
@@ -23,14 +28,25 @@ from torch import nn
 
 from layerscope.atomic import atomic_write
 from layerscope.errors import LayerscopeError
-from layerscope.featurevis.render import visualize
+from layerscope.featurevis.prior import ImagePrior, distance_to_data, image_prior
+from layerscope.featurevis.render import Accentuation, accentuate, visualize
 from layerscope.names import check_path_name
 from layerscope.progress import ProgressFn, no_progress
 from layerscope.run import Run
 
-__all__ = ["FORMAT", "FeatureVis", "cached_featurevis", "layer_featurevis", "save_png", "unit_featurevis"]
+__all__ = [
+    "FORMAT",
+    "FeatureVis",
+    "cached_featurevis",
+    "image_accentuation",
+    "layer_featurevis",
+    "run_prior",
+    "save_png",
+    "unit_featurevis",
+]
 
-FORMAT = 1  # bump when the recipe changes, so cached images made by an older one are recomputed
+FORMAT = 2  # bump when the recipe changes, so cached images made by an older one are recomputed
+RESTARTS = 3  # random starts per image: the best is kept, and how alike they end says how far to trust it
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,11 +60,40 @@ class FeatureVis:
     activation: np.ndarray  # (n_diverse,) float32: unit_activation of each regularised image
     naive_activation: float
     settings: dict[str, Any] = field(default_factory=dict)
+    accent: np.ndarray | None = None  # (C, H, W): the top dataset image accentuated toward the unit; see settings
+
+    @property
+    def trust(self) -> dict[str, Any]:
+        """``dataset_max`` (the best dataset image's activation, or None without top-k), ``ink_ratio``,
+        ``high_frequency_ratio`` and ``far`` (``distance_to_data`` of the regularised images), ``start_similarity``
+        (None from one start), and ``accent_from``/``accent_start_activation``/``accent_activation``/``accent_change``
+        when there is an accentuation."""
+        return dict(self.settings.get("trust", {}))
+
+    @property
+    def parameterisation(self) -> str:
+        return str(self.settings.get("regularised", {}).get("parameterisation", "pixel"))
 
 
 def _path(run: Run, layer: str, unit: int) -> Path:
     # a stored unit's file: the layer name is a plain name (the Run's manifest is checked) and the unit a number
     return run.path / "featurevis" / check_path_name(layer) / f"{int(unit)}.npz"
+
+
+def run_prior(run: Run) -> ImagePrior:
+    """The image prior of the Run's training images (``image_prior``: a sample of 10,000, under a second)."""
+    from layerscope.data.datasets import TRAIN
+
+    train = np.flatnonzero(run.split == TRAIN)
+    return image_prior(run.images[train if len(train) else slice(None)])
+
+
+def _dataset_best(run: Run, layer: str, unit: int) -> tuple[float, int] | None:
+    """The unit's highest activation over the dataset and the image that has it, from the Run's top-k."""
+    if layer not in (run.manifest.get("topk") or {}).get("layers", []):
+        return None
+    top = run.topk(layer)
+    return float(top.values[unit, 0]), int(top.indices[unit, 0])
 
 
 def _settings(steps: int, n_diverse: int, restarts: int, seed: int) -> dict[str, Any]:
@@ -70,21 +115,24 @@ def _load(path: Path, layer: str, unit: int, wanted: dict[str, Any]) -> FeatureV
                 activation=np.asarray(z["activation"], dtype=np.float32),
                 naive_activation=float(z["naive_activation"]),
                 settings=settings,
+                accent=np.asarray(z["accent"], dtype=np.float32) if "accent" in z.files else None,
             )
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, json.JSONDecodeError):
         return None
 
 
 def _save(path: Path, fv: FeatureVis) -> None:
+    arrays: dict[str, Any] = {
+        "images": fv.images,
+        "naive": fv.naive,
+        "activation": fv.activation,
+        "naive_activation": np.float32(fv.naive_activation),
+        "settings": np.array(json.dumps(fv.settings)),  # a unicode array: loads without pickle
+    }
+    if fv.accent is not None:
+        arrays["accent"] = fv.accent
     with atomic_write(path) as f:
-        np.savez(
-            f,
-            images=fv.images,
-            naive=fv.naive,
-            activation=fv.activation,
-            naive_activation=np.float32(fv.naive_activation),
-            settings=np.array(json.dumps(fv.settings)),  # a unicode array: loads without pickle
-        )
+        np.savez(f, **arrays)
 
 
 def _check(run: Run, layer: str, units: Sequence[int]) -> None:
@@ -107,7 +155,7 @@ def cached_featurevis(
     *,
     steps: int = 256,
     n_diverse: int = 1,
-    restarts: int = 1,
+    restarts: int = RESTARTS,
     seed: int = 0,
 ) -> FeatureVis | None:
     """The unit's stored feature visualisation made with these settings, or None; never computes (cheap: one file)."""
@@ -124,15 +172,17 @@ def layer_featurevis(
     recompute: bool = False,
     steps: int = 256,
     n_diverse: int = 1,
-    restarts: int = 1,
+    restarts: int = RESTARTS,
     seed: int = 0,
     progress: ProgressFn = no_progress,
     store: bool = True,
 ) -> list[FeatureVis]:
     """Feature visualisations of ``units`` (default: all) of ``layer``, from the Run's cache where present.
 
-    The missing ones are optimised together, one batch for the regularised images and one for the naive, and
-    stored (unless ``store`` is False: then the Run is left as it was). ``model`` defaults to the Run's.
+    The missing ones are optimised together, one batch for the regularised images (the recipe ``visualize`` picks
+    with the Run's image prior) and one for the naive, and stored (unless ``store`` is False: then the Run is left as
+    it was). When the Run has the layer's top-k, each unit's top image is also accentuated toward it. ``model``
+    defaults to the Run's.
     """
     unit_list = [int(u) for u in units] if units is not None else list(range(run.layer(layer).shape[0]))
     _check(run, layer, unit_list)
@@ -155,10 +205,21 @@ def layer_featurevis(
             "seed": seed,
             "progress": progress,
         }
-        regularised = visualize(model, layer, missing, n_diverse=n_diverse, **common)
+        prior = run_prior(run)
+        regularised = visualize(model, layer, missing, n_diverse=n_diverse, prior=prior, **common)
         naive = visualize(model, layer, missing, regularised=False, **common)
-        settings = {**wanted, "regularised": regularised.settings, "naive": naive.settings}
         for i, u in enumerate(missing):
+            trust: dict[str, Any] = {**distance_to_data(regularised.images[i], prior), "dataset_max": None}
+            similarity = regularised.start_similarity
+            trust["start_similarity"] = float(similarity[i].mean()) if similarity is not None else None
+            accent = None
+            best = _dataset_best(run, layer, u)
+            if best is not None:
+                trust["dataset_max"] = best[0]
+                start = run.images[best[1]].astype(np.float32) / 255.0
+                acc = accentuate(model, layer, u, start, prior=prior, seed=seed, progress=progress)
+                accent = acc.image
+                trust.update(_accent_trust(acc, best[1]))
             fv = FeatureVis(
                 layer=layer,
                 unit=u,
@@ -166,7 +227,8 @@ def layer_featurevis(
                 naive=naive.images[i, 0],
                 activation=regularised.activation[i],
                 naive_activation=float(naive.activation[i, 0]),
-                settings=settings,
+                settings={**wanted, "regularised": regularised.settings, "naive": naive.settings, "trust": trust},
+                accent=accent,
             )
             if store:
                 _save(_path(run, layer, u), fv)
@@ -183,7 +245,7 @@ def unit_featurevis(
     recompute: bool = False,
     steps: int = 256,
     n_diverse: int = 1,
-    restarts: int = 1,
+    restarts: int = RESTARTS,
     seed: int = 0,
     progress: ProgressFn = no_progress,
     store: bool = True,
@@ -202,6 +264,39 @@ def unit_featurevis(
         progress=progress,
         store=store,
     )[0]
+
+
+def _accent_trust(acc: Accentuation, index: int) -> dict[str, Any]:
+    return {
+        "accent_from": index,
+        "accent_start_activation": acc.start_activation,
+        "accent_activation": acc.activation,
+        "accent_change": acc.change,
+    }
+
+
+def image_accentuation(
+    run: Run,
+    layer: str,
+    unit: int,
+    index: int,
+    *,
+    model: nn.Module | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    progress: ProgressFn = no_progress,
+) -> Accentuation:
+    """Image ``index`` of the Run accentuated toward ``unit`` of ``layer`` (``accentuate`` with the Run's prior).
+    Not stored: it is one image of the dataset's, made in a second."""
+    _check(run, layer, [unit])
+    if not 0 <= index < run.n_images:
+        raise LayerscopeError(
+            f"image {index} is out of range: the Run has {run.n_images:,} images, 0 to {run.n_images - 1}."
+        )
+    model = model if model is not None else run.load_model()
+    start = run.images[index].astype(np.float32) / 255.0
+    more = {} if steps is None else {"steps": steps}
+    return accentuate(model, layer, unit, start, prior=run_prior(run), seed=seed, progress=progress, **more)
 
 
 def save_png(images: np.ndarray, path: str | os.PathLike[str], *, scale: int = 8, gap: int = 1) -> Path:
