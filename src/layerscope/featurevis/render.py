@@ -445,13 +445,22 @@ def visualize(
     param: ImageParam
     transforms: Transform | None = None
     settle = 0
-    if data_recipe:
-        assert prior is not None
-        make_data = DataImage if parameterisation == "data" else SpectrumImage
-        param = make_data(prior, batch, seed=seed, device=device)
-        penalty = INK_WEIGHT * ink_excess(float(prior.mean.mean()))
-        if isinstance(param, DataImage):
-            penalty = penalty + LATENT_WEIGHT * _latent_norm(param)
+    if regularised:
+        recipe: dict[str, Any]
+        if data_recipe:
+            assert prior is not None
+            make_data = DataImage if parameterisation == "data" else SpectrumImage
+            param = make_data(prior, batch, seed=seed, device=device)
+            penalty = INK_WEIGHT * ink_excess(float(prior.mean.mean()))
+            latent = LATENT_WEIGHT if isinstance(param, DataImage) else 0.0
+            if isinstance(param, DataImage):
+                penalty = penalty + latent * _latent_norm(param)
+            recipe = {"total_variation": 0.0, "ink": INK_WEIGHT, "latent": latent, "prior_images": prior.n_images}
+        else:
+            make = FourierImage if parameterisation == "fourier" else PixelImage
+            param = make(image_shape, batch, seed=seed, device=device)
+            penalty = TV_WEIGHT * total_variation()
+            recipe = {"total_variation": TV_WEIGHT}
         if n_diverse > 1:
             compared = _diversity_layer(model, layer, kind, image_shape)
             penalty = penalty - DIVERSITY_WEIGHT * diversity(compared, groups)
@@ -463,28 +472,7 @@ def visualize(
             parameterisation=parameterisation,
             transforms=repr(transforms),
             settle=settle,
-            total_variation=0.0,
-            ink=INK_WEIGHT,
-            latent=LATENT_WEIGHT if isinstance(param, DataImage) else 0.0,
-            prior_images=prior.n_images,
-            diversity=DIVERSITY_WEIGHT if n_diverse > 1 else 0.0,
-        )
-    elif regularised:
-        make = FourierImage if parameterisation == "fourier" else PixelImage
-        param = make(image_shape, batch, seed=seed, device=device)
-        penalty = TV_WEIGHT * total_variation()
-        if n_diverse > 1:
-            compared = _diversity_layer(model, layer, kind, image_shape)
-            penalty = penalty - DIVERSITY_WEIGHT * diversity(compared, groups)
-            settings["diversity_layer"] = compared
-        objective = _relative_penalty(target, penalty)
-        transforms = standard_transforms()
-        settle = int(round(SETTLE * steps))
-        settings.update(
-            parameterisation=parameterisation,
-            transforms=repr(transforms),
-            settle=settle,
-            total_variation=TV_WEIGHT,
+            **recipe,
             diversity=DIVERSITY_WEIGHT if n_diverse > 1 else 0.0,
         )
     else:
