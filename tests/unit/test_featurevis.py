@@ -489,6 +489,8 @@ def test_accentuate_raises_the_unit_and_stays_near_the_image(tiny, with_prior):
     assert 0 < acc.change < 0.5 and acc.image.shape == start.shape
     np.testing.assert_array_equal(acc.start, start)
     assert acc.settings["parameterisation"] == ("data" if with_prior else "pixel")
+    conv = accentuate(tiny, "conv", 1, start, prior=prior, steps=32)
+    assert conv.settings["parameterisation"] == "pixel" and conv.activation >= conv.start_activation
     near = accentuate(tiny, "fc", 2, start, prior=prior, steps=32, closeness_weight=1000.0)
     assert near.change < acc.change  # a heavier closeness penalty changes the image less
     with pytest.raises(LayerscopeError, match="one \\(C, H, W\\) image"):
