@@ -57,7 +57,7 @@ def feature_visualisation(page):
     if page.locator("#unit-featurevis img").count() == 0:
         assert "Not computed yet" in page.text_content("#unit-featurevis")
         page.click("#unit-featurevis-start")
-    page.wait_for_selector("#unit-featurevis img", timeout=60_000)
+    page.wait_for_selector("#unit-featurevis img", timeout=240_000)  # 3 starts, naive and accentuated, on a busy CPU
     assert page.is_disabled("#unit-featurevis-start")
 
 
