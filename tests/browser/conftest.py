@@ -17,6 +17,9 @@ from layerscope.data import load_mnist
 from layerscope.models.pretrained import pretrained_seed_cnn
 from layerscope.pipeline import create_run
 
+# ms: the longest a test waits for background work (a refit, an ablation, top-k, a feature visualisation). CI runs
+# on a busy 2-core machine, where a one-second job has taken over a minute.
+BUSY = 240_000
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [
     "--headless=new",
@@ -67,9 +70,9 @@ def opened(browser_context, url: str) -> Iterator[Any]:
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(url)
-    page.wait_for_selector("#proj-a-graph .legendtext", timeout=60_000)
-    page.wait_for_selector("#proj-b-graph .legendtext", timeout=60_000)
-    page.wait_for_selector(".thumb", timeout=60_000)
+    page.wait_for_selector("#proj-a-graph .legendtext", timeout=BUSY)
+    page.wait_for_selector("#proj-b-graph .legendtext", timeout=BUSY)
+    page.wait_for_selector(".thumb", timeout=BUSY)
     yield page
     page.close()
     assert not errors, errors

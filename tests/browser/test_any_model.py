@@ -8,7 +8,7 @@ import pytest
 from layerscope.data import load_dataset
 from layerscope.pipeline import train_run
 from layerscope.training import TrainConfig
-from tests.browser.conftest import opened, serving
+from tests.browser.conftest import BUSY, opened, serving
 from tests.conftest import make_image_folder
 
 pytestmark = pytest.mark.browser
@@ -49,7 +49,7 @@ def test_lenet_on_rgb_images_in_the_dashboard(browser_context, lenet_server):
         )
         assert sizes["fc1"] == 32 and sizes["fc2"] == 4
         # feature maps of the selected RGB image: 6 + 12 channels (and the BatchNorm outputs)
-        page.wait_for_selector("#fmap-area .fmap", timeout=60_000)
+        page.wait_for_selector("#fmap-area .fmap", timeout=BUSY)
         assert page.locator("#fmap-area .fmap").count() >= 6 + 12
         if SHOTS:
             page.screenshot(path=os.path.join(SHOTS, "lenet.png"), full_page=True)

@@ -7,6 +7,7 @@ import pytest
 
 from layerscope.analysis import predictions
 from layerscope.run import Run
+from tests.browser.conftest import BUSY
 
 pytestmark = pytest.mark.browser
 
@@ -89,7 +90,7 @@ def test_layer_and_method_switch(page, mnist_run):
         "b => { const q = document.querySelector('#proj-b-quality').textContent;"
         " return q !== b && /kNN accuracy/.test(q); }",
         arg=before,
-        timeout=120_000,
+        timeout=BUSY,
     )
     assert Run(mnist_run.path).projection_meta("input", "lda") is not None
     assert sum(count for name, count, _ in traces(page, "b") if name != "misclassified") == 70_000

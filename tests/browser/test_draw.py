@@ -4,6 +4,8 @@ import math
 
 import pytest
 
+from tests.browser.conftest import BUSY
+
 pytestmark = pytest.mark.browser
 
 PROBS = "#draw-probs .js-plotly-plot"
@@ -132,8 +134,8 @@ def test_views_follow_the_pen_without_a_dash_callback(page):
     feature maps still change; released, Dash draws the same drawing."""
     page.wait_for_selector("#draw-canvas")
     draw(page, [(0.5, 0.15 + 0.7 * t / 12) for t in range(13)])  # the first stroke selects the drawing
-    page.wait_for_selector("#panel-fc2 [data-live-layer='fc2']", timeout=30_000)
-    page.wait_for_selector("#fmap-area .fmap-grid[data-live='1']", timeout=30_000)
+    page.wait_for_selector("#panel-fc2 [data-live-layer='fc2']", timeout=BUSY)
+    page.wait_for_selector("#fmap-area .fmap-grid[data-live='1']", timeout=BUSY)
     wait_predicted(page, "1")
     page.wait_for_function("() => document.querySelector('#preview-caption [data-live]')")
     before = page.evaluate(SNAPSHOT_JS)

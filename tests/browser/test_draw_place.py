@@ -3,6 +3,7 @@ appears, in headless chromium over all 70,000 MNIST images."""
 
 import pytest
 
+from tests.browser.conftest import BUSY
 from tests.browser.test_draw import draw, wait_predicted
 
 pytestmark = pytest.mark.browser
@@ -30,7 +31,7 @@ def test_drawing_is_starred_in_an_lda_projection(page):
     page.wait_for_function(
         "() => /kNN accuracy/.test(document.querySelector('#proj-a-quality').textContent)"
         " && document.querySelector('#proj-a-status').textContent === ''",
-        timeout=120_000,
+        timeout=BUSY,
     )
     # a centred vertical line: the shipped model reads it as 1
     draw(page, [(0.5, 0.15 + 0.7 * t / 12) for t in range(13)])
@@ -41,7 +42,7 @@ def test_drawing_is_starred_in_an_lda_projection(page):
         f"args => {{ const near = ({STAR_NEIGHBOURS})(args);"
         " return near !== null && near.filter(n => n === '1').length > near.length / 2; }",
         arg=[GRAPH_A, 25],
-        timeout=60_000,
+        timeout=BUSY,
     )
     page.wait_for_function(
         "() => document.querySelector('#draw-placed').textContent.includes('projection A: marked with a star')"

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from tests.browser.conftest import NET, click_node
+from tests.browser.conftest import BUSY, NET, click_node
 
 pytestmark = pytest.mark.browser
 
@@ -52,12 +52,12 @@ def feature_visualisation(page):
     page.wait_for_function(
         """() => document.querySelector('#unit-featurevis img') ||
                  !document.querySelector('#unit-featurevis-start').disabled""",
-        timeout=60_000,
+        timeout=BUSY,
     )
     if page.locator("#unit-featurevis img").count() == 0:
         assert "Not computed yet" in page.text_content("#unit-featurevis")
         page.click("#unit-featurevis-start")
-    page.wait_for_selector("#unit-featurevis img", timeout=240_000)  # 3 starts, naive and accentuated, on a busy CPU
+    page.wait_for_selector("#unit-featurevis img", timeout=BUSY)  # 3 starts, naive and accentuated
     assert page.is_disabled("#unit-featurevis-start")
 
 
@@ -110,7 +110,7 @@ def test_unit_card_shows_weights_top_images_and_feature_visualisation(inside):
     click_node(page, "fc1", 5)
     page.wait_for_function("() => document.querySelector('#unit-title').textContent.includes('fc1 · neuron 5')")
     assert page.input_value("#unit-index") == "5"
-    page.wait_for_selector("#unit-topk .topk-thumb", timeout=60_000)
+    page.wait_for_selector("#unit-topk .topk-thumb", timeout=BUSY)
     assert page.locator("#unit-topk .topk-thumb").count() == 9
     values = [float(v) for v in page.locator("#unit-topk .topk-cell .hint").all_text_contents()]
     assert values == sorted(values, reverse=True)
@@ -163,7 +163,7 @@ def test_top_images_of_a_conv_channel_outline_the_receptive_field(inside):
     page.get_by_role("dialog").get_by_role("option", name="conv2", exact=True).click()
     page.fill("#unit-index", "7")
     page.wait_for_function("() => document.querySelector('#unit-title').textContent.includes('conv2 · channel 7')")
-    page.wait_for_selector("#unit-topk .topk-thumb", timeout=60_000)
+    page.wait_for_selector("#unit-topk .topk-thumb", timeout=BUSY)
     assert re.search(r"the 5x5 receptive field", page.text_content("#unit-topk"))
     # a conv2 channel's incoming weights: one 3x3 kernel per conv1 channel
     assert "16x3x3" in page.text_content("#unit-weights")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from layerscope.ablation import Ablation
-from tests.browser.conftest import NET, click_node, node_position
+from tests.browser.conftest import BUSY, NET, click_node, node_position
 
 pytestmark = pytest.mark.browser
 
@@ -29,7 +29,7 @@ def test_switching_off_all_of_fc2_drops_test_accuracy_to_chance(page):
     page.click("#abl-add")
     page.wait_for_selector("#abl-list .abl-item")
     assert "fc2 0–63 × 0" in page.text_content("#abl-list")
-    page.wait_for_selector("#abl-summary .acc-after", timeout=60_000)
+    page.wait_for_selector("#abl-summary .acc-after", timeout=BUSY)
     assert percent(page, "#abl-summary .acc-before") >= 97
     assert percent(page, "#abl-summary .acc-after") <= 20
     assert "test predictions changed" in page.text_content("#abl-summary")
@@ -93,7 +93,7 @@ def test_graph_clicks_switch_units_off_and_back_on_instead_of_opening_the_unit_c
     assert crosses(page) == []
     click_node(page, "fc1", 5)
     page.wait_for_function(LIST_HAS, arg="fc1 5 × 0")
-    page.wait_for_selector("#abl-summary .acc-after", timeout=60_000)
+    page.wait_for_selector("#abl-summary .acc-after", timeout=BUSY)
     assert percent(page, "#abl-summary .acc-before") >= 97
     assert "test predictions changed" in page.text_content("#abl-summary")
     page.wait_for_function(
@@ -150,7 +150,7 @@ def test_activation_panel_cells_switch_units_off_and_back_on(page):
     page.mouse.move(0, 0)
     outline = "() => getComputedStyle(document.querySelector('#panel-fc1 .cell[data-unit=\"12\"]')).outlineColor"
     page.wait_for_function(f"() => ({outline})() === 'rgb(214, 39, 40)'")  # outlined, switched off
-    page.wait_for_selector("#abl-summary .acc-after", timeout=60_000)
+    page.wait_for_selector("#abl-summary .acc-after", timeout=BUSY)
     cell.click()
     page.wait_for_function(NO_UNIT_OFF)
     page.mouse.move(0, 0)
@@ -173,7 +173,7 @@ def test_attribution_overlay_follows_the_method_and_the_sanity_check_shows_steps
     page.wait_for_function("() => document.querySelector('#attr-info').textContent.includes('Grad-CAM')")
     assert "conv2" in page.text_content("#attr-info")
     page.check("#attr-sanity input")
-    page.wait_for_selector("#attr-sanity-area .sanity-img", timeout=60_000)
+    page.wait_for_selector("#attr-sanity-area .sanity-img", timeout=BUSY)
     assert page.locator("#attr-sanity-area .sanity-img").count() >= 2
     page.wait_for_function(
         """() => { const gd = document.querySelector('#attr-sanity-fig .js-plotly-plot');
