@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -47,6 +48,9 @@ from layerscope.featurevis.prior import FAR, ImagePrior, distance_to_data, image
 from layerscope.featurevis.render import accentuate, visualize
 from layerscope.models.pretrained import pretrained_seed_cnn
 from layerscope.training import TrainConfig, evaluate, fit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout: tests.models has the judge's MLP
+from tests.models import MLP  # noqa: E402
 
 SHAPE = (1, 28, 28)
 CLASSES = 10
@@ -72,15 +76,7 @@ def train_judge(ds: Dataset) -> tuple[nn.Module, float, float]:
     """An MNIST classifier of another architecture than the CNN (a plain MLP): (judge, test accuracy, seconds)."""
     start = time.perf_counter()
     torch.manual_seed(1)
-    judge = nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(784, 512),
-        nn.ReLU(),
-        nn.Dropout(0.2),
-        nn.Linear(512, 256),
-        nn.ReLU(),
-        nn.Linear(256, 10),
-    )
+    judge = MLP(hidden=512)  # the tests' MLP: 784-512-256-10
     fit(judge, ds, TrainConfig(epochs=2, seed=1))
     _, accuracy = evaluate(judge, ds, TEST)
     return judge.eval(), accuracy, time.perf_counter() - start

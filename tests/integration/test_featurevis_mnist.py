@@ -13,6 +13,7 @@ from layerscope.data.datasets import TEST, TRAIN
 from layerscope.featurevis import distance_to_data, image_prior, unit_activation, visualize
 from layerscope.models.pretrained import pretrained_seed_cnn
 from layerscope.training import TrainConfig, evaluate, fit
+from tests.models import MLP
 
 LAYERS = ("conv2", "fc1")
 # conv2 sees 5 x 5 pixels, and MNIST's 40 million patches come within 0.1-2% of its channels' optima: from one start,
@@ -63,15 +64,7 @@ def test_optimised_images_beat_the_best_mnist_image_for_90_percent_of_units(mnis
 def _judge(mnist) -> nn.Module:
     """An MNIST classifier of another architecture than the demo CNN (a plain MLP), trained here, 2 epochs."""
     torch.manual_seed(1)
-    judge = nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(784, 512),
-        nn.ReLU(),
-        nn.Dropout(0.2),
-        nn.Linear(512, 256),
-        nn.ReLU(),
-        nn.Linear(256, 10),
-    )
+    judge = MLP(hidden=512)  # 784-512-256-10
     fit(judge, mnist, TrainConfig(epochs=2, seed=1, device="cpu"))
     _, accuracy = evaluate(judge, mnist, TEST, device="cpu")
     assert accuracy > 0.97
