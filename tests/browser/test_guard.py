@@ -39,6 +39,11 @@ def served(tiny_run):
     httpd.shutdown()
 
 
+def drawn(state):
+    """The scratches (a page's, or the default one) that hold a live drawing."""
+    return [s for s in state.sessions.scratches() if LIVE in s.drawings]
+
+
 def test_a_rebound_name_gets_no_page_and_cannot_draw(served, playwright, tmp_path):
     app, port = served
     state = app.layerscope_state
@@ -64,7 +69,7 @@ def test_a_rebound_name_gets_no_page_and_cannot_draw(served, playwright, tmp_pat
             [ROUTE, json.dumps(STROKE)],
         )
         assert status == 403
-        assert LIVE not in state.drawings and state.live_version == -1  # nothing was drawn
+        assert not drawn(state)  # nothing was drawn, in any page's scratch or outside one
         # the dashboard's own page, by its own address, draws
         page.goto(f"http://127.0.0.1:{port}/")
         status = page.evaluate(
@@ -72,6 +77,8 @@ def test_a_rebound_name_gets_no_page_and_cannot_draw(served, playwright, tmp_pat
                    headers: {'Content-Type': 'application/json'}}).then(r => r.status)""",
             [ROUTE, json.dumps(STROKE)],
         )
-        assert status == 200 and LIVE in state.drawings and state.live_version == 1
+        # drawn into that page's own scratch (its session header, assets/session.js), not the shared default
+        assert status == 200 and len(drawn(state)) == 1 and drawn(state)[0] is not state.sessions.default
+        assert drawn(state)[0].live_version == 1
     finally:
         context.close()

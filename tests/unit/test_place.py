@@ -149,7 +149,9 @@ def test_dashboard_places_the_drawing_once_the_background_fit_is_ready(run):
     np.testing.assert_allclose(where, run.projection("fc2", "lda")[7], atol=1e-3)
     assert state.place(LIVE, "fc2", "file") is None and "cannot be placed" in state.placing("fc2", "file")
     # the page polls while a job is unfinished or unshown: one no panel shows (fc2's LDA) stops counting
+    later = state.sessions.get("f" * 32)  # a page opened after the job finished has nothing to wait for
+    assert later.seen(job)
     state.placements_shown([("fc2", "lda"), ("input", "pca")])
-    assert not job.shown
+    assert not state.scratch.seen(job)  # the scratch outside a request: it started the job and has not shown it
     state.placements_shown([("fc2", "pca"), ("input", "pca")])
-    assert job.shown
+    assert state.scratch.seen(job)

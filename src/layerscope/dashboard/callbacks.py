@@ -831,7 +831,7 @@ def _register_projection(app: Dash, state: DashboardState, panel: str) -> None:
             where = state.place(LIVE, layer, method)  # it finished in the meantime
         busy = LIVE in state.drawings and job is not None and (not job.finished or job.error is not None)
         if job is not None and job.finished:
-            job.shown = True
+            state.scratch.mark_seen(job)
         return where, state.placing(layer, method) if busy else ""
 
     def star_update(layer: str, method: str, present: bool, status_now: Any, moved: bool) -> tuple[Any, Any, Any]:
@@ -930,11 +930,11 @@ def _register_projection(app: Dash, state: DashboardState, panel: str) -> None:
 
 
 def _was_waiting(state: DashboardState, layer: str, method: str) -> bool:
-    """True once, right after a background projection finished, so the panel redraws exactly then."""
+    """True once per page, right after a background projection finished, so its panel redraws exactly then."""
     job = state.jobs.get((layer, method))
-    if job is None or not job.finished or job.shown:
+    if job is None or not job.finished or state.scratch.seen(job):
         return False
-    job.shown = True
+    state.scratch.mark_seen(job)
     return True
 
 
@@ -946,4 +946,5 @@ def register_jobs(app: Dash, state: DashboardState) -> None:
         Input(ids.proj("status", "b"), "children"),
     )
     def poll(_n: Any, _a: Any, _b: Any) -> bool:
-        return not any(not job.finished or not job.shown for job in state.jobs.values())
+        scratch = state.scratch  # this page's: another page's redraw does not stop this one polling
+        return all(scratch.seen(job) for job in list(state.jobs.values()))

@@ -529,7 +529,8 @@ def register_inside(app: Dash, state: DashboardState) -> None:
         Input(ids.UNIT_FEATUREVIS, "children"),
     )
     def poll(_n: Any, _a: Any, _b: Any) -> bool:
-        return not any(not job.finished or not job.shown for job in state.unit_jobs.values())
+        scratch = state.scratch  # this page's: another page's redraw does not stop this one polling
+        return all(scratch.seen(job) for job in list(state.unit_jobs.values()))
 
     # -- feature maps -----------------------------------------------------------------------------------------------
     @app.callback(
@@ -599,7 +600,7 @@ def _topk_view(state: DashboardState, layer: str, unit: int, selected: Any) -> A
         return _job_text(job, f"the top images of every unit over {state.n:,} images")
     job = state.unit_job("*", "topk")
     if job is not None and job.finished:
-        job.shown = True
+        state.scratch.mark_seen(job)
     info = state.run.layer(layer)
     rf = state.receptive_field(layer) if info.kind == "conv" else None
     h, w = state.images.shape[2:]
@@ -648,11 +649,11 @@ def _featurevis_view(state: DashboardState, layer: str, unit: int) -> tuple[Any,
             )
             return html.Span(note, className="hint"), True
         if job.finished and job.error is None:  # finished, and the file not there (the Run was replaced)
-            job.shown = True
+            state.scratch.mark_seen(job)
             return html.Span("The feature visualisation was computed but is not in the Run.", className="bad"), True
         return _job_text(job, "the feature visualisation (256 optimisation steps)"), job.finished
     if job is not None and job.finished:
-        job.shown = True
+        state.scratch.mark_seen(job)
     trust = fv.trust
     method = {"data": "data prior", "spectrum": "data spectrum", "fourier": "Fourier"}.get(
         fv.parameterisation, "pixels"

@@ -1,7 +1,9 @@
 """Server-side state of the dashboard: the Run's arrays, cached views of them, and background projection jobs.
 
-Everything here is read-only once built and shared by all requests; the browser only ever receives indices and
-small figures. Large arrays stay memory-mapped from the Run directory.
+Everything here but the drawings is read-only once built and shared by all requests; the browser only ever receives
+indices and small figures. Large arrays stay memory-mapped from the Run directory. Drawings are each page's own: they
+live in the page's `Scratch` (session.py), which ``drawings``, ``drawing_outputs`` and ``drawing_probs`` resolve for
+the request being answered.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import base64
 import io
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +35,7 @@ from layerscope.attribution import (
     randomisation_check,
 )
 from layerscope.capture import layer_outputs
+from layerscope.dashboard.session import MAX_KEPT, Scratch, Sessions
 from layerscope.dashboard.unit_figures import signed_png, tile
 from layerscope.drawing import NeighbourIndex
 from layerscope.errors import LayerscopeError
@@ -75,7 +79,7 @@ def check_version(value: Any) -> int:
 WorkFn = Callable[[ProgressFn], object]
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: a page's Scratch remembers the jobs it has shown
 class Job:
     """Work in the background: a projection (layer, method), a feature visualisation (layer, "unit 7"), top-k."""
 
@@ -86,7 +90,7 @@ class Job:
     task: str = "queued"
     error: str | None = None
     finished: bool = False
-    shown: bool = False  # the panel has redrawn since the job finished
+    ended: float = 0.0  # time.monotonic() when it finished: a page opened later has nothing to wait for
 
     @property
     def percent(self) -> int:
@@ -133,14 +137,9 @@ class DashboardState:
             elif (self.labels == k).any():
                 means[k] = np.rint(self.images[self.labels == k].mean(0))
         self.mean_images = means.astype(np.uint8)
-        # drawn digits ("draw:live" while drawing, "draw:1", ... once kept): (H, W) uint8 as MNIST made its digits,
-        # with every layer's full output for them; shared by the page's requests like the Run's own images
-        self.drawings: dict[str, np.ndarray] = {}
-        self.drawing_outputs: dict[str, dict[str, np.ndarray]] = {}
-        self.drawing_probs: dict[str, np.ndarray] = {}
+        # each page's drawings and what it has shown (session.py); the Run's results are everyone's
+        self.sessions = Sessions()
         self.draw_jobs: dict[tuple[str, str], Job] = {}
-        self._live_lock = threading.Lock()
-        self._live_version = -1  # the stroke version (assets/draw.js counts them) the live drawing shows
 
     # -- layers and projections --------------------------------------------------------------------------------
     @property
@@ -198,6 +197,7 @@ class DashboardState:
             except Exception as e:  # shown where the result would be; the page stays usable
                 job.error = f"{type(e).__name__}: {e}"
             finally:
+                job.ended = time.monotonic()
                 job.finished = True
 
         pool.submit(run)
@@ -262,8 +262,8 @@ class DashboardState:
 
     def thumbnail(self, key: int | str, size: int = 56) -> str:
         """A data-URI PNG of image ``key``, scaled to ``size`` pixels with sharp pixels."""
-        key = self.image_key(key)
-        return self._thumbnail(key, size) if key != LIVE else self._thumbnail.__wrapped__(self, key, size)
+        key = self.image_key(key)  # a drawing is the page's own: never cached across pages
+        return self._thumbnail(key, size) if not is_drawing(key) else self._thumbnail.__wrapped__(self, key, size)
 
     @lru_cache(maxsize=20_000)  # noqa: B019
     def _thumbnail(self, key: int | str, size: int = 56) -> str:
@@ -278,16 +278,37 @@ class DashboardState:
             return "your drawing" if index == LIVE else f"drawing {str(index).split(':')[1]}"
         return str(self.names[int(index)])
 
-    # -- drawn digits ----------------------------------------------------------------------------------------------
+    # -- drawn digits: the page's own ----------------------------------------------------------------------------------
+    @property
+    def scratch(self) -> Scratch:
+        """The scratch of the page whose request is being answered (`Sessions.current`)."""
+        return self.sessions.current()
+
+    @property
+    def drawings(self) -> dict[str, np.ndarray]:
+        """This page's drawn digits ("draw:live" while drawing, "draw:1", ... once kept): (H, W) uint8 as MNIST made
+        its digits."""
+        return self.scratch.drawings
+
+    @property
+    def drawing_outputs(self) -> dict[str, dict[str, np.ndarray]]:
+        """Every layer's full output for each of this page's drawings."""
+        return self.scratch.outputs
+
+    @property
+    def drawing_probs(self) -> dict[str, np.ndarray]:
+        return self.scratch.probs
+
     def drawing_image(self, key: str) -> np.ndarray:
         """(H, W) uint8 of a drawing; an empty field once the live drawing is cleared."""
-        image = self.drawings.get(key)
+        image = self.scratch.drawings.get(key)
         return image if image is not None else np.zeros(self.images.shape[2:], np.uint8)
 
     def set_drawing(self, key: str, digit: np.ndarray | None) -> None:
         """Store drawing ``key`` ((H, W) float in [0, 1], or None to drop it) with every layer's output for it."""
+        scratch = self.scratch
         if digit is None:
-            for table in (self.drawings, self.drawing_outputs, self.drawing_probs):
+            for table in (scratch.drawings, scratch.outputs, scratch.probs):
                 table.pop(key, None)
             return
         image = _uint8(digit)
@@ -296,9 +317,9 @@ class DashboardState:
             outputs = layer_outputs(self.model, x, self.layers)
             with torch.inference_mode():
                 logits = self.model(x)
-        self.drawing_outputs[key] = {name: value[0].numpy() for name, value in outputs.items()}
-        self.drawing_probs[key] = torch.softmax(logits.float(), dim=1)[0].numpy()
-        self.drawings[key] = image
+        scratch.outputs[key] = {name: value[0].numpy() for name, value in outputs.items()}
+        scratch.probs[key] = torch.softmax(logits.float(), dim=1)[0].numpy()
+        scratch.drawings[key] = image
 
     def set_live(self, digit: np.ndarray | None, version: int) -> bool:
         """`set_drawing` of the live drawing, unless a newer stroke version already set it: the Draw panel's fast
@@ -306,12 +327,13 @@ class DashboardState:
         Returns whether the live drawing is now ``digit``; a ``version`` that is not one (`check_version`) is a
         one-line ``LayerscopeError``."""
         version = check_version(version)
-        with self._live_lock:
-            if version < self._live_version:  # older strokes: fine only if they draw what is shown anyway
-                shown = self.drawings.get(LIVE)
+        scratch = self.scratch
+        with scratch.lock:
+            if version < scratch.live_version:  # older strokes: fine only if they draw what is shown anyway
+                shown = scratch.drawings.get(LIVE)
                 return digit is not None and shown is not None and np.array_equal(shown, _uint8(digit))
-            self._live_version = version
-            shown = self.drawings.get(LIVE)
+            scratch.live_version = version
+            shown = scratch.drawings.get(LIVE)
             if digit is None or shown is None or not np.array_equal(shown, _uint8(digit)):
                 # the same image again (the Dash callback after the fast path drew it) keeps its outputs: no second
                 # forward pass, and the placements cached for those arrays stay valid
@@ -320,17 +342,25 @@ class DashboardState:
 
     @property
     def live_version(self) -> int:
-        """The stroke version the live drawing shows (-1 before the first)."""
-        return self._live_version
+        """The stroke version this page's live drawing shows (-1 before the first)."""
+        return self.scratch.live_version
 
     def keep_drawing(self) -> str | None:
-        """Copy the live drawing to a new kept one, "draw:N"; returns its key (None when nothing is drawn)."""
-        if LIVE not in self.drawings:
-            return None
-        key = f"draw:{sum(k != LIVE for k in self.drawings) + 1}"
-        self.drawing_outputs[key] = self.drawing_outputs[LIVE]
-        self.drawing_probs[key] = self.drawing_probs[LIVE]
-        self.drawings[key] = self.drawings[LIVE].copy()
+        """Copy this page's live drawing to a new kept one, "draw:N" (numbered per page); returns its key (None when
+        nothing is drawn). A page keeps at most ``MAX_KEPT``: one more is a one-line ``LayerscopeError``."""
+        scratch = self.scratch
+        with scratch.lock:
+            if LIVE not in scratch.drawings:
+                return None
+            if scratch.kept >= MAX_KEPT:
+                raise LayerscopeError(
+                    f"this page has kept {MAX_KEPT} drawings, the most it keeps; reload the page to start afresh."
+                )
+            scratch.kept += 1
+            key = f"draw:{scratch.kept}"
+            scratch.outputs[key] = scratch.outputs[LIVE]
+            scratch.probs[key] = scratch.probs[LIVE]
+            scratch.drawings[key] = scratch.drawings[LIVE].copy()
         return key
 
     def drawing_values(self, key: str, layer: str) -> np.ndarray | None:
@@ -378,12 +408,6 @@ class DashboardState:
     @cached_property
     def _placements(self) -> dict[tuple[str, str], Placement]:
         """Ready placements by (layer, method), kept while the server runs (each holds its method's input)."""
-        return {}
-
-    @cached_property
-    def _placed(self) -> dict[tuple[str, str, str], tuple[np.ndarray, tuple[float, float] | None]]:
-        """(drawing, layer, method) -> (the layer's output it was placed from, where): a drawing is placed once per
-        stroke though the star of each panel and the Draw card's note all ask (t-SNE's transform takes ~0.1-0.5 s)."""
         return {}
 
     @cached_property
@@ -457,28 +481,32 @@ class DashboardState:
     def placements_shown(self, views: Sequence[tuple[str, str]]) -> None:
         """Count the finished preparations of projections no panel shows now (``views``: (layer, method) pairs) as
         shown: the page polls while any job is unfinished or unshown, and no panel will show these."""
+        scratch = self.scratch
         for (layer, what), job in list(self.jobs.items()):
             method = what.removeprefix("place ")
             if method != what and job.finished and (layer, method) not in views:
-                job.shown = True
+                scratch.mark_seen(job)
 
     def place(self, key: str, layer: str, method: str = "pca") -> tuple[float, float] | None:
         """Drawing ``key``'s (x, y) in the ``method`` projection of ``layer``; None when there is no such drawing or
         it cannot be placed there yet (a rebuild it needs is started in the background: `placing` tells how far)."""
-        outputs = self.drawing_outputs.get(key)
+        scratch = self.scratch
+        outputs = scratch.outputs.get(key)
         if outputs is None:
             return None
         placement = self.placement(layer, method)
         if placement is None:
             return None
         values = outputs[layer]  # the layer's full output, e.g. (64,) or (C, H, W)
+        # placed once per stroke though the star of each panel and the Draw card's note all ask (t-SNE's transform
+        # takes ~0.1-0.5 s)
         with self._place_lock:
-            cached = self._placed.get((key, layer, method))
+            cached = scratch.placed.get((key, layer, method))
             if cached is not None and cached[0] is values:  # a new stroke makes new arrays
                 return cached[1]
             point = placement.transform(values.reshape(1, -1))[0]
             where = (float(point[0]), float(point[1])) if np.isfinite(point).all() else None
-            self._placed[(key, layer, method)] = (values, where)
+            scratch.placed[(key, layer, method)] = (values, where)
         return where
 
     # -- inside the network: the model itself ----------------------------------------------------------------------
@@ -514,7 +542,7 @@ class DashboardState:
         outputs = self.drawing_outputs.get(str(key)) if is_drawing(key) else None
         if outputs is not None:
             return {name: outputs[name] for name in self.conv_layers}
-        return self._feature_maps(key) if key != LIVE else self._feature_maps.__wrapped__(self, key)
+        return self._feature_maps(key) if not is_drawing(key) else self._feature_maps.__wrapped__(self, key)
 
     @lru_cache(maxsize=64)  # noqa: B019
     def _feature_maps(self, key: int | str) -> dict[str, np.ndarray]:
@@ -564,7 +592,7 @@ class DashboardState:
     def guided(self, key: int | str, layer: str, unit: int, method: str) -> np.ndarray:
         """(C, H, W) guided backprop ("guided") or deconvolution ("deconv") of one unit for image ``key``."""
         key = self.image_key(key)
-        if key == LIVE:  # changes with every stroke
+        if is_drawing(key):  # the page's own, and the live one changes with every stroke
             return self._guided.__wrapped__(self, key, layer, unit, method)
         return self._guided(key, layer, unit, method)
 
