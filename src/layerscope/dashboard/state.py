@@ -66,7 +66,8 @@ def is_drawing(key: Any) -> bool:
 def check_version(value: Any) -> int:
     """A stroke version from a request: a whole number from 0 below ``MAX_VERSION``, else a one-line
     ``LayerscopeError``. Why bounded: the live drawing ignores strokes older than the newest version it has shown, so
-    one absurd version (10**30) would make every later stroke of every visitor "stale" until the server restarts."""
+    one absurd version (10**30) would make every later stroke on that page (or of every client without a session)
+    "stale" until the server restarts."""
     if isinstance(value, bool) or not isinstance(value, int):
         kind = type(value).__name__
         raise LayerscopeError(f"the stroke version is a {kind}; give a whole number from 0 to 2**53 - 1.")
