@@ -40,7 +40,7 @@ class Row:
     section: str  # the benchmark script
     figure: str  # what was measured
     value: float
-    unit: str  # "s", "ms", "images/s", "MB", "x" (a ratio), "" (a score or a count)
+    unit: str  # "s", "ms", "images/s", "MB", "x" (a ratio), "errors" (a count of them), "" (a score or a count)
     note: str = ""
 
     def value_text(self) -> str:
@@ -49,8 +49,8 @@ class Row:
             return "-"
         if self.unit == "x":
             return f"{v:.2f}x"
-        if self.unit == "images/s":
-            return f"{v:,.0f} images/s"
+        if self.unit in ("images/s", "errors"):
+            return f"{v:,.0f} {self.unit}"
         if self.unit in ("ms", "MB"):
             return f"{v:,.1f} {self.unit}" if abs(v) < 10 else f"{v:,.0f} {self.unit}"
         if self.unit == "s":

@@ -18,6 +18,7 @@ __all__ = [
     "class_means",
     "confusion",
     "explain_misclassification",
+    "find_image",
     "gallery",
     "layer_values",
     "neuron_order",
@@ -41,6 +42,22 @@ def confusion(run: Run, split: int | None = TEST) -> np.ndarray:
     from sklearn.metrics import confusion_matrix as _confusion_matrix  # imported when used (over a second)
 
     return _confusion_matrix(labels[keep], predicted[keep], labels=np.arange(k))
+
+
+def find_image(names: np.ndarray, text: str) -> int:
+    """The image ``text`` names: an index ("1234" or "#1234") or an image's name ("test-3", an imported instance's
+    name; case does not matter). Anything else is a one-line ``LayerscopeError`` that says what is accepted."""
+    query = text.strip().removeprefix("#")
+    if query.isdigit():
+        index = int(query)
+        if index >= len(names):
+            raise LayerscopeError(f"there is no image {index:,}: this Run has images 0 to {len(names) - 1:,}.")
+        return index
+    found = np.flatnonzero(np.char.lower(names.astype(str)) == query.lower()) if query else np.array([], int)
+    if not len(found):
+        shown = query if len(query) <= 40 else query[:37] + "..."
+        raise LayerscopeError(f"no image is called {shown!r}; type an index (0 to {len(names) - 1:,}) or a name.")
+    return int(found[0])
 
 
 def gallery(run: Run, label: int, sort: str = "confidence", split: int | None = None) -> tuple[np.ndarray, np.ndarray]:

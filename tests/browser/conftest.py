@@ -137,3 +137,9 @@ def click_node(page, layer, unit):
         arg=[NET, layer, unit],
     )
     page.mouse.click(x, y)
+
+
+def show(page, view):
+    """Open ``view`` ("explore", "activations", "network", "draw", "intervene") by its tab, as a user would."""
+    page.click(f"#nav-{view}")
+    page.wait_for_selector(f"#view-{view}.active")

@@ -7,7 +7,7 @@ import pytest
 
 from layerscope.analysis import predictions
 from layerscope.run import Run
-from tests.browser.conftest import BUSY
+from tests.browser.conftest import BUSY, show
 
 pytestmark = pytest.mark.browser
 
@@ -30,7 +30,8 @@ def lasso(page, panel, curve, count):
         """([sel, curve, count]) => {
             const gd = document.querySelector(sel);
             const points = [];
-            for (let p = 0; p < count; p++) points.push({curveNumber: curve, pointNumber: p});
+            const custom = gd._fullData[curve].customdata;
+            for (let p = 0; p < count; p++) points.push({curveNumber: curve, pointNumber: p, customdata: custom[p]});
             gd.emit('plotly_selected', {points: points});
         }""",
         [GRAPH.format(panel), curve, count],
@@ -72,6 +73,7 @@ def test_add_button_adds_a_row_to_the_activation_panel(page):
     page.wait_for_function("b => document.querySelector('#preview-caption').textContent !== b", arg=before)
     name = re.search(r"(train|test)-\d+", page.text_content("#preview-caption")).group(0)
     page.click("#add-button")
+    show(page, "activations")
     page.wait_for_selector(f"#panel-fc2 .act-row:has-text('{name}')")
     assert page.locator("#panel-fc2 .act-row").first.locator(".cell").count() == 64
 
@@ -104,8 +106,10 @@ def test_lasso_makes_a_group_that_reaches_the_activation_panel_and_the_other_pro
                .reduce((s, t) => s + (t.selectedpoints ? t.selectedpoints.length : 0), 0) === 250""",
         arg=GRAPH.format("b"),
     )
+    show(page, "activations")
     page.wait_for_selector("#panel-fc2 .act-row:has-text('brushed points')")
     # ... and in the gallery
+    show(page, "explore")
     page.wait_for_selector(".gallery .row-title:has-text('brushed in a projection: 250 images')")
     assert page.locator(".gallery .brushed-row .thumb").count() == 60
     page.fill("#group-name", "my threes")
@@ -113,6 +117,7 @@ def test_lasso_makes_a_group_that_reaches_the_activation_panel_and_the_other_pro
     page.wait_for_selector(".group:has-text('my threes')")
     assert "250 images" in page.text_content(".group:has-text('my threes')")
     page.locator(".group:has-text('my threes')").get_by_role("button", name="add to panels").click()
+    show(page, "activations")
     page.wait_for_selector("#panel-fc2 .act-row:has-text('group my threes')")
 
 
@@ -123,6 +128,7 @@ def test_explain_a_misclassification(page, mnist_run):
     index = int(re.search(r"(train|test)-(\d+)", caption).group(2))
     predicted, _ = predictions(Run(mnist_run.path))
     page.click("#explain-button")
+    show(page, "activations")
     page.wait_for_selector("#panel-fc2 .act-row:has-text('average')")
     rows = page.locator("#panel-fc2 .row-name").all_text_contents()
     assert any(f"-{index} " in r for r in rows)
@@ -154,12 +160,14 @@ def test_double_click_adds_the_image(page):
     thumb = page.locator(".gallery .thumbs").first.locator(".thumb").nth(7)
     key = re.search(r'"key":(\d+)', thumb.get_attribute("id")).group(1)
     thumb.dblclick()
+    show(page, "activations")
     page.wait_for_selector(f"#panel-fc2 .act-row:has-text('-{key} ')")
 
 
 def test_hover_shows_the_image(page):
     page.evaluate(
-        """sel => document.querySelector(sel).emit('plotly_hover', {points: [{curveNumber: 2, pointNumber: 10}]})""",
+        """sel => { const gd = document.querySelector(sel);
+               gd.emit('plotly_hover', {points: [{curveNumber: 2, pointNumber: 10}]}); }""",
         GRAPH.format("a"),
     )
     page.wait_for_function("() => (document.querySelector('#proj-a-hover-img').src || '').startsWith('data:image/png')")

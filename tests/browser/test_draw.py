@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from tests.browser.conftest import BUSY
+from tests.browser.conftest import BUSY, show
 
 pytestmark = pytest.mark.browser
 
@@ -14,6 +14,8 @@ GRAPH_A = "#proj-a-graph .js-plotly-plot"
 
 def draw(page, points):
     """One stroke through ``points`` ((x, y) in [0, 1] of the canvas) with real mouse events."""
+    if not page.is_visible("#draw-canvas"):
+        show(page, "draw")
     canvas = page.locator("#draw-canvas")
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
@@ -62,7 +64,7 @@ def wait_empty(page):
 
 
 def test_draw_predict_undo_clear_keep(page):
-    page.wait_for_selector("#draw-canvas")
+    show(page, "draw")
     # a centred vertical line: the shipped model reads it as 1
     draw(page, [(0.5, 0.15 + 0.7 * t / 12) for t in range(13)])
     wait_predicted(page, "1")
@@ -70,7 +72,9 @@ def test_draw_predict_undo_clear_keep(page):
     assert "drawn by hand" in page.text_content("#preview-caption")
     assert page.is_disabled("#explain-button")
     # the live drawing is a row of the open activation panel (fc2), not kept yet
+    show(page, "activations")
     page.wait_for_selector("#panel-fc2 .act-row:has-text('your drawing')")
+    show(page, "draw")
     page.click("#draw-undo")
     wait_empty(page)
     assert page.is_disabled("#draw-keep")
@@ -78,7 +82,9 @@ def test_draw_predict_undo_clear_keep(page):
     wait_predicted(page, "1")
     page.click("#draw-clear")
     wait_empty(page)
+    show(page, "activations")
     page.wait_for_function("() => !document.querySelector('#panel-fc2').textContent.includes('your drawing')")
+    show(page, "draw")
 
     # a 0: an ellipse of 40 points
     ellipse = [
@@ -103,12 +109,16 @@ def test_draw_predict_undo_clear_keep(page):
     assert "star" in page.text_content("#draw-placed")
 
     page.click("#draw-keep")
+    page.wait_for_function("() => document.querySelector('#preview-caption').textContent.includes('drawing 1')")
+    show(page, "activations")
     row = page.locator("#panel-fc2 .act-row", has_text="drawing 1")
     row.wait_for(timeout=20_000)
     assert row.locator(".cell").count() == 64
-    page.wait_for_function("() => document.querySelector('#preview-caption').textContent.includes('drawing 1')")
+    show(page, "draw")
     page.click("#draw-clear")
     wait_empty(page)
+    show(page, "activations")
+    page.wait_for_function("() => !document.querySelector('#panel-fc2').textContent.includes('your drawing')")
     assert page.locator("#panel-fc2 .act-row", has_text="drawing 1").count() == 1
 
 
@@ -131,12 +141,15 @@ SNAPSHOT_JS = """() => {
 def test_views_follow_the_pen_without_a_dash_callback(page):
     """While the pen moves, the fast path alone (dashboard/live.py) restyles every view that shows the drawing: with
     the Dash callbacks of the strokes held back, the bars, captions, previews, the fc2 panel's live row and the
-    feature maps still change; released, Dash draws the same drawing."""
-    page.wait_for_selector("#draw-canvas")
+    feature maps still change, in their views too (hidden while one draws); released, Dash draws the same drawing."""
+    show(page, "draw")
     draw(page, [(0.5, 0.15 + 0.7 * t / 12) for t in range(13)])  # the first stroke selects the drawing
-    page.wait_for_selector("#panel-fc2 [data-live-layer='fc2']", timeout=BUSY)
-    page.wait_for_selector("#fmap-area .fmap-grid[data-live='1']", timeout=BUSY)
     wait_predicted(page, "1")
+    show(page, "activations")  # each view draws the live drawing as it opens
+    page.wait_for_selector("#panel-fc2 [data-live-layer='fc2']", timeout=BUSY)
+    show(page, "network")
+    page.wait_for_selector("#fmap-area .fmap-grid[data-live='1']", timeout=BUSY)
+    show(page, "draw")
     page.wait_for_function("() => document.querySelector('#preview-caption [data-live]')")
     before = page.evaluate(SNAPSHOT_JS)
 

@@ -3,7 +3,7 @@ appears, in headless chromium over all 70,000 MNIST images."""
 
 import pytest
 
-from tests.browser.conftest import BUSY
+from tests.browser.conftest import BUSY, show
 from tests.browser.test_draw import draw, wait_predicted
 
 pytestmark = pytest.mark.browser
@@ -34,8 +34,10 @@ def test_drawing_is_starred_in_an_lda_projection(page):
         timeout=BUSY,
     )
     # a centred vertical line: the shipped model reads it as 1
+    show(page, "draw")
     draw(page, [(0.5, 0.15 + 0.7 * t / 12) for t in range(13)])
     wait_predicted(page, "1")
+    show(page, "explore")
     # the LDA map is refitted in the background (the note says so meanwhile), then the star comes with a poll, among
     # the 1s of the LDA (a star left from an earlier drawing on the shared server would sit elsewhere)
     page.wait_for_function(
@@ -49,6 +51,7 @@ def test_drawing_is_starred_in_an_lda_projection(page):
     )
     assert page.text_content("#proj-a-status") == ""  # no placement message is left behind
     # the star follows the next stroke (a Patch of the annotations) and goes with the drawing
+    show(page, "draw")
     page.click("#draw-clear")
     page.wait_for_function(
         """sel => { const gd = document.querySelector(sel);

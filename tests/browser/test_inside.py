@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from tests.browser.conftest import BUSY, NET, click_node
+from tests.browser.conftest import BUSY, NET, click_node, show
 
 pytestmark = pytest.mark.browser
 
@@ -63,7 +63,7 @@ def feature_visualisation(page):
 
 @pytest.fixture
 def inside(page):
-    page.locator("#net-graph").scroll_into_view_if_needed()
+    show(page, "network")
     page.wait_for_function(f"() => {{ const gd = document.querySelector('{NET}'); return gd && gd.data; }}")
     return page
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from layerscope.ablation import Ablation
-from tests.browser.conftest import BUSY, NET, click_node, node_position
+from tests.browser.conftest import BUSY, NET, click_node, node_position, show
 
 pytestmark = pytest.mark.browser
 
@@ -21,7 +21,7 @@ def percent(page, selector):
 
 
 def test_switching_off_all_of_fc2_drops_test_accuracy_to_chance(page):
-    page.locator(".ablation-card").scroll_into_view_if_needed()
+    show(page, "intervene")
     assert "No unit is switched off" in page.text_content("#abl-list")
     choose(page, "#abl-layer", "fc2")
     page.fill("#abl-units", "0-63")
@@ -38,15 +38,22 @@ def test_switching_off_all_of_fc2_drops_test_accuracy_to_chance(page):
         """() => { const gd = document.querySelector('#abl-confusion .js-plotly-plot');
                return gd && gd._fullData.length === 1 && gd._fullData[0].type === 'heatmap'; }"""
     )
-    bars = page.evaluate("() => document.querySelector('#abl-classes .js-plotly-plot')._fullData.map(t => t.x.length)")
-    assert bars == [10, 10]  # before and after, per class
+    chart = page.evaluate(
+        """() => { const gd = document.querySelector('#abl-classes .js-plotly-plot');
+               return {bars: gd._fullData.map(t => t.x.length), y: Array.from(gd._fullData[0].y),
+                       range: gd._fullLayout.yaxis.range}; }"""
+    )
+    assert chart["bars"] == [10]  # one bar per class: its accuracy after minus before, in points
+    low, high = chart["range"]
+    assert low == -high and high >= max(abs(y) for y in chart["y"])  # symmetric, every bar inside
+    assert np.mean(chart["y"]) <= -50  # from 97% and more to 20% and less: the classes' accuracy falls
     page.click("#abl-reset")
     page.wait_for_function("() => document.querySelector('#abl-list').textContent.includes('No unit is switched off')")
     assert page.locator("#abl-list .abl-item").count() == 0
 
 
 def test_bad_units_are_an_error_and_leave_the_list_alone(page):
-    page.locator(".ablation-card").scroll_into_view_if_needed()
+    show(page, "intervene")
     choose(page, "#abl-layer", "fc2")
     page.fill("#abl-units", "60-70")
     page.click("#abl-add")
@@ -55,12 +62,12 @@ def test_bad_units_are_an_error_and_leave_the_list_alone(page):
 
 
 def test_the_unit_card_switches_its_unit_off(page):
-    page.locator("#unit-layer").scroll_into_view_if_needed()
+    show(page, "network")
     choose(page, "#unit-layer", "conv2")
     page.fill("#unit-index", "7")
     page.wait_for_function("() => document.querySelector('#unit-title').textContent.includes('conv2 · channel 7')")
-    page.click("#unit-ablate")
-    page.wait_for_selector("#abl-list .abl-item")
+    page.click("#unit-ablate")  # opens the Intervene view, where the list is
+    page.wait_for_selector("#view-intervene.active #abl-list .abl-item")
     assert "conv2 7 × 0" in page.text_content("#abl-list")
     assert page.locator("#abl-list .abl-item").count() == 1
 
@@ -78,22 +85,23 @@ def crosses(page):
     )
 
 
-def click_mode_on(page):
-    page.locator(".ablation-card").scroll_into_view_if_needed()
+def click_mode_on(page, then):
+    """Switch "Click units to switch them off" on (in the Intervene view), then open the view ``then``."""
+    show(page, "intervene")
     page.check("#abl-mode input")
     page.wait_for_function("() => document.body.classList.contains('abl-mode-on')")
+    show(page, then)
 
 
 def test_graph_clicks_switch_units_off_and_back_on_instead_of_opening_the_unit_card(page):
     page.wait_for_function("() => document.querySelector('#unit-title').textContent.length > 0")
     title = page.text_content("#unit-title")
-    click_mode_on(page)
-    page.locator("#net-graph").scroll_into_view_if_needed()
+    click_mode_on(page, "network")
     page.wait_for_function(f"() => {{ const gd = document.querySelector('{NET}'); return gd && gd._fullData; }}")
     assert crosses(page) == []
     click_node(page, "fc1", 5)
     page.wait_for_function(LIST_HAS, arg="fc1 5 × 0")
-    page.wait_for_selector("#abl-summary .acc-after", timeout=BUSY)
+    page.wait_for_selector("#abl-summary .acc-after", timeout=BUSY, state="attached")  # in the Intervene view
     assert percent(page, "#abl-summary .acc-before") >= 97
     assert "test predictions changed" in page.text_content("#abl-summary")
     page.wait_for_function(
@@ -118,8 +126,7 @@ def test_graph_clicks_switch_units_off_and_back_on_instead_of_opening_the_unit_c
 
 
 def test_box_select_in_the_graph_switches_several_units_off(page):
-    click_mode_on(page)
-    page.locator("#net-graph").scroll_into_view_if_needed()
+    click_mode_on(page, "network")
     page.wait_for_function(f"() => {{ const gd = document.querySelector('{NET}'); return gd && gd._fullData; }}")
     page.locator("#net-graph").hover()
     page.click("#net-graph .modebar-btn[data-val='select']")  # the graph's own box select
@@ -135,6 +142,7 @@ def test_box_select_in_the_graph_switches_several_units_off(page):
 
 
 def test_activation_panel_cells_switch_units_off_and_back_on(page):
+    show(page, "activations")
     choose(page, "#panel-layer", "fc1")
     page.click("#panel-open")
     page.wait_for_selector("#panel-fc1")
@@ -142,7 +150,7 @@ def test_activation_panel_cells_switch_units_off_and_back_on(page):
     cell = page.locator("#panel-fc1 .act-row").first.locator(".cell[data-unit='12']")
     cell.wait_for()
     cell.click()  # the mode is off: nothing happens
-    click_mode_on(page)
+    click_mode_on(page, "activations")
     assert "No unit is switched off" in page.text_content("#abl-list")
     assert page.evaluate("() => getComputedStyle(document.querySelector('#panel-fc1 .cell')).cursor") == "pointer"
     cell.click()
@@ -150,17 +158,18 @@ def test_activation_panel_cells_switch_units_off_and_back_on(page):
     page.mouse.move(0, 0)
     outline = "() => getComputedStyle(document.querySelector('#panel-fc1 .cell[data-unit=\"12\"]')).outlineColor"
     page.wait_for_function(f"() => ({outline})() === 'rgb(214, 39, 40)'")  # outlined, switched off
-    page.wait_for_selector("#abl-summary .acc-after", timeout=BUSY)
+    page.wait_for_selector("#abl-summary .acc-after", timeout=BUSY, state="attached")
     cell.click()
     page.wait_for_function(NO_UNIT_OFF)
     page.mouse.move(0, 0)
     page.wait_for_function(f"() => ({outline})() !== 'rgb(214, 39, 40)'")
+    show(page, "intervene")
     page.uncheck("#abl-mode input")
     page.wait_for_function("() => !document.body.classList.contains('abl-mode-on')")
 
 
 def test_attribution_overlay_follows_the_method_and_the_sanity_check_shows_steps(page):
-    page.locator(".attribution-card").scroll_into_view_if_needed()
+    show(page, "intervene")
     page.wait_for_function(
         "() => { const i = document.querySelector('#attr-overlay'); return i && i.src.startsWith('data:image/png'); }"
     )

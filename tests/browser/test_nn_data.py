@@ -6,7 +6,7 @@ import pytest
 from layerscope.interop import FILE_METHOD
 from layerscope.pipeline import open_run
 from tests import nn_data
-from tests.browser.conftest import opened, serving
+from tests.browser.conftest import opened, serving, show
 
 pytestmark = pytest.mark.browser
 
@@ -94,6 +94,7 @@ def test_instances_and_the_files_averages(json_page):
     assert caption.startswith("x_10") and "true 0" in caption and "%" not in caption
     assert "predicted class only" in page.text_content("#preview-probs")
     # the file's per-digit averages are the "average" rows, with the file's own values
+    show(page, "activations")
     page.click("text=Add per-digit averages")
     page.wait_for_selector("#panel-dense_1 .act-row:has-text('average 9')", timeout=20_000)
     raw = nn_data.hand_made()

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from layerscope.run import Run
-from tests.browser.conftest import ARGS, BUSY, CHROMIUM, opened
+from tests.browser.conftest import ARGS, BUSY, CHROMIUM, opened, show
 from tests.browser.test_draw import draw, wait_predicted
 
 pytestmark = pytest.mark.browser
@@ -32,9 +32,11 @@ def two_visitors(playwright, server):
 
 def add_gallery_image(page, nth):
     """Double-click the gallery's ``nth`` thumbnail, which adds its row to the panels (a redraw of them); its key."""
+    show(page, "explore")
     thumb = page.locator(".gallery .thumbs").first.locator(".thumb").nth(nth)
     key = re.search(r'"key":(\d+)', thumb.get_attribute("id")).group(1)
     thumb.dblclick()
+    show(page, "activations")
     page.wait_for_selector(f"#panel-fc2 .act-row:has-text('-{key} ')", timeout=BUSY)
     return key
 
@@ -48,13 +50,16 @@ def test_a_drawing_and_kept_drawings_stay_in_the_page_that_made_them(two_visitor
     a, b = two_visitors
     draw(a, LINE)
     wait_predicted(a, "1")
+    show(a, "activations")
     a.wait_for_selector("#panel-fc2 .act-row:has-text('your drawing')", timeout=BUSY)
     # B's panels are redrawn (an image added) while A's drawing exists: it is not among B's rows
     add_gallery_image(b, 2)
     assert "your drawing" not in b.text_content("#panel-fc2")
     assert "drawn by hand" not in b.text_content("#preview-caption")
     # A keeps its 1; B draws a 0 and keeps it: each page's first kept drawing is its "drawing 1", its own digit
+    show(a, "draw")
     a.click("#draw-keep")
+    show(a, "activations")
     a.wait_for_selector("#panel-fc2 .act-row:has-text('drawing 1')", timeout=BUSY)
     draw(b, ELLIPSE)
     wait_predicted(b, "0")
@@ -63,8 +68,12 @@ def test_a_drawing_and_kept_drawings_stay_in_the_page_that_made_them(two_visitor
         "() => document.querySelector('#preview-caption').textContent.includes('drawing 1')", timeout=BUSY
     )
     assert "predicted 0" in b.get_attribute("#preview-caption .live-caption", "data-text")  # shown by CSS
+    show(b, "activations")
+    b.wait_for_selector("#panel-fc2 .act-row:has-text('drawing 1')", timeout=BUSY)
     assert b.locator("#panel-fc2 .act-row", has_text="drawing 1").count() == 1
+    show(b, "draw")
     b.click("#draw-clear")  # B's live 0 goes; its kept one stays, and A's live 1 never came
+    show(b, "activations")
     b.wait_for_function("() => !document.querySelector('#panel-fc2').textContent.includes('your drawing')")
     # A's page, redrawn after B kept and cleared its 0, has its own kept 1 and its live 1 still: B's Clear cleared B's
     add_gallery_image(a, 4)

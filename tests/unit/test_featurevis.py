@@ -29,6 +29,7 @@ from layerscope.featurevis import (
     high_frequency,
     image_prior,
     jitter,
+    layer_featurevis,
     layer_units,
     neuron,
     random_rotate,
@@ -495,3 +496,15 @@ def test_accentuate_raises_the_unit_and_stays_near_the_image(tiny, with_prior):
     assert near.change < acc.change  # a heavier closeness penalty changes the image less
     with pytest.raises(LayerscopeError, match="one \\(C, H, W\\) image"):
         accentuate(tiny, "fc", 2, start[None], prior=prior)
+
+
+def test_layer_featurevis_reports_one_bar_that_only_rises(tiny_run):
+    # two optimisations and an accentuation per unit, each reporting 0..its steps: once read 0 -> 91 -> 35 -> 100%
+    calls = []
+    layer_featurevis(
+        Run(tiny_run.path), "conv2", [1, 2], steps=4, recompute=True, store=False, progress=lambda *c: calls.append(c)
+    )
+    assert {task for task, _, _ in calls} == {"featurevis conv2"}
+    fractions = [done / total for _, done, total in calls]
+    assert fractions[0] == 0 and fractions[-1] == 1
+    assert all(a <= b for a, b in zip(fractions, fractions[1:], strict=False))

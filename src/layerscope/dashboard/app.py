@@ -28,6 +28,7 @@ from layerscope.dashboard.layout import build_layout
 from layerscope.dashboard.live import register_live
 from layerscope.dashboard.messages import on_callback_error
 from layerscope.dashboard.state import DashboardState
+from layerscope.dashboard.workspace import register_workspace
 from layerscope.run import Run
 
 __all__ = ["create_app", "serve", "show"]
@@ -62,6 +63,7 @@ def create_app(
     app.layout = build_layout(state)
     register(app, state)
     register_jobs(app, state)
+    register_workspace(app, state)
     if state.has_model:
         register_inside(app, state)
         register_draw(app, state)

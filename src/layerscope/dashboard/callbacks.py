@@ -13,7 +13,7 @@ from dash import ALL, Dash, Input, Output, Patch, State, ctx, dcc, html, no_upda
 from dash.exceptions import PreventUpdate
 
 from layerscope.analysis import explain_misclassification, neuron_order
-from layerscope.dashboard import figures, ids
+from layerscope.dashboard import figures, ids, views
 from layerscope.dashboard.checks import (
     MAX_ROWS,
     check_choice,
@@ -25,7 +25,7 @@ from layerscope.dashboard.checks import (
     first_point,
 )
 from layerscope.dashboard.components import attrs
-from layerscope.dashboard.layout import METHOD_LABELS, method_options
+from layerscope.dashboard.layout import METHOD_LABELS, QUALITY_HINTS, method_options
 from layerscope.dashboard.state import LIVE, DashboardState, is_drawing
 from layerscope.errors import LayerscopeError
 from layerscope.interop.seed_json import FILE_METHOD
@@ -73,13 +73,6 @@ def _keep(state: DashboardState, layer: str, method: str, split: str) -> np.ndar
     return keep
 
 
-def _trace_indices(state: DashboardState, layer: str, method: str, split: str, color: str) -> list[np.ndarray]:
-    """Dataset indices of each trace of a projection figure, in trace order (the misclassified ring last)."""
-    keep = _keep(state, layer, method, split)
-    traces = figures.scatter_traces(state.labels, state.predicted, state.confidence, keep, color)
-    return [idx for _, idx, _ in traces] + [np.flatnonzero(keep & state.wrong)]
-
-
 def _brushed_row(state: DashboardState, selection: list[int] | None, selected: Any) -> list[Any]:
     """The first images of the brushed selection, above the gallery."""
     if not selection:
@@ -90,23 +83,6 @@ def _brushed_row(state: DashboardState, selection: list[int] | None, selected: A
     )
     thumbs = [_thumb(state, int(i), selected, state.name(int(i))) for i in shown]
     return [html.Div(title, className="row-title"), html.Div(thumbs, className="thumbs brushed-row")]
-
-
-def _points_to_indices(state: DashboardState, pairs: Any, view: list[Any]) -> list[int]:
-    """Dataset indices of plotly (trace, point) pairs of a projection figure drawn as ``view`` (see _view_states);
-    pairs naming no point of the figure are left out."""
-    traces = _trace_indices(state, *check_view(state, *view))
-    # a lasso over every point sends each once, the misclassified twice (their ring is a trace of its own)
-    if not isinstance(pairs, list) or len(pairs) > 2 * state.n:
-        raise LayerscopeError(f"the brushed points are not a list of at most {2 * state.n:,} points; brush again.")
-    picked = set()
-    for pair in pairs:
-        if not isinstance(pair, list) or len(pair) != 2 or any(type(v) is not int for v in pair):
-            raise LayerscopeError(f"the point {str(pair)[:40]} is not a pair of whole numbers; brush again.")
-        c, p = pair
-        if 0 <= c < len(traces) and 0 <= p < len(traces[c]):
-            picked.add(int(traces[c][p]))
-    return sorted(picked)
 
 
 def _row_label(state: DashboardState, row: dict[str, Any]) -> str:
@@ -233,17 +209,13 @@ def register(app: Dash, state: DashboardState) -> None:
         Output(ids.SELECTED, "data"),
         Input({"type": ids.THUMB, "key": ALL}, "n_clicks"),
         Input({"type": ids.TOPK_THUMB, "key": ALL, "rank": ALL}, "n_clicks"),
-        Input(ids.proj("graph", "a"), "clickData"),
-        Input(ids.proj("graph", "b"), "clickData"),
+        Input(ids.proj("clicked", "a"), "data"),
+        Input(ids.proj("clicked", "b"), "data"),
         Input({"type": ids.ROW_NAME, "row": ALL}, "n_clicks"),
         State(ids.ROWS, "data"),
-        *_view_states("a"),
-        *_view_states("b"),
         prevent_initial_call=True,
     )
-    def select(
-        _thumbs: Any, _topk: Any, click_a: Any, click_b: Any, _names: Any, rows: list[dict[str, Any]], *views: str
-    ) -> Any:
+    def select(_thumbs: Any, _topk: Any, click_a: Any, click_b: Any, _names: Any, rows: list[dict[str, Any]]) -> Any:
         trigger = ctx.triggered_id
         if not ctx.triggered or ctx.triggered[0]["value"] in (None, 0):
             raise PreventUpdate
@@ -257,15 +229,7 @@ def register(app: Dash, state: DashboardState) -> None:
             if row["kind"] == "class":
                 return f"mean:{row['key']}"
             raise PreventUpdate
-        from_a = trigger == ids.proj("graph", "a")
-        point = first_point(click_a if from_a else click_b)
-        if "curveNumber" not in point or "pointNumber" not in point:
-            raise PreventUpdate
-        view = list(views[:4] if from_a else views[4:])
-        picked = _points_to_indices(state, [[point["curveNumber"], point["pointNumber"]]], view)
-        if not picked:
-            raise PreventUpdate
-        return picked[0]
+        return check_index(click_a if trigger == ids.proj("clicked", "a") else click_b, state.n, "image index")
 
     # -- confusion matrix -----------------------------------------------------------------------------------------
     @app.callback(Output(ids.CONFUSION, "figure"), Input(ids.CONFUSION, "id"))
@@ -365,47 +329,46 @@ def register(app: Dash, state: DashboardState) -> None:
         ]
         return body, f"page {page + 1} / {pages} · {len(correct):,} correct"
 
-    @app.callback(Output(ids.GALLERY_BRUSHED, "children"), Input(ids.SELECTION, "data"), State(ids.SELECTED, "data"))
-    def brushed_strip(selection: Any, selected: Any) -> Any:
-        return _brushed_row(state, check_selection(state, selection), selected)
+    @app.callback(
+        Output(ids.GALLERY_BRUSHED, "children"),
+        Input(ids.SELECTION, "data"),
+        Input(ids.GALLERY_FILTER, "data"),
+        State(ids.SELECTED, "data"),
+    )
+    def brushed_strip(selection: Any, cell: Any, selected: Any) -> Any:
+        """The brushed images above the gallery; none while a confusion cell fills the gallery with them."""
+        return [] if cell else _brushed_row(state, check_selection(state, selection), selected)
 
     # -- projections ----------------------------------------------------------------------------------------------
     for panel in ids.PANEL_IDS:
         _register_projection(app, state, panel)
 
     for panel in ids.PANEL_IDS:
-        # selectedData can hold tens of thousands of points with coordinates: reduce it in the browser to
-        # (trace, point) pairs before anything travels to the server.
-        app.clientside_callback(
-            """function(data) {
-                if (!data || !data.points) { return null; }
-                return data.points.map(function(p) { return [p.curveNumber, p.pointNumber]; });
-            }""",
-            Output(ids.proj("brush", panel), "data"),
-            Input(ids.proj("graph", panel), "selectedData"),
-            prevent_initial_call=True,
-        )
+        # clicks, hovers and brushes reach the server as the images' indices, each point's customdata, looked up in
+        # the browser (assets/workspace.js): selectedData can hold tens of thousands of points with coordinates
+        for prop, store in (("selectedData", "brush"), ("clickData", "clicked"), ("hoverData", "hovered")):
+            app.clientside_callback(
+                f"function(data) {{ return window.layerscope.pointIndices('{panel}', data, '{store}'); }}",
+                Output(ids.proj(store, panel), "data"),
+                Input(ids.proj("graph", panel), prop),
+                prevent_initial_call=True,
+            )
 
     @app.callback(
         Output(ids.SELECTION, "data", allow_duplicate=True),
         Output(ids.SELECTION_ORIGIN, "data"),
         Input(ids.proj("brush", "a"), "data"),
         Input(ids.proj("brush", "b"), "data"),
-        *_view_states("a"),
-        *_view_states("b"),
         State(ids.SELECTION, "data"),
         prevent_initial_call=True,
     )
-    def brushed(a: Any, b: Any, *views_and_current: Any) -> Any:
+    def brushed(a: Any, b: Any, current: Any) -> Any:
         """The images brushed in one panel; `HIGHLIGHT_JS` lights them up in the other."""
         from_a = ctx.triggered_id == ids.proj("brush", "a")
-        pairs = a if from_a else b
-        current = check_selection(state, views_and_current[-1])
-        if not pairs and not current:  # the graph reporting its initial empty selection
+        indices = a if from_a else b
+        if not indices and not check_selection(state, current):  # the graph reporting its initial empty selection
             raise PreventUpdate
-        view = list(views_and_current[:4] if from_a else views_and_current[4:8])
-        selection = _points_to_indices(state, pairs, view) if pairs else []  # [] = cleared
-        return selection, "a" if from_a else "b"
+        return check_selection(state, indices) or [], "a" if from_a else "b"  # [] = cleared
 
     # Linked highlight, in the browser: a Plotly.restyle of `selectedpoints` on the drawn figure costs one redraw,
     # where a server Patch makes dcc.Graph re-run Plotly.react on the whole 70k-point figure first (measured
@@ -422,6 +385,7 @@ def register(app: Dash, state: DashboardState) -> None:
     @app.callback(
         Output(ids.ROWS, "data"),
         Output(ids.EXPLAIN, "data"),
+        Output(ids.PANEL_ORDERS, "data", allow_duplicate=True),
         Input(ids.ADD_BUTTON, "n_clicks"),
         Input(ids.EXPLAIN_BUTTON, "n_clicks"),
         Input(ids.CLASS_ROWS, "n_clicks"),
@@ -431,10 +395,20 @@ def register(app: Dash, state: DashboardState) -> None:
         State(ids.SELECTED, "data"),
         State(ids.ROWS, "data"),
         State(ids.EXPLAIN, "data"),
+        State(ids.PANELS, "data"),
         prevent_initial_call=True,
     )
     def rows(
-        _a: Any, _e: Any, _c: Any, _r: Any, _g: Any, dbl: Any, selected: Any, current: list[Any], explain: Any
+        _a: Any,
+        _e: Any,
+        _c: Any,
+        _r: Any,
+        _g: Any,
+        dbl: Any,
+        selected: Any,
+        current: list[Any],
+        explain: Any,
+        panels: Any,
     ) -> Any:
         trigger = ctx.triggered_id
         if not ctx.triggered or ctx.triggered[0]["value"] in (None, 0):
@@ -460,25 +434,26 @@ def register(app: Dash, state: DashboardState) -> None:
                 add({"kind": "image", "key": key})
             else:
                 add({"kind": "image", "key": selected})
-            return rows, explain
+            return rows, explain, no_update
         if trigger == ids.EXPLAIN_BUTTON:
             i = check_index(selected, state.n, "image to explain")
             add({"kind": "image", "key": i})
             add({"kind": "class", "key": int(state.labels[i])})
             add({"kind": "class", "key": int(state.predicted[i])})
-            return rows, i
+            # every open panel sorts its units by how the image departs from its class toward the predicted one
+            return rows, i, {layer: "explain" for layer in _check_panels(state, panels)}
         if trigger == ids.CLASS_ROWS:
             for k in range(len(state.class_names)):
                 add({"kind": "class", "key": k})
-            return rows, explain
+            return rows, explain, no_update
         if isinstance(trigger, dict) and trigger.get("type") == ids.ROW_REMOVE:
             removed = rows.pop(check_index(trigger.get("row"), len(rows), "activation row"))
             if removed == {"kind": "image", "key": explain}:
                 explain = None
-            return rows, explain
+            return rows, explain, no_update
         if isinstance(trigger, dict) and trigger.get("type") == ids.GROUP_ADD_ROW:
             add({"kind": "group", "key": check_label(trigger.get("name"), "group name")})
-        return rows, explain
+        return rows, explain, no_update
 
     @app.callback(
         Output(ids.PANELS, "data"),
@@ -563,15 +538,36 @@ def register(app: Dash, state: DashboardState) -> None:
         ]
 
     @app.callback(
+        Output(ids.PANEL_ORDERS, "data"),
+        Input({"type": ids.PANEL_SORT, "layer": ALL}, "value"),
+        State({"type": ids.PANEL_SORT, "layer": ALL}, "id"),
+        State(ids.PANEL_ORDERS, "data"),
+        prevent_initial_call=True,
+    )
+    def orders(values: Any, names: Any, current: Any) -> Any:
+        """A panel's order dropdown, kept by layer (a redraw of the panels keeps each panel's order)."""
+        try:
+            now = _check_orders(current)
+        except LayerscopeError:
+            now = {}
+        if not isinstance(values, list) or not isinstance(names, list) or len(values) != len(names):
+            raise PreventUpdate
+        wanted = dict(now)
+        for name, value in zip(names, values, strict=True):
+            if isinstance(name, dict) and isinstance(name.get("layer"), str):
+                wanted[name["layer"]] = check_choice(value, PANEL_SORTS, "panel order")
+        return no_update if wanted == now else wanted
+
+    @app.callback(
         Output(ids.PANEL_AREA, "children"),
         Input(ids.PANELS, "data"),
         Input(ids.ROWS, "data"),
         Input(ids.GROUPS, "data"),
         Input(ids.SELECTION, "data"),
         Input(ids.EXPLAIN, "data"),
-        Input({"type": ids.PANEL_SORT, "layer": ALL}, "value"),
+        Input(ids.PANEL_ORDERS, "data"),
         Input(ids.DRAW_SETTLED, "data"),  # a finished stroke: the panels follow the pen stroke by stroke
-        State({"type": ids.PANEL_SORT, "layer": ALL}, "id"),
+        Input(ids.VIEW, "data"),
     )
     def panel_area(
         panels: list[str],
@@ -579,29 +575,32 @@ def register(app: Dash, state: DashboardState) -> None:
         groups: dict[str, list[int]],
         selection: Any,
         explain: Any,
-        sorts: list[Any],
+        orders: Any,
         _drawn: Any,
-        sort_ids: list[Any],
+        view: Any,
     ) -> Any:
+        views.gate("activations", view)  # hundreds of cells per row: drawn when the Activations view is open
         try:
             panels = _check_panels(state, panels)
             rows = check_rows(state, rows)
             groups = check_groups(state, groups)
             selection = check_selection(state, selection)
             explain = check_index(explain, state.n, "image to explain") if explain is not None else None
-            if not isinstance(sorts, list) or not isinstance(sort_ids, list) or len(sorts) != len(sort_ids):
-                raise LayerscopeError("the panels' orders do not match the panels; reload the page.")
-            chosen = {
-                (i.get("layer") if isinstance(i, dict) else None): check_choice(v, PANEL_SORTS, "panel order")
-                for i, v in zip(sort_ids, sorts, strict=True)
-            }
+            chosen = _check_orders(orders)
         except LayerscopeError as e:
             return html.Div(str(e), className="bad")
-        if explain is not None and any(t["prop_id"] == f"{ids.EXPLAIN}.data" for t in ctx.triggered):
-            chosen = {layer: "explain" for layer in panels}
         if not panels:
             return html.Div("Open a panel for a layer to compare activations row by row.", className="hint")
         return [_panel(state, layer, rows, groups, selection, explain, chosen.get(layer, "none")) for layer in panels]
+
+
+def _check_orders(value: Any) -> dict[str, str]:
+    """{layer: unit order} of the open panels (PANEL_ORDERS); a layer not named is in unit order."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or len(value) > 1000:
+        raise LayerscopeError("the panels' orders are not a mapping of layers to orders; reload the page.")
+    return {str(k): check_choice(v, PANEL_SORTS, "panel order") for k, v in value.items()}
 
 
 def _check_panels(state: DashboardState, value: Any) -> list[str]:
@@ -784,7 +783,14 @@ def _register_projection(app: Dash, state: DashboardState, panel: str) -> None:
         State(ids.proj("status", panel), "children"),
     )
     def projection(
-        layer: Any, method: Any, color: Any, split: Any, tick: Any, selection: Any, present: Any, status_now: Any
+        layer: Any,
+        method: Any,
+        color: Any,
+        split: Any,
+        tick: Any,
+        selection: Any,
+        present: Any,
+        status_now: Any,
     ) -> Any:
         try:
             layer, method, split, color = check_view(state, layer, method, split, color)
@@ -865,13 +871,22 @@ def _register_projection(app: Dash, state: DashboardState, panel: str) -> None:
             )
             return figures.empty_figure(text), text, ""
         if not state.available(layer, method):
+            job = state.jobs.get((layer, method))
+            if job is not None and job.cancelled and ctx.triggered_id == ids.JOBS_INTERVAL:
+                # stopped on request: a poll does not start it again, choosing it again does
+                state.scratch.mark_seen(job)
+                text = f"{label} was cancelled; choose the method again to compute it."
+                return figures.empty_figure(text), text, ""
             job = state.start_projection(layer, method)
             if job.error:
+                state.scratch.mark_seen(job)
                 return figures.empty_figure(), html.Span(f"{label} failed: {job.error}", className="bad"), ""
-            text = f"computing {label} over {state.n:,} images… {job.percent}% ({job.task})"
+            # the work it waits on (the PCA a t-SNE starts from) is the task it names
+            text = f"computing {label} over {state.n:,} images… {job.describe()}"
             return figures.empty_figure(text), text, ""
         if ctx.triggered_id == ids.JOBS_INTERVAL and _tick is not None and not _was_waiting(state, layer, method):
             raise PreventUpdate
+        keep = _keep(state, layer, method, split)
         try:
             embedding = state.projection(layer, method)
             fig = figures.scatter_figure(
@@ -879,46 +894,61 @@ def _register_projection(app: Dash, state: DashboardState, panel: str) -> None:
                 state.labels,
                 state.predicted,
                 state.confidence,
-                _keep(state, layer, method, split),
+                keep,
                 color,
                 state.class_names,
+                selection=np.asarray(selection) if selection else None,
             )
         except Exception as e:  # an error in one panel is shown there; the page keeps working
             return figures.empty_figure(), html.Span(f"cannot show {label}: {e}", className="bad"), ""
-        if selection:
-            for trace, points in zip(
-                fig.data,
-                figures.selected_points(_trace_indices(state, layer, method, split, color), np.asarray(selection)),
-                strict=True,
-            ):
-                trace.selectedpoints = points
         meta = state.projection_meta(layer, method)
         # a file's projection of a layer without activations has no trustworthiness: nothing to compare it with
         quality = [
-            html.Span(f"{title} {meta[key]:.3f}")
+            html.Span(f"{title} {meta[key]:.3f}", title=QUALITY_HINTS[key], className="term")
             for key, title in (("knn_accuracy", "kNN accuracy (k=10, 2-D)"), ("trustworthiness", "trustworthiness"))
             if key in meta
         ]
-        quality.append(html.Span(f"{meta.get('n_points', state.n):,} points"))
+        shown = int(keep.sum())
+        quality.append(html.Span(f"{shown:,} points" + (f" ({split} split)" if split != "all" else "")))
         if meta.get("note"):
             quality.append(html.Span(meta["note"], className="hint"))
         return fig, "", quality
 
+    # Cancel shows while the panel's projection is being computed (its status says "computing ...")
+    app.clientside_callback(
+        """function(status) {
+            const busy = typeof status === "string" && status.indexOf("computing ") === 0;
+            return {display: busy ? "inline-block" : "none"};
+        }""",
+        Output(ids.proj("cancel", panel), "style"),
+        Input(ids.proj("status", panel), "children"),
+    )
+
+    @app.callback(
+        Output(ids.proj("status", panel), "children", allow_duplicate=True),
+        Input(ids.proj("cancel", panel), "n_clicks"),
+        *_view_states(panel)[:2],
+        prevent_initial_call=True,
+    )
+    def cancel(n: Any, layer: Any, method: Any) -> Any:
+        """Stop the projection the panel waits for; the background thread is free for the next one."""
+        if not n:
+            raise PreventUpdate
+        layer, method, _, _ = check_view(state, layer, method, "all", "label")
+        if not state.cancel_projection(layer, method):
+            raise PreventUpdate
+        return f"stopping the {METHOD_LABELS[method]} of {layer}…"
+
     @app.callback(
         Output(ids.proj("hover-img", panel), "src"),
         Output(ids.proj("hover-text", panel), "children"),
-        Input(ids.proj("graph", panel), "hoverData"),
-        *_view_states(panel),
+        Input(ids.proj("hovered", panel), "data"),
         prevent_initial_call=True,
     )
-    def hover(data: Any, *view: str) -> Any:
-        point = first_point(data)
-        if "curveNumber" not in point or "pointNumber" not in point:
+    def hover(i: Any) -> Any:
+        if i is None:
             raise PreventUpdate
-        picked = _points_to_indices(state, [[point["curveNumber"], point["pointNumber"]]], list(view))
-        if not picked:
-            raise PreventUpdate
-        i = picked[0]
+        i = check_index(i, state.n, "image index")
         names = state.class_names
         confidence = f" ({state.confidence[i]:.0%})" if state.has_probabilities else ""
         text = [

@@ -11,23 +11,26 @@ from plotly.colors import qualitative, sample_colorscale
 
 __all__ = [
     "CLASS_COLORS",
+    "DOUBT_SCALE",
     "base_layout",
     "colour_lut",
     "confusion_figure",
+    "doubt",
     "empty_figure",
     "probability_bars",
     "probability_figure",
     "scatter_figure",
-    "selected_points",
     "viridis",
 ]
 
 CLASS_COLORS = qualitative.T10 + qualitative.Alphabet
 WRONG_COLOR = "#d62728"
 FONT = dict(family="Inter, system-ui, -apple-system, Segoe UI, sans-serif", size=12, color="#1f2933")
+# the "confidence" colouring's scale, log10(1 - confidence): -4 is 99.99% sure (or surer), 0 is 0%
+DOUBT_SCALE = (-4, 0)
 
 
-def base_layout(fig: go.Figure, height: int, **kwargs: object) -> go.Figure:
+def base_layout(fig: go.Figure, height: int | None, **kwargs: object) -> go.Figure:
     fig.update_layout(
         height=height,
         margin=dict(l=10, r=10, t=10, b=10),
@@ -37,6 +40,22 @@ def base_layout(fig: go.Figure, height: int, **kwargs: object) -> go.Figure:
         **kwargs,
     )
     return fig
+
+
+def doubt(confidence: np.ndarray | Sequence[float]) -> np.ndarray:
+    """log10(1 - confidence), clipped to `DOUBT_SCALE`: a trained network is over 99% sure of most images, so a
+    linear scale paints nearly all of them one colour; on this one 90%, 99% and 99.9% are a quarter of it apart."""
+    lo, hi = DOUBT_SCALE
+    # clipped before the log: a confidence of exactly 1 (float32 softmax) must not become -inf with a warning
+    return np.log10(np.clip(1.0 - np.asarray(confidence, np.float64), 10.0**lo, 10.0**hi))
+
+
+def doubt_colorbar() -> dict[str, object]:
+    """The colour bar of `doubt`, its ticks labelled as confidences: 99.99%, 99.9%, 99%, 90%, 0%."""
+    lo, hi = DOUBT_SCALE
+    ticks = list(range(lo, hi + 1))
+    text = [f"{100 * (1 - 10.0**k):.{max(0, -k - 2)}f}%" for k in ticks]
+    return dict(title="conf.", thickness=10, len=0.6, tickvals=ticks, ticktext=text)
 
 
 def scatter_traces(
@@ -63,9 +82,12 @@ def scatter_figure(
     keep: np.ndarray,
     color_by: str,
     class_names: Sequence[str],
-    height: int = 460,
+    height: int | None = None,
+    selection: np.ndarray | None = None,
 ) -> go.Figure:
-    """All kept points as WebGL scatter traces (one per class), misclassified points ringed on top.
+    """All kept points as WebGL scatter traces (one per class), misclassified points ringed on top, the images of
+    ``selection`` (brushed) drawn large and the rest faded; assets/workspace.js rings the selected image.
+    ``height=None`` fills the graph's box (CSS sizes it).
 
     Each trace carries its dataset indices as ``customdata``; numpy arrays travel to the browser as typed arrays.
     """
@@ -74,11 +96,11 @@ def scatter_figure(
         marker: dict[str, object] = dict(size=3, opacity=0.75)
         if color is None:
             marker.update(
-                color=confidence[idx].astype(np.float32),
-                colorscale="Viridis",
-                cmin=0,
-                cmax=1,
-                colorbar=dict(title="conf.", thickness=10, len=0.6),
+                color=doubt(confidence[idx]).astype(np.float32),
+                colorscale="Viridis_r",  # the sure yellow, as on a linear scale; doubt dark, standing out on white
+                cmin=DOUBT_SCALE[0],
+                cmax=DOUBT_SCALE[1],
+                colorbar=doubt_colorbar(),
             )
         else:
             marker["color"] = color
@@ -91,9 +113,11 @@ def scatter_figure(
                 name=label,
                 customdata=idx.astype(np.int32),
                 marker=marker,
+                selectedpoints=np.flatnonzero(np.isin(idx, selection)).tolist() if selection is not None else None,
                 hovertemplate="#%{customdata}<extra>" + label + "</extra>",
-                selected=dict(marker=dict(opacity=1.0)),
-                unselected=dict(marker=dict(opacity=0.12)),
+                # a brushed few must stand out of 70,000: larger, opaque, the rest nearly gone
+                selected=dict(marker=dict(size=7, opacity=1.0)),
+                unselected=dict(marker=dict(opacity=0.06)),
             )
         )
     wrong = np.flatnonzero(keep & (predicted != labels))
@@ -107,21 +131,20 @@ def scatter_figure(
             marker=dict(size=6, color="rgba(17, 17, 17, 0.8)", symbol="circle-open", line=dict(width=0.8)),
             hovertemplate="#%{customdata} misclassified<extra></extra>",
             visible=True if color_by != "correct" else "legendonly",
+            selectedpoints=np.flatnonzero(np.isin(wrong, selection)).tolist() if selection is not None else None,
+            unselected=dict(marker=dict(opacity=0.1)),
         )
     )
     base_layout(
-        fig, height, dragmode="lasso", uirevision="keep", legend=dict(itemsizing="constant", font=dict(size=11))
+        fig,
+        height,
+        dragmode="lasso",
+        uirevision="keep",
+        legend=dict(itemsizing="constant", font=dict(size=11)),
     )
     fig.update_xaxes(showticklabels=False, zeroline=False, showgrid=False)
     fig.update_yaxes(showticklabels=False, zeroline=False, showgrid=False)
     return fig
-
-
-def selected_points(figure_indices: Sequence[np.ndarray], selected: np.ndarray | None) -> list[list[int] | None]:
-    """For each trace (given its dataset indices), the positions of the selected dataset indices within it."""
-    if selected is None:
-        return [None] * len(figure_indices)
-    return [np.flatnonzero(np.isin(idx, selected)).tolist() for idx in figure_indices]
 
 
 def probability_bars(probs: np.ndarray, true: int) -> dict[str, list[object]]:
@@ -153,7 +176,7 @@ def probability_figure(probs: np.ndarray, true: int, class_names: Sequence[str])
             hovertemplate="%{y}: %{x:.4f}<extra></extra>",
         )
     )
-    base_layout(fig, 24 * len(probs) + 30, bargap=0.25)
+    base_layout(fig, 18 * len(probs) + 26, bargap=0.25)
     fig.update_xaxes(range=[0, 1.18], showticklabels=False, showgrid=False, zeroline=False, fixedrange=True)
     fig.update_yaxes(autorange="reversed", type="category", fixedrange=True)
     return fig

@@ -57,6 +57,7 @@ PANEL_LAYER = "panel-layer"
 PANEL_OPEN = "panel-open"
 PANEL_AREA = "panel-area"
 PANEL_CLOSE = "panel-close"  # pattern: {"type": PANEL_CLOSE, "layer": ...}
+PANEL_ORDERS = "panel-orders"  # store: {layer: unit order} of the activation panels
 PANEL_SORT = "panel-sort"  # pattern: {"type": PANEL_SORT, "layer": ...}
 ROW_REMOVE = "row-remove"  # pattern: {"type": ROW_REMOVE, "row": k}
 ROW_NAME = "row-name"  # pattern: {"type": ROW_NAME, "row": k}
@@ -147,3 +148,29 @@ ATTR_SANITY = "attr-sanity"  # checklist: show the model-randomisation check
 ATTR_SANITY_AREA = "attr-sanity-area"
 ATTR_SANITY_FIG = "attr-sanity-fig"
 ATTR_INTERVAL = "attr-interval"
+
+# the workspace: header, views, the selection sidebar, the address bar
+VIEW = "view"  # store: the view shown ("explore", "activations", ...; views.py)
+SIDEBAR = "sidebar"
+SEARCH = "search"  # the header's box: an image index or name selects it
+SEARCH_ERROR = "search-error"
+GOTO_ATTRIBUTION = "goto-attribution"  # sidebar buttons that open the Intervene view
+GOTO_ABLATION = "goto-ablation"
+ADDRESS = "address"  # store: the page's state as a query string (address.py); assets/workspace.js writes the URL
+ADDRESS_DONE = "address-done"  # store written by workspace.js once the URL shows ADDRESS
+VIEW_SHOWN = "view-shown"  # store written by workspace.js once the view is shown
+ADDRESS_IN = "address-in"  # store: the URL's query string at page open and after back/forward (workspace.js)
+MARKED = "marked"  # store written by the clientside move of the selected image's ring (the panels it is in)
+SELECTION_CSV = "selection-csv"  # button: the brushed selection (or a group) as CSV
+DOWNLOAD = "download"  # dcc.Download of the page's exports
+GROUP_CSV = "group-csv"  # pattern: {"type": GROUP_CSV, "name": ...}
+
+
+def nav(view: str) -> str:
+    """Id of a view's tab in the header: nav("network") -> "nav-network"."""
+    return f"nav-{view}"
+
+
+def view(name: str) -> str:
+    """Id of a view's section: view("network") -> "view-network"."""
+    return f"view-{name}"

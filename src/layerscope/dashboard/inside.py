@@ -12,7 +12,7 @@ import numpy as np
 from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
-from layerscope.dashboard import ids
+from layerscope.dashboard import ids, views
 from layerscope.dashboard.checks import (
     check_ablation_list,
     check_choice,
@@ -328,11 +328,20 @@ def register_inside(app: Dash, state: DashboardState) -> None:
         Input(ids.NET_COLOR, "value"),
         Input(ids.SELECTED, "data"),
         Input(ids.SELECTION, "data"),
+        Input(ids.VIEW, "data"),
         State(ids.ABL_STORE, "data"),
     )
     def network(
-        expanded: Any, per_node: Any, threshold: Any, colour: Any, selected: Any, selection: Any, ablations: Any
+        expanded: Any,
+        per_node: Any,
+        threshold: Any,
+        colour: Any,
+        selected: Any,
+        selection: Any,
+        view: Any,
+        ablations: Any,
     ) -> Any:
+        views.gate("network", view)
         try:
             expanded = _check_expanded(state, expanded)
             per_node = check_int(per_node, 0, MAX_EDGES, "edges per node") if per_node is not None else 0
@@ -429,7 +438,9 @@ def register_inside(app: Dash, state: DashboardState) -> None:
                 layer = shown or default_unit(state)["layer"]
             layer = check_choice(layer, state.activation_layers, "layer")
             units = unit_count(state, layer)
-            if trigger == ids.UNIT_LAYER and layer != shown:
+            # a new layer starts at unit 0, unless the unit number came with it (an address names both)
+            both = {f"{ids.UNIT_LAYER}.value", f"{ids.UNIT_INDEX}.value"} <= {t["prop_id"] for t in ctx.triggered}
+            if trigger == ids.UNIT_LAYER and layer != shown and not both:
                 index = 0
             if index is None:  # an empty box, or one the browser found invalid (a fraction, a negative number)
                 raise LayerscopeError(f"write a unit number of {layer} from 0 to {units - 1}.")
@@ -498,8 +509,10 @@ def register_inside(app: Dash, state: DashboardState) -> None:
         Output(ids.UNIT_GUIDED, "children"),
         Input(ids.UNIT, "data"),
         Input(ids.SELECTED, "data"),
+        Input(ids.VIEW, "data"),
     )
-    def guided(unit: Any, selected: Any) -> Any:
+    def guided(unit: Any, selected: Any, view: Any) -> Any:
+        views.gate("network", view)
         try:
             layer, u = check_unit(state, unit)
             selected = state.image_key(selected)
@@ -539,8 +552,10 @@ def register_inside(app: Dash, state: DashboardState) -> None:
         Input(ids.FMAP_SCALE, "value"),
         Input(ids.FMAP_FOCUS, "data"),
         Input(ids.DRAW_SETTLED, "data"),  # a stroke of the live drawing ended
+        Input(ids.VIEW, "data"),
     )
-    def feature_maps(selected: Any, scale: Any, focus: Any, _drawn: Any) -> Any:
+    def feature_maps(selected: Any, scale: Any, focus: Any, _drawn: Any, view: Any) -> Any:
+        views.gate("network", view)
         if not state.conv_layers:
             return html.Div("This model has no convolutional layers.", className="hint")
         try:
@@ -569,8 +584,10 @@ def register_inside(app: Dash, state: DashboardState) -> None:
         Input(ids.SELECTED, "data"),
         Input(ids.FMAP_SCALE, "value"),
         Input(ids.DRAW_SETTLED, "data"),
+        Input(ids.VIEW, "data"),
     )
-    def zoom(focus: Any, selected: Any, scale: Any, _drawn: Any) -> Any:
+    def zoom(focus: Any, selected: Any, scale: Any, _drawn: Any, view: Any) -> Any:
+        views.gate("network", view)
         try:
             focus = _check_focus(state, focus)
             selected = state.image_key(selected)

@@ -26,7 +26,7 @@ from layerscope.ablation import (
     save_ablation,
 )
 from layerscope.attribution import RandomisationStep, overlay
-from layerscope.dashboard import ids
+from layerscope.dashboard import ids, views
 from layerscope.dashboard.checks import (
     check_ablation_list,
     check_choice,
@@ -62,21 +62,48 @@ METHOD_LABELS = {
 PREDICTED = -1  # the target dropdown's "predicted class"
 MAX_UNITS_TEXT = 1_000  # characters in the units box: "0-15,20,31" is ten
 MAX_SCALE = 1e6  # |scale| of an ablation: any factor a unit is usefully multiplied by, and finite
-BEFORE, AFTER = "#9fb3c8", "#d6604d"
+DROP, GAIN, SAME = "#d6604d", "#4393c3", "#9aa5b1"  # a class's accuracy after ablating: lower, higher, unchanged
+MIN_CHANGE_SPAN = 1.0  # percentage points each side of 0 on the per-class change axis, however small the change
 
 
 # -- pure builders ----------------------------------------------------------------------------------------------------
 def ablation_class_figure(before: np.ndarray, after: np.ndarray, class_names: Sequence[str]) -> go.Figure:
-    """Per-class accuracy before and after ablating, as grouped bars (percent)."""
-    fig = go.Figure()
+    """Per-class test accuracy after ablating minus before, in percentage points: bars coloured by sign on an axis
+    symmetric about 0 and sized to the largest change (at least ``MIN_CHANGE_SPAN``), so a 1-point drop shows, where
+    on a 0-100 axis it is a pixel. The hover gives both accuracies; a class without test images changes by 0."""
+    b = np.asarray(before, np.float64) * 100  # (K,) percent; NaN: the class has no test images
+    a = np.asarray(after, np.float64) * 100
+    change = np.nan_to_num(a - b)  # (K,) percentage points
+    span = max(MIN_CHANGE_SPAN, 1.15 * float(np.abs(change).max(initial=0.0)))  # room for the bars' labels
     names = [str(n) for n in class_names]
-    for label, values, colour in (("before", before, BEFORE), ("after", after, AFTER)):
-        fig.add_bar(x=names, y=np.nan_to_num(np.asarray(values, np.float64) * 100), name=label, marker_color=colour)
-    base_layout(fig, 240, barmode="group", legend=dict(orientation="h", y=1.12, x=0))
-    fig.update_yaxes(title="accuracy %", range=[0, 100], gridcolor="#e4e7eb", fixedrange=True)
+    fig = go.Figure(
+        go.Bar(
+            x=names,
+            y=change,
+            marker_color=[DROP if c < 0 else GAIN if c > 0 else SAME for c in change],
+            text=[f"{c:+.1f}" if abs(c) >= 0.05 else "" for c in change],
+            textposition="outside",
+            cliponaxis=False,
+            customdata=[[_percent(x), _percent(y)] for x, y in zip(b, a, strict=True)],
+            hovertemplate="class %{x}: %{customdata[0]} → %{customdata[1]} (%{y:+.2f} points)<extra></extra>",
+        )
+    )
+    base_layout(fig, 240, showlegend=False)
+    fig.update_yaxes(
+        title="accuracy change (points)",
+        range=[-span, span],
+        gridcolor="#e4e7eb",
+        zeroline=True,
+        zerolinecolor="#52606d",
+        fixedrange=True,
+    )
     fig.update_xaxes(type="category", fixedrange=True)
     fig.update_layout(margin=dict(l=50, r=10, t=30, b=30))
     return fig
+
+
+def _percent(value: float) -> str:
+    return "no test images" if math.isnan(value) else f"{value:.2f}%"
 
 
 def confusion_change_figure(change: np.ndarray, class_names: Sequence[str]) -> go.Figure:
@@ -121,8 +148,18 @@ def similarity_figure(steps: Sequence[RandomisationStep]) -> go.Figure:
     ):
         y = [None if math.isnan(v) else v for v in values]
         fig.add_scatter(x=x, y=y, name=name, mode="lines+markers", line=dict(color=colour))
+    # down to the lowest similarity: a map anti-correlated with the trained one (Spearman to -1) must not fall off
+    shown = [v for s in steps for v in (s.spearman, s.ssim) if not math.isnan(v)]
+    low = min([-0.1, *(v - 0.05 for v in shown)])
     base_layout(fig, 220, legend=dict(orientation="h", y=1.15, x=0))
-    fig.update_yaxes(title="similarity", range=[-0.2, 1.05], gridcolor="#e4e7eb", zeroline=True, fixedrange=True)
+    fig.update_yaxes(
+        title="similarity",
+        range=[low, 1.05],
+        gridcolor="#e4e7eb",
+        zeroline=True,
+        zerolinecolor="#52606d",
+        fixedrange=True,
+    )
     fig.update_xaxes(title="layers re-initialised, from the output down", type="category", fixedrange=True)
     fig.update_layout(margin=dict(l=50, r=10, t=30, b=40))
     return fig
@@ -646,8 +683,10 @@ def register_interventions(app: Dash, state: DashboardState) -> None:
         Input(ids.ATTR_METHOD, "value"),
         Input(ids.ATTR_TARGET, "value"),
         Input(ids.ATTR_LAYER, "value"),
+        Input(ids.VIEW, "data"),
     )
-    def attribution(selected: Any, method: Any, target: Any, layer: Any) -> Any:
+    def attribution(selected: Any, method: Any, target: Any, layer: Any, view: Any) -> Any:
+        views.gate("intervene", view)
         style = {"display": "flex" if method == "gradcam" else "none"}
         try:
             selected = state.image_key(selected)
@@ -689,8 +728,10 @@ def register_interventions(app: Dash, state: DashboardState) -> None:
         Input(ids.ATTR_TARGET, "value"),
         Input(ids.ATTR_LAYER, "value"),
         Input(ids.ATTR_INTERVAL, "n_intervals"),
+        Input(ids.VIEW, "data"),
     )
-    def sanity(on: Any, selected: Any, method: str, target: Any, layer: Any, _tick: Any) -> Any:
+    def sanity(on: Any, selected: Any, method: str, target: Any, layer: Any, _tick: Any, view: Any) -> Any:
+        views.gate("intervene", view)
         if not on:
             return [], True
         try:

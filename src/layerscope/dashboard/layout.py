@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dash import dcc, html
 
-from layerscope.dashboard import ids
+from layerscope.dashboard import ids, views
 from layerscope.dashboard.components import card
 from layerscope.dashboard.draw import draw_layout
 from layerscope.dashboard.inside import inside_layout
@@ -20,6 +20,19 @@ METHOD_LABELS = {
     "lda": "LDA",
     "isomap": "Isomap",
 }
+# what each method does, one line: the tooltip of its option
+METHOD_HINTS = {
+    "file": "the 2-D coordinates the imported file gives",
+    "pca": "PCA: the two directions of largest variance; linear, keeps global distances, fast",
+    "tsne": "t-SNE: keeps each point's nearest neighbours close; clusters are real, distances between them are not",
+    "umap": "UMAP: neighbour graph laid out in 2-D; like t-SNE, keeps more of the global layout",
+    "lda": "LDA: the linear directions that best separate the classes (uses the labels)",
+    "isomap": "Isomap: keeps distances measured along the neighbour graph (geodesic), for curved manifolds",
+}
+QUALITY_HINTS = {
+    "knn_accuracy": "the share of points whose 10 nearest neighbours in the 2-D map mostly share their label",
+    "trustworthiness": "how far 2-D neighbours were neighbours in the layer too (1: no false neighbours)",
+}
 COLOR_OPTIONS = [
     {"label": "true label", "value": "label"},
     {"label": "predicted label", "value": "predicted"},
@@ -30,7 +43,7 @@ SPLIT_OPTIONS = [{"label": s, "value": s} for s in ("all", "train", "test")]
 
 
 def method_options(state: DashboardState, layer: str) -> list[dict[str, str]]:
-    return [{"label": METHOD_LABELS[m], "value": m} for m in state.methods(layer)]
+    return [{"label": METHOD_LABELS[m], "value": m, "title": METHOD_HINTS[m]} for m in state.methods(layer)]
 
 
 def projection_panel(state: DashboardState, panel: str, layer: str, method: str) -> html.Div:
@@ -49,10 +62,30 @@ def projection_panel(state: DashboardState, panel: str, layer: str, method: str)
     return card(
         f"Projection {panel.upper()}",
         controls,
-        html.Div(id=ids.proj("status", panel), className="status"),
         html.Div(
             [
-                dcc.Graph(id=ids.proj("graph", panel), config={"displaylogo": False, "scrollZoom": True}),
+                html.Div(id=ids.proj("status", panel), className="status"),
+                html.Button(
+                    "Cancel",
+                    id=ids.proj("cancel", panel),
+                    className="btn small",
+                    style={"display": "none"},
+                    title="stop computing this projection",
+                ),
+            ],
+            className="status-row",
+        ),
+        html.Div(
+            [
+                dcc.Graph(
+                    id=ids.proj("graph", panel),
+                    config={
+                        "displaylogo": False,
+                        "scrollZoom": True,
+                        "toImageButtonOptions": {"filename": f"projection-{panel}", "scale": 2},
+                    },
+                    className="proj-graph",
+                ),
                 html.Div(
                     [html.Img(id=ids.proj("hover-img", panel)), html.Div(id=ids.proj("hover-text", panel))],
                     id=ids.proj("hover", panel),
@@ -61,8 +94,27 @@ def projection_panel(state: DashboardState, panel: str, layer: str, method: str)
             ],
             className="scatter",
         ),
-        html.Div(id=ids.proj("quality", panel), className="quality"),
+        html.Div(
+            [
+                html.Div(id=ids.proj("quality", panel), className="quality"),
+                html.Div(
+                    [
+                        html.Span("coordinates", className="label"),
+                        html.Button(
+                            "CSV", id=ids.proj("csv", panel), className="btn small", title="x, y of every image"
+                        ),
+                        html.Button(".npy", id=ids.proj("npy", panel), className="btn small", title="(N, 2) float32"),
+                    ],
+                    className="exports",
+                ),
+            ],
+            className="panel-foot",
+        ),
+        # the images brushed, clicked and hovered, by index (assets/workspace.js pointIndices)
         dcc.Store(id=ids.proj("brush", panel)),
+        dcc.Store(id=ids.proj("clicked", panel)),
+        dcc.Store(id=ids.proj("hovered", panel)),
+        dcc.Store(id=ids.proj("ringed", panel)),  # written by workspace.js once the selected image's ring follows
         class_name="projection",
     )
 
@@ -78,54 +130,78 @@ def default_views(state: DashboardState) -> tuple[tuple[str, str], tuple[str, st
     return (first, "pca"), (layers[0], "pca")
 
 
-def build_layout(state: DashboardState) -> html.Div:
+def _header(state: DashboardState) -> html.Header:
+    """Run, dataset, model and accuracy; the views; a search box that selects an image by index or name."""
     m = state.run.manifest
     accuracy = m.get("metrics", {}).get("test_accuracy")
     model = m["model"]["class"].split(":")[-1] if state.has_model else f"from {m['source']['kind']} (no model)"
-    header = html.Header(
+    facts = [m["dataset"]["name"], f"{m['dataset']['n_images']:,} images", model]
+    if accuracy is not None:
+        facts.append(f"{'test ' if state.has_model else ''}accuracy {accuracy:.2%}")
+    nav = html.Nav(
         [
-            html.H1("layerscope"),
-            html.Span(
-                f"{m['dataset']['name']} · {m['dataset']['n_images']:,} images · {model}"
-                + (f" · {'test ' if state.has_model else ''}accuracy {accuracy:.2%}" if accuracy is not None else ""),
-                className="subtitle",
+            html.Button(title, id=ids.nav(view), className="tab", title=hint, n_clicks=0)
+            for view, title, hint in views.shown(state.has_model)
+        ],
+        className="tabs",
+    )
+    search = html.Div(
+        [
+            dcc.Input(
+                id=ids.SEARCH,
+                type="search",
+                placeholder="image # or name",
+                debounce=True,
+                className="text search",
+                autoComplete="off",
             ),
+            html.Div(id=ids.SEARCH_ERROR, className="search-error"),
+        ],
+        className="search-box",
+    )
+    return html.Header(
+        [
+            html.Div(
+                [html.H1("layerscope"), html.Span(" · ".join(facts), className="subtitle", title=state.run.path.name)],
+                className="brand",
+            ),
+            nav,
+            search,
         ]
     )
-    preview = card(
-        "Selected image",
-        html.Div(
-            [
-                html.Img(id=ids.PREVIEW_IMAGE, className="preview-img"),
-                html.Div(
-                    [
-                        html.Div(id=ids.PREVIEW_CAPTION, className="caption"),
-                        dcc.Graph(id=ids.PREVIEW_PROBS, config={"displayModeBar": False}, className="probs"),
-                        html.Div(
-                            [
-                                html.Button("Add to activation panels", id=ids.ADD_BUTTON, className="btn"),
-                                html.Button("Explain misclassification", id=ids.EXPLAIN_BUTTON, className="btn warn"),
-                            ],
-                            className="buttons",
-                        ),
-                    ],
-                    className="preview-side",
-                ),
-            ],
-            className="preview",
-        ),
+
+
+def _sidebar(state: DashboardState) -> html.Aside:
+    """The selected image, its prediction and what can be done with it: on every view."""
+    actions = [
+        html.Button("Add to activation panels", id=ids.ADD_BUTTON, className="btn"),
+        html.Button("Explain misclassification", id=ids.EXPLAIN_BUTTON, className="btn warn"),
+    ]
+    if state.has_model:
+        actions += [
+            html.Button("Attributions", id=ids.GOTO_ATTRIBUTION, className="btn", title="what the decision rests on"),
+            html.Button("Switch units off", id=ids.GOTO_ABLATION, className="btn", title="ablation on the test set"),
+        ]
+    return html.Aside(
+        [
+            html.H3("Selected image"),
+            html.Img(id=ids.PREVIEW_IMAGE, className="preview-img"),
+            html.Div(id=ids.PREVIEW_CAPTION, className="caption"),
+            dcc.Graph(id=ids.PREVIEW_PROBS, config={"displayModeBar": False}, className="probs"),
+            html.Div(actions, className="buttons"),
+            html.Div(
+                "← → step through the gallery · Esc clears the brush · the address bar keeps the view: copy it to "
+                "share or come back",
+                className="hint keys",
+            ),
+        ],
+        className="sidebar",
+        id=ids.SIDEBAR,
     )
-    confusion = card(
-        "Confusion matrix (test set)",
-        dcc.Graph(id=ids.CONFUSION, config={"displayModeBar": False}),
-        html.Div("Click a cell to list its images in the gallery and highlight them.", className="hint"),
-    )
-    (first, method_a), (second, method_b) = default_views(state)
-    projections = html.Div(
-        [projection_panel(state, "a", first, method_a), projection_panel(state, "b", second, method_b)],
-        className="row two",
-    )
-    gallery = card(
+
+
+def _gallery(state: DashboardState) -> html.Div:
+    return card(
         "Gallery",
         html.Div(
             [
@@ -147,9 +223,9 @@ def build_layout(state: DashboardState) -> html.Div:
                     clearable=False,
                     className="ctl wide",
                 ),
-                html.Button("‹", id=ids.GALLERY_PREV, className="btn small"),
+                html.Button("‹", id=ids.GALLERY_PREV, className="btn small", title="previous page"),
                 html.Span(id=ids.GALLERY_INFO, className="page-info"),
-                html.Button("›", id=ids.GALLERY_NEXT, className="btn small"),
+                html.Button("›", id=ids.GALLERY_NEXT, className="btn small", title="next page"),
                 html.Button("Clear filter", id=ids.GALLERY_CLEAR_FILTER, className="btn small"),
             ],
             className="controls",
@@ -157,16 +233,26 @@ def build_layout(state: DashboardState) -> html.Div:
         html.Div(id=ids.GALLERY_BRUSHED, className="gallery"),
         html.Div(id=ids.GALLERY_BODY, className="gallery"),
         html.Div(
-            "Click selects and previews; double-click (or 'Add to activation panels') adds the image to the panels.",
+            "Click selects; double-click (or 'Add to activation panels') adds the image to the panels.",
             className="hint",
         ),
+        class_name="gallery-card",
     )
-    groups = card(
+
+
+def _groups(state: DashboardState) -> html.Div:
+    return card(
         "Groups",
         html.Div(
             [
                 dcc.Input(id=ids.GROUP_NAME, placeholder="name for the brushed points", className="text"),
                 html.Button("Save selection as group", id=ids.GROUP_SAVE, className="btn"),
+                html.Button("Download selection (CSV)", id=ids.SELECTION_CSV, className="btn"),
+            ],
+            className="controls",
+        ),
+        html.Div(
+            [
                 dcc.Dropdown(
                     [{"label": "true digit", "value": "true"}, {"label": "misclassified as", "value": "wrong-as"}],
                     "true",
@@ -187,8 +273,13 @@ def build_layout(state: DashboardState) -> html.Div:
         ),
         html.Div(id=ids.GROUP_ERROR, className="bad"),
         html.Div(id=ids.GROUP_LIST, className="group-list"),
+        dcc.Download(id=ids.DOWNLOAD),
+        class_name="groups-card",
     )
-    panels = card(
+
+
+def _activation_panels(state: DashboardState) -> html.Div:
+    return card(
         "Activation panels",
         html.Div(
             [
@@ -198,13 +289,46 @@ def build_layout(state: DashboardState) -> html.Div:
             ],
             className="controls",
         ),
+        html.Div(
+            "Each row is an image, a group's mean or a digit's average; each cell a unit, coloured by its activation.",
+            className="hint",
+        ),
         html.Div(id=ids.PANEL_AREA),
     )
+
+
+def build_layout(state: DashboardState) -> html.Div:
+    confusion = card(
+        "Confusion matrix (test set)",
+        dcc.Graph(id=ids.CONFUSION, config={"displayModeBar": False}),
+        html.Div("Click a cell to list its images in the gallery and highlight them.", className="hint"),
+        class_name="confusion-card",
+    )
+    (first, method_a), (second, method_b) = default_views(state)
+    projections = html.Div(
+        [projection_panel(state, "a", first, method_a), projection_panel(state, "b", second, method_b)],
+        className="row two projections",
+    )
+    explore = [
+        projections,
+        html.Div(
+            [_gallery(state), html.Div([confusion, _groups(state)], className="stack")], className="row explore-below"
+        ),
+    ]
+    body = {
+        "explore": explore,
+        "activations": [_activation_panels(state)],
+        "network": inside_layout(state),
+        "draw": draw_layout(state),
+        "intervene": interventions_layout(state),
+    }
     stores = [
         dcc.Store(id=ids.SELECTED, data=0),
-        dcc.Store(id=ids.ROWS, data=[]),
-        dcc.Store(id=ids.PANELS, data=[first] if first in state.activation_layers else []),
-        dcc.Store(id=ids.GROUPS, data={}),
+        # what a visitor builds survives a reload of the page (sessionStorage: this tab's, not another's)
+        dcc.Store(id=ids.ROWS, data=[], storage_type="session"),
+        dcc.Store(id=ids.PANELS, data=[first] if first in state.activation_layers else [], storage_type="session"),
+        dcc.Store(id=ids.GROUPS, data={}, storage_type="session"),
+        dcc.Store(id=ids.PANEL_ORDERS, data={}, storage_type="session"),
         dcc.Store(id=ids.SELECTION, data=None),
         dcc.Store(id=ids.SELECTION_ORIGIN, data=None),
         dcc.Store(id=ids.HIGHLIGHT_DONE, data=None),
@@ -212,24 +336,34 @@ def build_layout(state: DashboardState) -> html.Div:
         dcc.Store(id=ids.EXPLAIN, data=None),
         dcc.Store(id=ids.GALLERY_FILTER, data=None),
         dcc.Store(id=ids.GALLERY_PAGE, data=0),
+        dcc.Store(id=ids.VIEW, data=views.DEFAULT),
+        dcc.Store(id=ids.ADDRESS, data=None),  # the page's state as a query string (address.py), for the URL
+        dcc.Store(id=ids.ADDRESS_IN, data=None),  # the URL's query string at page open and on back/forward
+        dcc.Store(id=ids.MARKED, data=None),
+        dcc.Store(id=ids.ADDRESS_DONE, data=None),
+        dcc.Store(id=ids.VIEW_SHOWN, data=None),
         dcc.Interval(id=ids.JOBS_INTERVAL, interval=1000, disabled=True),
     ]
     return html.Div(
         [
-            header,
+            _header(state),
             # what a request could not do, one sentence (messages.on_callback_error); a click hides it
             html.Div(id=ids.PAGE_ERROR, className="page-error", role="alert"),
-            html.Main(
+            html.Div(
                 [
-                    html.Div([preview, confusion], className="row two"),
-                    *draw_layout(state),
-                    projections,
-                    gallery,
-                    groups,
-                    panels,
-                    *inside_layout(state),
-                    *interventions_layout(state),
-                ]
+                    _sidebar(state),
+                    html.Main(
+                        [
+                            html.Section(
+                                children,
+                                id=ids.view(name),
+                                className="view active" if name == views.DEFAULT else "view",
+                            )
+                            for name, children in body.items()
+                        ]
+                    ),
+                ],
+                className="workspace",
             ),
             *stores,
         ],

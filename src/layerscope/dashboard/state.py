@@ -43,7 +43,7 @@ from layerscope.featurevis import FeatureVis, cached_featurevis, unit_featurevis
 from layerscope.interop.seed_json import FILE_METHOD
 from layerscope.names import check_index
 from layerscope.network import Connection, IncomingWeights, channel_edges, connections, incoming_weights
-from layerscope.progress import ProgressFn
+from layerscope.progress import Cancelled, ProgressFn, stoppable
 from layerscope.projections.compute import METHODS, compute_pca, compute_projection
 from layerscope.projections.place import PLACEABLE, Placement, check_placement, fit_placement
 from layerscope.receptive import ReceptiveField, receptive_field
@@ -92,10 +92,45 @@ class Job:
     error: str | None = None
     finished: bool = False
     ended: float = 0.0  # time.monotonic() when it finished: a page opened later has nothing to wait for
+    cancel: bool = False  # asked to stop: the next progress report stops it (progress.stoppable)
+    cancelled: bool = False  # it stopped on request (then `error` says so too)
+    task_started: float = field(default_factory=time.monotonic)  # when `task` began, for its ETA
 
     @property
     def percent(self) -> int:
         return int(100 * self.done / max(self.total, 1))
+
+    def report(self, task: str, done: int, total: int) -> None:
+        """A progress report (``ProgressFn``): a new task restarts the clock its ETA is measured on."""
+        if task != self.task:
+            self.task_started = time.monotonic()
+        self.task, self.done, self.total = task, done, total
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left in the current task at its pace so far; None until a tenth of it is done (too early to say)."""
+        if self.finished or self.total <= 0 or self.done < 0.1 * self.total or self.done >= self.total:
+            return None
+        elapsed = time.monotonic() - self.task_started
+        return elapsed / self.done * (self.total - self.done)
+
+    def describe(self) -> str:
+        """ "42% (tsne), about 1 min 10 s left" for a status line."""
+        text = f"{self.percent}% ({self.task})"
+        eta = self.eta
+        if eta is not None:
+            text += f", about {_duration(eta)} left"
+        return text
+
+
+def _duration(seconds: float) -> str:
+    """12 s, 1 min 5 s, 1 h 3 min."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {s % 3600 // 60} min"
 
 
 def _uint8(digit: np.ndarray) -> np.ndarray:
@@ -188,13 +223,12 @@ class DashboardState:
             job = Job(*key)
             jobs[key] = job
 
-        def progress(task: str, done: int, total: int) -> None:
-            job.task, job.done, job.total = task, done, total
-
         def run() -> None:
             try:
-                work(progress)
+                work(stoppable(job.report, lambda: job.cancel))
                 self.run = self.run.reopen()  # re-read the manifest with what the work added
+            except Cancelled:
+                job.cancelled, job.error = True, "cancelled"
             except Exception as e:  # shown where the result would be; the page stays usable
                 job.error = f"{type(e).__name__}: {e}"
             finally:
@@ -203,6 +237,15 @@ class DashboardState:
 
         pool.submit(run)
         return job
+
+    def cancel_projection(self, layer: str, method: str) -> bool:
+        """Ask the running projection (layer, method) to stop; False when none runs. A projection belongs to the Run,
+        so every page waiting on it sees it stopped (and may start it again)."""
+        job = self.jobs.get((layer, method))
+        if job is None or job.finished:
+            return False
+        job.cancel = True
+        return True
 
     def start_projection(self, layer: str, method: str) -> Job:
         """Compute a missing projection in a background thread (one at a time); returns its job."""

@@ -29,9 +29,9 @@ from torch import nn
 from layerscope.atomic import atomic_write
 from layerscope.errors import LayerscopeError
 from layerscope.featurevis.prior import ImagePrior, distance_to_data, image_prior
-from layerscope.featurevis.render import Accentuation, accentuate, visualize
+from layerscope.featurevis.render import ACCENT_STEPS, Accentuation, accentuate, visualize
 from layerscope.names import check_path_name
-from layerscope.progress import ProgressFn, no_progress
+from layerscope.progress import ProgressFn, in_parts, no_progress
 from layerscope.run import Run
 
 __all__ = [
@@ -182,7 +182,7 @@ def layer_featurevis(
     The missing ones are optimised together, one batch for the regularised images (the recipe ``visualize`` picks
     with the Run's image prior) and one for the naive, and stored (unless ``store`` is False: then the Run is left as
     it was). When the Run has the layer's top-k, each unit's top image is also accentuated toward it. ``model``
-    defaults to the Run's.
+    defaults to the Run's. ``progress`` sees one task, "featurevis <layer>", rising through all of it (by steps).
     """
     unit_list = [int(u) for u in units] if units is not None else list(range(run.layer(layer).shape[0]))
     _check(run, layer, unit_list)
@@ -198,26 +198,25 @@ def layer_featurevis(
         model = model if model is not None else run.load_model()
         shape = tuple(int(s) for s in run.manifest["dataset"]["image_shape"])
         image_shape = (shape[0], shape[1], shape[2])
-        common: dict[str, Any] = {
-            "image_shape": image_shape,
-            "steps": steps,
-            "restarts": restarts,
-            "seed": seed,
-            "progress": progress,
-        }
+        bests = {u: _dataset_best(run, layer, u) for u in missing}
+        accented = [u for u in missing if bests[u] is not None]
+        # one bar over the regularised batch, the naive batch and each accentuation, weighted by their steps
+        parts = in_parts(progress, f"featurevis {layer}", [steps, steps] + [ACCENT_STEPS] * len(accented))
+        accent_progress = dict(zip(accented, parts[2:], strict=True))
+        common: dict[str, Any] = {"image_shape": image_shape, "steps": steps, "restarts": restarts, "seed": seed}
         prior = run_prior(run)
-        regularised = visualize(model, layer, missing, n_diverse=n_diverse, prior=prior, **common)
-        naive = visualize(model, layer, missing, regularised=False, **common)
+        regularised = visualize(model, layer, missing, n_diverse=n_diverse, prior=prior, progress=parts[0], **common)
+        naive = visualize(model, layer, missing, regularised=False, progress=parts[1], **common)
         for i, u in enumerate(missing):
             trust: dict[str, Any] = {**distance_to_data(regularised.images[i], prior), "dataset_max": None}
             similarity = regularised.start_similarity
             trust["start_similarity"] = float(similarity[i].mean()) if similarity is not None else None
             accent = None
-            best = _dataset_best(run, layer, u)
+            best = bests[u]
             if best is not None:
                 trust["dataset_max"] = best[0]
                 start = run.images[best[1]].astype(np.float32) / 255.0
-                acc = accentuate(model, layer, u, start, prior=prior, seed=seed, progress=progress)
+                acc = accentuate(model, layer, u, start, prior=prior, seed=seed, progress=accent_progress[u])
                 accent = acc.image
                 trust.update(_accent_trust(acc, best[1]))
             fv = FeatureVis(

@@ -1,0 +1,143 @@
+"""The workspace's pieces that need no browser: the address bar's format and parser, the views, the header's
+search, and stopping background work (a t-SNE cancelled mid-way writes nothing and frees its thread)."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from layerscope.analysis import find_image
+from layerscope.dashboard import create_app, views
+from layerscope.dashboard.address import format_address, parse_address, ranges, unranges
+from layerscope.dashboard.state import Job
+from layerscope.errors import LayerscopeError
+from layerscope.progress import Cancelled, stoppable
+from layerscope.projections.compute import compute_projection
+
+
+@pytest.fixture(scope="module")
+def state(tiny_run):
+    return create_app(tiny_run).layerscope_state
+
+
+def test_ranges_round_trip_and_reject_what_is_not_a_list_of_indices():
+    assert ranges([9, 1, 2, 3, 7, 10, 2]) == "1-3,7,9-10"
+    assert unranges("1-3,7,9-10", 11) == [1, 2, 3, 7, 9, 10]
+    assert ranges([]) == ""
+    for bad in ("1-3,x", "3-1", "5,12", "-1", "1--2", ""):
+        assert unranges(bad, 11) is None, bad
+
+
+def test_an_address_restores_what_it_was_made_from(state):
+    panels = {"a": ["fc1", "pca", "predicted", "test"], "b": ["input", "pca", "label", "all"]}
+    search = format_address(
+        "network", 123, panels, {"layer": "conv2", "unit": 5}, [4, 5, 6, 10], {"true": 4, "pred": 9}
+    )
+    assert search.startswith("?view=network&image=123&a_layer=fc1")
+    back = parse_address(search, state)
+    assert back == {
+        "view": "network",
+        "image": 123,
+        "panels": {
+            "a": {"layer": "fc1", "method": "pca", "color": "predicted", "split": "test"},
+            "b": {"layer": "input", "method": "pca", "color": "label", "split": "all"},
+        },
+        "unit": {"layer": "conv2", "unit": 5},
+        "selection": [4, 5, 6, 10],
+        "cell": {"true": 4, "pred": 9},
+    }
+
+
+def test_the_parser_keeps_what_the_run_has_and_drops_the_rest(state):
+    n = state.n
+    search = (
+        f"?view=nowhere&image={n}&a_layer=no-such-layer&a_method=pca&a_color=rainbow&b_layer=fc2&b_method=magic"
+        f"&b_split=test&unit=conv2:32&sel=0-{n}&cell=4,99&utm_source=mail&view=draw"
+    )
+    got = parse_address(search, state)
+    # the last "view" wins; the layer B names is kept, its unknown method is not; everything out of range goes
+    assert got == {"view": "draw", "panels": {"b": {"layer": "fc2", "split": "test"}}}
+    assert parse_address("?image=mean:3", state)["image"] == "mean:3"
+    assert parse_address(None, state) == {} and parse_address("?" + "x" * 30_000, state) == {}
+
+
+def test_a_drawing_and_a_huge_selection_stay_out_of_the_address():
+    search = format_address("explore", "draw:live", {}, None, list(range(0, 20_000, 2)))
+    assert "image" not in search and "sel" not in search
+    assert "sel=0-99" in format_address("explore", 0, {}, None, list(range(100)))
+
+
+def test_views_and_their_gate():
+    assert [name for name, _, _ in views.shown(False)] == ["explore", "activations", "network"]
+    assert views.check_view_name("intervene") == "intervene" and views.check_view_name(3) == "explore"
+    views.gate("network", "network")
+    from dash.exceptions import PreventUpdate
+
+    with pytest.raises(PreventUpdate):
+        views.gate("network", "explore")
+
+
+def test_search_takes_an_index_or_a_name():
+    names = np.array(["train-0", "train-1", "test-2", "Cat_07"])
+    assert find_image(names, "2") == 2 and find_image(names, " #3 ") == 3
+    assert find_image(names, "TEST-2") == 2 and find_image(names, "cat_07") == 3
+    with pytest.raises(LayerscopeError, match="there is no image 4: this Run has images 0 to 3"):
+        find_image(names, "4")
+    with pytest.raises(LayerscopeError, match="no image is called 'dog'"):
+        find_image(names, "dog")
+
+
+def test_stoppable_progress_raises_once_stopped():
+    seen, stop = [], threading.Event()
+    report = stoppable(lambda t, d, n: seen.append(d), stop.is_set)
+    report("tsne", 1, 10)
+    stop.set()
+    with pytest.raises(Cancelled):
+        report("tsne", 2, 10)
+    assert seen == [1]
+
+
+def test_a_job_says_its_eta_once_it_can():
+    job = Job("fc2", "tsne")
+    job.report("tsne", 0, 100)
+    assert job.eta is None and job.describe() == "0% (tsne)"
+    job.task_started -= 10  # ten seconds for a quarter of it
+    job.report("tsne", 25, 100)
+    assert job.eta == pytest.approx(30, abs=1)
+    assert job.describe().startswith("25% (tsne), about 3") and job.describe().endswith(" s left")
+    job.report("pca fc2", 1, 100)  # a new task restarts the clock
+    assert job.eta is None
+
+
+def test_cancelling_a_running_tsne_stops_it_writes_nothing_and_frees_the_thread(state, tiny_run):
+    assert tiny_run.projection_meta("fc1", "tsne") is None
+    job = state.start_projection("fc1", "tsne")
+    deadline = time.monotonic() + 600
+    while job.task != "tsne" and not job.finished and time.monotonic() < deadline:
+        time.sleep(0.02)  # wait until the optimisation itself runs
+    assert job.task == "tsne" and not job.finished
+    assert state.cancel_projection("fc1", "tsne")
+    while not job.finished and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert job.cancelled and job.error == "cancelled" and job.done < job.total
+    assert tiny_run.reopen().projection_meta("fc1", "tsne") is None  # no half-optimised embedding kept
+    assert not state.cancel_projection("fc1", "tsne")  # nothing runs any more
+    # the thread is free: the next job runs to the end
+    lda = state.start_projection("fc1", "lda")
+    while not lda.finished and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert lda.error is None and tiny_run.reopen().projection_meta("fc1", "lda") is not None
+
+
+def test_compute_projection_stops_from_its_progress(tiny_run):
+    calls = []
+
+    def progress(task, done, total):
+        calls.append(task)
+        if task == "tsne" and done > 0:
+            raise Cancelled(task)
+
+    with pytest.raises(Cancelled):
+        compute_projection(tiny_run.reopen(), "fc2", "tsne", progress=progress)
+    assert "tsne" in calls and tiny_run.reopen().projection_meta("fc2", "tsne") is None
