@@ -5,6 +5,7 @@ Pure functions over the Run's memory-mapped arrays; the dashboard and the CLI sh
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,13 +16,18 @@ from layerscope.run import Run
 
 __all__ = [
     "Explanation",
+    "class_mean_images",
     "class_means",
     "confusion",
+    "confusion_cell",
     "explain_misclassification",
     "find_image",
     "gallery",
+    "group_mean",
     "layer_values",
     "neuron_order",
+    "quick_group",
+    "unit_summary",
     "predictions",
 ]
 
@@ -101,6 +107,44 @@ def class_means(run: Run, layer: str, conv_stat: str = "mean") -> np.ndarray:
     sums = np.zeros((k, values.shape[1]))
     np.add.at(sums, labels, values)
     return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
+
+
+def group_mean(values: np.ndarray, members: Sequence[int] | np.ndarray) -> np.ndarray:
+    """(units,) the mean of ``values`` (N, units) over the images ``members`` (an activation row of a group or a
+    brushed selection); read in index order, which a memory-mapped array reads fastest."""
+    return np.asarray(values[np.sort(np.asarray(members, dtype=np.int64))], dtype=np.float32).mean(0)
+
+
+def unit_summary(output: np.ndarray, kind: str) -> np.ndarray:
+    """(units,) one image's values per unit, as the Run stores them for every image: a dense layer's output whole,
+    a conv layer's (C, H, W) as per-channel spatial means (``layer_values``' "mean")."""
+    out = np.asarray(output)
+    return out.reshape(len(out), -1).mean(1) if kind == "conv" else out.reshape(-1)
+
+
+def confusion_cell(labels: np.ndarray, predicted: np.ndarray, split: np.ndarray, true: int, pred: int) -> np.ndarray:
+    """The test images of one confusion-matrix cell: true class ``true``, predicted ``pred`` (the matrix counts the
+    test set, `confusion`)."""
+    return np.flatnonzero((split == TEST) & (labels == true) & (predicted == pred))
+
+
+def quick_group(labels: np.ndarray, predicted: np.ndarray, kind: str, k: int) -> np.ndarray:
+    """The images of a ready-made group: "true" (every image of class ``k``) or "wrong-as" (misclassified as k)."""
+    if kind == "true":
+        return np.flatnonzero(labels == k)
+    if kind == "wrong-as":
+        return np.flatnonzero((predicted == k) & (predicted != labels))
+    raise LayerscopeError(f"unknown group kind {kind!r}; use 'true' or 'wrong-as'.")
+
+
+def class_mean_images(images: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:
+    """(K, C, H, W) uint8: each class's mean image (the report's proxy instance of a class, section 5.3.2); zeros
+    for a class with no image."""
+    means = np.zeros((classes, *images.shape[1:]), np.float64)
+    for k in range(classes):
+        if (labels == k).any():
+            means[k] = np.rint(images[labels == k].mean(0))
+    return means.astype(np.uint8)
 
 
 def neuron_order(rows: np.ndarray, by: str = "mean", a: int = 0, b: int = 1) -> np.ndarray:

@@ -112,6 +112,9 @@ def page(browser_context, server):
 
 
 NET = "#net-graph .js-plotly-plot"
+# the network graph has its nodes drawn (its view opened, its figure arrived)
+NET_DRAWN = f"""() => {{ const gd = document.querySelector('{NET}');
+    return gd && gd._fullData && gd._fullData.some(t => (t.mode || '').startsWith('markers')); }}"""
 
 
 def node_position(page, layer, unit):

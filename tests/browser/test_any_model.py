@@ -8,7 +8,7 @@ import pytest
 from layerscope.data import load_dataset
 from layerscope.pipeline import train_run
 from layerscope.training import TrainConfig
-from tests.browser.conftest import BUSY, opened, serving, show
+from tests.browser.conftest import BUSY, NET_DRAWN, opened, serving, show
 from tests.conftest import make_image_folder
 
 pytestmark = pytest.mark.browser
@@ -38,7 +38,7 @@ def test_lenet_on_rgb_images_in_the_dashboard(browser_context, lenet_server):
         assert gallery == ["cat", "dog", "owl", "yak"]
         # the network graph draws every layer; the dense layers' neurons one by one
         show(page, "network")
-        page.wait_for_function(f"() => {{ const gd = document.querySelector('{NET}'); return gd && gd.data; }}")
+        page.wait_for_function(NET_DRAWN)
         names = page.evaluate(
             f"() => document.querySelector('{NET}').data.filter(t => t.mode.startsWith('markers')).map(t => t.name)"
         )

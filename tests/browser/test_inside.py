@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from tests.browser.conftest import BUSY, NET, click_node, show
+from tests.browser.conftest import BUSY, NET, NET_DRAWN, click_node, show
 
 pytestmark = pytest.mark.browser
 
@@ -64,7 +64,7 @@ def feature_visualisation(page):
 @pytest.fixture
 def inside(page):
     show(page, "network")
-    page.wait_for_function(f"() => {{ const gd = document.querySelector('{NET}'); return gd && gd.data; }}")
+    page.wait_for_function(NET_DRAWN)
     return page
 
 

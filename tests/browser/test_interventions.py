@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from layerscope.ablation import Ablation
-from tests.browser.conftest import BUSY, NET, click_node, node_position, show
+from tests.browser.conftest import BUSY, NET, NET_DRAWN, click_node, node_position, show
 
 pytestmark = pytest.mark.browser
 
@@ -97,7 +97,7 @@ def test_graph_clicks_switch_units_off_and_back_on_instead_of_opening_the_unit_c
     page.wait_for_function("() => document.querySelector('#unit-title').textContent.length > 0")
     title = page.text_content("#unit-title")
     click_mode_on(page, "network")
-    page.wait_for_function(f"() => {{ const gd = document.querySelector('{NET}'); return gd && gd._fullData; }}")
+    page.wait_for_function(NET_DRAWN)
     assert crosses(page) == []
     click_node(page, "fc1", 5)
     page.wait_for_function(LIST_HAS, arg="fc1 5 × 0")
@@ -127,7 +127,7 @@ def test_graph_clicks_switch_units_off_and_back_on_instead_of_opening_the_unit_c
 
 def test_box_select_in_the_graph_switches_several_units_off(page):
     click_mode_on(page, "network")
-    page.wait_for_function(f"() => {{ const gd = document.querySelector('{NET}'); return gd && gd._fullData; }}")
+    page.wait_for_function(NET_DRAWN)
     page.locator("#net-graph").hover()
     page.click("#net-graph .modebar-btn[data-val='select']")  # the graph's own box select
     (x, top), (_, bottom) = node_position(page, "fc2", 0), node_position(page, "fc2", 3)

@@ -98,3 +98,30 @@ def test_a_projection_computed_while_both_pages_wait_is_drawn_in_both(two_visito
         )
     assert a.text_content("#proj-a-quality") == b.text_content("#proj-a-quality")  # the same stored projection
     assert Run(mnist_run.path).projection_meta("fc1", "lda") is not None
+
+
+def test_a_group_a_selection_and_an_unsaved_switch_off_list_stay_in_their_page(two_visitors):
+    """What a visitor builds in the page (a brushed selection, a group, units switched off but not saved) is the
+    page's own: the other visitor's page never shows it, even reloaded; the group survives a reload of its own tab."""
+    from tests.browser.test_dashboard import lasso
+
+    a, b = two_visitors
+    lasso(a, "a", 3, 30)
+    a.wait_for_selector(".gallery .row-title:has-text('brushed in a projection: 30 images')")
+    a.fill("#group-name", "only in a")
+    a.click("#group-save")
+    a.wait_for_selector(".group:has-text('only in a')")
+    show(a, "intervene")
+    choose(a, "#abl-layer", "fc2")
+    a.fill("#abl-units", "3")
+    a.click("#abl-add")
+    a.wait_for_selector("#abl-list .abl-item")
+    for page in (b, a):
+        page.reload()
+        page.wait_for_selector("#proj-a-graph .legendtext", timeout=BUSY)
+        page.wait_for_selector("#group-list .hint, #group-list .group", state="attached", timeout=BUSY)
+    assert "only in a" not in b.text_content("#group-list")
+    assert "brushed" not in b.text_content("#gallery-brushed")
+    show(b, "intervene")
+    assert "No unit is switched off" in b.text_content("#abl-list")
+    assert "only in a" in a.text_content("#group-list")  # this tab's, kept over its reload

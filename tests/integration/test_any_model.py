@@ -144,6 +144,7 @@ def test_dashboard_of_an_rgb_model(lenet_run):
         "net-threshold": 0.0,
         "net-color": "activation",
         "selected": 0,
+        "view": "network",  # drawn while its view is shown
     }
     assert _dash_request(client, app, output, values).status_code == 200
     # each layer's unit card

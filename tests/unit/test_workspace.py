@@ -138,6 +138,27 @@ def test_compute_projection_stops_from_its_progress(tiny_run):
         if task == "tsne" and done > 0:
             raise Cancelled(task)
 
+    before = tiny_run.reopen().projection_meta("fc2", "tsne")  # another test may have computed it
     with pytest.raises(Cancelled):
-        compute_projection(tiny_run.reopen(), "fc2", "tsne", progress=progress)
-    assert "tsne" in calls and tiny_run.reopen().projection_meta("fc2", "tsne") is None
+        compute_projection(tiny_run.reopen(), "fc2", "tsne", recompute=True, progress=progress)
+    assert "tsne" in calls and tiny_run.reopen().projection_meta("fc2", "tsne") == before  # as it was
+
+
+def test_the_dashboards_reductions_live_in_the_core():
+    from layerscope.analysis import class_mean_images, confusion_cell, group_mean, quick_group, unit_summary
+
+    values = np.arange(12, dtype=np.float32).reshape(6, 2)
+    assert group_mean(values, [4, 0]).tolist() == [4.0, 5.0]
+    conv = np.arange(2 * 2 * 3, dtype=np.float32).reshape(2, 2, 3)
+    assert unit_summary(conv, "conv").tolist() == [2.5, 8.5] and unit_summary(np.ones((1, 3)), "dense").shape == (3,)
+    labels = np.array([0, 0, 1, 1, 2, 1])
+    predicted = np.array([0, 1, 1, 0, 2, 0])
+    split = np.array([1, 1, 1, 1, 1, 0])  # the last one is a training image
+    assert confusion_cell(labels, predicted, split, 1, 0).tolist() == [3]
+    assert quick_group(labels, predicted, "true", 1).tolist() == [2, 3, 5]
+    assert quick_group(labels, predicted, "wrong-as", 0).tolist() == [3, 5]
+    with pytest.raises(LayerscopeError, match="unknown group kind"):
+        quick_group(labels, predicted, "odd", 0)
+    images = np.array([[[[0]]], [[[255]]], [[[10]]], [[[20]]], [[[7]]], [[[30]]]], np.uint8)
+    means = class_mean_images(images, labels, 4)
+    assert means[:, 0, 0, 0].tolist() == [128, 20, 7, 0] and means.dtype == np.uint8

@@ -12,7 +12,7 @@ import numpy as np
 from dash import ALL, Dash, Input, Output, Patch, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
-from layerscope.analysis import explain_misclassification, neuron_order
+from layerscope.analysis import confusion_cell, explain_misclassification, group_mean, neuron_order, quick_group
 from layerscope.dashboard import figures, ids, views
 from layerscope.dashboard.checks import (
     MAX_ROWS,
@@ -113,7 +113,7 @@ def _row_values(
     members = selection if row["kind"] == "selection" else groups.get(row["key"])
     if not members:
         return None
-    return np.asarray(values[np.sort(np.asarray(members))], dtype=np.float32).mean(0)
+    return group_mean(values, members)
 
 
 def _thumb(state: DashboardState, key: int | str, selected: Any, title: str) -> html.Img:
@@ -253,7 +253,7 @@ def register(app: Dash, state: DashboardState) -> None:
         names = [str(n) for n in state.class_names]
         true = names.index(check_choice(point.get("y"), names, "true class"))
         pred = names.index(check_choice(point["x"], names, "predicted class"))
-        members = np.flatnonzero((state.split == 1) & (state.labels == true) & (state.predicted == pred))
+        members = confusion_cell(state.labels, state.predicted, state.split, true, pred)
         return {"true": true, "pred": pred}, members.tolist(), None
 
     # -- gallery --------------------------------------------------------------------------------------------------
@@ -299,7 +299,7 @@ def register(app: Dash, state: DashboardState) -> None:
         except LayerscopeError as e:
             return [html.Div(str(e), className="bad")], ""
         if filt:
-            members = np.flatnonzero((state.split == 1) & (state.labels == t) & (state.predicted == p))
+            members = confusion_cell(state.labels, state.predicted, state.split, t, p)
             pages = max(1, -(-len(members) // PAGE))
             page = min(page, pages - 1)
             shown = members[page * PAGE : (page + 1) * PAGE]
@@ -526,6 +526,9 @@ def register(app: Dash, state: DashboardState) -> None:
                     html.Span(name, className="group-name"),
                     html.Span(f"{len(members):,} images", className="hint"),
                     html.Button("add to panels", id={"type": ids.GROUP_ADD_ROW, "name": name}, className="btn small"),
+                    html.Button(
+                        "CSV", id={"type": ids.GROUP_CSV, "name": name}, className="btn small", title="download"
+                    ),
                     dcc.Input(
                         id={"type": ids.GROUP_RENAME, "name": name}, placeholder="new name", className="text small"
                     ),
@@ -636,10 +639,8 @@ def _edit_groups(
         kind = check_choice(kind, ("true", "wrong-as"), "group kind")
         k = check_index(k, len(state.class_names), "class")
         cls = state.class_names[k]
-        if kind == "true":
-            groups[f"true {cls}"] = np.flatnonzero(state.labels == k).tolist()
-        else:
-            groups[f"misclassified as {cls}"] = np.flatnonzero(state.wrong & (state.predicted == k)).tolist()
+        name = f"true {cls}" if kind == "true" else f"misclassified as {cls}"
+        groups[name] = quick_group(state.labels, state.predicted, kind, k).tolist()
     elif isinstance(trigger, dict) and trigger.get("type") == ids.GROUP_REMOVE:
         groups.pop(check_label(trigger.get("name"), "group name"), None)
     elif isinstance(trigger, dict) and trigger.get("type") == ids.GROUP_RENAME_BUTTON:

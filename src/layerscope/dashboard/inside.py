@@ -12,6 +12,7 @@ import numpy as np
 from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
+from layerscope.analysis import group_mean
 from layerscope.dashboard import ids, views
 from layerscope.dashboard.checks import (
     check_ablation_list,
@@ -214,7 +215,7 @@ def _node_values(state: DashboardState, layer: str, colour: str, selected: Any, 
     if colour == "selection":
         if not selection:
             return None
-        return np.asarray(values[np.sort(np.asarray(selection))], dtype=np.float32).mean(0)
+        return group_mean(values, selection)
     if isinstance(selected, str) and selected.startswith("mean:"):
         return state.class_means(layer)[int(selected.split(":")[1])]
     if is_drawing(selected):
@@ -363,7 +364,9 @@ def register_inside(app: Dash, state: DashboardState) -> None:
             info.append(f"no weights shown into {', '.join(missing)} (not a Linear/Conv2d layer layerscope can read)")
         if colour == "selection" and not selection:
             info.append("brush points in a projection to colour by their mean")
-        fig = network_figure(columns, edges, per_node, threshold)
+        # an opened conv layer gets room for its channels' kernel thumbnails (about 26 px each)
+        tall = max([c.shown for c in columns if c.thumbs is not None], default=0)
+        fig = network_figure(columns, edges, per_node, threshold, height=max(720, 26 * tall))
         grid = [(c.name, c.units, c.expanded) for c in columns]
         fig.add_trace(ablated_trace(grid, stored))  # last: the crosses sit over the nodes
         return fig, " · ".join(info)

@@ -25,7 +25,7 @@ from PIL import Image
 from torch import nn
 
 from layerscope.ablation import Ablation, AblationResult, evaluate_ablation, predict_ablated
-from layerscope.analysis import class_means, confusion, layer_values, predictions
+from layerscope.analysis import class_mean_images, class_means, confusion, layer_values, predictions, unit_summary
 from layerscope.attribution import (
     Attribution,
     RandomisationStep,
@@ -165,14 +165,12 @@ class DashboardState:
         self.has_probabilities = self.run.manifest["dataset"].get("probabilities", "model") != "none"
         self.aggregates = self.run.aggregates
         # class-mean images: the proxy instances of the report (section 5.3.2); a file's own averages when it has them
-        means = np.zeros((len(self.class_names), *self.images.shape[1:]), np.float64)
+        means = class_mean_images(self.images, self.labels, len(self.class_names))
         for k in range(len(self.class_names)):
             own = self.aggregates.of_class(k) if self.aggregates is not None else None
             if own is not None:
                 means[k] = self.aggregates.images[own]  # type: ignore[union-attr]
-            elif (self.labels == k).any():
-                means[k] = np.rint(self.images[self.labels == k].mean(0))
-        self.mean_images = means.astype(np.uint8)
+        self.mean_images = means
         # each page's drawings and what it has shown (session.py); the Run's results are everyone's
         self.sessions = Sessions()
         self.draw_jobs: dict[tuple[str, str], Job] = {}
@@ -413,8 +411,7 @@ class DashboardState:
         outputs = self.drawing_outputs.get(key)
         if outputs is None:
             return None
-        out = outputs[layer]
-        return out.reshape(len(out), -1).mean(1) if self.run.layer(layer).kind == "conv" else out.reshape(-1)
+        return unit_summary(outputs[layer], self.run.layer(layer).kind)
 
     def neighbour_index(self, layer: str) -> NeighbourIndex | None:
         """The training images in ``layer``'s space, or None while the fitted PCA a conv layer needs is missing

@@ -284,6 +284,34 @@ def network_figure(
                     )
                 )
     fig.update_layout(images=images)
+    if any(c.values is not None and c.expanded for c in columns):
+        # the nodes' colour scale: each layer's units on their own range, lowest to highest value of that layer
+        fig.add_trace(
+            go.Scatter(
+                x=[None],
+                y=[None],
+                mode="markers",
+                name="node colour scale",
+                customdata=[],
+                showlegend=False,
+                hoverinfo="skip",
+                marker=dict(
+                    color=[0.0],
+                    colorscale="Viridis",
+                    cmin=0,
+                    cmax=1,
+                    showscale=True,
+                    colorbar=dict(
+                        title=dict(text="node value", side="right"),
+                        tickvals=[0, 1],
+                        ticktext=["lowest<br>in its layer", "highest"],
+                        thickness=10,
+                        len=0.5,
+                        x=1.0,
+                    ),
+                ),
+            )
+        )
     annotations = [
         dict(
             x=xs[i], y=1.035, text=f"<b>{c.name}</b><br>{c.label.split(' ', 1)[-1]}", showarrow=False, yanchor="bottom"
