@@ -117,8 +117,8 @@ def test_a_group_a_selection_and_an_unsaved_switch_off_list_stay_in_their_page(t
     a.click("#abl-add")
     a.wait_for_selector("#abl-list .abl-item")
     for page in (b, a):
-        page.reload()
-        page.wait_for_selector("#proj-a-graph .legendtext", timeout=BUSY)
+        page.reload()  # a reopens on the Intervene view its address names: its projections drawn, though hidden
+        page.wait_for_selector("#proj-a-graph .legendtext", state="attached", timeout=BUSY)
         page.wait_for_selector("#group-list .hint, #group-list .group", state="attached", timeout=BUSY)
     assert "only in a" not in b.text_content("#group-list")
     assert "brushed" not in b.text_content("#gallery-brushed")

@@ -308,19 +308,15 @@ def test_every_view_of_the_selected_image_answers_without_a_500(app, client, bad
             assert notice is None or not notice.startswith(UNEXPECTED), notice
 
 
-def test_a_thumbnail_with_a_foreign_key_selects_nothing(app, client):
-    thumb = {"id": {"type": "thumb", "key": -1}, "property": "n_clicks", "value": 1}
-    body = callback_body(
-        app,
-        "selected.data",
-        {'{"key":["ALL"],"type":"thumb"}.n_clicks': [thumb]},
-        changed='{"key":-1,"type":"thumb"}.n_clicks',
-    )
+def test_a_foreign_image_key_previews_as_one_sentence(app, client):
+    # the page picks the selected image itself (a thumbnail's id carries its key); what it is sent back is checked
+    body = callback_body(app, "preview-image.src", {"selected.data": -1}, changed="selected.data")
     response = update(client, body)
     assert response.status_code == 200
-    assert "selected" not in response.get_json().get("response", {})
-    notice = side_notice(response)
-    assert notice is not None and "out of range" in notice and one_sentence(notice)
+    answer = response.get_json()["response"]
+    assert answer["preview-image"]["src"] is None and answer["explain-button"]["disabled"] is True
+    caption = json.dumps(answer["preview-caption"]["children"])
+    assert "out of range" in caption
 
 
 @pytest.mark.parametrize(("index", "expected"), [(40, "conv2 unit 40 is out of range"), (-1, "out of range")])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from layerscope.analysis import find_image
-from layerscope.dashboard import create_app, views
+from layerscope.dashboard import create_app, ids, views
 from layerscope.dashboard.address import format_address, parse_address, ranges, unranges
 from layerscope.dashboard.state import Job
 from layerscope.errors import LayerscopeError
@@ -68,14 +68,24 @@ def test_a_drawing_and_a_huge_selection_stay_out_of_the_address():
     assert "sel=0-99" in format_address("explore", 0, {}, None, list(range(100)))
 
 
-def test_views_and_their_gate():
+def test_views_and_the_gates_of_their_heavy_callbacks(tiny_run):
     assert [name for name, _, _ in views.shown(False)] == ["explore", "activations", "network"]
     assert views.check_view_name("intervene") == "intervene" and views.check_view_name(3) == "explore"
-    views.gate("network", "network")
-    from dash.exceptions import PreventUpdate
-
-    with pytest.raises(PreventUpdate):
-        views.gate("network", "explore")
+    app = create_app(tiny_run)
+    layout = str(app.layout)
+    gated = {}  # gate store -> the server callbacks behind it, as the page's renderer is told of them
+    for spec in app._callback_list:
+        for dep in spec["inputs"]:
+            if dep["id"].startswith("gate-"):
+                gated.setdefault(dep["id"], []).append((spec["output"], spec))
+    assert sorted(gated) == sorted(ids.gate(name) for name in views.GATES)
+    for name, (view, stores) in views.GATES.items():
+        assert view in views.NAMES and f"'{ids.gate(name)}'" in layout
+        assert all(f"'{store}'" in layout for store in stores), name
+        for key, spec in gated[ids.gate(name)]:
+            # behind a gate, a callback fires when its view is shown, never at page open or for what it follows
+            assert spec["prevent_initial_call"], key
+            assert not {dep["id"] for dep in spec["inputs"]} & set(stores), key
 
 
 def test_search_takes_an_index_or_a_name():

@@ -205,7 +205,12 @@ def register(app: Dash, state: DashboardState) -> None:
         )
 
     # -- selecting an image: gallery thumbnails, projection clicks, activation-row names ------------------------------
-    @app.callback(
+    # in the browser (assets/workspace.js): the preview's request is the click's first
+    app.clientside_callback(
+        f"""function(thumbs, topk, clickA, clickB, names, rows) {{
+            return window.layerscope.select(window.dash_clientside.callback_context, clickA, clickB, rows,
+                                            '{ids.proj("clicked", "a")}', '{ids.ROW_NAME}');
+        }}""",
         Output(ids.SELECTED, "data"),
         Input({"type": ids.THUMB, "key": ALL}, "n_clicks"),
         Input({"type": ids.TOPK_THUMB, "key": ALL, "rank": ALL}, "n_clicks"),
@@ -215,21 +220,6 @@ def register(app: Dash, state: DashboardState) -> None:
         State(ids.ROWS, "data"),
         prevent_initial_call=True,
     )
-    def select(_thumbs: Any, _topk: Any, click_a: Any, click_b: Any, _names: Any, rows: list[dict[str, Any]]) -> Any:
-        trigger = ctx.triggered_id
-        if not ctx.triggered or ctx.triggered[0]["value"] in (None, 0):
-            raise PreventUpdate
-        if isinstance(trigger, dict) and trigger.get("type") in (ids.THUMB, ids.TOPK_THUMB):
-            return state.image_key(trigger.get("key"))
-        if isinstance(trigger, dict) and trigger.get("type") == ids.ROW_NAME:
-            rows = check_rows(state, rows)
-            row = rows[check_index(trigger.get("row"), len(rows), "activation row")]
-            if row["kind"] == "image":
-                return row["key"]
-            if row["kind"] == "class":
-                return f"mean:{row['key']}"
-            raise PreventUpdate
-        return check_index(click_a if trigger == ids.proj("clicked", "a") else click_b, state.n, "image index")
 
     # -- confusion matrix -----------------------------------------------------------------------------------------
     @app.callback(Output(ids.CONFUSION, "figure"), Input(ids.CONFUSION, "id"))
@@ -354,7 +344,13 @@ def register(app: Dash, state: DashboardState) -> None:
                 prevent_initial_call=True,
             )
 
-    @app.callback(
+    # the images brushed in one panel -> the page's selection, in the browser (`HIGHLIGHT_JS` lights them up in the
+    # other panel); what reads the selection on the server checks it there (checks.check_selection)
+    app.clientside_callback(
+        f"""function(a, b, current) {{
+            return window.layerscope.brushed(window.dash_clientside.callback_context, a, b, current,
+                                             '{ids.proj("brush", "a")}');
+        }}""",
         Output(ids.SELECTION, "data", allow_duplicate=True),
         Output(ids.SELECTION_ORIGIN, "data"),
         Input(ids.proj("brush", "a"), "data"),
@@ -362,13 +358,6 @@ def register(app: Dash, state: DashboardState) -> None:
         State(ids.SELECTION, "data"),
         prevent_initial_call=True,
     )
-    def brushed(a: Any, b: Any, current: Any) -> Any:
-        """The images brushed in one panel; `HIGHLIGHT_JS` lights them up in the other."""
-        from_a = ctx.triggered_id == ids.proj("brush", "a")
-        indices = a if from_a else b
-        if not indices and not check_selection(state, current):  # the graph reporting its initial empty selection
-            raise PreventUpdate
-        return check_selection(state, indices) or [], "a" if from_a else "b"  # [] = cleared
 
     # Linked highlight, in the browser: a Plotly.restyle of `selectedpoints` on the drawn figure costs one redraw,
     # where a server Patch makes dcc.Graph re-run Plotly.react on the whole 70k-point figure first (measured
@@ -563,26 +552,27 @@ def register(app: Dash, state: DashboardState) -> None:
 
     @app.callback(
         Output(ids.PANEL_AREA, "children"),
-        Input(ids.PANELS, "data"),
-        Input(ids.ROWS, "data"),
-        Input(ids.GROUPS, "data"),
-        Input(ids.SELECTION, "data"),
-        Input(ids.EXPLAIN, "data"),
-        Input(ids.PANEL_ORDERS, "data"),
-        Input(ids.DRAW_SETTLED, "data"),  # a finished stroke: the panels follow the pen stroke by stroke
-        Input(ids.VIEW, "data"),
+        # hundreds of cells per row: drawn while the Activations view is open; a finished stroke (DRAW_SETTLED) is
+        # among what the gate follows: the panels follow the pen stroke by stroke
+        views.gated("panels"),
+        State(ids.PANELS, "data"),
+        State(ids.ROWS, "data"),
+        State(ids.GROUPS, "data"),
+        State(ids.SELECTION, "data"),
+        State(ids.EXPLAIN, "data"),
+        State(ids.PANEL_ORDERS, "data"),
+        prevent_initial_call=True,
     )
     def panel_area(
+        gate: Any,
         panels: list[str],
         rows: list[dict[str, Any]],
         groups: dict[str, list[int]],
         selection: Any,
         explain: Any,
         orders: Any,
-        _drawn: Any,
-        view: Any,
     ) -> Any:
-        views.gate("activations", view)  # hundreds of cells per row: drawn when the Activations view is open
+        views.opened(gate)
         try:
             panels = _check_panels(state, panels)
             rows = check_rows(state, rows)

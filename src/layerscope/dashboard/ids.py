@@ -158,12 +158,17 @@ GOTO_ATTRIBUTION = "goto-attribution"  # sidebar buttons that open the Intervene
 GOTO_ABLATION = "goto-ablation"
 ADDRESS = "address"  # store: the page's state as a query string (address.py); assets/workspace.js writes the URL
 ADDRESS_DONE = "address-done"  # store written by workspace.js once the URL shows ADDRESS
-VIEW_SHOWN = "view-shown"  # store written by workspace.js once the view is shown
+VIEW_SHOWN = "view-shown"  # store written by workspace.js once the view is shown and its graphs measured
 ADDRESS_IN = "address-in"  # store: the URL's query string at page open and after back/forward (workspace.js)
 MARKED = "marked"  # store written by the clientside move of the selected image's ring (the panels it is in)
 SELECTION_CSV = "selection-csv"  # button: the brushed selection (or a group) as CSV
 DOWNLOAD = "download"  # dcc.Download of the page's exports
 GROUP_CSV = "group-csv"  # pattern: {"type": GROUP_CSV, "name": ...}
+
+
+def gate(name: str) -> str:
+    """Id of a heavy callback's gate (views.py): gate("fmaps") -> "gate-fmaps"."""
+    return f"gate-{name}"
 
 
 def nav(view: str) -> str:

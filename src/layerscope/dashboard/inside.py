@@ -117,7 +117,12 @@ def inside_layout(state: DashboardState) -> list[Any]:
             className="controls",
         ),
         html.Div(id=ids.NET_INFO, className="hint"),
-        dcc.Graph(id=ids.NET_GRAPH, config={"displaylogo": False, "scrollZoom": True}),
+        dcc.Graph(
+            id=ids.NET_GRAPH,
+            config={"displaylogo": False, "scrollZoom": True},
+            responsive=True,
+            style={"height": "720px"},
+        ),
         html.Div(
             "Red edges excite, blue inhibit; width is |w|. Click a conv layer's node to expand it into its channels "
             "(kernel thumbnails beside them), click a unit to open its card. Scroll to zoom, drag to pan.",
@@ -323,26 +328,28 @@ def register_inside(app: Dash, state: DashboardState) -> None:
     @app.callback(
         Output(ids.NET_GRAPH, "figure"),
         Output(ids.NET_INFO, "children"),
+        Output(ids.NET_GRAPH, "style"),
         Input(ids.NET_EXPAND, "value"),
         Input(ids.NET_EDGES, "value"),
         Input(ids.NET_THRESHOLD, "value"),
         Input(ids.NET_COLOR, "value"),
-        Input(ids.SELECTED, "data"),
-        Input(ids.SELECTION, "data"),
-        Input(ids.VIEW, "data"),
+        views.gated("network"),  # drawn while the Network view is open (views.py)
+        State(ids.SELECTED, "data"),
+        State(ids.SELECTION, "data"),
         State(ids.ABL_STORE, "data"),
+        prevent_initial_call=True,
     )
     def network(
         expanded: Any,
         per_node: Any,
         threshold: Any,
         colour: Any,
+        gate: Any,
         selected: Any,
         selection: Any,
-        view: Any,
         ablations: Any,
     ) -> Any:
-        views.gate("network", view)
+        views.opened(gate)
         try:
             expanded = _check_expanded(state, expanded)
             per_node = check_int(per_node, 0, MAX_EDGES, "edges per node") if per_node is not None else 0
@@ -352,7 +359,7 @@ def register_inside(app: Dash, state: DashboardState) -> None:
             selection = check_selection(state, selection)
             stored = check_ablation_list(state, ablations)
         except LayerscopeError as e:
-            return no_update, html.Span(str(e), className="bad")
+            return no_update, html.Span(str(e), className="bad"), no_update
         layers = state.layers
         columns = [
             _column(state, name, expanded, _node_values(state, name, colour, selected, selection)) for name in layers
@@ -366,10 +373,13 @@ def register_inside(app: Dash, state: DashboardState) -> None:
             info.append("brush points in a projection to colour by their mean")
         # an opened conv layer gets room for its channels' kernel thumbnails (about 26 px each)
         tall = max([c.shown for c in columns if c.thumbs is not None], default=0)
-        fig = network_figure(columns, edges, per_node, threshold, height=max(720, 26 * tall))
+        height = max(720, 26 * tall)
+        fig = network_figure(columns, edges, per_node, threshold, height=height)
         grid = [(c.name, c.units, c.expanded) for c in columns]
         fig.add_trace(ablated_trace(grid, stored))  # last: the crosses sit over the nodes
-        return fig, " · ".join(info)
+        # a responsive graph in a box of the figure's height: plotly measures the box when the figure arrives (a
+        # graph first laid out in a hidden view would draw it at plotly's default 700 px, then jump)
+        return fig, " · ".join(info), {"height": f"{height}px"}
 
     # The crosses follow the list of ablations without the figure travelling again: the server sends the one trace,
     # assets/ablate.js puts it in place of the figure's last.
@@ -510,12 +520,13 @@ def register_inside(app: Dash, state: DashboardState) -> None:
 
     @app.callback(
         Output(ids.UNIT_GUIDED, "children"),
-        Input(ids.UNIT, "data"),
-        Input(ids.SELECTED, "data"),
-        Input(ids.VIEW, "data"),
+        views.gated("guided"),
+        State(ids.UNIT, "data"),
+        State(ids.SELECTED, "data"),
+        prevent_initial_call=True,
     )
-    def guided(unit: Any, selected: Any, view: Any) -> Any:
-        views.gate("network", view)
+    def guided(gate: Any, unit: Any, selected: Any) -> Any:
+        views.opened(gate)
         try:
             layer, u = check_unit(state, unit)
             selected = state.image_key(selected)
@@ -551,14 +562,14 @@ def register_inside(app: Dash, state: DashboardState) -> None:
     # -- feature maps -----------------------------------------------------------------------------------------------
     @app.callback(
         Output(ids.FMAP_AREA, "children"),
-        Input(ids.SELECTED, "data"),
+        views.gated("fmaps"),  # a new selection, or a stroke of the live drawing ended
         Input(ids.FMAP_SCALE, "value"),
         Input(ids.FMAP_FOCUS, "data"),
-        Input(ids.DRAW_SETTLED, "data"),  # a stroke of the live drawing ended
-        Input(ids.VIEW, "data"),
+        State(ids.SELECTED, "data"),
+        prevent_initial_call=True,
     )
-    def feature_maps(selected: Any, scale: Any, focus: Any, _drawn: Any, view: Any) -> Any:
-        views.gate("network", view)
+    def feature_maps(gate: Any, scale: Any, focus: Any, selected: Any) -> Any:
+        views.opened(gate)
         if not state.conv_layers:
             return html.Div("This model has no convolutional layers.", className="hint")
         try:
@@ -584,13 +595,13 @@ def register_inside(app: Dash, state: DashboardState) -> None:
         Output(ids.FMAP_ZOOM, "figure"),
         Output(ids.FMAP_OPEN_UNIT, "disabled"),
         Input(ids.FMAP_FOCUS, "data"),
-        Input(ids.SELECTED, "data"),
+        views.gated("fmaps"),
         Input(ids.FMAP_SCALE, "value"),
-        Input(ids.DRAW_SETTLED, "data"),
-        Input(ids.VIEW, "data"),
+        State(ids.SELECTED, "data"),
+        prevent_initial_call=True,
     )
-    def zoom(focus: Any, selected: Any, scale: Any, _drawn: Any, view: Any) -> Any:
-        views.gate("network", view)
+    def zoom(focus: Any, gate: Any, scale: Any, selected: Any) -> Any:
+        views.opened(gate)
         try:
             focus = _check_focus(state, focus)
             selected = state.image_key(selected)

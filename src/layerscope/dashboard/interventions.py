@@ -620,10 +620,13 @@ def register_interventions(app: Dash, state: DashboardState) -> None:
 
     @app.callback(
         Output(ids.ABL_IMAGE, "children"),
-        Input(ids.ABL_STORE, "data"),
-        Input(ids.SELECTED, "data"),
+        views.gated("ablated-image"),
+        State(ids.ABL_STORE, "data"),
+        State(ids.SELECTED, "data"),
+        prevent_initial_call=True,
     )
-    def selected_image(data: Any, selected: Any) -> Any:
+    def selected_image(gate: Any, data: Any, selected: Any) -> Any:
+        views.opened(gate)
         try:
             current = check_ablation_list(state, data)
         except LayerscopeError:
@@ -679,14 +682,15 @@ def register_interventions(app: Dash, state: DashboardState) -> None:
         Output(ids.ATTR_IMAGE, "src"),
         Output(ids.ATTR_OVERLAY, "src"),
         Output(ids.ATTR_INFO, "children"),
-        Input(ids.SELECTED, "data"),
+        views.gated("attribution"),
         Input(ids.ATTR_METHOD, "value"),
         Input(ids.ATTR_TARGET, "value"),
         Input(ids.ATTR_LAYER, "value"),
-        Input(ids.VIEW, "data"),
+        State(ids.SELECTED, "data"),
+        prevent_initial_call=True,
     )
-    def attribution(selected: Any, method: Any, target: Any, layer: Any, view: Any) -> Any:
-        views.gate("intervene", view)
+    def attribution(gate: Any, method: Any, target: Any, layer: Any, selected: Any) -> Any:
+        views.opened(gate)
         style = {"display": "flex" if method == "gradcam" else "none"}
         try:
             selected = state.image_key(selected)
@@ -723,15 +727,16 @@ def register_interventions(app: Dash, state: DashboardState) -> None:
         Output(ids.ATTR_SANITY_AREA, "children"),
         Output(ids.ATTR_INTERVAL, "disabled"),
         Input(ids.ATTR_SANITY, "value"),
-        Input(ids.SELECTED, "data"),
+        views.gated("attribution"),
         Input(ids.ATTR_METHOD, "value"),
         Input(ids.ATTR_TARGET, "value"),
         Input(ids.ATTR_LAYER, "value"),
         Input(ids.ATTR_INTERVAL, "n_intervals"),
-        Input(ids.VIEW, "data"),
+        State(ids.SELECTED, "data"),
+        prevent_initial_call=True,
     )
-    def sanity(on: Any, selected: Any, method: str, target: Any, layer: Any, _tick: Any, view: Any) -> Any:
-        views.gate("intervene", view)
+    def sanity(on: Any, gate: Any, method: str, target: Any, layer: Any, _tick: Any, selected: Any) -> Any:
+        views.opened(gate)
         if not on:
             return [], True
         try:

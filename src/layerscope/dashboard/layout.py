@@ -337,6 +337,7 @@ def build_layout(state: DashboardState) -> html.Div:
         dcc.Store(id=ids.GALLERY_FILTER, data=None),
         dcc.Store(id=ids.GALLERY_PAGE, data=0),
         dcc.Store(id=ids.VIEW, data=views.DEFAULT),
+        *views.gate_stores(state.has_model),
         dcc.Store(id=ids.ADDRESS, data=None),  # the page's state as a query string (address.py), for the URL
         dcc.Store(id=ids.ADDRESS_IN, data=None),  # the URL's query string at page open and on back/forward
         dcc.Store(id=ids.MARKED, data=None),

@@ -1,16 +1,23 @@
 """The workspace's views: the work split by task, one shown at a time, the selection sidebar beside every one.
 
 Every view's components stay in the page (hidden ones are ``display: none``), so a callback never targets a missing
-component; the heavy ones (feature maps, the network graph, attributions) wait with `gate` until their view is shown.
+component. The heavy ones (feature maps, the network graph, attributions, activation panels) listen to a *gate*
+instead of the stores the whole page shares: a store that the browser changes when one of those stores changed while
+the view is shown, or when the view opens after one changed while it was hidden. A click in the gallery sends no
+request for a view nobody looks at, and opening a view that is up to date redraws nothing.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from dash import Dash, Input, Output, dcc
 from dash.exceptions import PreventUpdate
 
-__all__ = ["DEFAULT", "VIEWS", "check_view_name", "gate", "shown"]
+from layerscope.dashboard import ids
+
+__all__ = ["DEFAULT", "GATES", "VIEWS", "check_view_name", "gate_stores", "gated", "opened", "register_gates", "shown"]
 
 # (name, tab title, tooltip); the order of the tabs
 VIEWS: tuple[tuple[str, str, str], ...] = (
@@ -35,7 +42,52 @@ def check_view_name(value: Any) -> str:
     return value if isinstance(value, str) and value in NAMES else DEFAULT
 
 
-def gate(view: str, current: Any) -> None:
-    """Stop a callback of ``view`` while another view is shown; it runs when its view opens (the view is an Input)."""
-    if check_view_name(current) != view:
+# gate -> (its view, the page-wide stores it follows); the callback behind it reads their values as States
+GATES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "panels": (
+        "activations",
+        (ids.PANELS, ids.ROWS, ids.GROUPS, ids.SELECTION, ids.EXPLAIN, ids.PANEL_ORDERS, ids.DRAW_SETTLED),
+    ),
+    "network": ("network", (ids.SELECTED, ids.SELECTION)),
+    "guided": ("network", (ids.UNIT, ids.SELECTED)),
+    "fmaps": ("network", (ids.SELECTED, ids.DRAW_SETTLED)),
+    "ablated-image": ("intervene", (ids.ABL_STORE, ids.SELECTED)),
+    "attribution": ("intervene", (ids.SELECTED,)),
+}
+_MODEL_FREE = ("panels",)  # the others follow stores of views that need the model's weights
+
+
+def _gates(has_model: bool) -> list[str]:
+    return [name for name in GATES if has_model or name in _MODEL_FREE]
+
+
+def gated(name: str) -> Input:
+    """The Input of a heavy callback behind gate ``name``; the callback starts with ``opened(gate)``."""
+    return Input(ids.gate(name), "data")
+
+
+def opened(gate: Any) -> None:
+    """Stop a heavy callback whose view was never shown. The renderer calls the callbacks downstream of the gates
+    once at page open, whatever the gates say (an initial call follows the chain): that call draws nothing."""
+    if gate is None:
         raise PreventUpdate
+
+
+def gate_stores(has_model: bool) -> list[dcc.Store]:
+    return [dcc.Store(id=ids.gate(name), data=None) for name in _gates(has_model)]
+
+
+def register_gates(app: Dash, has_model: bool) -> None:
+    """All gates in one callback in the browser (assets/workspace.js ``layerscope.gates``): no request while a
+    gate's view is hidden, and one renderer cycle for all of them, not one each."""
+    names = _gates(has_model)
+    stores = list(dict.fromkeys(store for name in names for store in GATES[name][1]))
+    follows = {name: [stores.index(store) for store in GATES[name][1]] for name in names}
+    wanted = {name: GATES[name][0] for name in names}
+    app.clientside_callback(
+        f"function(view, ...values) {{ return window.layerscope.gates({json.dumps(wanted)}, "
+        f"{json.dumps(follows)}, view, values); }}",
+        *(Output(ids.gate(name), "data") for name in names),
+        Input(ids.VIEW_SHOWN, "data"),  # the view once shown and its graphs measured (workspace.js showView)
+        *(Input(store, "data") for store in stores),
+    )

@@ -51,9 +51,13 @@ def register_workspace(app: Dash, state: DashboardState) -> None:
         Input(ids.VIEW, "data"),
     )
 
+    views.register_gates(app, state.has_model)
+
     # -- the address bar ---------------------------------------------------------------------------------------------
+    # the view an address names shows at once, in the browser (at page open here, after back or forward in
+    # workspace.js); the rest of the address is read on the server, which leaves the view as it finds it
     app.clientside_callback(
-        "function(id) { return window.location.search; }",
+        "function(id) { return window.layerscope.openAddress(); }",
         Output(ids.ADDRESS_IN, "data"),
         Input(ids.ADDRESS_IN, "id"),
     )
@@ -65,19 +69,17 @@ def register_workspace(app: Dash, state: DashboardState) -> None:
         unit_out, unit_in = [], []
 
     @app.callback(
-        Output(ids.VIEW, "data", allow_duplicate=True),
         Output(ids.SELECTED, "data", allow_duplicate=True),
         *(Output(_panel_id(p, f), "value", allow_duplicate=True) for p, f in _PANEL_PROPS),
         *unit_out,
         Output(ids.SELECTION, "data", allow_duplicate=True),
         Output(ids.GALLERY_FILTER, "data", allow_duplicate=True),
         Input(ids.ADDRESS_IN, "data"),
-        State(ids.VIEW, "data"),
         State(ids.SELECTED, "data"),
         *(State(_panel_id(p, f), "value") for p, f in _PANEL_PROPS),
         prevent_initial_call=True,
     )
-    def restore(search: Any, view: Any, selected: Any, *panel_values: Any) -> list[Any]:
+    def restore(search: Any, selected: Any, *panel_values: Any) -> list[Any]:
         """What the address asks for, where it differs from what the page shows (an equal value is not re-sent, so
         nothing redraws for it); what the address does not name stays as it is."""
         wanted = parse_address(search, state)
@@ -94,7 +96,6 @@ def register_workspace(app: Dash, state: DashboardState) -> None:
         unit = wanted.get("unit")
         units = ([unit["layer"], unit["unit"]] if unit else [no_update, no_update]) if state.has_model else []
         return [
-            changed(wanted.get("view"), view),
             changed(wanted.get("image"), selected),
             *values,
             *units,

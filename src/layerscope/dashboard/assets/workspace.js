@@ -28,6 +28,53 @@
     return noUpdate();
   };
 
+  // the heavy callbacks' gates (views.py): a gate gets a new number when one of the stores it follows changed while
+  // its view is shown, or when its view opens after one changed while it was hidden; nothing (so no request)
+  // otherwise. Values are compared by identity: the renderer hands an unchanged value on as the same object.
+  const seen = {};
+  let opened = 0;
+  ls.gates = function (views, follows, current, values) {
+    return Object.keys(views).map(function (name) {
+      if (current !== views[name]) { return noUpdate(); }
+      const now = follows[name].map(function (k) { return values[k]; });
+      const last = seen[name];
+      if (last && last.every(function (v, k) { return v === now[k]; })) { return noUpdate(); }
+      seen[name] = now;
+      opened += 1;
+      return opened;
+    });
+  };
+
+  // a brush in one panel -> [the page's selection, the panel it came from]; a graph reporting its first, empty
+  // selection changes nothing, a cleared brush clears the selection ([])
+  ls.brushed = function (context, a, b, current, brushA) {
+    const fromA = context.triggered_id === brushA;
+    const indices = fromA ? a : b;
+    if ((!indices || !indices.length) && (!current || !current.length)) {
+      return [noUpdate(), noUpdate()];
+    }
+    return [indices && indices.length ? indices : [], fromA ? "a" : "b"];
+  };
+
+  // a click on a gallery or top-k thumbnail, a projection's point or an activation row's name -> the image it
+  // selects: a thumbnail's id carries its key, a projection its image index (pointIndices), a row its position in
+  // the rows; the server checks what it is given where it uses it (DashboardState.image_key)
+  ls.select = function (context, clickA, clickB, rows, clickedA, rowName) {
+    const fired = (context.triggered || [])[0];
+    if (!fired || fired.value === null || fired.value === undefined || fired.value === 0) { return noUpdate(); }
+    const id = context.triggered_id;
+    if (id && typeof id === "object") {
+      if (id.type === rowName) {
+        const row = (rows || [])[id.row];
+        if (!row || (row.kind !== "image" && row.kind !== "class")) { return noUpdate(); }
+        return row.kind === "class" ? "mean:" + row.key : row.key;
+      }
+      return id.key === undefined ? noUpdate() : id.key;
+    }
+    const index = id === clickedA ? clickA : clickB;
+    return typeof index === "number" ? index : noUpdate();
+  };
+
   let shownOnce = false;
   ls.showView = function (view) {
     // a new history entry at once (the server's full address replaces it when it comes): a quick second click
@@ -45,30 +92,48 @@
       b.classList.toggle("active", b.id === "nav-" + view);
       b.setAttribute("aria-selected", b.id === "nav-" + view ? "true" : "false");
     });
-    // plotly drew the graphs of a hidden view at its default 700 px: let it measure them again
-    requestAnimationFrame(function () {
-      const section = document.getElementById("view-" + view);
-      (section ? section.querySelectorAll(".js-plotly-plot") : []).forEach(function (gd) {
-        if (gd._fullLayout && window.Plotly) { window.Plotly.Plots.resize(gd); }
+    // plotly drew the graphs of a hidden view at its default 700 px: let it measure them again, then say the view is
+    // shown (the gates of its heavy callbacks follow VIEW_SHOWN: their figures arrive in graphs of the right size)
+    // (Plots.resize waits 100 ms before it measures: a figure drawn meanwhile would keep the 700 px)
+    return new Promise(function (done) {
+      requestAnimationFrame(function () {
+        const section = document.getElementById("view-" + view);
+        const graphs = Array.from(section ? section.querySelectorAll(".js-plotly-plot") : []);
+        Promise.all(graphs.filter(function (gd) { return gd._fullLayout && window.Plotly; }).map(function (gd) {
+          return window.Plotly.Plots.resize(gd).catch(function () { return null; });
+        })).then(function () { done(view); });
       });
     });
-    return view;
   };
 
-  // the page's state as a query string (address.py) -> the URL: a new history entry when the view changes, so
-  // back and forward move between views; the same entry otherwise (a click in the gallery is not a page)
+
+  // the page's state as a query string (address.py) -> the URL: back and forward move between views (showView
+  // makes an entry per view), the rest of the state refines the entry (a click in the gallery is not a page)
   const viewOf = function (search) { return new URLSearchParams(search).get("view") || "explore"; };
   ls.writeAddress = function (search) {
-    if (!search || search === window.location.search) { return noUpdate(); }
-    const url = window.location.pathname + search + window.location.hash;
-    if (viewOf(search) !== viewOf(window.location.search)) {
-      window.history.pushState(null, "", url);
-    } else {
-      window.history.replaceState(null, "", url);
+    // the history's entries are made where the view changes (showView); an address only refines the entry of its
+    // view. One made for a view the page has left since (back, then back again before the first answer came) is
+    // dropped: written, it would take the place of the entry the page is on
+    if (!search || search === window.location.search || viewOf(search) !== viewOf(window.location.search)) {
+      return noUpdate();
     }
+    window.history.replaceState(null, "", window.location.pathname + search + window.location.hash);
     return search;
   };
-  window.addEventListener("popstate", function () { setProps("address-in", { data: window.location.search }); });
+  // the address at page open, and after back or forward: the view it names shows at once (no history entry is made
+  // for it: it has one), when the page has that view's tab; the rest is read on the server (workspace.py restore)
+  const openView = function () {
+    const view = viewOf(window.location.search);
+    if (document.getElementById("nav-" + view)) { setProps("view", { data: view }); }
+  };
+  ls.openAddress = function () {
+    openView();
+    return window.location.search;
+  };
+  window.addEventListener("popstate", function () {
+    openView();
+    setProps("address-in", { data: window.location.search });
+  });
 
   // a plotly event's points -> the images' indices, from each trace's customdata as plotly decoded it (dcc.Graph
   // reads customdata from the figure as sent, where a typed array is still base64): a brush gives the sorted set, a
