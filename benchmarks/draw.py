@@ -106,7 +106,7 @@ def main() -> None:
     from layerscope.dashboard import create_app
     from layerscope.dashboard.callbacks import _panel
     from layerscope.dashboard.draw import caption, digit_from_strokes, neighbour_rows, probability_figure
-    from layerscope.dashboard.inside import _fmap_tiles
+    from layerscope.dashboard.inside import _fmap_values
     from layerscope.dashboard.live import live_update
     from layerscope.dashboard.state import LIVE
 
@@ -138,7 +138,7 @@ def main() -> None:
             caption(state, LIVE),
             probability_figure(state, LIVE),  # the preview's bars
             _panel(state, "fc2", [], {}, None, None, "none"),
-            _fmap_tiles(state, LIVE, "channel", None),
+            _fmap_values(state, LIVE, "channel"),
             neighbour_rows(state, LIVE, 0)[0],
             [state.place(LIVE, layer) for layer in ("fc2", "input")],
         ]

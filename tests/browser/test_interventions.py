@@ -94,10 +94,11 @@ def click_mode_on(page, then):
 
 
 def test_graph_clicks_switch_units_off_and_back_on_instead_of_opening_the_unit_card(page):
-    page.wait_for_function("() => document.querySelector('#unit-title').textContent.length > 0")
-    title = page.text_content("#unit-title")
     click_mode_on(page, "network")
     page.wait_for_function(NET_DRAWN)
+    # the unit card is drawn once the Network view shows
+    page.wait_for_function("() => document.querySelector('#unit-title').textContent.length > 0")
+    title = page.text_content("#unit-title")
     assert crosses(page) == []
     click_node(page, "fc1", 5)
     page.wait_for_function(LIST_HAS, arg="fc1 5 × 0")

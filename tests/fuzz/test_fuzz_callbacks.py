@@ -18,7 +18,7 @@ from layerscope.dashboard import create_app
 from layerscope.dashboard.live import ROUTE
 from layerscope.dashboard.messages import UNEXPECTED
 from layerscope.run import Run
-from tests.unit.test_server_guard import LOCAL, UPDATE, callback_body, one_sentence, side_notice
+from tests.unit.test_server_guard import LOCAL, OPEN_GATES, UPDATE, callback_body, one_sentence, side_notice
 
 FUZZ = settings(
     max_examples=int(os.environ.get("LAYERSCOPE_FUZZ_EXAMPLES", "40")),
@@ -119,8 +119,10 @@ def check(response, errors: Errors, seen: int) -> None:
 
 
 def run_callback(app, client, errors, output: str, inputs: dict[str, Any], changed: str | None = None) -> None:
+    """The callback as the page sends it with every view shown once (gates open: the heavy callbacks run)."""
     seen = len(errors.records)
-    check(client.post(UPDATE, json=callback_body(app, output, inputs, changed), headers=LOCAL), errors, seen)
+    body = callback_body(app, output, {**OPEN_GATES, **inputs}, changed)
+    check(client.post(UPDATE, json=body, headers=LOCAL), errors, seen)
 
 
 @FUZZ
@@ -141,7 +143,7 @@ def test_image_views(app, client, errors, values, data):
     }
     output = data.draw(
         st.sampled_from(
-            ["preview-image.src", "fmap-area.children", "fmap-zoom.figure", "unit-guided.children", "attr-layer-box"]
+            ["preview-image.src", "fmap-note.children", "fmap-zoom.figure", "unit-guided.children", "attr-layer-box"]
         )
     )
     run_callback(app, client, errors, output, common, changed="selected.data")

@@ -144,13 +144,13 @@ def test_dashboard_of_an_rgb_model(lenet_run):
         "net-threshold": 0.0,
         "net-color": "activation",
         "selected": 0,
-        "view": "network",  # drawn while its view is shown
+        "gate-network": 1,  # drawn once its view was shown (views.py)
     }
     assert _dash_request(client, app, output, values).status_code == 200
     # each layer's unit card
     output = next(key for key in app.callback_map if "unit-weights.figure" in key)
     for info in lenet_run.layers[1:]:
-        response = _dash_request(client, app, output, {"unit": {"layer": info.name, "unit": 0}})
+        response = _dash_request(client, app, output, {"gate-unit": 1, "unit": {"layer": info.name, "unit": 0}})
         assert response.status_code == 200, info.name
 
 

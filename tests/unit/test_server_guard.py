@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from layerscope.dashboard import create_app
+from layerscope.dashboard import create_app, ids, views
 from layerscope.dashboard.checks import MAX_GROUP_MEMBERS
 from layerscope.dashboard.guard import MAX_BODY, allowed_hosts, host_name
 from layerscope.dashboard.live import ROUTE
@@ -44,12 +44,31 @@ def one_sentence(text: str) -> bool:
     return "\n" not in text and text.endswith(".") and len(re.findall(r"[.!?](?:\s|$)", bare)) <= 1
 
 
+# every heavy callback's gate as the page sends it once its view was shown (a gate never opened stops its callback)
+OPEN_GATES = {f"{ids.gate(name)}.data": 1 for name in views.GATES}
+
+
 def _split_output(part: str) -> dict[str, Any]:
     if part.startswith("{"):  # a pattern-matching id, JSON
         end = part.rindex("}") + 1
         return {"id": json.loads(part[:end]), "property": part[end + 1 :]}
     ident, prop = part.split(".", 1)
     return {"id": ident, "property": prop}
+
+
+def _matching(app, output: dict[str, Any]) -> Any:
+    """A pattern-matching output (an ALL in its id) as the renderer sends it: one entry per component of the layout
+    that matches, in the layout's order."""
+    pattern = output["id"]
+    if not isinstance(pattern, dict) or ["ALL"] not in pattern.values():
+        return output
+    found = []
+    for component in app.layout._traverse():
+        ident = getattr(component, "id", None)
+        if isinstance(ident, dict) and ident.keys() == pattern.keys():
+            if all(v == ["ALL"] or ident[k] == v for k, v in pattern.items()):
+                found.append({"id": ident, "property": output["property"]})
+    return found
 
 
 def callback_body(app, output: str, values: dict[str, Any] | None = None, changed: str | None = None) -> dict:
@@ -68,7 +87,7 @@ def callback_body(app, output: str, values: dict[str, Any] | None = None, change
         return {"id": dep["id"], "property": dep["property"], "value": values.get(name)}
 
     parts = key[2:-2].split("...") if key.startswith("..") else [key]
-    outputs = [_split_output(p) for p in parts]
+    outputs = [_matching(app, _split_output(p)) for p in parts]
     first = spec["inputs"][0]
     return {
         "output": key,
@@ -281,7 +300,7 @@ def test_image_minus_one_does_not_show_the_last_image(app, client):
 @pytest.mark.parametrize("bad", [-1, 10**9, "abc"])
 def test_every_view_of_the_selected_image_answers_without_a_500(app, client, bad):
     for output in (
-        "fmap-area.children",
+        "fmap-note.children",
         "fmap-zoom.figure",
         "unit-guided.children",
         "attr-layer-box.style",
@@ -290,6 +309,7 @@ def test_every_view_of_the_selected_image_answers_without_a_500(app, client, bad
         "abl-image.children",
     ):
         values = {
+            **OPEN_GATES,
             "selected.data": bad,
             "fmap-scale.value": "channel",
             "unit.data": {"layer": "conv2", "unit": 0},
@@ -369,8 +389,8 @@ def test_the_unit_card_computes_a_feature_visualisation_only_when_asked(tiny_run
     client = app.server.test_client()
     state = app.layerscope_state
     stored = run.path / "featurevis"
-    values = {"unit.data": {"layer": "conv2", "unit": 5}, "selected.data": 0}
-    for _ in range(2):  # the page opening on the unit, and a poll
+    values = {**OPEN_GATES, "unit.data": {"layer": "conv2", "unit": 5}, "selected.data": 0}
+    for _ in range(2):  # the Network view opening on the unit, and a poll
         shown = update(client, callback_body(app, "unit-topk.children", values)).get_json()["response"]
         assert "Not computed yet" in json.dumps(shown["unit-featurevis"]["children"])
         assert shown["unit-featurevis-start"]["disabled"] is False

@@ -146,7 +146,8 @@ def inside_layout(state: DashboardState) -> list[Any]:
             ],
             className="controls",
         ),
-        html.Div(id=ids.FMAP_AREA, className="fmap-area"),
+        html.Div(id=ids.FMAP_NOTE),
+        html.Div(_fmap_frame(state), id=ids.FMAP_AREA, className="fmap-area"),
         html.Div(
             [
                 dcc.Graph(id=ids.FMAP_ZOOM, config={"displayModeBar": False}, className="fmap-zoom"),
@@ -154,7 +155,7 @@ def inside_layout(state: DashboardState) -> list[Any]:
             ],
             className="fmap-focus",
         ),
-        dcc.Store(id=ids.FMAP_FOCUS, data={"layer": state.conv_layers[0], "unit": 0} if state.conv_layers else None),
+        dcc.Store(id=ids.FMAP_FOCUS, data=_default_focus(state)),
         class_name="fmaps",
     )
     start = default_unit(state)
@@ -282,38 +283,61 @@ def _check_focus(state: DashboardState, value: Any) -> dict[str, Any] | None:
     return {"layer": layer, "unit": check_index(value.get("unit"), unit_count(state, layer), f"{layer} channel")}
 
 
-def _fmap_tiles(state: DashboardState, selected: Any, scale: str, focus: Any) -> list[Any]:
-    """Per conv layer, a grid of its channel maps for image ``selected``: tiles showing slices of one strip PNG
-    (`channel_strip`) held in the grid's ``--sprite`` style, which the Draw panel's fast path (assets/draw.js)
+def _fmap_frame(state: DashboardState) -> list[Any]:
+    """Per conv layer, a heading and a grid of one tile per channel, laid out once with the page: a new image
+    changes the grids' strips and the headings (`_fmap_values`), never the tiles, so the renderer swaps two
+    properties per layer instead of building a component per channel again. A tile shows its slice of the strip
+    PNG (`channel_strip`) held in the grid's ``--sprite`` style, which the Draw panel's fast path (assets/draw.js)
     replaces while the live drawing is shown."""
-    maps = state.feature_maps(selected)
+    if not state.conv_layers:
+        return [html.Div("This model has no convolutional layers.", className="hint")]
+    focus = _default_focus(state)
     blocks = []
-    for layer, fmap in maps.items():  # (C, H, W)
-        lo_l, hi_l = float(fmap.min()), float(fmap.max())
-        tiles = []
-        for c, m in enumerate(fmap):
-            chosen = focus is not None and focus.get("layer") == layer and focus.get("unit") == c
-            tiles.append(
-                html.Div(
-                    id={"type": ids.FMAP_TILE, "layer": layer, "unit": c},
-                    className="fmap" + (" chosen" if chosen else ""),
-                    # aligns the strip's c-th map with the tile: p% of the strip sits at p% of the tile
-                    style={"backgroundPosition": f"{100 * c / max(len(fmap) - 1, 1):.4f}% 0"},
-                    title=f"{layer} channel {c}: max {m.max():.3f}, mean {m.mean():.3f}",
-                )
+    for info in (i for i in state.run.layers if i.kind == "conv"):
+        channels, h, w = info.shape
+        tiles = [
+            html.Div(
+                id={"type": ids.FMAP_TILE, "layer": info.name, "unit": c},
+                className="fmap chosen" if focus == {"layer": info.name, "unit": c} else "fmap",
+                # aligns the strip's c-th map with the tile: p% of the strip sits at p% of the tile
+                style={"backgroundPosition": f"{100 * c / max(channels - 1, 1):.4f}% 0"},
+                title=f"{info.name} channel {c}: click to enlarge it",
             )
-        h, w = fmap.shape[1:]
-        head = f"{layer} · {len(fmap)} channels of {h}x{w}" + (
-            f" · layer scale {lo_l:.2f} to {hi_l:.2f}" if scale == "layer" else ""
-        )
+            for c in range(channels)
+        ]
+        head = f"{info.name} · {channels} channels of {h}x{w}"
         grid = html.Div(
             tiles,
+            id={"type": ids.FMAP_GRID, "layer": info.name},
             className="fmap-grid",
-            style={"--sprite": f'url("{channel_strip(fmap, scale == "channel")}")', "--channels": str(len(fmap))},
-            **attrs(layer=layer, scale=scale, live=int(selected == LIVE)),
+            style={"--channels": str(channels)},
+            **attrs(layer=info.name, scale="channel", live=0),
         )
-        blocks.append(html.Div([html.Div(head, className="row-title"), grid]))
+        blocks.append(
+            html.Div([html.Div(head, id={"type": ids.FMAP_HEAD, "layer": info.name}, className="row-title"), grid])
+        )
     return blocks
+
+
+def _default_focus(state: DashboardState) -> dict[str, Any] | None:
+    return {"layer": state.conv_layers[0], "unit": 0} if state.conv_layers else None
+
+
+def _fmap_values(state: DashboardState, selected: Any, scale: str) -> dict[str, dict[str, Any]]:
+    """{layer: {"style", "live", "head"}} of each conv layer's grid for image ``selected``: the strip of its channel
+    maps (one colour scale per channel, or one for the layer), whether it is the live drawing's, the heading."""
+    out = {}
+    for layer, fmap in state.feature_maps(selected).items():  # (C, H, W)
+        channels, h, w = fmap.shape
+        head = f"{layer} · {channels} channels of {h}x{w}" + (
+            f" · layer scale {float(fmap.min()):.2f} to {float(fmap.max()):.2f}" if scale == "layer" else ""
+        )
+        out[layer] = {
+            "style": {"--sprite": f'url("{channel_strip(fmap, scale == "channel")}")', "--channels": str(channels)},
+            "live": int(selected == LIVE),
+            "head": head,
+        }
+    return out
 
 
 def _job_text(job: Any, what: str) -> html.Span:
@@ -467,9 +491,12 @@ def register_inside(app: Dash, state: DashboardState) -> None:
         Output(ids.UNIT_TITLE, "children"),
         Output(ids.UNIT_WEIGHTS, "figure"),
         Output(ids.UNIT_CLASSES, "figure"),
-        Input(ids.UNIT, "data"),
+        views.gated("unit"),  # drawn while the Network view is open (views.py)
+        State(ids.UNIT, "data"),
+        prevent_initial_call=True,
     )
-    def unit_static(unit: Any) -> Any:
+    def unit_static(gate: Any, unit: Any) -> Any:
+        views.opened(gate)
         try:
             layer, u = check_unit(state, unit)
         except LayerscopeError as e:
@@ -503,12 +530,15 @@ def register_inside(app: Dash, state: DashboardState) -> None:
         Output(ids.UNIT_TOPK, "children"),
         Output(ids.UNIT_FEATUREVIS, "children"),
         Output(ids.UNIT_FEATUREVIS_START, "disabled"),
-        Input(ids.UNIT, "data"),
+        views.gated("unit"),
         Input(ids.UNIT_INTERVAL, "n_intervals"),
         Input(ids.UNIT_FEATUREVIS_START, "n_clicks"),
+        State(ids.UNIT, "data"),
         State(ids.SELECTED, "data"),
+        prevent_initial_call=True,
     )
-    def unit_results(unit: Any, _tick: Any, compute: Any, selected: Any) -> Any:
+    def unit_results(gate: Any, _tick: Any, compute: Any, unit: Any, selected: Any) -> Any:
+        views.opened(gate)
         try:
             layer, u = check_unit(state, unit)
         except LayerscopeError as e:
@@ -560,25 +590,50 @@ def register_inside(app: Dash, state: DashboardState) -> None:
         return all(scratch.seen(job) for job in list(state.unit_jobs.values()))
 
     # -- feature maps -----------------------------------------------------------------------------------------------
-    @app.callback(
-        Output(ids.FMAP_AREA, "children"),
-        views.gated("fmaps"),  # a new selection, or a stroke of the live drawing ended
-        Input(ids.FMAP_SCALE, "value"),
-        Input(ids.FMAP_FOCUS, "data"),
-        State(ids.SELECTED, "data"),
-        prevent_initial_call=True,
-    )
-    def feature_maps(gate: Any, scale: Any, focus: Any, selected: Any) -> Any:
-        views.opened(gate)
-        if not state.conv_layers:
-            return html.Div("This model has no convolutional layers.", className="hint")
-        try:
-            selected = state.image_key(selected)
-            scale = check_choice(scale, FMAP_SCALES, "colour scale")
-            focus = _check_focus(state, focus)
-        except LayerscopeError as e:
-            return html.Div(str(e), className="bad")
-        return _fmap_tiles(state, selected, scale, focus)
+    if state.conv_layers:
+        grid = {"type": ids.FMAP_GRID, "layer": ALL}
+
+        @app.callback(
+            Output(ids.FMAP_NOTE, "children"),
+            Output(grid, "style"),
+            Output(grid, "data-live"),
+            Output(grid, "data-scale"),
+            Output({"type": ids.FMAP_HEAD, "layer": ALL}, "children"),
+            views.gated("fmaps"),  # a new selection, or a stroke of the live drawing ended
+            Input(ids.FMAP_SCALE, "value"),
+            State(ids.SELECTED, "data"),
+            prevent_initial_call=True,
+        )
+        def feature_maps(gate: Any, scale: Any, selected: Any) -> Any:
+            views.opened(gate)
+            layers = [out["id"]["layer"] for out in ctx.outputs_list[1]]
+            try:
+                selected = state.image_key(selected)
+                scale = check_choice(scale, FMAP_SCALES, "colour scale")
+            except LayerscopeError as e:
+                keep = [no_update] * len(layers)
+                return html.Span(str(e), className="bad"), keep, keep, keep, keep
+            values = _fmap_values(state, selected, scale)
+            return (
+                "",
+                [values[layer]["style"] for layer in layers],
+                [values[layer]["live"] for layer in layers],
+                [scale] * len(layers),
+                [values[layer]["head"] for layer in layers],
+            )
+
+        # the enlarged channel's tile outlined, in the browser
+        app.clientside_callback(
+            """function(focus) {
+                return window.dash_clientside.callback_context.outputs_list.map(function (out) {
+                    const chosen = focus && out.id.layer === focus.layer && out.id.unit === focus.unit;
+                    return chosen ? "fmap chosen" : "fmap";
+                });
+            }""",
+            Output({"type": ids.FMAP_TILE, "layer": ALL, "unit": ALL}, "className"),
+            Input(ids.FMAP_FOCUS, "data"),
+            prevent_initial_call=True,
+        )
 
     @app.callback(
         Output(ids.FMAP_FOCUS, "data"),

@@ -342,6 +342,7 @@ def build_layout(state: DashboardState) -> html.Div:
         dcc.Store(id=ids.ADDRESS_IN, data=None),  # the URL's query string at page open and on back/forward
         dcc.Store(id=ids.MARKED, data=None),
         dcc.Store(id=ids.ADDRESS_DONE, data=None),
+        dcc.Store(id=ids.ADDRESS_OPENED, data=None),
         dcc.Store(id=ids.VIEW_SHOWN, data=None),
         dcc.Interval(id=ids.JOBS_INTERVAL, interval=1000, disabled=True),
     ]

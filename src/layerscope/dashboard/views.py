@@ -49,6 +49,7 @@ GATES: dict[str, tuple[str, tuple[str, ...]]] = {
         (ids.PANELS, ids.ROWS, ids.GROUPS, ids.SELECTION, ids.EXPLAIN, ids.PANEL_ORDERS, ids.DRAW_SETTLED),
     ),
     "network": ("network", (ids.SELECTED, ids.SELECTION)),
+    "unit": ("network", (ids.UNIT,)),
     "guided": ("network", (ids.UNIT, ids.SELECTED)),
     "fmaps": ("network", (ids.SELECTED, ids.DRAW_SETTLED)),
     "ablated-image": ("intervene", (ids.ABL_STORE, ids.SELECTED)),

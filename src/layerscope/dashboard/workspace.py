@@ -55,10 +55,12 @@ def register_workspace(app: Dash, state: DashboardState) -> None:
 
     # -- the address bar ---------------------------------------------------------------------------------------------
     # the view an address names shows at once, in the browser (at page open here, after back or forward in
-    # workspace.js); the rest of the address is read on the server, which leaves the view as it finds it
+    # workspace.js); the rest of the address is read on the server, which leaves the view as it finds it. The
+    # browser hands the address over with set_props, and only where there is one: were ADDRESS_IN this callback's
+    # Output, every callback downstream of `restore` would wait at page open for a request that changes nothing
     app.clientside_callback(
         "function(id) { return window.layerscope.openAddress(); }",
-        Output(ids.ADDRESS_IN, "data"),
+        Output(ids.ADDRESS_OPENED, "data"),
         Input(ids.ADDRESS_IN, "id"),
     )
 

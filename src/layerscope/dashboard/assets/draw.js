@@ -71,7 +71,7 @@
   }
 
   // what the page shows of the live drawing: panel rows with the order and colour range they were drawn with
-  // (callbacks.py _panel), feature-map grids (inside.py _fmap_tiles)
+  // (callbacks.py _panel), feature-map grids (inside.py _fmap_frame)
   function asks() {
     const panels = [];
     document.querySelectorAll("[data-live-layer]").forEach(function (row) {

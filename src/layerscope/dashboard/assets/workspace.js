@@ -127,8 +127,12 @@
     if (document.getElementById("nav-" + view)) { setProps("view", { data: view }); }
   };
   ls.openAddress = function () {
-    openView();
-    return window.location.search;
+    const search = window.location.search;
+    if (search && search !== "?") {
+      openView();
+      setProps("address-in", { data: search });
+    }
+    return search;
   };
   window.addEventListener("popstate", function () {
     openView();
