@@ -173,11 +173,13 @@ def probability_figure(probs: np.ndarray, true: int, class_names: Sequence[str])
             marker=dict(color=bars["color"], line=dict(color=bars["line"], width=1.5)),
             text=bars["text"],
             textposition="outside",
+            cliponaxis=False,
             hovertemplate="%{y}: %{x:.4f}<extra></extra>",
         )
     )
     base_layout(fig, 18 * len(probs) + 26, bargap=0.25)
-    fig.update_xaxes(range=[0, 1.18], showticklabels=False, showgrid=False, zeroline=False, fixedrange=True)
+    # room beside the longest bar for its "100.0%", in the sidebar's narrow box too
+    fig.update_xaxes(range=[0, 1.36], showticklabels=False, showgrid=False, zeroline=False, fixedrange=True)
     fig.update_yaxes(autorange="reversed", type="category", fixedrange=True)
     return fig
 
