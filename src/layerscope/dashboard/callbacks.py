@@ -18,21 +18,19 @@ from layerscope.dashboard.checks import (
     MAX_ROWS,
     check_choice,
     check_groups,
-    check_int,
     check_rows,
     check_selection,
     check_view,
     first_point,
 )
 from layerscope.dashboard.components import attrs
+from layerscope.dashboard.gallery import PAGE, gallery_key, gallery_page, thumb
 from layerscope.dashboard.layout import METHOD_LABELS, QUALITY_HINTS, method_options
 from layerscope.dashboard.state import LIVE, DashboardState, is_drawing
 from layerscope.errors import LayerscopeError
 from layerscope.interop.seed_json import FILE_METHOD
 from layerscope.names import check_index, check_label
 
-PAGE = 60  # thumbnails per gallery page
-GALLERY_SORTS = ("confidence", "uncertain", "index")
 PANEL_SORTS = ("none", "mean", "variance", "difference", "explain")
 
 # Light up the selected images in every projection except the one they were brushed in (which shows its own lasso).
@@ -81,7 +79,7 @@ def _brushed_row(state: DashboardState, selection: list[int] | None, selected: A
     title = f"brushed in a projection: {len(selection):,} images" + (
         f" (first {PAGE})" if len(selection) > PAGE else ""
     )
-    thumbs = [_thumb(state, int(i), selected, state.name(int(i))) for i in shown]
+    thumbs = [thumb(state, int(i), selected, state.name(int(i))) for i in shown]
     return [html.Div(title, className="row-title"), html.Div(thumbs, className="thumbs brushed-row")]
 
 
@@ -114,11 +112,6 @@ def _row_values(
     if not members:
         return None
     return group_mean(values, members)
-
-
-def _thumb(state: DashboardState, key: int | str, selected: Any, title: str) -> html.Img:
-    classes = "thumb selected" if str(key) == str(selected) else "thumb"
-    return html.Img(src=state.thumbnail(key), id={"type": ids.THUMB, "key": key}, className=classes, title=title)
 
 
 def register(app: Dash, state: DashboardState) -> None:
@@ -268,56 +261,23 @@ def register(app: Dash, state: DashboardState) -> None:
     @app.callback(
         Output(ids.GALLERY_BODY, "children"),
         Output(ids.GALLERY_INFO, "children"),
+        Output(ids.GALLERY_SHOWN, "data"),
         Input(ids.GALLERY_DIGIT, "value"),
         Input(ids.GALLERY_SORT, "value"),
         Input(ids.GALLERY_PAGE, "data"),
         Input(ids.GALLERY_FILTER, "data"),
         State(ids.SELECTED, "data"),
+        State(ids.GALLERY_SHOWN, "data"),
     )
-    def gallery(digit: Any, sort: Any, page: Any, filt: Any, selected: Any) -> tuple[Any, str]:
-        from layerscope.analysis import gallery as gallery_indices
-
+    def gallery(digit: Any, sort: Any, page: Any, filt: Any, selected: Any, shown: Any) -> Any:
         try:
-            digit = check_index(digit, len(state.class_names), "digit")
-            sort = check_choice(sort, GALLERY_SORTS, "gallery order")
-            page = check_int(page, 0, 2**31, "gallery page") if page is not None else 0
-            if filt and not isinstance(filt, dict):
-                raise LayerscopeError("the gallery's filter is not a confusion cell; click a cell again.")
-            if filt:
-                t = check_index(filt.get("true"), len(state.class_names), "true class")
-                p = check_index(filt.get("pred"), len(state.class_names), "predicted class")
+            key = gallery_key(state, digit, sort, page, filt)
         except LayerscopeError as e:
-            return [html.Div(str(e), className="bad")], ""
-        if filt:
-            members = confusion_cell(state.labels, state.predicted, state.split, t, p)
-            pages = max(1, -(-len(members) // PAGE))
-            page = min(page, pages - 1)
-            shown = members[page * PAGE : (page + 1) * PAGE]
-            title = f"true {state.class_names[t]}, predicted {state.class_names[p]} (test set)"
-            body = [
-                html.Div(title, className="row-title"),
-                html.Div([_thumb(state, int(i), selected, state.name(int(i))) for i in shown], className="thumbs"),
-            ]
-            return body, f"page {page + 1} / {pages} · {len(members):,} images"
-        correct, wrong = gallery_indices(state.run, int(digit), sort)
-        pages = max(1, -(-len(correct) // PAGE))
-        page = min(page, pages - 1)
-        shown = correct[page * PAGE : (page + 1) * PAGE]
-        name = state.class_names[int(digit)]
-        first = [_thumb(state, f"mean:{int(digit)}", selected, f"average {name}")] + [
-            _thumb(state, int(i), selected, f"{state.name(int(i))} · {state.confidence[i]:.1%}") for i in shown
-        ]
-        second = [
-            _thumb(state, int(i), selected, f"{state.name(int(i))} → {state.class_names[state.predicted[i]]}")
-            for i in wrong
-        ]
-        body = [
-            html.Div(f"correctly classified {name} (first: the average {name})", className="row-title"),
-            html.Div(first, className="thumbs"),
-            html.Div(f"misclassified {name}: {len(wrong):,}", className="row-title"),
-            html.Div(second or [html.Span("none", className="hint")], className="thumbs wrong"),
-        ]
-        return body, f"page {page + 1} / {pages} · {len(correct):,} correct"
+            return [html.Div(str(e), className="bad")], "", None
+        if key == shown:  # the page it shows (the first, laid out with the page): the ring follows the selection
+            raise PreventUpdate
+        body, info = gallery_page(state, key, selected)
+        return body, info, key
 
     @app.callback(
         Output(ids.GALLERY_BRUSHED, "children"),

@@ -9,6 +9,7 @@ HIGHLIGHT_DONE = "highlight-done"  # store written by the clientside highlight (
 SELECTION_ORIGIN = "selection-origin"  # store: the projection panel ("a"/"b") the selection was brushed in
 EXPLAIN = "explain"  # store: index of the misclassified image being explained, or None
 DBLCLICK = "dblclick"  # store: {"key": ...} of the last double-clicked thumbnail (set by assets/layerscope.js)
+GALLERY_SHOWN = "gallery-shown"  # store: the gallery page shown (gallery.gallery_key)
 GALLERY_FILTER = "gallery-filter"  # store: {"true": t, "pred": p} from a confusion cell, or None
 PAGE_ERROR = "page-error"  # the page's notice: what a request could not do, one sentence (messages.py); click hides it
 

@@ -7,6 +7,7 @@ from dash import dcc, html
 from layerscope.dashboard import ids, views
 from layerscope.dashboard.components import card
 from layerscope.dashboard.draw import draw_layout
+from layerscope.dashboard.gallery import FIRST, gallery_page
 from layerscope.dashboard.inside import inside_layout
 from layerscope.dashboard.interventions import interventions_layout
 from layerscope.dashboard.state import DashboardState
@@ -201,6 +202,7 @@ def _sidebar(state: DashboardState) -> html.Aside:
 
 
 def _gallery(state: DashboardState) -> html.Div:
+    first_page, first_info = gallery_page(state, FIRST, None)  # at page open, without a request
     return card(
         "Gallery",
         html.Div(
@@ -224,14 +226,15 @@ def _gallery(state: DashboardState) -> html.Div:
                     className="ctl wide",
                 ),
                 html.Button("‹", id=ids.GALLERY_PREV, className="btn small", title="previous page"),
-                html.Span(id=ids.GALLERY_INFO, className="page-info"),
+                html.Span(first_info, id=ids.GALLERY_INFO, className="page-info"),
                 html.Button("›", id=ids.GALLERY_NEXT, className="btn small", title="next page"),
                 html.Button("Clear filter", id=ids.GALLERY_CLEAR_FILTER, className="btn small"),
             ],
             className="controls",
         ),
         html.Div(id=ids.GALLERY_BRUSHED, className="gallery"),
-        html.Div(id=ids.GALLERY_BODY, className="gallery"),
+        html.Div(first_page, id=ids.GALLERY_BODY, className="gallery"),
+        dcc.Store(id=ids.GALLERY_SHOWN, data=FIRST),  # the page the gallery shows
         html.Div(
             "Click selects; double-click (or 'Add to activation panels') adds the image to the panels.",
             className="hint",
