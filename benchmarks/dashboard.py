@@ -71,7 +71,14 @@ ARGS = [
 ]
 # page ready: both projections and the gallery drawn. (The preview is not waited for: the page opens with it empty.)
 # All three are in the Explore view, the one a page opens on, so they are visible once drawn.
-READY = ["#proj-a-graph .legendtext", "#proj-b-graph .legendtext", ".gallery .thumb"]
+# (a panel's parts: #proj-a-graph on main, #proj-a .proj-graph since the panels are one component, projection.py)
+PLOT_A = "#proj-a-graph .js-plotly-plot, #proj-a .proj-graph .js-plotly-plot"
+PLOT_B = "#proj-b-graph .js-plotly-plot, #proj-b .proj-graph .js-plotly-plot"
+READY = [
+    "#proj-a-graph .legendtext, #proj-a .proj-graph .legendtext",
+    "#proj-b-graph .legendtext, #proj-b .proj-graph .legendtext",
+    ".gallery .thumb",
+]
 EXE = [sys.executable, "-m", "layerscope.cli"]
 HEADER = "X-Layerscope-Session"  # layerscope.dashboard.session.HEADER: one scratch per id (32 hex digits)
 UPDATE = "/_dash-update-component"
@@ -92,7 +99,7 @@ FIRST_SCATTER_JS = """(() => {
     });
     (function poll() {
         if (window.__first70k !== null) { return; }
-        for (const gd of document.querySelectorAll('#proj-a-graph .js-plotly-plot, #proj-b-graph .js-plotly-plot')) {
+        for (const gd of document.querySelectorAll('%s, %s')) {
             if (!hooked.has(gd) && typeof gd.on === 'function') {
                 hooked.add(gd);
                 if (count(gd) >= wanted) { done(); }  // drawn before this poll saw it: at most 10 ms late
@@ -108,8 +115,8 @@ FIRST_SCATTER_JS = """(() => {
 # panel is displayed (main: everything on one page; the new layout draws it only in the Activations view), its
 # "brushed" row is there. Gives [ms, whether the panel was waited for].
 LASSO_JS = """([count]) => new Promise((done, fail) => {
-    const a = document.querySelector('#proj-a-graph .js-plotly-plot');
-    const b = document.querySelector('#proj-b-graph .js-plotly-plot');
+    const a = document.querySelector('#proj-a-graph .js-plotly-plot, #proj-a .proj-graph .js-plotly-plot');
+    const b = document.querySelector('#proj-b-graph .js-plotly-plot, #proj-b .proj-graph .js-plotly-plot');
     const points = [];
     for (let p = 0; p < count; p++) points.push({curveNumber: 1 + (p % 2), pointNumber: p});
     const expected = new Set(points.map(p => p.curveNumber + ':' + p.pointNumber)).size;
@@ -134,7 +141,7 @@ LASSO_JS = """([count]) => new Promise((done, fail) => {
 })"""
 
 REDRAW_JS = """() => new Promise(done => {
-    const gd = document.querySelector('#proj-a-graph .js-plotly-plot');
+    const gd = document.querySelector('#proj-a-graph .js-plotly-plot, #proj-a .proj-graph .js-plotly-plot');
     const t0 = performance.now();
     Plotly.react(gd, gd.data, Object.assign({}, gd.layout, {datarevision: Math.random()}))
         .then(() => requestAnimationFrame(() => done(performance.now() - t0)));
@@ -377,13 +384,13 @@ def focus(s: Side) -> Any:
 
 def switch_layer(page: Any, layer: str) -> None:
     """Choose ``layer`` in projection A until its new figure is drawn and painted."""
-    page.click("#proj-a-layer")
+    page.click("#proj-a-layer, #proj-a .proj-layer")
     page.get_by_role("option", name=layer, exact=True).click()
     page.wait_for_function(
-        "l => { const gd = document.querySelector('#proj-a-graph .js-plotly-plot');"
+        f"l => {{ const gd = document.querySelector('{PLOT_A}');"
         " return gd && gd._fullData && gd._fullData.length > 5 &&"
-        " document.querySelector('#proj-a-quality').textContent.length > 0 &&"
-        " document.querySelector('#proj-a-layer').textContent.includes(l); }",
+        " document.querySelector('#proj-a-quality, #proj-a .proj-quality').textContent.length > 0 &&"
+        " document.querySelector('#proj-a-layer, #proj-a .proj-layer').textContent.includes(l); }",
         arg=layer,
         timeout=120_000,
     )
@@ -528,7 +535,7 @@ def record_visit(context: Any, url: str) -> tuple[list[Recorded], int]:
         opening = len(requests)
         click_preview(page, 2)
         settle(page)
-        layer = "fc1" if "fc1" not in (page.text_content("#proj-a-layer") or "") else "out"
+        layer = "fc1" if "fc1" not in (page.text_content("#proj-a-layer, #proj-a .proj-layer") or "") else "out"
         switch_layer(page, layer)
         settle(page)
         page.evaluate(LASSO_JS, [2000])
@@ -676,7 +683,7 @@ def main() -> None:
             context = p.chromium.launch_persistent_context(
                 profile.name, executable_path=CHROMIUM, args=ARGS, viewport={"width": 1500, "height": 1000}
             )
-            context.add_init_script(FIRST_SCATTER_JS % points)
+            context.add_init_script(FIRST_SCATTER_JS % (points, PLOT_A, PLOT_B))
             # 1. the demo on an empty cache (minutes: capture and PCA of 70,000 images first), once, working tree
             demo_seconds = float("nan")
             if args.run is None:

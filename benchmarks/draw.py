@@ -60,7 +60,7 @@ STROKE_JS = """async ([points, wait]) => {
 # the Dash callbacks once the pen rests: from pointer-up until the renderer has no callback left to run for the views
 # a finished drawing updates (an interval's polling, e.g. while a placement is prepared, does not count)
 SETTLED_JS = """async ([start, settledBefore]) => {
-    const views = ['draw-neighbours', 'panel-area', 'fmap-area', 'proj-a-graph', 'proj-b-graph', 'draw-placed',
+    const views = ['draw-neighbours', 'panel-area', 'fmap-area', 'proj-graph', 'draw-placed',
                    'draw-probs', 'preview-probs'];
     const busy = () => {
         const c = window.store.getState().callbacks;
@@ -104,7 +104,7 @@ def main() -> None:
     from plotly.utils import PlotlyJSONEncoder
 
     from layerscope.dashboard import create_app
-    from layerscope.dashboard.callbacks import _panel
+    from layerscope.dashboard.activations import _panel
     from layerscope.dashboard.draw import caption, digit_from_strokes, neighbour_rows, probability_figure
     from layerscope.dashboard.inside import _fmap_values
     from layerscope.dashboard.live import live_update
@@ -195,7 +195,7 @@ def main() -> None:
     with browsing(app) as (context, url):
         page = context.new_page()
         page.goto(url)
-        for selector in ("#proj-a-graph .legendtext", "#draw-probs .js-plotly-plot", "#fmap-area .fmap"):
+        for selector in ("#proj-a .proj-graph .legendtext", "#draw-probs .js-plotly-plot", "#fmap-area .fmap"):
             page.wait_for_selector(selector, timeout=120_000)
         page.locator("#draw-canvas").scroll_into_view_if_needed()
         quick, rested, shown = [], [], set()

@@ -70,8 +70,8 @@ def opened(browser_context, url: str) -> Iterator[Any]:
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(url)
-    page.wait_for_selector("#proj-a-graph .legendtext", timeout=BUSY)
-    page.wait_for_selector("#proj-b-graph .legendtext", timeout=BUSY)
+    page.wait_for_selector("#proj-a .proj-graph .legendtext", timeout=BUSY)
+    page.wait_for_selector("#proj-b .proj-graph .legendtext", timeout=BUSY)
     page.wait_for_selector(".thumb", timeout=BUSY)
     yield page
     page.close()

@@ -32,7 +32,7 @@ def test_lenet_on_rgb_images_in_the_dashboard(browser_context, lenet_server):
     assert [info.name for info in run.layers] == ["input", "conv1", "bn1", "conv2", "bn2", "fc1", "bn3", "fc2"]
     with opened(browser_context, url) as page:
         # the folder names are the classes, in both projections and the gallery
-        legend = [t.strip() for t in page.locator("#proj-a-graph .legendtext").all_text_contents()]
+        legend = [t.strip() for t in page.locator("#proj-a .proj-graph .legendtext").all_text_contents()]
         assert [name for name in legend if name != "misclassified"] == ["cat", "dog", "owl", "yak"]
         gallery = [t.strip() for t in page.locator("#gallery-digit label").all_text_contents()]
         assert gallery == ["cat", "dog", "owl", "yak"]

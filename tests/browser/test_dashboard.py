@@ -11,7 +11,7 @@ from tests.browser.conftest import BUSY, show
 
 pytestmark = pytest.mark.browser
 
-GRAPH = "#proj-{}-graph .js-plotly-plot"
+GRAPH = "#proj-{} .proj-graph .js-plotly-plot"
 
 
 def traces(page, panel):
@@ -45,7 +45,7 @@ def test_page_loads_with_all_70000_points(page):
         assert classes == [str(d) for d in range(10)]
         assert sum(count for name, count, _ in shown if name != "misclassified") == 70_000
     assert "99." in page.text_content("header")
-    quality = page.text_content("#proj-a-quality")
+    quality = page.text_content("#proj-a .proj-quality")
     assert re.search(r"kNN accuracy \(k=10, 2-D\) 0\.\d{3}", quality) and "70,000 points" in quality
 
 
@@ -79,17 +79,17 @@ def test_add_button_adds_a_row_to_the_activation_panel(page):
 
 
 def test_layer_and_method_switch(page, mnist_run):
-    before = page.text_content("#proj-a-quality")
-    page.click("#proj-a-layer")
+    before = page.text_content("#proj-a .proj-quality")
+    page.click("#proj-a .proj-layer")
     page.get_by_role("option", name="out", exact=True).click()
-    page.wait_for_function("b => document.querySelector('#proj-a-quality').textContent !== b", arg=before)
+    page.wait_for_function("b => document.querySelector('#proj-a .proj-quality').textContent !== b", arg=before)
     assert sum(count for name, count, _ in traces(page, "a") if name != "misclassified") == 70_000
     # a method the Run does not have yet is computed in the background, then drawn
-    before = page.text_content("#proj-b-quality")
-    page.click("#proj-b-method")
+    before = page.text_content("#proj-b .proj-quality")
+    page.click("#proj-b .proj-method")
     page.get_by_role("option", name="LDA", exact=True).click()
     page.wait_for_function(
-        "b => { const q = document.querySelector('#proj-b-quality').textContent;"
+        "b => { const q = document.querySelector('#proj-b .proj-quality').textContent;"
         " return q !== b && /kNN accuracy/.test(q); }",
         arg=before,
         timeout=BUSY,
@@ -170,6 +170,8 @@ def test_hover_shows_the_image(page):
                gd.emit('plotly_hover', {points: [{curveNumber: 2, pointNumber: 10}]}); }""",
         GRAPH.format("a"),
     )
-    page.wait_for_function("() => (document.querySelector('#proj-a-hover-img').src || '').startsWith('data:image/png')")
-    text = page.text_content("#proj-a-hover-text")
+    page.wait_for_function(
+        "() => (document.querySelector('#proj-a .proj-hover-img').src || '').startsWith('data:image/png')"
+    )
+    text = page.text_content("#proj-a .proj-hover-text")
     assert re.search(r"(train|test)-\d+true 2predicted \d", text), text

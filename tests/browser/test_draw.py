@@ -9,7 +9,7 @@ from tests.browser.conftest import BUSY, show
 pytestmark = pytest.mark.browser
 
 PROBS = "#draw-probs .js-plotly-plot"
-GRAPH_A = "#proj-a-graph .js-plotly-plot"
+GRAPH_A = "#proj-a .proj-graph .js-plotly-plot"
 
 
 def draw(page, points):

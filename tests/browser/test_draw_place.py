@@ -8,7 +8,7 @@ from tests.browser.test_draw import draw, wait_predicted
 
 pytestmark = pytest.mark.browser
 
-GRAPH_A = "#proj-a-graph .js-plotly-plot"
+GRAPH_A = "#proj-a .proj-graph .js-plotly-plot"
 
 
 # the class names of the k plotted points nearest to the drawing's star in projection A (null: no star)
@@ -26,11 +26,11 @@ STAR_NEIGHBOURS = """([sel, k]) => { const gd = document.querySelector(sel);
 
 def test_drawing_is_starred_in_an_lda_projection(page):
     # projection A (fc2) switched to LDA: computed in the background (a second), then drawn
-    page.click("#proj-a-method")
+    page.click("#proj-a .proj-method")
     page.get_by_role("option", name="LDA", exact=True).click()
     page.wait_for_function(
-        "() => /kNN accuracy/.test(document.querySelector('#proj-a-quality').textContent)"
-        " && document.querySelector('#proj-a-status').textContent === ''",
+        "() => /kNN accuracy/.test(document.querySelector('#proj-a .proj-quality').textContent)"
+        " && document.querySelector('#proj-a .proj-status').textContent === ''",
         timeout=BUSY,
     )
     # a centred vertical line: the shipped model reads it as 1
@@ -49,7 +49,7 @@ def test_drawing_is_starred_in_an_lda_projection(page):
     page.wait_for_function(
         "() => document.querySelector('#draw-placed').textContent.includes('projection A: marked with a star')"
     )
-    assert page.text_content("#proj-a-status") == ""  # no placement message is left behind
+    assert page.text_content("#proj-a .proj-status") == ""  # no placement message is left behind
     # the star follows the next stroke (a Patch of the annotations) and goes with the drawing
     show(page, "draw")
     page.click("#draw-clear")

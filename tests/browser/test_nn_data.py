@@ -35,7 +35,7 @@ def points(page, panel):
         """sel => { const gd = document.querySelector(sel);
                return gd._fullData.filter(t => t.name !== 'misclassified')
                    .flatMap(t => Array.from(t.customdata)); }""",
-        f"#proj-{panel}-graph .js-plotly-plot",
+        f"#proj-{panel} .proj-graph .js-plotly-plot",
     )
 
 
@@ -45,14 +45,16 @@ def test_opens_with_the_files_projections(json_page, json_run):
     # panel A: dense_1, which the file projects for every instance; panel B: conv2d_1, for every other instance
     assert sorted(points(page, "a")) == list(range(40))
     assert sorted(points(page, "b")) == list(range(0, 40, 2))
-    assert "20 points" in page.text_content("#proj-b-quality")
-    assert "trustworthiness" not in page.text_content("#proj-b-quality")  # nothing to compare a bare projection with
+    assert "20 points" in page.text_content("#proj-b .proj-quality")
+    assert "trustworthiness" not in page.text_content(
+        "#proj-b .proj-quality"
+    )  # nothing to compare a bare projection with
     # a projection-only layer offers only the file's projection; a layer with activations offers the others too
-    page.click("#proj-b-method")
+    page.click("#proj-b .proj-method")
     page.get_by_role("dialog").get_by_role("option").first.wait_for()
     assert page.get_by_role("dialog").get_by_role("option").all_text_contents() == ["from file"]
     page.keyboard.press("Escape")
-    page.click("#proj-a-method")
+    page.click("#proj-a .proj-method")
     page.get_by_role("dialog").get_by_role("option").first.wait_for()
     assert page.get_by_role("dialog").get_by_role("option").all_text_contents() == [
         "from file",
@@ -66,7 +68,7 @@ def test_opens_with_the_files_projections(json_page, json_run):
     coordinates = page.evaluate(
         """sel => { const gd = document.querySelector(sel); const t = gd._fullData[0];
                return [Array.from(t.customdata), Array.from(t.x), Array.from(t.y)]; }""",
-        "#proj-b-graph .js-plotly-plot",
+        "#proj-b .proj-graph .js-plotly-plot",
     )
     expected = json_run.projection("conv2d_1", FILE_METHOD)
     for index, x, y in zip(*coordinates, strict=True):
@@ -78,11 +80,11 @@ def test_opens_with_the_files_projections(json_page, json_run):
 def test_layer_without_the_files_projection_is_computed(json_page):
     """dense_2 has activations but no projection in the file: choosing it switches to PCA, computed from them."""
     page = json_page
-    page.click("#proj-b-layer")
+    page.click("#proj-b .proj-layer")
     page.get_by_role("dialog").get_by_role("option", name="dense_2", exact=True).click()
-    page.wait_for_function("() => document.querySelector('#proj-b-quality').textContent.includes('40 points')")
+    page.wait_for_function("() => document.querySelector('#proj-b .proj-quality').textContent.includes('40 points')")
     assert sorted(points(page, "b")) == list(range(40))
-    assert page.text_content("#proj-b-method").strip() == "PCA"
+    assert page.text_content("#proj-b .proj-method").strip() == "PCA"
 
 
 def test_instances_and_the_files_averages(json_page):

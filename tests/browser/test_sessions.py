@@ -87,16 +87,18 @@ def test_a_projection_computed_while_both_pages_wait_is_drawn_in_both(two_visito
     a, b = two_visitors
     assert Run(mnist_run.path).projection_meta("fc1", "lda") is None
     for page in (a, b):
-        choose(page, "#proj-a-layer", "fc1")
+        choose(page, "#proj-a .proj-layer", "fc1")
     for page in (a, b):
-        choose(page, "#proj-a-method", "LDA")
+        choose(page, "#proj-a .proj-method", "LDA")
     for page in (a, b):
         page.wait_for_function(
-            "() => /kNN accuracy/.test(document.querySelector('#proj-a-quality').textContent)"
-            " && document.querySelector('#proj-a-status').textContent === ''",
+            "() => /kNN accuracy/.test(document.querySelector('#proj-a .proj-quality').textContent)"
+            " && document.querySelector('#proj-a .proj-status').textContent === ''",
             timeout=BUSY,
         )
-    assert a.text_content("#proj-a-quality") == b.text_content("#proj-a-quality")  # the same stored projection
+    assert a.text_content("#proj-a .proj-quality") == b.text_content(
+        "#proj-a .proj-quality"
+    )  # the same stored projection
     assert Run(mnist_run.path).projection_meta("fc1", "lda") is not None
 
 
@@ -118,7 +120,7 @@ def test_a_group_a_selection_and_an_unsaved_switch_off_list_stay_in_their_page(t
     a.wait_for_selector("#abl-list .abl-item")
     for page in (b, a):
         page.reload()  # a reopens on the Intervene view its address names: its projections drawn, though hidden
-        page.wait_for_selector("#proj-a-graph .legendtext", state="attached", timeout=BUSY)
+        page.wait_for_selector("#proj-a .proj-graph .legendtext", state="attached", timeout=BUSY)
         page.wait_for_selector("#group-list .hint, #group-list .group", state="attached", timeout=BUSY)
     assert "only in a" not in b.text_content("#group-list")
     assert "brushed" not in b.text_content("#gallery-brushed")

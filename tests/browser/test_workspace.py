@@ -59,9 +59,9 @@ def test_the_first_screen_at_1440x900_shows_a_70000_point_projection(browser_con
     page = browser_context.new_page()
     page.set_viewport_size({"width": 1440, "height": 900})
     page.goto(server)
-    page.wait_for_selector("#proj-a-graph .legendtext", timeout=BUSY)
+    page.wait_for_selector("#proj-a .proj-graph .legendtext", timeout=BUSY)
     assert points(page, "a") == 70_000
-    box = page.locator("#proj-a-graph .main-svg").first.bounding_box()
+    box = page.locator("#proj-a .proj-graph .main-svg").first.bounding_box()
     assert box["y"] >= 0 and box["y"] + box["height"] <= 900 and box["x"] + box["width"] <= 1440
     assert box["width"] > 400 and box["height"] > 450
     assert page.evaluate("() => document.scrollingElement.scrollTop") == 0
@@ -95,8 +95,8 @@ def test_an_address_restores_the_view_image_projections_and_unit_in_a_fresh_brow
         page.wait_for_function(
             "() => document.querySelector('#unit-title').textContent.includes('fc1 · neuron 5')", timeout=BUSY
         )
-        assert "fc1" in page.text_content("#proj-a-layer")
-        assert "predicted label" in page.text_content("#proj-b-color")
+        assert "fc1" in page.text_content("#proj-a .proj-layer")
+        assert "predicted label" in page.text_content("#proj-b .proj-color")
         show(page, "explore")
         page.wait_for_function(
             "() => /a_layer=fc1/.test(location.search) && /view=explore/.test(location.search)", timeout=BUSY
@@ -168,15 +168,15 @@ def test_a_brushed_selection_downloads_as_csv_with_the_open_projections(page, mn
     assert info.value.suggested_filename.endswith(".csv")
     # the panel's coordinates of all 70,000 images, as .npy
     with page.expect_download() as info:
-        page.click("#proj-a-npy")
+        page.click("#proj-a .proj-npy")
     coords = np.load(info.value.path())
     assert coords.shape == (70_000, 2) and np.allclose(coords, run.projection("fc2", "pca"))
 
 
 def test_a_projection_downloads_as_png(page):
-    page.locator("#proj-a-graph").hover()
+    page.locator("#proj-a .proj-graph").hover()
     with page.expect_download(timeout=BUSY) as info:
-        page.click("#proj-a-graph .modebar-btn[data-title='Download plot as a PNG']")
+        page.click("#proj-a .proj-graph .modebar-btn[data-title='Download plot as a PNG']")
     with open(info.value.path(), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert info.value.suggested_filename == "projection-a.png"
@@ -184,21 +184,22 @@ def test_a_projection_downloads_as_png(page):
 
 def test_cancelling_a_running_tsne_stops_it(browser_context, server, mnist_run):
     with opened(browser_context, server) as page:
-        page.click("#proj-b-method")
+        page.click("#proj-b .proj-method")
         page.get_by_role("option", name="t-SNE", exact=True).click()
         page.wait_for_function(
-            "() => document.querySelector('#proj-b-status').textContent.startsWith('computing t-SNE')", timeout=BUSY
+            "() => document.querySelector('#proj-b .proj-status').textContent.startsWith('computing t-SNE')",
+            timeout=BUSY,
         )
-        page.click("#proj-b-cancel")
+        page.click("#proj-b .proj-cancel")
         page.wait_for_function(
-            "() => document.querySelector('#proj-b-status').textContent.includes('was cancelled')", timeout=BUSY
+            "() => document.querySelector('#proj-b .proj-status').textContent.includes('was cancelled')", timeout=BUSY
         )
-        assert not page.is_visible("#proj-b-cancel")
+        assert not page.is_visible("#proj-b .proj-cancel")
         state_jobs = Run(mnist_run.path).projection_meta("input", "tsne")
         assert state_jobs is None  # nothing written
         # the thread is free: another projection is computed and drawn
-        page.click("#proj-b-method")
+        page.click("#proj-b .proj-method")
         page.get_by_role("option", name="LDA", exact=True).click()
         page.wait_for_function(
-            "() => /kNN accuracy/.test(document.querySelector('#proj-b-quality').textContent)", timeout=BUSY
+            "() => /kNN accuracy/.test(document.querySelector('#proj-b .proj-quality').textContent)", timeout=BUSY
         )

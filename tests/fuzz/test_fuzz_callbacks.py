@@ -11,14 +11,15 @@ import shutil
 from typing import Any
 
 import pytest
+from dash import MATCH
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from layerscope.dashboard import create_app
+from layerscope.dashboard import create_app, ids
 from layerscope.dashboard.live import ROUTE
 from layerscope.dashboard.messages import UNEXPECTED
 from layerscope.run import Run
-from tests.unit.test_server_guard import LOCAL, OPEN_GATES, UPDATE, callback_body, one_sentence, side_notice
+from tests.unit.test_server_guard import LOCAL, OPEN_GATES, UPDATE, callback_body, one_sentence, prop, side_notice
 
 FUZZ = settings(
     max_examples=int(os.environ.get("LAYERSCOPE_FUZZ_EXAMPLES", "40")),
@@ -118,10 +119,12 @@ def check(response, errors: Errors, seen: int) -> None:
     assert len(errors.records) == seen, [r.getMessage() for r in errors.records[seen:]]
 
 
-def run_callback(app, client, errors, output: str, inputs: dict[str, Any], changed: str | None = None) -> None:
+def run_callback(
+    app, client, errors, output: str, inputs: dict[str, Any], changed: str | None = None, match: Any = None
+) -> None:
     """The callback as the page sends it with every view shown once (gates open: the heavy callbacks run)."""
     seen = len(errors.records)
-    body = callback_body(app, output, {**OPEN_GATES, **inputs}, changed)
+    body = callback_body(app, output, {**OPEN_GATES, **inputs}, changed, match)
     check(client.post(UPDATE, json=body, headers=LOCAL), errors, seen)
 
 
@@ -152,22 +155,16 @@ def test_image_views(app, client, errors, values, data):
 @FUZZ
 @given(data=st.data())
 def test_projections_and_brushing(app, client, errors, values, data):
-    view = {f"proj-a-{part}.value": data.draw(values[kind]) for part, kind in _VIEW}
+    panel = data.draw(st.sampled_from(ids.PANEL_IDS))
+    view = {prop(ids.proj(part, panel), "value"): data.draw(values[kind]) for part, kind in _VIEW}
     selection = data.draw(values["selection"])
-    output = data.draw(
-        st.sampled_from(
-            ["proj-a-graph.figure...proj-a-status", "proj-a-method.options", "gallery-brushed", "proj-a-hover-img.src"]
-        )
-    )
-    inputs = {
-        **view,
-        "selection.data": selection,
-        "proj-a-brush.data": data.draw(values["pairs"]),
-        "proj-a-graph.hoverData": {"points": [{"curveNumber": data.draw(odd), "pointNumber": data.draw(odd)}]},
-    }
+    figure, hover = prop(ids.proj("graph", MATCH), "figure") + "...", prop(ids.proj("hover-img", MATCH), "src")
+    output = data.draw(st.sampled_from([figure, prop(ids.proj("method", MATCH), "options"), "gallery-brushed", hover]))
+    hovered = prop(ids.proj("hovered", panel), "data")
+    inputs = {**view, "selection.data": selection, hovered: data.draw(values["index"])}
     # the brushed points: the page turns a brush into the selection itself; the strip above the gallery checks it
-    changed = {"gallery-brushed": "selection.data", "proj-a-hover-img.src": "proj-a-graph.hoverData"}.get(output)
-    run_callback(app, client, errors, output, inputs, changed=changed)
+    changed = {"gallery-brushed": "selection.data", hover: hovered}.get(output)
+    run_callback(app, client, errors, output, inputs, changed=changed, match={"panel": panel})
 
 
 @FUZZ
@@ -286,7 +283,9 @@ def test_drawing_callbacks(app, client, errors, values, data):
         "draw-version.data": data.draw(values["index"]),
         "draw-keep.n_clicks": 1,
         "rows.data": data.draw(st.lists(values["row"], max_size=3) | odd),
-        **{f"proj-{p}-{part}.value": data.draw(values[kind]) for p in "ab" for part, kind in _VIEW[:2]},
+        **{
+            prop(ids.proj(part, p), "value"): data.draw(values[kind]) for p in ids.PANEL_IDS for part, kind in _VIEW[:2]
+        },
         "draw-placed.children": data.draw(odd),
     }
     output = data.draw(

@@ -121,7 +121,10 @@ def _dash_request(client, app, output, values):
 
 
 def test_dashboard_of_an_rgb_model(lenet_run):
-    from layerscope.dashboard import create_app
+    from dash import MATCH
+
+    from layerscope.dashboard import create_app, ids
+    from tests.unit.test_server_guard import UPDATE, callback_body, prop
 
     app = create_app(lenet_run)
     client = app.server.test_client()
@@ -130,11 +133,11 @@ def test_dashboard_of_an_rgb_model(lenet_run):
     for name in ("conv1", "bn1", "bn2", "fc1", "bn3", "fc2"):
         assert f'"{name}"' in layout
     # a projection panel's figure, through a real request
-    output = next(key for key in app.callback_map if "proj-a-graph.figure" in key)
-    inputs = {"proj-a-layer": "bn3", "proj-a-method": "pca", "proj-a-color": "label", "proj-a-split": "all"}
-    response = _dash_request(client, app, output, inputs)
+    view = {"layer": "bn3", "method": "pca", "color": "label", "split": "all"}
+    inputs = {prop(ids.proj(part, "a"), "value"): value for part, value in view.items()}
+    response = client.post(UPDATE, json=callback_body(app, prop(ids.proj("graph", MATCH), "figure") + "...", inputs))
     assert response.status_code == 200
-    figure = response.get_json()["response"]["proj-a-graph"]["figure"]
+    figure = response.get_json()["response"][prop(ids.proj("graph", "a"), "")[:-1]]["figure"]
     assert len(figure["data"]) >= 4 and "cannot show" not in response.get_data(as_text=True)
     # the network graph with every conv layer expanded into channels
     output = next(key for key in app.callback_map if "net-graph.figure" in key)

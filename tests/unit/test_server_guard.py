@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import pytest
+from dash import ALL, MATCH
 
 from layerscope.dashboard import create_app, ids, views
 from layerscope.dashboard.checks import MAX_GROUP_MEMBERS
@@ -48,6 +49,15 @@ def one_sentence(text: str) -> bool:
 OPEN_GATES = {f"{ids.gate(name)}.data": 1 for name in views.GATES}
 
 
+def prop(ident: str | dict[str, Any], name: str) -> str:
+    """ "id.property" as Dash writes it, for a pattern-matching id too: prop(ids.proj("graph", "a"), "figure") ->
+    '{"panel":"a","type":"proj-graph"}.figure' (MATCH and ALL as ["MATCH"], ["ALL"])."""
+    if isinstance(ident, dict):
+        wild = {k: ([str(v)] if v in (MATCH, ALL) else v) for k, v in ident.items()}
+        ident = json.dumps(wild, sort_keys=True, separators=(",", ":"))
+    return f"{ident}.{name}"
+
+
 def _split_output(part: str) -> dict[str, Any]:
     if part.startswith("{"):  # a pattern-matching id, JSON
         end = part.rindex("}") + 1
@@ -56,10 +66,17 @@ def _split_output(part: str) -> dict[str, Any]:
     return {"id": ident, "property": prop}
 
 
-def _matching(app, output: dict[str, Any]) -> Any:
-    """A pattern-matching output (an ALL in its id) as the renderer sends it: one entry per component of the layout
-    that matches, in the layout's order."""
+def _concrete(dep: dict[str, Any], match: dict[str, Any]) -> dict[str, Any]:
+    """A MATCH dependency as the renderer sends it: the id of the one component it stands for (``match``'s values)."""
+    return {k: (match[k] if v == ["MATCH"] else v) for k, v in dep.items()}
+
+
+def _matching(app, output: dict[str, Any], match: dict[str, Any]) -> Any:
+    """A pattern-matching output as the renderer sends it: for an ALL in its id, one entry per component of the
+    layout that matches, in the layout's order; for a MATCH, the one component ``match`` names."""
     pattern = output["id"]
+    if isinstance(pattern, dict) and ["MATCH"] in pattern.values():
+        return {"id": _concrete(pattern, match), "property": output["property"]}
     if not isinstance(pattern, dict) or ["ALL"] not in pattern.values():
         return output
     found = []
@@ -71,30 +88,47 @@ def _matching(app, output: dict[str, Any]) -> Any:
     return found
 
 
-def callback_body(app, output: str, values: dict[str, Any] | None = None, changed: str | None = None) -> dict:
+def callback_body(
+    app,
+    output: str,
+    values: dict[str, Any] | None = None,
+    changed: str | None = None,
+    match: dict[str, Any] | None = None,
+) -> dict:
     """A ``/_dash-update-component`` body as dash-renderer sends it, for the callback whose output key starts with
-    ``output`` (e.g. "preview-image.src"): every input and state from ``values`` ("id.property" -> value; for a
-    pattern-matching one, the list of its matching components' entries), None where not given; ``changed``: the
-    "id.property" that triggered it (the first input by default)."""
+    ``output`` (e.g. "preview-image.src"): every input and state from ``values`` ("id.property" -> value, ``prop``;
+    for an ALL, the list of its matching components' entries), None where not given; a MATCH stands for the
+    component ``match`` names (projection panel A by default); ``changed``: the "id.property" that triggered it (the
+    first input by default)."""
     values = values or {}
+    match = match or {"panel": "a"}
     key = next(k for k in app.callback_map if k.lstrip(".").startswith(output))
     spec = app.callback_map[key]
 
-    def entry(dep: dict[str, str]) -> Any:
-        name = f"{dep['id']}.{dep['property']}"
-        if dep["id"].startswith("{"):
-            return values.get(name, [])
-        return {"id": dep["id"], "property": dep["property"], "value": values.get(name)}
+    def entry(dep: dict[str, Any]) -> Any:
+        ident = dep["id"]
+        if ident.startswith("{") and '["MATCH"]' in ident:
+            concrete = _concrete(json.loads(ident), match)
+            return {"id": concrete, "property": dep["property"], "value": values.get(prop(concrete, dep["property"]))}
+        if ident.startswith("{") and '["ALL"]' in ident:
+            return values.get(f"{ident}.{dep['property']}", [])
+        concrete = json.loads(ident) if ident.startswith("{") else ident  # a dict id without wildcards: one component
+        return {"id": concrete, "property": dep["property"], "value": values.get(f"{ident}.{dep['property']}")}
 
     parts = key[2:-2].split("...") if key.startswith("..") else [key]
-    outputs = [_matching(app, _split_output(p)) for p in parts]
-    first = spec["inputs"][0]
+    outputs = [_matching(app, _split_output(p), match) for p in parts]
+    first = entry(spec["inputs"][0])
+    first_name = (
+        prop(first["id"], first["property"])
+        if isinstance(first, dict)
+        else prop(spec["inputs"][0]["id"], spec["inputs"][0]["property"])
+    )
     return {
         "output": key,
         "outputs": outputs if key.startswith("..") else outputs[0],
         "inputs": [entry(d) for d in spec["inputs"]],
         "state": [entry(d) for d in spec["state"]],
-        "changedPropIds": [changed or f"{first['id']}.{first['property']}"],
+        "changedPropIds": [changed or first_name],
     }
 
 

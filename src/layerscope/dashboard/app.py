@@ -19,11 +19,8 @@ from typing import Any
 from dash import Dash
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from layerscope.dashboard.callbacks import register, register_jobs
-from layerscope.dashboard.draw import register_draw
+from layerscope.dashboard import activations, draw, gallery, groups, inside, interventions, projection, sidebar
 from layerscope.dashboard.guard import LOOPBACK, allowed_hosts, install_guard
-from layerscope.dashboard.inside import register_inside
-from layerscope.dashboard.interventions import register_interventions
 from layerscope.dashboard.layout import build_layout
 from layerscope.dashboard.live import register_live
 from layerscope.dashboard.messages import on_callback_error
@@ -61,14 +58,14 @@ def create_app(
     )
     install_guard(app.server, hosts, hosts - frozenset(LOOPBACK))
     app.layout = build_layout(state)
-    register(app, state)
-    register_jobs(app, state)
+    for feature in (sidebar, gallery, projection, groups, activations):
+        feature.callbacks.register(app, state)
     register_workspace(app, state)
     if state.has_model:
-        register_inside(app, state)
-        register_draw(app, state)
+        inside.callbacks.register(app, state)
+        draw.callbacks.register(app, state)
         register_live(app, state)
-        register_interventions(app, state)
+        interventions.callbacks.register(app, state)
     app.layerscope_state = state  # type: ignore[attr-defined]
     return app
 

@@ -13,17 +13,20 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from dash import Dash, Input, Output, State, dcc, html, no_update
+from dash import Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from layerscope.dashboard import figures, ids
 from layerscope.dashboard.checks import PROJECTION_METHODS, check_choice, check_rows
 from layerscope.dashboard.components import attrs, card
 from layerscope.dashboard.state import LIVE, DashboardState, check_version
+from layerscope.dashboard.wiring import Callbacks
 from layerscope.drawing import preprocess_digit, render_strokes
 from layerscope.errors import LayerscopeError
 
-__all__ = ["digit_from_strokes", "draw_layout", "register_draw", "strokes_of"]
+__all__ = ["callbacks", "digit_from_strokes", "draw_layout", "strokes_of"]
+
+callbacks = Callbacks()
 
 NEIGHBOURS = 8
 MAX_POINTS = 20_000  # a drawing is a few hundred points; more is not a drawing
@@ -66,7 +69,6 @@ def draw_layout(state: DashboardState) -> list[Any]:
         dcc.Store(id=ids.DRAW_VERSION, data=0),
         dcc.Store(id=ids.DRAW_SETTLED, data=0),
         dcc.Store(id=ids.DRAW_BEFORE, data=None),
-        *(dcc.Store(id=ids.proj("star", panel), data=False) for panel in ids.PANEL_IDS),
     ]
     if not state.has_model:
         return stores
@@ -207,102 +209,106 @@ def _key_or(state: DashboardState, key: Any, default: Any) -> Any:
         return default
 
 
-def register_draw(app: Dash, state: DashboardState) -> None:
-    @app.callback(
-        Output(ids.DRAW_VERSION, "data"),
-        Output(ids.SELECTED, "data", allow_duplicate=True),
-        Output(ids.DRAW_BEFORE, "data"),
-        Output(ids.DRAW_PREVIEW, "src"),
-        Output(ids.DRAW_CAPTION, "children"),
-        Output(ids.DRAW_PROBS, "figure"),
-        Output(ids.DRAW_KEEP, "disabled"),
-        Output(ids.DRAW_SETTLED, "data"),
-        Input(ids.DRAW_STROKES, "data"),
-        State(ids.SELECTED, "data"),
-        State(ids.DRAW_BEFORE, "data"),
-        State(ids.DRAW_VERSION, "data"),
-        prevent_initial_call=True,
+@callbacks.callback(
+    Output(ids.DRAW_VERSION, "data"),
+    Output(ids.SELECTED, "data", allow_duplicate=True),
+    Output(ids.DRAW_BEFORE, "data"),
+    Output(ids.DRAW_PREVIEW, "src"),
+    Output(ids.DRAW_CAPTION, "children"),
+    Output(ids.DRAW_PROBS, "figure"),
+    Output(ids.DRAW_KEEP, "disabled"),
+    Output(ids.DRAW_SETTLED, "data"),
+    Input(ids.DRAW_STROKES, "data"),
+    State(ids.SELECTED, "data"),
+    State(ids.DRAW_BEFORE, "data"),
+    State(ids.DRAW_VERSION, "data"),
+    prevent_initial_call=True,
+)
+def strokes(state: DashboardState, data: Any, selected: Any, before: Any, version: Any) -> Any:
+    if not isinstance(data, dict):  # None: the store announcing its empty value as the page loads
+        raise PreventUpdate
+    strokes = strokes_of(data)
+    if sum(len(s) for s in strokes) > MAX_POINTS:
+        raise LayerscopeError(f"a drawing of more than {MAX_POINTS:,} points is not a digit; clear it.")
+    digit = digit_from_strokes(strokes)
+    if not state.set_live(digit, check_version(data.get("version", 0))):
+        raise PreventUpdate  # the fast path (live.py) already shows newer strokes; their own push follows
+    if digit is None:  # cleared: the image selected before drawing began is selected again
+        select = _key_or(state, before, 0) if selected == LIVE else no_update
+        before = None
+    else:
+        select = LIVE if selected != LIVE else no_update
+        before = _key_or(state, selected if selected != LIVE else before, None)
+    version = (version if isinstance(version, int) and not isinstance(version, bool) else 0) + 1
+    return (
+        version,
+        select,
+        before,
+        state.thumbnail(LIVE, 112),
+        caption(state, LIVE),
+        # meta: the browser's stroke version, which these bars show (benchmarks/draw.py waits for it)
+        probability_figure(state, LIVE).update_layout(meta={"draw": (data or {}).get("version")}),
+        digit is None,
+        # the nearest images and the projections' star follow finished strokes only: moving the star redraws a
+        # 70,000-point figure in the browser (0.5-0.8 s), too slow to follow the pen
+        version if (data or {}).get("done", True) else no_update,
     )
-    def strokes(data: Any, selected: Any, before: Any, version: Any) -> Any:
-        if not isinstance(data, dict):  # None: the store announcing its empty value as the page loads
-            raise PreventUpdate
-        strokes = strokes_of(data)
-        if sum(len(s) for s in strokes) > MAX_POINTS:
-            raise LayerscopeError(f"a drawing of more than {MAX_POINTS:,} points is not a digit; clear it.")
-        digit = digit_from_strokes(strokes)
-        if not state.set_live(digit, check_version(data.get("version", 0))):
-            raise PreventUpdate  # the fast path (live.py) already shows newer strokes; their own push follows
-        if digit is None:  # cleared: the image selected before drawing began is selected again
-            select = _key_or(state, before, 0) if selected == LIVE else no_update
-            before = None
-        else:
-            select = LIVE if selected != LIVE else no_update
-            before = _key_or(state, selected if selected != LIVE else before, None)
-        version = (version if isinstance(version, int) and not isinstance(version, bool) else 0) + 1
-        return (
-            version,
-            select,
-            before,
-            state.thumbnail(LIVE, 112),
-            caption(state, LIVE),
-            # meta: the browser's stroke version, which these bars show (benchmarks/draw.py waits for it)
-            probability_figure(state, LIVE).update_layout(meta={"draw": (data or {}).get("version")}),
-            digit is None,
-            # the nearest images and the projections' star follow finished strokes only: moving the star redraws a
-            # 70,000-point figure in the browser (0.5-0.8 s), too slow to follow the pen
-            version if (data or {}).get("done", True) else no_update,
-        )
 
-    @app.callback(
-        Output(ids.ROWS, "data", allow_duplicate=True),
-        Output(ids.SELECTED, "data", allow_duplicate=True),
-        Input(ids.DRAW_KEEP, "n_clicks"),
-        State(ids.ROWS, "data"),
-        prevent_initial_call=True,
-    )
-    def keep(n: Any, rows: Any) -> Any:
-        rows = check_rows(state, rows)
-        key = state.keep_drawing() if n else None
-        if key is None:
-            raise PreventUpdate
-        return [*rows, {"kind": "image", "key": key}], key
 
-    @app.callback(
-        Output(ids.DRAW_NEIGHBOURS, "children"),
-        Output(ids.DRAW_INTERVAL, "disabled"),
-        Output(ids.DRAW_PCA, "disabled"),
-        Input(ids.DRAW_SETTLED, "data"),
-        Input(ids.DRAW_PCA, "n_clicks"),
-        Input(ids.DRAW_INTERVAL, "n_intervals"),
-        State(ids.SELECTED, "data"),
-    )
-    def neighbours(_version: Any, compute: Any, _tick: Any, selected: Any) -> Any:
-        from dash import ctx
+@callbacks.callback(
+    Output(ids.ROWS, "data", allow_duplicate=True),
+    Output(ids.SELECTED, "data", allow_duplicate=True),
+    Input(ids.DRAW_KEEP, "n_clicks"),
+    State(ids.ROWS, "data"),
+    prevent_initial_call=True,
+)
+def keep(state: DashboardState, n: Any, rows: Any) -> Any:
+    rows = check_rows(state, rows)
+    key = state.keep_drawing() if n else None
+    if key is None:
+        raise PreventUpdate
+    return [*rows, {"kind": "image", "key": key}], key
 
-        if ctx.triggered_id == ids.DRAW_PCA and compute and state.missing_pca():
-            state.start_conv_pca()
-        rows, busy = neighbour_rows(state, LIVE, selected)
-        return rows, not busy, busy or not state.missing_pca()
 
-    @app.callback(
-        Output(ids.DRAW_PLACED, "children"),
-        Input(ids.DRAW_SETTLED, "data"),
-        Input(ids.proj("layer", "a"), "value"),
-        Input(ids.proj("method", "a"), "value"),
-        Input(ids.proj("layer", "b"), "value"),
-        Input(ids.proj("method", "b"), "value"),
-        # polls while a projection or a placement is prepared (the panels' status starts it): the percent moves on
-        Input(ids.JOBS_INTERVAL, "n_intervals"),
-        State(ids.DRAW_PLACED, "children"),
-    )
-    def placed(_version: Any, layer_a: Any, method_a: Any, layer_b: Any, method_b: Any, _tick: Any, now: Any) -> Any:
-        try:
-            views = [
-                (check_choice(layer, state.layers, "layer"), check_choice(method, PROJECTION_METHODS, "method"))
-                for layer, method in ((layer_a, method_a), (layer_b, method_b))
-            ]
-        except LayerscopeError as e:
-            return str(e)
-        state.placements_shown(views)  # preparations no panel shows any more: the page need not poll for them
-        note = placed_note(state, views)
-        return no_update if note == now else note
+@callbacks.callback(
+    Output(ids.DRAW_NEIGHBOURS, "children"),
+    Output(ids.DRAW_INTERVAL, "disabled"),
+    Output(ids.DRAW_PCA, "disabled"),
+    Input(ids.DRAW_SETTLED, "data"),
+    Input(ids.DRAW_PCA, "n_clicks"),
+    Input(ids.DRAW_INTERVAL, "n_intervals"),
+    State(ids.SELECTED, "data"),
+)
+def neighbours(state: DashboardState, _version: Any, compute: Any, _tick: Any, selected: Any) -> Any:
+    from dash import ctx
+
+    if ctx.triggered_id == ids.DRAW_PCA and compute and state.missing_pca():
+        state.start_conv_pca()
+    rows, busy = neighbour_rows(state, LIVE, selected)
+    return rows, not busy, busy or not state.missing_pca()
+
+
+@callbacks.callback(
+    Output(ids.DRAW_PLACED, "children"),
+    Input(ids.DRAW_SETTLED, "data"),
+    Input(ids.proj("layer", "a"), "value"),
+    Input(ids.proj("method", "a"), "value"),
+    Input(ids.proj("layer", "b"), "value"),
+    Input(ids.proj("method", "b"), "value"),
+    # polls while a projection or a placement is prepared (the panels' status starts it): the percent moves on
+    Input(ids.JOBS_INTERVAL, "n_intervals"),
+    State(ids.DRAW_PLACED, "children"),
+)
+def placed(
+    state: DashboardState, _version: Any, layer_a: Any, method_a: Any, layer_b: Any, method_b: Any, _tick: Any, now: Any
+) -> Any:
+    try:
+        views = [
+            (check_choice(layer, state.layers, "layer"), check_choice(method, PROJECTION_METHODS, "method"))
+            for layer, method in ((layer_a, method_a), (layer_b, method_b))
+        ]
+    except LayerscopeError as e:
+        return str(e)
+    state.placements_shown(views)  # preparations no panel shows any more: the page need not poll for them
+    note = placed_note(state, views)
+    return no_update if note == now else note

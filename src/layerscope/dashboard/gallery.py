@@ -6,21 +6,36 @@ from __future__ import annotations
 
 from typing import Any
 
-from dash import html
+from dash import Input, Output, State, ctx, dcc, html
+from dash.exceptions import PreventUpdate
 
 from layerscope.analysis import confusion_cell
 from layerscope.analysis import gallery as gallery_indices
-from layerscope.dashboard import ids
-from layerscope.dashboard.checks import check_choice, check_int
+from layerscope.dashboard import figures, ids
+from layerscope.dashboard.checks import check_choice, check_int, check_selection, first_point
+from layerscope.dashboard.components import card
 from layerscope.dashboard.state import DashboardState
+from layerscope.dashboard.wiring import Callbacks
 from layerscope.errors import LayerscopeError
 from layerscope.names import check_index
 
-__all__ = ["FIRST", "PAGE", "SORTS", "gallery_key", "gallery_page", "thumb"]
+__all__ = [
+    "FIRST",
+    "PAGE",
+    "SORTS",
+    "callbacks",
+    "confusion_card",
+    "gallery_card",
+    "gallery_key",
+    "gallery_page",
+    "thumb",
+]
 
 PAGE = 60  # thumbnails per gallery page
 SORTS = ("confidence", "uncertain", "index")
 FIRST = {"digit": 0, "sort": "confidence", "page": 0, "filter": None}  # what the page opens on
+
+callbacks = Callbacks()
 
 
 def thumb(state: DashboardState, key: int | str, selected: Any, title: str) -> html.Img:
@@ -78,3 +93,147 @@ def gallery_page(state: DashboardState, key: dict[str, Any], selected: Any) -> t
         html.Div(second or [html.Span("none", className="hint")], className="thumbs wrong"),
     ]
     return body, f"page {page + 1} / {pages} · {len(correct):,} correct"
+
+
+def gallery_card(state: DashboardState) -> html.Div:
+    """The gallery's card, its first page laid out (no request to wait for at page open)."""
+    first_page, first_info = gallery_page(state, FIRST, None)  # at page open, without a request
+    return card(
+        "Gallery",
+        html.Div(
+            [
+                dcc.RadioItems(
+                    [{"label": name, "value": k} for k, name in enumerate(state.class_names)],
+                    0,
+                    id=ids.GALLERY_DIGIT,
+                    inline=True,
+                    className="digits",
+                ),
+                dcc.Dropdown(
+                    [
+                        {"label": "most confident first", "value": "confidence"},
+                        {"label": "least confident first", "value": "uncertain"},
+                        {"label": "dataset order", "value": "index"},
+                    ],
+                    "confidence",
+                    id=ids.GALLERY_SORT,
+                    clearable=False,
+                    className="ctl wide",
+                ),
+                html.Button("‹", id=ids.GALLERY_PREV, className="btn small", title="previous page"),
+                html.Span(first_info, id=ids.GALLERY_INFO, className="page-info"),
+                html.Button("›", id=ids.GALLERY_NEXT, className="btn small", title="next page"),
+                html.Button("Clear filter", id=ids.GALLERY_CLEAR_FILTER, className="btn small"),
+            ],
+            className="controls",
+        ),
+        html.Div(id=ids.GALLERY_BRUSHED, className="gallery"),
+        html.Div(first_page, id=ids.GALLERY_BODY, className="gallery"),
+        dcc.Store(id=ids.GALLERY_SHOWN, data=FIRST),  # the page the gallery shows
+        html.Div(
+            "Click selects; double-click (or 'Add to activation panels') adds the image to the panels.",
+            className="hint",
+        ),
+        class_name="gallery-card",
+    )
+
+
+def confusion_card(state: DashboardState) -> html.Div:
+    """The test set's confusion matrix, drawn with the page; a click on a cell lists its images."""
+    return card(
+        "Confusion matrix (test set)",
+        dcc.Graph(
+            id=ids.CONFUSION,
+            figure=figures.confusion_figure(state.confusion, state.class_names),
+            config={"displayModeBar": False},
+        ),
+        html.Div("Click a cell to list its images in the gallery and highlight them.", className="hint"),
+        class_name="confusion-card",
+    )
+
+
+def _brushed_row(state: DashboardState, selection: list[int] | None, selected: Any) -> list[Any]:
+    """The first images of the brushed selection, above the gallery."""
+    if not selection:
+        return []
+    shown = selection[:PAGE]
+    title = f"brushed in a projection: {len(selection):,} images" + (
+        f" (first {PAGE})" if len(selection) > PAGE else ""
+    )
+    thumbs = [thumb(state, int(i), selected, state.name(int(i))) for i in shown]
+    return [html.Div(title, className="row-title"), html.Div(thumbs, className="thumbs brushed-row")]
+
+
+# -- a confusion cell fills the gallery with its images ---------------------------------------------------------
+@callbacks.callback(
+    Output(ids.GALLERY_FILTER, "data"),
+    Output(ids.SELECTION, "data", allow_duplicate=True),
+    Output(ids.SELECTION_ORIGIN, "data", allow_duplicate=True),
+    Input(ids.CONFUSION, "clickData"),
+    Input(ids.GALLERY_CLEAR_FILTER, "n_clicks"),
+    prevent_initial_call=True,
+)
+def confusion_click(state: DashboardState, click: Any, _clear: Any) -> tuple[Any, Any, Any]:
+    if ctx.triggered_id == ids.GALLERY_CLEAR_FILTER:
+        return None, [], None
+    point = first_point(click)
+    if "x" not in point:
+        raise PreventUpdate
+    names = [str(n) for n in state.class_names]
+    true = names.index(check_choice(point.get("y"), names, "true class"))
+    pred = names.index(check_choice(point["x"], names, "predicted class"))
+    members = confusion_cell(state.labels, state.predicted, state.split, true, pred)
+    return {"true": true, "pred": pred}, members.tolist(), None
+
+
+# -- gallery --------------------------------------------------------------------------------------------------
+@callbacks.callback(
+    Output(ids.GALLERY_PAGE, "data"),
+    Input(ids.GALLERY_PREV, "n_clicks"),
+    Input(ids.GALLERY_NEXT, "n_clicks"),
+    Input(ids.GALLERY_DIGIT, "value"),
+    Input(ids.GALLERY_SORT, "value"),
+    Input(ids.GALLERY_FILTER, "data"),
+    State(ids.GALLERY_PAGE, "data"),
+    prevent_initial_call=True,
+)
+def page(state: DashboardState, _p: Any, _n: Any, _d: Any, _s: Any, _f: Any, current: Any) -> int:
+    current = current if isinstance(current, int) and not isinstance(current, bool) and current >= 0 else 0
+    if ctx.triggered_id == ids.GALLERY_PREV:
+        return max(0, current - 1)
+    if ctx.triggered_id == ids.GALLERY_NEXT:
+        return current + 1
+    return 0
+
+
+@callbacks.callback(
+    Output(ids.GALLERY_BODY, "children"),
+    Output(ids.GALLERY_INFO, "children"),
+    Output(ids.GALLERY_SHOWN, "data"),
+    Input(ids.GALLERY_DIGIT, "value"),
+    Input(ids.GALLERY_SORT, "value"),
+    Input(ids.GALLERY_PAGE, "data"),
+    Input(ids.GALLERY_FILTER, "data"),
+    State(ids.SELECTED, "data"),
+    State(ids.GALLERY_SHOWN, "data"),
+)
+def gallery(state: DashboardState, digit: Any, sort: Any, page: Any, filt: Any, selected: Any, shown: Any) -> Any:
+    try:
+        key = gallery_key(state, digit, sort, page, filt)
+    except LayerscopeError as e:
+        return [html.Div(str(e), className="bad")], "", None
+    if key == shown:  # the page it shows (the first, laid out with the page): the ring follows the selection
+        raise PreventUpdate
+    body, info = gallery_page(state, key, selected)
+    return body, info, key
+
+
+@callbacks.callback(
+    Output(ids.GALLERY_BRUSHED, "children"),
+    Input(ids.SELECTION, "data"),
+    Input(ids.GALLERY_FILTER, "data"),
+    State(ids.SELECTED, "data"),
+)
+def brushed_strip(state: DashboardState, selection: Any, cell: Any, selected: Any) -> Any:
+    """The brushed images above the gallery; none while a confusion cell fills the gallery with them."""
+    return [] if cell else _brushed_row(state, check_selection(state, selection), selected)

@@ -1,5 +1,7 @@
 """Component ids, in one place, so layout and callbacks cannot drift apart."""
 
+from typing import Any
+
 SELECTED = "selected"  # store: the previewed image (int index or "mean:k")
 ROWS = "rows"  # store: activation rows, [{"kind": "image"|"class"|"group", "key": ...}]
 PANELS = "panels"  # store: layers with an open activation panel
@@ -35,9 +37,11 @@ THUMB = "thumb"  # pattern: {"type": THUMB, "key": index or "mean:k"}
 PANEL_IDS = ("a", "b")  # the two projection panels
 
 
-def proj(part: str, panel: str) -> str:
-    """Id of one part of a projection panel: proj("graph", "a") -> "proj-a-graph"."""
-    return f"proj-{panel}-{part}"
+def proj(part: str, panel: Any) -> dict[str, Any]:
+    """Id of one part of a projection panel (projection.py): proj("graph", "a") -> {"type": "proj-graph", "panel":
+    "a"}; proj("graph", MATCH) in a callback serves every panel. In the page the panel's box is #proj-a and the part
+    has the class proj-graph."""
+    return {"type": f"proj-{part}", "panel": panel}
 
 
 JOBS_INTERVAL = "jobs-interval"

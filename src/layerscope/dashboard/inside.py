@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, dcc, html, no_update
+from dash import ALL, ClientsideFunction, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from layerscope.analysis import group_mean
@@ -39,10 +39,13 @@ from layerscope.dashboard.unit_figures import (
     png_uri,
     weights_figure,
 )
+from layerscope.dashboard.wiring import Callbacks
 from layerscope.errors import LayerscopeError
 from layerscope.names import check_index
 
-__all__ = ["inside_layout", "register_inside"]
+__all__ = ["callbacks", "inside_layout"]
+
+callbacks = Callbacks()
 
 NODE_COLOURS = ("image", "selection", "none")
 FMAP_SCALES = ("channel", "layer")
@@ -347,332 +350,355 @@ def _job_text(job: Any, what: str) -> html.Span:
     return html.Span(f"computing {what}… {percent}%", className="status")
 
 
-def register_inside(app: Dash, state: DashboardState) -> None:
-    # -- network graph --------------------------------------------------------------------------------------------
-    @app.callback(
-        Output(ids.NET_GRAPH, "figure"),
-        Output(ids.NET_INFO, "children"),
-        Output(ids.NET_GRAPH, "style"),
-        Input(ids.NET_EXPAND, "value"),
-        Input(ids.NET_EDGES, "value"),
-        Input(ids.NET_THRESHOLD, "value"),
-        Input(ids.NET_COLOR, "value"),
-        views.gated("network"),  # drawn while the Network view is open (views.py)
-        State(ids.SELECTED, "data"),
-        State(ids.SELECTION, "data"),
-        State(ids.ABL_STORE, "data"),
-        prevent_initial_call=True,
-    )
-    def network(
-        expanded: Any,
-        per_node: Any,
-        threshold: Any,
-        colour: Any,
-        gate: Any,
-        selected: Any,
-        selection: Any,
-        ablations: Any,
-    ) -> Any:
-        views.opened(gate)
-        try:
-            expanded = _check_expanded(state, expanded)
-            per_node = check_int(per_node, 0, MAX_EDGES, "edges per node") if per_node is not None else 0
-            threshold = check_number(threshold, 0.0, 1.0, "minimum |w|") if threshold is not None else 0.0
-            colour = check_choice(colour, NODE_COLOURS, "node colouring")
-            selected = state.image_key(selected)
-            selection = check_selection(state, selection)
-            stored = check_ablation_list(state, ablations)
-        except LayerscopeError as e:
-            return no_update, html.Span(str(e), className="bad"), no_update
-        layers = state.layers
-        columns = [
-            _column(state, name, expanded, _node_values(state, name, colour, selected, selection)) for name in layers
-        ]
-        edges = [state.edges(name) for name in layers[1:]]
-        missing = [name for name, e in zip(layers[1:], edges, strict=True) if e is None]
-        info = [f"{sum(int(np.prod(e.shape)) for e in edges if e is not None):,} unit-to-unit weights"]
-        if missing:
-            info.append(f"no weights shown into {', '.join(missing)} (not a Linear/Conv2d layer layerscope can read)")
-        if colour == "selection" and not selection:
-            info.append("brush points in a projection to colour by their mean")
-        # an opened conv layer gets room for its channels' kernel thumbnails (about 26 px each)
-        tall = max([c.shown for c in columns if c.thumbs is not None], default=0)
-        height = max(720, 26 * tall)
-        fig = network_figure(columns, edges, per_node, threshold, height=height)
-        grid = [(c.name, c.units, c.expanded) for c in columns]
-        fig.add_trace(ablated_trace(grid, stored))  # last: the crosses sit over the nodes
-        # a responsive graph in a box of the figure's height: plotly measures the box when the figure arrives (a
-        # graph first laid out in a hidden view would draw it at plotly's default 700 px, then jump)
-        return fig, " · ".join(info), {"height": f"{height}px"}
-
-    # The crosses follow the list of ablations without the figure travelling again: the server sends the one trace,
-    # assets/ablate.js puts it in place of the figure's last.
-    @app.callback(
-        Output(ids.ABL_NODES, "data"),
-        Input(ids.ABL_STORE, "data"),
-        State(ids.NET_EXPAND, "value"),
-        prevent_initial_call=True,
-    )
-    def crosses(ablations: Any, expanded: Any) -> Any:
-        grid = _node_grid(state, _check_expanded(state, expanded))
-        return ablated_trace(grid, check_ablation_list(state, ablations)).to_plotly_json()
-
-    app.clientside_callback(
-        ClientsideFunction("layerscope_ablate", "crosses"),
-        Output(ids.NET_GRAPH, "figure", allow_duplicate=True),
-        Input(ids.ABL_NODES, "data"),
-        State(ids.NET_GRAPH, "figure"),
-        prevent_initial_call=True,
-    )
-
-    @app.callback(
-        Output(ids.NET_EXPAND, "value"),
-        Input(ids.NET_GRAPH, "clickData"),
-        State(ids.NET_EXPAND, "value"),
-        prevent_initial_call=True,
-    )
-    def expand(click: Any, expanded: Any) -> Any:
-        layer, unit = _custom(first_point(click))
-        if not isinstance(layer, str) or layer not in state.conv_layers:
-            raise PreventUpdate
+# -- network graph --------------------------------------------------------------------------------------------
+@callbacks.callback(
+    Output(ids.NET_GRAPH, "figure"),
+    Output(ids.NET_INFO, "children"),
+    Output(ids.NET_GRAPH, "style"),
+    Input(ids.NET_EXPAND, "value"),
+    Input(ids.NET_EDGES, "value"),
+    Input(ids.NET_THRESHOLD, "value"),
+    Input(ids.NET_COLOR, "value"),
+    views.gated("network"),  # drawn while the Network view is open (views.py)
+    State(ids.SELECTED, "data"),
+    State(ids.SELECTION, "data"),
+    State(ids.ABL_STORE, "data"),
+    prevent_initial_call=True,
+)
+def network(
+    state: DashboardState,
+    expanded: Any,
+    per_node: Any,
+    threshold: Any,
+    colour: Any,
+    gate: Any,
+    selected: Any,
+    selection: Any,
+    ablations: Any,
+) -> Any:
+    views.opened(gate)
+    try:
         expanded = _check_expanded(state, expanded)
-        if unit == -1:
-            return [*expanded, layer] if layer not in expanded else expanded
+        per_node = check_int(per_node, 0, MAX_EDGES, "edges per node") if per_node is not None else 0
+        threshold = check_number(threshold, 0.0, 1.0, "minimum |w|") if threshold is not None else 0.0
+        colour = check_choice(colour, NODE_COLOURS, "node colouring")
+        selected = state.image_key(selected)
+        selection = check_selection(state, selection)
+        stored = check_ablation_list(state, ablations)
+    except LayerscopeError as e:
+        return no_update, html.Span(str(e), className="bad"), no_update
+    layers = state.layers
+    columns = [
+        _column(state, name, expanded, _node_values(state, name, colour, selected, selection)) for name in layers
+    ]
+    edges = [state.edges(name) for name in layers[1:]]
+    missing = [name for name, e in zip(layers[1:], edges, strict=True) if e is None]
+    info = [f"{sum(int(np.prod(e.shape)) for e in edges if e is not None):,} unit-to-unit weights"]
+    if missing:
+        info.append(f"no weights shown into {', '.join(missing)} (not a Linear/Conv2d layer layerscope can read)")
+    if colour == "selection" and not selection:
+        info.append("brush points in a projection to colour by their mean")
+    # an opened conv layer gets room for its channels' kernel thumbnails (about 26 px each)
+    tall = max([c.shown for c in columns if c.thumbs is not None], default=0)
+    height = max(720, 26 * tall)
+    fig = network_figure(columns, edges, per_node, threshold, height=height)
+    grid = [(c.name, c.units, c.expanded) for c in columns]
+    fig.add_trace(ablated_trace(grid, stored))  # last: the crosses sit over the nodes
+    # a responsive graph in a box of the figure's height: plotly measures the box when the figure arrives (a
+    # graph first laid out in a hidden view would draw it at plotly's default 700 px, then jump)
+    return fig, " · ".join(info), {"height": f"{height}px"}
+
+
+# The crosses follow the list of ablations without the figure travelling again: the server sends the one trace,
+# assets/ablate.js puts it in place of the figure's last.
+@callbacks.callback(
+    Output(ids.ABL_NODES, "data"),
+    Input(ids.ABL_STORE, "data"),
+    State(ids.NET_EXPAND, "value"),
+    prevent_initial_call=True,
+)
+def crosses(state: DashboardState, ablations: Any, expanded: Any) -> Any:
+    grid = _node_grid(state, _check_expanded(state, expanded))
+    return ablated_trace(grid, check_ablation_list(state, ablations)).to_plotly_json()
+
+
+callbacks.clientside(
+    ClientsideFunction("layerscope_ablate", "crosses"),
+    Output(ids.NET_GRAPH, "figure", allow_duplicate=True),
+    Input(ids.ABL_NODES, "data"),
+    State(ids.NET_GRAPH, "figure"),
+    prevent_initial_call=True,
+)
+
+
+@callbacks.callback(
+    Output(ids.NET_EXPAND, "value"),
+    Input(ids.NET_GRAPH, "clickData"),
+    State(ids.NET_EXPAND, "value"),
+    prevent_initial_call=True,
+)
+def expand(state: DashboardState, click: Any, expanded: Any) -> Any:
+    layer, unit = _custom(first_point(click))
+    if not isinstance(layer, str) or layer not in state.conv_layers:
         raise PreventUpdate
+    expanded = _check_expanded(state, expanded)
+    if unit == -1:
+        return [*expanded, layer] if layer not in expanded else expanded
+    raise PreventUpdate
 
-    # -- which unit the card shows ----------------------------------------------------------------------------------
-    @app.callback(
-        Output(ids.UNIT, "data"),
-        Output(ids.UNIT_LAYER, "value"),
-        Output(ids.UNIT_INDEX, "value"),
-        Output(ids.UNIT_ERROR, "children"),
-        Input(ids.NET_GRAPH, "clickData"),
-        Input(ids.FMAP_OPEN_UNIT, "n_clicks"),
-        Input(ids.UNIT_LAYER, "value"),
-        Input(ids.UNIT_INDEX, "value"),
-        State(ids.FMAP_FOCUS, "data"),
-        State(ids.UNIT, "data"),
-        State(ids.ABL_MODE, "value"),
-    )
-    def unit(click: Any, _open: Any, layer: Any, index: Any, focus: Any, current: Any, ablating: Any) -> Any:
-        """The unit the card shows. A unit number the layer does not have is refused with a sentence and the card
-        stays on its unit: unit 40 of a 32-channel layer must not quietly become another one."""
-        trigger = ctx.triggered_id
-        try:
-            shown = check_unit(state, current)[0] if current is not None else None
-            if trigger == ids.NET_GRAPH:
-                if ablating:  # "Click units to switch them off" is on: the click is the Ablation card's
-                    raise PreventUpdate
-                layer, index = _custom(first_point(click))
-                if layer is None or isinstance(index, int) and index < 0:  # -1: a collapsed layer's one node
-                    raise PreventUpdate
-            elif trigger == ids.FMAP_OPEN_UNIT:
-                chosen = _check_focus(state, focus)
-                if chosen is None:
-                    raise PreventUpdate
-                layer, index = chosen["layer"], chosen["unit"]
-            if layer is None:
-                layer = shown or default_unit(state)["layer"]
-            layer = check_choice(layer, state.activation_layers, "layer")
-            units = unit_count(state, layer)
-            # a new layer starts at unit 0, unless the unit number came with it (an address names both)
-            both = {f"{ids.UNIT_LAYER}.value", f"{ids.UNIT_INDEX}.value"} <= {t["prop_id"] for t in ctx.triggered}
-            if trigger == ids.UNIT_LAYER and layer != shown and not both:
-                index = 0
-            if index is None:  # an empty box, or one the browser found invalid (a fraction, a negative number)
-                raise LayerscopeError(f"write a unit number of {layer} from 0 to {units - 1}.")
-            index = check_index(index, units, f"{layer} unit")
-        except LayerscopeError as e:
-            return no_update, no_update, no_update, str(e)
-        return {"layer": layer, "unit": index}, layer, index, ""
 
-    # -- the unit card ----------------------------------------------------------------------------------------------
-    @app.callback(
-        Output(ids.UNIT_TITLE, "children"),
-        Output(ids.UNIT_WEIGHTS, "figure"),
-        Output(ids.UNIT_CLASSES, "figure"),
-        views.gated("unit"),  # drawn while the Network view is open (views.py)
-        State(ids.UNIT, "data"),
-        prevent_initial_call=True,
-    )
-    def unit_static(gate: Any, unit: Any) -> Any:
-        views.opened(gate)
-        try:
-            layer, u = check_unit(state, unit)
-        except LayerscopeError as e:
-            message = empty_figure()
-            message.update_layout(height=260)
-            return html.Span(str(e), className="bad"), message, message
-        info = state.run.layer(layer)
-        noun = "channel" if info.kind == "conv" else "neuron"
-        if info.kind == "conv":
-            measure = "spatial max of the channel"
-        elif layer == state.layers[-1] and info.shape[0] == len(state.class_names):
-            measure = f"logit of class {state.class_names[u]}"
-        else:
-            measure = "the neuron's output"
-        title = html.Span([html.B(f"{layer} · {noun} {u}"), f" of {info.shape[0]} · activation: {measure}"])
-        try:
-            weights = state.incoming(layer, u)
-            shape = "x".join(str(s) for s in np.asarray(weights.array).shape)
-            label = {"kernel": "kernel", "kernels": "kernel per input channel", "maps": "weight maps per input channel"}
-            wfig = weights_figure(
-                weights.kind, weights.array, weights.bias, f"{label.get(weights.kind, 'weights')} ({shape})"
-            )
-        except Exception as e:  # a layer without weights (pooling) or one layerscope cannot read
-            wfig = empty_figure(str(e))
-            wfig.update_layout(height=260)
-        means = state.unit_class_means(layer)[:, u]
-        cfig = class_bars(means, state.class_names, "mean activation over each class's images")
-        return title, wfig, cfig
+# -- which unit the card shows ----------------------------------------------------------------------------------
+@callbacks.callback(
+    Output(ids.UNIT, "data"),
+    Output(ids.UNIT_LAYER, "value"),
+    Output(ids.UNIT_INDEX, "value"),
+    Output(ids.UNIT_ERROR, "children"),
+    Input(ids.NET_GRAPH, "clickData"),
+    Input(ids.FMAP_OPEN_UNIT, "n_clicks"),
+    Input(ids.UNIT_LAYER, "value"),
+    Input(ids.UNIT_INDEX, "value"),
+    State(ids.FMAP_FOCUS, "data"),
+    State(ids.UNIT, "data"),
+    State(ids.ABL_MODE, "value"),
+)
+def unit(
+    state: DashboardState, click: Any, _open: Any, layer: Any, index: Any, focus: Any, current: Any, ablating: Any
+) -> Any:
+    """The unit the card shows. A unit number the layer does not have is refused with a sentence and the card
+    stays on its unit: unit 40 of a 32-channel layer must not quietly become another one."""
+    trigger = ctx.triggered_id
+    try:
+        shown = check_unit(state, current)[0] if current is not None else None
+        if trigger == ids.NET_GRAPH:
+            if ablating:  # "Click units to switch them off" is on: the click is the Ablation card's
+                raise PreventUpdate
+            layer, index = _custom(first_point(click))
+            if layer is None or isinstance(index, int) and index < 0:  # -1: a collapsed layer's one node
+                raise PreventUpdate
+        elif trigger == ids.FMAP_OPEN_UNIT:
+            chosen = _check_focus(state, focus)
+            if chosen is None:
+                raise PreventUpdate
+            layer, index = chosen["layer"], chosen["unit"]
+        if layer is None:
+            layer = shown or default_unit(state)["layer"]
+        layer = check_choice(layer, state.activation_layers, "layer")
+        units = unit_count(state, layer)
+        # a new layer starts at unit 0, unless the unit number came with it (an address names both)
+        both = {f"{ids.UNIT_LAYER}.value", f"{ids.UNIT_INDEX}.value"} <= {t["prop_id"] for t in ctx.triggered}
+        if trigger == ids.UNIT_LAYER and layer != shown and not both:
+            index = 0
+        if index is None:  # an empty box, or one the browser found invalid (a fraction, a negative number)
+            raise LayerscopeError(f"write a unit number of {layer} from 0 to {units - 1}.")
+        index = check_index(index, units, f"{layer} unit")
+    except LayerscopeError as e:
+        return no_update, no_update, no_update, str(e)
+    return {"layer": layer, "unit": index}, layer, index, ""
 
-    @app.callback(
-        Output(ids.UNIT_TOPK, "children"),
-        Output(ids.UNIT_FEATUREVIS, "children"),
-        Output(ids.UNIT_FEATUREVIS_START, "disabled"),
-        views.gated("unit"),
-        Input(ids.UNIT_INTERVAL, "n_intervals"),
-        Input(ids.UNIT_FEATUREVIS_START, "n_clicks"),
-        State(ids.UNIT, "data"),
-        State(ids.SELECTED, "data"),
-        prevent_initial_call=True,
-    )
-    def unit_results(gate: Any, _tick: Any, compute: Any, unit: Any, selected: Any) -> Any:
-        views.opened(gate)
-        try:
-            layer, u = check_unit(state, unit)
-        except LayerscopeError as e:
-            return html.Span(str(e), className="bad"), "", True
-        if ctx.triggered_id == ids.UNIT_FEATUREVIS_START and compute and state.featurevis(layer, u) is None:
-            state.start_featurevis(layer, u)  # the user asked: it runs in the background and is kept in the Run
-        featurevis, can_start = _featurevis_view(state, layer, u)
-        return _topk_view(state, layer, u, image_or_none(state, selected)), featurevis, not can_start
 
-    @app.callback(
-        Output(ids.UNIT_GUIDED, "children"),
-        views.gated("guided"),
-        State(ids.UNIT, "data"),
-        State(ids.SELECTED, "data"),
-        prevent_initial_call=True,
-    )
-    def guided(gate: Any, unit: Any, selected: Any) -> Any:
-        views.opened(gate)
-        try:
-            layer, u = check_unit(state, unit)
-            selected = state.image_key(selected)
-        except LayerscopeError as e:
-            return html.Span(str(e), className="bad")
-        cells = [_figure_cell(state.thumbnail(selected, 140), "selected image")]
-        gray = state.image_array(selected)
-        gray = gray if gray.ndim == 2 else gray.mean(2)
-        try:
-            for method, label in (("guided", "guided backprop"), ("deconv", "deconvolution")):
-                drive = state.guided(selected, layer, u, method).sum(0)  # (C, H, W) -> (H, W)
-                cells.append(_figure_cell(overlay_png(gray, drive, 5), label))
-        except Exception as e:
-            return html.Span(f"cannot compute guided backprop: {e}", className="bad")
-        hint = html.Div(
-            "Over the dimmed image, red: pixels that raise the unit (a conv channel at its strongest position), "
-            "blue: pixels that lower it. Guided backprop passes only positive gradients through ReLUs that were "
-            "active; deconvolution passes only positive gradients.",
-            className="hint",
+# -- the unit card ----------------------------------------------------------------------------------------------
+@callbacks.callback(
+    Output(ids.UNIT_TITLE, "children"),
+    Output(ids.UNIT_WEIGHTS, "figure"),
+    Output(ids.UNIT_CLASSES, "figure"),
+    views.gated("unit"),  # drawn while the Network view is open (views.py)
+    State(ids.UNIT, "data"),
+    prevent_initial_call=True,
+)
+def unit_static(state: DashboardState, gate: Any, unit: Any) -> Any:
+    views.opened(gate)
+    try:
+        layer, u = check_unit(state, unit)
+    except LayerscopeError as e:
+        message = empty_figure()
+        message.update_layout(height=260)
+        return html.Span(str(e), className="bad"), message, message
+    info = state.run.layer(layer)
+    noun = "channel" if info.kind == "conv" else "neuron"
+    if info.kind == "conv":
+        measure = "spatial max of the channel"
+    elif layer == state.layers[-1] and info.shape[0] == len(state.class_names):
+        measure = f"logit of class {state.class_names[u]}"
+    else:
+        measure = "the neuron's output"
+    title = html.Span([html.B(f"{layer} · {noun} {u}"), f" of {info.shape[0]} · activation: {measure}"])
+    try:
+        weights = state.incoming(layer, u)
+        shape = "x".join(str(s) for s in np.asarray(weights.array).shape)
+        label = {"kernel": "kernel", "kernels": "kernel per input channel", "maps": "weight maps per input channel"}
+        wfig = weights_figure(
+            weights.kind, weights.array, weights.bias, f"{label.get(weights.kind, 'weights')} ({shape})"
         )
-        return [html.Div(cells, className="figure-row"), hint]
+    except Exception as e:  # a layer without weights (pooling) or one layerscope cannot read
+        wfig = empty_figure(str(e))
+        wfig.update_layout(height=260)
+    means = state.unit_class_means(layer)[:, u]
+    cfig = class_bars(means, state.class_names, "mean activation over each class's images")
+    return title, wfig, cfig
 
-    @app.callback(
-        Output(ids.UNIT_INTERVAL, "disabled"),
-        Input(ids.UNIT_INTERVAL, "n_intervals"),
-        Input(ids.UNIT_TOPK, "children"),
-        Input(ids.UNIT_FEATUREVIS, "children"),
+
+@callbacks.callback(
+    Output(ids.UNIT_TOPK, "children"),
+    Output(ids.UNIT_FEATUREVIS, "children"),
+    Output(ids.UNIT_FEATUREVIS_START, "disabled"),
+    views.gated("unit"),
+    Input(ids.UNIT_INTERVAL, "n_intervals"),
+    Input(ids.UNIT_FEATUREVIS_START, "n_clicks"),
+    State(ids.UNIT, "data"),
+    State(ids.SELECTED, "data"),
+    prevent_initial_call=True,
+)
+def unit_results(state: DashboardState, gate: Any, _tick: Any, compute: Any, unit: Any, selected: Any) -> Any:
+    views.opened(gate)
+    try:
+        layer, u = check_unit(state, unit)
+    except LayerscopeError as e:
+        return html.Span(str(e), className="bad"), "", True
+    if ctx.triggered_id == ids.UNIT_FEATUREVIS_START and compute and state.featurevis(layer, u) is None:
+        state.start_featurevis(layer, u)  # the user asked: it runs in the background and is kept in the Run
+    featurevis, can_start = _featurevis_view(state, layer, u)
+    return _topk_view(state, layer, u, image_or_none(state, selected)), featurevis, not can_start
+
+
+@callbacks.callback(
+    Output(ids.UNIT_GUIDED, "children"),
+    views.gated("guided"),
+    State(ids.UNIT, "data"),
+    State(ids.SELECTED, "data"),
+    prevent_initial_call=True,
+)
+def guided(state: DashboardState, gate: Any, unit: Any, selected: Any) -> Any:
+    views.opened(gate)
+    try:
+        layer, u = check_unit(state, unit)
+        selected = state.image_key(selected)
+    except LayerscopeError as e:
+        return html.Span(str(e), className="bad")
+    cells = [_figure_cell(state.thumbnail(selected, 140), "selected image")]
+    gray = state.image_array(selected)
+    gray = gray if gray.ndim == 2 else gray.mean(2)
+    try:
+        for method, label in (("guided", "guided backprop"), ("deconv", "deconvolution")):
+            drive = state.guided(selected, layer, u, method).sum(0)  # (C, H, W) -> (H, W)
+            cells.append(_figure_cell(overlay_png(gray, drive, 5), label))
+    except Exception as e:
+        return html.Span(f"cannot compute guided backprop: {e}", className="bad")
+    hint = html.Div(
+        "Over the dimmed image, red: pixels that raise the unit (a conv channel at its strongest position), "
+        "blue: pixels that lower it. Guided backprop passes only positive gradients through ReLUs that were "
+        "active; deconvolution passes only positive gradients.",
+        className="hint",
     )
-    def poll(_n: Any, _a: Any, _b: Any) -> bool:
-        scratch = state.scratch  # this page's: another page's redraw does not stop this one polling
-        return all(scratch.seen(job) for job in list(state.unit_jobs.values()))
+    return [html.Div(cells, className="figure-row"), hint]
 
-    # -- feature maps -----------------------------------------------------------------------------------------------
-    if state.conv_layers:
-        grid = {"type": ids.FMAP_GRID, "layer": ALL}
 
-        @app.callback(
-            Output(ids.FMAP_NOTE, "children"),
-            Output(grid, "style"),
-            Output(grid, "data-live"),
-            Output(grid, "data-scale"),
-            Output({"type": ids.FMAP_HEAD, "layer": ALL}, "children"),
-            views.gated("fmaps"),  # a new selection, or a stroke of the live drawing ended
-            Input(ids.FMAP_SCALE, "value"),
-            State(ids.SELECTED, "data"),
-            prevent_initial_call=True,
-        )
-        def feature_maps(gate: Any, scale: Any, selected: Any) -> Any:
-            views.opened(gate)
-            layers = [out["id"]["layer"] for out in ctx.outputs_list[1]]
-            try:
-                selected = state.image_key(selected)
-                scale = check_choice(scale, FMAP_SCALES, "colour scale")
-            except LayerscopeError as e:
-                keep = [no_update] * len(layers)
-                return html.Span(str(e), className="bad"), keep, keep, keep, keep
-            values = _fmap_values(state, selected, scale)
-            return (
-                "",
-                [values[layer]["style"] for layer in layers],
-                [values[layer]["live"] for layer in layers],
-                [scale] * len(layers),
-                [values[layer]["head"] for layer in layers],
-            )
+@callbacks.callback(
+    Output(ids.UNIT_INTERVAL, "disabled"),
+    Input(ids.UNIT_INTERVAL, "n_intervals"),
+    Input(ids.UNIT_TOPK, "children"),
+    Input(ids.UNIT_FEATUREVIS, "children"),
+)
+def poll(state: DashboardState, _n: Any, _a: Any, _b: Any) -> bool:
+    scratch = state.scratch  # this page's: another page's redraw does not stop this one polling
+    return all(scratch.seen(job) for job in list(state.unit_jobs.values()))
 
-        # the enlarged channel's tile outlined, in the browser
-        app.clientside_callback(
-            """function(focus) {
-                return window.dash_clientside.callback_context.outputs_list.map(function (out) {
-                    const chosen = focus && out.id.layer === focus.layer && out.id.unit === focus.unit;
-                    return chosen ? "fmap chosen" : "fmap";
-                });
-            }""",
-            Output({"type": ids.FMAP_TILE, "layer": ALL, "unit": ALL}, "className"),
-            Input(ids.FMAP_FOCUS, "data"),
-            prevent_initial_call=True,
-        )
 
-    @app.callback(
-        Output(ids.FMAP_FOCUS, "data"),
-        Input({"type": ids.FMAP_TILE, "layer": ALL, "unit": ALL}, "n_clicks"),
-        prevent_initial_call=True,
+# -- feature maps -----------------------------------------------------------------------------------------------
+
+
+# -- feature maps, for a model with conv layers ------------------------------------------------------------------------
+_GRID = {"type": ids.FMAP_GRID, "layer": ALL}
+
+
+def _has_conv(state: DashboardState) -> bool:
+    return bool(state.conv_layers)
+
+
+@callbacks.callback(
+    Output(ids.FMAP_NOTE, "children"),
+    Output(_GRID, "style"),
+    Output(_GRID, "data-live"),
+    Output(_GRID, "data-scale"),
+    Output({"type": ids.FMAP_HEAD, "layer": ALL}, "children"),
+    views.gated("fmaps"),  # a new selection, or a stroke of the live drawing ended
+    Input(ids.FMAP_SCALE, "value"),
+    State(ids.SELECTED, "data"),
+    prevent_initial_call=True,
+    when=_has_conv,
+)
+def feature_maps(state: DashboardState, gate: Any, scale: Any, selected: Any) -> Any:
+    views.opened(gate)
+    layers = [out["id"]["layer"] for out in ctx.outputs_list[1]]
+    try:
+        selected = state.image_key(selected)
+        scale = check_choice(scale, FMAP_SCALES, "colour scale")
+    except LayerscopeError as e:
+        keep = [no_update] * len(layers)
+        return html.Span(str(e), className="bad"), keep, keep, keep, keep
+    values = _fmap_values(state, selected, scale)
+    return (
+        "",
+        [values[layer]["style"] for layer in layers],
+        [values[layer]["live"] for layer in layers],
+        [scale] * len(layers),
+        [values[layer]["head"] for layer in layers],
     )
-    def focus(_clicks: Any) -> Any:
-        if not ctx.triggered or not ctx.triggered[0]["value"]:
-            raise PreventUpdate
-        trigger = ctx.triggered_id
-        return _check_focus(state, {"layer": trigger.get("layer"), "unit": trigger.get("unit")})
 
-    @app.callback(
-        Output(ids.FMAP_ZOOM, "figure"),
-        Output(ids.FMAP_OPEN_UNIT, "disabled"),
-        Input(ids.FMAP_FOCUS, "data"),
-        views.gated("fmaps"),
-        Input(ids.FMAP_SCALE, "value"),
-        State(ids.SELECTED, "data"),
-        prevent_initial_call=True,
-    )
-    def zoom(focus: Any, gate: Any, scale: Any, selected: Any) -> Any:
-        views.opened(gate)
-        try:
-            focus = _check_focus(state, focus)
-            selected = state.image_key(selected)
-            scale = check_choice(scale, FMAP_SCALES, "colour scale")
-        except LayerscopeError as e:
-            fig = empty_figure(str(e))
-            fig.update_layout(height=300)
-            return fig, True
-        if focus is None:
-            fig = empty_figure("Click a channel to enlarge it.")
-            fig.update_layout(height=300)
-            return fig, True
-        fmap = state.feature_maps(selected)[focus["layer"]]
-        m = fmap[focus["unit"]]
-        lo, hi = (float(m.min()), float(m.max())) if scale == "channel" else (float(fmap.min()), float(fmap.max()))
-        return feature_map_figure(m, lo, hi, f"{focus['layer']} channel {focus['unit']}"), False
+
+# the enlarged channel's tile outlined, in the browser
+callbacks.clientside(
+    """function(focus) {
+        return window.dash_clientside.callback_context.outputs_list.map(function (out) {
+            const chosen = focus && out.id.layer === focus.layer && out.id.unit === focus.unit;
+            return chosen ? "fmap chosen" : "fmap";
+        });
+    }""",
+    Output({"type": ids.FMAP_TILE, "layer": ALL, "unit": ALL}, "className"),
+    Input(ids.FMAP_FOCUS, "data"),
+    prevent_initial_call=True,
+    when=_has_conv,
+)
+
+
+@callbacks.callback(
+    Output(ids.FMAP_FOCUS, "data"),
+    Input({"type": ids.FMAP_TILE, "layer": ALL, "unit": ALL}, "n_clicks"),
+    prevent_initial_call=True,
+)
+def focus(state: DashboardState, _clicks: Any) -> Any:
+    if not ctx.triggered or not ctx.triggered[0]["value"]:
+        raise PreventUpdate
+    trigger = ctx.triggered_id
+    return _check_focus(state, {"layer": trigger.get("layer"), "unit": trigger.get("unit")})
+
+
+@callbacks.callback(
+    Output(ids.FMAP_ZOOM, "figure"),
+    Output(ids.FMAP_OPEN_UNIT, "disabled"),
+    Input(ids.FMAP_FOCUS, "data"),
+    views.gated("fmaps"),
+    Input(ids.FMAP_SCALE, "value"),
+    State(ids.SELECTED, "data"),
+    prevent_initial_call=True,
+)
+def zoom(state: DashboardState, focus: Any, gate: Any, scale: Any, selected: Any) -> Any:
+    views.opened(gate)
+    try:
+        focus = _check_focus(state, focus)
+        selected = state.image_key(selected)
+        scale = check_choice(scale, FMAP_SCALES, "colour scale")
+    except LayerscopeError as e:
+        fig = empty_figure(str(e))
+        fig.update_layout(height=300)
+        return fig, True
+    if focus is None:
+        fig = empty_figure("Click a channel to enlarge it.")
+        fig.update_layout(height=300)
+        return fig, True
+    fmap = state.feature_maps(selected)[focus["layer"]]
+    m = fmap[focus["unit"]]
+    lo, hi = (float(m.min()), float(m.max())) if scale == "channel" else (float(fmap.min()), float(fmap.max()))
+    return feature_map_figure(m, lo, hi, f"{focus['layer']} channel {focus['unit']}"), False
 
 
 def _figure_cell(src: str, caption: str) -> html.Div:

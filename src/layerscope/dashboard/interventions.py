@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
-from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, dcc, html, no_update
+from dash import ALL, ClientsideFunction, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from layerscope.ablation import (
@@ -39,6 +39,7 @@ from layerscope.dashboard.components import card
 from layerscope.dashboard.figures import base_layout, empty_figure
 from layerscope.dashboard.state import DashboardState
 from layerscope.dashboard.unit_figures import png_uri
+from layerscope.dashboard.wiring import Callbacks
 from layerscope.errors import LayerscopeError
 from layerscope.names import check_index, check_label
 
@@ -47,11 +48,13 @@ __all__ = [
     "confusion_change_figure",
     "graph_units",
     "interventions_layout",
-    "register_interventions",
+    "callbacks",
     "similarity_figure",
     "switch_off",
     "toggle_unit",
 ]
+
+callbacks = Callbacks()
 
 METHOD_LABELS = {
     "saliency": "saliency",
@@ -442,333 +445,340 @@ def _attribution_choice(
     return method, target, check_choice(layer, state.conv_layers, "Grad-CAM layer")
 
 
-def register_interventions(app: Dash, state: DashboardState) -> None:
-    # -- the list of ablations -------------------------------------------------------------------------------------
-    @app.callback(
-        Output(ids.ABL_STORE, "data"),
-        Output(ids.ABL_ERROR, "children"),
-        Input(ids.ABL_ADD, "n_clicks"),
-        Input(ids.ABL_RESET, "n_clicks"),
-        Input(ids.UNIT_ABLATE, "n_clicks"),
-        Input({"type": ids.ABL_REMOVE, "i": ALL}, "n_clicks"),
-        Input({"type": ids.ABL_ITEM_SCALE, "i": ALL}, "value"),
-        Input({"type": ids.ABL_APPLY, "name": ALL}, "n_clicks"),
-        Input(ids.ABL_CLICK, "data"),  # a cell of an activation panel, clicked in the mode (assets/ablate.js)
-        Input(ids.NET_GRAPH, "clickData"),
-        Input(ids.NET_GRAPH, "selectedData"),
-        State(ids.ABL_LAYER, "value"),
-        State(ids.ABL_UNITS, "value"),
-        State(ids.ABL_SCALE, "value"),
-        State(ids.UNIT, "data"),
-        State(ids.ABL_MODE, "value"),
-        State(ids.ABL_STORE, "data"),
-        prevent_initial_call=True,
-    )
-    def edit(
-        _add: Any,
-        _reset: Any,
-        _unit: Any,
-        _remove: Any,
-        _scales: Any,
-        _apply: Any,
-        _cell: Any,
-        _graph_click: Any,
-        _graph_selection: Any,
-        layer: str,
-        units: Any,
-        scale: Any,
-        unit: Any,
-        mode: Any,
-        data: Any,
-    ) -> Any:
-        trigger = ctx.triggered_id
-        value = ctx.triggered[0]["value"] if ctx.triggered else None
-        try:
-            current = check_ablation_list(state, data)
-            if trigger in (ids.ABL_CLICK, ids.NET_GRAPH) and not mode:
-                raise PreventUpdate  # outside the mode a graph click opens the unit card instead
-            if trigger == ids.ABL_CLICK:
-                if not value:
-                    raise PreventUpdate
-                if not isinstance(value, dict):
-                    raise LayerscopeError("the clicked cell names no unit; click it again.")
-                layer = check_choice(value.get("layer"), state.activation_layers, "layer")
-                current = toggle_unit(current, layer, check_int(value.get("unit"), 0, 2**31, "unit"))
-            elif trigger == ids.NET_GRAPH:
-                chosen, whole = graph_units(value)
-                if not chosen:
-                    if not whole:
-                        raise PreventUpdate
-                    return data, _whole_layer_hint(state, whole[0])
-                if ctx.triggered[0]["prop_id"].endswith(".clickData"):
-                    current = toggle_unit(current, *chosen[0])
-                else:  # a box or lasso selection
-                    current = switch_off(current, chosen)
-            elif trigger == ids.ABL_RESET:
-                current = []
-            elif trigger == ids.ABL_ADD:
-                if units is None or not str(units).strip():
-                    return data, "Write the units to switch off, e.g. 3,7 or 0-15."
-                if len(str(units)) > MAX_UNITS_TEXT:
-                    raise LayerscopeError(f"the units box holds over {MAX_UNITS_TEXT:,} characters; write a range.")
-                layer = check_choice(layer, state.activation_layers, "layer")  # here, not in the background
-                factor = check_number(scale, -MAX_SCALE, MAX_SCALE, "scale") if scale is not None else 0.0
-                current = _merged(current, parse_ablation(f"{layer}:{units}", factor))
-            elif trigger == ids.UNIT_ABLATE:
-                if not value or not unit:
-                    raise PreventUpdate
-                layer, u = check_unit(state, unit)
-                current = _merged(current, Ablation(layer, (u,), 0.0))
-            elif isinstance(trigger, dict) and trigger.get("type") == ids.ABL_REMOVE:
-                if not value:
-                    raise PreventUpdate
-                i = check_index(trigger.get("i"), len(current), "switched-off entry")
-                current = [a for k, a in enumerate(current) if k != i]
-            elif isinstance(trigger, dict) and trigger.get("type") == ids.ABL_ITEM_SCALE:
-                i = check_index(trigger.get("i"), len(current), "switched-off entry")
-                if value is None:
-                    raise PreventUpdate
-                factor = check_number(value, -MAX_SCALE, MAX_SCALE, "scale")
-                if factor == current[i].scale:
-                    raise PreventUpdate
-                current[i] = Ablation(current[i].layer, current[i].units, factor)
-            elif isinstance(trigger, dict) and trigger.get("type") == ids.ABL_APPLY:
-                if not value:
-                    raise PreventUpdate
-                name = check_label(trigger.get("name"), "name of an ablation")
-                saved = {s.name: s for s in list_ablations(state.run)}
-                if name not in saved:
-                    return data, f"No saved ablation {name!r} in this Run."
-                current = list(saved[name].ablations)
-            else:
+# -- the list of ablations -------------------------------------------------------------------------------------
+@callbacks.callback(
+    Output(ids.ABL_STORE, "data"),
+    Output(ids.ABL_ERROR, "children"),
+    Input(ids.ABL_ADD, "n_clicks"),
+    Input(ids.ABL_RESET, "n_clicks"),
+    Input(ids.UNIT_ABLATE, "n_clicks"),
+    Input({"type": ids.ABL_REMOVE, "i": ALL}, "n_clicks"),
+    Input({"type": ids.ABL_ITEM_SCALE, "i": ALL}, "value"),
+    Input({"type": ids.ABL_APPLY, "name": ALL}, "n_clicks"),
+    Input(ids.ABL_CLICK, "data"),  # a cell of an activation panel, clicked in the mode (assets/ablate.js)
+    Input(ids.NET_GRAPH, "clickData"),
+    Input(ids.NET_GRAPH, "selectedData"),
+    State(ids.ABL_LAYER, "value"),
+    State(ids.ABL_UNITS, "value"),
+    State(ids.ABL_SCALE, "value"),
+    State(ids.UNIT, "data"),
+    State(ids.ABL_MODE, "value"),
+    State(ids.ABL_STORE, "data"),
+    prevent_initial_call=True,
+)
+def edit(
+    state: DashboardState,
+    _add: Any,
+    _reset: Any,
+    _unit: Any,
+    _remove: Any,
+    _scales: Any,
+    _apply: Any,
+    _cell: Any,
+    _graph_click: Any,
+    _graph_selection: Any,
+    layer: str,
+    units: Any,
+    scale: Any,
+    unit: Any,
+    mode: Any,
+    data: Any,
+) -> Any:
+    trigger = ctx.triggered_id
+    value = ctx.triggered[0]["value"] if ctx.triggered else None
+    try:
+        current = check_ablation_list(state, data)
+        if trigger in (ids.ABL_CLICK, ids.NET_GRAPH) and not mode:
+            raise PreventUpdate  # outside the mode a graph click opens the unit card instead
+        if trigger == ids.ABL_CLICK:
+            if not value:
                 raise PreventUpdate
-            check_ablations(state.run, current)
-        except LayerscopeError as e:
-            return no_update, str(e)
-        except MemoryError:  # a range no layer has units for, should a check above ever let one through
-            return no_update, "Those are too many units to switch off at once; give a range within the layer."
-        return [a.to_dict() for a in current], ""
-
-    # Switched-off units outlined in the activation panels, and the mode shown on the page (a class on the body that
-    # assets/ablate.js reads): CSS rules written in the browser, so no panel is rebuilt when the list changes.
-    app.clientside_callback(
-        ClientsideFunction("layerscope_ablate", "mark"),
-        Output(ids.ABL_MARKS, "data"),
-        Input(ids.ABL_MODE, "value"),
-        Input(ids.ABL_STORE, "data"),
-        prevent_initial_call=True,
-    )
-
-    @app.callback(Output(ids.ABL_LIST, "children"), Input(ids.ABL_STORE, "data"))
-    def show_list(data: Any) -> Any:
-        try:
-            current = check_ablation_list(state, data)
-        except LayerscopeError as e:
-            return html.Div(str(e), className="bad")
-        if not current:
-            return html.Div("No unit is switched off.", className="hint")
-        return [
-            html.Div(
-                [
-                    html.Span(a.label, className="abl-label"),
-                    html.Span("scale", className="label"),
-                    dcc.Input(
-                        id={"type": ids.ABL_ITEM_SCALE, "i": i},
-                        type="number",
-                        value=a.scale,
-                        step=0.1,
-                        debounce=True,
-                        className="text tiny",
-                    ),
-                    html.Button("×", id={"type": ids.ABL_REMOVE, "i": i}, className="btn small x", title="remove"),
-                ],
-                className="abl-item",
-            )
-            for i, a in enumerate(current)
-        ]
-
-    # -- what it does ----------------------------------------------------------------------------------------------
-    @app.callback(
-        Output(ids.ABL_STATUS, "children"),
-        Output(ids.ABL_SUMMARY, "children"),
-        Output(ids.ABL_CLASSES, "figure"),
-        Output(ids.ABL_CONFUSION, "figure"),
-        Output(ids.ABL_INTERVAL, "disabled"),
-        Input(ids.ABL_STORE, "data"),
-        Input(ids.ABL_INTERVAL, "n_intervals"),
-    )
-    def evaluate(data: Any, _tick: Any) -> Any:
-        try:
-            current = check_ablation_list(state, data)
-        except LayerscopeError as e:
-            message = empty_figure()
-            message.update_layout(height=240)
-            return html.Span(str(e), className="bad"), "", message, message, True
-        if not current:
-            message = empty_figure("Switch units off to see what changes.")
-            message.update_layout(height=240)
-            return "", "", message, message, True
-        job, result = state.ablation_result(current)
-        if result is None:
-            waiting = empty_figure("re-evaluating the test set…")
-            waiting.update_layout(height=240)
-            text = _job_text(job, f"re-evaluating {int((state.split == 1).sum()):,} test images")
-            return text, "", waiting, waiting, bool(job.error)
-        classes = ablation_class_figure(result.class_accuracy_before, result.class_accuracy_after, state.class_names)
-        matrix = confusion_change_figure(result.confusion_change, state.class_names)
-        return "", _summary(state, result), classes, matrix, True
-
-    @app.callback(
-        Output(ids.ABL_IMAGE, "children"),
-        views.gated("ablated-image"),
-        State(ids.ABL_STORE, "data"),
-        State(ids.SELECTED, "data"),
-        prevent_initial_call=True,
-    )
-    def selected_image(gate: Any, data: Any, selected: Any) -> Any:
-        views.opened(gate)
-        try:
-            current = check_ablation_list(state, data)
-        except LayerscopeError:
-            return ""  # the ablation card's list says what is wrong with it
-        selected = image_or_none(state, selected)
-        if not current or selected is None:
-            return ""
-        probs = state.ablated_probs(selected, current)
-        if probs is None:
-            return ""
-        before, after = probs
-        changed = int(np.argmax(before)) != int(np.argmax(after))
-        return html.Div(
-            [
-                "Selected image: predicted ",
-                html.B(_prediction(state, before)),
-                " → ",
-                html.B(_prediction(state, after), className="bad" if changed else ""),
-            ]
-        )
-
-    # -- saved ablations -------------------------------------------------------------------------------------------
-    @app.callback(
-        Output(ids.ABL_SAVED, "children"),
-        Output(ids.ABL_SAVE_NAME, "value"),
-        Input(ids.ABL_SAVE, "n_clicks"),
-        Input({"type": ids.ABL_FORGET, "name": ALL}, "n_clicks"),
-        State(ids.ABL_SAVE_NAME, "value"),
-        State(ids.ABL_STORE, "data"),
-    )
-    def saved(_save: Any, _forget: Any, name: Any, data: Any) -> Any:
-        trigger = ctx.triggered_id
-        value = ctx.triggered[0]["value"] if ctx.triggered else None
-        error = None
-        try:
-            if trigger == ids.ABL_SAVE:
-                label = check_label(name, "name of an ablation")
-                current = check_ablation_list(state, data)
-                job, result = state.ablation_result(current) if current else (None, None)
-                save_ablation(state.run, label, current, result)
-                name = ""
-            elif isinstance(trigger, dict) and trigger.get("type") == ids.ABL_FORGET:
-                if not value:
+            if not isinstance(value, dict):
+                raise LayerscopeError("the clicked cell names no unit; click it again.")
+            layer = check_choice(value.get("layer"), state.activation_layers, "layer")
+            current = toggle_unit(current, layer, check_int(value.get("unit"), 0, 2**31, "unit"))
+        elif trigger == ids.NET_GRAPH:
+            chosen, whole = graph_units(value)
+            if not chosen:
+                if not whole:
                     raise PreventUpdate
-                remove_ablation(state.run, check_label(trigger.get("name"), "name of an ablation"))
-        except LayerscopeError as e:
-            error = html.Div(str(e), className="bad")
-        return ([error] if error is not None else []) + _saved_list(state), name
+                return data, _whole_layer_hint(state, whole[0])
+            if ctx.triggered[0]["prop_id"].endswith(".clickData"):
+                current = toggle_unit(current, *chosen[0])
+            else:  # a box or lasso selection
+                current = switch_off(current, chosen)
+        elif trigger == ids.ABL_RESET:
+            current = []
+        elif trigger == ids.ABL_ADD:
+            if units is None or not str(units).strip():
+                return data, "Write the units to switch off, e.g. 3,7 or 0-15."
+            if len(str(units)) > MAX_UNITS_TEXT:
+                raise LayerscopeError(f"the units box holds over {MAX_UNITS_TEXT:,} characters; write a range.")
+            layer = check_choice(layer, state.activation_layers, "layer")  # here, not in the background
+            factor = check_number(scale, -MAX_SCALE, MAX_SCALE, "scale") if scale is not None else 0.0
+            current = _merged(current, parse_ablation(f"{layer}:{units}", factor))
+        elif trigger == ids.UNIT_ABLATE:
+            if not value or not unit:
+                raise PreventUpdate
+            layer, u = check_unit(state, unit)
+            current = _merged(current, Ablation(layer, (u,), 0.0))
+        elif isinstance(trigger, dict) and trigger.get("type") == ids.ABL_REMOVE:
+            if not value:
+                raise PreventUpdate
+            i = check_index(trigger.get("i"), len(current), "switched-off entry")
+            current = [a for k, a in enumerate(current) if k != i]
+        elif isinstance(trigger, dict) and trigger.get("type") == ids.ABL_ITEM_SCALE:
+            i = check_index(trigger.get("i"), len(current), "switched-off entry")
+            if value is None:
+                raise PreventUpdate
+            factor = check_number(value, -MAX_SCALE, MAX_SCALE, "scale")
+            if factor == current[i].scale:
+                raise PreventUpdate
+            current[i] = Ablation(current[i].layer, current[i].units, factor)
+        elif isinstance(trigger, dict) and trigger.get("type") == ids.ABL_APPLY:
+            if not value:
+                raise PreventUpdate
+            name = check_label(trigger.get("name"), "name of an ablation")
+            saved = {s.name: s for s in list_ablations(state.run)}
+            if name not in saved:
+                return data, f"No saved ablation {name!r} in this Run."
+            current = list(saved[name].ablations)
+        else:
+            raise PreventUpdate
+        check_ablations(state.run, current)
+    except LayerscopeError as e:
+        return no_update, str(e)
+    except MemoryError:  # a range no layer has units for, should a check above ever let one through
+        return no_update, "Those are too many units to switch off at once; give a range within the layer."
+    return [a.to_dict() for a in current], ""
 
-    # -- attribution -----------------------------------------------------------------------------------------------
-    @app.callback(
-        Output(ids.ATTR_LAYER_BOX, "style"),
-        Output(ids.ATTR_IMAGE, "src"),
-        Output(ids.ATTR_OVERLAY, "src"),
-        Output(ids.ATTR_INFO, "children"),
-        views.gated("attribution"),
-        Input(ids.ATTR_METHOD, "value"),
-        Input(ids.ATTR_TARGET, "value"),
-        Input(ids.ATTR_LAYER, "value"),
-        State(ids.SELECTED, "data"),
-        prevent_initial_call=True,
-    )
-    def attribution(gate: Any, method: Any, target: Any, layer: Any, selected: Any) -> Any:
-        views.opened(gate)
-        style = {"display": "flex" if method == "gradcam" else "none"}
-        try:
-            selected = state.image_key(selected)
-            method, target, layer = _attribution_choice(state, method, target, layer)
-        except LayerscopeError as e:
-            return style, None, None, html.Span(str(e), className="bad")
-        pixels = state.pixels(selected)[0]
-        image = png_uri(_uint8(pixels.numpy()), 5)
-        try:
-            a = state.attribution(selected, method, target, layer)
-        except Exception as e:  # shown where the map would be; the page stays usable
-            return style, image, None, html.Span(f"cannot compute it: {e}", className="bad")
-        names = state.class_names
-        lines = [
-            html.Div([html.B(METHOD_LABELS[a.method]), f" of the score of class {names[a.target]}"]),
-            html.Div(
-                f"predicted: {names[a.predicted]}" + (" (the class explained)" if a.predicted == a.target else "")
-            ),
-        ]
-        if a.layer:
-            lines.append(html.Div(f"at layer {a.layer}, upsampled to the image"))
-        if a.delta is not None:
-            lines.append(
-                html.Div(
-                    f"completeness delta {a.delta:+.4f}: the map's sum minus (score of the image − score of a "
-                    "black image); near 0, the map accounts for the score",
-                    className="hint",
-                )
-            )
-        lines.append(html.Div(f"{a.seconds * 1000:.0f} ms", className="hint"))
-        return style, image, _overlay_uri(pixels, a.map, 5), lines
 
-    @app.callback(
-        Output(ids.ATTR_SANITY_AREA, "children"),
-        Output(ids.ATTR_INTERVAL, "disabled"),
-        Input(ids.ATTR_SANITY, "value"),
-        views.gated("attribution"),
-        Input(ids.ATTR_METHOD, "value"),
-        Input(ids.ATTR_TARGET, "value"),
-        Input(ids.ATTR_LAYER, "value"),
-        Input(ids.ATTR_INTERVAL, "n_intervals"),
-        State(ids.SELECTED, "data"),
-        prevent_initial_call=True,
-    )
-    def sanity(on: Any, gate: Any, method: str, target: Any, layer: Any, _tick: Any, selected: Any) -> Any:
-        views.opened(gate)
-        if not on:
-            return [], True
-        try:
-            selected = state.image_key(selected)
-            method, target, layer = _attribution_choice(state, method, target, layer)
-        except LayerscopeError as e:
-            return html.Span(str(e), className="bad"), True
-        pixels = state.pixels(selected)[0]
-        job, steps = state.randomisation(selected, method, target, layer)
-        if steps is None:
-            return _job_text(job, "re-initialising the layers one at a time"), bool(job.error)
-        cells = [
-            html.Div(
-                [
-                    html.Img(src=_overlay_uri(pixels, step.map, 3), className="sanity-img"),
-                    html.Div(
-                        "trained model" if not step.randomised else "randomised: " + ", ".join(step.randomised),
-                        className="hint",
-                    ),
-                ],
-                className="fig-cell sanity-cell",
-            )
-            for step in steps
+# Switched-off units outlined in the activation panels, and the mode shown on the page (a class on the body that
+# assets/ablate.js reads): CSS rules written in the browser, so no panel is rebuilt when the list changes.
+callbacks.clientside(
+    ClientsideFunction("layerscope_ablate", "mark"),
+    Output(ids.ABL_MARKS, "data"),
+    Input(ids.ABL_MODE, "value"),
+    Input(ids.ABL_STORE, "data"),
+    prevent_initial_call=True,
+)
+
+
+@callbacks.callback(Output(ids.ABL_LIST, "children"), Input(ids.ABL_STORE, "data"))
+def show_list(state: DashboardState, data: Any) -> Any:
+    try:
+        current = check_ablation_list(state, data)
+    except LayerscopeError as e:
+        return html.Div(str(e), className="bad")
+    if not current:
+        return html.Div("No unit is switched off.", className="hint")
+    return [
+        html.Div(
+            [
+                html.Span(a.label, className="abl-label"),
+                html.Span("scale", className="label"),
+                dcc.Input(
+                    id={"type": ids.ABL_ITEM_SCALE, "i": i},
+                    type="number",
+                    value=a.scale,
+                    step=0.1,
+                    debounce=True,
+                    className="text tiny",
+                ),
+                html.Button("×", id={"type": ids.ABL_REMOVE, "i": i}, className="btn small x", title="remove"),
+            ],
+            className="abl-item",
+        )
+        for i, a in enumerate(current)
+    ]
+
+
+# -- what it does ----------------------------------------------------------------------------------------------
+@callbacks.callback(
+    Output(ids.ABL_STATUS, "children"),
+    Output(ids.ABL_SUMMARY, "children"),
+    Output(ids.ABL_CLASSES, "figure"),
+    Output(ids.ABL_CONFUSION, "figure"),
+    Output(ids.ABL_INTERVAL, "disabled"),
+    Input(ids.ABL_STORE, "data"),
+    Input(ids.ABL_INTERVAL, "n_intervals"),
+)
+def evaluate(state: DashboardState, data: Any, _tick: Any) -> Any:
+    try:
+        current = check_ablation_list(state, data)
+    except LayerscopeError as e:
+        message = empty_figure()
+        message.update_layout(height=240)
+        return html.Span(str(e), className="bad"), "", message, message, True
+    if not current:
+        message = empty_figure("Switch units off to see what changes.")
+        message.update_layout(height=240)
+        return "", "", message, message, True
+    job, result = state.ablation_result(current)
+    if result is None:
+        waiting = empty_figure("re-evaluating the test set…")
+        waiting.update_layout(height=240)
+        text = _job_text(job, f"re-evaluating {int((state.split == 1).sum()):,} test images")
+        return text, "", waiting, waiting, bool(job.error)
+    classes = ablation_class_figure(result.class_accuracy_before, result.class_accuracy_after, state.class_names)
+    matrix = confusion_change_figure(result.confusion_change, state.class_names)
+    return "", _summary(state, result), classes, matrix, True
+
+
+@callbacks.callback(
+    Output(ids.ABL_IMAGE, "children"),
+    views.gated("ablated-image"),
+    State(ids.ABL_STORE, "data"),
+    State(ids.SELECTED, "data"),
+    prevent_initial_call=True,
+)
+def selected_image(state: DashboardState, gate: Any, data: Any, selected: Any) -> Any:
+    views.opened(gate)
+    try:
+        current = check_ablation_list(state, data)
+    except LayerscopeError:
+        return ""  # the ablation card's list says what is wrong with it
+    selected = image_or_none(state, selected)
+    if not current or selected is None:
+        return ""
+    probs = state.ablated_probs(selected, current)
+    if probs is None:
+        return ""
+    before, after = probs
+    changed = int(np.argmax(before)) != int(np.argmax(after))
+    return html.Div(
+        [
+            "Selected image: predicted ",
+            html.B(_prediction(state, before)),
+            " → ",
+            html.B(_prediction(state, after), className="bad" if changed else ""),
         ]
-        return [
-            html.H4("Sanity check: the same map as the weights are randomised"),
-            html.Div(cells, className="figure-row sanity-row"),
-            dcc.Graph(id=ids.ATTR_SANITY_FIG, figure=similarity_figure(steps), config={"displayModeBar": False}),
+    )
+
+
+# -- saved ablations -------------------------------------------------------------------------------------------
+@callbacks.callback(
+    Output(ids.ABL_SAVED, "children"),
+    Output(ids.ABL_SAVE_NAME, "value"),
+    Input(ids.ABL_SAVE, "n_clicks"),
+    Input({"type": ids.ABL_FORGET, "name": ALL}, "n_clicks"),
+    State(ids.ABL_SAVE_NAME, "value"),
+    State(ids.ABL_STORE, "data"),
+)
+def saved(state: DashboardState, _save: Any, _forget: Any, name: Any, data: Any) -> Any:
+    trigger = ctx.triggered_id
+    value = ctx.triggered[0]["value"] if ctx.triggered else None
+    error = None
+    try:
+        if trigger == ids.ABL_SAVE:
+            label = check_label(name, "name of an ablation")
+            current = check_ablation_list(state, data)
+            job, result = state.ablation_result(current) if current else (None, None)
+            save_ablation(state.run, label, current, result)
+            name = ""
+        elif isinstance(trigger, dict) and trigger.get("type") == ids.ABL_FORGET:
+            if not value:
+                raise PreventUpdate
+            remove_ablation(state.run, check_label(trigger.get("name"), "name of an ablation"))
+    except LayerscopeError as e:
+        error = html.Div(str(e), className="bad")
+    return ([error] if error is not None else []) + _saved_list(state), name
+
+
+# -- attribution -----------------------------------------------------------------------------------------------
+@callbacks.callback(
+    Output(ids.ATTR_LAYER_BOX, "style"),
+    Output(ids.ATTR_IMAGE, "src"),
+    Output(ids.ATTR_OVERLAY, "src"),
+    Output(ids.ATTR_INFO, "children"),
+    views.gated("attribution"),
+    Input(ids.ATTR_METHOD, "value"),
+    Input(ids.ATTR_TARGET, "value"),
+    Input(ids.ATTR_LAYER, "value"),
+    State(ids.SELECTED, "data"),
+    prevent_initial_call=True,
+)
+def attribution(state: DashboardState, gate: Any, method: Any, target: Any, layer: Any, selected: Any) -> Any:
+    views.opened(gate)
+    style = {"display": "flex" if method == "gradcam" else "none"}
+    try:
+        selected = state.image_key(selected)
+        method, target, layer = _attribution_choice(state, method, target, layer)
+    except LayerscopeError as e:
+        return style, None, None, html.Span(str(e), className="bad")
+    pixels = state.pixels(selected)[0]
+    image = png_uri(_uint8(pixels.numpy()), 5)
+    try:
+        a = state.attribution(selected, method, target, layer)
+    except Exception as e:  # shown where the map would be; the page stays usable
+        return style, image, None, html.Span(f"cannot compute it: {e}", className="bad")
+    names = state.class_names
+    lines = [
+        html.Div([html.B(METHOD_LABELS[a.method]), f" of the score of class {names[a.target]}"]),
+        html.Div(f"predicted: {names[a.predicted]}" + (" (the class explained)" if a.predicted == a.target else "")),
+    ]
+    if a.layer:
+        lines.append(html.Div(f"at layer {a.layer}, upsampled to the image"))
+    if a.delta is not None:
+        lines.append(
             html.Div(
-                "The layers' weights are re-initialised one more at a time, from the output down; the map should "
-                "change. A method whose map barely changes when the weights are randomised (similarity staying "
-                "near 1) does not explain the weights: it shows the image, not what the network learned.",
+                f"completeness delta {a.delta:+.4f}: the map's sum minus (score of the image − score of a "
+                "black image); near 0, the map accounts for the score",
                 className="hint",
-            ),
-        ], True
+            )
+        )
+    lines.append(html.Div(f"{a.seconds * 1000:.0f} ms", className="hint"))
+    return style, image, _overlay_uri(pixels, a.map, 5), lines
+
+
+@callbacks.callback(
+    Output(ids.ATTR_SANITY_AREA, "children"),
+    Output(ids.ATTR_INTERVAL, "disabled"),
+    Input(ids.ATTR_SANITY, "value"),
+    views.gated("attribution"),
+    Input(ids.ATTR_METHOD, "value"),
+    Input(ids.ATTR_TARGET, "value"),
+    Input(ids.ATTR_LAYER, "value"),
+    Input(ids.ATTR_INTERVAL, "n_intervals"),
+    State(ids.SELECTED, "data"),
+    prevent_initial_call=True,
+)
+def sanity(
+    state: DashboardState, on: Any, gate: Any, method: str, target: Any, layer: Any, _tick: Any, selected: Any
+) -> Any:
+    views.opened(gate)
+    if not on:
+        return [], True
+    try:
+        selected = state.image_key(selected)
+        method, target, layer = _attribution_choice(state, method, target, layer)
+    except LayerscopeError as e:
+        return html.Span(str(e), className="bad"), True
+    pixels = state.pixels(selected)[0]
+    job, steps = state.randomisation(selected, method, target, layer)
+    if steps is None:
+        return _job_text(job, "re-initialising the layers one at a time"), bool(job.error)
+    cells = [
+        html.Div(
+            [
+                html.Img(src=_overlay_uri(pixels, step.map, 3), className="sanity-img"),
+                html.Div(
+                    "trained model" if not step.randomised else "randomised: " + ", ".join(step.randomised),
+                    className="hint",
+                ),
+            ],
+            className="fig-cell sanity-cell",
+        )
+        for step in steps
+    ]
+    return [
+        html.H4("Sanity check: the same map as the weights are randomised"),
+        html.Div(cells, className="figure-row sanity-row"),
+        dcc.Graph(id=ids.ATTR_SANITY_FIG, figure=similarity_figure(steps), config={"displayModeBar": False}),
+        html.Div(
+            "The layers' weights are re-initialised one more at a time, from the output down; the map should "
+            "change. A method whose map barely changes when the weights are randomised (similarity staying "
+            "near 1) does not explain the weights: it shows the image, not what the network learned.",
+            className="hint",
+        ),
+    ], True

@@ -16,7 +16,7 @@ from layerscope import export
 from layerscope.analysis import find_image
 from layerscope.dashboard import ids, views
 from layerscope.dashboard.address import PANEL_FIELDS, format_address, parse_address
-from layerscope.dashboard.checks import check_choice, check_groups, check_selection, check_view
+from layerscope.dashboard.checks import check_groups, check_selection
 from layerscope.dashboard.state import DashboardState
 from layerscope.errors import LayerscopeError
 from layerscope.names import check_label
@@ -26,7 +26,7 @@ __all__ = ["register_workspace"]
 _PANEL_PROPS = [(panel, field) for panel in ids.PANEL_IDS for field in PANEL_FIELDS]
 
 
-def _panel_id(panel: str, field: str) -> str:
+def _panel_id(panel: str, field: str) -> dict[str, Any]:
     return ids.proj(field, panel)
 
 
@@ -152,12 +152,6 @@ def register_workspace(app: Dash, state: DashboardState) -> None:
         Output(ids.MARKED, "data"),
         Input(ids.SELECTED, "data"),
     )
-    for panel in ids.PANEL_IDS:
-        app.clientside_callback(
-            f"function(figure) {{ return window.layerscope.followFigure('{panel}'); }}",
-            Output(ids.proj("ringed", panel), "data"),
-            Input(ids.proj("graph", panel), "figure"),
-        )
 
     # -- downloads ---------------------------------------------------------------------------------------------------
     @app.callback(
@@ -192,9 +186,6 @@ def register_workspace(app: Dash, state: DashboardState) -> None:
             return no_update, str(e)
         return dcc.send_string(table, export.export_name(state.run, what, "csv"), type="text/csv"), ""
 
-    for panel in ids.PANEL_IDS:
-        _register_coordinates(app, state, panel)
-
 
 def _open_projections(state: DashboardState, panel_values: tuple[Any, ...]) -> dict[str, Any]:
     """{"fc2_pca": (N, 2) coordinates} of each projection the panels show, where the Run has it."""
@@ -204,27 +195,3 @@ def _open_projections(state: DashboardState, panel_values: tuple[Any, ...]) -> d
         if layer in state.layers and isinstance(method, str) and state.available(layer, method):
             out[f"{layer}_{method}"] = state.projection(layer, method)
     return out
-
-
-def _register_coordinates(app: Dash, state: DashboardState, panel: str) -> None:
-    @app.callback(
-        Output(ids.DOWNLOAD, "data", allow_duplicate=True),
-        Output(ids.proj("status", panel), "children", allow_duplicate=True),
-        Input(ids.proj("csv", panel), "n_clicks"),
-        Input(ids.proj("npy", panel), "n_clicks"),
-        State(ids.proj("layer", panel), "value"),
-        State(ids.proj("method", panel), "value"),
-        prevent_initial_call=True,
-    )
-    def coordinates(_csv: Any, _npy: Any, layer: Any, method: Any) -> Any:
-        """The panel's 2-D coordinates of every image, as CSV or .npy."""
-        if not ctx.triggered or not ctx.triggered[0]["value"]:
-            raise PreventUpdate
-        fmt = "npy" if ctx.triggered_id == ids.proj("npy", panel) else "csv"
-        try:
-            layer, method, _, _ = check_view(state, layer, method, "all", "label")
-            check_choice(method, state.methods(layer), "projection method")
-            data = export.coordinates(state.run, layer, method, fmt)
-        except LayerscopeError as e:
-            return no_update, str(e)
-        return dcc.send_bytes(data, export.export_name(state.run, f"{layer}-{method}", fmt)), no_update

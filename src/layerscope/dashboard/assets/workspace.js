@@ -4,10 +4,18 @@
   const ls = (window.layerscope = window.layerscope || {});
   const noUpdate = function () { return window.dash_clientside.no_update; };
   const setProps = function (id, props) { window.dash_clientside.set_props(id, props); };
+  // a projection panel's plot (projection.py): the panel's box is #proj-<panel>, its graph has the class proj-graph
+  const plotOf = function (panel) {
+    return document.querySelector("#proj-" + panel + " .proj-graph .js-plotly-plot");
+  };
+  const panelOf = function (gd) {
+    const box = gd.closest(".proj-panel");
+    return box ? box.id.slice("proj-".length) : null;
+  };
   const graphs = function () {
-    return ["a", "b"].map(function (panel) {
-      return document.querySelector("#proj-" + panel + "-graph .js-plotly-plot");
-    }).filter(function (gd) { return gd && gd._fullData && gd._fullData.length; });
+    return Array.from(document.querySelectorAll(".proj-panel .proj-graph .js-plotly-plot")).filter(function (gd) {
+      return gd._fullData && gd._fullData.length;
+    });
   };
 
   // a tab or a sidebar action -> the view it opens
@@ -47,23 +55,44 @@
 
   // a brush in one panel -> [the page's selection, the panel it came from]; a graph reporting its first, empty
   // selection changes nothing, a cleared brush clears the selection ([])
-  ls.brushed = function (context, a, b, current, brushA) {
-    const fromA = context.triggered_id === brushA;
-    const indices = fromA ? a : b;
+  ls.brushed = function (context, brushes, current) {
+    const fired = (context.triggered || [])[0];
+    const id = context.triggered_id;
+    if (!fired || !id || typeof id !== "object") { return [noUpdate(), noUpdate()]; }
+    const indices = fired.value;
     if ((!indices || !indices.length) && (!current || !current.length)) {
       return [noUpdate(), noUpdate()];
     }
-    return [indices && indices.length ? indices : [], fromA ? "a" : "b"];
+    return [indices && indices.length ? indices : [], id.panel];
+  };
+
+  // the images of the page's selection lit up in every projection but the one they were brushed in (which shows
+  // its own lasso): a restyle of selectedpoints, one redraw, no request
+  ls.highlight = function (selection, origin) {
+    const wanted = selection && selection.length ? new Set(selection) : null;
+    graphs().forEach(function (gd) {
+      if (panelOf(gd) === origin) { return; }
+      const chosen = gd._fullData.map(function (trace) {
+        if (!wanted) { return null; }
+        const indices = trace.customdata || [];
+        const positions = [];
+        for (let i = 0; i < indices.length; i++) { if (wanted.has(indices[i])) { positions.push(i); } }
+        return positions;
+      });
+      window.Plotly.restyle(gd, { selectedpoints: chosen });
+    });
+    return selection ? selection.length : 0;
   };
 
   // a click on a gallery or top-k thumbnail, a projection's point or an activation row's name -> the image it
   // selects: a thumbnail's id carries its key, a projection its image index (pointIndices), a row its position in
   // the rows; the server checks what it is given where it uses it (DashboardState.image_key)
-  ls.select = function (context, clickA, clickB, rows, clickedA, rowName) {
+  ls.select = function (context, rows, clicked, rowName) {
     const fired = (context.triggered || [])[0];
     if (!fired || fired.value === null || fired.value === undefined || fired.value === 0) { return noUpdate(); }
     const id = context.triggered_id;
     if (id && typeof id === "object") {
+      if (id.type === clicked) { return typeof fired.value === "number" ? fired.value : noUpdate(); }
       if (id.type === rowName) {
         const row = (rows || [])[id.row];
         if (!row || (row.kind !== "image" && row.kind !== "class")) { return noUpdate(); }
@@ -71,8 +100,7 @@
       }
       return id.key === undefined ? noUpdate() : id.key;
     }
-    const index = id === clickedA ? clickA : clickB;
-    return typeof index === "number" ? index : noUpdate();
+    return noUpdate();
   };
 
   let shownOnce = false;
@@ -144,7 +172,7 @@
   // click or a hover its one image; what travels to the server is indices, never trace positions
   ls.pointIndices = function (panel, data, kind) {
     if (!data || !data.points || !data.points.length) { return kind === "brush" ? null : noUpdate(); }
-    const gd = document.querySelector("#proj-" + panel + "-graph .js-plotly-plot");
+    const gd = plotOf(panel);
     const full = (gd && gd._fullData) || [];
     const seen = new Set();
     data.points.forEach(function (p) {
@@ -215,7 +243,7 @@
   ls.followFigure = function (panel) {
     let tries = 0;
     (function attempt() {
-      const gd = document.querySelector("#proj-" + panel + "-graph .js-plotly-plot");
+      const gd = plotOf(panel);
       if (gd && gd._fullData && gd._fullData.length && typeof gd.on === "function") {
         ls.markSelected(ls.selected);
       } else if (tries++ < 100) {

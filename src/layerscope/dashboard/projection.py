@@ -1,0 +1,524 @@
+"""A projection panel, as an All-in-One component: ``projection_panel(state, "a", ...)`` lays out one; the callbacks
+below serve every panel at once (pattern-matching ids, ``ids.proj(part, MATCH)``), so panels A and B are one piece
+of code.
+
+A panel shows one (layer, method) projection of every image, coloured one of four ways, with its quality figures,
+a Cancel for a projection being computed, a hover card and its coordinates as CSV or .npy. Clicks, hovers and brushes
+reach the server as the images' indices (each point's customdata, read in the browser: assets/workspace.js); the
+images brushed in one panel light up in the other without a request (``HIGHLIGHT_JS``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+from dash import ALL, MATCH, Input, Output, Patch, State, ctx, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from layerscope import export
+from layerscope.dashboard import figures, ids
+from layerscope.dashboard.checks import check_choice, check_selection, check_view
+from layerscope.dashboard.components import card
+from layerscope.dashboard.state import LIVE, DashboardState
+from layerscope.dashboard.wiring import Callbacks
+from layerscope.errors import LayerscopeError
+from layerscope.interop.seed_json import FILE_METHOD
+from layerscope.names import check_index
+
+__all__ = ["METHOD_LABELS", "callbacks", "default_views", "method_options", "projection_panel"]
+
+METHOD_LABELS = {
+    "file": "from file",
+    "pca": "PCA",
+    "tsne": "t-SNE",
+    "umap": "UMAP",
+    "lda": "LDA",
+    "isomap": "Isomap",
+}
+# what each method does, one line: the tooltip of its option
+METHOD_HINTS = {
+    "file": "the 2-D coordinates the imported file gives",
+    "pca": "PCA: the two directions of largest variance; linear, keeps global distances, fast",
+    "tsne": "t-SNE: keeps each point's nearest neighbours close; clusters are real, distances between them are not",
+    "umap": "UMAP: neighbour graph laid out in 2-D; like t-SNE, keeps more of the global layout",
+    "lda": "LDA: the linear directions that best separate the classes (uses the labels)",
+    "isomap": "Isomap: keeps distances measured along the neighbour graph (geodesic), for curved manifolds",
+}
+QUALITY_HINTS = {
+    "knn_accuracy": "the share of points whose 10 nearest neighbours in the 2-D map mostly share their label",
+    "trustworthiness": "how far 2-D neighbours were neighbours in the layer too (1: no false neighbours)",
+}
+COLOR_OPTIONS = [
+    {"label": "true label", "value": "label"},
+    {"label": "predicted label", "value": "predicted"},
+    {"label": "correct / wrong", "value": "correct"},
+    {"label": "confidence", "value": "confidence"},
+]
+SPLIT_OPTIONS = [{"label": s, "value": s} for s in ("all", "train", "test")]
+
+callbacks = Callbacks()
+
+
+def method_options(state: DashboardState, layer: str) -> list[dict[str, str]]:
+    return [{"label": METHOD_LABELS[m], "value": m, "title": METHOD_HINTS[m]} for m in state.methods(layer)]
+
+
+def default_views(state: DashboardState) -> tuple[tuple[str, str], tuple[str, str]]:
+    """(layer, method) of projection panels A and B when the page opens: a file's own projections when it has them
+    (its deepest and its first), else a dense layer and the input, by PCA."""
+    from_file = [layer for layer in state.layers if state.available(layer, FILE_METHOD)]
+    if from_file:
+        return (from_file[-1], FILE_METHOD), (from_file[0], FILE_METHOD)
+    layers = state.layers
+    first = next((name for name in ("fc2", "fc1") if name in layers), layers[-1])
+    return (first, "pca"), (layers[0], "pca")
+
+
+def projection_panel(state: DashboardState, panel: str, layer: str, method: str) -> html.Div:
+    """Panel ``panel`` ("a", "b"), opening on ``method`` of ``layer``. In the page its box is ``#proj-<panel>`` and
+    each part has the class ``proj-<part>`` (``#proj-a .proj-graph``): what the scripts and the tests look for."""
+
+    def part(name: str) -> dict[str, Any]:
+        return {"id": ids.proj(name, panel), "className": f"proj-{name}"}
+
+    colors = [c for c in COLOR_OPTIONS if c["value"] != "confidence" or state.has_probabilities]
+    figure, status, quality, laid = _first_figure(state, layer, method)
+    controls = html.Div(
+        [
+            dcc.Dropdown(state.layers, layer, clearable=False, **_classes(part("layer"), "ctl")),
+            dcc.Dropdown(method_options(state, layer), method, clearable=False, **_classes(part("method"), "ctl")),
+            dcc.Dropdown(colors, "label", clearable=False, **_classes(part("color"), "ctl wide")),
+            dcc.RadioItems(SPLIT_OPTIONS, "all", inline=True, **_classes(part("split"), "radio")),
+        ],
+        className="controls",
+    )
+    body = card(
+        f"Projection {panel.upper()}",
+        controls,
+        html.Div(
+            [
+                html.Div(status, **_classes(part("status"), "status")),
+                html.Button(
+                    "Cancel",
+                    style={"display": "none"},
+                    title="stop computing this projection",
+                    **_classes(part("cancel"), "btn small"),
+                ),
+            ],
+            className="status-row",
+        ),
+        html.Div(
+            [
+                dcc.Graph(
+                    figure=figure,
+                    config={
+                        "displaylogo": False,
+                        "scrollZoom": True,
+                        "toImageButtonOptions": {"filename": f"projection-{panel}", "scale": 2},
+                    },
+                    **part("graph"),
+                ),
+                html.Div(
+                    [html.Img(**part("hover-img")), html.Div(**part("hover-text"))],
+                    **_classes(part("hover"), "hover-box"),
+                ),
+            ],
+            className="scatter",
+        ),
+        html.Div(
+            [
+                html.Div(quality, **_classes(part("quality"), "quality")),
+                html.Div(
+                    [
+                        html.Span("coordinates", className="label"),
+                        html.Button("CSV", title="x, y of every image", **_classes(part("csv"), "btn small")),
+                        html.Button(".npy", title="(N, 2) float32", **_classes(part("npy"), "btn small")),
+                    ],
+                    className="exports",
+                ),
+            ],
+            className="panel-foot",
+        ),
+        # the images brushed, clicked and hovered, by index (assets/workspace.js pointIndices)
+        dcc.Store(id=ids.proj("brush", panel)),
+        dcc.Store(id=ids.proj("clicked", panel)),
+        dcc.Store(id=ids.proj("hovered", panel)),
+        dcc.Store(id=ids.proj("ringed", panel)),  # written by workspace.js once the selected image's ring follows
+        dcc.Store(id=ids.proj("star", panel), data=False),  # whether the live drawing's star is shown
+        dcc.Store(id=ids.proj("laid", panel), data=laid),  # the view whose figure came with the page, or None
+        class_name="projection",
+    )
+    return html.Div(body, id=f"proj-{panel}", className="proj-panel")
+
+
+def _classes(part: dict[str, Any], more: str) -> dict[str, Any]:
+    return {**part, "className": f"{part['className']} {more}"}
+
+
+def _first_figure(state: DashboardState, layer: str, method: str) -> tuple[Any, Any, Any, list[str] | None]:
+    """(figure, status, quality, [layer, method]) the panel opens with: the projection's 70,000 points come with the
+    page when the Run has it (no request to wait for, and its JSON made once: the typed arrays already base64), else
+    the panel's first callback asks for it (None)."""
+    if not state.available(layer, method):
+        return None, "", "", None
+    figure, status, quality = _figure(state, layer, method, "label", "all", None, None)
+    if status:
+        return None, "", "", None
+    return json.loads(figure.to_json()), status, quality, [layer, method]
+
+
+# -- the figure ------------------------------------------------------------------------------------------------------
+
+
+def _keep(state: DashboardState, layer: str, method: str, split: str) -> np.ndarray:
+    """The images a panel draws: those of the split that the projection places (a file may place only some)."""
+    if split == "train":
+        keep = state.split == 0
+    elif split == "test":
+        keep = state.split == 1
+    else:
+        keep = np.ones(state.n, bool)
+    if state.available(layer, method):
+        keep = keep & state.projected(layer, method)
+    return keep
+
+
+@callbacks.callback(
+    Output(ids.proj("method", MATCH), "options"),
+    Output(ids.proj("method", MATCH), "value"),
+    Input(ids.proj("layer", MATCH), "value"),
+    State(ids.proj("method", MATCH), "options"),
+    State(ids.proj("method", MATCH), "value"),
+    prevent_initial_call=True,
+)
+def methods(state: DashboardState, layer: Any, options: Any, method: Any) -> tuple[Any, Any]:
+    """The methods a layer offers (a file's own projection, those computed here); unchanged ones stay put so the
+    figure is not drawn twice."""
+    layer = check_choice(layer, state.layers, "layer")
+    wanted = method_options(state, layer)
+    value = method if method in state.methods(layer) else wanted[0]["value"]
+    return (no_update if wanted == options else wanted), (no_update if value == method else value)
+
+
+def _view_states() -> list[State]:
+    """What a projection panel shows: (layer, method, split, colour); its figure's points follow from these."""
+    return [State(ids.proj(name, MATCH), "value") for name in ("layer", "method", "split", "color")]
+
+
+@callbacks.callback(
+    Output(ids.proj("graph", MATCH), "figure"),
+    Output(ids.proj("status", MATCH), "children"),
+    Output(ids.proj("quality", MATCH), "children"),
+    Output(ids.proj("star", MATCH), "data"),
+    Input(ids.proj("layer", MATCH), "value"),
+    Input(ids.proj("method", MATCH), "value"),
+    Input(ids.proj("color", MATCH), "value"),
+    Input(ids.proj("split", MATCH), "value"),
+    Input(ids.JOBS_INTERVAL, "n_intervals"),
+    State(ids.SELECTION, "data"),
+    State(ids.proj("star", MATCH), "data"),
+    State(ids.proj("status", MATCH), "children"),
+    State(ids.proj("laid", MATCH), "data"),
+)
+def projection(
+    state: DashboardState,
+    layer: Any,
+    method: Any,
+    color: Any,
+    split: Any,
+    tick: Any,
+    selection: Any,
+    present: Any,
+    status_now: Any,
+    laid: Any = None,
+) -> Any:
+    if ctx.triggered_id is None and laid == [layer, method] and (color, split) == ("label", "all"):
+        # the page's first call, for the view whose figure came with the page: it is drawn already (a live drawing
+        # of this page's, kept over a reload, still needs its star)
+        if LIVE not in state.drawings:
+            raise PreventUpdate
+    try:
+        layer, method, split, color = check_view(state, layer, method, split, color)
+        selection = check_selection(state, selection)
+    except LayerscopeError as e:
+        return figures.empty_figure(str(e)), html.Span(str(e), className="bad"), "", no_update
+    try:
+        fig, status, quality = _figure(state, layer, method, color, split, tick, selection)
+    except PreventUpdate:
+        # a JOBS_INTERVAL tick with nothing new in the projection itself: the drawing's placement, prepared in the
+        # background, may have got further or be ready; a Patch brings the star, the figure is not re-sent
+        patch, star, placing = _star_update(state, layer, method, bool(present), status_now, moved=False)
+        return patch, placing, no_update, star
+    # the live drawing as an annotation (clicks on it select nothing), in any projection that can place it
+    where, placing = _place_live(state, layer, method) if not status else (None, "")
+    if where is not None:
+        fig.add_annotation(**figures.drawing_annotation(*where))
+    return fig, status or placing, quality, where is not None
+
+
+def _figure(
+    state: DashboardState, layer: str, method: str, color: str, split: str, tick: Any, selection: Any
+) -> tuple[Any, Any, Any]:
+    """(figure, status, quality figures) of ``method`` of ``layer``; its status while it is being computed."""
+    label = f"{METHOD_LABELS[method]} of {layer}"
+    if method not in state.methods(layer):
+        text = (
+            f"{(state.run.manifest.get('source') or {}).get('kind', 'this Run')} has no projection of {layer}; "
+            "choose "
+            + (
+                "PCA, t-SNE, UMAP, LDA or Isomap (computed from its activations)."
+                if state.computable(layer)
+                else "another layer."
+            )
+            if method == FILE_METHOD
+            else f"{layer} has only the projection its file gives (no activations to project): choose 'from file'."
+        )
+        return figures.empty_figure(text), text, ""
+    if not state.available(layer, method):
+        job = state.jobs.get((layer, method))
+        if job is not None and job.cancelled and ctx.triggered_id == ids.JOBS_INTERVAL:
+            # stopped on request: a poll does not start it again, choosing it again does
+            state.scratch.mark_seen(job)
+            text = f"{label} was cancelled; choose the method again to compute it."
+            return figures.empty_figure(text), text, ""
+        job = state.start_projection(layer, method)
+        if job.error:
+            state.scratch.mark_seen(job)
+            return figures.empty_figure(), html.Span(f"{label} failed: {job.error}", className="bad"), ""
+        # the work it waits on (the PCA a t-SNE starts from) is the task it names
+        text = f"computing {label} over {state.n:,} images… {job.describe()}"
+        return figures.empty_figure(text), text, ""
+    if tick is not None and ctx.triggered_id == ids.JOBS_INTERVAL and not _was_waiting(state, layer, method):
+        raise PreventUpdate
+    keep = _keep(state, layer, method, split)
+    try:
+        fig = figures.scatter_figure(
+            state.projection(layer, method),
+            state.labels,
+            state.predicted,
+            state.confidence,
+            keep,
+            color,
+            state.class_names,
+            selection=np.asarray(selection) if selection else None,
+        )
+    except Exception as e:  # an error in one panel is shown there; the page keeps working
+        return figures.empty_figure(), html.Span(f"cannot show {label}: {e}", className="bad"), ""
+    meta = state.projection_meta(layer, method)
+    # a file's projection of a layer without activations has no trustworthiness: nothing to compare it with
+    quality: list[Any] = [
+        html.Span(f"{title} {meta[key]:.3f}", title=QUALITY_HINTS[key], className="term")
+        for key, title in (("knn_accuracy", "kNN accuracy (k=10, 2-D)"), ("trustworthiness", "trustworthiness"))
+        if key in meta
+    ]
+    shown = int(keep.sum())
+    quality.append(html.Span(f"{shown:,} points" + (f" ({split} split)" if split != "all" else "")))
+    if meta.get("note"):
+        quality.append(html.Span(meta["note"], className="hint"))
+    return fig, "", quality
+
+
+def _was_waiting(state: DashboardState, layer: str, method: str) -> bool:
+    """True once per page, right after a background projection finished, so its panel redraws exactly then."""
+    job = state.jobs.get((layer, method))
+    if job is None or not job.finished or state.scratch.seen(job):
+        return False
+    state.scratch.mark_seen(job)
+    return True
+
+
+# -- the live drawing's star -----------------------------------------------------------------------------------------
+
+
+@callbacks.callback(
+    Output(ids.proj("graph", MATCH), "figure", allow_duplicate=True),
+    Output(ids.proj("star", MATCH), "data", allow_duplicate=True),
+    Output(ids.proj("status", MATCH), "children", allow_duplicate=True),
+    Input(ids.DRAW_SETTLED, "data"),
+    State(ids.proj("star", MATCH), "data"),
+    State(ids.proj("status", MATCH), "children"),
+    *_view_states(),
+    prevent_initial_call=True,
+)
+def star(
+    state: DashboardState, _drawn: Any, present: Any, status_now: Any, layer: Any, method: Any, split: Any, color: Any
+) -> Any:
+    """Move the drawing's star with a Patch of the layout: the 70,000-point figure is neither sent nor redrawn. A
+    projection whose placement must first be rebuilt shows its progress in the status (which sets the page polling,
+    JOBS_INTERVAL); the star then comes with the tick that finds it ready (``projection``)."""
+    layer, method, split, color = check_view(state, layer, method, split, color)
+    return _star_update(state, layer, method, bool(present), status_now, moved=True)
+
+
+def _place_live(state: DashboardState, layer: str, method: str) -> tuple[tuple[float, float] | None, str]:
+    """The live drawing's (x, y) in the projection (None while it cannot be placed) and the panel's status about
+    it: a placement being prepared (with its percent) or its failure; "" otherwise (the Draw card says the rest).
+    A finished preparation counts as shown from here on, so the page stops polling for it."""
+    where = state.place(LIVE, layer, method)  # starts a background rebuild where one is needed
+    job = state.place_job(layer, method)
+    if where is None and job is not None and job.finished and job.error is None:
+        where = state.place(LIVE, layer, method)  # it finished in the meantime
+    busy = LIVE in state.drawings and job is not None and (not job.finished or job.error is not None)
+    if job is not None and job.finished:
+        state.scratch.mark_seen(job)
+    return where, state.placing(layer, method) if busy else ""
+
+
+def _star_update(
+    state: DashboardState, layer: str, method: str, present: bool, status_now: Any, moved: bool
+) -> tuple[Any, Any, Any]:
+    """(a Patch of the figure's annotations, whether the star is shown, the status), each no_update where
+    unchanged; the star is re-placed when ``moved`` (a new stroke), else only added or removed."""
+    where, placing = _place_live(state, layer, method)
+    # the status is the placement's only while it shows nothing else (a failed figure keeps its message)
+    ours = not status_now or (isinstance(status_now, str) and status_now.startswith(state.PLACING_PREFIXES))
+    status = placing if ours and placing != (status_now or "") else no_update
+    if (where is not None or present) and (moved or (where is not None) != present):
+        patch = Patch()
+        patch["layout"]["annotations"] = [figures.drawing_annotation(*where)] if where is not None else []
+        return patch, where is not None, status
+    if status is no_update:
+        raise PreventUpdate
+    return no_update, no_update, status
+
+
+# -- a projection being computed: Cancel, and the page polling while any is --------------------------------------------
+
+# Cancel shows while the panel's projection is being computed (its status says "computing ...")
+callbacks.clientside(
+    """function(status) {
+        const busy = typeof status === "string" && status.indexOf("computing ") === 0;
+        return {display: busy ? "inline-block" : "none"};
+    }""",
+    Output(ids.proj("cancel", MATCH), "style"),
+    Input(ids.proj("status", MATCH), "children"),
+)
+
+
+@callbacks.callback(
+    Output(ids.proj("status", MATCH), "children", allow_duplicate=True),
+    Input(ids.proj("cancel", MATCH), "n_clicks"),
+    *_view_states()[:2],
+    prevent_initial_call=True,
+)
+def cancel(state: DashboardState, n: Any, layer: Any, method: Any) -> Any:
+    """Stop the projection the panel waits for; the background thread is free for the next one."""
+    if not n:
+        raise PreventUpdate
+    layer, method, _, _ = check_view(state, layer, method, "all", "label")
+    if not state.cancel_projection(layer, method):
+        raise PreventUpdate
+    return f"stopping the {METHOD_LABELS[method]} of {layer}…"
+
+
+@callbacks.callback(
+    Output(ids.JOBS_INTERVAL, "disabled"),
+    Input(ids.JOBS_INTERVAL, "n_intervals"),
+    Input(ids.proj("status", ALL), "children"),
+)
+def poll(state: DashboardState, _n: Any, _statuses: Any) -> bool:
+    scratch = state.scratch  # this page's: another page's redraw does not stop this one polling
+    return all(scratch.seen(job) for job in list(state.jobs.values()))
+
+
+# -- points: hover, click, brush -------------------------------------------------------------------------------------
+
+
+@callbacks.callback(
+    Output(ids.proj("hover-img", MATCH), "src"),
+    Output(ids.proj("hover-text", MATCH), "children"),
+    Input(ids.proj("hovered", MATCH), "data"),
+    prevent_initial_call=True,
+)
+def hover(state: DashboardState, i: Any) -> Any:
+    if i is None:
+        raise PreventUpdate
+    i = check_index(i, state.n, "image index")
+    names = state.class_names
+    confidence = f" ({state.confidence[i]:.0%})" if state.has_probabilities else ""
+    text = [
+        html.B(state.name(i)),
+        html.Div(f"true {names[state.labels[i]]}"),
+        html.Div(f"predicted {names[state.predicted[i]]}{confidence}"),
+    ]
+    return state.thumbnail(i), text
+
+
+# clicks, hovers and brushes reach the server as the images' indices, each point's customdata, looked up in the
+# browser (assets/workspace.js): selectedData can hold tens of thousands of points with coordinates
+for _prop, _store in (("selectedData", "brush"), ("clickData", "clicked"), ("hoverData", "hovered")):
+    callbacks.clientside(
+        f"function(data, id) {{ return window.layerscope.pointIndices(id.panel, data, '{_store}'); }}",
+        Output(ids.proj(_store, MATCH), "data"),
+        Input(ids.proj("graph", MATCH), _prop),
+        State(ids.proj("graph", MATCH), "id"),
+        prevent_initial_call=True,
+    )
+
+# the images brushed in one panel -> the page's selection, in the browser (`HIGHLIGHT_JS` lights them up in the
+# other panel); what reads the selection on the server checks it there (checks.check_selection)
+callbacks.clientside(
+    "function(brushes, current) { return window.layerscope.brushed(window.dash_clientside.callback_context, "
+    "brushes, current); }",
+    Output(ids.SELECTION, "data", allow_duplicate=True),
+    Output(ids.SELECTION_ORIGIN, "data"),
+    Input(ids.proj("brush", ALL), "data"),
+    State(ids.SELECTION, "data"),
+    prevent_initial_call=True,
+)
+
+# Linked highlight, in the browser: a Plotly.restyle of `selectedpoints` on the drawn figure costs one redraw, where
+# a server Patch makes dcc.Graph re-run Plotly.react on the whole 70k-point figure first (measured 0.8 s against
+# 0.15-0.3 s in headless chromium with software WebGL). Every panel but the one the images were brushed in (which
+# shows its own lasso).
+callbacks.clientside(
+    "function(selection, origin) { return window.layerscope.highlight(selection, origin); }",
+    Output(ids.HIGHLIGHT_DONE, "data"),
+    Input(ids.SELECTION, "data"),
+    State(ids.SELECTION_ORIGIN, "data"),
+    prevent_initial_call=True,
+)
+
+# a projection's figure arrived: the selected image's ring follows it (workspace.js)
+callbacks.clientside(
+    "function(figure, id) { return window.layerscope.followFigure(id.panel); }",
+    Output(ids.proj("ringed", MATCH), "data"),
+    Input(ids.proj("graph", MATCH), "figure"),
+    State(ids.proj("graph", MATCH), "id"),
+)
+
+
+# -- the panel's coordinates, downloaded -----------------------------------------------------------------------------
+
+
+@callbacks.callback(
+    Output(ids.DOWNLOAD, "data", allow_duplicate=True),
+    Output(ids.proj("status", ALL), "children", allow_duplicate=True),
+    Input(ids.proj("csv", ALL), "n_clicks"),
+    Input(ids.proj("npy", ALL), "n_clicks"),
+    State(ids.proj("layer", ALL), "value"),
+    State(ids.proj("method", ALL), "value"),
+    State(ids.proj("layer", ALL), "id"),
+    prevent_initial_call=True,
+)
+def coordinates(state: DashboardState, _csv: Any, _npy: Any, layers: Any, methods: Any, panels: Any) -> Any:
+    """The 2-D coordinates of every image in the panel whose button was pressed, as CSV or .npy."""
+    trigger = ctx.triggered_id
+    if not ctx.triggered or not ctx.triggered[0]["value"] or not isinstance(trigger, dict):
+        raise PreventUpdate
+    names = [p.get("panel") if isinstance(p, dict) else None for p in panels or []]
+    if trigger.get("panel") not in names or len(names) != len(layers or []) or len(names) != len(methods or []):
+        raise PreventUpdate
+    k = names.index(trigger["panel"])
+    fmt = "npy" if trigger.get("type") == ids.proj("npy", "")["type"] else "csv"
+    status: list[Any] = [no_update] * len(names)
+    try:
+        layer, method, _, _ = check_view(state, layers[k], methods[k], "all", "label")
+        check_choice(method, state.methods(layer), "projection method")
+        data = export.coordinates(state.run, layer, method, fmt)
+    except LayerscopeError as e:
+        status[k] = str(e)
+        return no_update, status
+    return dcc.send_bytes(data, export.export_name(state.run, f"{layer}-{method}", fmt)), status

@@ -1,0 +1,79 @@
+"""Callbacks written once, at module level, and bound to each app's own state.
+
+A feature module declares its callbacks on a module-level ``Callbacks`` (``callbacks = Callbacks()``): a server
+callback is a plain function whose first parameter is the ``DashboardState`` and whose others are the callback's
+Inputs and States, in order; a clientside one is its JavaScript. ``create_app`` binds each module's callbacks to the
+state of the app it builds (``callbacks.register(app, state)``), so several dashboards live in one process, nothing
+module-wide changes per request, and a test calls the function itself with a state, without a browser or a server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from dash import ClientsideFunction, Dash
+
+from layerscope.dashboard.state import DashboardState
+
+__all__ = ["Callbacks"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+When = Callable[[DashboardState], bool]
+
+
+def _bound(function: Callable[..., Any], state: DashboardState) -> Callable[..., Any]:
+    def bound(*args: Any) -> Any:
+        return function(state, *args)
+
+    # Dash names a callback after its function (in its errors and its debug tools)
+    bound.__name__, bound.__qualname__, bound.__doc__ = function.__name__, function.__qualname__, function.__doc__
+    bound.__module__ = function.__module__
+    return bound
+
+
+@dataclass(frozen=True)
+class _Declared:
+    """One callback as declared: a server function or a clientside script, its dependencies and Dash's options."""
+
+    target: Callable[..., Any] | str | ClientsideFunction
+    dependencies: tuple[Any, ...]
+    options: dict[str, Any]
+    when: When | None
+    clientside: bool
+
+    def register(self, app: Dash, state: DashboardState) -> None:
+        if self.when is not None and not self.when(state):
+            return
+        if self.clientside:
+            app.clientside_callback(self.target, *self.dependencies, **self.options)
+        else:
+            app.callback(*self.dependencies, **self.options)(_bound(self.target, state))  # type: ignore[arg-type]
+
+
+@dataclass
+class Callbacks:
+    """The callbacks of one feature module, registered on an app, in the order declared, by ``register``."""
+
+    declared: list[_Declared] = field(default_factory=list)
+
+    def callback(self, *dependencies: Any, when: When | None = None, **options: Any) -> Callable[[F], F]:
+        """Like ``dash.callback``; the function gets the app's state first and is returned as it is. ``when``: a
+        test of the state, for a callback only some Runs have (the feature maps of a model with conv layers)."""
+
+        def declare(function: F) -> F:
+            self.declared.append(_Declared(function, dependencies, options, when, clientside=False))
+            return function
+
+        return declare
+
+    def clientside(
+        self, script: str | ClientsideFunction, *dependencies: Any, when: When | None = None, **options: Any
+    ) -> None:
+        """Like ``Dash.clientside_callback``: ``script`` runs in the browser."""
+        self.declared.append(_Declared(script, dependencies, options, when, clientside=True))
+
+    def register(self, app: Dash, state: DashboardState) -> None:
+        for declared in self.declared:
+            declared.register(app, state)

@@ -1,0 +1,114 @@
+"""The dashboard's callbacks are module-level functions of the app's state (dashboard/wiring.py): called here
+directly on the tiny trained Run, with no browser and no server, inside the Dash context a request gives them."""
+
+from __future__ import annotations
+
+from contextvars import copy_context
+from typing import Any
+
+import numpy as np
+import pytest
+from dash import no_update
+from dash._callback_context import context_value
+from dash._utils import AttributeDict
+
+from layerscope.dashboard import activations, gallery, groups, ids, projection, sidebar
+from layerscope.dashboard.state import DashboardState
+from layerscope.errors import LayerscopeError
+from tests.unit.test_server_guard import prop
+
+
+def called(function: Any, *args: Any, trigger: str | None = None) -> Any:
+    """``function(*args)`` as Dash runs it for a request that ``trigger`` ("id.property") fired."""
+
+    def run() -> Any:
+        fired = [{"prop_id": trigger, "value": 1}] if trigger else []
+        context_value.set(AttributeDict(triggered_inputs=fired, outputs_list=[], inputs_list=[], states_list=[]))
+        return function(*args)
+
+    return copy_context().run(run)
+
+
+@pytest.fixture(scope="module")
+def state(tiny_run) -> DashboardState:
+    return DashboardState(tiny_run)
+
+
+def _points(figure: Any) -> int:
+    return sum(len(trace.x) for trace in figure.data if trace.name != "misclassified" and trace.x is not None)
+
+
+def test_a_projection_panel_draws_every_image_of_its_split(state):
+    layer_changed = prop(ids.proj("layer", "a"), "value")
+    for split, wanted in (("all", state.n), ("test", int((state.split == 1).sum()))):
+        figure, status, quality, star = called(
+            projection.projection, state, "fc2", "pca", "label", split, None, None, False, None, trigger=layer_changed
+        )
+        assert status == "" and star is False
+        assert _points(figure) == wanted, split
+        assert any(f"{wanted:,} points" in str(part.children) for part in quality)
+    # a layer the Run does not have: the panel says so, nothing is drawn
+    figure, status, _, _ = called(
+        projection.projection, state, "fc9", "pca", "label", "all", None, None, False, None, trigger=layer_changed
+    )
+    assert "fc9" in str(status.children) and not figure.data
+
+
+def test_the_method_list_follows_the_layer(state):
+    options, value = projection.methods(state, "fc2", None, "tsne")
+    assert [o["value"] for o in options] == state.methods("fc2") and value is no_update  # t-SNE stays chosen
+    _, value = projection.methods(state, "fc2", None, "file")  # the tiny Run has no file: the first method
+    assert value == state.methods("fc2")[0]
+    with pytest.raises(LayerscopeError, match="layer"):
+        projection.methods(state, "nope", None, "pca")
+
+
+def test_hovering_a_point_names_its_image(state):
+    i = int(np.flatnonzero(state.labels != state.predicted)[0])  # a misclassified one: both labels differ
+    src, text = projection.hover(state, i)
+    assert src.startswith("data:image/png")
+    words = " ".join(str(part.children) for part in text)
+    names = state.class_names
+    assert state.name(i) in words
+    assert f"true {names[state.labels[i]]}" in words and f"predicted {names[state.predicted[i]]}" in words
+
+
+def test_a_confusion_cell_fills_the_gallery_and_the_selection(state):
+    names = [str(n) for n in state.class_names]
+    i = int(np.flatnonzero((state.labels != state.predicted) & (state.split == 1))[0])
+    true, pred = int(state.labels[i]), int(state.predicted[i])
+    click = {"points": [{"x": names[pred], "y": names[true]}]}
+    cell, members, origin = called(gallery.confusion_click, state, click, None, trigger="confusion.clickData")
+    expected = [
+        j for j in range(state.n) if state.split[j] == 1 and state.labels[j] == true and state.predicted[j] == pred
+    ]
+    assert cell == {"true": true, "pred": pred} and members == expected and i in members and origin is None
+    # Clear filter: no cell, no selection
+    assert called(gallery.confusion_click, state, click, 1, trigger="gallery-clear-filter.n_clicks") == (None, [], None)
+
+
+def test_a_quick_group_holds_the_images_misclassified_as_its_class(state):
+    k = int(np.bincount(state.predicted[state.labels != state.predicted]).argmax())  # the commonest wrong answer
+    result, name_box, error = called(
+        groups.groups, state, 0, 1, [], [], [], [], "", "wrong-as", k, None, {}, trigger="group-quick-add.n_clicks"
+    )
+    name = f"misclassified as {state.class_names[k]}"
+    wrong = [j for j in range(state.n) if state.predicted[j] == k and state.labels[j] != k]
+    assert error == "" and name_box is no_update and result == {name: wrong} and wrong
+
+
+def test_opening_an_activation_panel_checks_its_layer(state):
+    opened = called(activations.panels, state, 1, [], "fc2", [], trigger="panel-open.n_clicks")
+    assert opened == ["fc2"]
+    with pytest.raises(LayerscopeError, match="layer"):
+        called(activations.panels, state, 1, [], "fc9", [], trigger="panel-open.n_clicks")
+
+
+def test_the_sidebar_previews_the_selected_image(state):
+    right = int(np.flatnonzero(state.labels == state.predicted)[0])
+    wrong = int(np.flatnonzero(state.labels != state.predicted)[0])
+    for i, explainable in ((right, False), (wrong, True)):
+        src, caption, probs, explain_disabled = called(sidebar.preview, state, i, 0, trigger="selected.data")
+        assert src.startswith("data:image/png") and state.name(i) in str(caption[0].children)
+        assert explain_disabled is (not explainable)  # only a misclassified image has something to explain
+        assert len(probs.data[0].x) == len(state.class_names)
