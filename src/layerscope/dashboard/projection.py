@@ -10,7 +10,6 @@ images brushed in one panel light up in the other without a request (``HIGHLIGHT
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -84,7 +83,6 @@ def projection_panel(state: DashboardState, panel: str, layer: str, method: str)
         return {"id": ids.proj(name, panel), "className": f"proj-{name}"}
 
     colors = [c for c in COLOR_OPTIONS if c["value"] != "confidence" or state.has_probabilities]
-    figure, status, quality, laid = _first_figure(state, layer, method)
     controls = html.Div(
         [
             dcc.Dropdown(state.layers, layer, clearable=False, **_classes(part("layer"), "ctl")),
@@ -99,7 +97,7 @@ def projection_panel(state: DashboardState, panel: str, layer: str, method: str)
         controls,
         html.Div(
             [
-                html.Div(status, **_classes(part("status"), "status")),
+                html.Div(**_classes(part("status"), "status")),
                 html.Button(
                     "Cancel",
                     style={"display": "none"},
@@ -112,7 +110,6 @@ def projection_panel(state: DashboardState, panel: str, layer: str, method: str)
         html.Div(
             [
                 dcc.Graph(
-                    figure=figure,
                     config={
                         "displaylogo": False,
                         "scrollZoom": True,
@@ -129,7 +126,7 @@ def projection_panel(state: DashboardState, panel: str, layer: str, method: str)
         ),
         html.Div(
             [
-                html.Div(quality, **_classes(part("quality"), "quality")),
+                html.Div(**_classes(part("quality"), "quality")),
                 html.Div(
                     [
                         html.Span("coordinates", className="label"),
@@ -147,7 +144,6 @@ def projection_panel(state: DashboardState, panel: str, layer: str, method: str)
         dcc.Store(id=ids.proj("hovered", panel)),
         dcc.Store(id=ids.proj("ringed", panel)),  # written by workspace.js once the selected image's ring follows
         dcc.Store(id=ids.proj("star", panel), data=False),  # whether the live drawing's star is shown
-        dcc.Store(id=ids.proj("laid", panel), data=laid),  # the view whose figure came with the page, or None
         class_name="projection",
     )
     return html.Div(body, id=f"proj-{panel}", className="proj-panel")
@@ -155,18 +151,6 @@ def projection_panel(state: DashboardState, panel: str, layer: str, method: str)
 
 def _classes(part: dict[str, Any], more: str) -> dict[str, Any]:
     return {**part, "className": f"{part['className']} {more}"}
-
-
-def _first_figure(state: DashboardState, layer: str, method: str) -> tuple[Any, Any, Any, list[str] | None]:
-    """(figure, status, quality, [layer, method]) the panel opens with: the projection's 70,000 points come with the
-    page when the Run has it (no request to wait for, and its JSON made once: the typed arrays already base64), else
-    the panel's first callback asks for it (None)."""
-    if not state.available(layer, method):
-        return None, "", "", None
-    figure, status, quality = _figure(state, layer, method, "label", "all", None, None)
-    if status:
-        return None, "", "", None
-    return json.loads(figure.to_json()), status, quality, [layer, method]
 
 
 # -- the figure ------------------------------------------------------------------------------------------------------
@@ -220,7 +204,6 @@ def _view_states() -> list[State]:
     State(ids.SELECTION, "data"),
     State(ids.proj("star", MATCH), "data"),
     State(ids.proj("status", MATCH), "children"),
-    State(ids.proj("laid", MATCH), "data"),
 )
 def projection(
     state: DashboardState,
@@ -232,13 +215,7 @@ def projection(
     selection: Any,
     present: Any,
     status_now: Any,
-    laid: Any = None,
 ) -> Any:
-    if ctx.triggered_id is None and laid == [layer, method] and (color, split) == ("label", "all"):
-        # the page's first call, for the view whose figure came with the page: it is drawn already (a live drawing
-        # of this page's, kept over a reload, still needs its star)
-        if LIVE not in state.drawings:
-            raise PreventUpdate
     try:
         layer, method, split, color = check_view(state, layer, method, split, color)
         selection = check_selection(state, selection)
