@@ -140,7 +140,7 @@ def main() -> None:
             _panel(state, "fc2", [], {}, None, None, "none"),
             _fmap_values(state, LIVE, "channel"),
             neighbour_rows(state, LIVE, 0)[0],
-            [state.place(LIVE, layer) for layer in ("fc2", "input")],
+            [state.placements.place(LIVE, layer) for layer in ("fc2", "input")],
         ]
         json.dumps(parts, cls=PlotlyJSONEncoder)
         t2 = time.perf_counter()

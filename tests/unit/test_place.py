@@ -132,26 +132,28 @@ def test_dashboard_places_the_drawing_once_the_background_fit_is_ready(run):
     from layerscope.dashboard.state import LIVE, DashboardState
 
     state = DashboardState(run)
-    assert state.place(LIVE, "fc2", "lda") is None  # nothing drawn
+    assert state.placements.place(LIVE, "fc2", "lda") is None  # nothing drawn
     digit = run.images[7, 0].astype(np.float32) / 255.0  # the Run's own image 7, drawn
     state.set_drawing(LIVE, digit)
-    assert state.place(LIVE, "fc2", "pca") is not None  # the stored PCA map: at once
-    first = state.place(LIVE, "fc2", "lda")  # starts the rebuild in the background
+    assert state.placements.place(LIVE, "fc2", "pca") is not None  # the stored PCA map: at once
+    first = state.placements.place(LIVE, "fc2", "lda")  # starts the rebuild in the background
     deadline = time.monotonic() + 60
-    while (job := state.place_job("fc2", "lda")) is not None and not job.finished and time.monotonic() < deadline:
-        text = state.placing("fc2", "lda")  # "" once it finished since the loop's test
+    while (job := state.placements.job("fc2", "lda")) is not None and not job.finished and time.monotonic() < deadline:
+        text = state.placements.placing("fc2", "lda")  # "" once it finished since the loop's test
         assert text == "" or text.startswith("preparing to place drawings in the LDA of fc2… "), text
         time.sleep(0.05)
     assert job is not None and job.finished and job.error is None
-    where = state.place(LIVE, "fc2", "lda")
+    where = state.placements.place(LIVE, "fc2", "lda")
     assert first is None or first == where
-    assert where is not None and state.placing("fc2", "lda") == ""
+    assert where is not None and state.placements.placing("fc2", "lda") == ""
     np.testing.assert_allclose(where, run.projection("fc2", "lda")[7], atol=1e-3)
-    assert state.place(LIVE, "fc2", "file") is None and "cannot be placed" in state.placing("fc2", "file")
+    assert state.placements.place(LIVE, "fc2", "file") is None and "cannot be placed" in state.placements.placing(
+        "fc2", "file"
+    )
     # the page polls while a job is unfinished or unshown: one no panel shows (fc2's LDA) stops counting
     later = state.sessions.get("f" * 32)  # a page opened after the job finished has nothing to wait for
     assert later.seen(job)
-    state.placements_shown([("fc2", "lda"), ("input", "pca")])
+    state.placements.shown([("fc2", "lda"), ("input", "pca")])
     assert not state.scratch.seen(job)  # the scratch outside a request: it started the job and has not shown it
-    state.placements_shown([("fc2", "pca"), ("input", "pca")])
+    state.placements.shown([("fc2", "pca"), ("input", "pca")])
     assert state.scratch.seen(job)

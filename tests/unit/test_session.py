@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from layerscope.dashboard import create_app
+from layerscope.dashboard.jobs import Job
 from layerscope.dashboard.live import ROUTE
 from layerscope.dashboard.session import HEADER, MAX_KEPT, Sessions
-from layerscope.dashboard.state import LIVE, Job
+from layerscope.dashboard.state import LIVE
 from layerscope.errors import LayerscopeError
 from tests.unit.test_server_guard import LOCAL
 

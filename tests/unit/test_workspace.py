@@ -10,7 +10,7 @@ import pytest
 from layerscope.analysis import find_image
 from layerscope.dashboard import create_app, ids, views
 from layerscope.dashboard.address import format_address, parse_address, ranges, unranges
-from layerscope.dashboard.state import Job
+from layerscope.dashboard.jobs import Job
 from layerscope.errors import LayerscopeError
 from layerscope.progress import Cancelled, stoppable
 from layerscope.projections.compute import compute_projection

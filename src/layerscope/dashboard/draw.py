@@ -195,8 +195,8 @@ def placed_note(state: DashboardState, views: Sequence[tuple[str, str]]) -> str:
         return ""
     parts = []
     for panel, (layer, method) in zip(ids.PANEL_IDS, views, strict=True):
-        where = state.place(LIVE, layer, method)  # starts the rebuild a placement needs, in the background
-        text = "marked with a star" if where is not None else state.placing(layer, method)
+        where = state.placements.place(LIVE, layer, method)  # starts the rebuild a placement needs, in the background
+        text = "marked with a star" if where is not None else state.placements.placing(layer, method)
         parts.append(f"projection {panel.upper()}: " + (text or "not placed").rstrip("."))
     return "; ".join(parts) + "."
 
@@ -309,6 +309,6 @@ def placed(
         ]
     except LayerscopeError as e:
         return str(e)
-    state.placements_shown(views)  # preparations no panel shows any more: the page need not poll for them
+    state.placements.shown(views)  # preparations no panel shows any more: the page need not poll for them
     note = placed_note(state, views)
     return no_update if note == now else note

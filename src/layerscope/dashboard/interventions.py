@@ -614,7 +614,7 @@ def evaluate(state: DashboardState, data: Any, _tick: Any) -> Any:
         message = empty_figure("Switch units off to see what changes.")
         message.update_layout(height=240)
         return "", "", message, message, True
-    job, result = state.ablation_result(current)
+    job, result = state.interventions.ablation(current)
     if result is None:
         waiting = empty_figure("re-evaluating the test set…")
         waiting.update_layout(height=240)
@@ -641,7 +641,7 @@ def selected_image(state: DashboardState, gate: Any, data: Any, selected: Any) -
     selected = image_or_none(state, selected)
     if not current or selected is None:
         return ""
-    probs = state.ablated_probs(selected, current)
+    probs = state.interventions.ablated_probs(selected, current)
     if probs is None:
         return ""
     before, after = probs
@@ -673,7 +673,7 @@ def saved(state: DashboardState, _save: Any, _forget: Any, name: Any, data: Any)
         if trigger == ids.ABL_SAVE:
             label = check_label(name, "name of an ablation")
             current = check_ablation_list(state, data)
-            job, result = state.ablation_result(current) if current else (None, None)
+            job, result = state.interventions.ablation(current) if current else (None, None)
             save_ablation(state.run, label, current, result)
             name = ""
         elif isinstance(trigger, dict) and trigger.get("type") == ids.ABL_FORGET:
@@ -709,7 +709,7 @@ def attribution(state: DashboardState, gate: Any, method: Any, target: Any, laye
     pixels = state.pixels(selected)[0]
     image = png_uri(_uint8(pixels.numpy()), 5)
     try:
-        a = state.attribution(selected, method, target, layer)
+        a = state.interventions.attribution(selected, method, target, layer)
     except Exception as e:  # shown where the map would be; the page stays usable
         return style, image, None, html.Span(f"cannot compute it: {e}", className="bad")
     names = state.class_names
@@ -755,7 +755,7 @@ def sanity(
     except LayerscopeError as e:
         return html.Span(str(e), className="bad"), True
     pixels = state.pixels(selected)[0]
-    job, steps = state.randomisation(selected, method, target, layer)
+    job, steps = state.interventions.randomisation(selected, method, target, layer)
     if steps is None:
         return _job_text(job, "re-initialising the layers one at a time"), bool(job.error)
     cells = [

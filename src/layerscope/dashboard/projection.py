@@ -20,6 +20,7 @@ from layerscope import export
 from layerscope.dashboard import figures, ids
 from layerscope.dashboard.checks import check_choice, check_selection, check_view
 from layerscope.dashboard.components import card
+from layerscope.dashboard.placing import PLACING_PREFIXES
 from layerscope.dashboard.state import LIVE, DashboardState
 from layerscope.dashboard.wiring import Callbacks
 from layerscope.errors import LayerscopeError
@@ -333,14 +334,14 @@ def _place_live(state: DashboardState, layer: str, method: str) -> tuple[tuple[f
     """The live drawing's (x, y) in the projection (None while it cannot be placed) and the panel's status about
     it: a placement being prepared (with its percent) or its failure; "" otherwise (the Draw card says the rest).
     A finished preparation counts as shown from here on, so the page stops polling for it."""
-    where = state.place(LIVE, layer, method)  # starts a background rebuild where one is needed
-    job = state.place_job(layer, method)
+    where = state.placements.place(LIVE, layer, method)  # starts a background rebuild where one is needed
+    job = state.placements.job(layer, method)
     if where is None and job is not None and job.finished and job.error is None:
-        where = state.place(LIVE, layer, method)  # it finished in the meantime
+        where = state.placements.place(LIVE, layer, method)  # it finished in the meantime
     busy = LIVE in state.drawings and job is not None and (not job.finished or job.error is not None)
     if job is not None and job.finished:
         state.scratch.mark_seen(job)
-    return where, state.placing(layer, method) if busy else ""
+    return where, state.placements.placing(layer, method) if busy else ""
 
 
 def _star_update(
@@ -350,7 +351,7 @@ def _star_update(
     unchanged; the star is re-placed when ``moved`` (a new stroke), else only added or removed."""
     where, placing = _place_live(state, layer, method)
     # the status is the placement's only while it shows nothing else (a failed figure keeps its message)
-    ours = not status_now or (isinstance(status_now, str) and status_now.startswith(state.PLACING_PREFIXES))
+    ours = not status_now or (isinstance(status_now, str) and status_now.startswith(PLACING_PREFIXES))
     status = placing if ours and placing != (status_now or "") else no_update
     if (where is not None or present) and (moved or (where is not None) != present):
         patch = Patch()

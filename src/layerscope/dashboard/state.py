@@ -1,9 +1,12 @@
-"""Server-side state of the dashboard: the Run's arrays, cached views of them, and background projection jobs.
+"""Server-side state of the dashboard: the Run's arrays, cached views of them, the model for one image at a time,
+and the background work that writes into the Run.
 
-Everything here but the drawings is read-only once built and shared by all requests; the browser only ever receives
-indices and small figures. Large arrays stay memory-mapped from the Run directory. Drawings are each page's own: they
-live in the page's `Scratch` (session.py), which ``drawings``, ``drawing_outputs`` and ``drawing_probs`` resolve for
-the request being answered.
+What belongs to the Run is read-only once built and shared by every page: arrays (memory-mapped from the Run
+directory), projections, thumbnails, top-k. The work that computes what the Run lacks runs in `jobs.Runner` threads;
+drawings placed into the projections are `placing.Placements`, ablations and attributions `intervening.Interventions`.
+Drawings are each page's own: they live in the page's `Scratch` (session.py), which ``drawings``, ``drawing_outputs``
+and ``drawing_probs`` resolve for the request being answered. The browser only ever receives indices and small
+figures.
 """
 
 from __future__ import annotations
@@ -12,9 +15,6 @@ import base64
 import io
 import re
 import threading
-import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any
@@ -24,17 +24,15 @@ import torch
 from PIL import Image
 from torch import nn
 
-from layerscope.ablation import Ablation, AblationResult, evaluate_ablation, predict_ablated
 from layerscope.analysis import class_mean_images, class_means, confusion, layer_values, predictions, unit_summary
 from layerscope.attribution import (
-    Attribution,
-    RandomisationStep,
-    attribute,
     gradcam_layers,
     guided_backprop,
-    randomisation_check,
 )
 from layerscope.capture import layer_outputs
+from layerscope.dashboard.intervening import Interventions
+from layerscope.dashboard.jobs import Job, Runner
+from layerscope.dashboard.placing import Placements
 from layerscope.dashboard.session import MAX_KEPT, Scratch, Sessions
 from layerscope.dashboard.unit_figures import signed_png, tile
 from layerscope.drawing import NeighbourIndex
@@ -43,14 +41,13 @@ from layerscope.featurevis import FeatureVis, cached_featurevis, unit_featurevis
 from layerscope.interop.seed_json import FILE_METHOD
 from layerscope.names import check_index
 from layerscope.network import Connection, IncomingWeights, channel_edges, connections, incoming_weights
-from layerscope.progress import Cancelled, ProgressFn, stoppable
+from layerscope.progress import ProgressFn
 from layerscope.projections.compute import METHODS, compute_pca, compute_projection
-from layerscope.projections.place import PLACEABLE, Placement, check_placement, fit_placement
 from layerscope.receptive import ReceptiveField, receptive_field
 from layerscope.run import Run
 from layerscope.topk import TopK, store_topk
 
-__all__ = ["LIVE", "MAX_VERSION", "DashboardState", "Job", "check_version", "is_drawing"]
+__all__ = ["LIVE", "MAX_VERSION", "DashboardState", "check_version", "is_drawing"]
 
 LIVE = "draw:live"  # the image key of the digit being drawn
 MAX_VERSION = 2**53  # stroke versions are a browser's numbers (assets/draw.js counts from Date.now()): exact below this
@@ -77,62 +74,6 @@ def check_version(value: Any) -> int:
     return value
 
 
-WorkFn = Callable[[ProgressFn], object]
-
-
-@dataclass(eq=False)  # hashed by identity: a page's Scratch remembers the jobs it has shown
-class Job:
-    """Work in the background: a projection (layer, method), a feature visualisation (layer, "unit 7"), top-k."""
-
-    layer: str
-    method: str
-    done: int = 0
-    total: int = 1
-    task: str = "queued"
-    error: str | None = None
-    finished: bool = False
-    ended: float = 0.0  # time.monotonic() when it finished: a page opened later has nothing to wait for
-    cancel: bool = False  # asked to stop: the next progress report stops it (progress.stoppable)
-    cancelled: bool = False  # it stopped on request (then `error` says so too)
-    task_started: float = field(default_factory=time.monotonic)  # when `task` began, for its ETA
-
-    @property
-    def percent(self) -> int:
-        return int(100 * self.done / max(self.total, 1))
-
-    def report(self, task: str, done: int, total: int) -> None:
-        """A progress report (``ProgressFn``): a new task restarts the clock its ETA is measured on."""
-        if task != self.task:
-            self.task_started = time.monotonic()
-        self.task, self.done, self.total = task, done, total
-
-    @property
-    def eta(self) -> float | None:
-        """Seconds left in the current task at its pace so far; None until a tenth of it is done (too early to say)."""
-        if self.finished or self.total <= 0 or self.done < 0.1 * self.total or self.done >= self.total:
-            return None
-        elapsed = time.monotonic() - self.task_started
-        return elapsed / self.done * (self.total - self.done)
-
-    def describe(self) -> str:
-        """ "42% (tsne), about 1 min 10 s left" for a status line."""
-        text = f"{self.percent}% ({self.task})"
-        eta = self.eta
-        if eta is not None:
-            text += f", about {_duration(eta)} left"
-        return text
-
-
-def _duration(seconds: float) -> str:
-    """12 s, 1 min 5 s, 1 h 3 min."""
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60} s"
-    return f"{s // 3600} h {s % 3600 // 60} min"
-
-
 def _uint8(digit: np.ndarray) -> np.ndarray:
     """A drawn digit, floats in [0, 1], as the uint8 image it is kept as."""
     return np.round(np.clip(digit, 0, 1) * 255).astype(np.uint8)
@@ -155,11 +96,8 @@ class DashboardState:
         self.n = len(self.labels)
         self.wrong = self.predicted != self.labels
         self.confusion = confusion(self.run)
-        self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="layerscope-projection")
-        self._unit_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="layerscope-units")
         # forward hooks are per module: requests that run the shared model take turns
-        self._model_lock = threading.Lock()
+        self.model_lock = threading.Lock()
         self.names = np.asarray(self.run.names)
         self.has_model = self.run.has_model
         self.has_probabilities = self.run.manifest["dataset"].get("probabilities", "model") != "none"
@@ -174,6 +112,15 @@ class DashboardState:
         # each page's drawings and what it has shown (session.py); the Run's results are everyone's
         self.sessions = Sessions()
         self.draw_jobs: dict[tuple[str, str], Job] = {}
+        # background work (jobs.py), each kind in a thread of its own; what it writes into the Run is read again
+        self._projections = Runner("projection", self.jobs, after=self._reread)
+        self._conv_pca = Runner("pca", self.draw_jobs, after=self._reread, share=self._projections)  # one at a time
+        self._units = Runner("units", self.unit_jobs, after=self._reread)
+        self.placements = Placements(self)  # drawings placed into the projections (placing.py)
+        self.interventions = Interventions(self)  # ablations and attributions (intervening.py)
+
+    def _reread(self) -> None:
+        self.run = self.run.reopen()  # the manifest, with what background work added
 
     # -- layers and projections --------------------------------------------------------------------------------
     @property
@@ -210,48 +157,16 @@ class DashboardState:
     def projection_meta(self, layer: str, method: str) -> dict[str, Any]:
         return self.run.projection_meta(layer, method) or {}
 
-    def _start(
-        self, jobs: dict[tuple[str, str], Job], pool: ThreadPoolExecutor, key: tuple[str, str], work: WorkFn
-    ) -> Job:
-        """Run ``work(progress)`` in ``pool`` unless it is running or has succeeded; returns its job."""
-        with self._lock:
-            job = jobs.get(key)
-            if job is not None and (not job.finished or job.error is None):
-                return job
-            job = Job(*key)
-            jobs[key] = job
-
-        def run() -> None:
-            try:
-                work(stoppable(job.report, lambda: job.cancel))
-                self.run = self.run.reopen()  # re-read the manifest with what the work added
-            except Cancelled:
-                job.cancelled, job.error = True, "cancelled"
-            except Exception as e:  # shown where the result would be; the page stays usable
-                job.error = f"{type(e).__name__}: {e}"
-            finally:
-                job.ended = time.monotonic()
-                job.finished = True
-
-        pool.submit(run)
-        return job
-
     def cancel_projection(self, layer: str, method: str) -> bool:
         """Ask the running projection (layer, method) to stop; False when none runs. A projection belongs to the Run,
         so every page waiting on it sees it stopped (and may start it again)."""
-        job = self.jobs.get((layer, method))
-        if job is None or job.finished:
-            return False
-        job.cancel = True
-        return True
+        return self._projections.cancel((layer, method))
 
     def start_projection(self, layer: str, method: str) -> Job:
         """Compute a missing projection in a background thread (one at a time); returns its job."""
         if method not in METHODS:
             raise ValueError(method)
-        return self._start(
-            self.jobs,
-            self._pool,
+        return self._projections.start(
             (layer, method),
             lambda progress: compute_projection(
                 self.run.reopen(), layer, method, device=self.device, progress=progress
@@ -355,7 +270,7 @@ class DashboardState:
             return
         image = _uint8(digit)
         x = torch.from_numpy(image.astype(np.float32) / 255.0)[None, None]
-        with self._model_lock:
+        with self.model_lock:
             outputs = layer_outputs(self.model, x, self.layers)
             with torch.inference_mode():
                 logits = self.model(x)
@@ -426,9 +341,7 @@ class DashboardState:
     def start_conv_pca(self) -> Job:
         """Fit the PCA of every conv layer that lacks one, in the background (minutes over 70,000 images)."""
         missing = self.missing_pca()
-        return self._start(
-            self.draw_jobs,
-            self._pool,
+        return self._conv_pca.start(
             ("*", "pca"),
             lambda p: compute_pca(
                 self.run.reopen(), missing, model=self.run.load_model(self.device), device=self.device, progress=p
@@ -438,117 +351,6 @@ class DashboardState:
     @lru_cache(maxsize=16)  # noqa: B019
     def _neighbour_index(self, layer: str) -> NeighbourIndex:
         return NeighbourIndex(self.run, layer)
-
-    # -- drawings placed into the projections (layerscope.projections.place) ---------------------------------------
-    # PCA places with its stored map at once; LDA, Isomap, t-SNE and UMAP first rebuild from the Run's arrays what
-    # their transform needs (seconds to a minute over 70,000 images), in a background job of `jobs` keyed
-    # (layer, "place <method>"): beside the projections' own jobs, so the page polls (JOBS_INTERVAL) while one runs.
-    _PLACE_LABELS = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP", "lda": "LDA", "isomap": "Isomap"}
-    PLACING_PREFIXES = ("preparing to place", "cannot place")  # how the texts of a running or failed job begin
-
-    @cached_property
-    def _placements(self) -> dict[tuple[str, str], Placement]:
-        """Ready placements by (layer, method), kept while the server runs (each holds its method's input)."""
-        return {}
-
-    @cached_property
-    def _place_lock(self) -> threading.Lock:
-        return threading.Lock()
-
-    @cached_property
-    def _place_pool(self) -> ThreadPoolExecutor:
-        # a thread of its own: a placement is prepared while a projection or the conv layers' PCA is computed
-        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="layerscope-place")
-
-    def place_job(self, layer: str, method: str) -> Job | None:
-        """The background preparation of placing drawings into the ``method`` projection of ``layer``, if started."""
-        return self.jobs.get((layer, f"place {method}"))
-
-    def _place_problem(self, layer: str, method: str) -> str | None:
-        """Why drawings cannot be placed into this projection now (None: they can, perhaps after a rebuild)."""
-        label = f"the {self._PLACE_LABELS.get(method, method)} of {layer}"
-        if method == FILE_METHOD:
-            return "a drawing cannot be placed in a file's own projection (it comes without the map that made it)"
-        if method not in PLACEABLE:
-            return f"a drawing cannot be placed in {label}"
-        if not self.available(layer, method):
-            return f"a drawing is placed once {label} is computed"
-        try:
-            check_placement(self.run, layer, method)
-        except LayerscopeError as e:
-            if layer in self.missing_pca():
-                return f"placing a drawing in {label} needs the PCA of the conv layers (the Draw card's button)"
-            return str(e)
-        return None
-
-    def placement(self, layer: str, method: str) -> Placement | None:
-        """The ready placement into the ``method`` projection of ``layer``, or None: while it is rebuilt in the
-        background (started on first ask) or when it cannot be (`placing` says why). Never blocks on a rebuild."""
-        ready = self._placements.get((layer, method))
-        if ready is not None or self._place_problem(layer, method) is not None:
-            return ready
-        if method == "pca":  # the stored map: two small arrays, read now
-            placement = fit_placement(self.run, layer, method)
-            self._placements[(layer, method)] = placement
-            return placement
-        job = self.place_job(layer, method)
-        if job is not None and job.error is not None:
-            return None  # not retried on every poll: `placing` shows the error
-
-        def work(progress: ProgressFn) -> None:
-            self._placements[(layer, method)] = fit_placement(self.run.reopen(), layer, method, progress=progress)
-
-        self._start(self.jobs, self._place_pool, (layer, f"place {method}"), work)
-        return self._placements.get((layer, method))
-
-    def placing(self, layer: str, method: str) -> str:
-        """What stands between a drawing and its star in the ``method`` projection of ``layer``, said plainly: how far
-        its background preparation is, why it failed, or why drawings cannot be placed there; "" once they can."""
-        if (layer, method) in self._placements:
-            return ""
-        problem = self._place_problem(layer, method)
-        if problem is not None:
-            return problem
-        job = self.place_job(layer, method)
-        label = f"the {self._PLACE_LABELS.get(method, method)} of {layer}"
-        if job is None:
-            return f"a drawing is placed in {label} once drawn" if method != "pca" else ""
-        if job.error is not None:
-            return f"cannot place drawings in {label}: {job.error}"
-        if not job.finished:
-            return f"preparing to place drawings in {label}… {job.percent}% ({job.task})"
-        return ""
-
-    def placements_shown(self, views: Sequence[tuple[str, str]]) -> None:
-        """Count the finished preparations of projections no panel shows now (``views``: (layer, method) pairs) as
-        shown: the page polls while any job is unfinished or unshown, and no panel will show these."""
-        scratch = self.scratch
-        for (layer, what), job in list(self.jobs.items()):
-            method = what.removeprefix("place ")
-            if method != what and job.finished and (layer, method) not in views:
-                scratch.mark_seen(job)
-
-    def place(self, key: str, layer: str, method: str = "pca") -> tuple[float, float] | None:
-        """Drawing ``key``'s (x, y) in the ``method`` projection of ``layer``; None when there is no such drawing or
-        it cannot be placed there yet (a rebuild it needs is started in the background: `placing` tells how far)."""
-        scratch = self.scratch
-        outputs = scratch.outputs.get(key)
-        if outputs is None:
-            return None
-        placement = self.placement(layer, method)
-        if placement is None:
-            return None
-        values = outputs[layer]  # the layer's full output, e.g. (64,) or (C, H, W)
-        # placed once per stroke though the star of each panel and the Draw card's note all ask (t-SNE's transform
-        # takes ~0.1-0.5 s)
-        with self._place_lock:
-            cached = scratch.placed.get((key, layer, method))
-            if cached is not None and cached[0] is values:  # a new stroke makes new arrays
-                return cached[1]
-            point = placement.transform(values.reshape(1, -1))[0]
-            where = (float(point[0]), float(point[1])) if np.isfinite(point).all() else None
-            scratch.placed[(key, layer, method)] = (values, where)
-        return where
 
     # -- inside the network: the model itself ----------------------------------------------------------------------
     @cached_property
@@ -587,14 +389,14 @@ class DashboardState:
 
     @lru_cache(maxsize=64)  # noqa: B019
     def _feature_maps(self, key: int | str) -> dict[str, np.ndarray]:
-        with self._model_lock:
+        with self.model_lock:
             outputs = layer_outputs(self.model, self.pixels(key), self.conv_layers)
         return {name: outputs[name][0].float().numpy() for name in self.conv_layers}
 
     @cached_property
     def connections(self) -> dict[str, Connection]:
         """The connection into each layer, keyed by the layer it ends in."""
-        with self._model_lock:
+        with self.model_lock:
             return {c.dst: c for c in connections(self.model, self.run.layers)}
 
     def edges(self, layer: str) -> np.ndarray | None:
@@ -613,7 +415,7 @@ class DashboardState:
         return tuple(signed_png(tile(w), scale) for w in weight)
 
     def incoming(self, layer: str, unit: int) -> IncomingWeights:
-        with self._model_lock:
+        with self.model_lock:
             return incoming_weights(self.model, self.run.layers, layer, unit)
 
     @lru_cache(maxsize=16)  # noqa: B019
@@ -627,7 +429,7 @@ class DashboardState:
 
     @lru_cache(maxsize=16)  # noqa: B019
     def receptive_field(self, layer: str) -> ReceptiveField:
-        with self._model_lock:
+        with self.model_lock:
             return receptive_field(self.model, layer, tuple(self.images.shape[1:]))
 
     def guided(self, key: int | str, layer: str, unit: int, method: str) -> np.ndarray:
@@ -639,7 +441,7 @@ class DashboardState:
 
     @lru_cache(maxsize=256)  # noqa: B019
     def _guided(self, key: int | str, layer: str, unit: int, method: str) -> np.ndarray:
-        with self._model_lock:
+        with self.model_lock:
             return guided_backprop(self.model, self.pixels(key)[0], layer, unit, method=method)
 
     # -- inside the network: results computed in the background and kept in the Run -------------------------------
@@ -647,9 +449,7 @@ class DashboardState:
         """The top images of every unit of ``layer``, or None while they are computed (started on first ask)."""
         if layer in self.run.manifest.get("topk", {}).get("layers", []):
             return self._topk(layer)
-        self._start(
-            self.unit_jobs,
-            self._unit_pool,
+        self._units.start(
             ("*", "topk"),
             lambda p: store_topk(self.run.reopen(), device=self.device, progress=p),
         )
@@ -671,103 +471,11 @@ class DashboardState:
             # a model of its own: optimisation takes seconds and must not hold the shared model's lock
             unit_featurevis(self.run.reopen(), layer, unit, model=self.run.load_model(self.device), progress=progress)
 
-        return self._start(self.unit_jobs, self._unit_pool, (layer, f"unit {unit}"), work)
+        return self._units.start((layer, f"unit {unit}"), work)
 
     def unit_job(self, layer: str, what: str) -> Job | None:
         return self.unit_jobs.get((layer, what))
 
     @property
     def units_busy(self) -> bool:
-        return any(not job.finished for job in self.unit_jobs.values())
-
-    # -- interventions: ablations and attributions (dashboard/interventions.py) -------------------------------------
-    def _intervention(self, key: tuple[str, str], work: Callable[[ProgressFn], Any]) -> tuple[Job, Any]:
-        """(job, result or None): ``work``'s result, computed in the interventions' own thread on first ask.
-
-        Results are kept (the last 24); a result let go is computed again when asked for again.
-        """
-        with self._lock:
-            if "_interventions" not in self.__dict__:
-                pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="layerscope-interventions")
-                self._interventions: tuple[ThreadPoolExecutor, dict[tuple[str, str], Job], dict[Any, Any]] = (
-                    pool,
-                    {},
-                    {},
-                )
-            pool, jobs, results = self._interventions
-            if key in results:
-                return jobs[key], results[key]
-            job = jobs.get(key)
-            if job is not None and job.finished and job.error is None:  # its result was let go
-                del jobs[key]
-            while len(results) >= 24:
-                oldest = next(iter(results))
-                del results[oldest]
-                jobs.pop(oldest, None)
-
-        def store(progress: ProgressFn) -> None:
-            results[key] = work(progress)
-
-        job = self._start(jobs, pool, key, store)
-        return job, results.get(key)
-
-    @cached_property
-    def _ablation_model(self) -> nn.Module:
-        """A model of its own for ablation passes (only the interventions' thread uses it): seconds of hooked passes
-        must not hold the shared model's lock."""
-        return self.run.load_model("cpu")
-
-    def ablation_result(self, ablations: Sequence[Ablation]) -> tuple[Job, AblationResult | None]:
-        """The test set re-evaluated with ``ablations`` (started in the background on first ask): (job, result)."""
-        ablations = tuple(ablations)
-        key = ("ablation", "; ".join(f"{a.layer}:{','.join(map(str, a.units))}*{a.scale!r}" for a in ablations))
-
-        def work(progress: ProgressFn) -> AblationResult:
-            return evaluate_ablation(self.run, ablations, model=self._ablation_model, progress=progress)
-
-        return self._intervention(key, work)
-
-    def ablated_probs(self, key: Any, ablations: Sequence[Ablation]) -> tuple[np.ndarray, np.ndarray] | None:
-        """(K,) class probabilities of image ``key`` before and after ``ablations``; None for a key without pixels."""
-        try:
-            pixels = self.pixels(key)
-        except Exception:
-            return None
-        with self._model_lock:
-            before = predict_ablated(self.model, pixels, [])[0]
-            after = predict_ablated(self.model, pixels, tuple(ablations))[0]
-        return before, after
-
-    def attribution(self, key: int | str, method: str, target: int | None, layer: str | None) -> Attribution:
-        """One attribution map of image ``key`` (an index or "mean:k"); ``target`` None: the predicted class."""
-        key = self.image_key(key)
-        if isinstance(key, str) and key.startswith("draw:"):  # a drawing changes under its key: never cached
-            return self._attribution(key, method, target, layer)
-        return self._cached_attribution(key, method, target, layer)
-
-    def _attribution(self, key: int | str, method: str, target: int | None, layer: str | None) -> Attribution:
-        pixels = self.pixels(key)[0]
-        with self._model_lock:
-            return attribute(self.model, pixels, method, target, layer)
-
-    @lru_cache(maxsize=128)  # noqa: B019
-    def _cached_attribution(self, key: int | str, method: str, target: int | None, layer: str | None) -> Attribution:
-        return self._attribution(key, method, target, layer)
-
-    def randomisation(
-        self, key: int | str, method: str, target: int | None, layer: str | None
-    ) -> tuple[Job, list[RandomisationStep] | None]:
-        """The model-randomisation check of one attribution (started in the background on first ask)."""
-
-        pixels = self.pixels(key)[0]
-
-        def work(progress: ProgressFn) -> list[RandomisationStep]:
-            progress("randomisation", 0, 1)
-            with self._model_lock:  # the check copies the model; only the trained model's map runs on it
-                steps = randomisation_check(self.model, pixels, method, target, layer=layer)
-            progress("randomisation", 1, 1)
-            return steps
-
-        # the pixels' hash in the key: a drawing's pixels change under the same key
-        what = f"{key!r}|{hash(pixels.numpy().tobytes())}|{method}|{target}|{layer}"
-        return self._intervention(("randomisation", what), work)
+        return self._units.busy
