@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from layerscope.data.datasets import TEST
+from layerscope.data.datasets import TEST, TRAIN
 from layerscope.errors import LayerscopeError
 from layerscope.run import Run
 
@@ -26,6 +26,8 @@ __all__ = [
     "group_mean",
     "layer_values",
     "neuron_order",
+    "placed",
+    "shown_points",
     "quick_group",
     "unit_summary",
     "predictions",
@@ -37,6 +39,25 @@ def predictions(run: Run) -> tuple[np.ndarray, np.ndarray]:
     probs = np.asarray(run.probs)
     predicted = probs.argmax(1)
     return predicted, probs[np.arange(len(probs)), predicted]
+
+
+def placed(embedding: np.ndarray) -> np.ndarray:
+    """(N,) bool: the images a 2-D projection places (a file's own projection may cover some instances only, the
+    others NaN)."""
+    return np.isfinite(np.asarray(embedding)).all(1)
+
+
+def shown_points(split: np.ndarray, which: str, placed_mask: np.ndarray | None = None) -> np.ndarray:
+    """(N,) bool: the images of ``which`` split ("all", "train" or "test") that a projection shows, those of
+    ``placed_mask`` (`placed`) when given."""
+    split = np.asarray(split)
+    if which == "all":
+        keep = np.ones(len(split), bool)
+    elif which in ("train", "test"):
+        keep = split == (TRAIN if which == "train" else TEST)
+    else:
+        raise LayerscopeError(f"unknown split {which!r}; use 'all', 'train' or 'test'.")
+    return keep & placed_mask if placed_mask is not None else keep
 
 
 def confusion(run: Run, split: int | None = TEST) -> np.ndarray:

@@ -34,6 +34,8 @@ __all__ = [
     "ModuleCall",
     "capture_dataset",
     "describe_layers",
+    "image_outputs",
+    "image_pixels",
     "iter_layer_batches",
     "layer_outputs",
     "list_layers",
@@ -196,6 +198,26 @@ def layer_outputs(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> d
     if INPUT in layers:
         result[INPUT] = x.detach().cpu()
     return result
+
+
+def image_pixels(image: np.ndarray) -> torch.Tensor:
+    """(1, C, H, W) float32 in [0, 1] of one uint8 image, (H, W) or (C, H, W) as a Run keeps its images: what the
+    model sees."""
+    image = np.asarray(image, dtype=np.float32)
+    return torch.from_numpy((image[None] if image.ndim == 2 else image) / 255.0)[None]
+
+
+def image_outputs(
+    model: nn.Module, image: np.ndarray, layers: Sequence[str]
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """One uint8 image (`image_pixels`) through the model: every layer's full output, {layer: (C, H, W) or
+    (units,)}, and the class probabilities (K,), float32 numpy."""
+    x = image_pixels(image)
+    outputs = layer_outputs(model, x, layers)
+    with torch.inference_mode():
+        logits = model(x.to(_model_device(model)))
+    probs = torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
+    return {name: value[0].numpy() for name, value in outputs.items()}, probs
 
 
 @dataclass(frozen=True)

@@ -172,3 +172,37 @@ def test_the_dashboards_reductions_live_in_the_core():
     images = np.array([[[[0]]], [[[255]]], [[[10]]], [[[20]]], [[[7]]], [[[30]]]], np.uint8)
     means = class_mean_images(images, labels, 4)
     assert means[:, 0, 0, 0].tolist() == [128, 20, 7, 0] and means.dtype == np.uint8
+
+
+def test_the_points_a_projection_panel_shows():
+    from layerscope.analysis import placed, shown_points
+
+    split = np.array([0, 1, 1, 0, 1])
+    embedding = np.array([[0, 0], [np.nan, 1], [1, 1], [2, np.inf], [3, 3]], np.float32)
+    where = placed(embedding)
+    assert where.tolist() == [True, False, True, False, True]
+    assert shown_points(split, "all").all()
+    assert np.flatnonzero(shown_points(split, "test", where)).tolist() == [2, 4]
+    assert np.flatnonzero(shown_points(split, "train", where)).tolist() == [0]
+    with pytest.raises(LayerscopeError, match="unknown split 'both'"):
+        shown_points(split, "both")
+
+
+def test_one_image_through_the_model_gives_each_layer_and_its_probabilities():
+    import torch
+
+    from layerscope.capture import image_outputs, image_pixels, layer_outputs
+    from layerscope.models import SeedCNN
+
+    torch.manual_seed(0)
+    model = SeedCNN().eval()
+    image = (np.arange(28 * 28) % 256).astype(np.uint8).reshape(28, 28)
+    x = image_pixels(image)
+    assert tuple(x.shape) == (1, 1, 28, 28) and float(x.max()) == 1.0
+    assert float(x[0, 0, 0, 1]) == pytest.approx(1 / 255)
+    outputs, probs = image_outputs(model, image, ["conv1", "fc2"])
+    assert outputs["conv1"].shape == (16, 26, 26) and outputs["fc2"].shape == (64,)
+    with torch.no_grad():
+        direct = torch.softmax(model(x), dim=1)[0].numpy()
+    np.testing.assert_allclose(probs, direct, rtol=1e-5)
+    np.testing.assert_allclose(outputs["fc2"], layer_outputs(model, x, ["fc2"])["fc2"][0].numpy(), rtol=1e-6)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from dash import html
+from dash import dcc, html
 
-__all__ = ["attrs", "card"]
+__all__ = ["attrs", "card", "graph_row", "section_head"]
 
 
 def card(title: str, *children: Any, extra: Any = None, class_name: str = "") -> html.Div:
@@ -19,3 +19,19 @@ def attrs(**values: object) -> dict[str, Any]:
     """``data-*`` attributes for a Dash html component, ``**attrs(live_layer="fc2")`` -> data-live-layer="fc2": what
     the page's scripts (assets/) read, without making each element a Dash component with an id."""
     return {"data-" + name.replace("_", "-"): str(value) for name, value in values.items()}
+
+
+def graph_row(*cells: tuple[str, str]) -> html.Div:
+    """Figures side by side, each under its heading: ``graph_row(("Incoming weights", ids.UNIT_WEIGHTS), ...)``."""
+    return html.Div(
+        [
+            html.Div([html.H4(title), dcc.Graph(id=ident, config={"displayModeBar": False})], className="unit-cell")
+            for title, ident in cells
+        ],
+        className="unit-row",
+    )
+
+
+def section_head(title: str, *actions: Any) -> html.Div:
+    """A heading inside a card with its actions (buttons) beside it."""
+    return html.Div([html.H4(title), *actions], className="section-head")

@@ -18,7 +18,7 @@ from dash.exceptions import PreventUpdate
 
 from layerscope.dashboard import figures, ids
 from layerscope.dashboard.checks import PROJECTION_METHODS, check_choice, check_rows
-from layerscope.dashboard.components import attrs, card
+from layerscope.dashboard.components import attrs, card, section_head
 from layerscope.dashboard.state import LIVE, DashboardState, check_version
 from layerscope.dashboard.wiring import Callbacks
 from layerscope.drawing import preprocess_digit, render_strokes
@@ -108,14 +108,9 @@ def draw_layout(state: DashboardState) -> list[Any]:
     )
     neighbours = html.Div(
         [
-            html.Div(
-                [
-                    html.H4("Nearest training images, per layer"),
-                    html.Button(
-                        "Compute the PCA of conv layers", id=ids.DRAW_PCA, className="btn small", disabled=True
-                    ),
-                ],
-                className="draw-neighbours-head",
+            section_head(
+                "Nearest training images, per layer",
+                html.Button("Compute the PCA of conv layers", id=ids.DRAW_PCA, className="btn small", disabled=True),
             ),
             html.Div(id=ids.DRAW_NEIGHBOURS, className="draw-neighbours"),
             dcc.Interval(id=ids.DRAW_INTERVAL, interval=2000, disabled=True),

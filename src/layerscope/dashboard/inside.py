@@ -25,7 +25,7 @@ from layerscope.dashboard.checks import (
     image_or_none,
     unit_count,
 )
-from layerscope.dashboard.components import attrs, card
+from layerscope.dashboard.components import attrs, card, graph_row, section_head
 from layerscope.dashboard.figures import empty_figure
 from layerscope.dashboard.state import LIVE, DashboardState, is_drawing
 from layerscope.dashboard.unit_figures import (
@@ -177,33 +177,15 @@ def inside_layout(state: DashboardState) -> list[Any]:
             className="controls",
         ),
         html.Div(id=ids.UNIT_ERROR, className="bad"),
-        html.Div(
-            [
-                html.Div(
-                    [html.H4("Incoming weights"), dcc.Graph(id=ids.UNIT_WEIGHTS, config={"displayModeBar": False})],
-                    className="unit-cell",
-                ),
-                html.Div(
-                    [
-                        html.H4("Mean activation per class"),
-                        dcc.Graph(id=ids.UNIT_CLASSES, config={"displayModeBar": False}),
-                    ],
-                    className="unit-cell",
-                ),
-            ],
-            className="unit-row",
-        ),
+        graph_row(("Incoming weights", ids.UNIT_WEIGHTS), ("Mean activation per class", ids.UNIT_CLASSES)),
         html.H4("Top dataset images"),
         html.Div(id=ids.UNIT_TOPK, className="topk"),
-        html.Div(
-            [
-                html.H4("Feature visualisation: the input that maximises the unit"),
-                # computed only when asked: it is kept in the Run, and viewing a unit must not write there
-                html.Button(
-                    "Compute feature visualisation", id=ids.UNIT_FEATUREVIS_START, className="btn small", disabled=True
-                ),
-            ],
-            className="draw-neighbours-head",
+        section_head(
+            "Feature visualisation: the input that maximises the unit",
+            # computed only when asked: it is kept in the Run, and viewing a unit must not write there
+            html.Button(
+                "Compute feature visualisation", id=ids.UNIT_FEATUREVIS_START, className="btn small", disabled=True
+            ),
         ),
         html.Div(id=ids.UNIT_FEATUREVIS, className="featurevis"),
         html.H4("What drives it in the selected image"),

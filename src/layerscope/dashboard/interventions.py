@@ -35,7 +35,7 @@ from layerscope.dashboard.checks import (
     check_unit,
     image_or_none,
 )
-from layerscope.dashboard.components import card
+from layerscope.dashboard.components import card, graph_row
 from layerscope.dashboard.figures import base_layout, empty_figure
 from layerscope.dashboard.state import DashboardState
 from layerscope.dashboard.unit_figures import png_uri
@@ -221,22 +221,7 @@ def interventions_layout(state: DashboardState) -> list[Any]:
         html.Div(id=ids.ABL_STATUS, className="status"),
         html.Div(id=ids.ABL_SUMMARY, className="abl-summary"),
         html.Div(id=ids.ABL_IMAGE, className="abl-image"),
-        html.Div(
-            [
-                html.Div(
-                    [html.H4("Accuracy per class"), dcc.Graph(id=ids.ABL_CLASSES, config={"displayModeBar": False})],
-                    className="unit-cell",
-                ),
-                html.Div(
-                    [
-                        html.H4("Confusion matrix: after minus before"),
-                        dcc.Graph(id=ids.ABL_CONFUSION, config={"displayModeBar": False}),
-                    ],
-                    className="unit-cell",
-                ),
-            ],
-            className="unit-row",
-        ),
+        graph_row(("Accuracy per class", ids.ABL_CLASSES), ("Confusion matrix: after minus before", ids.ABL_CONFUSION)),
         html.Div(
             [
                 dcc.Input(id=ids.ABL_SAVE_NAME, placeholder="name", className="text small"),
@@ -618,7 +603,7 @@ def evaluate(state: DashboardState, data: Any, _tick: Any) -> Any:
     if result is None:
         waiting = empty_figure("re-evaluating the test set…")
         waiting.update_layout(height=240)
-        text = _job_text(job, f"re-evaluating {int((state.split == 1).sum()):,} test images")
+        text = _job_text(job, f"re-evaluating {state.n_test:,} test images")
         return text, "", waiting, waiting, bool(job.error)
     classes = ablation_class_figure(result.class_accuracy_before, result.class_accuracy_after, state.class_names)
     matrix = confusion_change_figure(result.confusion_change, state.class_names)

@@ -17,6 +17,7 @@ from dash import ALL, MATCH, Input, Output, Patch, State, ctx, dcc, html, no_upd
 from dash.exceptions import PreventUpdate
 
 from layerscope import export
+from layerscope.analysis import shown_points
 from layerscope.dashboard import figures, ids
 from layerscope.dashboard.checks import check_choice, check_selection, check_view
 from layerscope.dashboard.components import card
@@ -159,15 +160,7 @@ def _classes(part: dict[str, Any], more: str) -> dict[str, Any]:
 
 def _keep(state: DashboardState, layer: str, method: str, split: str) -> np.ndarray:
     """The images a panel draws: those of the split that the projection places (a file may place only some)."""
-    if split == "train":
-        keep = state.split == 0
-    elif split == "test":
-        keep = state.split == 1
-    else:
-        keep = np.ones(state.n, bool)
-    if state.available(layer, method):
-        keep = keep & state.projected(layer, method)
-    return keep
+    return shown_points(state.split, split, state.projected(layer, method) if state.available(layer, method) else None)
 
 
 @callbacks.callback(

@@ -24,12 +24,20 @@ import torch
 from PIL import Image
 from torch import nn
 
-from layerscope.analysis import class_mean_images, class_means, confusion, layer_values, predictions, unit_summary
+from layerscope.analysis import (
+    class_mean_images,
+    class_means,
+    confusion,
+    layer_values,
+    placed,
+    predictions,
+    unit_summary,
+)
 from layerscope.attribution import (
     gradcam_layers,
     guided_backprop,
 )
-from layerscope.capture import layer_outputs
+from layerscope.capture import image_outputs, image_pixels, layer_outputs
 from layerscope.dashboard.intervening import Interventions
 from layerscope.dashboard.jobs import Job, Runner
 from layerscope.dashboard.placing import Placements
@@ -96,6 +104,7 @@ class DashboardState:
         self.n = len(self.labels)
         self.wrong = self.predicted != self.labels
         self.confusion = confusion(self.run)
+        self.n_test = int(self.confusion.sum())  # the confusion matrix counts the test set
         # forward hooks are per module: requests that run the shared model take turns
         self.model_lock = threading.Lock()
         self.names = np.asarray(self.run.names)
@@ -148,7 +157,7 @@ class DashboardState:
     @lru_cache(maxsize=32)  # noqa: B019
     def projected(self, layer: str, method: str) -> np.ndarray:
         """(N,) bool: the images the projection places (a file's projection may cover some instances only)."""
-        return np.isfinite(self.projection(layer, method)).all(1)
+        return placed(self.projection(layer, method))
 
     @lru_cache(maxsize=32)  # noqa: B019 - one state per app, lives as long as the server
     def projection(self, layer: str, method: str) -> np.ndarray:
@@ -269,13 +278,8 @@ class DashboardState:
                 table.pop(key, None)
             return
         image = _uint8(digit)
-        x = torch.from_numpy(image.astype(np.float32) / 255.0)[None, None]
         with self.model_lock:
-            outputs = layer_outputs(self.model, x, self.layers)
-            with torch.inference_mode():
-                logits = self.model(x)
-        scratch.outputs[key] = {name: value[0].numpy() for name, value in outputs.items()}
-        scratch.probs[key] = torch.softmax(logits.float(), dim=1)[0].numpy()
+            scratch.outputs[key], scratch.probs[key] = image_outputs(self.model, image, self.layers)
         scratch.drawings[key] = image
 
     def set_live(self, digit: np.ndarray | None, version: int) -> bool:
@@ -372,12 +376,12 @@ class DashboardState:
         """(1, C, H, W) float32 in [0, 1] of image ``key`` (an index, "mean:k" or a drawing), as the model sees it."""
         key = self.image_key(key)
         if is_drawing(key):
-            image = self.drawing_image(str(key))[None]
+            image = self.drawing_image(str(key))
         elif isinstance(key, str) and key.startswith("mean:"):
             image = self.mean_images[int(key.split(":")[1])]
         else:
             image = self.images[int(key)]
-        return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)[None]
+        return image_pixels(image)
 
     def feature_maps(self, key: int | str) -> dict[str, np.ndarray]:
         """Every conv layer's full output for one image, {layer: (C, H, W)}: recomputed, never stored."""
