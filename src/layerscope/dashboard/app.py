@@ -19,13 +19,22 @@ from typing import Any
 from dash import Dash
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from layerscope.dashboard import activations, draw, gallery, groups, inside, interventions, projection, sidebar
+from layerscope.dashboard import (
+    activations,
+    draw,
+    gallery,
+    groups,
+    inside,
+    interventions,
+    projection,
+    sidebar,
+    workspace,
+)
 from layerscope.dashboard.guard import LOOPBACK, allowed_hosts, install_guard
 from layerscope.dashboard.layout import build_layout
 from layerscope.dashboard.live import register_live
 from layerscope.dashboard.messages import on_callback_error
 from layerscope.dashboard.state import DashboardState
-from layerscope.dashboard.workspace import register_workspace
 from layerscope.run import Run
 
 __all__ = ["create_app", "serve", "show"]
@@ -58,9 +67,8 @@ def create_app(
     )
     install_guard(app.server, hosts, hosts - frozenset(LOOPBACK))
     app.layout = build_layout(state)
-    for feature in (sidebar, gallery, projection, groups, activations):
+    for feature in (workspace, sidebar, gallery, projection, groups, activations):
         feature.callbacks.register(app, state)
-    register_workspace(app, state)
     if state.has_model:
         inside.callbacks.register(app, state)
         draw.callbacks.register(app, state)

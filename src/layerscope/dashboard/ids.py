@@ -175,6 +175,9 @@ DOWNLOAD = "download"  # dcc.Download of the page's exports
 GROUP_CSV = "group-csv"  # pattern: {"type": GROUP_CSV, "name": ...}
 
 
+GATE_PLAN = "gate-plan"  # store: which view each gate opens for and which stores it follows (views.gate_plan)
+
+
 def gate(name: str) -> str:
     """Id of a heavy callback's gate (views.py): gate("fmaps") -> "gate-fmaps"."""
     return f"gate-{name}"

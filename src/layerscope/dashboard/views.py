@@ -9,15 +9,26 @@ request for a view nobody looks at, and opening a view that is up to date redraw
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from dash import Dash, Input, Output, dcc
+from dash import Input, Output, State, dcc
 from dash.exceptions import PreventUpdate
 
 from layerscope.dashboard import ids
 
-__all__ = ["DEFAULT", "GATES", "VIEWS", "check_view_name", "gate_stores", "gated", "opened", "register_gates", "shown"]
+__all__ = [
+    "DEFAULT",
+    "GATES",
+    "GATES_JS",
+    "VIEWS",
+    "check_view_name",
+    "gate_dependencies",
+    "gate_plan",
+    "gate_stores",
+    "gated",
+    "opened",
+    "shown",
+]
 
 # (name, tab title, tooltip); the order of the tabs
 VIEWS: tuple[tuple[str, str, str], ...] = (
@@ -75,20 +86,36 @@ def opened(gate: Any) -> None:
 
 
 def gate_stores(has_model: bool) -> list[dcc.Store]:
-    return [dcc.Store(id=ids.gate(name), data=None) for name in _gates(has_model)]
+    gates = [dcc.Store(id=ids.gate(name), data=None) for name in _gates(has_model)]
+    return [*gates, dcc.Store(id=ids.GATE_PLAN, data=gate_plan(has_model))]
 
 
-def register_gates(app: Dash, has_model: bool) -> None:
-    """All gates in one callback in the browser (assets/workspace.js ``layerscope.gates``): no request while a
-    gate's view is hidden, and one renderer cycle for all of them, not one each."""
-    names = _gates(has_model)
+# all gates in one callback in the browser (assets/workspace.js ``layerscope.gates``): no request while a gate's
+# view is hidden, and one renderer cycle for all of them, not one each
+GATES_JS = """function(view, ...values) {
+    const plan = values.pop();  // gate_plan, laid out with the page
+    return window.layerscope.gates(plan.views, plan.follows, view, values);
+}"""
+
+
+def gate_dependencies(state: Any) -> list[Any]:
+    """The gates' callback: an Output per gate the Run has, the view shown and every store a gate follows; which
+    gate follows which store is handed to the browser (workspace.js ``gates``) with the page."""
+    names = _gates(state.has_model)
     stores = list(dict.fromkeys(store for name in names for store in GATES[name][1]))
-    follows = {name: [stores.index(store) for store in GATES[name][1]] for name in names}
-    wanted = {name: GATES[name][0] for name in names}
-    app.clientside_callback(
-        f"function(view, ...values) {{ return window.layerscope.gates({json.dumps(wanted)}, "
-        f"{json.dumps(follows)}, view, values); }}",
+    return [
         *(Output(ids.gate(name), "data") for name in names),
         Input(ids.VIEW_SHOWN, "data"),  # the view once shown and its graphs measured (workspace.js showView)
         *(Input(store, "data") for store in stores),
-    )
+        State(ids.GATE_PLAN, "data"),
+    ]
+
+
+def gate_plan(has_model: bool) -> dict[str, Any]:
+    """{"views": {gate: its view}, "follows": {gate: positions of its stores among the callback's}} for the page."""
+    names = _gates(has_model)
+    stores = list(dict.fromkeys(store for name in names for store in GATES[name][1]))
+    return {
+        "views": {name: GATES[name][0] for name in names},
+        "follows": {name: [stores.index(store) for store in GATES[name][1]] for name in names},
+    }

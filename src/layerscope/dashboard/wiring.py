@@ -46,10 +46,13 @@ class _Declared:
     def register(self, app: Dash, state: DashboardState) -> None:
         if self.when is not None and not self.when(state):
             return
+        dependencies = self.dependencies
+        if len(dependencies) == 1 and callable(dependencies[0]):  # they depend on the Run: what it has to show
+            dependencies = tuple(dependencies[0](state))
         if self.clientside:
-            app.clientside_callback(self.target, *self.dependencies, **self.options)
+            app.clientside_callback(self.target, *dependencies, **self.options)
         else:
-            app.callback(*self.dependencies, **self.options)(_bound(self.target, state))  # type: ignore[arg-type]
+            app.callback(*dependencies, **self.options)(_bound(self.target, state))  # type: ignore[arg-type]
 
 
 @dataclass
@@ -60,7 +63,9 @@ class Callbacks:
 
     def callback(self, *dependencies: Any, when: When | None = None, **options: Any) -> Callable[[F], F]:
         """Like ``dash.callback``; the function gets the app's state first and is returned as it is. ``when``: a
-        test of the state, for a callback only some Runs have (the feature maps of a model with conv layers)."""
+        test of the state, for a callback only some Runs have (the feature maps of a model with conv layers).
+        Dependencies that depend on the Run (the views it offers) are given as one function of the state that
+        returns them."""
 
         def declare(function: F) -> F:
             self.declared.append(_Declared(function, dependencies, options, when, clientside=False))

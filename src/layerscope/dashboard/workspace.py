@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dash import ALL, Dash, Input, Output, State, ctx, dcc, no_update
+from dash import ALL, Input, Output, State, ctx, dcc, no_update
 from dash.exceptions import PreventUpdate
 
 from layerscope import export
@@ -18,10 +18,13 @@ from layerscope.dashboard import ids, views
 from layerscope.dashboard.address import PANEL_FIELDS, format_address, parse_address
 from layerscope.dashboard.checks import check_groups, check_selection
 from layerscope.dashboard.state import DashboardState
+from layerscope.dashboard.wiring import Callbacks
 from layerscope.errors import LayerscopeError
 from layerscope.names import check_label
 
-__all__ = ["register_workspace"]
+__all__ = ["callbacks"]
+
+callbacks = Callbacks()
 
 _PANEL_PROPS = [(panel, field) for panel in ids.PANEL_IDS for field in PANEL_FIELDS]
 
@@ -30,161 +33,174 @@ def _panel_id(panel: str, field: str) -> dict[str, Any]:
     return ids.proj(field, panel)
 
 
-def register_workspace(app: Dash, state: DashboardState) -> None:
+# -- the view: a tab (or a sidebar action) chooses it; the browser shows it at once ----------------------------------
+def _view_choices(state: DashboardState) -> list[Any]:
+    """The tabs of the views the Run offers, and the sidebar actions whose result is in another view: an
+    explanation sorts the activation panels (the unit card's "Switch off this unit" shows the ablation's effect)."""
     names = [name for name, _, _ in views.shown(state.has_model)]
-    # -- the view: a tab (or a sidebar action) chooses it; the browser shows it at once ------------------------------
-    # sidebar actions whose result is in another view open it: an explanation sorts the activation panels
-    # (the unit card's "Switch off this unit" shows the ablation's effect)
     goto = [ids.EXPLAIN_BUTTON] + (
         [ids.GOTO_ATTRIBUTION, ids.GOTO_ABLATION, ids.UNIT_ABLATE] if state.has_model else []
     )
-    app.clientside_callback(
-        "function() { return window.layerscope.chooseView(window.dash_clientside.callback_context); }",
+    return [
         Output(ids.VIEW, "data"),
         *(Input(ids.nav(name), "n_clicks") for name in names),
         *(Input(button, "n_clicks") for button in goto),
-        prevent_initial_call=True,
-    )
-    app.clientside_callback(
-        "function(view) { return window.layerscope.showView(view); }",
-        Output(ids.VIEW_SHOWN, "data"),
-        Input(ids.VIEW, "data"),
-    )
+    ]
 
-    views.register_gates(app, state.has_model)
 
-    # -- the address bar ---------------------------------------------------------------------------------------------
-    # the view an address names shows at once, in the browser (at page open here, after back or forward in
-    # workspace.js); the rest of the address is read on the server, which leaves the view as it finds it. The
-    # browser hands the address over with set_props, and only where there is one: were ADDRESS_IN this callback's
-    # Output, every callback downstream of `restore` would wait at page open for a request that changes nothing
-    app.clientside_callback(
-        "function(id) { return window.layerscope.openAddress(); }",
-        Output(ids.ADDRESS_OPENED, "data"),
-        Input(ids.ADDRESS_IN, "id"),
-    )
+callbacks.clientside(
+    "function() { return window.layerscope.chooseView(window.dash_clientside.callback_context); }",
+    _view_choices,
+    prevent_initial_call=True,
+)
+callbacks.clientside(
+    "function(view) { return window.layerscope.showView(view); }",
+    Output(ids.VIEW_SHOWN, "data"),
+    Input(ids.VIEW, "data"),
+)
+callbacks.clientside(views.GATES_JS, views.gate_dependencies)
 
+
+# -- the address bar -------------------------------------------------------------------------------------------------
+# the view an address names shows at once, in the browser (at page open here, after back or forward in workspace.js);
+# the rest of the address is read on the server, which leaves the view as it finds it. The browser hands the address
+# over with set_props, and only where there is one: were ADDRESS_IN this callback's Output, every callback downstream
+# of `restore` would wait at page open for a request that changes nothing
+callbacks.clientside(
+    "function(id) { return window.layerscope.openAddress(); }",
+    Output(ids.ADDRESS_OPENED, "data"),
+    Input(ids.ADDRESS_IN, "id"),
+)
+
+
+def _restored(state: DashboardState) -> list[Any]:
     # the unit card's controls, which its own callback checks (and turns into the UNIT store the address reads)
-    unit_out = [Output(c, "value", allow_duplicate=True) for c in (ids.UNIT_LAYER, ids.UNIT_INDEX)]
-    unit_in = [Input(ids.UNIT, "data")]
-    if not state.has_model:
-        unit_out, unit_in = [], []
-
-    @app.callback(
+    units = [Output(c, "value", allow_duplicate=True) for c in (ids.UNIT_LAYER, ids.UNIT_INDEX)]
+    return [
         Output(ids.SELECTED, "data", allow_duplicate=True),
         *(Output(_panel_id(p, f), "value", allow_duplicate=True) for p, f in _PANEL_PROPS),
-        *unit_out,
+        *(units if state.has_model else []),
         Output(ids.SELECTION, "data", allow_duplicate=True),
         Output(ids.GALLERY_FILTER, "data", allow_duplicate=True),
         Input(ids.ADDRESS_IN, "data"),
         State(ids.SELECTED, "data"),
         *(State(_panel_id(p, f), "value") for p, f in _PANEL_PROPS),
-        prevent_initial_call=True,
-    )
-    def restore(search: Any, selected: Any, *panel_values: Any) -> list[Any]:
-        """What the address asks for, where it differs from what the page shows (an equal value is not re-sent, so
-        nothing redraws for it); what the address does not name stays as it is."""
-        wanted = parse_address(search, state)
-        if not wanted:
-            raise PreventUpdate
+    ]
 
-        def changed(key: Any, now: Any) -> Any:
-            return key if key is not None and key != now else no_update
 
-        panels = wanted.get("panels", {})
-        values = [
-            changed(panels.get(p, {}).get(f), now) for (p, f), now in zip(_PANEL_PROPS, panel_values, strict=True)
-        ]
-        unit = wanted.get("unit")
-        units = ([unit["layer"], unit["unit"]] if unit else [no_update, no_update]) if state.has_model else []
-        return [
-            changed(wanted.get("image"), selected),
-            *values,
-            *units,
-            wanted.get("selection", no_update),
-            wanted.get("cell", no_update),
-        ]
+@callbacks.callback(_restored, prevent_initial_call=True)
+def restore(state: DashboardState, search: Any, selected: Any, *panel_values: Any) -> list[Any]:
+    """What the address asks for, where it differs from what the page shows (an equal value is not re-sent, so
+    nothing redraws for it); what the address does not name stays as it is."""
+    wanted = parse_address(search, state)
+    if not wanted:
+        raise PreventUpdate
 
-    @app.callback(
+    def changed(key: Any, now: Any) -> Any:
+        return key if key is not None and key != now else no_update
+
+    panels = wanted.get("panels", {})
+    values = [changed(panels.get(p, {}).get(f), now) for (p, f), now in zip(_PANEL_PROPS, panel_values, strict=True)]
+    unit = wanted.get("unit")
+    units = ([unit["layer"], unit["unit"]] if unit else [no_update, no_update]) if state.has_model else []
+    return [
+        changed(wanted.get("image"), selected),
+        *values,
+        *units,
+        wanted.get("selection", no_update),
+        wanted.get("cell", no_update),
+    ]
+
+
+def _addressed(state: DashboardState) -> list[Any]:
+    return [
         Output(ids.ADDRESS, "data"),
         Input(ids.VIEW, "data"),
         Input(ids.SELECTED, "data"),
         *(Input(_panel_id(p, f), "value") for p, f in _PANEL_PROPS),
-        *unit_in,
+        *([Input(ids.UNIT, "data")] if state.has_model else []),
         Input(ids.SELECTION, "data"),
         Input(ids.GALLERY_FILTER, "data"),
-        prevent_initial_call=True,
-    )
-    def address(view: Any, selected: Any, *rest: Any) -> str:
-        n = len(_PANEL_PROPS)
-        panel_values, more = rest[:n], list(rest[n:])
-        unit = more.pop(0) if state.has_model else None
-        selection, cell = more
-        fields = len(PANEL_FIELDS)
-        panels = {p: panel_values[k * fields : (k + 1) * fields] for k, p in enumerate(ids.PANEL_IDS)}
-        return format_address(view, selected, panels, unit, selection, cell)
+    ]
 
-    app.clientside_callback(
-        "function(search) { return window.layerscope.writeAddress(search); }",
-        Output(ids.ADDRESS_DONE, "data"),
-        Input(ids.ADDRESS, "data"),
-        prevent_initial_call=True,
-    )
 
-    # -- the header's search -----------------------------------------------------------------------------------------
-    @app.callback(
-        Output(ids.SELECTED, "data", allow_duplicate=True),
-        Output(ids.SEARCH_ERROR, "children"),
-        Input(ids.SEARCH, "value"),
-        prevent_initial_call=True,
-    )
-    def search(text: Any) -> tuple[Any, str]:
-        if not isinstance(text, str) or not text.strip():
-            return no_update, ""
-        try:
-            return find_image(state.names, text[:200]), ""
-        except LayerscopeError as e:
-            return no_update, str(e)
+@callbacks.callback(_addressed, prevent_initial_call=True)
+def address(state: DashboardState, view: Any, selected: Any, *rest: Any) -> str:
+    n = len(_PANEL_PROPS)
+    panel_values, more = rest[:n], list(rest[n:])
+    unit = more.pop(0) if state.has_model else None
+    selection, cell = more
+    fields = len(PANEL_FIELDS)
+    panels = {p: panel_values[k * fields : (k + 1) * fields] for k, p in enumerate(ids.PANEL_IDS)}
+    return format_address(view, selected, panels, unit, selection, cell)
 
-    # -- the selected image's ring in both projections, in the browser ------------------------------------------------
-    app.clientside_callback(
-        "function(selected) { return window.layerscope.markSelected(selected); }",
-        Output(ids.MARKED, "data"),
-        Input(ids.SELECTED, "data"),
-    )
 
-    # -- downloads ---------------------------------------------------------------------------------------------------
-    @app.callback(
-        Output(ids.DOWNLOAD, "data"),
-        Output(ids.GROUP_ERROR, "children", allow_duplicate=True),
-        Input(ids.SELECTION_CSV, "n_clicks"),
-        Input({"type": ids.GROUP_CSV, "name": ALL}, "n_clicks"),
-        State(ids.SELECTION, "data"),
-        State(ids.GROUPS, "data"),
-        *(State(_panel_id(p, f), "value") for p, f in _PANEL_PROPS),
-        prevent_initial_call=True,
-    )
-    def download_rows(_sel: Any, _groups: Any, selection: Any, groups: Any, *panel_values: Any) -> Any:
-        """The brushed selection or a group as CSV, with each open projection's coordinates."""
-        if not ctx.triggered or not ctx.triggered[0]["value"]:
-            raise PreventUpdate
-        trigger = ctx.triggered_id
-        try:
-            if isinstance(trigger, dict):
-                name = check_label(trigger.get("name"), "group name")
-                members = check_groups(state, groups).get(name)
-                if members is None:
-                    raise LayerscopeError(f"there is no group {name!r}; it may have been removed.")
-                what = f"group-{name}"
-            else:
-                members = check_selection(state, selection)
-                if not members:
-                    raise LayerscopeError("brush points in a projection first (lasso or box): they are what downloads.")
-                what = "selection"
-            table = export.selection_table(state.run, members, _open_projections(state, panel_values))
-        except LayerscopeError as e:
-            return no_update, str(e)
-        return dcc.send_string(table, export.export_name(state.run, what, "csv"), type="text/csv"), ""
+callbacks.clientside(
+    "function(search) { return window.layerscope.writeAddress(search); }",
+    Output(ids.ADDRESS_DONE, "data"),
+    Input(ids.ADDRESS, "data"),
+    prevent_initial_call=True,
+)
+
+
+# -- the header's search ---------------------------------------------------------------------------------------------
+@callbacks.callback(
+    Output(ids.SELECTED, "data", allow_duplicate=True),
+    Output(ids.SEARCH_ERROR, "children"),
+    Input(ids.SEARCH, "value"),
+    prevent_initial_call=True,
+)
+def search(state: DashboardState, text: Any) -> tuple[Any, str]:
+    if not isinstance(text, str) or not text.strip():
+        return no_update, ""
+    try:
+        return find_image(state.names, text[:200]), ""
+    except LayerscopeError as e:
+        return no_update, str(e)
+
+
+# -- the selected image's ring in both projections, in the browser ---------------------------------------------------
+callbacks.clientside(
+    "function(selected) { return window.layerscope.markSelected(selected); }",
+    Output(ids.MARKED, "data"),
+    Input(ids.SELECTED, "data"),
+)
+
+
+# -- downloads -------------------------------------------------------------------------------------------------------
+@callbacks.callback(
+    Output(ids.DOWNLOAD, "data"),
+    Output(ids.GROUP_ERROR, "children", allow_duplicate=True),
+    Input(ids.SELECTION_CSV, "n_clicks"),
+    Input({"type": ids.GROUP_CSV, "name": ALL}, "n_clicks"),
+    State(ids.SELECTION, "data"),
+    State(ids.GROUPS, "data"),
+    *(State(_panel_id(p, f), "value") for p, f in _PANEL_PROPS),
+    prevent_initial_call=True,
+)
+def download_rows(
+    state: DashboardState, _sel: Any, _groups: Any, selection: Any, groups: Any, *panel_values: Any
+) -> Any:
+    """The brushed selection or a group as CSV, with each open projection's coordinates."""
+    if not ctx.triggered or not ctx.triggered[0]["value"]:
+        raise PreventUpdate
+    trigger = ctx.triggered_id
+    try:
+        if isinstance(trigger, dict):
+            name = check_label(trigger.get("name"), "group name")
+            members = check_groups(state, groups).get(name)
+            if members is None:
+                raise LayerscopeError(f"there is no group {name!r}; it may have been removed.")
+            what = f"group-{name}"
+        else:
+            members = check_selection(state, selection)
+            if not members:
+                raise LayerscopeError("brush points in a projection first (lasso or box): they are what downloads.")
+            what = "selection"
+        table = export.selection_table(state.run, members, _open_projections(state, panel_values))
+    except LayerscopeError as e:
+        return no_update, str(e)
+    return dcc.send_string(table, export.export_name(state.run, what, "csv"), type="text/csv"), ""
 
 
 def _open_projections(state: DashboardState, panel_values: tuple[Any, ...]) -> dict[str, Any]:
