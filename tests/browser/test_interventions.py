@@ -198,7 +198,7 @@ def test_selected_image_prediction_under_ablation_for_indices_and_class_means(mn
     state = create_app(mnist_run).layerscope_state
     off = [Ablation("fc2", tuple(range(64)))]
     for key in (0, "mean:3"):
-        before, after = state.ablated_probs(key, off)
+        before, after = state.interventions.ablated_probs(key, off)
         assert before.shape == after.shape == (10,)
         assert np.isclose(before.sum(), 1, atol=1e-4) and not np.allclose(before, after)
-    assert state.ablated_probs("no such image", off) is None
+    assert state.interventions.ablated_probs("no such image", off) is None

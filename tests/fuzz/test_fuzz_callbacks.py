@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from layerscope.dashboard import create_app, ids
+from layerscope.dashboard.activations import PANEL_SORTS
 from layerscope.dashboard.live import ROUTE
 from layerscope.dashboard.messages import UNEXPECTED
 from layerscope.run import Run
@@ -202,6 +203,7 @@ def test_gallery_groups_and_panels(app, client, errors, values, data):
                 ("groups.data", "group-quick-add.n_clicks"),
                 ("group-list.children", None),
                 ("panel-area.children", None),
+                (prop({"type": ids.PANEL_BODY, "layer": MATCH}, "children"), None),
                 ("rows.data...explain", "add-button.n_clicks"),
                 ("panels.data", "panel-open.n_clicks"),
                 ("gallery-brushed.children", None),
@@ -210,7 +212,12 @@ def test_gallery_groups_and_panels(app, client, errors, values, data):
     )
     if output.startswith("rows.data"):
         inputs["selected.data"] = data.draw(values["image"])
-    run_callback(app, client, errors, output, inputs, changed=changed)
+    layer = data.draw(values["activation_layer"])  # the panel a pattern-matching callback serves
+    inputs[prop({"type": ids.PANEL_SORT, "layer": layer}, "value")] = data.draw(st.sampled_from(PANEL_SORTS) | odd)
+    inputs[prop({"type": ids.PANEL_SORT, "layer": layer}, "id")] = data.draw(
+        st.just({"type": ids.PANEL_SORT, "layer": layer}) | odd
+    )
+    run_callback(app, client, errors, output, inputs, changed=changed, match={"layer": layer})
 
 
 @FUZZ

@@ -112,3 +112,26 @@ def test_the_sidebar_previews_the_selected_image(state):
         assert src.startswith("data:image/png") and state.name(i) in str(caption[0].children)
         assert explain_disabled is (not explainable)  # only a misclassified image has something to explain
         assert len(probs.data[0].x) == len(state.class_names)
+
+
+def test_an_activation_panel_draws_a_row_per_image_group_and_class(state):
+    i = 3
+    rows = [{"kind": "image", "key": i}, {"kind": "class", "key": 1}, {"kind": "group", "key": "mine"}]
+    groups = {"mine": [0, 1, 2]}
+    ident = {"type": ids.PANEL_SORT, "layer": "fc2"}
+    gate = "gate-panels.data"
+    body, legend = called(activations.panel, state, 1, "mean", ident, rows, groups, [4, 5], None, trigger=gate)
+    drawn = [part for part in body if "act-row" in (part.className or "")]
+    names = [str(row.children[1].children) for row in drawn]
+    assert len(drawn) == 4 and names[1] == f"average {state.class_names[1]}" and names[3] == "brushed points (mean)"
+    assert names[2] == "group mine" and state.name(i) in names[0]
+    values = state.values("fc2")
+    assert all(len(row.children[2].children) == values.shape[1] for row in drawn)
+    # sorted by the rows' mean: the first cell of every row is the unit with the largest mean over the rows
+    rows_drawn = [values[i], state.class_means("fc2")[1], values[[0, 1, 2]].mean(0), values[[4, 5]].mean(0)]
+    first = int(drawn[0].children[2].children[0].to_plotly_json()["props"]["data-unit"])
+    assert first == int(np.argmax(np.stack(rows_drawn).mean(0)))
+    assert float(legend[0].children) <= float(legend[2].children)
+    # a panel of a layer the Run does not have says so, in the panel
+    error, _ = called(activations.panel, state, 1, "mean", {"layer": "fc9"}, rows, groups, None, None, trigger=gate)
+    assert error.className == "bad" and "fc9" in error.children

@@ -248,7 +248,9 @@ def test_the_largest_requests_of_the_page_fit_the_limit(app):
     everything = list(range(n))
     brushed = {"pairs": [[i % 10, i // 10] for i in range(n)] + [[10, i] for i in range(n)], "selection": everything}
     groups = {f"group {g}": everything for g in range(MAX_GROUP_MEMBERS // n)}
-    panels = callback_body(app, "panel-area.children", {"groups.data": groups, "selection.data": everything})
+    body = prop({"type": ids.PANEL_BODY, "layer": MATCH}, "children")
+    values = {"groups.data": groups, "selection.data": everything}
+    panels = callback_body(app, body, values, match={"layer": "fc2"})
     for body in (brushed, panels):
         size = len(json.dumps(body, separators=(",", ":")))
         assert size < MAX_BODY / 1.5, size  # with margin

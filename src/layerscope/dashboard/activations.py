@@ -1,8 +1,9 @@
 """Activation panels: one per layer, a row per image, group mean or digit average, a cell per unit coloured by its
 activation (a conv layer's per-channel spatial mean), with the units in an order that shows what differs.
 
-Every open panel is drawn by the same code (``_panel``), behind the Activations view's gate (views.py): nothing is
-built while the view is hidden.
+Every panel is one component (``activation_panel`` lays out its frame; ``panel``, a pattern-matching callback, draws
+the rows of each), behind the Activations view's gates (views.py): nothing is built while the view is hidden, and a
+panel's new order redraws that panel alone.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
+from dash import ALL, MATCH, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from layerscope.analysis import explain_misclassification, group_mean, neuron_order
@@ -22,7 +23,7 @@ from layerscope.dashboard.wiring import Callbacks
 from layerscope.errors import LayerscopeError
 from layerscope.names import check_index, check_label
 
-__all__ = ["PANEL_SORTS", "activations_card", "callbacks"]
+__all__ = ["PANEL_SORTS", "activation_panel", "activations_card", "callbacks"]
 
 PANEL_SORTS = ("none", "mean", "variance", "difference", "explain")
 
@@ -200,40 +201,61 @@ def orders(state: DashboardState, values: Any, names: Any, current: Any) -> Any:
 
 @callbacks.callback(
     Output(ids.PANEL_AREA, "children"),
-    # hundreds of cells per row: drawn while the Activations view is open; a finished stroke (DRAW_SETTLED) is
-    # among what the gate follows: the panels follow the pen stroke by stroke
-    views.gated("panels"),
+    # the panels' frames, when the Activations view is shown after panels were opened or closed (or an image
+    # explained: its panels open sorted to explain it); each panel then draws its rows itself (`panel`)
+    views.gated("panel-frames"),
     State(ids.PANELS, "data"),
-    State(ids.ROWS, "data"),
-    State(ids.GROUPS, "data"),
-    State(ids.SELECTION, "data"),
-    State(ids.EXPLAIN, "data"),
     State(ids.PANEL_ORDERS, "data"),
     prevent_initial_call=True,
 )
-def panel_area(
-    state: DashboardState,
-    gate: Any,
-    panels: list[str],
-    rows: list[dict[str, Any]],
-    groups: dict[str, list[int]],
-    selection: Any,
-    explain: Any,
-    orders: Any,
-) -> Any:
+def panel_area(state: DashboardState, gate: Any, panels: Any, orders: Any) -> Any:
     views.opened(gate)
     try:
         panels = _check_panels(state, panels)
-        rows = check_rows(state, rows)
-        groups = check_groups(state, groups)
-        selection = check_selection(state, selection)
-        explain = check_index(explain, state.n, "image to explain") if explain is not None else None
         chosen = _check_orders(orders)
     except LayerscopeError as e:
         return html.Div(str(e), className="bad")
     if not panels:
         return html.Div("Open a panel for a layer to compare activations row by row.", className="hint")
-    return [_panel(state, layer, rows, groups, selection, explain, chosen.get(layer, "none")) for layer in panels]
+    return [activation_panel(state, layer, chosen.get(layer, "none")) for layer in panels]
+
+
+@callbacks.callback(
+    Output({"type": ids.PANEL_BODY, "layer": MATCH}, "children"),
+    Output({"type": ids.PANEL_LEGEND, "layer": MATCH}, "children"),
+    # hundreds of cells per row: drawn while the Activations view is open; a finished stroke (DRAW_SETTLED) is among
+    # what the gate follows: the panels follow the pen stroke by stroke. Called too when a panel's frame is laid out
+    # (a new component), never at page open: the page opens with no frame
+    views.gated("panels"),
+    Input({"type": ids.PANEL_SORT, "layer": MATCH}, "value"),
+    State({"type": ids.PANEL_SORT, "layer": MATCH}, "id"),
+    State(ids.ROWS, "data"),
+    State(ids.GROUPS, "data"),
+    State(ids.SELECTION, "data"),
+    State(ids.EXPLAIN, "data"),
+)
+def panel(
+    state: DashboardState,
+    gate: Any,
+    sort: Any,
+    ident: Any,
+    rows: Any,
+    groups: Any,
+    selection: Any,
+    explain: Any,
+) -> Any:
+    """One activation panel's rows and colour range, in the order its dropdown chose."""
+    views.opened(gate)
+    try:
+        layer = check_choice(ident.get("layer") if isinstance(ident, dict) else None, state.activation_layers, "layer")
+        sort = check_choice(sort, PANEL_SORTS, "panel order")
+        rows = check_rows(state, rows)
+        groups = check_groups(state, groups)
+        selection = check_selection(state, selection)
+        explain = check_index(explain, state.n, "image to explain") if explain is not None else None
+    except LayerscopeError as e:
+        return html.Div(str(e), className="bad"), ""
+    return _panel(state, layer, rows, groups, selection, explain, sort)
 
 
 def _check_orders(value: Any) -> dict[str, str]:
@@ -263,7 +285,8 @@ def _panel(
     selection: list[int] | None,
     explain: int | None,
     sort: str,
-) -> html.Div:
+) -> tuple[list[Any], list[Any]]:
+    """(rows, colour legend) of the panel of ``layer``."""
     shown = list(enumerate(rows))
     if selection:
         shown.append((-1, {"kind": "selection", "key": "brushed"}))
@@ -287,15 +310,7 @@ def _panel(
         order = neuron_order(matrix, "difference", 0, 1)
         note = "units sorted by the first row minus the second"
     lo, hi = (float(matrix.min()), float(matrix.max())) if len(matrix) else (0.0, 1.0)
-    kind = "per-channel spatial mean" if state.run.layer(layer).kind == "conv" else "activation"
-    sort_options = [
-        {"label": "unit order", "value": "none"},
-        {"label": "by mean", "value": "mean"},
-        {"label": "by variance", "value": "variance"},
-        {"label": "first row − second", "value": "difference"},
-        {"label": "explain misclassification", "value": "explain"},
-    ]
-    body = []
+    body: list[Any] = [html.Div(note, className="hint")]
     for k, row, v in values:
         colors = figures.viridis(v[order], lo, hi)
         # data-unit (and the panel's data-layer): what assets/ablate.js sends when a click switches the unit off;
@@ -323,25 +338,37 @@ def _panel(
                 **attrs(live_layer=layer, order=",".join(str(int(u)) for u in order), lo=lo, hi=hi),
             }
         body.append(html.Div([remove, name, html.Div(cells, className="cells")], className="act-row", **live))
-    if not body:
-        body = [html.Div("No rows yet: add images, groups or per-digit averages.", className="hint")]
-    legend = html.Div(
-        [html.Span(f"{lo:.2f}"), html.Span(className="legend-bar"), html.Span(f"{hi:.2f}")], className="legend"
-    )
+    if not values:
+        body.append(html.Div("No rows yet: add images, groups or per-digit averages.", className="hint"))
+    legend = [html.Span(f"{lo:.2f}"), html.Span(className="legend-bar"), html.Span(f"{hi:.2f}")]
+    return body, legend
+
+
+SORT_OPTIONS = [
+    {"label": "unit order", "value": "none"},
+    {"label": "by mean", "value": "mean"},
+    {"label": "by variance", "value": "variance"},
+    {"label": "first row − second", "value": "difference"},
+    {"label": "explain misclassification", "value": "explain"},
+]
+
+
+def activation_panel(state: DashboardState, layer: str, sort: str) -> html.Div:
+    """The frame of ``layer``'s panel: its heading, order, colour legend and close; ``panel`` fills in the rows. In
+    the page it is ``#panel-<layer>`` with ``data-layer`` (what assets/ablate.js reads)."""
+    units = state.run.layer(layer)
+    kind = "per-channel spatial mean" if units.kind == "conv" else "activation"
+    count = len(state.values(layer)[0])
     head = html.Div(
         [
-            html.H4(f"{layer} · {units} units ({kind})"),
+            html.H4(f"{layer} · {count} units ({kind})"),
             dcc.Dropdown(
-                sort_options, sort, id={"type": ids.PANEL_SORT, "layer": layer}, clearable=False, className="ctl sort"
+                SORT_OPTIONS, sort, id={"type": ids.PANEL_SORT, "layer": layer}, clearable=False, className="ctl sort"
             ),
-            legend,
+            html.Div(id={"type": ids.PANEL_LEGEND, "layer": layer}, className="legend"),
             html.Button("close", id={"type": ids.PANEL_CLOSE, "layer": layer}, className="btn small"),
         ],
         className="panel-head",
     )
-    return html.Div(
-        [head, html.Div(note, className="hint"), *body],
-        className="act-panel",
-        id=f"panel-{layer}",
-        **attrs(layer=layer),
-    )
+    body = html.Div(html.Div("drawing the rows…", className="hint"), id={"type": ids.PANEL_BODY, "layer": layer})
+    return html.Div([head, body], className="act-panel", id=f"panel-{layer}", **attrs(layer=layer))

@@ -55,10 +55,8 @@ def check_view_name(value: Any) -> str:
 
 # gate -> (its view, the page-wide stores it follows); the callback behind it reads their values as States
 GATES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "panels": (
-        "activations",
-        (ids.PANELS, ids.ROWS, ids.GROUPS, ids.SELECTION, ids.EXPLAIN, ids.PANEL_ORDERS, ids.DRAW_SETTLED),
-    ),
+    "panel-frames": ("activations", (ids.PANELS, ids.EXPLAIN)),
+    "panels": ("activations", (ids.ROWS, ids.GROUPS, ids.SELECTION, ids.DRAW_SETTLED)),
     "network": ("network", (ids.SELECTED, ids.SELECTION)),
     "unit": ("network", (ids.UNIT,)),
     "guided": ("network", (ids.UNIT, ids.SELECTED)),
@@ -66,7 +64,7 @@ GATES: dict[str, tuple[str, tuple[str, ...]]] = {
     "ablated-image": ("intervene", (ids.ABL_STORE, ids.SELECTED)),
     "attribution": ("intervene", (ids.SELECTED,)),
 }
-_MODEL_FREE = ("panels",)  # the others follow stores of views that need the model's weights
+_MODEL_FREE = ("panel-frames", "panels")  # the others follow stores of views that need the model's weights
 
 
 def _gates(has_model: bool) -> list[str]:
