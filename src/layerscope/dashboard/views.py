@@ -96,11 +96,16 @@ GATES_JS = """function(view, ...values) {
 }"""
 
 
+def _followed(names: list[str]) -> list[str]:
+    """Every store the gates ``names`` follow, each once, in the order the gates' callback takes them."""
+    return list(dict.fromkeys(store for name in names for store in GATES[name][1]))
+
+
 def gate_dependencies(state: Any) -> list[Any]:
     """The gates' callback: an Output per gate the Run has, the view shown and every store a gate follows; which
     gate follows which store is handed to the browser (workspace.js ``gates``) with the page."""
     names = _gates(state.has_model)
-    stores = list(dict.fromkeys(store for name in names for store in GATES[name][1]))
+    stores = _followed(names)
     return [
         *(Output(ids.gate(name), "data") for name in names),
         Input(ids.VIEW_SHOWN, "data"),  # the view once shown and its graphs measured (workspace.js showView)
@@ -112,7 +117,7 @@ def gate_dependencies(state: Any) -> list[Any]:
 def gate_plan(has_model: bool) -> dict[str, Any]:
     """{"views": {gate: its view}, "follows": {gate: positions of its stores among the callback's}} for the page."""
     names = _gates(has_model)
-    stores = list(dict.fromkeys(store for name in names for store in GATES[name][1]))
+    stores = _followed(names)
     return {
         "views": {name: GATES[name][0] for name in names},
         "follows": {name: [stores.index(store) for store in GATES[name][1]] for name in names},
