@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test check lint typecheck bench clean
+.PHONY: install demo test check lint typecheck bench plotly clean
 
 # pip prints each package as it goes (a first install takes a few minutes); PIP_FLAGS=-q quietens it.
 PIP_FLAGS ?= --progress-bar on
@@ -41,6 +41,11 @@ test: lint typecheck
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+# The dashboard's plotly.js (src/layerscope/dashboard/assets/plotly.min.js): plotly.js with the trace types the
+# dashboard draws, rebuilt from npm after a plotly upgrade (tools/plotly/build.js lists the traces).
+plotly:
+	cd tools/plotly && npm ci --no-audit --no-fund && npm run build
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -142,7 +142,29 @@ def click_node(page, layer, unit):
     page.mouse.click(x, y)
 
 
+# true once the renderer has no callback waiting, running or just answered (its redux store, window.store)
+_QUIET = """() => {
+    const c = window.store ? window.store.getState().callbacks : {};
+    return !['requested', 'prioritized', 'blocked', 'executing', 'watched', 'executed', 'stored']
+        .some(k => Array.isArray(c[k]) && c[k].length > 0);
+}"""
+
+
+def settle(page):
+    """Wait until the page's callbacks have answered: three looks in a row, 50 ms apart, find none under way."""
+    page.wait_for_function(
+        f"""() => {{ const quiet = ({_QUIET})(); window.__quiet = quiet ? (window.__quiet || 0) + 1 : 0;
+                   return window.__quiet >= 3; }}""",
+        polling=50,
+        timeout=BUSY,
+    )
+
+
 def show(page, view):
-    """Open ``view`` ("explore", "activations", "network", "draw", "intervene") by its tab, as a user would."""
+    """Open ``view`` ("explore", "activations", "network", "draw", "intervene") by its tab, as a user would, and wait
+    until it is there: the first time a view opens its components come from the server (views.py), and the callbacks
+    of its new components answer."""
     page.click(f"#nav-{view}")
     page.wait_for_selector(f"#view-{view}.active")
+    page.wait_for_function(f"() => !document.querySelector('#view-{view} .view-waiting')", timeout=BUSY)
+    settle(page)

@@ -73,7 +73,8 @@ def test_opens_with_the_files_projections(json_page, json_run):
     expected = json_run.projection("conv2d_1", FILE_METHOD)
     for index, x, y in zip(*coordinates, strict=True):
         assert np.allclose(expected[index], [x, y])
-    # the inside views say plainly why they are absent
+    # the Network view says plainly why its figures are absent
+    show(page, "network")
     assert "holds the network's activations and projections but not its weights" in page.text_content("#no-model")
 
 

@@ -88,7 +88,7 @@ def _row_values(
     Output(ids.PANEL_ORDERS, "data", allow_duplicate=True),
     Input(ids.ADD_BUTTON, "n_clicks"),
     Input(ids.EXPLAIN_BUTTON, "n_clicks"),
-    Input(ids.CLASS_ROWS, "n_clicks"),
+    Input(ids.CLASS_ROWS, "n_clicks", allow_optional=True),  # in the Activations view, laid out when it opens
     Input({"type": ids.ROW_REMOVE, "row": ALL}, "n_clicks"),
     Input({"type": ids.GROUP_ADD_ROW, "name": ALL}, "n_clicks"),
     Input(ids.DBLCLICK, "data"),

@@ -89,6 +89,7 @@ FMAP_ZOOM = "fmap-zoom"
 FMAP_OPEN_UNIT = "fmap-open-unit"
 
 UNIT = "unit"  # store: {"layer", "unit"} shown in the unit card
+UNIT_ASKED = "unit-asked"  # store outside the Network view: the unit an address names (workspace.restore)
 UNIT_LAYER = "unit-layer"
 UNIT_INDEX = "unit-index"
 UNIT_TITLE = "unit-title"
@@ -169,6 +170,8 @@ GOTO_ABLATION = "goto-ablation"
 ADDRESS = "address"  # store: the page's state as a query string (address.py); assets/workspace.js writes the URL
 ADDRESS_DONE = "address-done"  # store written by workspace.js once the URL shows ADDRESS
 VIEW_SHOWN = "view-shown"  # store written by workspace.js once the view is shown and its graphs measured
+VIEW_WANTED = "view-wanted"  # store: a view to lay out, the first time it opens (workspace.js wantView)
+VIEW_LOADED = "view-loaded"  # store: the views laid out in the page so far (workspace.lay_out)
 ADDRESS_IN = "address-in"  # store: the URL's query string at page open and after back/forward (workspace.js)
 ADDRESS_OPENED = "address-opened"  # store written by workspace.js once it read the address the page opened with
 MARKED = "marked"  # store written by the clientside move of the selected image's ring (the panels it is in)

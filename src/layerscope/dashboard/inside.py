@@ -439,17 +439,30 @@ def expand(state: DashboardState, click: Any, expanded: Any) -> Any:
     Input(ids.FMAP_OPEN_UNIT, "n_clicks"),
     Input(ids.UNIT_LAYER, "value"),
     Input(ids.UNIT_INDEX, "value"),
+    # the unit an address names: at once, or when the view is laid out after the address came (an initial call)
+    Input(ids.UNIT_ASKED, "data"),
     State(ids.FMAP_FOCUS, "data"),
     State(ids.UNIT, "data"),
     State(ids.ABL_MODE, "value"),
 )
 def unit(
-    state: DashboardState, click: Any, _open: Any, layer: Any, index: Any, focus: Any, current: Any, ablating: Any
+    state: DashboardState,
+    click: Any,
+    _open: Any,
+    layer: Any,
+    index: Any,
+    asked: Any,
+    focus: Any,
+    current: Any,
+    ablating: Any,
 ) -> Any:
     """The unit the card shows. A unit number the layer does not have is refused with a sentence and the card
     stays on its unit: unit 40 of a 32-channel layer must not quietly become another one."""
     trigger = ctx.triggered_id
     try:
+        if trigger in (ids.UNIT_ASKED, None) and asked is not None:
+            layer, index = check_unit(state, asked)
+            return {"layer": layer, "unit": index}, layer, index, ""
         shown = check_unit(state, current)[0] if current is not None else None
         if trigger == ids.NET_GRAPH:
             if ablating:  # "Click units to switch them off" is on: the click is the Ablation card's

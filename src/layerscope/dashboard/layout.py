@@ -3,6 +3,8 @@ projection panels, the gallery, groups, activation panels, the network, Draw, In
 
 from __future__ import annotations
 
+from typing import Any
+
 from dash import dcc, html
 
 from layerscope.dashboard import ids, views
@@ -86,26 +88,36 @@ def _sidebar(state: DashboardState) -> html.Aside:
     )
 
 
+def view_body(state: DashboardState, name: str) -> list[Any]:
+    """The components of view ``name``: the Explore view's come with the page, the others' the first time the view
+    opens (views.laid_out_with, workspace.lay_out)."""
+    if name == "explore":
+        (first, method_a), (second, method_b) = default_views(state)
+        projections = html.Div(
+            [projection_panel(state, "a", first, method_a), projection_panel(state, "b", second, method_b)],
+            className="row two projections",
+        )
+        below = [gallery_card(state), html.Div([confusion_card(state), groups_card(state)], className="stack")]
+        return [projections, html.Div(below, className="row explore-below")]
+    if name == "activations":
+        return [activations_card(state)]
+    if name == "network":
+        return inside_layout(state)
+    if name == "draw":
+        return draw_layout(state)
+    if name == "intervene":
+        return interventions_layout(state)
+    raise ValueError(f"no view {name!r}: the views are {', '.join(views.NAMES)}")
+
+
+def _waiting(name: str) -> html.Div:
+    """What a view shows until its components arrive (a moment, the first time it opens)."""
+    title = next(title for view, title, _ in views.VIEWS if view == name)
+    return html.Div(f"Opening the {title} view…", className="view-waiting")
+
+
 def build_layout(state: DashboardState) -> html.Div:
-    (first, method_a), (second, method_b) = default_views(state)
-    projections = html.Div(
-        [projection_panel(state, "a", first, method_a), projection_panel(state, "b", second, method_b)],
-        className="row two projections",
-    )
-    explore = [
-        projections,
-        html.Div(
-            [gallery_card(state), html.Div([confusion_card(state), groups_card(state)], className="stack")],
-            className="row explore-below",
-        ),
-    ]
-    body = {
-        "explore": explore,
-        "activations": [activations_card(state)],
-        "network": inside_layout(state),
-        "draw": draw_layout(state),
-        "intervene": interventions_layout(state),
-    }
+    first = default_views(state)[0][0]
     stores = [
         dcc.Store(id=ids.SELECTED, data=0),
         # what a visitor builds survives a reload of the page (sessionStorage: this tab's, not another's)
@@ -121,6 +133,9 @@ def build_layout(state: DashboardState) -> html.Div:
         dcc.Store(id=ids.GALLERY_FILTER, data=None),
         dcc.Store(id=ids.GALLERY_PAGE, data=0),
         dcc.Store(id=ids.VIEW, data=views.DEFAULT),
+        dcc.Store(id=ids.VIEW_WANTED, data=None),
+        dcc.Store(id=ids.VIEW_LOADED, data=[views.DEFAULT]),
+        dcc.Store(id=ids.UNIT_ASKED, data=None),  # the unit an address names, for the unit card once it is laid out
         *views.gate_stores(state.has_model),
         dcc.Store(id=ids.ADDRESS, data=None),  # the page's state as a query string (address.py), for the URL
         dcc.Store(id=ids.ADDRESS_IN, data=None),  # the URL's query string at page open and on back/forward
@@ -141,11 +156,11 @@ def build_layout(state: DashboardState) -> html.Div:
                     html.Main(
                         [
                             html.Section(
-                                children,
+                                view_body(state, name) if name == views.DEFAULT else [_waiting(name)],
                                 id=ids.view(name),
                                 className="view active" if name == views.DEFAULT else "view",
                             )
-                            for name, children in body.items()
+                            for name in views.NAMES
                         ]
                     ),
                 ],

@@ -307,7 +307,7 @@ def _was_waiting(state: DashboardState, layer: str, method: str) -> bool:
     Output(ids.proj("graph", MATCH), "figure", allow_duplicate=True),
     Output(ids.proj("star", MATCH), "data", allow_duplicate=True),
     Output(ids.proj("status", MATCH), "children", allow_duplicate=True),
-    Input(ids.DRAW_SETTLED, "data"),
+    Input(ids.DRAW_SETTLED, "data", allow_optional=True),  # in the Draw view, laid out once it opens
     State(ids.proj("star", MATCH), "data"),
     State(ids.proj("status", MATCH), "children"),
     *_view_states(),

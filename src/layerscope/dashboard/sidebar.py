@@ -38,7 +38,7 @@ callbacks.clientside(
     Output(ids.PREVIEW_PROBS, "figure"),
     Output(ids.EXPLAIN_BUTTON, "disabled"),
     Input(ids.SELECTED, "data"),
-    Input(ids.DRAW_VERSION, "data"),
+    Input(ids.DRAW_VERSION, "data", allow_optional=True),  # in the Draw view, laid out once it opens
 )
 def preview(state: DashboardState, selected: Any, _drawn: Any) -> tuple[Any, ...]:
     try:

@@ -1,7 +1,10 @@
 """The workspace's views: the work split by task, one shown at a time, the selection sidebar beside every one.
 
-Every view's components stay in the page (hidden ones are ``display: none``), so a callback never targets a missing
-component. The heavy ones (feature maps, the network graph, attributions, activation panels) listen to a *gate*
+The page comes with the Explore view laid out; each other view is laid out the first time it opens (``laid_out_with``,
+workspace.lay_out) and then stays in the page, hidden (``display: none``) while another view is shown. A page open
+mounts under half of the page's components, and the renderer weighs each change against those only.
+The stores the views share live outside them (layout.build_layout), so a callback never waits for a view nobody
+opened. The heavy callbacks (feature maps, the network graph, attributions, activation panels) listen to a *gate*
 instead of the stores the whole page shares: a store that the browser changes when one of those stores changed while
 the view is shown, or when the view opens after one changed while it was hidden. A click in the gallery sends no
 request for a view nobody looks at, and opening a view that is up to date redraws nothing.
@@ -26,6 +29,7 @@ __all__ = [
     "gate_plan",
     "gate_stores",
     "gated",
+    "laid_out_with",
     "opened",
     "shown",
 ]
@@ -41,6 +45,16 @@ VIEWS: tuple[tuple[str, str, str], ...] = (
 DEFAULT = "explore"
 NAMES = tuple(name for name, _, _ in VIEWS)
 _NEED_MODEL = ("draw", "intervene")
+
+
+# views laid out together the first time either opens: the network graph's clicks switch units off in the Intervene
+# view's list, and the unit card asks that list whether a click is meant for it
+_TOGETHER = (("network", "intervene"),)
+
+
+def laid_out_with(view: str) -> tuple[str, ...]:
+    """The views laid out when ``view`` first opens: itself, and the views whose callbacks span both."""
+    return next((group for group in _TOGETHER if view in group), (view,))
 
 
 def shown(has_model: bool) -> list[tuple[str, str, str]]:
@@ -109,7 +123,8 @@ def gate_dependencies(state: Any) -> list[Any]:
     return [
         *(Output(ids.gate(name), "data") for name in names),
         Input(ids.VIEW_SHOWN, "data"),  # the view once shown and its graphs measured (workspace.js showView)
-        *(Input(store, "data") for store in stores),
+        # optional: a view's own stores are there once it is laid out (its gates matter only then)
+        *(Input(store, "data", allow_optional=True) for store in stores),
         State(ids.GATE_PLAN, "data"),
     ]
 

@@ -17,6 +17,7 @@ from layerscope.analysis import find_image
 from layerscope.dashboard import ids, views
 from layerscope.dashboard.address import PANEL_FIELDS, format_address, parse_address
 from layerscope.dashboard.checks import check_groups, check_selection
+from layerscope.dashboard.layout import view_body
 from layerscope.dashboard.state import DashboardState
 from layerscope.dashboard.wiring import Callbacks
 from layerscope.errors import LayerscopeError
@@ -38,13 +39,13 @@ def _view_choices(state: DashboardState) -> list[Any]:
     """The tabs of the views the Run offers, and the sidebar actions whose result is in another view: an
     explanation sorts the activation panels (the unit card's "Switch off this unit" shows the ablation's effect)."""
     names = [name for name, _, _ in views.shown(state.has_model)]
-    goto = [ids.EXPLAIN_BUTTON] + (
-        [ids.GOTO_ATTRIBUTION, ids.GOTO_ABLATION, ids.UNIT_ABLATE] if state.has_model else []
-    )
+    goto = [ids.EXPLAIN_BUTTON] + ([ids.GOTO_ATTRIBUTION, ids.GOTO_ABLATION] if state.has_model else [])
     return [
         Output(ids.VIEW, "data"),
         *(Input(ids.nav(name), "n_clicks") for name in names),
         *(Input(button, "n_clicks") for button in goto),
+        # in the Network view, which is laid out only once it opens (views.py)
+        *([Input(ids.UNIT_ABLATE, "n_clicks", allow_optional=True)] if state.has_model else []),
     ]
 
 
@@ -53,11 +54,42 @@ callbacks.clientside(
     _view_choices,
     prevent_initial_call=True,
 )
+# a view opens at once; the first time, it says so while its components come (lay_out), and it is "shown" once they
+# are there and its graphs are measured: the gates of its heavy callbacks follow VIEW_SHOWN
 callbacks.clientside(
-    "function(view) { return window.layerscope.showView(view); }",
+    "function(view, loaded) { return window.layerscope.wantView(view, loaded); }",
+    Output(ids.VIEW_WANTED, "data"),
+    Input(ids.VIEW, "data"),
+    State(ids.VIEW_LOADED, "data"),
+)
+callbacks.clientside(
+    "function(view, loaded) { return window.layerscope.showView(view, loaded); }",
     Output(ids.VIEW_SHOWN, "data"),
     Input(ids.VIEW, "data"),
+    Input(ids.VIEW_LOADED, "data"),
 )
+
+
+_LATER = [name for name in views.NAMES if name != views.DEFAULT]  # the views laid out when they first open
+
+
+@callbacks.callback(
+    *(Output(ids.view(name), "children") for name in _LATER),
+    Output(ids.VIEW_LOADED, "data"),
+    Input(ids.VIEW_WANTED, "data"),
+    State(ids.VIEW_LOADED, "data"),
+    prevent_initial_call=True,
+)
+def lay_out(state: DashboardState, wanted: Any, loaded: Any) -> list[Any]:
+    """The components of the view that opens for the first time, and of the views laid out with it
+    (views.laid_out_with); the views laid out so far."""
+    had = [name for name in loaded if name in views.NAMES] if isinstance(loaded, list) else [views.DEFAULT]
+    new = [name for name in views.laid_out_with(views.check_view_name(wanted)) if name not in had]
+    if not new:
+        raise PreventUpdate
+    return [*(view_body(state, name) if name in new else no_update for name in _LATER), [*had, *new]]
+
+
 callbacks.clientside(views.GATES_JS, views.gate_dependencies)
 
 
@@ -74,22 +106,23 @@ callbacks.clientside(
 
 
 def _restored(state: DashboardState) -> list[Any]:
-    # the unit card's controls, which its own callback checks (and turns into the UNIT store the address reads)
-    units = [Output(c, "value", allow_duplicate=True) for c in (ids.UNIT_LAYER, ids.UNIT_INDEX)]
+    # the unit card's unit, through a store outside the Network view, which may not be laid out yet (inside.unit)
+    unit = [Output(ids.UNIT_ASKED, "data")] if state.has_model else []
     return [
         Output(ids.SELECTED, "data", allow_duplicate=True),
         *(Output(_panel_id(p, f), "value", allow_duplicate=True) for p, f in _PANEL_PROPS),
-        *(units if state.has_model else []),
+        *unit,
         Output(ids.SELECTION, "data", allow_duplicate=True),
         Output(ids.GALLERY_FILTER, "data", allow_duplicate=True),
         Input(ids.ADDRESS_IN, "data"),
         State(ids.SELECTED, "data"),
         *(State(_panel_id(p, f), "value") for p, f in _PANEL_PROPS),
+        *([State(ids.UNIT, "data", allow_optional=True)] if state.has_model else []),
     ]
 
 
 @callbacks.callback(_restored, prevent_initial_call=True)
-def restore(state: DashboardState, search: Any, selected: Any, *panel_values: Any) -> list[Any]:
+def restore(state: DashboardState, search: Any, selected: Any, *values: Any) -> list[Any]:
     """What the address asks for, where it differs from what the page shows (an equal value is not re-sent, so
     nothing redraws for it); what the address does not name stays as it is."""
     wanted = parse_address(search, state)
@@ -99,14 +132,14 @@ def restore(state: DashboardState, search: Any, selected: Any, *panel_values: An
     def changed(key: Any, now: Any) -> Any:
         return key if key is not None and key != now else no_update
 
+    panel_values, shown_unit = values[: len(_PANEL_PROPS)], values[len(_PANEL_PROPS) :]
     panels = wanted.get("panels", {})
-    values = [changed(panels.get(p, {}).get(f), now) for (p, f), now in zip(_PANEL_PROPS, panel_values, strict=True)]
-    unit = wanted.get("unit")
-    units = ([unit["layer"], unit["unit"]] if unit else [no_update, no_update]) if state.has_model else []
+    fields = [changed(panels.get(p, {}).get(f), now) for (p, f), now in zip(_PANEL_PROPS, panel_values, strict=True)]
+    unit = [changed(wanted.get("unit"), now) for now in shown_unit]  # one value where the Run has a model
     return [
         changed(wanted.get("image"), selected),
-        *values,
-        *units,
+        *fields,
+        *unit,
         wanted.get("selection", no_update),
         wanted.get("cell", no_update),
     ]
@@ -118,7 +151,8 @@ def _addressed(state: DashboardState) -> list[Any]:
         Input(ids.VIEW, "data"),
         Input(ids.SELECTED, "data"),
         *(Input(_panel_id(p, f), "value") for p, f in _PANEL_PROPS),
-        *([Input(ids.UNIT, "data")] if state.has_model else []),
+        # the unit card's, once the Network view is laid out; the one an address asked for until then
+        *([Input(ids.UNIT, "data", allow_optional=True), Input(ids.UNIT_ASKED, "data")] if state.has_model else []),
         Input(ids.SELECTION, "data"),
         Input(ids.GALLERY_FILTER, "data"),
     ]
@@ -128,7 +162,10 @@ def _addressed(state: DashboardState) -> list[Any]:
 def address(state: DashboardState, view: Any, selected: Any, *rest: Any) -> str:
     n = len(_PANEL_PROPS)
     panel_values, more = rest[:n], list(rest[n:])
-    unit = more.pop(0) if state.has_model else None
+    unit = None
+    if state.has_model:
+        shown, asked = more.pop(0), more.pop(0)
+        unit = shown if shown is not None else asked
     selection, cell = more
     fields = len(PANEL_FIELDS)
     panels = {p: panel_values[k * fields : (k + 1) * fields] for k, p in enumerate(ids.PANEL_IDS)}

@@ -27,10 +27,14 @@
     if (id === "explain-button") { return "activations"; }
     if (id === "unit-ablate") { return "intervene"; }
     if (id === "goto-attribution" || id === "goto-ablation") {
-      setTimeout(function () {
-        const card = document.getElementById(id === "goto-ablation" ? "abl-layer" : "attr-method");
-        if (card) { card.closest(".card").scrollIntoView({ block: "start" }); }
-      }, 50);
+      // the card scrolls into sight once it is there (the view is laid out the first time it opens)
+      const target = id === "goto-ablation" ? "abl-layer" : "attr-method";
+      let tries = 0;
+      (function scroll() {
+        const card = document.getElementById(target);
+        if (card && card.offsetParent !== null) { card.closest(".card").scrollIntoView({ block: "start" }); return; }
+        if (++tries < 100) { setTimeout(scroll, 50); }
+      })();
       return "intervene";
     }
     return noUpdate();
@@ -103,16 +107,7 @@
     return noUpdate();
   };
 
-  let shownOnce = false;
-  ls.showView = function (view) {
-    // a new history entry at once (the server's full address replaces it when it comes): a quick second click
-    // must not lose the first view from the history; not on the page's first call, made before the address is read
-    const params = new URLSearchParams(window.location.search);
-    if (shownOnce && (params.get("view") || "explore") !== view) {
-      params.set("view", view);
-      window.history.pushState(null, "", window.location.pathname + "?" + params.toString() + window.location.hash);
-    }
-    shownOnce = true;
+  const markView = function (view) {
     document.querySelectorAll("main > .view").forEach(function (s) {
       s.classList.toggle("active", s.id === "view-" + view);
     });
@@ -120,6 +115,27 @@
       b.classList.toggle("active", b.id === "nav-" + view);
       b.setAttribute("aria-selected", b.id === "nav-" + view ? "true" : "false");
     });
+  };
+  const laidOut = function (view, loaded) { return (loaded || []).indexOf(view) >= 0; };
+
+  // the view chosen shows at once; one not laid out yet (views.py) is asked for (workspace.lay_out) and says so
+  // meanwhile. A new history entry at once too (the server's full address replaces it when it comes): a quick second
+  // click must not lose the first view from the history; not on the page's first call, made before the address is read
+  let wantedOnce = false;
+  ls.wantView = function (view, loaded) {
+    const params = new URLSearchParams(window.location.search);
+    if (wantedOnce && (params.get("view") || "explore") !== view) {
+      params.set("view", view);
+      window.history.pushState(null, "", window.location.pathname + "?" + params.toString() + window.location.hash);
+    }
+    wantedOnce = true;
+    markView(view);
+    return laidOut(view, loaded) ? noUpdate() : view;
+  };
+
+  ls.showView = function (view, loaded) {
+    if (!laidOut(view, loaded)) { return noUpdate(); }  // its components are on their way: called again then
+    markView(view);
     // plotly drew the graphs of a hidden view at its default 700 px: let it measure them again, then say the view is
     // shown (the gates of its heavy callbacks follow VIEW_SHOWN: their figures arrive in graphs of the right size)
     // (Plots.resize waits 100 ms before it measures: a figure drawn meanwhile would keep the 700 px)
@@ -135,11 +151,11 @@
   };
 
 
-  // the page's state as a query string (address.py) -> the URL: back and forward move between views (showView
+  // the page's state as a query string (address.py) -> the URL: back and forward move between views (wantView
   // makes an entry per view), the rest of the state refines the entry (a click in the gallery is not a page)
   const viewOf = function (search) { return new URLSearchParams(search).get("view") || "explore"; };
   ls.writeAddress = function (search) {
-    // the history's entries are made where the view changes (showView); an address only refines the entry of its
+    // the history's entries are made where the view changes (wantView); an address only refines the entry of its
     // view. One made for a view the page has left since (back, then back again before the first answer came) is
     // dropped: written, it would take the place of the entry the page is on
     if (!search || search === window.location.search || viewOf(search) !== viewOf(window.location.search)) {
