@@ -207,3 +207,19 @@ def test_one_image_through_the_model_gives_each_layer_and_its_probabilities():
         direct = torch.softmax(model(x), dim=1)[0].numpy()
     np.testing.assert_allclose(probs, direct, rtol=1e-5)
     np.testing.assert_allclose(outputs["fc2"], layer_outputs(model, x, ["fc2"])["fc2"][0].numpy(), rtol=1e-6)
+
+
+def test_the_confusion_matrix_counts_as_sklearns(tiny_run):
+    from sklearn.metrics import confusion_matrix
+
+    from layerscope.analysis import confusion, predictions
+
+    predicted, _ = predictions(tiny_run)
+    labels, split = np.asarray(tiny_run.labels), np.asarray(tiny_run.split)
+    k = len(tiny_run.class_names)
+    for which in (None, 0, 1):
+        keep = np.ones(len(labels), bool) if which is None else split == which
+        wanted = confusion_matrix(labels[keep], predicted[keep], labels=np.arange(k))
+        got = confusion(tiny_run, which)
+        assert got.shape == (k, k) and np.array_equal(got, wanted), which
+    assert confusion(tiny_run, None).sum() == len(labels)
