@@ -11,6 +11,7 @@ from layerscope.analysis import find_image
 from layerscope.dashboard import create_app, ids, views
 from layerscope.dashboard.address import format_address, parse_address, ranges, unranges
 from layerscope.dashboard.jobs import Job
+from layerscope.dashboard.layout import view_body
 from layerscope.errors import LayerscopeError
 from layerscope.progress import Cancelled, stoppable
 from layerscope.projections.compute import compute_projection
@@ -72,7 +73,8 @@ def test_views_and_the_gates_of_their_heavy_callbacks(tiny_run):
     assert [name for name, _, _ in views.shown(False)] == ["explore", "activations", "network"]
     assert views.check_view_name("intervene") == "intervene" and views.check_view_name(3) == "explore"
     app = create_app(tiny_run)
-    layout = str(app.layout)
+    # the page and every view it lays out later
+    layout = str(app.layout) + "".join(str(view_body(app.layerscope_state, name)) for name in views.NAMES)
     gated = {}  # gate store -> the server callbacks behind it, as the page's renderer is told of them
     for spec in app._callback_list:
         for dep in spec["inputs"]:
