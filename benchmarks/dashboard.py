@@ -111,9 +111,10 @@ FIRST_SCATTER_JS = """(() => {
 })();"""
 
 # A lasso of `count` points in projection A (plotly's own event) until the linked views show it: projection B
-# highlights exactly those images, the brushed row above the gallery names their number and, where the activation
-# panel is displayed (main: everything on one page; the new layout draws it only in the Activations view), its
-# "brushed" row is there. Gives [ms, whether the panel was waited for].
+# highlights exactly those images (its selectedpoints, or the images its selection layer draws), the brushed row
+# above the gallery names their number and, where the activation panel is displayed (main: everything on one page;
+# the new layout draws it only in the Activations view), its "brushed" row is there. Gives [ms, whether the panel
+# was waited for].
 LASSO_JS = """([count]) => new Promise((done, fail) => {
     const a = document.querySelector('#proj-a-graph .js-plotly-plot, #proj-a .proj-graph .js-plotly-plot');
     const b = document.querySelector('#proj-b-graph .js-plotly-plot, #proj-b .proj-graph .js-plotly-plot');
@@ -126,7 +127,9 @@ LASSO_JS = """([count]) => new Promise((done, fail) => {
     const t0 = performance.now();
     a.emit('plotly_selected', {points: points});
     (function poll() {
-        const n = b.data.slice(0, 10)
+        // main restyles B's selectedpoints; the tree draws them on B's selection layer (workspace.js highlight)
+        const layer = b.querySelector('canvas.selection-layer');
+        const n = layer && layer.style.display !== 'none' ? Number(layer.dataset.count) : b.data.slice(0, 10)
             .reduce((s, t) => s + (t.selectedpoints ? t.selectedpoints.length : 0), 0);
         const brushed = document.querySelector('#gallery-brushed');
         const gallery = brushed === null || brushed.textContent.includes(label);

@@ -24,6 +24,22 @@ def traces(page, panel):
     )
 
 
+LIT = """sel => { const gd = document.querySelector(sel);
+    const layer = gd.querySelector('canvas.selection-layer');
+    const shown = gd.__lit && layer && layer.style.display !== 'none';
+    return shown ? gd.__lit.indices.slice().sort((a, b) => a - b) : []; }"""
+
+
+def lit(page, panel):
+    """The images lit up in a projection's selection layer (a selection brushed elsewhere: workspace.js), sorted."""
+    return page.evaluate(LIT, GRAPH.format(panel))
+
+
+def wait_lit(page, panel, count):
+    page.wait_for_function(f"sel => ({LIT})(sel).length === {count}", arg=GRAPH.format(panel))
+    return lit(page, panel)
+
+
 def lasso(page, panel, curve, count):
     """Select the first ``count`` points of trace ``curve``, as a lasso would (plotly's own selection event)."""
     page.evaluate(
@@ -100,12 +116,15 @@ def test_layer_and_method_switch(page, mnist_run):
 
 def test_lasso_makes_a_group_that_reaches_the_activation_panel_and_the_other_projection(page):
     lasso(page, "a", 3, 250)
-    # linked brushing: the same 250 images light up in projection B
-    page.wait_for_function(
-        """sel => document.querySelector(sel).data.slice(0, 10)
-               .reduce((s, t) => s + (t.selectedpoints ? t.selectedpoints.length : 0), 0) === 250""",
-        arg=GRAPH.format("b"),
+    # linked brushing: the same 250 images light up in projection B, the rest faded behind them
+    brushed = page.evaluate(
+        "sel => Array.from(document.querySelector(sel)._fullData[3].customdata.slice(0, 250))", GRAPH.format("a")
     )
+    assert wait_lit(page, "b", 250) == sorted(brushed)
+    assert (
+        page.evaluate("sel => document.querySelector(sel + ' .gl-container').style.opacity", GRAPH.format("b")) == "0.1"
+    )
+    assert lit(page, "a") == []  # the panel brushed in shows plotly's own lasso
     show(page, "activations")
     page.wait_for_selector("#panel-fc2 .act-row:has-text('brushed points')")
     # ... and in the gallery
@@ -119,6 +138,33 @@ def test_lasso_makes_a_group_that_reaches_the_activation_panel_and_the_other_pro
     page.locator(".group:has-text('my threes')").get_by_role("button", name="add to panels").click()
     show(page, "activations")
     page.wait_for_selector("#panel-fc2 .act-row:has-text('group my threes')")
+
+
+# every image lit in a panel sits where that panel's current figure draws it
+LIT_IN_PLACE = """sel => { const gd = document.querySelector(sel);
+    if (!gd.__lit || gd.__lit.data !== gd.data) return false;
+    const at = new Map();
+    gd._fullData.filter(t => t.name !== 'misclassified')
+        .forEach(t => t.customdata.forEach((c, i) => at.set(c, [t.x[i], t.y[i]])));
+    return gd.__lit.indices.every((c, k) => at.get(c)[0] === gd.__lit.x[k] && at.get(c)[1] === gd.__lit.y[k]); }"""
+
+
+def test_the_lit_selection_follows_the_other_panels_new_figure_and_escape_clears_it(page):
+    lasso(page, "a", 2, 30)
+    brushed = wait_lit(page, "b", 30)
+    page.evaluate("sel => { window.__before = document.querySelector(sel).data; }", GRAPH.format("b"))
+    page.click("#proj-b .proj-layer")
+    page.get_by_role("option", name="fc1", exact=True).click()
+    page.wait_for_function(
+        f"sel => document.querySelector(sel).data !== window.__before && ({LIT_IN_PLACE})(sel)",
+        arg=GRAPH.format("b"),
+        timeout=BUSY,
+    )
+    assert lit(page, "b") == brushed  # the same images, where fc1's projection puts them
+    page.evaluate("() => document.activeElement.blur()")  # Escape in the layer dropdown closes only the dropdown
+    page.keyboard.press("Escape")
+    page.wait_for_function(f"sel => ({LIT})(sel).length === 0", arg=GRAPH.format("b"))
+    assert page.evaluate("sel => document.querySelector(sel + ' .gl-container').style.opacity", GRAPH.format("b")) == ""
 
 
 def test_explain_a_misclassification(page, mnist_run):
@@ -149,11 +195,8 @@ def test_confusion_cell_filters_the_gallery(page, mnist_run):
     page.wait_for_selector(".gallery .row-title:has-text('true 4, predicted 9')")
     assert page.locator("#gallery-body .thumb").count() == min(expected, 60)
     assert f"{expected:,} images" in page.text_content("#gallery-info")
-    page.wait_for_function(
-        """([sel, n]) => document.querySelector(sel).data.slice(0, 10)
-               .reduce((s, t) => s + (t.selectedpoints ? t.selectedpoints.length : 0), 0) === n""",
-        arg=[GRAPH.format("a"), expected],
-    )
+    members = np.flatnonzero((split == 1) & (labels == 4) & (predicted == 9)).tolist()
+    assert wait_lit(page, "a", expected) == members == wait_lit(page, "b", expected)
 
 
 def test_double_click_adds_the_image(page):

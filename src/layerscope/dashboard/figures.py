@@ -83,10 +83,10 @@ def scatter_figure(
     color_by: str,
     class_names: Sequence[str],
     height: int | None = None,
-    selection: np.ndarray | None = None,
 ) -> go.Figure:
-    """All kept points as WebGL scatter traces (one per class), misclassified points ringed on top, the images of
-    ``selection`` (brushed) drawn large and the rest faded; assets/workspace.js rings the selected image.
+    """All kept points as WebGL scatter traces (one per class), misclassified points ringed on top; the points a
+    lasso selects drawn large and the rest faded. assets/workspace.js rings the selected image and lights up the
+    images brushed elsewhere.
     ``height=None`` fills the graph's box (CSS sizes it).
 
     Each trace carries its dataset indices as ``customdata``; numpy arrays travel to the browser as typed arrays.
@@ -113,7 +113,6 @@ def scatter_figure(
                 name=label,
                 customdata=idx.astype(np.int32),
                 marker=marker,
-                selectedpoints=np.flatnonzero(np.isin(idx, selection)).tolist() if selection is not None else None,
                 hovertemplate="#%{customdata}<extra>" + label + "</extra>",
                 # a brushed few must stand out of 70,000: larger, opaque, the rest nearly gone
                 selected=dict(marker=dict(size=7, opacity=1.0)),
@@ -131,7 +130,6 @@ def scatter_figure(
             marker=dict(size=6, color="rgba(17, 17, 17, 0.8)", symbol="circle-open", line=dict(width=0.8)),
             hovertemplate="#%{customdata} misclassified<extra></extra>",
             visible=True if color_by != "correct" else "legendonly",
-            selectedpoints=np.flatnonzero(np.isin(wrong, selection)).tolist() if selection is not None else None,
             unselected=dict(marker=dict(opacity=0.1)),
         )
     )

@@ -5,7 +5,7 @@ of code.
 A panel shows one (layer, method) projection of every image, coloured one of four ways, with its quality figures,
 a Cancel for a projection being computed, a hover card and its coordinates as CSV or .npy. Clicks, hovers and brushes
 reach the server as the images' indices (each point's customdata, read in the browser: assets/workspace.js); the
-images brushed in one panel light up in the other without a request (``HIGHLIGHT_JS``).
+images brushed in one panel light up in the other without a request (assets/workspace.js highlight).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dash.exceptions import PreventUpdate
 from layerscope import export
 from layerscope.analysis import shown_points
 from layerscope.dashboard import figures, ids
-from layerscope.dashboard.checks import check_choice, check_selection, check_view
+from layerscope.dashboard.checks import check_choice, check_view
 from layerscope.dashboard.components import card
 from layerscope.dashboard.placing import PLACING_PREFIXES
 from layerscope.dashboard.state import LIVE, DashboardState
@@ -198,7 +198,6 @@ def _view_states() -> list[State]:
     Input(ids.proj("color", MATCH), "value"),
     Input(ids.proj("split", MATCH), "value"),
     Input(ids.JOBS_INTERVAL, "n_intervals"),
-    State(ids.SELECTION, "data"),
     State(ids.proj("star", MATCH), "data"),
     State(ids.proj("status", MATCH), "children"),
 )
@@ -209,17 +208,15 @@ def projection(
     color: Any,
     split: Any,
     tick: Any,
-    selection: Any,
     present: Any,
     status_now: Any,
 ) -> Any:
     try:
         layer, method, split, color = check_view(state, layer, method, split, color)
-        selection = check_selection(state, selection)
     except LayerscopeError as e:
         return figures.empty_figure(str(e)), html.Span(str(e), className="bad"), "", no_update
     try:
-        fig, status, quality = _figure(state, layer, method, color, split, tick, selection)
+        fig, status, quality = _figure(state, layer, method, color, split, tick)
     except PreventUpdate:
         # a JOBS_INTERVAL tick with nothing new in the projection itself: the drawing's placement, prepared in the
         # background, may have got further or be ready; a Patch brings the star, the figure is not re-sent
@@ -234,9 +231,7 @@ def projection(
     return fig, status or placing, quality, where is not None
 
 
-def _figure(
-    state: DashboardState, layer: str, method: str, color: str, split: str, tick: Any, selection: Any
-) -> tuple[Any, Any, Any]:
+def _figure(state: DashboardState, layer: str, method: str, color: str, split: str, tick: Any) -> tuple[Any, Any, Any]:
     """(figure, status, quality figures) of ``method`` of ``layer``; its status while it is being computed."""
     label = f"{METHOD_LABELS[method]} of {layer}"
     if method not in state.methods(layer):
@@ -270,11 +265,7 @@ def _figure(
         raise PreventUpdate
     keep = _keep(state, layer, method, split)
     try:
-        fig = (
-            _scatter(state, layer, method, color, split, selection)
-            if selection
-            else _shared(state, layer, method, color, split)
-        )
+        fig = _scatter(state, layer, method, color, split)
     except Exception as e:  # an error in one panel is shown there; the page keeps working
         return figures.empty_figure(), html.Span(f"cannot show {label}: {e}", className="bad"), ""
     meta = state.projection_meta(layer, method)
@@ -291,10 +282,12 @@ def _figure(
     return fig, "", quality
 
 
-def _scatter(
-    state: DashboardState, layer: str, method: str, color: str, split: str, selection: list[int] | None
-) -> dict[str, Any]:
-    """A panel's figure as the JSON the page gets (its arrays as base64 strings)."""
+@lru_cache(maxsize=32)
+def _scatter(state: DashboardState, layer: str, method: str, color: str, split: str) -> dict[str, Any]:
+    """A panel's figure as the JSON the page gets (its arrays as base64 strings), built once per view: every visitor
+    opening the page asks for the same two, and building and encoding 70,000 points takes about 50 ms a time. The
+    page's selection is lit in the browser (assets/workspace.js), so one figure serves every selection. Read-only:
+    `projection` copies what it adds to it (the live drawing's star)."""
     fig = figures.scatter_figure(
         state.projection(layer, method),
         state.labels,
@@ -303,17 +296,8 @@ def _scatter(
         _keep(state, layer, method, split),
         color,
         state.class_names,
-        selection=np.asarray(selection) if selection else None,
     )
     return json.loads(plotly.io.to_json(fig, validate=False))
-
-
-@lru_cache(maxsize=32)
-def _shared(state: DashboardState, layer: str, method: str, color: str, split: str) -> dict[str, Any]:
-    """A panel's figure with nothing brushed, built once per view: every visitor opening the page asks for the same
-    two, and building and encoding 70,000 points takes about 50 ms a time. Read-only: `projection` copies what it
-    adds to it (the live drawing's star)."""
-    return _scatter(state, layer, method, color, split, None)
 
 
 def _was_waiting(state: DashboardState, layer: str, method: str) -> bool:
@@ -453,8 +437,8 @@ for _prop, _store in (("selectedData", "brush"), ("clickData", "clicked"), ("hov
         prevent_initial_call=True,
     )
 
-# the images brushed in one panel -> the page's selection, in the browser (`HIGHLIGHT_JS` lights them up in the
-# other panel); what reads the selection on the server checks it there (checks.check_selection)
+# the images brushed in one panel -> the page's selection, in the browser (the highlight below lights them up in
+# the other panel); what reads the selection on the server checks it there (checks.check_selection)
 callbacks.clientside(
     "function(brushes, current) { return window.layerscope.brushed(window.dash_clientside.callback_context, "
     "brushes, current); }",
@@ -465,10 +449,10 @@ callbacks.clientside(
     prevent_initial_call=True,
 )
 
-# Linked highlight, in the browser: a Plotly.restyle of `selectedpoints` on the drawn figure costs one redraw, where
-# a server Patch makes dcc.Graph re-run Plotly.react on the whole 70k-point figure first (measured 0.8 s against
-# 0.15-0.3 s in headless chromium with software WebGL). Every panel but the one the images were brushed in (which
-# shows its own lasso).
+# Linked highlight, in the browser: the selection drawn on a 2-D canvas over every panel but the one it was brushed
+# in, the WebGL points behind faded by CSS (workspace.js highlight). A restyle of `selectedpoints` redraws all 70,000
+# WebGL points (0.3-0.6 s a panel in headless chromium's software WebGL), and a server Patch makes dcc.Graph re-run
+# Plotly.react on the whole figure first.
 callbacks.clientside(
     "function(selection, origin) { return window.layerscope.highlight(selection, origin); }",
     Output(ids.HIGHLIGHT_DONE, "data"),

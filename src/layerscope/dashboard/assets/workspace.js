@@ -70,20 +70,98 @@
     return [indices && indices.length ? indices : [], id.panel];
   };
 
-  // the images of the page's selection lit up in every projection but the one they were brushed in (which shows
-  // its own lasso): a restyle of selectedpoints, one redraw, no request
+  // The images of the page's selection lit up in every projection but the one they were brushed in (which shows
+  // plotly's own lasso, as long as it shows the figure they were brushed in): drawn larger on a 2-D canvas laid over
+  // the plot, the WebGL points behind faded by CSS. Neither redraws the 70,000 WebGL points, which a restyle of
+  // selectedpoints does (0.3-0.6 s a panel in software WebGL, and the page waits for it).
+  const lit = { wanted: null, origin: null, brushedIn: null };
+  const FADED = "0.1";  // the opacity of the WebGL points behind a lit selection
+  // a numeric marker colour -> its colour on the trace's scale (the nearest of the scale's stops)
+  const colorOf = function (marker, k) {
+    const c = marker.color;
+    if (!c || typeof c === "string") { return c || "#444"; }
+    const scale = marker.colorscale || [[0, "#444"], [1, "#444"]];
+    let t = (c[k] - marker.cmin) / ((marker.cmax - marker.cmin) || 1);
+    t = Math.min(1, Math.max(0, marker.reversescale ? 1 - t : t));
+    let best = scale[0];
+    scale.forEach(function (stop) { if (Math.abs(stop[0] - t) < Math.abs(best[0] - t)) { best = stop; } });
+    return best[1];
+  };
+  // the lit images of a panel's figure: data coordinates and colours, by trace (misclassified rings stay faded)
+  const litPoints = function (gd) {
+    const points = { x: [], y: [], color: [], indices: [] };
+    gd._fullData.forEach(function (trace) {
+      if (trace.visible !== true || trace.name === "misclassified" || !trace.customdata) { return; }
+      const custom = trace.customdata;
+      for (let i = 0; i < custom.length; i++) {
+        if (lit.wanted.has(custom[i])) {
+          points.x.push(trace.x[i]);
+          points.y.push(trace.y[i]);
+          points.color.push(colorOf(trace.marker || {}, i));
+          points.indices.push(custom[i]);
+        }
+      }
+    });
+    return points;
+  };
+  const drawLit = function (gd) {
+    const layer = gd._fullLayout || {};
+    const xa = layer.xaxis, ya = layer.yaxis;
+    const gl = gd.querySelector(".gl-container");
+    let canvas = gd.querySelector("canvas.selection-layer");
+    const show = lit.wanted && !(panelOf(gd) === lit.origin && gd.data === lit.brushedIn) && xa && xa.l2p;
+    if (!show) {
+      if (canvas) { canvas.style.display = "none"; canvas.dataset.count = "0"; }
+      if (gl) { gl.style.opacity = ""; }
+      gd.__lit = null;
+      return;
+    }
+    if (!gd.__lit || gd.__lit.data !== gd.data || gd.__lit.wanted !== lit.wanted) {
+      gd.__lit = Object.assign(litPoints(gd), { data: gd.data, wanted: lit.wanted });
+    }
+    if (!canvas) {
+      canvas = document.createElement("canvas");
+      canvas.className = "selection-layer";
+      (gl ? gl.parentNode : gd).insertBefore(canvas, gl ? gl.nextSibling : null);
+    }
+    const ratio = window.devicePixelRatio || 1;
+    const width = xa._length, height = ya._length;
+    Object.assign(canvas.style, {
+      display: "block", left: xa._offset + "px", top: ya._offset + "px", width: width + "px", height: height + "px",
+    });
+    canvas.width = Math.round(width * ratio);
+    canvas.height = Math.round(height * ratio);
+    const c = canvas.getContext("2d");
+    c.setTransform(ratio, 0, 0, ratio, 0, 0);
+    c.clearRect(0, 0, width, height);
+    c.lineWidth = 0.8;
+    c.strokeStyle = "rgba(255, 255, 255, 0.9)";
+    const points = gd.__lit;
+    for (let k = 0; k < points.x.length; k++) {
+      const x = xa.l2p(points.x[k]), y = ya.l2p(points.y[k]);
+      if (x < -4 || y < -4 || x > width + 4 || y > height + 4) { continue; }
+      c.beginPath();
+      c.arc(x, y, 3.5, 0, 2 * Math.PI);
+      c.fillStyle = points.color[k];
+      c.fill();
+      c.stroke();
+    }
+    canvas.dataset.count = String(points.indices.length);
+    if (gl) { gl.style.opacity = FADED; }
+  };
   ls.highlight = function (selection, origin) {
-    const wanted = selection && selection.length ? new Set(selection) : null;
+    lit.wanted = selection && selection.length ? new Set(selection) : null;
+    lit.origin = origin || null;
+    const from = lit.origin ? plotOf(lit.origin) : null;
+    lit.brushedIn = from ? from.data : null;
     graphs().forEach(function (gd) {
-      if (panelOf(gd) === origin) { return; }
-      const chosen = gd._fullData.map(function (trace) {
-        if (!wanted) { return null; }
-        const indices = trace.customdata || [];
-        const positions = [];
-        for (let i = 0; i < indices.length; i++) { if (wanted.has(indices[i])) { positions.push(i); } }
-        return positions;
-      });
-      window.Plotly.restyle(gd, { selectedpoints: chosen });
+      // a selection this panel's figure came with, or a lasso of its own no longer the page's: cleared (the one
+      // case that redraws the WebGL points)
+      const own = gd.data.some(function (t) { return t.selectedpoints != null; });
+      if (own && (panelOf(gd) !== lit.origin || !lit.wanted)) {
+        window.Plotly.restyle(gd, { selectedpoints: null });
+      }
+      drawLit(gd);
     });
     return selection ? selection.length : 0;
   };
@@ -247,7 +325,7 @@
       }
       if (!hooked.has(gd)) {  // a new figure, a zoom or a pan: the ring follows
         hooked.add(gd);
-        gd.on("plotly_afterplot", function () { ls.markSelected(ls.selected); });
+        gd.on("plotly_afterplot", function () { ls.markSelected(ls.selected); drawLit(gd); });
       }
       placeRing(gd);
       if (gd.__ring) { marked += 1; }
@@ -262,6 +340,7 @@
       const gd = plotOf(panel);
       if (gd && gd._fullData && gd._fullData.length && typeof gd.on === "function") {
         ls.markSelected(ls.selected);
+        drawLit(gd);
       } else if (tries++ < 100) {
         setTimeout(attempt, 100);
       }
