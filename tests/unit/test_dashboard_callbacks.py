@@ -51,14 +51,14 @@ def test_a_projection_panel_draws_every_image_of_its_split(state):
     layer_changed = prop(ids.proj("layer", "a"), "value")
     for split, wanted in (("all", state.n), ("test", int((state.split == 1).sum()))):
         figure, status, quality, star = called(
-            projection.projection, state, "fc2", "pca", "label", split, None, None, False, None, trigger=layer_changed
+            projection.projection, state, "fc2", "pca", "label", split, None, False, None, trigger=layer_changed
         )
         assert status == "" and star is False
         assert _points(figure) == wanted, split
         assert any(f"{wanted:,} points" in str(part.children) for part in quality)
     # a layer the Run does not have: the panel says so, nothing is drawn
     figure, status, _, _ = called(
-        projection.projection, state, "fc9", "pca", "label", "all", None, None, False, None, trigger=layer_changed
+        projection.projection, state, "fc9", "pca", "label", "all", None, False, None, trigger=layer_changed
     )
     assert "fc9" in str(status.children) and not figure.data
 
@@ -120,7 +120,9 @@ def test_the_sidebar_previews_the_selected_image(state):
         src, caption, probs, explain_disabled = called(sidebar.preview, state, i, 0, trigger="selected.data")
         assert src.startswith("data:image/png") and state.name(i) in str(caption[0].children)
         assert explain_disabled is (not explainable)  # only a misclassified image has something to explain
-        assert len(probs.data[0].x) == len(state.class_names)
+        bars = probs["data"][0]  # figure JSON
+        assert len(bars["x"]) == len(state.class_names) and sum(bars["x"]) == pytest.approx(1, abs=1e-4)
+        assert bars["x"].index(max(bars["x"])) == state.predicted[i]
 
 
 def test_an_activation_panel_draws_a_row_per_image_group_and_class(state):

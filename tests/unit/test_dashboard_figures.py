@@ -4,8 +4,16 @@ import numpy as np
 import pytest
 
 from layerscope.attribution import RandomisationStep
-from layerscope.dashboard.figures import DOUBT_SCALE, doubt, scatter_figure
+from layerscope.dashboard.figures import (
+    DOUBT_SCALE,
+    WRONG_COLOR,
+    doubt,
+    figure_json,
+    probability_figure,
+    scatter_figure,
+)
 from layerscope.dashboard.interventions import DROP, GAIN, ablation_class_figure, similarity_figure
+from layerscope.dashboard.unit_figures import GraphColumn, network_figure, recolour_nodes
 
 NAMES = [str(k) for k in range(10)]
 
@@ -83,3 +91,37 @@ def test_the_sanity_chart_shows_negative_similarities_above_zero_line():
 def test_the_sanity_chart_of_positive_similarities_still_shows_zero():
     axis = similarity_figure([_step((), 1.0, 1.0), _step(("fc2",), 0.4, 0.5)]).layout.yaxis
     assert axis.range[0] == pytest.approx(-0.1) and axis.zeroline
+
+
+# -- the network graph: built once per structure, its nodes recoloured ------------------------------------------------
+def test_recoloured_nodes_are_the_figure_built_with_the_values():
+    rng = np.random.default_rng(0)
+
+    def columns(coloured):
+        def values(n):
+            return rng.normal(size=n) if coloured else None
+
+        return [
+            GraphColumn("input", "image", 1, False, "input 1x8x8"),
+            GraphColumn("conv1", "conv", 4, True, "conv1 4@6x6", values=values(4)),
+            GraphColumn("conv2", "conv", 3, False, "conv2 3@4x4", values=values(3)),
+            GraphColumn("out", "dense", 10, True, "out 10 units", values=values(10), unit_names=NAMES),
+        ]
+
+    edges = [rng.normal(size=(4, 1)), rng.normal(size=(3, 4)), rng.normal(size=(10, 3))]
+    grey = figure_json(network_figure(columns(False), edges, 2, 0.0, height=720))
+    coloured = columns(True)
+    expected = figure_json(network_figure(coloured, edges, 2, 0.0, height=720))
+    assert recolour_nodes(grey, coloured, 720) == expected
+    assert next(t for t in grey["data"] if t["name"] == "node colour scale")["visible"] is False
+    assert recolour_nodes(grey, columns(False), 720) == grey
+
+
+def test_probability_bars_filled_into_one_frame_keep_each_figure_its_own():
+    first = probability_figure(np.array([0.7, 0.2, 0.1]), 1, ["a", "b", "c"])
+    second = probability_figure(np.array([0.1, 0.1, 0.8]), 2, ["a", "b", "c"])
+    assert first["data"][0]["x"] == pytest.approx([0.7, 0.2, 0.1]) and second["data"][0]["x"][2] == pytest.approx(0.8)
+    assert first["data"][0]["marker"]["color"][0] == WRONG_COLOR  # predicted a, the true class is b
+    assert first["data"][0]["marker"]["line"]["color"][1] == "#111"  # the true class outlined
+    assert second["data"][0]["marker"]["color"][2] != WRONG_COLOR and first["data"][0]["text"][0] == "70.0%"
+    assert first["layout"]["yaxis"]["type"] == "category" and first["data"][0]["y"] == ["a", "b", "c"]

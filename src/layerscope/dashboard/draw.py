@@ -135,11 +135,16 @@ def caption(state: DashboardState, key: str) -> list[Any]:
     return [html.B(state.name(key)), html.Div(className="live-caption", title=text, **attrs(text=text))]
 
 
-def probability_figure(state: DashboardState, key: str) -> Any:
+def probability_figure(state: DashboardState, key: str) -> dict[str, Any]:
+    """The drawing's class probabilities (figure JSON), or what to do while there is none."""
     probs = state.drawing_probs.get(key)
     if probs is None:
-        return figures.empty_figure("Draw a digit in the black box.")
+        return figures.figure_json(figures.empty_figure("Draw a digit in the black box."))
     return figures.probability_figure(probs, int(np.argmax(probs)), state.class_names)
+
+
+def _with_meta(fig: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    return {**fig, "layout": {**fig["layout"], "meta": meta}}  # the layout is shared: copied, never changed
 
 
 def neighbour_rows(state: DashboardState, key: str, selected: Any) -> tuple[list[Any], bool]:
@@ -242,7 +247,7 @@ def strokes(state: DashboardState, data: Any, selected: Any, before: Any, versio
         state.thumbnail(LIVE, 112),
         caption(state, LIVE),
         # meta: the browser's stroke version, which these bars show (benchmarks/draw.py waits for it)
-        probability_figure(state, LIVE).update_layout(meta={"draw": (data or {}).get("version")}),
+        _with_meta(probability_figure(state, LIVE), {"draw": (data or {}).get("version")}),
         digit is None,
         # the nearest images and the projections' star follow finished strokes only: moving the star redraws a
         # 70,000-point figure in the browser (0.5-0.8 s), too slow to follow the pen

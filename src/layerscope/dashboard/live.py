@@ -85,7 +85,7 @@ def live_update(state: DashboardState, body: Any) -> dict[str, Any]:
         "maps": {},
     }
     if body.get("figure"):
-        out["figure"] = figures.probability_figure(probs, k, state.class_names).to_plotly_json()
+        out["figure"] = figures.probability_figure(probs, k, state.class_names)
     panels, asked_maps = body.get("panels") or [], body.get("maps") or []
     if not isinstance(panels, list) or not isinstance(asked_maps, list):
         raise ValueError("panels and maps that are not lists")

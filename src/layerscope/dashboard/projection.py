@@ -10,12 +10,10 @@ images brushed in one panel light up in the other without a request (assets/work
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import plotly.io
 from dash import ALL, MATCH, Input, Output, Patch, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
@@ -297,7 +295,7 @@ def _scatter(state: DashboardState, layer: str, method: str, color: str, split: 
         color,
         state.class_names,
     )
-    return json.loads(plotly.io.to_json(fig, validate=False))
+    return figures.figure_json(fig)
 
 
 def _was_waiting(state: DashboardState, layer: str, method: str) -> bool:

@@ -408,6 +408,11 @@ class DashboardState:
         connection = self.connections.get(layer)
         return None if connection is None or connection.kind == "none" else channel_edges(connection)
 
+    @cached_property
+    def weight_count(self) -> int:
+        """How many unit-to-unit weights the network graph can show (`edges` of every layer)."""
+        return sum(int(e.size) for e in (self.edges(name) for name in self.layers[1:]) if e is not None)
+
     @lru_cache(maxsize=16)  # noqa: B019
     def kernel_thumbs(self, layer: str) -> tuple[str, ...] | None:
         """Per output channel of a conv layer, its kernels tiled (one per input channel) as a signed PNG."""

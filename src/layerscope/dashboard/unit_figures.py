@@ -9,14 +9,16 @@ import base64
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 from PIL import Image, ImageDraw
+from plotly.colors import get_colorscale
 
 from layerscope.ablation import Ablation
-from layerscope.dashboard.figures import CLASS_COLORS, base_layout, colour_lut
+from layerscope.dashboard.figures import CLASS_COLORS, base_layout, colour_lut, figure_json
 
 __all__ = [
     "GraphColumn",
@@ -159,6 +161,68 @@ def _ys(n: int) -> np.ndarray:
     return 1.0 - (np.arange(n) + 0.5) / n if n > 1 else np.array([0.5])
 
 
+COLOUR_SCALE = "node colour scale"  # the name of `network_figure`'s colour-bar trace
+VIRIDIS = [[float(at), colour] for at, colour in get_colorscale("Viridis")]  # as plotly's checks spell it out
+
+
+def node_style(col: GraphColumn, height: int) -> dict[str, Any]:
+    """How `network_figure` draws a layer's nodes: mode, text, marker and hover text, coloured by ``col.values``
+    where the layer is drawn unit by unit (plain JSON values: `recolour_nodes` puts them into a figure)."""
+    units = np.arange(col.units) if col.expanded else np.array([-1])
+    names = [f"{col.name} unit {u}" + (f" ({col.unit_names[u]})" if col.unit_names else "") for u in units]
+    color: object = "#9fb3c8"
+    if col.values is not None and col.expanded:
+        values = np.asarray(col.values, dtype=np.float64)
+        color = values.tolist()
+        text = [f"{name}: {v:.3f}" for name, v in zip(names, values, strict=True)]
+    elif col.values is not None:
+        text = [f"{col.label}<br>mean activation {float(np.mean(col.values)):.3f}<br>click to expand"]
+    else:
+        text = names if col.expanded else [col.label]
+    collapsed_size = 34 if col.kind != "dense" else 28
+    size = max(5, min(14, int(height / max(col.shown, 1) * 0.55))) if col.expanded else collapsed_size
+    marker: dict[str, object] = dict(
+        size=size,
+        color=color,
+        symbol="square" if col.kind != "dense" else "circle",
+        line=dict(color="#334e68", width=1),
+    )
+    if isinstance(color, list):
+        lo, hi = min(color), max(color)
+        marker.update(colorscale=VIRIDIS, cmin=lo, cmax=hi if hi > lo else lo + 1)
+    labelled = bool(col.unit_names) and col.expanded
+    return dict(
+        mode="markers+text" if labelled else "markers",
+        text=list(col.unit_names) if labelled and col.unit_names else None,
+        marker=marker,
+        hovertext=text,
+    )
+
+
+def _coloured(columns: Sequence[GraphColumn]) -> bool:
+    return any(c.values is not None and c.expanded for c in columns)
+
+
+def recolour_nodes(fig: dict[str, Any], columns: Sequence[GraphColumn], height: int) -> dict[str, Any]:
+    """`network_figure`'s JSON ``fig`` with its nodes coloured by ``columns``' values: a new image or brush changes
+    nothing else, so the figure is built once per structure and only its nodes are redone. ``fig`` is not changed."""
+    by_name = {c.name: c for c in columns}
+    data = []
+    for trace in fig["data"]:
+        col = by_name.get(trace.get("name"))
+        if col is not None and trace.get("customdata") is not None:
+            style = {key: value for key, value in node_style(col, height).items() if value is not None}
+            marker = {**trace["marker"], **style.pop("marker")}
+            for key in ("colorscale", "cmin", "cmax"):
+                if key not in marker or not isinstance(marker["color"], list):
+                    marker.pop(key, None)
+            trace = {**trace, **style, "marker": marker}
+        elif trace.get("name") == COLOUR_SCALE:
+            trace = {**trace, "visible": _coloured(columns)}
+        data.append(trace)
+    return {**fig, "data": data}
+
+
 def network_figure(
     columns: Sequence[GraphColumn],
     edges: Sequence[np.ndarray | None],
@@ -229,41 +293,16 @@ def network_figure(
     for i, col in enumerate(columns):
         ys = _ys(col.shown)
         units = np.arange(col.units) if col.expanded else np.array([-1])
-        names = [f"{col.name} unit {u}" + (f" ({col.unit_names[u]})" if col.unit_names else "") for u in units]
-        if col.values is not None and col.expanded:
-            values = np.asarray(col.values, dtype=np.float64)
-            color: object = values
-            text = [f"{name}: {v:.3f}" for name, v in zip(names, values, strict=True)]
-        elif col.values is not None:
-            color = "#9fb3c8"
-            text = [f"{col.label}<br>mean activation {float(np.mean(col.values)):.3f}<br>click to expand"]
-        else:
-            color = "#9fb3c8"
-            text = names if col.expanded else [col.label]
-        collapsed_size = 34 if col.kind != "dense" else 28
-        size = max(5, min(14, int(height / max(col.shown, 1) * 0.55))) if col.expanded else collapsed_size
-        marker: dict[str, object] = dict(
-            size=size,
-            color=color,
-            symbol="square" if col.kind != "dense" else "circle",
-            line=dict(color="#334e68", width=1),
-        )
-        if isinstance(color, np.ndarray):
-            lo, hi = float(color.min()), float(color.max())
-            marker.update(colorscale="Viridis", cmin=lo, cmax=hi if hi > lo else lo + 1)
         fig.add_trace(
             go.Scatter(
                 x=np.full(len(units), xs[i]),
                 y=ys,
-                mode="markers+text" if col.unit_names and col.expanded else "markers",
-                text=list(col.unit_names) if col.unit_names and col.expanded else None,
                 textposition="middle right",
-                marker=marker,
                 customdata=[[col.name, int(u)] for u in units],
-                hovertext=text,
                 hovertemplate="%{hovertext}<extra></extra>",
                 name=col.name,
                 showlegend=False,
+                **node_style(col, height),
             )
         )
         if col.expanded and col.thumbs is not None:
@@ -284,34 +323,34 @@ def network_figure(
                     )
                 )
     fig.update_layout(images=images)
-    if any(c.values is not None and c.expanded for c in columns):
-        # the nodes' colour scale: each layer's units on their own range, lowest to highest value of that layer
-        fig.add_trace(
-            go.Scatter(
-                x=[None],
-                y=[None],
-                mode="markers",
-                name="node colour scale",
-                customdata=[],
-                showlegend=False,
-                hoverinfo="skip",
-                marker=dict(
-                    color=[0.0],
-                    colorscale="Viridis",
-                    cmin=0,
-                    cmax=1,
-                    showscale=True,
-                    colorbar=dict(
-                        title=dict(text="node value", side="right"),
-                        tickvals=[0, 1],
-                        ticktext=["lowest<br>in its layer", "highest"],
-                        thickness=10,
-                        len=0.5,
-                        x=1.0,
-                    ),
+    # the nodes' colour scale: each layer's units on their own range, lowest to highest value of that layer
+    fig.add_trace(
+        go.Scatter(
+            x=[None],
+            y=[None],
+            mode="markers",
+            name=COLOUR_SCALE,
+            visible=_coloured(columns),
+            customdata=[],
+            showlegend=False,
+            hoverinfo="skip",
+            marker=dict(
+                color=[0.0],
+                colorscale="Viridis",
+                cmin=0,
+                cmax=1,
+                showscale=True,
+                colorbar=dict(
+                    title=dict(text="node value", side="right"),
+                    tickvals=[0, 1],
+                    ticktext=["lowest<br>in its layer", "highest"],
+                    thickness=10,
+                    len=0.5,
+                    x=1.0,
                 ),
-            )
+            ),
         )
+    )
     annotations = [
         dict(
             x=xs[i], y=1.035, text=f"<b>{c.name}</b><br>{c.label.split(' ', 1)[-1]}", showarrow=False, yanchor="bottom"
@@ -379,23 +418,36 @@ def class_bars(means: np.ndarray, class_names: Sequence[str], title: str) -> go.
     return fig
 
 
-def feature_map_figure(fmap: np.ndarray, lo: float, hi: float, title: str) -> go.Figure:
-    """One channel's map enlarged, with its values on hover."""
+def feature_map_figure(fmap: np.ndarray, lo: float, hi: float, title: str) -> dict[str, Any]:
+    """One channel's map enlarged, with its values on hover: figure JSON, filled into a frame built once (a new
+    image or channel redraws it at every click)."""
+    frame = _feature_map_frame()
+    layout = frame["layout"]
+    heat = {
+        **frame["data"][0],
+        "z": np.asarray(fmap, dtype=np.float32).tolist(),
+        "zmin": lo,
+        "zmax": hi if hi > lo else lo + 1,
+    }
+    return {"data": [heat], "layout": {**layout, "title": {**layout["title"], "text": title}}}
+
+
+@lru_cache(maxsize=1)
+def _feature_map_frame() -> dict[str, Any]:
+    """`feature_map_figure` without its map, as JSON (plotly's checks take about 17 ms a figure). Read-only."""
     fig = go.Figure(
         go.Heatmap(
-            z=np.asarray(fmap, dtype=np.float32),
+            z=[[0.0]],
             colorscale="Viridis",
-            zmin=lo,
-            zmax=hi if hi > lo else lo + 1,
             colorbar=dict(thickness=8, len=0.8),
             hovertemplate="(%{y}, %{x}): %{z:.3f}<extra></extra>",
         )
     )
-    base_layout(fig, 300, title=dict(text=title, font=dict(size=12), x=0.01, y=0.98))
+    base_layout(fig, 300, title=dict(text="", font=dict(size=12), x=0.01, y=0.98))
     fig.update_layout(margin=dict(l=10, r=10, t=30, b=10))
     fig.update_yaxes(autorange="reversed", scaleanchor="x", visible=False)
     fig.update_xaxes(visible=False)
-    return fig
+    return figure_json(fig)
 
 
 def ablated_trace(
