@@ -386,13 +386,14 @@ def focus(s: Side) -> Any:
 
 
 def switch_layer(page: Any, layer: str) -> None:
-    """Choose ``layer`` in projection A until its new figure is drawn and painted."""
+    """Choose ``layer`` in projection A until its new figure is drawn and painted: dcc.Graph hands plotly the new
+    figure's data (``gd.data`` is another array) and a frame has been painted after it."""
+    page.evaluate(f"() => {{ window.__before = document.querySelector('{PLOT_A}').data; }}")
     page.click("#proj-a-layer, #proj-a .proj-layer")
     page.get_by_role("option", name=layer, exact=True).click()
     page.wait_for_function(
         f"l => {{ const gd = document.querySelector('{PLOT_A}');"
-        " return gd && gd._fullData && gd._fullData.length > 5 &&"
-        " document.querySelector('#proj-a-quality, #proj-a .proj-quality').textContent.length > 0 &&"
+        " return gd && gd.data !== window.__before && gd._fullData && gd._fullData.length > 5 &&"
         " document.querySelector('#proj-a-layer, #proj-a .proj-layer').textContent.includes(l); }",
         arg=layer,
         timeout=120_000,
