@@ -106,16 +106,14 @@ def preview(state: DashboardState, selected: Any, _drawn: Any) -> tuple[Any, ...
     )
 
 
-# -- selecting an image: gallery thumbnails, projection clicks, activation-row names ------------------------------
-# in the browser (assets/workspace.js): the preview's request is the click's first
+# -- selecting an image: projection clicks and activation-row names, in the browser (assets/workspace.js); a
+# thumbnail's click sets the selection itself (assets/layerscope.js): the preview's request is the click's first
 callbacks.clientside(
-    f"""function(thumbs, topk, clicked, names, rows) {{
+    f"""function(clicked, names, rows) {{
         return window.layerscope.select(window.dash_clientside.callback_context, rows,
                                         '{ids.proj("clicked", "")["type"]}', '{ids.ROW_NAME}');
     }}""",
     Output(ids.SELECTED, "data"),
-    Input({"type": ids.THUMB, "key": ALL}, "n_clicks"),
-    Input({"type": ids.TOPK_THUMB, "key": ALL, "rank": ALL}, "n_clicks"),
     Input(ids.proj("clicked", ALL), "data"),
     Input({"type": ids.ROW_NAME, "row": ALL}, "n_clicks"),
     State(ids.ROWS, "data"),

@@ -166,9 +166,9 @@
     return selection ? selection.length : 0;
   };
 
-  // a click on a gallery or top-k thumbnail, a projection's point or an activation row's name -> the image it
-  // selects: a thumbnail's id carries its key, a projection its image index (pointIndices), a row its position in
-  // the rows; the server checks what it is given where it uses it (DashboardState.image_key)
+  // a click on a projection's point or an activation row's name -> the image it selects: a projection its image
+  // index (pointIndices), a row its position in the rows (a thumbnail sets the selection itself: layerscope.js); the
+  // server checks what it is given where it uses it (DashboardState.image_key)
   ls.select = function (context, rows, clicked, rowName) {
     const fired = (context.triggered || [])[0];
     if (!fired || fired.value === null || fired.value === undefined || fired.value === 0) { return noUpdate(); }
@@ -180,7 +180,6 @@
         if (!row || (row.kind !== "image" && row.kind !== "class")) { return noUpdate(); }
         return row.kind === "class" ? "mean:" + row.key : row.key;
       }
-      return id.key === undefined ? noUpdate() : id.key;
     }
     return noUpdate();
   };
