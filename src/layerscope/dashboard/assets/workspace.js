@@ -2,6 +2,11 @@
 // projections and the keyboard. Nothing here asks the server for anything; what the server must check it is sent.
 (function () {
   const ls = (window.layerscope = window.layerscope || {});
+  // WebGL plots (the projections' 70,000 points) at the screen's own resolution: plotly's default draws them at twice
+  // it, four times the pixels, which a 1x screen does not show and software WebGL pays for at every redraw
+  if (window.Plotly && window.Plotly.setPlotConfig) {
+    window.Plotly.setPlotConfig({ plotGlPixelRatio: Math.min(2, Math.max(1, window.devicePixelRatio || 1)) });
+  }
   const noUpdate = function () { return window.dash_clientside.no_update; };
   const setProps = function (id, props) { window.dash_clientside.set_props(id, props); };
   // a projection panel's plot (projection.py): the panel's box is #proj-<panel>, its graph has the class proj-graph
