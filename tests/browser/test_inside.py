@@ -193,10 +193,10 @@ def test_feature_maps_switch_colour_scale_and_enlarge(inside):
     page.locator("#fmap-area").scroll_into_view_if_needed()
     page.wait_for_selector("#fmap-area .fmap")
     assert page.locator("#fmap-area .fmap").count() == 16 + 32 + 32
-    # each tile shows a slice of its layer's strip: one PNG per layer, as wide as its channels side by side
+    # each tile shows a slice of its layer's strip: one PNG per layer, as wide as its channels side by side, by URL
     strip = "() => getComputedStyle(document.querySelector('#fmap-area .fmap')).backgroundImage"
     first = page.evaluate(strip)
-    assert first.startswith('url("data:image/png;base64,')
+    assert "/_layerscope/fmap?" in first and "layer=conv1" in first and "scale=channel" in first
     size = page.evaluate(
         """() => new Promise(resolve => {
             const image = new Image();

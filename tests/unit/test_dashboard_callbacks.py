@@ -4,6 +4,7 @@ directly on the tiny trained Run, with no browser and no server, inside the Dash
 from __future__ import annotations
 
 import base64
+import io
 from contextvars import copy_context
 from typing import Any
 
@@ -12,8 +13,10 @@ import pytest
 from dash import no_update
 from dash._callback_context import context_value
 from dash._utils import AttributeDict
+from PIL import Image
 
-from layerscope.dashboard import activations, gallery, groups, ids, projection, sidebar
+from layerscope.dashboard import activations, gallery, groups, ids, inside, projection, sidebar
+from layerscope.dashboard.app import create_app
 from layerscope.dashboard.state import DashboardState
 from layerscope.errors import LayerscopeError
 from tests.unit.test_server_guard import prop
@@ -113,16 +116,45 @@ def test_opening_an_activation_panel_checks_its_layer(state):
         called(activations.panels, state, 1, [], "fc9", [], trigger="panel-open.n_clicks")
 
 
-def test_the_sidebar_previews_the_selected_image(state):
+def test_the_sidebar_card_shows_the_selected_image(state):
     right = int(np.flatnonzero(state.labels == state.predicted)[0])
     wrong = int(np.flatnonzero(state.labels != state.predicted)[0])
     for i, explainable in ((right, False), (wrong, True)):
-        src, caption, probs, explain_disabled = called(sidebar.preview, state, i, 0, trigger="selected.data")
-        assert src.startswith("data:image/png") and state.name(i) in str(caption[0].children)
-        assert explain_disabled is (not explainable)  # only a misclassified image has something to explain
-        bars = probs["data"][0]  # figure JSON
+        card = sidebar.selected_card(state, i)
+        assert card["image"].startswith("data:image/png") and card["name"] == state.name(i) and card["key"] == i
+        assert card["explainable"] is explainable  # only a misclassified image has something to explain
+        words = [text for text, _ in card["line"]]
+        assert words[1] == state.class_names[state.labels[i]] and words[3] == state.class_names[state.predicted[i]]
+        assert card["line"][-1] == (("misclassified", "bad") if explainable else ("correct", "ok"))
+        bars = card["figure"]["data"][0]  # figure JSON
         assert len(bars["x"]) == len(state.class_names) and sum(bars["x"]) == pytest.approx(1, abs=1e-4)
-        assert bars["x"].index(max(bars["x"])) == state.predicted[i]
+        assert bars["x"].index(max(bars["x"])) == state.predicted[i] and card["bars"]["x"] == bars["x"]
+    average = sidebar.selected_card(state, "mean:2")
+    assert average["name"] == f"average {state.class_names[2]}" and not average["explainable"]
+    with pytest.raises(LayerscopeError, match="image index"):
+        sidebar.selected_card(state, state.n)
+
+
+def test_the_sidebar_card_and_feature_maps_are_served_by_url(tiny_run):
+    app = create_app(tiny_run)
+    client = app.server.test_client()
+    card = client.get("/_layerscope/selected?image=5")
+    assert card.status_code == 200 and card.headers["Cache-Control"] == "no-store"
+    assert card.get_json()["name"] == app.layerscope_state.name(5)
+    bad = client.get("/_layerscope/selected?image=-1")
+    assert bad.status_code == 400 and "no image" in bad.get_json()["error"]
+    state = app.layerscope_state
+    layer = state.conv_layers[0]
+    url = inside.fmap_url(state, layer, 5, "channel")
+    strip = client.get(url)
+    assert strip.status_code == 200 and strip.mimetype == "image/png"
+    channels, h, w = state.feature_maps(5)[layer].shape
+    assert Image.open(io.BytesIO(strip.data)).size == (channels * w, h)  # the maps side by side
+    for wrong, what in (("layer=nope", "layer"), ("scale=log", "colour scale"), ("image=draw:live", "drawing")):
+        name = wrong.split("=")[0]
+        asked = "&".join(part if not part.startswith(name + "=") else wrong for part in url.split("?")[1].split("&"))
+        answer = client.get("/_layerscope/fmap?" + asked)
+        assert answer.status_code == 400 and what in answer.get_json()["error"], wrong
 
 
 def test_an_activation_panel_draws_a_row_per_image_group_and_class(state):

@@ -19,6 +19,7 @@ from layerscope.dashboard.checks import MAX_GROUP_MEMBERS
 from layerscope.dashboard.guard import MAX_BODY, allowed_hosts, host_name
 from layerscope.dashboard.live import ROUTE
 from layerscope.dashboard.messages import UNEXPECTED
+from layerscope.dashboard.sidebar import SELECTED_ROUTE
 from layerscope.errors import LayerscopeError
 from layerscope.run import Run
 from tests.browser.conftest import served
@@ -146,7 +147,8 @@ def side_notice(response) -> str | None:
 def test_a_foreign_host_is_refused_with_one_sentence(app, client):
     for request in (
         lambda h: client.get("/", headers=h),
-        lambda h: client.post(UPDATE, json=callback_body(app, "preview-image.src", {"selected.data": 0}), headers=h),
+        lambda h: client.post(UPDATE, json=callback_body(app, "gallery-brushed.children", {}), headers=h),
+        lambda h: client.get("/" + SELECTED_ROUTE + "?image=0", headers=h),
         lambda h: client.post("/" + ROUTE, json={"strokes": LINE, "version": 1}, headers=h),
     ):
         response = request({"Host": "evil.example"})
@@ -186,7 +188,7 @@ def test_allow_hosts_values_that_are_not_names_are_one_line_errors():
 
 
 def test_a_post_from_another_sites_page_is_refused(app, client):
-    body = callback_body(app, "preview-image.src", {"selected.data": 3})
+    body = callback_body(app, "gallery-brushed.children", {"selection.data": [3]})
     assert update(client, body).status_code == 200  # no Origin: curl, tests
     assert update(client, body, {"Origin": "http://127.0.0.1:8050"}).status_code == 200  # the page itself
     for origin in (
@@ -209,7 +211,7 @@ def test_a_post_from_another_sites_page_is_refused(app, client):
 def test_a_trusted_name_may_post_from_behind_a_proxy(tiny_run):
     app = create_app(tiny_run, allow_hosts=["team.example"])
     client = app.server.test_client()
-    body = callback_body(app, "preview-image.src", {"selected.data": 3})
+    body = callback_body(app, "gallery-brushed.children", {"selection.data": [3]})
     # a proxy that rewrites Host to the local address keeps the browser's Origin
     assert update(client, body, {"Origin": "https://team.example"}).status_code == 200
     assert update(client, body, {"Origin": "http://evil.example"}).status_code == 403
@@ -316,21 +318,26 @@ def test_malformed_drawings_are_400_with_one_sentence(client):
 BAD_INDICES = [-1, 10**9, "abc", 2.5, True, None, [1], {"a": 1}, "mean:99", "draw:7"]
 
 
+def selected_card(client, key: Any):
+    """The selected image's card as the page asks for it (sidebar.py card_json): a key travels as URL text."""
+    return client.get(
+        "/" + SELECTED_ROUTE, query_string={"image": key if isinstance(key, str) else json.dumps(key)}, headers=LOCAL
+    )
+
+
 @pytest.mark.parametrize("bad", BAD_INDICES)
-def test_the_preview_refuses_an_image_it_does_not_have(app, client, bad):
-    response = update(client, callback_body(app, "preview-image.src", {"selected.data": bad}))
-    assert response.status_code == 200
-    caption = json.dumps(response.get_json()["response"]["preview-caption"]["children"])
-    assert re.search(r"out of range|not a whole number|no image", caption), caption
-    assert side_notice(response) is None
+def test_the_preview_refuses_an_image_it_does_not_have(client, bad):
+    response = selected_card(client, bad)
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert re.search(r"out of range|not a whole number|no image", error) and one_sentence(error), error
 
 
 def test_image_minus_one_does_not_show_the_last_image(app, client):
     last = app.layerscope_state.n - 1
-    response = update(client, callback_body(app, "preview-image.src", {"selected.data": -1}))
-    shown = response.get_json()["response"]
-    assert "src" not in shown.get("preview-image", {}) or shown["preview-image"]["src"] is None
-    assert app.layerscope_state.name(last) not in json.dumps(shown)
+    response = selected_card(client, -1)
+    assert "image" not in response.get_json() and app.layerscope_state.name(last) not in response.get_data(as_text=True)
+    assert selected_card(client, last).get_json()["name"] == app.layerscope_state.name(last)
 
 
 @pytest.mark.parametrize("bad", [-1, 10**9, "abc"])
@@ -362,17 +369,6 @@ def test_every_view_of_the_selected_image_answers_without_a_500(app, client, bad
         if response.status_code == 200:
             notice = side_notice(response)
             assert notice is None or not notice.startswith(UNEXPECTED), notice
-
-
-def test_a_foreign_image_key_previews_as_one_sentence(app, client):
-    # the page picks the selected image itself (a thumbnail's id carries its key); what it is sent back is checked
-    body = callback_body(app, "preview-image.src", {"selected.data": -1}, changed="selected.data")
-    response = update(client, body)
-    assert response.status_code == 200
-    answer = response.get_json()["response"]
-    assert answer["preview-image"]["src"] is None and answer["explain-button"]["disabled"] is True
-    caption = json.dumps(answer["preview-caption"]["children"])
-    assert "out of range" in caption
 
 
 @pytest.mark.parametrize(("index", "expected"), [(40, "conv2 unit 40 is out of range"), (-1, "out of range")])
@@ -408,7 +404,7 @@ def test_the_units_box_shows_the_error_of_a_huge_range(app, client):
 
 
 def test_a_malformed_callback_request_is_400_not_500(client):
-    for body in ({}, {"output": "nope.children"}, {"output": "preview-image.src", "inputs": 3}, [1]):
+    for body in ({}, {"output": "nope.children"}, {"output": "gallery-brushed.children", "inputs": 3}, [1]):
         response = update(client, body)
         assert response.status_code == 400, body
         assert one_sentence(response.get_data(as_text=True))

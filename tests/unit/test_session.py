@@ -1,5 +1,7 @@
 """Each page's own state (dashboard/session.py): drawings, kept drawings and shown jobs never cross pages; bounded."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -103,3 +105,21 @@ def test_a_finished_job_is_waited_for_only_by_pages_that_have_not_shown_it():
     waiting.mark_seen(job)  # its panel redrew
     assert waiting.seen(job)
     assert not sessions.get("c" * 32).seen(Job("fc1", "pca"))  # unfinished: not seen by anyone
+
+
+def test_a_pages_scratch_is_born_with_its_first_request(app):
+    # the page's first request is the card of the image it opens on; a job its first callback starts and sees finish
+    # at once (a PCA of a few images) must count as finishing after the page opened, so the page redraws for it
+    state = app.layerscope_state
+    client = app.server.test_client()
+    assert client.get("/_layerscope/selected?image=0", headers={**LOCAL, HEADER: A}).status_code == 200
+    answered = time.monotonic()
+    assert len(state.sessions) == 1  # made by that request, not by the first callback that asks for it
+    opened = state.sessions.get(A)
+    assert opened.born <= answered
+    job = Job("fc2", "pca")
+    job.ended, job.finished = answered, True  # started and finished by the page's next request
+    assert not opened.seen(job)
+    # a malformed id makes no scratch, and the request is still answered (refused where the session matters)
+    assert client.get("/_layerscope/selected?image=0", headers={**LOCAL, HEADER: "nope"}).status_code == 200
+    assert len(state.sessions) == 1

@@ -76,6 +76,8 @@ def create_app(
         on_error=on_callback_error,
     )
     install_guard(app.server, hosts, hosts - frozenset(LOOPBACK))
+    state.url_prefix = app.config.requests_pathname_prefix
+    app.server.before_request(state.sessions.touch)
     app.layout = build_layout(state)
     for feature in (workspace, sidebar, gallery, projection, groups, activations):
         feature.callbacks.register(app, state)

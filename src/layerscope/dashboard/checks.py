@@ -37,6 +37,7 @@ __all__ = [
     "first_point",
     "image_or_none",
     "unit_count",
+    "url_image",
 ]
 
 SPLITS = ("all", "train", "test")
@@ -95,6 +96,14 @@ def image_or_none(state: DashboardState, key: Any) -> int | str | None:
         return state.image_key(key)
     except LayerscopeError:
         return None
+
+
+def url_image(state: DashboardState, value: str | None) -> int | str:
+    """The image a route's ``image`` argument names ("123", "mean:3", "draw:live"), checked by ``state.image_key``;
+    a missing or malformed one is a one-line error."""
+    if value is None:
+        raise LayerscopeError("the request names no image; give one as image=<index>.")
+    return state.image_key(int(value) if value.isdigit() and len(value) <= 12 else value)
 
 
 def check_selection(state: DashboardState, value: Any, what: str = "the brushed selection") -> list[int] | None:

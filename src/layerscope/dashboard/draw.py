@@ -65,10 +65,10 @@ def digit_from_strokes(strokes: Sequence[Sequence[tuple[float, float]]]) -> np.n
 def draw_layout(state: DashboardState) -> list[Any]:
     """The Draw card (only for a Run with a model) and the stores the rest of the page listens to."""
     stores = [
-        dcc.Store(id=ids.DRAW_STROKES, data=None),
+        dcc.Store(id=ids.DRAW_STROKES),
         dcc.Store(id=ids.DRAW_VERSION, data=0),
         dcc.Store(id=ids.DRAW_SETTLED, data=0),
-        dcc.Store(id=ids.DRAW_BEFORE, data=None),
+        dcc.Store(id=ids.DRAW_BEFORE),
     ]
     if not state.has_model:
         return stores

@@ -23,6 +23,7 @@ __all__ = [
     "figure_json",
     "probability_bars",
     "probability_figure",
+    "probability_frame",
     "scatter_figure",
     "viridis",
 ]
@@ -172,6 +173,11 @@ def probability_figure(probs: np.ndarray, true: int, class_names: Sequence[str])
     bar = frame["data"][0]
     marker = {**bar["marker"], "color": bars["color"], "line": {**bar["marker"]["line"], "color": bars["line"]}}
     return {"data": [{**bar, "x": bars["x"], "text": bars["text"], "marker": marker}], "layout": frame["layout"]}
+
+
+def probability_frame(class_names: Sequence[str]) -> dict[str, Any]:
+    """`probability_figure` with no bars yet: what the sidebar shows until the selected image's card comes."""
+    return _probability_frame(tuple(str(n) for n in class_names))
 
 
 @lru_cache(maxsize=8)

@@ -216,6 +216,7 @@ def page(state: DashboardState, _p: Any, _n: Any, _d: Any, _s: Any, _f: Any, cur
     Input(ids.GALLERY_FILTER, "data"),
     State(ids.SELECTED, "data"),
     State(ids.GALLERY_SHOWN, "data"),
+    prevent_initial_call=True,  # its first page comes with the page (gallery_card)
 )
 def gallery(state: DashboardState, digit: Any, sort: Any, page: Any, filt: Any, selected: Any, shown: Any) -> Any:
     try:
@@ -233,6 +234,7 @@ def gallery(state: DashboardState, digit: Any, sort: Any, page: Any, filt: Any, 
     Input(ids.SELECTION, "data"),
     Input(ids.GALLERY_FILTER, "data"),
     State(ids.SELECTED, "data"),
+    prevent_initial_call=True,  # the page opens with nothing brushed
 )
 def brushed_strip(state: DashboardState, selection: Any, cell: Any, selected: Any) -> Any:
     """The brushed images above the gallery; none while a confusion cell fills the gallery with them."""

@@ -55,7 +55,7 @@ def groups_card(state: DashboardState) -> html.Div:
             className="controls",
         ),
         html.Div(id=ids.GROUP_ERROR, className="bad"),
-        html.Div(id=ids.GROUP_LIST, className="group-list"),
+        html.Div(group_list(state, {}), id=ids.GROUP_LIST, className="group-list"),
         dcc.Download(id=ids.DOWNLOAD),
         class_name="groups-card",
     )
@@ -102,7 +102,8 @@ def groups(
     return groups, "" if trigger == ids.GROUP_SAVE else no_update, ""
 
 
-@callbacks.callback(Output(ids.GROUP_LIST, "children"), Input(ids.GROUPS, "data"))
+# the page opens with no group listed (groups_card); groups kept in the tab (a reload) reach GROUPS as a change
+@callbacks.callback(Output(ids.GROUP_LIST, "children"), Input(ids.GROUPS, "data"), prevent_initial_call=True)
 def group_list(state: DashboardState, groups: Any) -> Any:
     groups = check_groups(state, groups)
     if not groups:

@@ -6,12 +6,15 @@ and in the server-side state, figures in ``unit_figures``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 from dash import ALL, ClientsideFunction, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
+from flask import Response
 
 from layerscope.analysis import group_mean
 from layerscope.dashboard import ids, views
@@ -25,6 +28,7 @@ from layerscope.dashboard.checks import (
     first_point,
     image_or_none,
     unit_count,
+    url_image,
 )
 from layerscope.dashboard.components import attrs, card, graph_row, section_head
 from layerscope.dashboard.figures import empty_figure, figure_json
@@ -33,6 +37,7 @@ from layerscope.dashboard.unit_figures import (
     GraphColumn,
     ablated_trace,
     channel_strip,
+    channel_strip_png,
     class_bars,
     feature_map_figure,
     network_figure,
@@ -152,7 +157,7 @@ def inside_layout(state: DashboardState) -> list[Any]:
             className="controls",
         ),
         html.Div(id=ids.FMAP_NOTE),
-        html.Div(_fmap_frame(state), id=ids.FMAP_AREA, className="fmap-area"),
+        html.Div(_fmap_frame(state), id=ids.FMAP_AREA, className="fmap-area", **attrs(url=_fmap_base(state))),
         html.Div(
             [
                 dcc.Graph(id=ids.FMAP_ZOOM, config={"displayModeBar": False}, className="fmap-zoom"),
@@ -312,15 +317,19 @@ def _default_focus(state: DashboardState) -> dict[str, Any] | None:
 
 def _fmap_values(state: DashboardState, selected: Any, scale: str) -> dict[str, dict[str, Any]]:
     """{layer: {"style", "live", "head"}} of each conv layer's grid for image ``selected``: the strip of its channel
-    maps (one colour scale per channel, or one for the layer), whether it is the live drawing's, the heading."""
+    maps (one colour scale per channel, or one for the layer), whether it is the live drawing's, the heading. A
+    dataset image's strip is a URL (`fmap_png`), which the page also sets itself on a click; a drawing's, which is
+    the page's own, comes inline."""
     out = {}
     for layer, fmap in state.feature_maps(selected).items():  # (C, H, W)
         channels, h, w = fmap.shape
         head = f"{layer} · {channels} channels of {h}x{w}" + (
             f" · layer scale {float(fmap.min()):.2f} to {float(fmap.max()):.2f}" if scale == "layer" else ""
         )
+        own = is_drawing(selected)
+        strip = channel_strip(fmap, scale == "channel") if own else fmap_url(state, layer, selected, scale)
         out[layer] = {
-            "style": {"--sprite": f'url("{channel_strip(fmap, scale == "channel")}")', "--channels": str(channels)},
+            "style": {"--sprite": f'url("{strip}")', "--channels": str(channels)},
             "live": int(selected == LIVE),
             "head": head,
         }
@@ -620,6 +629,38 @@ _GRID = {"type": ids.FMAP_GRID, "layer": ALL}
 
 def _has_conv(state: DashboardState) -> bool:
     return bool(state.conv_layers)
+
+
+FMAP_ROUTE = "_layerscope/fmap"
+
+
+def _fmap_base(state: DashboardState) -> str:
+    """The URL of this server's feature-map strips, to which a strip's layer, scale and image are appended: by
+    `fmap_url` here, and by the page for a click (assets/layerscope.js ``showMaps``), the same way."""
+    return f"{state.url_prefix}{FMAP_ROUTE}?v={state.token}"
+
+
+def _url_part(value: Any) -> str:
+    return quote(str(value), safe="!~*'()")  # as the browser's encodeURIComponent writes it
+
+
+def fmap_url(state: DashboardState, layer: str, key: int | str, scale: str) -> str:
+    """The URL of the strip of ``layer``'s maps for dataset image ``key`` (`fmap_png`)."""
+    return f"{_fmap_base(state)}&layer={_url_part(layer)}&scale={_url_part(scale)}&image={_url_part(key)}"
+
+
+@callbacks.route(FMAP_ROUTE, when=_has_conv)
+def fmap_png(state: DashboardState, args: Mapping[str, str]) -> Response:
+    """GET ``_layerscope/fmap?layer=conv1&scale=channel&image=123``: the PNG strip of a conv layer's maps for a
+    dataset image or a class mean (`channel_strip_png`). The URL names the server (``v``), so a browser may keep it;
+    a drawing is the page's own and comes with the page's callbacks instead."""
+    layer = check_choice(args.get("layer"), state.conv_layers, "layer")
+    scale = check_choice(args.get("scale", "channel"), FMAP_SCALES, "colour scale")
+    key = url_image(state, args.get("image"))
+    if is_drawing(key):
+        raise LayerscopeError("a drawing's feature maps come with the page's callbacks, not by URL.")
+    png = channel_strip_png(state.feature_maps(key)[layer], scale == "channel")
+    return Response(png, mimetype="image/png", headers={"Cache-Control": "private, max-age=86400"})
 
 
 @callbacks.callback(

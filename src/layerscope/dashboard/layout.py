@@ -7,14 +7,14 @@ from typing import Any
 
 from dash import dcc, html
 
-from layerscope.dashboard import ids, views
+from layerscope.dashboard import figures, ids, views
 from layerscope.dashboard.activations import activations_card
 from layerscope.dashboard.draw import draw_layout
 from layerscope.dashboard.gallery import confusion_card, gallery_card
 from layerscope.dashboard.groups import groups_card
 from layerscope.dashboard.inside import inside_layout
 from layerscope.dashboard.interventions import interventions_layout
-from layerscope.dashboard.projection import default_views, projection_panel
+from layerscope.dashboard.projection import default_views, opens_waiting, projection_panel
 from layerscope.dashboard.state import DashboardState
 
 
@@ -63,7 +63,7 @@ def _sidebar(state: DashboardState) -> html.Aside:
     """The selected image, its prediction and what can be done with it: on every view."""
     actions = [
         html.Button("Add to activation panels", id=ids.ADD_BUTTON, className="btn"),
-        html.Button("Explain misclassification", id=ids.EXPLAIN_BUTTON, className="btn warn"),
+        html.Button("Explain misclassification", id=ids.EXPLAIN_BUTTON, className="btn warn", disabled=True),
     ]
     if state.has_model:
         actions += [
@@ -73,9 +73,15 @@ def _sidebar(state: DashboardState) -> html.Aside:
     return html.Aside(
         [
             html.H3("Selected image"),
+            # filled by the page (assets/layerscope.js showSelected, from sidebar.selected_card), not by callbacks
             html.Img(id=ids.PREVIEW_IMAGE, className="preview-img"),
             html.Div(id=ids.PREVIEW_CAPTION, className="caption"),
-            dcc.Graph(id=ids.PREVIEW_PROBS, config={"displayModeBar": False}, className="probs"),
+            dcc.Graph(
+                id=ids.PREVIEW_PROBS,
+                figure=figures.probability_frame(state.class_names),
+                config={"displayModeBar": False},
+                className="probs",
+            ),
             html.Div(actions, className="buttons"),
             html.Div(
                 "← → step through the gallery · Esc clears the brush · the address bar keeps the view: copy it to "
@@ -125,25 +131,27 @@ def build_layout(state: DashboardState) -> html.Div:
         dcc.Store(id=ids.PANELS, data=[first] if first in state.activation_layers else [], storage_type="session"),
         dcc.Store(id=ids.GROUPS, data={}, storage_type="session"),
         dcc.Store(id=ids.PANEL_ORDERS, data={}, storage_type="session"),
-        dcc.Store(id=ids.SELECTION, data=None),
-        dcc.Store(id=ids.SELECTION_ORIGIN, data=None),
-        dcc.Store(id=ids.HIGHLIGHT_DONE, data=None),
-        dcc.Store(id=ids.DBLCLICK, data=None),
-        dcc.Store(id=ids.EXPLAIN, data=None),
-        dcc.Store(id=ids.GALLERY_FILTER, data=None),
+        # a store that starts empty is given no data at all: given None, dcc.Store "restores" undefined over it as it
+        # mounts, a change that sets off every callback that takes it as an Input (requests for nothing at page open)
+        dcc.Store(id=ids.SELECTION),
+        dcc.Store(id=ids.SELECTION_ORIGIN),
+        dcc.Store(id=ids.HIGHLIGHT_DONE),
+        dcc.Store(id=ids.DBLCLICK),
+        dcc.Store(id=ids.EXPLAIN),
+        dcc.Store(id=ids.GALLERY_FILTER),
         dcc.Store(id=ids.GALLERY_PAGE, data=0),
         dcc.Store(id=ids.VIEW, data=views.DEFAULT),
-        dcc.Store(id=ids.VIEW_WANTED, data=None),
+        dcc.Store(id=ids.VIEW_WANTED),
         dcc.Store(id=ids.VIEW_LOADED, data=[views.DEFAULT]),
-        dcc.Store(id=ids.UNIT_ASKED, data=None),  # the unit an address names, for the unit card once it is laid out
+        dcc.Store(id=ids.UNIT_ASKED),  # the unit an address names, for the unit card once it is laid out
         *views.gate_stores(state.has_model),
-        dcc.Store(id=ids.ADDRESS, data=None),  # the page's state as a query string (address.py), for the URL
-        dcc.Store(id=ids.ADDRESS_IN, data=None),  # the URL's query string at page open and on back/forward
-        dcc.Store(id=ids.MARKED, data=None),
-        dcc.Store(id=ids.ADDRESS_DONE, data=None),
-        dcc.Store(id=ids.ADDRESS_OPENED, data=None),
-        dcc.Store(id=ids.VIEW_SHOWN, data=None),
-        dcc.Interval(id=ids.JOBS_INTERVAL, interval=1000, disabled=True),
+        dcc.Store(id=ids.ADDRESS),  # the page's state as a query string (address.py), for the URL
+        dcc.Store(id=ids.ADDRESS_IN),  # the URL's query string at page open and on back/forward
+        dcc.Store(id=ids.MARKED),
+        dcc.Store(id=ids.ADDRESS_DONE),
+        dcc.Store(id=ids.ADDRESS_OPENED),
+        dcc.Store(id=ids.VIEW_SHOWN),
+        dcc.Interval(id=ids.JOBS_INTERVAL, interval=1000, disabled=not opens_waiting(state)),
     ]
     return html.Div(
         [

@@ -29,7 +29,7 @@ from layerscope.errors import LayerscopeError
 from layerscope.interop.seed_json import FILE_METHOD
 from layerscope.names import check_index
 
-__all__ = ["METHOD_LABELS", "callbacks", "default_views", "method_options", "projection_panel"]
+__all__ = ["METHOD_LABELS", "callbacks", "default_views", "method_options", "opens_waiting", "projection_panel"]
 
 METHOD_LABELS = {
     "file": "from file",
@@ -85,6 +85,12 @@ def projection_panel(state: DashboardState, panel: str, layer: str, method: str)
     def part(name: str) -> dict[str, Any]:
         return {"id": ids.proj(name, panel), "className": f"proj-{name}"}
 
+    # the first view comes with the page when the Run has it: drawn as soon as the page is, with no request; one it
+    # lacks is computed once the page polls (``opens_waiting``, the projection callback on the first tick)
+    figure, status, quality = (
+        _shown(state, layer, method, "label", "all") if state.available(layer, method) else (None, "", "")
+    )
+
     colors = [c for c in COLOR_OPTIONS if c["value"] != "confidence" or state.has_probabilities]
     controls = html.Div(
         [
@@ -100,7 +106,7 @@ def projection_panel(state: DashboardState, panel: str, layer: str, method: str)
         controls,
         html.Div(
             [
-                html.Div(**_classes(part("status"), "status")),
+                html.Div(status, **_classes(part("status"), "status")),
                 html.Button(
                     "Cancel",
                     style={"display": "none"},
@@ -113,6 +119,7 @@ def projection_panel(state: DashboardState, panel: str, layer: str, method: str)
         html.Div(
             [
                 dcc.Graph(
+                    figure=figure,
                     config={
                         "displaylogo": False,
                         "scrollZoom": True,
@@ -129,7 +136,7 @@ def projection_panel(state: DashboardState, panel: str, layer: str, method: str)
         ),
         html.Div(
             [
-                html.Div(**_classes(part("quality"), "quality")),
+                html.Div(quality, **_classes(part("quality"), "quality")),
                 html.Div(
                     [
                         html.Span("coordinates", className="label"),
@@ -198,6 +205,7 @@ def _view_states() -> list[State]:
     Input(ids.JOBS_INTERVAL, "n_intervals"),
     State(ids.proj("star", MATCH), "data"),
     State(ids.proj("status", MATCH), "children"),
+    prevent_initial_call=True,  # the first view comes with the page (projection_panel)
 )
 def projection(
     state: DashboardState,
@@ -261,10 +269,16 @@ def _figure(state: DashboardState, layer: str, method: str, color: str, split: s
         return figures.empty_figure(text), text, ""
     if tick is not None and ctx.triggered_id == ids.JOBS_INTERVAL and not _was_waiting(state, layer, method):
         raise PreventUpdate
+    return _shown(state, layer, method, color, split)
+
+
+def _shown(state: DashboardState, layer: str, method: str, color: str, split: str) -> tuple[Any, Any, Any]:
+    """(figure, status, quality figures) of a projection the Run has."""
     keep = _keep(state, layer, method, split)
     try:
         fig = _scatter(state, layer, method, color, split)
     except Exception as e:  # an error in one panel is shown there; the page keeps working
+        label = f"{METHOD_LABELS[method]} of {layer}"
         return figures.empty_figure(), html.Span(f"cannot show {label}: {e}", className="bad"), ""
     meta = state.projection_meta(layer, method)
     # a file's projection of a layer without activations has no trustworthiness: nothing to compare it with
@@ -372,6 +386,7 @@ callbacks.clientside(
     }""",
     Output(ids.proj("cancel", MATCH), "style"),
     Input(ids.proj("status", MATCH), "children"),
+    prevent_initial_call=True,  # a panel opens on a projection the Run has, or starts it on the first poll
 )
 
 
@@ -391,10 +406,17 @@ def cancel(state: DashboardState, n: Any, layer: Any, method: Any) -> Any:
     return f"stopping the {METHOD_LABELS[method]} of {layer}…"
 
 
+def opens_waiting(state: DashboardState) -> bool:
+    """Whether a panel opens on a projection the Run lacks: the page then polls from the start, and the first tick
+    has it computed (``projection``)."""
+    return not all(state.available(layer, method) for layer, method in default_views(state))
+
+
 @callbacks.callback(
     Output(ids.JOBS_INTERVAL, "disabled"),
     Input(ids.JOBS_INTERVAL, "n_intervals"),
     Input(ids.proj("status", ALL), "children"),
+    prevent_initial_call=True,  # the page opens polling when it waits (opens_waiting)
 )
 def poll(state: DashboardState, _n: Any, _statuses: Any) -> bool:
     scratch = state.scratch  # this page's: another page's redraw does not stop this one polling
@@ -459,12 +481,14 @@ callbacks.clientside(
     prevent_initial_call=True,
 )
 
-# a projection's figure arrived: the selected image's ring follows it (workspace.js)
+# a projection's figure arrived: the selected image's ring follows it (workspace.js); the first figures, laid out
+# with the page, are followed from the page's first marking of the selected image (workspace.js markSelected)
 callbacks.clientside(
     "function(figure, id) { return window.layerscope.followFigure(id.panel); }",
     Output(ids.proj("ringed", MATCH), "data"),
     Input(ids.proj("graph", MATCH), "figure"),
     State(ids.proj("graph", MATCH), "id"),
+    prevent_initial_call=True,
 )
 
 

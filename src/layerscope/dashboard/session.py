@@ -18,6 +18,7 @@ visits do not grow the server without end.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -104,6 +105,14 @@ class Sessions:
         if not flask.has_request_context():
             return self.default
         return self.get(flask.request.headers.get(HEADER))
+
+    def touch(self) -> None:
+        """Make or refresh the scratch of the request being answered: a Flask ``before_request`` hook, so that a page's
+        scratch is born with the page's first request (the card of the image it opens on) and a job that the page
+        starts later counts as finishing after it opened, however soon it ends (`Scratch.seen`). A malformed id is
+        left to the callbacks to refuse."""
+        with contextlib.suppress(LayerscopeError):
+            self.current()
 
     def scratches(self) -> list[Scratch]:
         """Every page's scratch, the least recently used first, then `default`."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+import secrets
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -93,8 +94,11 @@ class DashboardState:
     jobs: dict[tuple[str, str], Job] = field(default_factory=dict)
     unit_jobs: dict[tuple[str, str], Job] = field(default_factory=dict)
     device: str = "cpu"  # where work over the whole dataset runs; one image at a time stays on the CPU
+    url_prefix: str = "/"  # where the page reaches this app's routes (Dash's requests_pathname_prefix)
 
     def __post_init__(self) -> None:
+        # names this server's images by URL: a browser's cached image from another server at this address never shows
+        self.token = secrets.token_hex(4)
         self.labels = np.asarray(self.run.labels)
         self.split = np.asarray(self.run.split)
         self.predicted, self.confidence = predictions(self.run)

@@ -24,11 +24,13 @@ __all__ = [
     "GraphColumn",
     "ablated_trace",
     "channel_strip",
+    "channel_strip_png",
     "class_bars",
     "colorize",
     "feature_map_figure",
     "network_figure",
     "overlay_png",
+    "png_bytes",
     "png_uri",
     "signed_png",
     "strongest_edges",
@@ -51,19 +53,33 @@ def colorize(values: np.ndarray, lo: float, hi: float, scale: str = "Viridis") -
 
 
 def channel_strip(fmap: np.ndarray, per_channel: bool = True) -> str:
-    """A data-URI PNG of a conv layer's maps side by side: (C, H, W) floats -> (H, C*W, 3) colours, each map over its
-    own range (``per_channel``) or all over the layer's. One PNG per layer: 80 small PNGs cost ~110 ms to encode,
-    too slow for the Draw panel to follow the pen; the page shows each map as a slice of the strip (style.css)."""
+    """A data-URI PNG of a conv layer's maps side by side (`channel_strip_png`)."""
+    return _uri(channel_strip_png(fmap, per_channel))
+
+
+def channel_strip_png(fmap: np.ndarray, per_channel: bool = True) -> bytes:
+    """A PNG of a conv layer's maps side by side: (C, H, W) floats -> (H, C*W, 3) colours, each map over its own
+    range (``per_channel``) or all over the layer's. One PNG per layer: 80 small PNGs cost ~110 ms to encode, too
+    slow for the Draw panel to follow the pen; the page shows each map as a slice of the strip (style.css)."""
     axes = (1, 2) if per_channel else (0, 1, 2)
     lo, hi = fmap.min(axis=axes, keepdims=True), fmap.max(axis=axes, keepdims=True)
     scaled = (fmap - lo) / np.where(hi > lo, hi - lo, 1.0)
     c, h, w = fmap.shape
     rgb = colorize(scaled, 0.0, 1.0)  # (C, H, W, 3)
-    return png_uri(np.ascontiguousarray(rgb.transpose(1, 0, 2, 3).reshape(h, c * w, 3)))
+    return png_bytes(np.ascontiguousarray(rgb.transpose(1, 0, 2, 3).reshape(h, c * w, 3)))
 
 
 def png_uri(image: np.ndarray, scale: int = 1, box: tuple[int, int, int, int] | None = None) -> str:
-    """A data-URI PNG of a (H, W) or (H, W, 3) uint8 image, enlarged ``scale`` times with sharp pixels.
+    """A data-URI PNG of a (H, W) or (H, W, 3) uint8 image (`png_bytes`)."""
+    return _uri(png_bytes(image, scale, box))
+
+
+def _uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def png_bytes(image: np.ndarray, scale: int = 1, box: tuple[int, int, int, int] | None = None) -> bytes:
+    """A PNG of a (H, W) or (H, W, 3) uint8 image, enlarged ``scale`` times with sharp pixels.
 
     ``box`` (top, left, bottom, right) in image pixels is outlined, e.g. a receptive field.
     """
@@ -78,7 +94,7 @@ def png_uri(image: np.ndarray, scale: int = 1, box: tuple[int, int, int, int] | 
         )
     buffer = io.BytesIO()
     pil.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return buffer.getvalue()
 
 
 def signed_png(values: np.ndarray, scale: int = 1) -> str:

@@ -91,14 +91,14 @@ def gated(name: str) -> Input:
 
 
 def opened(gate: Any) -> None:
-    """Stop a heavy callback whose view was never shown. The renderer calls the callbacks downstream of the gates
-    once at page open, whatever the gates say (an initial call follows the chain): that call draws nothing."""
+    """Stop a heavy callback whose view was never shown: the renderer calls a callback once when its components are
+    laid out (a view, the first time it opens), whatever its gate says; that call draws nothing."""
     if gate is None:
         raise PreventUpdate
 
 
 def gate_stores(has_model: bool) -> list[dcc.Store]:
-    gates = [dcc.Store(id=ids.gate(name), data=None) for name in _gates(has_model)]
+    gates = [dcc.Store(id=ids.gate(name)) for name in _gates(has_model)]
     return [*gates, dcc.Store(id=ids.GATE_PLAN, data=gate_plan(has_model))]
 
 

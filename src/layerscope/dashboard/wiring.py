@@ -5,22 +5,30 @@ callback is a plain function whose first parameter is the ``DashboardState`` and
 Inputs and States, in order; a clientside one is its JavaScript. ``create_app`` binds each module's callbacks to the
 state of the app it builds (``callbacks.register(app, state)``), so several dashboards live in one process, nothing
 module-wide changes per request, and a test calls the function itself with a state, without a browser or a server.
+
+A feature may also answer plain GET requests (``callbacks.route``): what the page's scripts fetch on the hot paths,
+an image by URL or the selected image's card, where a Dash callback would make the renderer walk the page's
+components for each answer (see live.py). A route is a function of the state and the request's arguments that
+returns a Flask response; a ``LayerscopeError`` it raises is a 400 whose JSON body says what is wrong.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from dash import ClientsideFunction, Dash
+from flask import Response, jsonify, request
 
 from layerscope.dashboard.state import DashboardState
+from layerscope.errors import LayerscopeError
 
 __all__ = ["Callbacks"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 When = Callable[[DashboardState], bool]
+Route = Callable[[DashboardState, Mapping[str, str]], Response]
 
 
 def _bound(function: Callable[..., Any], state: DashboardState) -> Callable[..., Any]:
@@ -55,11 +63,34 @@ class _Declared:
             app.callback(*dependencies, **self.options)(_bound(self.target, state))  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True)
+class _Route:
+    """A GET route: ``rule`` under the app's ``routes_pathname_prefix`` answered by ``function(state, args)``."""
+
+    rule: str
+    function: Route
+    when: When | None
+
+    def register(self, app: Dash, state: DashboardState) -> None:
+        if self.when is not None and not self.when(state):
+            return
+
+        def answer() -> Any:
+            try:
+                return self.function(state, request.args)
+            except LayerscopeError as e:
+                return jsonify(error=str(e)), 400
+
+        endpoint = "layerscope_" + self.rule.replace("/", "_")
+        app.server.add_url_rule(app.config.routes_pathname_prefix + self.rule, endpoint, answer, methods=["GET"])
+
+
 @dataclass
 class Callbacks:
     """The callbacks of one feature module, registered on an app, in the order declared, by ``register``."""
 
     declared: list[_Declared] = field(default_factory=list)
+    routes: list[_Route] = field(default_factory=list)
 
     def callback(self, *dependencies: Any, when: When | None = None, **options: Any) -> Callable[[F], F]:
         """Like ``dash.callback``; the function gets the app's state first and is returned as it is. ``when``: a
@@ -79,6 +110,18 @@ class Callbacks:
         """Like ``Dash.clientside_callback``: ``script`` runs in the browser."""
         self.declared.append(_Declared(script, dependencies, options, when, clientside=True))
 
+    def route(self, rule: str, when: When | None = None) -> Callable[[Route], Route]:
+        """A GET route at ``rule`` (``"_layerscope/fmap"``) under the app's prefix, answered by the function with
+        the app's state and the request's arguments; ``when`` as for ``callback``."""
+
+        def declare(function: Route) -> Route:
+            self.routes.append(_Route(rule, function, when))
+            return function
+
+        return declare
+
     def register(self, app: Dash, state: DashboardState) -> None:
         for declared in self.declared:
             declared.register(app, state)
+        for route in self.routes:
+            route.register(app, state)

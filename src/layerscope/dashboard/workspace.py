@@ -56,17 +56,20 @@ callbacks.clientside(
 )
 # a view opens at once; the first time, it says so while its components come (lay_out), and it is "shown" once they
 # are there and its graphs are measured: the gates of its heavy callbacks follow VIEW_SHOWN
+# (none of the views' callbacks runs as the page opens: it opens on the Explore view, laid out and shown)
 callbacks.clientside(
     "function(view, loaded) { return window.layerscope.wantView(view, loaded); }",
     Output(ids.VIEW_WANTED, "data"),
     Input(ids.VIEW, "data"),
     State(ids.VIEW_LOADED, "data"),
+    prevent_initial_call=True,
 )
 callbacks.clientside(
     "function(view, loaded) { return window.layerscope.showView(view, loaded); }",
     Output(ids.VIEW_SHOWN, "data"),
     Input(ids.VIEW, "data"),
     Input(ids.VIEW_LOADED, "data"),
+    prevent_initial_call=True,
 )
 
 
@@ -90,7 +93,7 @@ def lay_out(state: DashboardState, wanted: Any, loaded: Any) -> list[Any]:
     return [*(view_body(state, name) if name in new else no_update for name in _LATER), [*had, *new]]
 
 
-callbacks.clientside(views.GATES_JS, views.gate_dependencies)
+callbacks.clientside(views.GATES_JS, views.gate_dependencies, prevent_initial_call=True)
 
 
 # -- the address bar -------------------------------------------------------------------------------------------------

@@ -57,18 +57,10 @@
   }
 
   // -- the fast path -------------------------------------------------------------------------------------------------
-  function url() {
-    let prefix = "/";
-    const config = document.getElementById("_dash-config");
-    if (config) {
-      try { prefix = JSON.parse(config.textContent).requests_pathname_prefix || "/"; } catch (e) { /* default */ }
-    }
-    return prefix + ROUTE;
-  }
-
-  function isBars(gd) {
-    return !!(gd && gd.data && gd.data[0] && gd.data[0].type === "bar");
-  }
+  // the shared helpers (layerscope.js, loaded after this script): looked up when called
+  function url() { return window.layerscope.route(ROUTE); }
+  function isBars(gd) { return window.layerscope.isBars(gd); }
+  function redrawBars(gd, bars) { return window.layerscope.redrawBars(gd, bars); }
 
   // what the page shows of the live drawing: panel rows with the order and colour range they were drawn with
   // (callbacks.py _panel), feature-map grids (inside.py _fmap_frame)
@@ -87,20 +79,6 @@
       maps.push({ layer: grid.dataset.layer, scale: grid.dataset.scale });
     });
     return { panels: panels, maps: maps };
-  }
-
-  // Plotly.react with the new values (measured faster than restyle and animate for these small bar charts); the
-  // dcc.Graph's own figure replaces it when the Dash callbacks run
-  function redrawBars(gd, bars) {
-    if (!isBars(gd) || !window.Plotly) { return null; }
-    const trace = gd.data[0];
-    const marker = Object.assign({}, trace.marker, {
-      color: bars.color,
-      line: Object.assign({}, trace.marker && trace.marker.line, { color: bars.line }),
-    });
-    const data = gd.data.slice();
-    data[0] = Object.assign({}, trace, { x: bars.x, text: bars.text, marker: marker });
-    return window.Plotly.react(gd, data, gd.layout);
   }
 
   function caption(selector, text) {

@@ -178,15 +178,17 @@
     const fired = (context.triggered || [])[0];
     if (!fired || fired.value === null || fired.value === undefined || fired.value === 0) { return noUpdate(); }
     const id = context.triggered_id;
+    let key = null;
     if (id && typeof id === "object") {
-      if (id.type === clicked) { return typeof fired.value === "number" ? fired.value : noUpdate(); }
+      if (id.type === clicked && typeof fired.value === "number") { key = fired.value; }
       if (id.type === rowName) {
         const row = (rows || [])[id.row];
-        if (!row || (row.kind !== "image" && row.kind !== "class")) { return noUpdate(); }
-        return row.kind === "class" ? "mean:" + row.key : row.key;
+        if (row && (row.kind === "image" || row.kind === "class")) { key = row.kind === "class" ? "mean:" + row.key : row.key; }
       }
     }
-    return noUpdate();
+    if (key === null) { return noUpdate(); }
+    ls.showMaps(key);
+    return key;
   };
 
   const markView = function (view) {
@@ -202,15 +204,13 @@
 
   // the view chosen shows at once; one not laid out yet (views.py) is asked for (workspace.lay_out) and says so
   // meanwhile. A new history entry at once too (the server's full address replaces it when it comes): a quick second
-  // click must not lose the first view from the history; not on the page's first call, made before the address is read
-  let wantedOnce = false;
+  // click must not lose the first view from the history; none for a view the address names already (back, forward)
   ls.wantView = function (view, loaded) {
     const params = new URLSearchParams(window.location.search);
-    if (wantedOnce && (params.get("view") || "explore") !== view) {
+    if ((params.get("view") || "explore") !== view) {
       params.set("view", view);
       window.history.pushState(null, "", window.location.pathname + "?" + params.toString() + window.location.hash);
     }
-    wantedOnce = true;
     markView(view);
     return laidOut(view, loaded) ? noUpdate() : view;
   };
@@ -310,6 +310,43 @@
     el.dataset.y = at[1];
   };
   const hooked = new WeakSet();
+  // the ring on one drawn projection, following its zooms, pans and new figures
+  const ring = function (gd) {
+    gd.__ring = null;
+    if (typeof ls.selected === "number") {
+      for (const trace of gd._fullData) {
+        if (!trace.customdata || trace.name === "misclassified" || trace.visible !== true) { continue; }
+        const i = Array.prototype.indexOf.call(trace.customdata, ls.selected);
+        if (i >= 0) { gd.__ring = [trace.x[i], trace.y[i]]; break; }
+      }
+    }
+    if (!hooked.has(gd)) {  // a new figure, a zoom or a pan: the ring follows
+      hooked.add(gd);
+      gd.on("plotly_afterplot", function () { ring(gd); drawLit(gd); });
+    }
+    placeRing(gd);
+    return gd.__ring !== null;
+  };
+  const drawn = function (gd) {
+    return gd && gd._fullData && gd._fullData.length && typeof gd.on === "function";
+  };
+
+  // a projection's figure arrived (or is to come, at page open): once plotly has drawn it, the selected image is
+  // ringed and the selection lit on it (tried for a few seconds)
+  ls.followFigure = function (panel) {
+    let tries = 0;
+    (function attempt() {
+      const gd = plotOf(panel);
+      if (drawn(gd)) {
+        ring(gd);
+        drawLit(gd);
+      } else if (tries++ < 100) {
+        setTimeout(attempt, 100);
+      }
+    })();
+    return panel;
+  };
+
   ls.markSelected = function (selected) {
     ls.selected = selected;
     document.querySelectorAll(".thumb").forEach(function (img) {
@@ -318,38 +355,16 @@
       img.classList.toggle("selected", String(key) === String(selected));
     });
     let marked = 0;
-    graphs().forEach(function (gd) {
-      gd.__ring = null;
-      if (typeof selected === "number") {
-        for (const trace of gd._fullData) {
-          if (!trace.customdata || trace.name === "misclassified" || trace.visible !== true) { continue; }
-          const i = Array.prototype.indexOf.call(trace.customdata, selected);
-          if (i >= 0) { gd.__ring = [trace.x[i], trace.y[i]]; break; }
-        }
+    document.querySelectorAll(".proj-panel").forEach(function (box) {
+      const panel = box.id.slice("proj-".length);
+      const gd = plotOf(panel);
+      if (drawn(gd)) {
+        if (ring(gd)) { marked += 1; }
+      } else {
+        ls.followFigure(panel);  // not drawn yet: the page has just opened
       }
-      if (!hooked.has(gd)) {  // a new figure, a zoom or a pan: the ring follows
-        hooked.add(gd);
-        gd.on("plotly_afterplot", function () { ls.markSelected(ls.selected); drawLit(gd); });
-      }
-      placeRing(gd);
-      if (gd.__ring) { marked += 1; }
     });
     return marked;
-  };
-
-  // a projection's figure arrived: once plotly has drawn it, hook the ring onto it (tried for a few seconds)
-  ls.followFigure = function (panel) {
-    let tries = 0;
-    (function attempt() {
-      const gd = plotOf(panel);
-      if (gd && gd._fullData && gd._fullData.length && typeof gd.on === "function") {
-        ls.markSelected(ls.selected);
-        drawLit(gd);
-      } else if (tries++ < 100) {
-        setTimeout(attempt, 100);
-      }
-    })();
-    return panel;
   };
 
   // keyboard: left and right step through the gallery, Escape clears the brushed points
