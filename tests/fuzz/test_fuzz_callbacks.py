@@ -1,7 +1,8 @@
-"""The dashboard's callbacks and the Draw route sent generated values (Hypothesis), through Flask's test client as
-dash-renderer would send them: image indices, layers, methods, unit numbers, the units box, group names, stores and
-drawings that the page never offers. Every answer is a 200/204 or a 4xx of one sentence, never a 500; and every bad
-value is caught by a check (a sentence that says what to do), not by the net for the unforeseen."""
+"""The dashboard's callbacks and its routes (Draw, the selected image's card, feature maps) sent generated values
+(Hypothesis), through Flask's test client as dash-renderer and the page's scripts would send them: image indices,
+layers, methods, unit numbers, the units box, group names, stores and drawings that the page never offers. Every
+answer is a 200/204 or a 4xx of one sentence, never a 500; and every bad value is caught by a check (a sentence that
+says what to do), not by the net for the unforeseen."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from hypothesis import strategies as st
 
 from layerscope.dashboard import create_app, ids
 from layerscope.dashboard.activations import PANEL_SORTS
+from layerscope.dashboard.inside import FMAP_ROUTE
 from layerscope.dashboard.live import ROUTE
 from layerscope.dashboard.messages import UNEXPECTED
+from layerscope.dashboard.sidebar import SELECTED_ROUTE
 from layerscope.run import Run
 from tests.unit.test_server_guard import LOCAL, OPEN_GATES, UPDATE, callback_body, one_sentence, prop, side_notice
 
@@ -146,11 +149,30 @@ def test_image_views(app, client, errors, values, data):
         "attr-layer.value": data.draw(values["layer"]),
     }
     output = data.draw(
-        st.sampled_from(
-            ["preview-image.src", "fmap-note.children", "fmap-zoom.figure", "unit-guided.children", "attr-layer-box"]
-        )
+        st.sampled_from(["fmap-note.children", "fmap-zoom.figure", "unit-guided.children", "attr-layer-box"])
     )
     run_callback(app, client, errors, output, common, changed="selected.data")
+
+
+@FUZZ
+@given(data=st.data())
+def test_the_routes_a_page_reads(app, client, errors, values, data):
+    """The selected image's card and the feature-map strips, asked for by URL with anything as their arguments (an
+    argument is text in a URL: the page's values as it writes them, and any text)."""
+    state = app.layerscope_state
+    text = st.text(max_size=24)
+    image = values["image"].map(str) | text
+    seen = len(errors.records)
+    if data.draw(st.booleans()):
+        check(client.get("/" + SELECTED_ROUTE, query_string={"image": data.draw(image)}, headers=LOCAL), errors, seen)
+    else:
+        query = {
+            "layer": data.draw(st.sampled_from(state.conv_layers) | values["layer"] | text),
+            "scale": data.draw(st.sampled_from(["channel", "layer"]) | text),
+            "image": data.draw(image),
+        }
+        asked = {name: value for name, value in query.items() if data.draw(st.booleans()) or name != "scale"}
+        check(client.get("/" + FMAP_ROUTE, query_string=asked, headers=LOCAL), errors, seen)
 
 
 @FUZZ
