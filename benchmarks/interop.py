@@ -19,9 +19,9 @@ from pathlib import Path
 from common import Table, load_average, median_seconds
 from layerscope.dashboard import create_app
 from layerscope.interop import export_nn_data, import_nn_data, read_nn_data
-from layerscope.pipeline import demo_run, open_run
+from layerscope.pipeline import demo_run
 from layerscope.projections.compute import compute_projection
-from layerscope.run import Run
+from layerscope.run import Run, open_run
 
 
 def main() -> None:

@@ -66,7 +66,7 @@ if _typing.TYPE_CHECKING:
     )
     from layerscope.models import SeedCNN, build_model
     from layerscope.network import connections, incoming_weights
-    from layerscope.pipeline import demo_run, open_run, train_run
+    from layerscope.pipeline import demo_run, train_run
     from layerscope.projections import (
         LDA,
         PCA,
@@ -76,7 +76,7 @@ if _typing.TYPE_CHECKING:
         compute_projection,
     )
     from layerscope.receptive import receptive_field
-    from layerscope.run import Run
+    from layerscope.run import Run, open_run
     from layerscope.topk import TopK, compute_topk, store_topk
     from layerscope.training import TrainConfig, evaluate, fit
 
@@ -120,7 +120,7 @@ _LAZY = {
     "load_idx_dir": "layerscope.data",
     "load_image_folder": "layerscope.data",
     "load_mnist": "layerscope.data",
-    "open_run": "layerscope.pipeline",
+    "open_run": "layerscope.run",
     "predict_ablated": "layerscope.ablation",
     "preprocess_digit": "layerscope.drawing",
     "randomisation_check": "layerscope.attribution",

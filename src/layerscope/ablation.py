@@ -9,6 +9,9 @@ predictions. Saved ablations live in the Run's manifest under ``"ablations"``.
 ...     logits = model(x)                       # fc2 neurons 3 and 7 are zero
 >>> result = evaluate_ablation(run, [Ablation("conv2", (7,), scale=2.0)])
 >>> result.accuracy_before, result.accuracy_after
+
+Torch is imported by the functions that run a model: naming, checking and keeping ablations (what the dashboard's
+first page and the command line's checks need) do not load it.
 """
 
 from __future__ import annotations
@@ -18,20 +21,20 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from layerscope.capture import INPUT, ActivationRecorder, _model_device, _resolve
 from layerscope.data.datasets import TEST, TRAIN
 from layerscope.errors import LayerscopeError, RunError
-from layerscope.layers import parse_units
+from layerscope.layers import INPUT, parse_units
 from layerscope.names import check_label
 from layerscope.progress import ProgressFn, no_progress
 from layerscope.run import Run, now
-from layerscope.training import preferred_memory_format
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 __all__ = [
     "Ablation",
@@ -148,6 +151,8 @@ def _scaled(
 ) -> torch.Tensor:
     """``output`` with the chosen units multiplied: a new tensor (autograd may still need the original), or the same
     one changed when ``in_place``."""
+    import torch
+
     count = _unit_count(output)
     mask = torch.ones(count, dtype=output.dtype, device=output.device)
     for chosen, scale in units:
@@ -162,6 +167,8 @@ def _scaled(
 def _owns(output: torch.Tensor, args: Any) -> bool:
     """Whether ``output`` may be changed in place: an inference tensor (no autograd, not a parameter) that shares no
     memory with the module's inputs (as nn.Identity's would)."""
+    import torch
+
     if not torch.is_inference(output):
         return False
     ptr = output.untyped_storage().data_ptr()
@@ -180,6 +187,8 @@ def ablated(model: nn.Module, ablations: Sequence[Ablation], in_place: bool = Fa
     place when that is safe (under ``torch.inference_mode``, memory the module's inputs do not share): ~8x cheaper for
     a large conv map, whose fresh allocation dominates; only for code that keeps no other reference to the output.
     """
+    from layerscope.capture import _resolve
+
     ablations = list(ablations)
     modules = _resolve(model, [a.layer for a in ablations])
     per_layer: dict[str, list[tuple[tuple[int, ...], float]]] = {}
@@ -216,6 +225,10 @@ def predict_ablated(model: nn.Module, image: torch.Tensor | np.ndarray, ablation
 
     Pixels are floats in [0, 1] (uint8 arrays are divided by 255).
     """
+    import torch
+
+    from layerscope.capture import _model_device
+
     x = torch.from_numpy(np.asarray(image)) if isinstance(image, np.ndarray) else image
     x = x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
     single = x.ndim == 3
@@ -343,6 +356,10 @@ def _resume_chain(
     the model must return the last one's output: then nothing else (a skip connection, a functional op) computes
     after ``layer``. ``later`` layers (other ablated ones) must all start after ``layer`` ends.
     """
+    import torch
+
+    from layerscope.capture import _model_device
+
     names = {module: name for name, module in model.named_modules() if name}
     events: list[tuple[str, str, Any]] = []  # ("start", name, first input) / ("end", name, first output)
     handles = []
@@ -425,6 +442,10 @@ def _check_resume(
     found: tuple[tuple[int, ...], list[nn.Module]] | None,
     indices: np.ndarray,
 ) -> tuple[str, np.ndarray, tuple[int, ...], list[nn.Module]] | None:
+    import torch
+
+    from layerscope.capture import ActivationRecorder, _model_device
+
     if found is None:
         return None
     shape, chain = found
@@ -472,6 +493,11 @@ def evaluate_ablation(
     model's own logits; ``use_stored=False`` always starts from the pixels): the layers before it do not change, and
     the convolutions, most of the work, are skipped. ``result.resumed_from`` says which layer it started from.
     """
+    import torch
+
+    from layerscope.capture import _model_device
+    from layerscope.training import preferred_memory_format
+
     ablations = tuple(ablations)
     if model is None and not run.has_model:
         raise RunError(

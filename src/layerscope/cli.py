@@ -882,7 +882,9 @@ def _serve(
 
     _check_range("--port", port, 1, 65_535)
     run.check_model_code()  # refuse before the server starts, not on the first page that needs the model
-    device = _device(device) if run.has_model else "cpu"
+    # a device named is checked now; "auto" is resolved by the page's first work over the dataset (it takes torch,
+    # which the first page does without: dashboard/state.py)
+    device = "cpu" if not run.has_model else device if device in ("auto", "cpu") else _device(device)
     port = _free_port(host, port)
     if host not in ("127.0.0.1", "localhost", "::1"):
         err.print(
@@ -917,7 +919,7 @@ def serve(
 ) -> None:
     """Open the dashboard on a Run, or on an NN_data.json file, in the browser. The page's work over the whole
     dataset (projections, top images, feature visualisation) runs on --device; one image at a time runs on the CPU."""
-    from layerscope.pipeline import open_run
+    from layerscope.run import open_run
 
     with _bars() as progress:
         run = open_run(_run_path(run_dir), progress=Bars(progress), trust_model_code=trust_model_code)

@@ -15,7 +15,6 @@ from PIL import Image, ImageDraw
 
 from layerscope.data.datasets import TRAIN
 from layerscope.errors import LayerscopeError
-from layerscope.projections.compute import RAW_MAX_DIMS, compute_pca, pca_transform
 from layerscope.run import Run
 
 __all__ = ["NeighbourIndex", "Neighbours", "center_of_mass", "preprocess_digit", "render_strokes"]
@@ -91,6 +90,9 @@ class NeighbourIndex:
     """
 
     def __init__(self, run: Run, layer: str) -> None:
+        # the projections' own code (and torch, for a conv layer's PCA): drawing a digit needs neither
+        from layerscope.projections.compute import RAW_MAX_DIMS, compute_pca
+
         info = run.layer(layer)
         if info.kind == "projection":
             raise LayerscopeError(f"layer {layer!r} has no activations in this Run to compare images in.")
@@ -108,6 +110,8 @@ class NeighbourIndex:
 
     def features(self, values: np.ndarray) -> np.ndarray:
         """(n, ...) full outputs of the layer -> (n, d) points of this space."""
+        from layerscope.projections.compute import pca_transform
+
         flat = np.asarray(values, np.float32).reshape(len(values), -1)
         return flat if self.raw else pca_transform(self.run, self.layer, flat)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import time
@@ -220,26 +219,3 @@ def demo_run(
         provenance=provenance,
         pca_kinds=("image", "dense"),
     )
-
-
-def open_run(
-    path: str | os.PathLike[str] | Run,
-    cache_dir: str | os.PathLike[str] | None = None,
-    progress: ProgressFn = no_progress,
-    trust_model_code: bool = False,
-) -> Run:
-    """A Run from what the user has: a Run, a Run directory, or an NN_data.json file. A file is imported once into
-    the cache (keyed by its SHA-256, so an edited file is imported again) and opened from there."""
-    if isinstance(path, Run):
-        return path
-    path = Path(path)
-    if not path.is_file():
-        return Run(path, trust_model_code=trust_model_code)
-    from layerscope.interop.seed_json import import_nn_data
-
-    with open(path, "rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
-    out = Path(cache_dir or default_cache_dir()) / f"{path.stem}-{digest[:12]}"
-    if (out / "manifest.json").is_file():
-        return Run(out)
-    return import_nn_data(path, out, force=True, progress=progress)

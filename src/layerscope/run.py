@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import math
@@ -47,9 +48,11 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from layerscope.atomic import atomic_write, pid_alive, remove_leftovers, temp_prefix
+from layerscope.cache import default_cache_dir
 from layerscope.errors import LayerNotFoundError, RunError
 from layerscope.layers import LayerInfo
 from layerscope.manifest import check_manifest, check_relpath
+from layerscope.progress import ProgressFn, no_progress
 
 if TYPE_CHECKING:  # torch is imported when a model or a dataset is asked for, so reading a Run starts in a moment
     import torch
@@ -67,6 +70,7 @@ __all__ = [
     "Update",
     "dataset_manifest",
     "now",
+    "open_run",
     "recover",
     "save_weights",
     "staging_dir",
@@ -520,7 +524,7 @@ class Run:
     def check_model_code(self) -> None:
         """Raise the one-line refusal ``load_model`` would give if the model's code is not trusted; nothing runs."""
         if self.has_model:
-            from layerscope.models.loading import check_trusted
+            from layerscope.trust import check_trusted
 
             check_trusted(self.manifest["model"], self.trust_model_code)
 
@@ -702,3 +706,26 @@ def write_dataset_arrays(directory: Path, dataset: Dataset) -> None:
     write_array(directory / "images.npy", np.ascontiguousarray(dataset.images, dtype=np.uint8))
     write_array(directory / "labels.npy", np.asarray(dataset.labels, dtype=np.int64))
     write_array(directory / "split.npy", np.asarray(dataset.split, dtype=np.uint8))
+
+
+def open_run(
+    path: str | os.PathLike[str] | Run,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: ProgressFn = no_progress,
+    trust_model_code: bool = False,
+) -> Run:
+    """A Run from what the user has: a Run, a Run directory, or an NN_data.json file. A file is imported once into
+    the cache (keyed by its SHA-256, so an edited file is imported again) and opened from there."""
+    if isinstance(path, Run):
+        return path
+    path = Path(path)
+    if not path.is_file():
+        return Run(path, trust_model_code=trust_model_code)
+    from layerscope.interop.seed_json import import_nn_data
+
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    out = Path(cache_dir or default_cache_dir()) / f"{path.stem}-{digest[:12]}"
+    if (out / "manifest.json").is_file():
+        return Run(out)
+    return import_nn_data(path, out, force=True, progress=progress)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from layerscope.interop import FILE_METHOD
-from layerscope.pipeline import open_run
+from layerscope.run import open_run
 from tests import nn_data
 from tests.browser.conftest import opened, serving, show
 

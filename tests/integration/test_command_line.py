@@ -112,6 +112,26 @@ def test_version_help_and_info_start_without_torch(tiny_run):
     assert _imports_torch("topk", str(tiny_run.path), "--unit", "fc1:0") == (0, True)  # a command that needs it
 
 
+def test_the_dashboards_first_page_needs_no_torch(tiny_run):
+    # importing torch is most of a server's start: the first page is served without it, and the model side is
+    # imported (and the model loaded) by the warm-up that serve() starts beside the server
+    code = (
+        "import sys\n"
+        "from layerscope.dashboard.app import create_app\n"
+        f"app = create_app({str(tiny_run.path)!r})\n"
+        "client = app.server.test_client()\n"
+        "for path in ('/', '/_dash-layout', '/_dash-dependencies', '/_layerscope/selected?image=0'):\n"
+        "    assert client.get(path).status_code == 200, path\n"
+        "print('before', 'torch' in sys.modules)\n"
+        "app.layerscope_state.warm_up()\n"
+        "print('after', 'torch' in sys.modules, type(app.layerscope_state.__dict__.get('model')).__name__)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "before False" in proc.stdout and "after True" in proc.stdout, proc.stdout
+    assert "after True NoneType" not in proc.stdout  # the model itself is loaded, not only torch
+
+
 def test_python_dash_m_layerscope_is_the_command():
     proc = subprocess.run([sys.executable, "-m", "layerscope", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == "layerscope 0.1.0", proc.stderr

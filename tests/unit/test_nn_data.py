@@ -8,8 +8,7 @@ import pytest
 from layerscope.data.datasets import TEST
 from layerscope.errors import RunError
 from layerscope.interop import FILE_METHOD, NNDataError, export_nn_data, import_nn_data, read_nn_data
-from layerscope.pipeline import open_run
-from layerscope.run import Run
+from layerscope.run import Run, open_run
 from tests import nn_data
 
 

@@ -109,7 +109,22 @@ def serve(
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
     if open_browser:
         threading.Timer(1.0, lambda: webbrowser.open(url)).start()
+    _warm_up(app)
     app.run(host=host, port=port, debug=False, request_handler=_Handler)
+
+
+def _warm_up(app: Dash) -> None:
+    """The model side imported and the model loaded in a background thread (`DashboardState.warm_up`), while the
+    first page, which needs neither, is served."""
+    state: DashboardState = app.layerscope_state
+
+    def work() -> None:
+        try:
+            state.warm_up()
+        except Exception:  # the views that need the model say what is wrong when they ask for it
+            logging.getLogger(__name__).debug("warming up the model side failed", exc_info=True)
+
+    threading.Thread(target=work, name="layerscope-warm-up", daemon=True).start()
 
 
 _SHOWN: dict[tuple[str, int], BaseWSGIServer] = {}  # dashboards started by show(), by address
@@ -142,7 +157,7 @@ def show(
     replaces the dashboard there; the server ends with the Python process. It answers to loopback names, ``host``
     and ``allow_hosts`` (a notebook on a remote machine reached by name needs that name here). A Run whose model is
     not layerscope's own needs ``trust_model_code=True`` (see ``Run``)."""
-    from layerscope.pipeline import open_run
+    from layerscope.run import open_run
 
     opened = open_run(run, trust_model_code=trust_model_code)
     opened.check_model_code()
@@ -158,6 +173,7 @@ def show(
     server = make_server(host, port, app.server, threaded=True, request_handler=_Handler)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request log in the notebook's output
     threading.Thread(target=server.serve_forever, daemon=True, name=f"layerscope-{port}").start()
+    _warm_up(app)
     _SHOWN[(host, port)] = server
     url = DashboardURL(f"http://{host}:{port}/")
     if _kernel() is not None:

@@ -2,7 +2,8 @@
 probabilities before and after, attribution maps and their model-randomisation check.
 
 Whole-test-set work (an ablation's evaluation, a randomisation check) runs in the interventions' own thread
-(`jobs.Runner`) with a model of its own; its last results are kept, keyed by what was asked, for every page.
+(`jobs.Runner`) with a model of its own; its last results are kept, keyed by what was asked, for every page. The model
+side (torch, ablation, attribution) is imported where first used, as in state.py.
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from torch import nn
 
-from layerscope.ablation import Ablation, AblationResult, evaluate_ablation, predict_ablated
-from layerscope.attribution import Attribution, RandomisationStep, attribute, randomisation_check
 from layerscope.dashboard.jobs import Job, Runner
 from layerscope.progress import ProgressFn
 
 if TYPE_CHECKING:
+    from torch import nn
+
+    from layerscope.ablation import Ablation, AblationResult
+    from layerscope.attribution import Attribution, RandomisationStep
     from layerscope.dashboard.state import DashboardState
 
 __all__ = ["KEPT", "Interventions"]
@@ -67,6 +69,8 @@ class Interventions:
         ablations = tuple(ablations)
         key = ("ablation", "; ".join(f"{a.layer}:{','.join(map(str, a.units))}*{a.scale!r}" for a in ablations))
 
+        from layerscope.ablation import evaluate_ablation
+
         def work(progress: ProgressFn) -> AblationResult:
             return evaluate_ablation(self._state.run, ablations, model=self._model, progress=progress)
 
@@ -74,6 +78,8 @@ class Interventions:
 
     def ablated_probs(self, key: Any, ablations: Sequence[Ablation]) -> tuple[np.ndarray, np.ndarray] | None:
         """(K,) class probabilities of image ``key`` before and after ``ablations``; None for a key without pixels."""
+        from layerscope.ablation import predict_ablated
+
         state = self._state
         try:
             pixels = state.pixels(key)
@@ -92,6 +98,8 @@ class Interventions:
         return self._cached_attribution(key, method, target, layer)
 
     def _attribution(self, key: int | str, method: str, target: int | None, layer: str | None) -> Attribution:
+        from layerscope.attribution import attribute
+
         state = self._state
         pixels = state.pixels(key)[0]
         with state.model_lock:
@@ -105,6 +113,8 @@ class Interventions:
         self, key: int | str, method: str, target: int | None, layer: str | None
     ) -> tuple[Job, list[RandomisationStep] | None]:
         """The model-randomisation check of one attribution (started in the background on first ask)."""
+        from layerscope.attribution import randomisation_check
+
         state = self._state
         pixels = state.pixels(key)[0]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -25,7 +25,6 @@ from layerscope.ablation import (
     remove_ablation,
     save_ablation,
 )
-from layerscope.attribution import RandomisationStep, overlay
 from layerscope.dashboard import ids, views
 from layerscope.dashboard.checks import (
     check_ablation_list,
@@ -42,6 +41,9 @@ from layerscope.dashboard.unit_figures import png_uri
 from layerscope.dashboard.wiring import Callbacks
 from layerscope.errors import LayerscopeError
 from layerscope.names import check_index, check_label
+
+if TYPE_CHECKING:
+    from layerscope.attribution import RandomisationStep
 
 __all__ = [
     "ablation_class_figure",
@@ -175,6 +177,8 @@ def _uint8(rgb: np.ndarray) -> np.ndarray:
 
 
 def _overlay_uri(pixels: Any, attribution_map: np.ndarray, scale: int) -> str:
+    from layerscope.attribution import overlay  # the model side, with the maps it draws (state.py)
+
     return png_uri(_uint8(overlay(pixels, attribution_map)), scale)
 
 

@@ -18,10 +18,11 @@ from layerscope.dashboard.jobs import Job, Runner
 from layerscope.errors import LayerscopeError
 from layerscope.interop.seed_json import FILE_METHOD
 from layerscope.progress import ProgressFn
-from layerscope.projections.place import PLACEABLE, Placement, check_placement, fit_placement
+from layerscope.projections import PLACEABLE
 
 if TYPE_CHECKING:
     from layerscope.dashboard.state import DashboardState
+    from layerscope.projections.place import Placement
 
 __all__ = ["PLACING_PREFIXES", "Placements"]
 
@@ -45,6 +46,8 @@ class Placements:
 
     def _problem(self, layer: str, method: str) -> str | None:
         """Why drawings cannot be placed into this projection now (None: they can, perhaps after a rebuild)."""
+        from layerscope.projections.place import check_placement  # with the model side (state.py)
+
         state = self._state
         label = f"the {_LABELS.get(method, method)} of {layer}"
         if method == FILE_METHOD:
@@ -64,6 +67,8 @@ class Placements:
     def placement(self, layer: str, method: str) -> Placement | None:
         """The ready placement into the ``method`` projection of ``layer``, or None: while it is rebuilt in the
         background (started on first ask) or when it cannot be (`placing` says why). Never blocks on a rebuild."""
+        from layerscope.projections.place import fit_placement
+
         ready = self._ready.get((layer, method))
         if ready is not None or self._problem(layer, method) is not None:
             return ready

@@ -7,6 +7,10 @@ drawings placed into the projections are `placing.Placements`, ablations and att
 Drawings are each page's own: they live in the page's `Scratch` (session.py), which ``drawings``, ``drawing_outputs``
 and ``drawing_probs`` resolve for the request being answered. The browser only ever receives indices and small
 figures.
+
+The model side (torch and the parts of layerscope built on it) is imported where it is first used, not with this
+module: the first page needs none of it, and importing torch is most of a server's start. ``warm_up`` imports it in
+the background once the server answers.
 """
 
 from __future__ import annotations
@@ -18,12 +22,10 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import nn
 
 from layerscope.analysis import (
     class_mean_images,
@@ -34,27 +36,27 @@ from layerscope.analysis import (
     predictions,
     unit_summary,
 )
-from layerscope.attribution import (
-    gradcam_layers,
-    guided_backprop,
-)
-from layerscope.capture import image_outputs, image_pixels, layer_outputs
 from layerscope.dashboard.intervening import Interventions
 from layerscope.dashboard.jobs import Job, Runner
 from layerscope.dashboard.placing import Placements
 from layerscope.dashboard.session import MAX_KEPT, Scratch, Sessions
 from layerscope.dashboard.unit_figures import signed_png, tile
-from layerscope.drawing import NeighbourIndex
 from layerscope.errors import LayerscopeError
-from layerscope.featurevis import FeatureVis, cached_featurevis, unit_featurevis
 from layerscope.interop.seed_json import FILE_METHOD
 from layerscope.names import check_index
-from layerscope.network import Connection, IncomingWeights, channel_edges, connections, incoming_weights
 from layerscope.progress import ProgressFn
-from layerscope.projections.compute import METHODS, compute_pca, compute_projection
-from layerscope.receptive import ReceptiveField, receptive_field
+from layerscope.projections import METHODS
 from layerscope.run import Run
-from layerscope.topk import TopK, store_topk
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from layerscope.drawing import NeighbourIndex
+    from layerscope.featurevis import FeatureVis
+    from layerscope.network import Connection, IncomingWeights
+    from layerscope.receptive import ReceptiveField
+    from layerscope.topk import TopK
 
 __all__ = ["LIVE", "MAX_VERSION", "DashboardState", "check_version", "is_drawing"]
 
@@ -93,7 +95,7 @@ class DashboardState:
     run: Run
     jobs: dict[tuple[str, str], Job] = field(default_factory=dict)
     unit_jobs: dict[tuple[str, str], Job] = field(default_factory=dict)
-    device: str = "cpu"  # where work over the whole dataset runs; one image at a time stays on the CPU
+    device: str = "cpu"  # where work over the whole dataset runs ("auto": cuda if there is one; see work_device)
     url_prefix: str = "/"  # where the page reaches this app's routes (Dash's requests_pathname_prefix)
 
     def __post_init__(self) -> None:
@@ -177,12 +179,14 @@ class DashboardState:
 
     def start_projection(self, layer: str, method: str) -> Job:
         """Compute a missing projection in a background thread (one at a time); returns its job."""
+        from layerscope.projections.compute import compute_projection
+
         if method not in METHODS:
             raise ValueError(method)
         return self._projections.start(
             (layer, method),
             lambda progress: compute_projection(
-                self.run.reopen(), layer, method, device=self.device, progress=progress
+                self.run.reopen(), layer, method, device=self.work_device, progress=progress
             ),
         )
 
@@ -281,6 +285,8 @@ class DashboardState:
             for table in (scratch.drawings, scratch.outputs, scratch.probs):
                 table.pop(key, None)
             return
+        from layerscope.capture import image_outputs
+
         image = _uint8(digit)
         with self.model_lock:
             scratch.outputs[key], scratch.probs[key] = image_outputs(self.model, image, self.layers)
@@ -348,17 +354,45 @@ class DashboardState:
 
     def start_conv_pca(self) -> Job:
         """Fit the PCA of every conv layer that lacks one, in the background (minutes over 70,000 images)."""
+        from layerscope.projections.compute import compute_pca
+
         missing = self.missing_pca()
         return self._conv_pca.start(
             ("*", "pca"),
             lambda p: compute_pca(
-                self.run.reopen(), missing, model=self.run.load_model(self.device), device=self.device, progress=p
+                self.run.reopen(),
+                missing,
+                model=self.run.load_model(self.work_device),
+                device=self.work_device,
+                progress=p,
             ),
         )
 
     @lru_cache(maxsize=16)  # noqa: B019
     def _neighbour_index(self, layer: str) -> NeighbourIndex:
+        from layerscope.drawing import NeighbourIndex
+
         return NeighbourIndex(self.run, layer)
+
+    @cached_property
+    def work_device(self) -> str:
+        """Where work over the whole dataset runs: ``device``, "auto" resolved (to cuda where there is one) when the
+        first such work starts. One image at a time stays on the CPU."""
+        from layerscope.training import resolve_device
+
+        return str(resolve_device(self.device))
+
+    def warm_up(self) -> None:
+        """Import the model side and load the model: what the first page does without, and what the Network, Draw
+        and Intervene views need at once (importing torch alone takes seconds). ``serve`` calls it in a background
+        thread once the server answers."""
+        import layerscope.attribution
+        import layerscope.capture
+        import layerscope.network  # noqa: F401 - imported for the views that will ask for them
+
+        if self.has_model:
+            with self.model_lock:
+                self.model  # noqa: B018 - loaded now, not on the first click inside the network
 
     # -- inside the network: the model itself ----------------------------------------------------------------------
     @cached_property
@@ -373,6 +407,8 @@ class DashboardState:
     @cached_property
     def gradcam_layers(self) -> list[str]:
         """Grad-CAM's layers, the last one the default, as ``layerscope attribute`` chooses them."""
+        from layerscope.attribution import gradcam_layers
+
         c, h, w = self.images.shape[1:]
         return gradcam_layers(self.model, (c, h, w), conv=self.conv_layers)
 
@@ -385,6 +421,8 @@ class DashboardState:
             image = self.mean_images[int(key.split(":")[1])]
         else:
             image = self.images[int(key)]
+        from layerscope.capture import image_pixels
+
         return image_pixels(image)
 
     def feature_maps(self, key: int | str) -> dict[str, np.ndarray]:
@@ -397,6 +435,8 @@ class DashboardState:
 
     @lru_cache(maxsize=64)  # noqa: B019
     def _feature_maps(self, key: int | str) -> dict[str, np.ndarray]:
+        from layerscope.capture import layer_outputs
+
         with self.model_lock:
             outputs = layer_outputs(self.model, self.pixels(key), self.conv_layers)
         return {name: outputs[name][0].float().numpy() for name in self.conv_layers}
@@ -404,11 +444,15 @@ class DashboardState:
     @cached_property
     def connections(self) -> dict[str, Connection]:
         """The connection into each layer, keyed by the layer it ends in."""
+        from layerscope.network import connections
+
         with self.model_lock:
             return {c.dst: c for c in connections(self.model, self.run.layers)}
 
     def edges(self, layer: str) -> np.ndarray | None:
         """(units of ``layer``, units of the layer before) signed weights, or None when they cannot be shown."""
+        from layerscope.network import channel_edges
+
         connection = self.connections.get(layer)
         return None if connection is None or connection.kind == "none" else channel_edges(connection)
 
@@ -428,6 +472,8 @@ class DashboardState:
         return tuple(signed_png(tile(w), scale) for w in weight)
 
     def incoming(self, layer: str, unit: int) -> IncomingWeights:
+        from layerscope.network import incoming_weights
+
         with self.model_lock:
             return incoming_weights(self.model, self.run.layers, layer, unit)
 
@@ -442,6 +488,8 @@ class DashboardState:
 
     @lru_cache(maxsize=16)  # noqa: B019
     def receptive_field(self, layer: str) -> ReceptiveField:
+        from layerscope.receptive import receptive_field
+
         with self.model_lock:
             return receptive_field(self.model, layer, tuple(self.images.shape[1:]))
 
@@ -454,17 +502,21 @@ class DashboardState:
 
     @lru_cache(maxsize=256)  # noqa: B019
     def _guided(self, key: int | str, layer: str, unit: int, method: str) -> np.ndarray:
+        from layerscope.attribution import guided_backprop
+
         with self.model_lock:
             return guided_backprop(self.model, self.pixels(key)[0], layer, unit, method=method)
 
     # -- inside the network: results computed in the background and kept in the Run -------------------------------
     def topk(self, layer: str) -> TopK | None:
         """The top images of every unit of ``layer``, or None while they are computed (started on first ask)."""
+        from layerscope.topk import store_topk
+
         if layer in self.run.manifest.get("topk", {}).get("layers", []):
             return self._topk(layer)
         self._units.start(
             ("*", "topk"),
-            lambda p: store_topk(self.run.reopen(), device=self.device, progress=p),
+            lambda p: store_topk(self.run.reopen(), device=self.work_device, progress=p),
         )
         return None
 
@@ -475,14 +527,19 @@ class DashboardState:
     def featurevis(self, layer: str, unit: int) -> FeatureVis | None:
         """The unit's feature visualisation if the Run has it, else None. Never computes: viewing a unit card must not
         write into the Run; `start_featurevis` does, when the user asks."""
+        from layerscope.featurevis import cached_featurevis
+
         return cached_featurevis(self.run, layer, unit)
 
     def start_featurevis(self, layer: str, unit: int) -> Job:
         """Compute the unit's feature visualisation in the background and keep it in the Run; returns its job."""
 
+        from layerscope.featurevis import unit_featurevis
+
         def work(progress: ProgressFn) -> None:
             # a model of its own: optimisation takes seconds and must not hold the shared model's lock
-            unit_featurevis(self.run.reopen(), layer, unit, model=self.run.load_model(self.device), progress=progress)
+            model = self.run.load_model(self.work_device)
+            unit_featurevis(self.run.reopen(), layer, unit, model=model, progress=progress)
 
         return self._units.start((layer, f"unit {unit}"), work)
 

@@ -12,13 +12,16 @@ import os
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from layerscope.data.idx import read_idx
 from layerscope.errors import LayerscopeError
 from layerscope.progress import ProgressFn, no_progress
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -81,6 +84,8 @@ class Dataset:
 
     def pixels(self, index: np.ndarray | slice) -> torch.Tensor:
         """Images ``index`` as a float32 tensor in [0, 1], shape (n, C, H, W)."""
+        import torch  # here: reading a dataset (the dashboard's first page) needs no torch
+
         images = np.ascontiguousarray(self.images[index])
         if not images.flags.writeable:  # a slice of a Run's read-only memory map: torch wants a writable array
             images = images.copy()

@@ -32,9 +32,9 @@ import numpy as np
 
 from layerscope import __version__
 from layerscope.atomic import atomic_write
-from layerscope.capture import INPUT, LayerInfo
 from layerscope.data.datasets import MAX_CLASSES, TEST, TRAIN, Dataset
 from layerscope.errors import LayerscopeError
+from layerscope.layers import INPUT, LayerInfo
 from layerscope.names import check_path_name
 from layerscope.progress import ProgressFn, no_progress
 from layerscope.projections.quality import knn_accuracy, trustworthiness

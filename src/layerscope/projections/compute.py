@@ -19,6 +19,7 @@ from layerscope.capture import INPUT, iter_layer_batches
 from layerscope.data.datasets import TRAIN
 from layerscope.errors import LayerscopeError
 from layerscope.progress import ProgressFn, no_progress
+from layerscope.projections import METHODS
 from layerscope.projections.isomap import Isomap
 from layerscope.projections.lda import LDA
 from layerscope.projections.pca import PCA, fit_together
@@ -37,7 +38,6 @@ __all__ = [
     "pca_transform",
 ]
 
-METHODS = ("pca", "tsne", "umap", "lda", "isomap")
 FEATURE_DIMS = 50  # PCA scores kept as the input of the non-linear methods
 RAW_MAX_DIMS = 100  # layers up to this width feed the non-linear methods directly
 TRUST_SAMPLE = 2000  # trustworthiness is O(n^2): measured on a random sample

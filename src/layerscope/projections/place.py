@@ -36,12 +36,12 @@ import numpy as np
 from layerscope.data.datasets import TRAIN
 from layerscope.errors import LayerscopeError
 from layerscope.progress import ProgressFn, no_progress
+from layerscope.projections import PLACEABLE
 from layerscope.projections.compute import FEATURE_DIMS, RAW_MAX_DIMS, pca_transform
 from layerscope.run import Run
 
 __all__ = ["PLACEABLE", "Placement", "check_placement", "fit_placement"]
 
-PLACEABLE = ("pca", "lda", "tsne", "umap", "isomap")
 _STEPS = 3  # progress: input loaded, method rebuilt, checked
 _REBUILDS = {  # what each method's rebuild does, as progress reports it
     "lda": "refitting LDA on the training split",
