@@ -10,8 +10,9 @@ first 70k-point scatter drawn (median of --starts); page open on a running serve
 (server + transfer + draw); lasso -> linked views updated (the other projection, the brushed gallery row and, where
 it is displayed, the activation panel), p50 and p95; click -> preview (the click event to the frame showing the new
 caption), p50 and p95; select an image -> feature maps redrawn, p50 and p95; the server's resident memory; then
---sessions concurrent sessions for --seconds: the Dash requests a scripted visit sent (page open, a gallery click, a
-layer switch, a lasso), replayed back to back from one thread per session, each with its own session id, against
+--sessions concurrent sessions for --seconds: the requests a scripted visit sent for what the server computes (its
+callbacks, the layout and the dashboard's own routes, not static files; page open, a gallery click, a layer switch, a
+lasso), replayed back to back from one thread per session, each with its own session id, against
 127.0.0.1: p95 latency, errors and the server's memory. With --run DIR the demo is skipped and DIR is served. Rows
 with a target carry it as a "goal" note (met or missed); nothing is asserted.
 
@@ -504,30 +505,41 @@ class Rows:
             )
 
 
-# -- many sessions at once: record a visit's Dash requests, replay them from threads ---------------------------------
+# -- many sessions at once: record a visit's requests, replay them from threads ---------------------------------------
 
 
 @dataclass(frozen=True)
 class Recorded:
-    """One ``POST /_dash-update-component`` a page sent: its path with query, body and headers."""
+    """One request a page sent to its server, not for a static file: a ``POST /_dash-update-component``, the layout
+    and the callbacks' list (``GET /_dash-layout``, ``/_dash-dependencies``) or one of the dashboard's own routes
+    (``GET /_layerscope/...``: the selected image's card, feature-map strips); its method, path with query, body and
+    headers."""
 
+    method: str
     path: str
-    body: bytes
+    body: bytes | None
     headers: dict[str, str]
+
+
+def _dynamic(method: str, path: str) -> bool:
+    """Whether a request is one a visit's replay sends (`Recorded`): what the server computes for the page."""
+    if method == "POST":
+        return path == UPDATE
+    return method == "GET" and (path in ("/_dash-layout", "/_dash-dependencies") or path.startswith("/_layerscope/"))
 
 
 _DROP = {"host", "content-length", "connection", "cookie", HEADER.lower()}
 
 
 def record_visit(context: Any, url: str) -> tuple[list[Recorded], int]:
-    """The Dash requests a page sends from its open through a gallery click, a layer switch of projection A and a
-    lasso in it (each waited for, then the page left to settle), in the order sent; and how many came before the
-    first click (the page's open)."""
+    """The requests a page sends (`Recorded`) from its open through a gallery click, a layer switch of projection A
+    and a lasso in it (each waited for, then the page left to settle), in the order sent; and how many came before
+    the first click (the page's open)."""
     page = context.new_page()
     requests: list[Any] = []
 
     def keep(request: Any) -> None:
-        if request.method == "POST" and urllib.parse.urlsplit(request.url).path == UPDATE:
+        if _dynamic(request.method, urllib.parse.urlsplit(request.url).path):
             requests.append(request)
 
     page.on("request", keep)
@@ -549,7 +561,8 @@ def record_visit(context: Any, url: str) -> tuple[list[Recorded], int]:
             parts = urllib.parse.urlsplit(r.url)
             headers = {k: v for k, v in r.all_headers().items() if k.lower() not in _DROP and not k.startswith(":")}
             path = parts.path + (f"?{parts.query}" if parts.query else "")
-            recorded.append(Recorded(path, (r.post_data or "").encode(), headers))
+            body = (r.post_data or "").encode() if r.method == "POST" else None
+            recorded.append(Recorded(r.method, path, body, headers))
         return recorded, opening
     finally:
         page.close()
@@ -590,7 +603,7 @@ def replay(url: str, recorded: list[Recorded], sessions: int, seconds: float, pi
                 f"http://127.0.0.1:{base.port}{r.path}",
                 data=r.body,
                 headers={**r.headers, HEADER: session},
-                method="POST",
+                method=r.method,
             )
             t0 = time.perf_counter()
             status = 0
@@ -880,7 +893,7 @@ def main() -> None:
                 s.page.close()
                 s.page = None
 
-            # 9. many sessions at once: one scripted visit's Dash requests, replayed from threads
+            # 9. many sessions at once: one scripted visit's requests, replayed from threads
             if args.sessions > 0:
                 what = f"{args.sessions} sessions for {args.seconds:g} s"
                 results: dict[str, Load] = {}
