@@ -6,10 +6,10 @@ start without loading torch, scikit-learn or Dash until a command needs them.
 
 __version__ = "0.1.0"
 
-import importlib
 import os
 import typing as _typing
 
+from layerscope import lazy as _lazy
 from layerscope.allocator import keep_freed_memory as _keep_freed_memory
 
 _keep_freed_memory()  # reuse freed tensor memory (see layerscope.allocator)
@@ -140,17 +140,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> _typing.Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'layerscope' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # once imported, a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = _lazy.attach("layerscope", _LAZY, globals())
 
 
 def show(

@@ -1,12 +1,13 @@
 """2-D projections of layer activations: PCA, t-SNE, UMAP, LDA, Isomap (scikit-learn style), their quality, and the
 placement of new inputs into them.
 
-The names below are imported when first used (PEP 562), as in ``layerscope`` itself: what only needs the method
-names (the dashboard's first page) loads neither torch nor scikit-learn.
+The names below are imported when first used (``layerscope.lazy``), as in ``layerscope`` itself: what only needs
+the method names (the dashboard's first page) loads neither torch nor scikit-learn.
 """
 
-import importlib
 import typing as _typing
+
+from layerscope import lazy as _lazy
 
 if _typing.TYPE_CHECKING:
     from layerscope.projections.batches import ArrayBatches, Batches
@@ -23,34 +24,24 @@ METHODS = ("pca", "tsne", "umap", "lda", "isomap")  # what ``compute_projection`
 PLACEABLE = ("pca", "lda", "tsne", "umap", "isomap")  # where ``fit_placement`` places a new input
 
 _LAZY = {
-    "ArrayBatches": "batches",
-    "Batches": "batches",
-    "Isomap": "isomap",
-    "LDA": "lda",
-    "PCA": "pca",
-    "Placement": "place",
-    "Projection": "compute",
-    "TSNE": "tsne",
-    "UMAP": "umap",
-    "compute_pca": "compute",
-    "compute_projection": "compute",
-    "fit_placement": "place",
-    "knn_accuracy": "quality",
-    "trustworthiness": "quality",
+    "ArrayBatches": "layerscope.projections.batches",
+    "Batches": "layerscope.projections.batches",
+    "Isomap": "layerscope.projections.isomap",
+    "LDA": "layerscope.projections.lda",
+    "PCA": "layerscope.projections.pca",
+    "Placement": "layerscope.projections.place",
+    "Projection": "layerscope.projections.compute",
+    "TSNE": "layerscope.projections.tsne",
+    "UMAP": "layerscope.projections.umap",
+    "compute_pca": "layerscope.projections.compute",
+    "compute_projection": "layerscope.projections.compute",
+    "fit_placement": "layerscope.projections.place",
+    "knn_accuracy": "layerscope.projections.quality",
+    "trustworthiness": "layerscope.projections.quality",
 }
 
 
-def __getattr__(name: str) -> _typing.Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'layerscope.projections' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"layerscope.projections.{module}"), name)
-    globals()[name] = value  # once imported, a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = _lazy.attach(__name__, _LAZY, globals())
 
 
 __all__ = [
