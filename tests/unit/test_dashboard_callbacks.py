@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import shutil
+import time
 from contextvars import copy_context
 from typing import Any
 
@@ -19,6 +22,7 @@ from layerscope.dashboard import activations, gallery, groups, ids, inside, proj
 from layerscope.dashboard.app import create_app
 from layerscope.dashboard.state import DashboardState
 from layerscope.errors import LayerscopeError
+from layerscope.run import Run
 from tests.unit.test_server_guard import prop
 
 
@@ -114,6 +118,36 @@ def test_opening_an_activation_panel_checks_its_layer(state):
     assert opened == ["fc2"]
     with pytest.raises(LayerscopeError, match="layer"):
         called(activations.panels, state, 1, [], "fc9", [], trigger="panel-open.n_clicks")
+
+
+def test_a_page_opening_on_a_projection_the_run_lacks_draws_it_once_computed(tiny_run, tmp_path):
+    # the page comes with its panels' first figures; one the Run lacks is computed on the page's first poll, and a
+    # panel that says it is computing draws it on the next tick, also in a page that opened after it was done
+    path = shutil.copytree(tiny_run.path, tmp_path / "run")
+    manifest = json.loads((path / "manifest.json").read_text())
+    del manifest["projections"]["fc2"]["pca"]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    state = DashboardState(Run(path))
+    assert projection.default_views(state)[0] == ("fc2", "pca") and projection.opens_waiting(state)
+    panel = projection.projection_panel(state, "a", "fc2", "pca")
+    status = next(c for c in panel._traverse() if getattr(c, "id", None) == ids.proj("status", "a")).children
+    assert status.startswith(projection.COMPUTING)
+    tick = "jobs-interval.n_intervals"
+    _, started, _, _ = called(
+        projection.projection, state, "fc2", "pca", "label", "all", 1, False, status, trigger=tick
+    )
+    assert started.startswith(projection.COMPUTING)
+    job = state.jobs[("fc2", "pca")]
+    for _ in range(600):
+        if job.finished:
+            break
+        time.sleep(0.1)
+    assert job.finished and job.error is None
+    state.scratch.mark_seen(job)  # as a page that opened once it was done: no redraw owed for the job itself
+    figure, shown, quality, _ = called(
+        projection.projection, state, "fc2", "pca", "label", "all", 2, False, status, trigger=tick
+    )
+    assert shown == "" and _points(figure) == state.n
 
 
 def test_the_sidebar_card_shows_the_selected_image(state):

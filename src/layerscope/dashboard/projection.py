@@ -48,6 +48,7 @@ METHOD_HINTS = {
     "lda": "LDA: the linear directions that best separate the classes (uses the labels)",
     "isomap": "Isomap: keeps distances measured along the neighbour graph (geodesic), for curved manifolds",
 }
+COMPUTING = "computing "  # how a panel's status begins while its projection is computed (Cancel shows then)
 QUALITY_HINTS = {
     "knn_accuracy": "the share of points whose 10 nearest neighbours in the 2-D map mostly share their label",
     "trustworthiness": "how far 2-D neighbours were neighbours in the layer too (1: no false neighbours)",
@@ -88,7 +89,9 @@ def projection_panel(state: DashboardState, panel: str, layer: str, method: str)
     # the first view comes with the page when the Run has it: drawn as soon as the page is, with no request; one it
     # lacks is computed once the page polls (``opens_waiting``, the projection callback on the first tick)
     figure, status, quality = (
-        _shown(state, layer, method, "label", "all") if state.available(layer, method) else (None, "", "")
+        _shown(state, layer, method, "label", "all")
+        if state.available(layer, method)
+        else (None, f"{COMPUTING}the {METHOD_LABELS[method]} of {layer}…", "")
     )
 
     colors = [c for c in COLOR_OPTIONS if c["value"] != "confidence" or state.has_probabilities]
@@ -222,7 +225,7 @@ def projection(
     except LayerscopeError as e:
         return figures.empty_figure(str(e)), html.Span(str(e), className="bad"), "", no_update
     try:
-        fig, status, quality = _figure(state, layer, method, color, split, tick)
+        fig, status, quality = _figure(state, layer, method, color, split, tick, _computing(status_now))
     except PreventUpdate:
         # a JOBS_INTERVAL tick with nothing new in the projection itself: the drawing's placement, prepared in the
         # background, may have got further or be ready; a Patch brings the star, the figure is not re-sent
@@ -237,8 +240,16 @@ def projection(
     return fig, status or placing, quality, where is not None
 
 
-def _figure(state: DashboardState, layer: str, method: str, color: str, split: str, tick: Any) -> tuple[Any, Any, Any]:
-    """(figure, status, quality figures) of ``method`` of ``layer``; its status while it is being computed."""
+def _computing(status: Any) -> bool:
+    """Whether a panel's status says its projection is being computed (what ``_figure`` and the page open say)."""
+    return isinstance(status, str) and status.startswith(COMPUTING)
+
+
+def _figure(
+    state: DashboardState, layer: str, method: str, color: str, split: str, tick: Any, waiting: bool = False
+) -> tuple[Any, Any, Any]:
+    """(figure, status, quality figures) of ``method`` of ``layer``; its status while it is being computed. A poll's
+    tick draws the projection once there: for a panel ``waiting`` on it, or right after this page saw it finish."""
     label = f"{METHOD_LABELS[method]} of {layer}"
     if method not in state.methods(layer):
         text = (
@@ -265,9 +276,10 @@ def _figure(state: DashboardState, layer: str, method: str, color: str, split: s
             state.scratch.mark_seen(job)
             return figures.empty_figure(), html.Span(f"{label} failed: {job.error}", className="bad"), ""
         # the work it waits on (the PCA a t-SNE starts from) is the task it names
-        text = f"computing {label} over {state.n:,} images… {job.describe()}"
+        text = f"{COMPUTING}{label} over {state.n:,} images… {job.describe()}"
         return figures.empty_figure(text), text, ""
-    if tick is not None and ctx.triggered_id == ids.JOBS_INTERVAL and not _was_waiting(state, layer, method):
+    polled = tick is not None and ctx.triggered_id == ids.JOBS_INTERVAL
+    if polled and not waiting and not _was_waiting(state, layer, method):
         raise PreventUpdate
     return _shown(state, layer, method, color, split)
 
