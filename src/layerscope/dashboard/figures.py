@@ -132,7 +132,10 @@ def scatter_figure(
             mode="markers",
             name="misclassified",
             customdata=wrong.astype(np.int32),
-            marker=dict(size=6, color="rgba(17, 17, 17, 0.8)", symbol="circle-open", line=dict(width=0.8)),
+            # a ring as a circle's outline over a clear fill: plotly's WebGL scatter draws a circle on its fast path,
+            # where the "circle-open" symbol takes a glyph atlas and shader of its own (~100 ms of a page's first draw
+            # of two panels, half of it on the GPU, for the same picture)
+            marker=dict(size=6, color="rgba(0, 0, 0, 0)", line=dict(width=0.8, color="rgba(17, 17, 17, 0.8)")),
             hovertemplate="#%{customdata} misclassified<extra></extra>",
             visible=True if color_by != "correct" else "legendonly",
             unselected=dict(marker=dict(opacity=0.1)),
