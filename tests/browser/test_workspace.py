@@ -182,6 +182,16 @@ def test_a_projection_downloads_as_png(page):
     assert info.value.suggested_filename == "projection-a.png"
 
 
+@pytest.mark.parametrize(("figure", "name"), [("#confusion", "confusion-matrix"), ("#preview-probs", "prediction")])
+def test_the_small_figures_download_as_png_too(page, figure, name):
+    page.locator(figure).hover()
+    with page.expect_download(timeout=BUSY) as info:
+        page.click(f"{figure} .modebar-btn[data-title='Download plot as a PNG']")
+    with open(info.value.path(), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert info.value.suggested_filename == f"{name}.png"
+
+
 def test_cancelling_a_running_tsne_stops_it(browser_context, server, mnist_run):
     with opened(browser_context, server) as page:
         page.click("#proj-b .proj-method")

@@ -116,3 +116,37 @@ def test_the_views_stores_of_the_page_are_outside_the_views(page):
     app, _ = page
     first = _ids(app.layout)
     assert {ids.VIEW, ids.VIEW_LOADED, ids.VIEW_WANTED, ids.SELECTED, ids.ROWS, ids.PANELS, ids.UNIT_ASKED} <= first
+
+
+def _graphs(component: Any) -> list[Any]:
+    """Every dcc.Graph under ``component``."""
+    found: list[Any] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, (list, tuple)):
+            for child in node:
+                walk(child)
+            return
+        if not hasattr(node, "to_plotly_json"):
+            return
+        if type(node).__name__ == "Graph":
+            found.append(node)
+        for name in getattr(node, "_prop_names", []):
+            value = getattr(node, name, None)
+            if value is not None and name != "id":
+                walk(value)
+
+    walk(component)
+    return found
+
+
+def test_every_figure_of_the_page_downloads_as_a_named_png(page):
+    app, state = page
+    graphs = _graphs(app.layout) + [g for name in views.NAMES for g in _graphs(view_body(state, name))]
+    assert len(graphs) >= (3 if state.has_model else 2)
+    for graph in graphs:
+        config = graph.config or {}
+        assert config.get("displayModeBar", True) is not False, graph.id
+        buttons = config.get("modeBarButtons")
+        assert buttons is None or "toImage" in [b for group in buttons for b in group], graph.id
+        assert config["toImageButtonOptions"]["filename"], graph.id

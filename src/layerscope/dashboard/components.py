@@ -6,7 +6,7 @@ from typing import Any
 
 from dash import dcc, html
 
-__all__ = ["attrs", "card", "graph_row", "section_head"]
+__all__ = ["attrs", "card", "graph_row", "png_config", "section_head"]
 
 
 def card(title: str, *children: Any, extra: Any = None, class_name: str = "") -> html.Div:
@@ -21,11 +21,23 @@ def attrs(**values: object) -> dict[str, Any]:
     return {"data-" + name.replace("_", "-"): str(value) for name, value in values.items()}
 
 
+def png_config(filename: str, **config: Any) -> dict[str, Any]:
+    """A figure's plotly config with one tool, shown while the pointer is over it: download as ``filename``.png (at
+    twice the screen's resolution). ``config`` adds to it (``scrollZoom=True``)."""
+    return {
+        "displaylogo": False,
+        "modeBarButtons": [["toImage"]],
+        "toImageButtonOptions": {"filename": filename, "scale": 2},
+        **config,
+    }
+
+
 def graph_row(*cells: tuple[str, str]) -> html.Div:
-    """Figures side by side, each under its heading: ``graph_row(("Incoming weights", ids.UNIT_WEIGHTS), ...)``."""
+    """Figures side by side, each under its heading: ``graph_row(("Incoming weights", ids.UNIT_WEIGHTS), ...)``.
+    Each downloads as a PNG named after its id."""
     return html.Div(
         [
-            html.Div([html.H4(title), dcc.Graph(id=ident, config={"displayModeBar": False})], className="unit-cell")
+            html.Div([html.H4(title), dcc.Graph(id=ident, config=png_config(ident))], className="unit-cell")
             for title, ident in cells
         ],
         className="unit-row",

@@ -18,7 +18,7 @@ from dash.exceptions import PreventUpdate
 
 from layerscope.dashboard import figures, ids
 from layerscope.dashboard.checks import PROJECTION_METHODS, check_choice, check_rows
-from layerscope.dashboard.components import attrs, card, section_head
+from layerscope.dashboard.components import attrs, card, png_config, section_head
 from layerscope.dashboard.state import LIVE, DashboardState, check_version
 from layerscope.dashboard.wiring import Callbacks
 from layerscope.drawing import preprocess_digit, render_strokes
@@ -99,7 +99,7 @@ def draw_layout(state: DashboardState) -> list[Any]:
             dcc.Graph(
                 id=ids.DRAW_PROBS,
                 figure=figures.empty_figure("Draw a digit in the black box."),
-                config={"displayModeBar": False},
+                config=png_config("drawing-prediction"),
                 className="probs",
             ),
             html.Div(id=ids.DRAW_PLACED, className="hint"),

@@ -13,7 +13,7 @@ from layerscope.analysis import confusion_cell
 from layerscope.analysis import gallery as gallery_indices
 from layerscope.dashboard import figures, ids
 from layerscope.dashboard.checks import check_choice, check_int, check_selection, first_point
-from layerscope.dashboard.components import card
+from layerscope.dashboard.components import card, png_config
 from layerscope.dashboard.state import DashboardState
 from layerscope.dashboard.wiring import Callbacks
 from layerscope.errors import LayerscopeError
@@ -145,7 +145,7 @@ def confusion_card(state: DashboardState) -> html.Div:
         dcc.Graph(
             id=ids.CONFUSION,
             figure=figures.confusion_figure(state.confusion, state.class_names),
-            config={"displayModeBar": False},
+            config=png_config("confusion-matrix"),
         ),
         html.Div("Click a cell to list its images in the gallery and highlight them.", className="hint"),
         class_name="confusion-card",

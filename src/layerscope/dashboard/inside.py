@@ -30,7 +30,7 @@ from layerscope.dashboard.checks import (
     unit_count,
     url_image,
 )
-from layerscope.dashboard.components import attrs, card, graph_row, section_head
+from layerscope.dashboard.components import attrs, card, graph_row, png_config, section_head
 from layerscope.dashboard.figures import empty_figure, figure_json
 from layerscope.dashboard.state import LIVE, DashboardState, is_drawing
 from layerscope.dashboard.unit_figures import (
@@ -129,7 +129,11 @@ def inside_layout(state: DashboardState) -> list[Any]:
         html.Div(id=ids.NET_INFO, className="hint"),
         dcc.Graph(
             id=ids.NET_GRAPH,
-            config={"displaylogo": False, "scrollZoom": True},
+            config={
+                "displaylogo": False,
+                "scrollZoom": True,
+                "toImageButtonOptions": {"filename": "network", "scale": 2},
+            },
             responsive=True,
             style={"height": "720px"},
         ),
@@ -160,7 +164,7 @@ def inside_layout(state: DashboardState) -> list[Any]:
         html.Div(_fmap_frame(state), id=ids.FMAP_AREA, className="fmap-area", **attrs(url=_fmap_base(state))),
         html.Div(
             [
-                dcc.Graph(id=ids.FMAP_ZOOM, config={"displayModeBar": False}, className="fmap-zoom"),
+                dcc.Graph(id=ids.FMAP_ZOOM, config=png_config("feature-map"), className="fmap-zoom"),
                 html.Button("Open unit card", id=ids.FMAP_OPEN_UNIT, className="btn small"),
             ],
             className="fmap-focus",

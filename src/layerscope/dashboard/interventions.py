@@ -34,7 +34,7 @@ from layerscope.dashboard.checks import (
     check_unit,
     image_or_none,
 )
-from layerscope.dashboard.components import card, graph_row
+from layerscope.dashboard.components import card, graph_row, png_config
 from layerscope.dashboard.figures import base_layout, empty_figure
 from layerscope.dashboard.state import DashboardState
 from layerscope.dashboard.unit_figures import png_uri
@@ -763,7 +763,9 @@ def sanity(
     return [
         html.H4("Sanity check: the same map as the weights are randomised"),
         html.Div(cells, className="figure-row sanity-row"),
-        dcc.Graph(id=ids.ATTR_SANITY_FIG, figure=similarity_figure(steps), config={"displayModeBar": False}),
+        dcc.Graph(
+            id=ids.ATTR_SANITY_FIG, figure=similarity_figure(steps), config=png_config("attribution-sanity-check")
+        ),
         html.Div(
             "The layers' weights are re-initialised one more at a time, from the output down; the map should "
             "change. A method whose map barely changes when the weights are randomised (similarity staying "

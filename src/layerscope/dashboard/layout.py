@@ -9,6 +9,7 @@ from dash import dcc, html
 
 from layerscope.dashboard import figures, ids, views
 from layerscope.dashboard.activations import activations_card
+from layerscope.dashboard.components import png_config
 from layerscope.dashboard.draw import draw_layout
 from layerscope.dashboard.gallery import confusion_card, gallery_card
 from layerscope.dashboard.groups import groups_card
@@ -50,7 +51,17 @@ def _header(state: DashboardState) -> html.Header:
     return html.Header(
         [
             html.Div(
-                [html.H1("layerscope"), html.Span(" · ".join(facts), className="subtitle", title=state.run.path.name)],
+                [
+                    html.H1("layerscope"),
+                    html.Div(
+                        [
+                            html.Div(["Run ", html.Strong(state.run.path.name)], className="run-name"),
+                            html.Div(" · ".join(facts), className="facts"),
+                        ],
+                        className="subtitle",
+                        title=f"Run {state.run.path.name}: " + " · ".join(facts),
+                    ),
+                ],
                 className="brand",
             ),
             nav,
@@ -79,7 +90,7 @@ def _sidebar(state: DashboardState) -> html.Aside:
             dcc.Graph(
                 id=ids.PREVIEW_PROBS,
                 figure=figures.probability_frame(state.class_names),
-                config={"displayModeBar": False},
+                config=png_config("prediction"),
                 className="probs",
             ),
             html.Div(actions, className="buttons"),
