@@ -18,7 +18,7 @@ from dash._callback_context import context_value
 from dash._utils import AttributeDict
 from PIL import Image
 
-from layerscope.dashboard import activations, gallery, groups, ids, inside, projection, sidebar
+from layerscope.dashboard import activations, gallery, groups, ids, inside, interventions, projection, sidebar
 from layerscope.dashboard.app import create_app
 from layerscope.dashboard.state import DashboardState
 from layerscope.errors import LayerscopeError
@@ -101,6 +101,22 @@ def test_a_confusion_cell_fills_the_gallery_and_the_selection(state):
     assert cell == {"true": true, "pred": pred} and members == expected and i in members and origin is None
     # Clear filter: no cell, no selection
     assert called(gallery.confusion_click, state, click, 1, trigger="gallery-clear-filter.n_clicks") == (None, [], None)
+
+
+def test_the_gallery_pages_stop_at_the_last_and_the_first(state, monkeypatch):
+    monkeypatch.setattr(gallery, "PAGE", 2)  # several pages of the tiny Run's images
+    key = gallery.gallery_key(state, 1, "confidence", 0, None)
+    last = gallery.page_count(state, key) - 1
+    assert last >= 2
+    nxt, prev = f"{ids.GALLERY_NEXT}.n_clicks", f"{ids.GALLERY_PREV}.n_clicks"
+    assert called(gallery.page, state, 1, 1, 1, "confidence", None, 0, trigger=nxt) == min(1, last)
+    assert called(gallery.page, state, 1, 1, 1, "confidence", None, last, trigger=nxt) == last
+    # a page past the end (an old address) steps back from the last, not from where it was
+    assert called(gallery.page, state, 1, 1, 1, "confidence", None, last + 5, trigger=prev) == max(0, last - 1)
+    assert called(gallery.page, state, 1, 1, 1, "confidence", None, 0, trigger=prev) == 0
+    assert called(gallery.page, state, 1, 1, 2, "confidence", None, 3, trigger=f"{ids.GALLERY_DIGIT}.value") == 0
+    # the line under the gallery counts the same pages
+    assert f"/ {last + 1} ·" in gallery.gallery_page(state, key, None)[1]
 
 
 def test_a_quick_group_holds_the_images_misclassified_as_its_class(state):
@@ -212,3 +228,17 @@ def test_an_activation_panel_draws_a_row_per_image_group_and_class(state):
     # a panel of a layer the Run does not have says so, in the panel
     error, _ = called(activations.panel, state, 1, "mean", {"layer": "fc9"}, rows, groups, None, None, trigger=gate)
     assert error.className == "bad" and "fc9" in error.children
+
+
+def test_a_scale_the_browser_cannot_read_is_said_not_taken_as_zero(state):
+    layer = state.activation_layers[-1]
+    add = f"{ids.ABL_ADD}.n_clicks"
+    edit = interventions.edit
+    before = [{"layer": layer, "units": [1], "scale": 0.5}]
+    data, message = called(edit, state, 1, *[None] * 8, layer, "0", None, None, [], before, trigger=add)
+    assert "Write the scale as a number" in message and data == before
+    data, message = called(edit, state, 1, *[None] * 8, layer, "0", 2.0, None, [], before, trigger=add)
+    assert not message and [(a["layer"], a["units"], a["scale"]) for a in data] == [
+        (layer, [1], 0.5),
+        (layer, [0], 2.0),
+    ]

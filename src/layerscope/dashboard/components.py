@@ -21,14 +21,13 @@ def attrs(**values: object) -> dict[str, Any]:
     return {"data-" + name.replace("_", "-"): str(value) for name, value in values.items()}
 
 
-def png_config(filename: str, **config: Any) -> dict[str, Any]:
+def png_config(filename: str) -> dcc.Graph.Config:
     """A figure's plotly config with one tool, shown while the pointer is over it: download as ``filename``.png (at
-    twice the screen's resolution). ``config`` adds to it (``scrollZoom=True``)."""
+    twice the screen's resolution)."""
     return {
         "displaylogo": False,
         "modeBarButtons": [["toImage"]],
         "toImageButtonOptions": {"filename": filename, "scale": 2},
-        **config,
     }
 
 

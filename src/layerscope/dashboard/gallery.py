@@ -59,14 +59,34 @@ def gallery_key(state: DashboardState, digit: Any, sort: Any, page: Any, filt: A
     return {"digit": digit, "sort": sort, "page": page, "filter": cell}
 
 
+def _paged(state: DashboardState, key: dict[str, Any]) -> tuple[Any, Any]:
+    """What gallery ``key`` pages through (a confusion cell's images, or a digit's correctly classified ones) and,
+    for a digit, its misclassified images, shown under every page."""
+    cell = key["filter"]
+    if cell:
+        members = confusion_cell(state.labels, state.predicted, state.split, cell["true"], cell["pred"])
+        return members, members[:0]
+    return gallery_indices(state.run, int(key["digit"]), key["sort"])
+
+
+def _pages(count: int) -> int:
+    return max(1, -(-count // PAGE))  # one at least, also when there is nothing to show
+
+
+def page_count(state: DashboardState, key: dict[str, Any]) -> int:
+    """How many pages gallery ``key`` has."""
+    return _pages(len(_paged(state, key)[0]))
+
+
 def gallery_page(state: DashboardState, key: dict[str, Any], selected: Any) -> tuple[list[Any], str]:
     """The thumbnails of gallery page ``key`` (`gallery_key`) and the line that says where it is."""
-    page, cell = key["page"], key["filter"]
+    cell = key["filter"]
+    paged, wrong = _paged(state, key)
+    pages = _pages(len(paged))
+    page = min(key["page"], pages - 1)
     if cell:
         t, p = cell["true"], cell["pred"]
-        members = confusion_cell(state.labels, state.predicted, state.split, t, p)
-        pages = max(1, -(-len(members) // PAGE))
-        page = min(page, pages - 1)
+        members = paged
         shown = members[page * PAGE : (page + 1) * PAGE]
         title = f"true {state.class_names[t]}, predicted {state.class_names[p]} (test set)"
         body = [
@@ -75,9 +95,7 @@ def gallery_page(state: DashboardState, key: dict[str, Any], selected: Any) -> t
         ]
         return body, f"page {page + 1} / {pages} · {len(members):,} images"
     digit = key["digit"]
-    correct, wrong = gallery_indices(state.run, int(digit), key["sort"])
-    pages = max(1, -(-len(correct) // PAGE))
-    page = min(page, pages - 1)
+    correct = paged
     shown = correct[page * PAGE : (page + 1) * PAGE]
     name = state.class_names[int(digit)]
     first = [thumb(state, f"mean:{int(digit)}", selected, f"average {name}")] + [
@@ -197,13 +215,17 @@ def confusion_click(state: DashboardState, click: Any, _clear: Any) -> tuple[Any
     State(ids.GALLERY_PAGE, "data"),
     prevent_initial_call=True,
 )
-def page(state: DashboardState, _p: Any, _n: Any, _d: Any, _s: Any, _f: Any, current: Any) -> int:
+def page(state: DashboardState, _p: Any, _n: Any, digit: Any, sort: Any, filt: Any, current: Any) -> int:
+    """The page "‹" and "›" move to, never past the last (a new digit, order or filter starts again at the first)."""
     current = current if isinstance(current, int) and not isinstance(current, bool) and current >= 0 else 0
-    if ctx.triggered_id == ids.GALLERY_PREV:
-        return max(0, current - 1)
-    if ctx.triggered_id == ids.GALLERY_NEXT:
-        return current + 1
-    return 0
+    if ctx.triggered_id not in (ids.GALLERY_PREV, ids.GALLERY_NEXT):
+        return 0
+    try:
+        last = page_count(state, gallery_key(state, digit, sort, 0, filt)) - 1
+    except LayerscopeError:  # the gallery itself says what is wrong
+        raise PreventUpdate from None
+    step = -1 if ctx.triggered_id == ids.GALLERY_PREV else 1
+    return max(0, min(current, last) + step) if step < 0 else min(last, current + step)
 
 
 @callbacks.callback(

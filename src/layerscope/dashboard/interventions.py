@@ -504,7 +504,9 @@ def edit(
             if len(str(units)) > MAX_UNITS_TEXT:
                 raise LayerscopeError(f"the units box holds over {MAX_UNITS_TEXT:,} characters; write a range.")
             layer = check_choice(layer, state.activation_layers, "layer")  # here, not in the background
-            factor = check_number(scale, -MAX_SCALE, MAX_SCALE, "scale") if scale is not None else 0.0
+            if scale is None:  # empty, or what the browser cannot read as a number
+                return data, f"Write the scale as a number from -{MAX_SCALE:,.0f} to {MAX_SCALE:,.0f} (0 switches off)."
+            factor = check_number(scale, -MAX_SCALE, MAX_SCALE, "scale")
             current = _merged(current, parse_ablation(f"{layer}:{units}", factor))
         elif trigger == ids.UNIT_ABLATE:
             if not value or not unit:
@@ -518,8 +520,11 @@ def edit(
             current = [a for k, a in enumerate(current) if k != i]
         elif isinstance(trigger, dict) and trigger.get("type") == ids.ABL_ITEM_SCALE:
             i = check_index(trigger.get("i"), len(current), "switched-off entry")
-            if value is None:
-                raise PreventUpdate
+            if value is None:  # the entry keeps its scale until the box holds a number again
+                return (
+                    data,
+                    f"A scale is a number from {-MAX_SCALE:g} to {MAX_SCALE:g}; {current[i].layer} keeps its own.",
+                )
             factor = check_number(value, -MAX_SCALE, MAX_SCALE, "scale")
             if factor == current[i].scale:
                 raise PreventUpdate
