@@ -17,7 +17,7 @@ from layerscope.data.datasets import TRAIN
 from layerscope.errors import LayerscopeError
 from layerscope.run import Run
 
-__all__ = ["NeighbourIndex", "Neighbours", "center_of_mass", "preprocess_digit", "render_strokes"]
+__all__ = ["NeighbourIndex", "Neighbours", "center_of_mass", "draw_over", "preprocess_digit", "render_strokes"]
 
 Stroke = Sequence[tuple[float, float]]
 
@@ -73,6 +73,24 @@ def preprocess_digit(canvas: np.ndarray, box: int = 20, field: int = 28, thresho
     x0 = int(np.clip(round(middle - cx), 0, field - w))
     out[y0 : y0 + h, x0 : x0 + w] = digit
     return np.clip(out, 0.0, 1.0)
+
+
+def draw_over(image: np.ndarray, strokes: Sequence[Stroke], scale: int = 10) -> np.ndarray:
+    """An image (H, W) in [0, 1] with ``strokes`` drawn over it, as a canvas ``scale`` times its size shows it: the
+    pen's ink averaged down to the image's pixels, each pixel the brighter of the two. Unlike a drawing from scratch
+    (`preprocess_digit`) nothing is moved or resized: the pixels the pen did not touch stay as they were, so what
+    the network makes of the change is the change alone. A uint8 image is read as 0 .. 255."""
+    image = np.asarray(image)
+    image = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
+    if image.ndim != 2:
+        raise LayerscopeError(f"one draws over one 2-D grey image, found shape {image.shape}.")
+    if not strokes:
+        return image.copy()
+    h, w = image.shape
+    size = scale * max(h, w)  # the canvas is square; a wide or tall image sits in its top left corner
+    ink = Image.fromarray(np.round(render_strokes(strokes, size) * 255).astype(np.uint8))
+    small = np.asarray(ink.resize((size // scale, size // scale), Image.Resampling.BOX), dtype=np.float32) / 255.0
+    return np.maximum(image, small[:h, :w])
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,36 @@ def test_draw_predict_undo_clear_keep(page):
     assert page.locator("#panel-fc2 .act-row", has_text="drawing 1").count() == 1
 
 
+LIT_JS = """() => { const c = document.getElementById('draw-canvas');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let lit = 0; for (let i = 0; i < d.length; i += 4) { if (d[i] > 128) lit++; } return lit; }"""
+
+
+def test_draw_over_starts_from_the_selected_image_and_keeps_its_pixels(page):
+    # the page opens on image 0, train-0, a 5 read as 5 at some confidence
+    page.wait_for_function("() => /predicted 5 \\(\\d/.test(document.querySelector('#preview-caption').textContent)")
+    confidence = page.text_content("#preview-caption").split("predicted 5 (")[1].split(")")[0]
+    page.click("#draw-over")  # opens the Draw view with the image on the canvas
+    page.wait_for_selector("#view-draw.active")
+    page.wait_for_selector("#draw-canvas[data-over='0']", timeout=BUSY)
+    wait_predicted(page, "5")
+    # its copy, unmoved, is read exactly as the image itself (a re-centred copy would not be)
+    page.wait_for_function(
+        "c => document.querySelector('#draw-caption .live-caption').dataset.text.includes(c)", arg=f"5 ({confidence})"
+    )
+    page.wait_for_function("() => document.querySelector('#preview-caption').textContent.includes('your drawing')")
+    assert page.evaluate(LIT_JS) > 2_000  # the digit under the pen: 280 x 280 canvas, a 5 of ~150 of 784 pixels
+    before = page.get_attribute("#draw-preview", "src")
+    draw(page, [(0.08, 0.92), (0.2, 0.92)])  # a short mark in the empty bottom left corner
+    page.wait_for_function("b => document.getElementById('draw-preview').src !== b", arg=before, timeout=20_000)
+    wait_predicted(page, "5")
+    assert page.get_attribute("#draw-canvas", "data-over") == "0"
+    # Clear starts again from a blank canvas
+    page.click("#draw-clear")
+    wait_empty(page)
+    assert page.get_attribute("#draw-canvas", "data-over") is None and page.evaluate(LIT_JS) == 0
+
+
 SNAPSHOT_JS = """() => {
     const gd = document.querySelector('#draw-probs .js-plotly-plot');
     const row = document.querySelector('#panel-fc2 [data-live-layer]');

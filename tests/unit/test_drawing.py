@@ -6,7 +6,7 @@ import torch
 
 from layerscope.capture import layer_outputs
 from layerscope.data import load_mnist
-from layerscope.drawing import NeighbourIndex, center_of_mass, preprocess_digit, render_strokes
+from layerscope.drawing import NeighbourIndex, center_of_mass, draw_over, preprocess_digit, render_strokes
 from layerscope.errors import LayerscopeError
 from layerscope.models.pretrained import pretrained_seed_cnn
 from layerscope.projections.compute import pca_transform
@@ -59,6 +59,24 @@ def test_empty_and_wrong_drawings():
     assert not preprocess_digit(np.zeros((280, 280))).any()
     with pytest.raises(LayerscopeError, match="one 2-D grey image"):
         preprocess_digit(np.zeros((28, 28, 3)))
+
+
+def test_strokes_drawn_over_an_image_leave_its_other_pixels_as_they_were():
+    image = load_mnist().images[60_000, 0]  # the first test image, a 7: uint8 (28, 28)
+    base = image.astype(np.float32) / 255
+    assert np.array_equal(draw_over(image, []), base)
+    # a short horizontal stroke across the top rows, where this digit (a 7) has some ink and much black
+    out = draw_over(image, [[(0.1, 0.05), (0.9, 0.05)]])
+    assert out.shape == (28, 28) and out.dtype == np.float32
+    touched = out != base
+    assert touched.any() and (out >= base).all()  # ink only adds: each pixel the brighter of the two
+    rows = np.flatnonzero(touched.any(axis=1))
+    assert rows.max() <= 3  # the pen's width (2 pixels) around row 1.4; nothing moved or rescaled below
+    assert np.array_equal(out[5:], base[5:])
+    # the stroke's middle is fully inked; its ends fade out over a pixel
+    assert out[1, 5:22].min() > 0.9
+    with pytest.raises(LayerscopeError, match="2-D grey image"):
+        draw_over(np.zeros((28, 28, 3), np.uint8), [[(0.5, 0.5)]])
 
 
 @pytest.mark.parametrize("layer", ["fc1", "conv2", "input"])

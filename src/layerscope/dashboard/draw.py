@@ -21,10 +21,10 @@ from layerscope.dashboard.checks import PROJECTION_METHODS, check_choice, check_
 from layerscope.dashboard.components import attrs, card, png_config, section_head
 from layerscope.dashboard.state import LIVE, DashboardState, check_version
 from layerscope.dashboard.wiring import Callbacks
-from layerscope.drawing import preprocess_digit, render_strokes
+from layerscope.drawing import draw_over, preprocess_digit, render_strokes
 from layerscope.errors import LayerscopeError
 
-__all__ = ["callbacks", "digit_from_strokes", "draw_layout", "strokes_of"]
+__all__ = ["callbacks", "digit_from_strokes", "draw_layout", "over_of", "strokes_of"]
 
 callbacks = Callbacks()
 
@@ -55,8 +55,29 @@ def strokes_of(data: Any) -> list[list[tuple[float, float]]]:
     return strokes
 
 
-def digit_from_strokes(strokes: Sequence[Sequence[tuple[float, float]]]) -> np.ndarray | None:
-    """(28, 28) float32 in [0, 1] as MNIST made its digits, or None for an empty drawing."""
+def over_of(state: DashboardState, data: Any) -> np.ndarray | None:
+    """The image the strokes are drawn over (the sidebar's "Draw over": "over" in the store's data, an image key), as
+    the page has it; None for a drawing from scratch. A key the page does not have, the drawing itself or an image in
+    colour is a one-line ``LayerscopeError``."""
+    key = data.get("over") if isinstance(data, dict) else None
+    if key is None:
+        return None
+    key = state.image_key(key)
+    if key == LIVE:
+        raise LayerscopeError("one draws over an image of the dataset, a digit's average or a kept drawing.")
+    image = state.image_array(key)
+    if image.ndim != 2:
+        raise LayerscopeError("drawing over an image works on grey images; this Run's images are in colour.")
+    return image
+
+
+def digit_from_strokes(
+    strokes: Sequence[Sequence[tuple[float, float]]], over: np.ndarray | None = None
+) -> np.ndarray | None:
+    """(28, 28) float32 in [0, 1] as MNIST made its digits, or None for an empty drawing; drawn over image ``over``
+    (`over_of`), the image with the strokes on it, unmoved."""
+    if over is not None:
+        return draw_over(over, strokes)
     if not strokes:
         return None
     return preprocess_digit(render_strokes(strokes))
@@ -119,7 +140,8 @@ def draw_layout(state: DashboardState) -> list[Any]:
     body = html.Div([canvas, seen, side], className="draw")
     hint = html.Div(
         "Draw with the mouse or a finger. The drawing is scaled into a 20x20 box and centred by its centre of mass, "
-        "as MNIST's digits were; while it is drawn it is the selected image.",
+        'as MNIST\'s digits were; while it is drawn it is the selected image. "Draw over" (beside the selected '
+        "image) starts from a copy of that image instead and leaves its pixels where they are.",
         className="hint",
     )
     return [card("Draw a digit", body, hint, neighbours, class_name="draw-card"), *stores]
@@ -230,7 +252,7 @@ def strokes(state: DashboardState, data: Any, selected: Any, before: Any, versio
     strokes = strokes_of(data)
     if sum(len(s) for s in strokes) > MAX_POINTS:
         raise LayerscopeError(f"a drawing of more than {MAX_POINTS:,} points is not a digit; clear it.")
-    digit = digit_from_strokes(strokes)
+    digit = digit_from_strokes(strokes, over_of(state, data))
     if not state.set_live(digit, check_version(data.get("version", 0))):
         raise PreventUpdate  # the fast path (live.py) already shows newer strokes; their own push follows
     if digit is None:  # cleared: the image selected before drawing began is selected again

@@ -167,6 +167,7 @@ SEARCH = "search"  # the header's box: an image index or name selects it
 SEARCH_ERROR = "search-error"
 GOTO_ATTRIBUTION = "goto-attribution"  # sidebar buttons that open the Intervene view
 GOTO_ABLATION = "goto-ablation"
+DRAW_OVER = "draw-over"  # sidebar: the selected image onto the Draw canvas (assets/draw.js), and the Draw view
 ADDRESS = "address"  # store: the page's state as a query string (address.py); assets/workspace.js writes the URL
 ADDRESS_DONE = "address-done"  # store written by workspace.js once the URL shows ADDRESS
 VIEW_SHOWN = "view-shown"  # store written by workspace.js once the view is shown and its graphs measured

@@ -78,6 +78,12 @@ def _sidebar(state: DashboardState) -> html.Aside:
     ]
     if state.has_model:
         actions += [
+            html.Button(
+                "Draw over",
+                id=ids.DRAW_OVER,
+                className="btn",
+                title="draw on this image and see what the network makes of it",
+            ),
             html.Button("Attributions", id=ids.GOTO_ATTRIBUTION, className="btn", title="what the decision rests on"),
             html.Button("Switch units off", id=ids.GOTO_ABLATION, className="btn", title="ablation on the test set"),
         ]

@@ -39,7 +39,7 @@ def _view_choices(state: DashboardState) -> list[Any]:
     """The tabs of the views the Run offers, and the sidebar actions whose result is in another view: an
     explanation sorts the activation panels (the unit card's "Switch off this unit" shows the ablation's effect)."""
     names = [name for name, _, _ in views.shown(state.has_model)]
-    goto = [ids.EXPLAIN_BUTTON] + ([ids.GOTO_ATTRIBUTION, ids.GOTO_ABLATION] if state.has_model else [])
+    goto = [ids.EXPLAIN_BUTTON] + ([ids.DRAW_OVER, ids.GOTO_ATTRIBUTION, ids.GOTO_ABLATION] if state.has_model else [])
     return [
         Output(ids.VIEW, "data"),
         *(Input(ids.nav(name), "n_clicks") for name in names),

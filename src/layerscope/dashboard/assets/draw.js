@@ -11,11 +11,15 @@
 //   (nearest images, the projections' star).
 // Every request carries a version (increasing, also across page loads): the server ignores older strokes than it
 // has already shown, and so does this script.
+// The sidebar's "Draw over" starts a drawing on a copy of the selected image: the canvas shows it under the pen, and
+// both ways to the server name it ("over": its image key), where the strokes are laid over its pixels unmoved
+// (drawing.draw_over). Clear starts again from a blank canvas; Undo keeps the image.
 (function () {
   const CANVAS = "draw-canvas";
   const STORE = "draw-strokes";
   const ROUTE = "_layerscope/draw";
   const SETTLE_MS = 400;
+  const LIVE = "draw:live"; // the live drawing's image key (dashboard/state.py)
   let strokes = [];
   let current = null;
   let version = 0;
@@ -25,6 +29,9 @@
   let ended = false; // a stroke ended since the last request (benchmarks/draw.py times from there)
   let settleTimer = null;
   let settleWhenShown = false; // the first stroke's answer, once drawn, selects the drawing
+  let over = null; // the key of the image drawn over, or null
+  let overImage = null; // that image, as the canvas shows it
+  let overAsked = null; // "Draw over" pressed before the Draw view was laid out: {key, src}, for the canvas to come
 
   function nextVersion() {
     version = Math.max(version + 1, Date.now());
@@ -47,7 +54,7 @@
     const canvas = document.getElementById(CANVAS);
     if (canvas) { canvas.dataset.settled = String(version); } // benchmarks/draw.py waits for the bars of this version
     if (window.dash_clientside && window.dash_clientside.set_props) {
-      window.dash_clientside.set_props(STORE, { data: { strokes: copy(), version: version, done: true } });
+      window.dash_clientside.set_props(STORE, { data: { strokes: copy(), over: over, version: version, done: true } });
     }
   }
 
@@ -148,12 +155,13 @@
   // request goes at once, beside one in flight
   function fast(canvas, now) {
     if (inflight > 0 && !now) { pending = true; return; }
-    if (!strokes.length) { return; }
+    if (!strokes.length && over === null) { return; }
     inflight += 1;
     pending = false;
     const body = Object.assign(
       {
         strokes: copy(),
+        over: over,
         version: nextVersion(),
         figure: !isBars(document.querySelector("#draw-probs .js-plotly-plot")),
       },
@@ -204,6 +212,10 @@
     const ctx = canvas.getContext("2d");
     ctx.fillStyle = "black";
     ctx.fillRect(0, 0, canvas.width, canvas.height);
+    if (overImage !== null && overImage.complete && overImage.naturalWidth > 0) {
+      ctx.imageSmoothingEnabled = false; // the image's own pixels, as large squares
+      ctx.drawImage(overImage, 0, 0, canvas.width, canvas.height);
+    }
     strokes.forEach(function (s) {
       segment(canvas, s.slice(0, 1), 0);
       if (s.length > 1) { segment(canvas, s, 1); }
@@ -217,10 +229,25 @@
     return [Math.round(x * 1e4) / 1e4, Math.round(y * 1e4) / 1e4];
   }
 
+  // the selected image onto the canvas, the strokes so far dropped; the server hears of it at once (settle)
+  function startOver(canvas, asked) {
+    overAsked = null;
+    strokes = [];
+    current = null;
+    over = asked.key;
+    overImage = new Image();
+    overImage.onload = function () { redraw(canvas); };
+    overImage.src = asked.src;
+    canvas.dataset.over = String(asked.key);
+    redraw(canvas);
+    settle(true);
+  }
+
   function attach(canvas) {
     if (canvas.dataset.layerscopeDraw) { return; }
     canvas.dataset.layerscopeDraw = "1";
     redraw(canvas);
+    if (overAsked !== null) { startOver(canvas, overAsked); }
     canvas.addEventListener("pointerdown", function (event) {
       event.preventDefault();
       if (canvas.setPointerCapture) {
@@ -256,11 +283,23 @@
   }
 
   document.addEventListener("click", function (event) {
-    const button = event.target.closest ? event.target.closest("#draw-clear, #draw-undo") : null;
+    const button = event.target.closest ? event.target.closest("#draw-clear, #draw-undo, #draw-over") : null;
     const canvas = document.getElementById(CANVAS);
+    if (button && button.id === "draw-over") {
+      // the image the sidebar shows; the live drawing itself is drawn on as it is (workspace.js opens the view)
+      const key = window.layerscope.selectedKey();
+      const image = document.getElementById("preview-image");
+      if (key === undefined || key === LIVE || !image || !image.src) { return; }
+      const asked = { key: key, src: image.src };
+      if (canvas) { startOver(canvas, asked); } else { overAsked = asked; } // attach() takes it
+      return;
+    }
     if (!button || !canvas) { return; }
     if (button.id === "draw-clear") {
       strokes = [];
+      over = null;
+      overImage = null;
+      delete canvas.dataset.over;
     } else {
       strokes.pop();
     }

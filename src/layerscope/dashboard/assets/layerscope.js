@@ -110,6 +110,9 @@
     return promise.then(function (card) { return !card.explainable; });
   };
 
+  // the key of the image whose card the sidebar shows (or is fetching): the selected image
+  ls.selectedKey = function () { return asked.key; };
+
   // The feature maps of a newly selected image, at once where the Network view shows them: each conv layer's strip
   // by URL (inside.py fmap_png; its callback sets the same URL a moment later), with no callback in between. A
   // drawing is the page's own: its maps come with the callbacks.

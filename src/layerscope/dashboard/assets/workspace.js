@@ -31,6 +31,7 @@
     if (id.indexOf("nav-") === 0) { return id.slice(4); }
     if (id === "explain-button") { return "activations"; }
     if (id === "unit-ablate") { return "intervene"; }
+    if (id === "draw-over") { return "draw"; } // assets/draw.js puts the image on the canvas
     if (id === "goto-attribution" || id === "goto-ablation") {
       // the card scrolls into sight once it is there (the view is laid out the first time it opens)
       const target = id === "goto-ablation" ? "abl-layer" : "attr-method";
