@@ -331,7 +331,9 @@ def network_figure(
                         y=float(y),
                         xref="x",
                         yref="y",
-                        sizex=0.9 * step * 1.6,
+                        # a box a third of a column wide and 90% of a unit high: the kernels fill its height (the
+                        # image keeps its aspect ratio), not a width tied to the number of units (6 px for conv2's 32)
+                        sizex=0.34,
                         sizey=0.9 * step,
                         xanchor="right",
                         yanchor="middle",
