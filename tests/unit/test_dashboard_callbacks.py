@@ -101,6 +101,11 @@ def test_a_confusion_cell_fills_the_gallery_and_the_selection(state):
     assert cell == {"true": true, "pred": pred} and members == expected and i in members and origin is None
     # Clear filter: no cell, no selection
     assert called(gallery.confusion_click, state, click, 1, trigger="gallery-clear-filter.n_clicks") == (None, [], None)
+    # the cell's images fill the gallery and are not listed again above it; a lasso made since is
+    assert gallery.brushed_strip(state, members, cell, None) == []
+    lassoed = [j for j in range(state.n) if j not in members][:3]
+    strip = gallery.brushed_strip(state, lassoed, cell, None)
+    assert strip and all(f"'key': {j}" in str(strip) for j in lassoed)
 
 
 def test_the_gallery_pages_stop_at_the_last_and_the_first(state, monkeypatch):

@@ -48,15 +48,19 @@ def gallery_key(state: DashboardState, digit: Any, sort: Any, page: Any, filt: A
     digit = check_index(digit, len(state.class_names), "digit")
     sort = check_choice(sort, SORTS, "gallery order")
     page = check_int(page, 0, 2**31, "gallery page") if page is not None else 0
-    if filt and not isinstance(filt, dict):
+    return {"digit": digit, "sort": sort, "page": page, "filter": check_cell(state, filt)}
+
+
+def check_cell(state: DashboardState, filt: Any) -> dict[str, int] | None:
+    """The confusion cell the gallery is filtered by, {"true", "pred"}, checked; None for no filter."""
+    if not filt:
+        return None
+    if not isinstance(filt, dict):
         raise LayerscopeError("the gallery's filter is not a confusion cell; click a cell again.")
-    cell = None
-    if filt:
-        cell = {
-            "true": check_index(filt.get("true"), len(state.class_names), "true class"),
-            "pred": check_index(filt.get("pred"), len(state.class_names), "predicted class"),
-        }
-    return {"digit": digit, "sort": sort, "page": page, "filter": cell}
+    return {
+        "true": check_index(filt.get("true"), len(state.class_names), "true class"),
+        "pred": check_index(filt.get("pred"), len(state.class_names), "predicted class"),
+    }
 
 
 def _paged(state: DashboardState, key: dict[str, Any]) -> tuple[Any, Any]:
@@ -64,13 +68,17 @@ def _paged(state: DashboardState, key: dict[str, Any]) -> tuple[Any, Any]:
     for a digit, its misclassified images, shown under every page."""
     cell = key["filter"]
     if cell:
-        members = confusion_cell(state.labels, state.predicted, state.split, cell["true"], cell["pred"])
+        members = _members(state, cell)
         return members, members[:0]
     return gallery_indices(state.run, int(key["digit"]), key["sort"])
 
 
 def _pages(count: int) -> int:
     return max(1, -(-count // PAGE))  # one at least, also when there is nothing to show
+
+
+def _members(state: DashboardState, cell: dict[str, int]) -> Any:
+    return confusion_cell(state.labels, state.predicted, state.split, cell["true"], cell["pred"])
 
 
 def page_count(state: DashboardState, key: dict[str, Any]) -> int:
@@ -259,5 +267,10 @@ def gallery(state: DashboardState, digit: Any, sort: Any, page: Any, filt: Any, 
     prevent_initial_call=True,  # the page opens with nothing brushed
 )
 def brushed_strip(state: DashboardState, selection: Any, cell: Any, selected: Any) -> Any:
-    """The brushed images above the gallery; none while a confusion cell fills the gallery with them."""
-    return [] if cell else _brushed_row(state, check_selection(state, selection), selected)
+    """The brushed images above the gallery; none while a confusion cell fills the gallery with these very images (a
+    lasso made since is listed)."""
+    chosen = check_selection(state, selection)
+    cell = check_cell(state, cell)
+    if cell is not None and chosen is not None and [int(i) for i in _members(state, cell)] == chosen:
+        return []
+    return _brushed_row(state, chosen, selected)
