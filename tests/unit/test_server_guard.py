@@ -441,3 +441,12 @@ def test_the_unit_card_computes_a_feature_visualisation_only_when_asked(tiny_run
     shown = update(client, callback_body(app, "unit-topk.children", values)).get_json()["response"]
     assert "naive gradient ascent" in json.dumps(shown["unit-featurevis"]["children"])
     assert shown["unit-featurevis-start"]["disabled"] is True
+
+
+def test_the_page_s_assets_are_kept_by_the_browser_under_addresses_that_change_with_them(client):
+    page = client.get("/", headers={"Host": "127.0.0.1:8050"}).get_data(as_text=True)
+    scripts = re.findall(r'src="(/assets/[^"]+\?m=[0-9.]+)"', page)
+    assert any("plotly.min.js" in s for s in scripts) and any("session.js" in s for s in scripts)
+    for address in scripts:
+        with client.get(address, headers={"Host": "127.0.0.1:8050"}) as answer:
+            assert answer.status_code == 200 and answer.cache_control.max_age == 365 * 24 * 3600, address
