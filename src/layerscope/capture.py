@@ -117,7 +117,9 @@ class ActivationRecorder:
     ...     outputs = rec.run(x)          # {"conv1": (N, 16, 26, 26), "fc1": (N, 64)}
 
     ``run`` stops the forward pass as soon as every requested layer has produced its output. The model is put in
-    eval mode inside the block and left as it was found afterwards.
+    eval mode inside the block and left as it was found afterwards. Each output is what the layer computed, also
+    where a later in-place op of the pass overwrites its tensor: the first ``run`` of a kind finds those layers
+    (`_find_overwritten`), whose outputs are then copied as they are recorded.
     """
 
     def __init__(self, model: nn.Module, layers: Sequence[str], keep_graph: bool = False) -> None:
@@ -129,12 +131,26 @@ class ActivationRecorder:
         self._handles: list[Any] = []
         self._was_training = model.training
         self._wanted: set[str] = set()
+        self._overwritten: set[str] = set()  # layers whose output a later in-place op changes (`_find_overwritten`)
+        self._found: dict[frozenset[str], set[str]] = {}  # those layers, by the layers a pass stops after
+        self._probing = False
+        self._versions: dict[str, tuple[torch.Tensor, int]] = {}
 
     def _hook(self, name: str) -> Any:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
             if isinstance(output, (tuple, list)):
                 output = output[0]
-            self.outputs[name] = output if self.keep_graph else output.detach()
+            if self._probing:  # `_find_overwritten`: how many in-place changes the tensor has had so far
+                self._versions[name] = (output, output._version)
+                if self._wanted and self._wanted <= self._versions.keys():
+                    raise _StopForward
+                return
+            # a copy where a later in-place op of the same pass overwrites the layer's own output; a graph kept for
+            # differentiation is always copied, and its copy stays on the graph (clone has a gradient)
+            if self.keep_graph:
+                self.outputs[name] = output.clone()
+            else:
+                self.outputs[name] = output.detach().clone() if name in self._overwritten else output.detach()
             if self._wanted and self._wanted <= self.outputs.keys():
                 raise _StopForward
 
@@ -171,6 +187,11 @@ class ActivationRecorder:
         """
         self.outputs = {}
         self._wanted = set(self.layers if layers is None else layers) if stop_early else set()
+        if not self.keep_graph:
+            key = frozenset(self._wanted)
+            if key not in self._found:
+                self._found[key] = self._find_overwritten(x)
+            self._overwritten = self._found[key]
         try:
             logits = self.model(x)
             detach = isinstance(logits, torch.Tensor) and not self.keep_graph
@@ -178,6 +199,22 @@ class ActivationRecorder:
         except _StopForward:
             pass
         return self.outputs
+
+    def _find_overwritten(self, x: torch.Tensor) -> set[str]:
+        """The recorded layers whose output tensor a later in-place op of the same pass changes (an in-place ReLU
+        after a BatchNorm, ``out += identity``): a whole pass over one image outside inference mode, where a tensor
+        counts its in-place changes; it ends where the pass it stands for does. Only those outputs are copied as
+        they are recorded."""
+        self._probing, self._versions = True, {}
+        try:
+            with torch.inference_mode(False), torch.no_grad():
+                try:
+                    self.model(x[:1].clone())
+                except _StopForward:
+                    pass
+            return {name for name, (tensor, version) in self._versions.items() if tensor._version != version}
+        finally:
+            self._probing, self._versions = False, {}
 
 
 def _model_device(model: nn.Module) -> torch.device:
