@@ -1,4 +1,5 @@
-"""Small models that are not the report's CNN, importable as ``tests.models:MLP`` and ``tests.models:LeNetBN``.
+"""Small models that are not the report's CNN, importable as ``tests.models:MLP``, ``tests.models:LeNetBN`` and
+``tests.models:PooledCNN``.
 
 They exercise what an arbitrary PyTorch model brings: Sequential containers, Dropout, BatchNorm, and functional
 operations in ``forward`` that are not modules (``F.relu``, ``F.max_pool2d``, ``torch.flatten``).
@@ -51,3 +52,17 @@ class LeNetBN(nn.Module):
         x = torch.flatten(x, 1)  # (N, 12 * H/4 * W/4)
         x = self.drop(F.relu(self.bn3(self.fc1(x))))
         return self.fc2(x)
+
+
+class PooledCNN(nn.Module):
+    """conv 8@3x3, ReLU, a global average pool (``pool``: a conv layer of 8 x 1 x 1, narrow enough to feed t-SNE, UMAP,
+    LDA and Isomap as it is), dense out."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, image_size: int = 28) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 8, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(F.relu(self.conv(x))), 1))

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -346,3 +347,28 @@ def test_console_script_imports_a_model_from_the_current_directory(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert [i.name for i in Run(tmp_path / "run").layers] == ["input", "body.1", "body.3"]
+
+
+def test_a_pooled_conv_layer_projects_with_a_non_linear_method(rgb_folder, tmp_path, capsys):
+    """A conv layer of 8 x 1 x 1 (a global average pool) is narrow enough to feed the non-linear methods whole; it
+    used to end in a traceback (features/pool.pca.npy missing: only layers over 100 features keep their PCA scores)."""
+    out = tmp_path / "pooled"
+    ok(
+        capsys,
+        "train",
+        "--model",
+        "tests.models:PooledCNN",
+        *RGB_ARGS,
+        "--dataset",
+        str(rgb_folder),
+        "--out",
+        str(out),
+        *FAST,
+    )
+    run = Run(out, trust_model_code=True)
+    assert {info.name: (info.kind, info.shape) for info in run.layers}["pool"] == ("conv", (8, 1, 1))
+    for method in ("lda", "umap"):
+        ok(capsys, "project", str(out), "--layer", "pool", "--method", method, "--trust-model-code")
+        embedding = Run(out, trust_model_code=True).projection("pool", method)
+        assert embedding.shape == (len(run.labels), 2) and np.isfinite(embedding).all()
+        assert Run(out).projection_meta("pool", method)["input"] == "activations"

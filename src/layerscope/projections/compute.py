@@ -214,9 +214,15 @@ def pca_transform(run: Run, layer: str, values: np.ndarray) -> np.ndarray:
 
 
 def _method_input(run: Run, layer: str, device: str, progress: ProgressFn) -> tuple[np.ndarray, str]:
+    """What t-SNE, UMAP, LDA and Isomap take for ``layer``: a layer of up to 100 features whole (a conv layer that
+    narrow, e.g. a global average pool's C x 1 x 1, recomputed from the model: N x C floats), a wider one by its
+    leading PCA scores (computed first where the Run lacks them)."""
     info = run.layer(layer)
-    if info.kind == "dense" and info.dims <= RAW_MAX_DIMS:
-        return np.asarray(run.activations(layer), dtype=np.float32), "activations"
+    if info.dims <= RAW_MAX_DIMS:
+        if info.kind == "dense":
+            return np.asarray(run.activations(layer), dtype=np.float32), "activations"
+        model = run.load_model(device) if info.kind == "conv" else None
+        return layer_features(run, layer, np.arange(len(run.labels)), model), "activations"
     if not run.has_features(layer, "pca"):
         compute_pca(run, [layer], device=device, progress=progress)
     return np.asarray(run.features(layer, "pca")), f"pca{FEATURE_DIMS}"
