@@ -43,8 +43,17 @@ __all__ = [
 ]
 
 # Leaf modules that only reshape, regularise or apply an element-wise activation are not offered as layers by
-# default: their output is (nearly) the previous layer's.
-_SKIPPED = (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout, nn.ReLU, nn.GELU, nn.Sigmoid, nn.Tanh, nn.Softmax)
+# default: their output is (nearly) the previous layer's. So are empty containers (a ResNet's identity shortcut is
+# often an empty nn.Sequential()).
+_SKIPPED = (
+    nn.Flatten,
+    nn.Unflatten,
+    nn.Identity,
+    *(nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout),
+    *(nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardsigmoid),
+    *(nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Softmax),
+    *(nn.Sequential, nn.ModuleList, nn.ModuleDict),
+)
 
 
 def list_layers(

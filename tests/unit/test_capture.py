@@ -23,6 +23,27 @@ def test_list_layers_of_a_hand_built_module():
     assert list_layers(Toy()) == ["features.conv", "head.1", "head.3"]
 
 
+class _Residual(nn.Module):
+    """A block as ResNets write it: Dropout2d, an in-place ReLU6 and an empty nn.Sequential() as the shortcut."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 3, padding=1)
+        self.bn = nn.BatchNorm2d(2)
+        self.act = nn.ReLU6(inplace=True)
+        self.drop = nn.Dropout2d(0.1)
+        self.shortcut = nn.Sequential()
+
+    def forward(self, x):
+        return self.drop(self.act(self.bn(self.conv(x)))) + self.shortcut(x)
+
+
+def test_dropout_activations_and_empty_shortcuts_are_not_layers():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), _Residual(), nn.Flatten(), nn.Linear(2 * 4 * 4, 3))
+    assert list_layers(model) == ["0", "1.conv", "1.bn", "3"]
+    assert list_layers(model, include=["1.shortcut"]) == ["1.shortcut"]  # still there when asked for by name
+
+
 def test_seed_cnn_layers_and_shapes():
     model = SeedCNN()
     assert list_layers(model) == ["conv1", "conv2", "pool", "fc1", "fc2", "out"]
