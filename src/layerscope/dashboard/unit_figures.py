@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 from PIL import Image, ImageDraw
 from plotly.colors import get_colorscale
 
-from layerscope.ablation import Ablation
+from layerscope.ablation import Ablation, unit_scales
 from layerscope.dashboard.figures import CLASS_COLORS, base_layout, colour_lut, figure_json
 
 __all__ = [
@@ -448,10 +448,7 @@ def ablated_trace(
     """A cross over the node of each unit ``ablations`` name (over a layer's single node while it is collapsed), where
     ``network_figure`` draws the nodes of ``columns`` ((layer, units, drawn unit by unit) each); drawn last, it carries
     the nodes' ``[layer, unit]`` customdata, so a click on a cross does what a click on its node does."""
-    scales: dict[tuple[str, int], float] = {}
-    for a in ablations:
-        for u in a.units:
-            scales[(a.layer, u)] = scales.get((a.layer, u), 1.0) * a.scale  # several ablations of a unit multiply
+    scales = unit_scales(ablations)
     x: list[float] = []
     y: list[float] = []
     custom: list[list[Any]] = []
