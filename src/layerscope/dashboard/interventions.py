@@ -43,6 +43,7 @@ from layerscope.dashboard.state import DashboardState
 from layerscope.dashboard.unit_figures import png_uri
 from layerscope.dashboard.wiring import Callbacks
 from layerscope.errors import LayerscopeError
+from layerscope.layers import last_hidden_layer
 from layerscope.names import check_index, check_label
 
 if TYPE_CHECKING:
@@ -189,8 +190,7 @@ def interventions_layout(state: DashboardState) -> list[Any]:
     if not state.has_model:
         return []
     layers = state.activation_layers
-    dense = [name for name in layers if state.run.layer(name).kind == "dense"]
-    start = "fc2" if "fc2" in layers else (dense[-2] if len(dense) > 1 else layers[-1])
+    start = last_hidden_layer(state.run.layers, len(state.class_names), kinds=("conv", "dense"))
     ablation = card(
         "Switch units off",
         html.Div(
