@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,7 @@ __all__ = [
     "Ablation",
     "AblationResult",
     "ablated",
+    "add_ablation",
     "check_ablations",
     "evaluate_ablation",
     "list_ablations",
@@ -48,6 +49,9 @@ __all__ = [
     "remove_ablation",
     "SavedAblation",
     "save_ablation",
+    "switch_off",
+    "toggle_unit",
+    "unit_scales",
 ]
 
 MANIFEST_KEY = "ablations"
@@ -120,6 +124,55 @@ def parse_ablation(text: str, scale: float = 0.0, layer: str | None = None) -> A
     """``"fc2:3"``, ``"conv2:7,9"`` or ``"fc2:0-63"`` (a range, both ends included), or ``"3,7"`` of ``layer``
     -> an ``Ablation`` (``layerscope.layers.parse_units`` reads the units)."""
     return Ablation(*parse_units(text, layer), scale)
+
+
+def add_ablation(current: Sequence[Ablation], new: Ablation) -> list[Ablation]:
+    """``current`` with ``new`` added: its units join the entry of the same layer and scale when there is one, else
+    it comes last. ``current`` is not changed."""
+    for i, a in enumerate(current):
+        if a.layer == new.layer and a.scale == new.scale:
+            return [*current[:i], Ablation(a.layer, a.units + new.units, a.scale), *current[i + 1 :]]
+    return [*current, new]
+
+
+def toggle_unit(current: Sequence[Ablation], layer: str, unit: int) -> list[Ablation]:
+    """``current`` with ``unit`` of ``layer`` back on when an ablation names it (at any scale; an entry left without
+    units goes), else switched off (``add_ablation`` at scale 0): what a click on a unit does."""
+    kept: list[Ablation] = []
+    found = False
+    for a in current:
+        if a.layer == layer and unit in a.units:
+            found = True
+            rest = tuple(u for u in a.units if u != unit)
+            if rest:
+                kept.append(Ablation(a.layer, rest, a.scale))
+        else:
+            kept.append(a)
+    return kept if found else add_ablation(current, Ablation(layer, (unit,), 0.0))
+
+
+def switch_off(current: Sequence[Ablation], units: Iterable[tuple[str, int]]) -> list[Ablation]:
+    """``current`` with the (layer, unit) pairs ``units`` switched off, one entry per layer at scale 0; a unit an
+    ablation already names keeps its scale. What a selection of units does."""
+    named = {(a.layer, u) for a in current for u in a.units}
+    per_layer: dict[str, list[int]] = {}
+    for layer, unit in units:
+        if (layer, unit) not in named:
+            per_layer.setdefault(layer, []).append(unit)
+    result = list(current)
+    for layer, chosen in per_layer.items():
+        result = add_ablation(result, Ablation(layer, tuple(chosen), 0.0))
+    return result
+
+
+def unit_scales(ablations: Sequence[Ablation]) -> dict[tuple[str, int], float]:
+    """{(layer, unit): the factor its output is multiplied by} for each unit ``ablations`` name: several ablations of
+    one unit multiply, as ``ablated`` applies them."""
+    scales: dict[tuple[str, int], float] = {}
+    for a in ablations:
+        for u in a.units:
+            scales[(a.layer, u)] = scales.get((a.layer, u), 1.0) * a.scale
+    return scales
 
 
 def _unit_count(output: torch.Tensor) -> int:

@@ -34,6 +34,7 @@ __all__ = [
     "ModuleCall",
     "capture_dataset",
     "describe_layers",
+    "image_layer_outputs",
     "image_outputs",
     "image_pixels",
     "iter_layer_batches",
@@ -258,12 +259,18 @@ def image_outputs(
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """One uint8 image (`image_pixels`) through the model: every layer's full output, {layer: (C, H, W) or
     (units,)}, and the class probabilities (K,), float32 numpy."""
-    x = image_pixels(image)
-    outputs = layer_outputs(model, x, layers)
+    outputs = image_layer_outputs(model, image, layers)
     with torch.inference_mode():
-        logits = model(x.to(_model_device(model)))
+        logits = model(image_pixels(image).to(_model_device(model)))
     probs = torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
-    return {name: value[0].numpy() for name, value in outputs.items()}, probs
+    return outputs, probs
+
+
+def image_layer_outputs(model: nn.Module, image: np.ndarray, layers: Sequence[str]) -> dict[str, np.ndarray]:
+    """One uint8 image (`image_pixels`) through the model: the full output of each of ``layers``, {layer: (C, H, W)
+    or (units,)} float32 numpy, e.g. every feature map of a conv layer, which a Run never keeps."""
+    outputs = layer_outputs(model, image_pixels(image), layers)  # (1, ...) float32 on the CPU
+    return {name: value[0].numpy() for name, value in outputs.items()}
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,26 @@ class LayerInfo:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LayerInfo:
         return cls(str(d["name"]), str(d["kind"]), tuple(int(s) for s in d["shape"]))
+
+
+def output_layer(layers: Sequence[LayerInfo], classes: int) -> str | None:
+    """The model's output among ``layers`` (as a Run lists them, input first): the last layer when it is dense with
+    one unit per class (the report CNN's ``out``); None when the Run leaves the output out."""
+    if len(layers) > 1 and layers[-1].kind == "dense" and layers[-1].dims == classes:
+        return layers[-1].name
+    return None
+
+
+def last_hidden_layer(layers: Sequence[LayerInfo], classes: int, kinds: Collection[str] = ("conv", "dense")) -> str:
+    """The layer a view opens on when none is chosen: the last layer of one of ``kinds`` before the model's output
+    (``output_layer``), e.g. ``fc2`` of the report's CNN or ``classifier.1`` of a torchvision-style
+    ``features``/``classifier`` model. Without one, the last layer of ``kinds`` (the output itself), else the last
+    layer."""
+    output = output_layer(layers, classes)
+    hidden = [info.name for info in layers if info.kind in kinds and info.name != output]
+    if hidden:
+        return hidden[-1]
+    return next((info.name for info in reversed(layers) if info.kind in kinds), layers[-1].name)
 
 
 MAX_UNITS = 1 << 20  # units one option may name: far more than any conv or dense layer has

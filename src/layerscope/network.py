@@ -33,8 +33,10 @@ __all__ = [
     "Connection",
     "IncomingWeights",
     "channel_edges",
+    "collapse_units",
     "connections",
     "incoming_weights",
+    "strongest_edges",
     "weighted_module",
 ]
 
@@ -236,6 +238,36 @@ def channel_edges(connection: Connection) -> np.ndarray:
     if kind in ("conv", "dense_from_conv"):  # (D_out, C, kh|H, kw|W) -> (D_out, C)
         return weight.sum((2, 3)).astype(np.float32)
     return weight.astype(np.float32)
+
+
+def collapse_units(edges: np.ndarray, src: bool = False, dst: bool = False) -> np.ndarray:
+    """(dst_units, src_units) edges as float64, summed over the source layer's units (``src``) and/or the destination
+    layer's (``dst``) into one: the net weight of a layer drawn as a single node. Summed dimensions are kept with
+    length 1, e.g. ``src`` gives (dst_units, 1)."""
+    edges = np.asarray(edges, dtype=np.float64)
+    if src:
+        edges = edges.sum(1, keepdims=True)
+    if dst:
+        edges = edges.sum(0, keepdims=True)
+    return edges
+
+
+def strongest_edges(edges: np.ndarray, per_node: int, threshold: float = 0.0) -> np.ndarray:
+    """(n, 2) int64 indices (dst, src) of the edges worth drawing: each node's ``per_node`` strongest incoming and
+    outgoing edges by |w|, among those with |w| >= ``threshold`` x the largest |w|. ``edges`` is (dst_units,
+    src_units), e.g. from ``channel_edges``; ``per_node`` 0 keeps none."""
+    strength = np.abs(edges)
+    if per_node <= 0 or strength.size == 0:
+        return np.zeros((0, 2), np.int64)
+    keep = strength >= threshold * float(strength.max())
+    chosen = np.zeros_like(keep)
+    k_in = min(per_node, strength.shape[1])
+    k_out = min(per_node, strength.shape[0])
+    rows = np.arange(strength.shape[0])[:, None]
+    chosen[rows, np.argpartition(-strength, k_in - 1, axis=1)[:, :k_in]] = True
+    cols = np.arange(strength.shape[1])[None, :]
+    chosen[np.argpartition(-strength, k_out - 1, axis=0)[:k_out, :], cols] = True
+    return np.argwhere(chosen & keep).astype(np.int64)
 
 
 def incoming_weights(model: nn.Module, layers: Sequence[LayerInfo], layer: str, unit: int) -> IncomingWeights:

@@ -1,9 +1,24 @@
-"""Switching units off by clicking them: toggling a unit in a list of ablations, the units of a graph click or
-selection, and the crosses the network graph draws over switched-off units."""
+"""Switching units off by clicking them: adding to and toggling a unit in a list of ablations (the core's), the
+units of a graph click or selection, and the crosses the network graph draws over switched-off units."""
 
-from layerscope.ablation import Ablation
-from layerscope.dashboard.interventions import graph_units, switch_off, toggle_unit
+from layerscope.ablation import Ablation, add_ablation, switch_off, toggle_unit, unit_scales
+from layerscope.dashboard.interventions import graph_units
 from layerscope.dashboard.unit_figures import ablated_trace
+
+
+def test_adding_an_ablation_joins_the_entry_of_its_layer_and_scale():
+    current = (Ablation("fc2", (3,), 0.0), Ablation("conv2", (1,), 0.5))
+    assert add_ablation(current, Ablation("fc2", (7, 3), 0.0)) == [Ablation("fc2", (3, 7), 0.0), current[1]]
+    assert add_ablation(current, Ablation("fc2", (7,), 0.5)) == [*current, Ablation("fc2", (7,), 0.5)]
+    assert add_ablation(current, Ablation("conv2", (0,), 0.5)) == [current[0], Ablation("conv2", (0, 1), 0.5)]
+    assert add_ablation([], Ablation("fc1", (2,))) == [Ablation("fc1", (2,))]
+    assert current == (Ablation("fc2", (3,), 0.0), Ablation("conv2", (1,), 0.5))  # not changed
+
+
+def test_unit_scales_multiply_over_the_ablations_that_name_a_unit():
+    scales = unit_scales([Ablation("fc1", (0, 3), 0.5), Ablation("fc1", (3,), 4.0), Ablation("conv1", (2,))])
+    assert scales == {("fc1", 0): 0.5, ("fc1", 3): 2.0, ("conv1", 2): 0.0}
+    assert unit_scales([]) == {}
 
 
 def test_a_click_switches_a_unit_off_then_back_on():

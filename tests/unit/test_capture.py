@@ -188,3 +188,23 @@ def test_model_args_are_json_or_strings():
     }
     with pytest.raises(LayerscopeError, match="write it as name=value"):
         parse_model_args(["3"])
+
+
+def test_one_images_layer_outputs_come_as_numpy_feature_maps():
+    import numpy as np
+
+    from layerscope.capture import image_layer_outputs, image_pixels, layer_outputs
+
+    torch.manual_seed(0)
+    model = SeedCNN().eval()
+    image = (np.arange(28 * 28) % 256).astype(np.uint8).reshape(1, 28, 28)  # (C, H, W), as a Run keeps its images
+    outputs = image_layer_outputs(model, image, ["conv1", "pool", "fc1"])
+    assert list(outputs) == ["conv1", "pool", "fc1"]
+    assert all(isinstance(v, np.ndarray) and v.dtype == np.float32 for v in outputs.values())
+    assert outputs["conv1"].shape == (16, 26, 26) and outputs["pool"].shape == (32, 12, 12)
+    assert outputs["fc1"].shape == (64,)
+    expected = layer_outputs(model, image_pixels(image), ["pool"])["pool"][0].numpy()
+    np.testing.assert_array_equal(outputs["pool"], expected)
+    assert float(np.abs(outputs["conv1"]).max()) > 0  # a real pass, not a blank
+    # a drawing's (H, W) gives the same maps as the (1, H, W) image
+    np.testing.assert_array_equal(image_layer_outputs(model, image[0], ["pool"])["pool"], expected)

@@ -8,7 +8,14 @@ from torch import nn
 from layerscope.capture import describe_layers
 from layerscope.errors import LayerNotFoundError, LayerscopeError
 from layerscope.models.seed_cnn import SeedCNN
-from layerscope.network import channel_edges, connections, incoming_weights, weighted_module
+from layerscope.network import (
+    channel_edges,
+    collapse_units,
+    connections,
+    incoming_weights,
+    strongest_edges,
+    weighted_module,
+)
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +194,46 @@ def test_batch_norm_between_convs_scales_each_input_channel():
     _, into = connections(model, layers)
     assert into.kind == "conv"
     np.testing.assert_allclose(into.weight, model[3].weight.detach().numpy() / np.sqrt(4 + 1e-5), rtol=1e-5)
+
+
+def _edges(pairs):
+    return {(int(d), int(s)) for d, s in pairs}
+
+
+def test_each_node_keeps_its_strongest_incoming_and_outgoing_edges():
+    # (dst 3, src 4): each row's and each column's largest |w| is marked; the rest are small
+    edges = np.array(
+        [
+            [0.1, -5.0, 0.2, 0.1],
+            [0.3, 0.1, 0.2, 4.0],
+            [-3.0, 0.2, 0.1, 0.1],
+        ]
+    )
+    kept = strongest_edges(edges, 1)
+    assert kept.shape[1] == 2 and kept.dtype == np.int64
+    # incoming: (0, 1), (1, 3), (2, 0); outgoing: src 0 -> 2, src 1 -> 0, src 2 -> 0 or 1 (0.2 both), src 3 -> 1
+    assert {(0, 1), (1, 3), (2, 0)} <= _edges(kept)
+    assert _edges(kept) - {(0, 1), (1, 3), (2, 0)} in ({(0, 2)}, {(1, 2)})
+    every = strongest_edges(edges, 4)
+    assert _edges(every) == {(d, s) for d in range(3) for s in range(4)}  # more per node than there are: all
+
+
+def test_the_threshold_drops_weak_edges_and_per_node_zero_keeps_none():
+    edges = np.array([[1.0, -0.5], [0.05, -0.2]])
+    assert _edges(strongest_edges(edges, 2)) == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    assert _edges(strongest_edges(edges, 2, threshold=0.3)) == {(0, 0), (0, 1)}  # |w| >= 0.3 x 1.0
+    assert _edges(strongest_edges(edges, 2, threshold=0.1)) == {(0, 0), (0, 1), (1, 1)}  # 0.05 < 0.1
+    assert strongest_edges(edges, 0).shape == (0, 2)
+    assert strongest_edges(np.zeros((0, 3)), 2).shape == (0, 2)
+
+
+def test_collapsing_a_layer_sums_the_edges_over_its_units():
+    edges = np.arange(6, dtype=np.float32).reshape(2, 3)  # (dst 2, src 3)
+    np.testing.assert_array_equal(collapse_units(edges), edges)
+    assert collapse_units(edges).dtype == np.float64
+    np.testing.assert_array_equal(collapse_units(edges, src=True), [[3.0], [12.0]])
+    np.testing.assert_array_equal(collapse_units(edges, dst=True), [[3.0, 5.0, 7.0]])
+    np.testing.assert_array_equal(collapse_units(edges, src=True, dst=True), [[15.0]])
+    # a collapsed layer's edge is the net sum, so opposite signs cancel: dst 0's (2 - 2 = 0) falls under the threshold
+    net = collapse_units(np.array([[2.0, -2.0], [1.0, 0.5]]), src=True)
+    assert _edges(strongest_edges(net, 1, threshold=0.5)) == {(1, 0)}

@@ -8,7 +8,7 @@ Layout builders, pure figure builders and callbacks; the computation lives in ``
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,11 +19,14 @@ from dash.exceptions import PreventUpdate
 from layerscope.ablation import (
     Ablation,
     AblationResult,
+    add_ablation,
     check_ablations,
     list_ablations,
     parse_ablation,
     remove_ablation,
     save_ablation,
+    switch_off,
+    toggle_unit,
 )
 from layerscope.dashboard import ids, views
 from layerscope.dashboard.checks import (
@@ -40,6 +43,7 @@ from layerscope.dashboard.state import DashboardState
 from layerscope.dashboard.unit_figures import png_uri
 from layerscope.dashboard.wiring import Callbacks
 from layerscope.errors import LayerscopeError
+from layerscope.layers import last_hidden_layer
 from layerscope.names import check_index, check_label
 
 if TYPE_CHECKING:
@@ -52,8 +56,6 @@ __all__ = [
     "interventions_layout",
     "callbacks",
     "similarity_figure",
-    "switch_off",
-    "toggle_unit",
 ]
 
 callbacks = Callbacks()
@@ -188,8 +190,7 @@ def interventions_layout(state: DashboardState) -> list[Any]:
     if not state.has_model:
         return []
     layers = state.activation_layers
-    dense = [name for name in layers if state.run.layer(name).kind == "dense"]
-    start = "fc2" if "fc2" in layers else (dense[-2] if len(dense) > 1 else layers[-1])
+    start = last_hidden_layer(state.run.layers, len(state.class_names), kinds=("conv", "dense"))
     ablation = card(
         "Switch units off",
         html.Div(
@@ -300,43 +301,6 @@ def interventions_layout(state: DashboardState) -> list[Any]:
 
 
 # -- helpers the callbacks share --------------------------------------------------------------------------------------
-def _merged(current: list[Ablation], new: Ablation) -> list[Ablation]:
-    """``current`` with ``new`` added: into the entry of the same layer and scale when there is one."""
-    for i, a in enumerate(current):
-        if a.layer == new.layer and a.scale == new.scale:
-            return [*current[:i], Ablation(a.layer, a.units + new.units, a.scale), *current[i + 1 :]]
-    return [*current, new]
-
-
-def toggle_unit(current: Sequence[Ablation], layer: str, unit: int) -> list[Ablation]:
-    """``current`` with ``unit`` of ``layer`` back on when an ablation names it (at any scale), else switched off."""
-    kept: list[Ablation] = []
-    found = False
-    for a in current:
-        if a.layer == layer and unit in a.units:
-            found = True
-            rest = tuple(u for u in a.units if u != unit)
-            if rest:
-                kept.append(Ablation(a.layer, rest, a.scale))
-        else:
-            kept.append(a)
-    return kept if found else _merged(list(current), Ablation(layer, (unit,), 0.0))
-
-
-def switch_off(current: Sequence[Ablation], units: Iterable[tuple[str, int]]) -> list[Ablation]:
-    """``current`` with the (layer, unit) pairs ``units`` switched off; a unit an ablation already names keeps its
-    scale."""
-    named = {(a.layer, u) for a in current for u in a.units}
-    per_layer: dict[str, list[int]] = {}
-    for layer, unit in units:
-        if (layer, unit) not in named:
-            per_layer.setdefault(layer, []).append(unit)
-    result = list(current)
-    for layer, chosen in per_layer.items():
-        result = _merged(result, Ablation(layer, tuple(chosen), 0.0))
-    return result
-
-
 def graph_units(event: Any) -> tuple[list[tuple[str, int]], list[str]]:
     """The (layer, unit) pairs of a network-graph click or selection, from its points' customdata ``[layer, unit]``,
     in order and without repeats; and the layers whose single node (unit -1, a collapsed layer) it holds."""
@@ -507,12 +471,12 @@ def edit(
             if scale is None:  # empty, or what the browser cannot read as a number
                 return data, f"Write the scale as a number from -{MAX_SCALE:,.0f} to {MAX_SCALE:,.0f} (0 switches off)."
             factor = check_number(scale, -MAX_SCALE, MAX_SCALE, "scale")
-            current = _merged(current, parse_ablation(f"{layer}:{units}", factor))
+            current = add_ablation(current, parse_ablation(f"{layer}:{units}", factor))
         elif trigger == ids.UNIT_ABLATE:
             if not value or not unit:
                 raise PreventUpdate
             layer, u = check_unit(state, unit)
-            current = _merged(current, Ablation(layer, (u,), 0.0))
+            current = add_ablation(current, Ablation(layer, (u,), 0.0))
         elif isinstance(trigger, dict) and trigger.get("type") == ids.ABL_REMOVE:
             if not value:
                 raise PreventUpdate
@@ -521,10 +485,7 @@ def edit(
         elif isinstance(trigger, dict) and trigger.get("type") == ids.ABL_ITEM_SCALE:
             i = check_index(trigger.get("i"), len(current), "switched-off entry")
             if value is None:  # the entry keeps its scale until the box holds a number again
-                return (
-                    data,
-                    f"A scale is a number from {-MAX_SCALE:g} to {MAX_SCALE:g}; {current[i].layer} keeps its own.",
-                )
+                return data, f"A scale is a number from -{MAX_SCALE:,.0f} to {MAX_SCALE:,.0f}; the entry keeps its own."
             factor = check_number(value, -MAX_SCALE, MAX_SCALE, "scale")
             if factor == current[i].scale:
                 raise PreventUpdate

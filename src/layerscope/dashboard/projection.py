@@ -27,6 +27,7 @@ from layerscope.dashboard.state import LIVE, DashboardState
 from layerscope.dashboard.wiring import Callbacks
 from layerscope.errors import LayerscopeError
 from layerscope.interop.seed_json import FILE_METHOD
+from layerscope.layers import last_hidden_layer
 from layerscope.names import check_index
 
 __all__ = ["METHOD_LABELS", "callbacks", "default_views", "method_options", "opens_waiting", "projection_panel"]
@@ -70,13 +71,13 @@ def method_options(state: DashboardState, layer: str) -> list[dict[str, str]]:
 
 def default_views(state: DashboardState) -> tuple[tuple[str, str], tuple[str, str]]:
     """(layer, method) of projection panels A and B when the page opens: a file's own projections when it has them
-    (its deepest and its first), else a dense layer and the input, by PCA."""
+    (its deepest and its first), else the last hidden dense layer (``last_hidden_layer``) and the input, by PCA."""
     from_file = [layer for layer in state.layers if state.available(layer, FILE_METHOD)]
     if from_file:
         return (from_file[-1], FILE_METHOD), (from_file[0], FILE_METHOD)
-    layers = state.layers
-    first = next((name for name in ("fc2", "fc1") if name in layers), layers[-1])
-    return (first, "pca"), (layers[0], "pca")
+    # a dense layer: stored whole, so its PCA is there or quick, where a conv layer's needs the model over every image
+    first = last_hidden_layer(state.run.layers, len(state.class_names), kinds=("dense",))
+    return (first, "pca"), (state.layers[0], "pca")
 
 
 def projection_panel(state: DashboardState, panel: str, layer: str, method: str) -> html.Div:

@@ -225,13 +225,9 @@ class DashboardState:
 
     def image_array(self, key: int | str) -> np.ndarray:
         """(H, W) or (H, W, 3) uint8 of image ``key``: an index, "mean:k" for class k's mean image, or a drawing."""
-        key = self.image_key(key)
-        if is_drawing(key):
-            return self.drawing_image(str(key))
-        if isinstance(key, str) and key.startswith("mean:"):
-            image = self.mean_images[int(key.split(":")[1])]
-        else:
-            image = self.images[int(key)]
+        image = self._model_image(key)
+        if image.ndim == 2:  # a drawing
+            return image
         return image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
 
     def thumbnail(self, key: int | str, size: int = 56) -> str:
@@ -412,18 +408,21 @@ class DashboardState:
         c, h, w = self.images.shape[1:]
         return gradcam_layers(self.model, (c, h, w), conv=self.conv_layers)
 
-    def pixels(self, key: int | str) -> torch.Tensor:
-        """(1, C, H, W) float32 in [0, 1] of image ``key`` (an index, "mean:k" or a drawing), as the model sees it."""
+    def _model_image(self, key: int | str) -> np.ndarray:
+        """Image ``key`` (an index, "mean:k" or a drawing) as the model's input is made from it: (C, H, W) as the Run
+        keeps its images, or a drawing's (H, W), uint8."""
         key = self.image_key(key)
         if is_drawing(key):
-            image = self.drawing_image(str(key))
-        elif isinstance(key, str) and key.startswith("mean:"):
-            image = self.mean_images[int(key.split(":")[1])]
-        else:
-            image = self.images[int(key)]
+            return self.drawing_image(str(key))
+        if isinstance(key, str) and key.startswith("mean:"):
+            return self.mean_images[int(key.split(":")[1])]
+        return self.images[int(key)]
+
+    def pixels(self, key: int | str) -> torch.Tensor:
+        """(1, C, H, W) float32 in [0, 1] of image ``key`` (an index, "mean:k" or a drawing), as the model sees it."""
         from layerscope.capture import image_pixels
 
-        return image_pixels(image)
+        return image_pixels(self._model_image(key))
 
     def feature_maps(self, key: int | str) -> dict[str, np.ndarray]:
         """Every conv layer's full output for one image, {layer: (C, H, W)}: recomputed, never stored."""
@@ -435,11 +434,11 @@ class DashboardState:
 
     @lru_cache(maxsize=64)  # noqa: B019
     def _feature_maps(self, key: int | str) -> dict[str, np.ndarray]:
-        from layerscope.capture import layer_outputs
+        from layerscope.capture import image_layer_outputs
 
         with self.model_lock:
-            outputs = layer_outputs(self.model, self.pixels(key), self.conv_layers)
-        return {name: outputs[name][0].float().numpy() for name in self.conv_layers}
+            outputs = image_layer_outputs(self.model, self._model_image(key), self.conv_layers)
+        return {name: outputs[name] for name in self.conv_layers}
 
     @cached_property
     def connections(self) -> dict[str, Connection]:

@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 from PIL import Image, ImageDraw
 from plotly.colors import get_colorscale
 
-from layerscope.ablation import Ablation
+from layerscope.ablation import Ablation, unit_scales
 from layerscope.dashboard.figures import CLASS_COLORS, base_layout, colour_lut, figure_json
 
 __all__ = [
@@ -33,7 +33,6 @@ __all__ = [
     "png_bytes",
     "png_uri",
     "signed_png",
-    "strongest_edges",
     "tile",
     "weights_figure",
 ]
@@ -147,32 +146,6 @@ class GraphColumn:
         return self.units if self.expanded else 1
 
 
-def strongest_edges(weights: np.ndarray, per_node: int, threshold: float = 0.0) -> np.ndarray:
-    """Indices (dst, src) of the edges kept: each node's ``per_node`` strongest incoming and outgoing edges by |w|,
-    among those with |w| >= ``threshold`` x the largest |w|. ``weights`` is (dst_units, src_units)."""
-    strength = np.abs(weights)
-    keep = strength >= threshold * float(strength.max(initial=0.0))
-    if per_node <= 0:
-        return np.zeros((0, 2), np.int64)
-    chosen = np.zeros_like(keep)
-    k_in = min(per_node, strength.shape[1])
-    k_out = min(per_node, strength.shape[0])
-    rows = np.arange(strength.shape[0])[:, None]
-    chosen[rows, np.argpartition(-strength, k_in - 1, axis=1)[:, :k_in]] = True
-    cols = np.arange(strength.shape[1])[None, :]
-    chosen[np.argpartition(-strength, k_out - 1, axis=0)[:k_out, :], cols] = True
-    return np.argwhere(chosen & keep)
-
-
-def _collapse(weights: np.ndarray, src: GraphColumn, dst: GraphColumn) -> np.ndarray:
-    """Sum a (dst_units, src_units) matrix over the units of a collapsed layer (its net effect)."""
-    if not src.expanded:
-        weights = weights.sum(1, keepdims=True)
-    if not dst.expanded:
-        weights = weights.sum(0, keepdims=True)
-    return weights
-
-
 def _ys(n: int) -> np.ndarray:
     return 1.0 - (np.arange(n) + 0.5) / n if n > 1 else np.array([0.5])
 
@@ -252,6 +225,9 @@ def network_figure(
     connection has no weights layerscope can show. Nodes carry ``[layer, unit]`` as customdata (unit -1: a
     collapsed layer).
     """
+    # the model side, where the edges come from (DashboardState.edges): imported by the time the graph is drawn
+    from layerscope.network import collapse_units, strongest_edges
+
     fig = go.Figure()
     xs = np.arange(len(columns), dtype=float)
     segments: dict[tuple[bool, int], tuple[list[float | None], list[float | None]]] = {}
@@ -269,7 +245,7 @@ def network_figure(
                 plain[0].extend([xs[i] + 0.06, xs[i + 1] - 0.06, None])
                 plain[1].extend([ys_src, ys_dst, None])
             continue
-        weights = _collapse(np.asarray(matrix, dtype=np.float64), src, dst)
+        weights = collapse_units(matrix, src=not src.expanded, dst=not dst.expanded)
         kept = strongest_edges(weights, per_node, threshold)
         if not len(kept):
             continue
@@ -474,10 +450,7 @@ def ablated_trace(
     """A cross over the node of each unit ``ablations`` name (over a layer's single node while it is collapsed), where
     ``network_figure`` draws the nodes of ``columns`` ((layer, units, drawn unit by unit) each); drawn last, it carries
     the nodes' ``[layer, unit]`` customdata, so a click on a cross does what a click on its node does."""
-    scales: dict[tuple[str, int], float] = {}
-    for a in ablations:
-        for u in a.units:
-            scales[(a.layer, u)] = scales.get((a.layer, u), 1.0) * a.scale  # several ablations of a unit multiply
+    scales = unit_scales(ablations)
     x: list[float] = []
     y: list[float] = []
     custom: list[list[Any]] = []
