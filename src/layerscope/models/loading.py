@@ -139,11 +139,51 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         found = type(state).__name__ if not isinstance(state, dict) else "a dict of other values"
         raise LayerscopeError(f"{path}: expected a state dict of tensors (model.state_dict()), found {found}.")
+    state = _unwrapped(state, set(model.state_dict()))
+    _check_names(path, state, set(model.state_dict()))
     try:
         model.load_state_dict(state)
-    except RuntimeError as e:
+    except RuntimeError as e:  # the names fit (checked above): a tensor of another shape
         lines = str(e).strip().splitlines()
         raise LayerscopeError(
             f"{path}: weights do not fit the model ({' '.join(lines[1:3]).strip() or lines[0]})."
         ) from e
     return model
+
+
+# what a wrapper puts before every name of the model it wraps: DataParallel and DistributedDataParallel, torch.compile
+_WRAPPERS = ("module.", "_orig_mod.")
+
+
+def _unwrapped(state: dict[str, Any], expected: set[str]) -> dict[str, Any]:
+    """``state`` with a wrapper's prefix taken off its names, where every name has it and that makes them the
+    model's; else as it is."""
+    for prefix in _WRAPPERS:
+        if state and all(k.startswith(prefix) for k in state):
+            stripped = {k[len(prefix) :]: v for k, v in state.items()}
+            if set(stripped) == expected:
+                return stripped
+    return state
+
+
+def _few(names: list[str], k: int = 3) -> str:
+    return ", ".join(names[:k]) + (f" and {len(names) - k} more" if len(names) > k else "")
+
+
+def _check_names(path: Path, state: dict[str, Any], expected: set[str]) -> None:
+    """One line that says which tensor names the file and the model do not share, and what to do."""
+    missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+    if not missing and not extra:
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} of the model's tensors are not in the file ({_few(missing)})")
+    if extra:
+        parts.append(f"{len(extra)} of the file's are not the model's ({_few(extra)})")
+    prefix = os.path.commonprefix(sorted(state)).rpartition(".")[0]
+    hint = (
+        f"; every name in the file starts with {prefix + '.'!r}: save the wrapped model's own state_dict()"
+        if prefix and not any(k.startswith(prefix + ".") for k in expected)
+        else "; check --model and its --model-arg values against the model that was saved"
+    )
+    raise LayerscopeError(f"{path}: weights do not fit the model: {' and '.join(parts)}{hint}.")
