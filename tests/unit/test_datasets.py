@@ -22,9 +22,11 @@ def test_class_names_from_file(idx_dir, tmp_path):
     assert load_dataset(idx_dir, str(tmp_path / "names.txt")).class_names == ("a", "b", "c")
 
 
-def test_too_few_class_names(idx_dir):
-    with pytest.raises(LayerscopeError, match="labels go up to 2 but only 2 class names"):
+def test_too_few_or_too_many_class_names(idx_dir):
+    with pytest.raises(LayerscopeError, match=r"labels go from 0 to 2 \(3 classes\) but 2 class names"):
         load_idx_dir(idx_dir, class_names="a,b")
+    with pytest.raises(LayerscopeError, match=r"\(3 classes\) but 5 class names were given; give 3"):
+        load_idx_dir(idx_dir, class_names="a,b,c,d,e")
 
 
 def test_missing_file(idx_dir):
@@ -79,7 +81,9 @@ def test_the_largest_label_allowed_loads(idx_dir):
 
 def test_labels_must_fit_the_class_names_given(idx_dir):
     write_idx(idx_dir / "t10k-labels-idx1-ubyte", np.full(20, 7, np.uint8))
-    _one_line(lambda: load_idx_dir(idx_dir, class_names="a,b,c"), "labels go up to 7 but only 3 class names")
+    _one_line(
+        lambda: load_idx_dir(idx_dir, class_names="a,b,c"), r"labels go from 0 to 7 \(8 classes\) but 3 class names"
+    )
 
 
 def test_too_many_class_names(idx_dir):

@@ -208,10 +208,10 @@ def load_idx_dir(
     n_classes = int(labels.max()) + 1  # at most MAX_CLASSES: _labels checked every label
     names = parse_class_names(class_names) or tuple(str(i) for i in range(n_classes))
     _check_class_count(len(names), "class names")
-    if len(names) < n_classes:
+    if len(names) != n_classes:
         raise LayerscopeError(
-            f"{directory}: labels go up to {n_classes - 1} but only {len(names)} class names were given; "
-            f"give {n_classes} names."
+            f"{directory}: labels go from 0 to {n_classes - 1} ({n_classes} classes) but {len(names)} class names "
+            f"were given; give {n_classes} names."
         )
     split = np.concatenate([np.full(len(train_y), TRAIN, np.uint8), np.full(len(test_y), TEST, np.uint8)])
     return Dataset(
