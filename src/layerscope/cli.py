@@ -297,12 +297,19 @@ def import_model(
     """Make a Run for an already-trained model: its weights on a dataset, captured and projected, no training."""
     import hashlib
 
-    from layerscope.models.loading import build_model, load_weights
+    from layerscope.models.loading import SEED_CNN, build_model, load_weights
     from layerscope.pipeline import create_run
 
-    data = _load_dataset(dataset, class_names, image_size)
-    spec = _model_spec(model, model_arg, data)
-    net = load_weights(build_model(spec, trusted=True), weights)  # the user named this class on the command line
+    # the user named this class on the command line: its code is theirs to run. A model of their own is built and its
+    # weights checked before the dataset is read (seconds to minutes); the report's CNN is sized to the dataset.
+    if model in (None, SEED_CNN):
+        data = _load_dataset(dataset, class_names, image_size)
+        spec = _model_spec(model, model_arg, data)
+        net = load_weights(build_model(spec, trusted=True), weights)
+    else:
+        spec = _model_spec(model, model_arg, None)
+        net = load_weights(build_model(spec, trusted=True), weights)
+        data = _load_dataset(dataset, class_names, image_size)
     provenance = {"imported_from": str(weights.resolve()), "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
     with _bars() as progress:
         run = create_run(

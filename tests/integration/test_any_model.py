@@ -372,3 +372,21 @@ def test_a_pooled_conv_layer_projects_with_a_non_linear_method(rgb_folder, tmp_p
         embedding = Run(out, trust_model_code=True).projection("pool", method)
         assert embedding.shape == (len(run.labels), 2) and np.isfinite(embedding).all()
         assert Run(out).projection_meta("pool", method)["input"] == "activations"
+
+
+def test_import_model_checks_the_weights_before_it_reads_the_dataset(tmp_path, capsys):
+    torch.save(LeNetBN(3, 4, 16).state_dict(), tmp_path / "other.pt")
+    line = one_line_error(
+        capsys,
+        "import-model",
+        "--model",
+        "tests.models:MLP",
+        *RGB_ARGS,
+        "--weights",
+        tmp_path / "other.pt",
+        "--dataset",
+        tmp_path / "not-read-yet",  # no such dataset: the weights' error comes first
+        "--out",
+        tmp_path / "run",
+    )
+    assert "weights do not fit the model" in line and not (tmp_path / "run").exists()
