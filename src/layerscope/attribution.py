@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib
+import math
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -32,6 +33,7 @@ from torch import nn
 
 from layerscope.capture import INPUT, ActivationRecorder, _resolve, describe_layers, list_layers
 from layerscope.errors import LayerscopeError
+from layerscope.layers import LayerInfo
 
 __all__ = [
     "ATTRIBUTIONS",
@@ -202,19 +204,23 @@ def _class(target: int | None, logits: torch.Tensor) -> int:
     return int(target)
 
 
-def gradcam_layers(model: nn.Module, image_shape: tuple[int, int, int], conv: Sequence[str] | None = None) -> list[str]:
+def gradcam_layers(
+    model: nn.Module, image_shape: tuple[int, int, int], conv: Sequence[LayerInfo | str] | None = None
+) -> list[str]:
     """The layers Grad-CAM is offered on, in forward order, the last one its default (in the command line and the
     page alike): those with a (C, H, W) output that contain a convolution, so a pooling layer after the last conv is
-    not the default; every (C, H, W) layer when none contains one. ``conv``: the (C, H, W) layers when known (a Run
-    lists them), else found by one forward pass."""
-    shaped = (
-        list(conv) if conv is not None else [i.name for i in describe_layers(model, image_shape) if i.kind == "conv"]
-    )
+    not the default; every (C, H, W) layer when none contains one. A map of one pixel (a global pool's C x 1 x 1) is
+    uniform, so such layers are left out where there are larger ones. ``conv``: the (C, H, W) layers when known (a
+    Run lists them; names alone count as larger than one pixel), else found by one forward pass."""
+    infos = list(conv) if conv is not None else [i for i in describe_layers(model, image_shape) if i.kind == "conv"]
+    shaped = [c if isinstance(c, str) else c.name for c in infos]
+    pixels = {c.name: math.prod(c.shape[1:]) for c in infos if not isinstance(c, str)}
     modules = dict(model.named_modules())
     convs = [
         name for name in shaped if name in modules and any(isinstance(m, nn.Conv2d) for m in modules[name].modules())
     ]
-    return convs or shaped
+    offered = convs or shaped
+    return [name for name in offered if pixels.get(name, 2) > 1] or offered
 
 
 def _conv_layer(model: nn.Module, image_shape: tuple[int, int, int], layer: str | None) -> str:

@@ -4,6 +4,7 @@ by captum, on the shipped MNIST model and on small models of other shapes; and t
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from layerscope.attribution import ATTRIBUTIONS, attribute, gradcam_layers, overlay, randomisation_check
 from layerscope.data import load_mnist
@@ -99,6 +100,22 @@ def test_gradcam_maps_the_image_and_refuses_a_dense_layer(mnist):
     with pytest.raises(LayerscopeError, match="has none"):
         attribute(MLP(), image, "gradcam")
     assert no_hooks(model)
+
+
+def test_gradcam_does_not_default_to_a_map_of_one_pixel():
+    # a ResNet's tail: a conv block, then a 1x1 conv on a globally pooled map (C x 1 x 1): its map would be uniform
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Conv2d(4, 4, 1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
+    )
+    assert gradcam_layers(model, (1, 8, 8)) == ["0"]
+    assert attribute(model, torch.rand(1, 8, 8), "gradcam").layer == "0"
+    only = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(1, 4, 1), nn.Flatten(), nn.Linear(4, 3))
+    assert gradcam_layers(only, (1, 8, 8)) == ["1"]  # the only one there is
 
 
 def test_three_channel_model_shapes_and_targets(colour):

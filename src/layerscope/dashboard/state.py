@@ -406,7 +406,7 @@ class DashboardState:
         from layerscope.attribution import gradcam_layers
 
         c, h, w = self.images.shape[1:]
-        return gradcam_layers(self.model, (c, h, w), conv=self.conv_layers)
+        return gradcam_layers(self.model, (c, h, w), conv=[info for info in self.run.layers if info.kind == "conv"])
 
     def _model_image(self, key: int | str) -> np.ndarray:
         """Image ``key`` (an index, "mean:k" or a drawing) as the model's input is made from it: (C, H, W) as the Run
