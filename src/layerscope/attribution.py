@@ -34,6 +34,7 @@ from torch import nn
 from layerscope.capture import INPUT, ActivationRecorder, _resolve, describe_layers, list_layers
 from layerscope.errors import LayerscopeError
 from layerscope.layers import LayerInfo
+from layerscope.progress import ProgressFn, no_progress
 
 __all__ = [
     "ATTRIBUTIONS",
@@ -438,6 +439,7 @@ def randomisation_check(
     layers: Sequence[str] | None = None,
     seed: int = 0,
     layer: str | None = None,
+    progress: ProgressFn = no_progress,
     **options: Any,
 ) -> list[RandomisationStep]:
     """Cascading model randomisation (Adebayo et al., "Sanity checks for saliency maps", 2018).
@@ -448,11 +450,15 @@ def randomisation_check(
     ``attribute``) and compared with the trained model's map. The first step is the trained model itself
     (``randomised == ()``, similarity 1). A method whose maps stay similar while the weights become random explains
     the image rather than the model. ``model`` itself is not changed, and the global random state is not touched.
+    ``progress`` sees one task, "randomisation", one unit per map: the trained model's, then one per layer.
     """
-    original = attribute(model, image, method, target, layer, **options)
     x = _one_image(image, torch.device("cpu"))
     image_shape = (int(x.shape[1]), int(x.shape[2]), int(x.shape[3]))
     order = list(layers) if layers is not None else _parameterised_layers(model, image_shape)[::-1]
+    total = len(order) + 1
+    progress("randomisation", 0, total)
+    original = attribute(model, image, method, target, layer, **options)
+    progress("randomisation", 1, total)
     for name, module in _resolve(model, order).items():
         if not any(True for _ in module.parameters()) or not _resettable(module):
             raise LayerscopeError(f"layer {name!r} has no weights to re-initialise; leave it out of the layers.")
@@ -470,4 +476,5 @@ def randomisation_check(
             steps.append(
                 RandomisationStep(tuple(order[: i + 1]), result.map, _spearman(reference, heat), _ssim(reference, heat))
             )
+            progress("randomisation", i + 2, total)
     return steps

@@ -1,11 +1,14 @@
 """Inside the network, as a user drives it: the weights graph, unit cards and feature maps, in headless chromium."""
 
+import json
 import os
 import re
+import shutil
 
 import pytest
 
-from tests.browser.conftest import BUSY, NET, NET_DRAWN, click_node, show
+from layerscope.run import Run
+from tests.browser.conftest import BUSY, NET, NET_DRAWN, click_node, opened, serving, settle, show
 
 pytestmark = pytest.mark.browser
 
@@ -217,3 +220,38 @@ def test_feature_maps_switch_colour_scale_and_enlarge(inside):
     shot(page, ".fmaps", "feature-maps-layer-scale")
     page.click("#fmap-open-unit")
     page.wait_for_function("() => document.querySelector('#unit-title').textContent.includes('conv2 · channel 4')")
+
+
+def test_top_images_being_computed_say_how_far_they_are_and_stop_on_cancel(browser_context, mnist_run, tmp_path):
+    # a server of its own, on a copy of the Run without top images: the shared server's are computed by the tests above
+    path = shutil.copytree(mnist_run.path, tmp_path / "run")
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest.pop("topk", None)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(path / "topk", ignore_errors=True)
+    status = "() => document.querySelector('#unit-topk').textContent"
+    with serving(Run(path)) as url, opened(browser_context, url) as page:
+        show(page, "network")  # the unit card asks for its top images: computed for every unit, over every image
+        page.locator(".unit-card").scroll_into_view_if_needed()
+        page.wait_for_function(
+            f"() => /^computing the top images of every unit over 70,000 images… \\d+% \\(topk\\)/.test(({status})())",
+            timeout=BUSY,
+        )
+        page.wait_for_selector("#unit-topk-cancel", state="visible", timeout=BUSY)
+        assert not page.is_visible("#unit-topk-start")
+        shot(page, ".unit-card", "unit-card-topk-computing")
+        page.click("#unit-topk-cancel")
+        page.wait_for_function(f"() => ({status})().includes('was cancelled')", timeout=BUSY)
+        assert page.text_content("#unit-topk") == (
+            "the search for the top images was cancelled; press 'Compute top images' to start it again."
+        )
+        assert not page.is_visible("#unit-topk-cancel") and "topk" not in Run(path).manifest
+        # the page stops polling, and no poll starts it again; the button does
+        page.wait_for_function("() => document.querySelector('#unit-topk-start').offsetParent !== null", timeout=BUSY)
+        settle(page)
+        assert "was cancelled" in page.text_content("#unit-topk")
+        shot(page, ".unit-card", "unit-card-topk-cancelled")
+        page.click("#unit-topk-start")
+        page.wait_for_selector("#unit-topk .topk-thumb", timeout=BUSY)
+        assert not page.is_visible("#unit-topk-start") and not page.is_visible("#unit-topk-cancel")
+        assert "topk" in Run(path).manifest

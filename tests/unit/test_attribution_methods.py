@@ -10,6 +10,7 @@ from layerscope.attribution import ATTRIBUTIONS, attribute, gradcam_layers, over
 from layerscope.data import load_mnist
 from layerscope.errors import LayerNotFoundError, LayerscopeError
 from layerscope.models.pretrained import pretrained_seed_cnn
+from layerscope.progress import Cancelled, stoppable
 from tests.conftest import cli, make_idx_dir, one_line_error, sheet_tiles
 from tests.models import MLP, LeNetBN
 
@@ -217,10 +218,19 @@ def test_randomisation_check_on_the_shipped_model(mnist):
 def test_randomisation_check_of_gradcam_on_a_batchnorm_model(colour):
     model, image = colour
     before = state(model)
-    steps = randomisation_check(model, image, "gradcam", target=2, layer="conv2")
+    calls = []
+    steps = randomisation_check(model, image, "gradcam", target=2, layer="conv2", progress=lambda *c: calls.append(c))
     assert steps[-1].randomised == ("fc2", "bn3", "fc1", "bn2", "conv2", "bn1", "conv1")  # output first
     assert all(s.map.shape == (16, 16) for s in steps)
     assert all(np.isnan(s.spearman) or -1 <= s.spearman <= 1 for s in steps)
+    assert_same_state(model, before)
+    # one progress step per map (the trained model's, then one per layer re-initialised), where a cancel stops it
+    assert calls == [("randomisation", i, len(steps)) for i in range(len(steps) + 1)]
+    reports = []
+    stop_after_two = stoppable(lambda *c: reports.append(c), lambda: len(reports) >= 2)
+    with pytest.raises(Cancelled):
+        randomisation_check(model, image, "gradcam", target=2, layer="conv2", progress=stop_after_two)
+    assert len(reports) == 2 and not model.training
     assert_same_state(model, before)
 
 

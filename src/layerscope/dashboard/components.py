@@ -6,7 +6,7 @@ from typing import Any
 
 from dash import dcc, html
 
-__all__ = ["attrs", "card", "graph_row", "png_config", "section_head"]
+__all__ = ["attrs", "card", "display", "graph_row", "png_config", "section_head"]
 
 
 def card(title: str, *children: Any, extra: Any = None, class_name: str = "") -> html.Div:
@@ -46,3 +46,8 @@ def graph_row(*cells: tuple[str, str]) -> html.Div:
 def section_head(title: str, *actions: Any) -> html.Div:
     """A heading inside a card with its actions (buttons) beside it."""
     return html.Div([html.H4(title), *actions], className="section-head")
+
+
+def display(shown: bool) -> dict[str, str]:
+    """The style of a button shown at times only (a job's Cancel while it runs), laid out hidden."""
+    return {"display": "inline-block" if shown else "none"}

@@ -18,7 +18,8 @@ from dash.exceptions import PreventUpdate
 
 from layerscope.dashboard import figures, ids
 from layerscope.dashboard.checks import PROJECTION_METHODS, check_choice, check_rows
-from layerscope.dashboard.components import attrs, card, png_config, section_head
+from layerscope.dashboard.components import attrs, card, display, png_config, section_head
+from layerscope.dashboard.jobs import Job, status_line, stopped_line
 from layerscope.dashboard.state import LIVE, DashboardState, check_version
 from layerscope.dashboard.wiring import Callbacks
 from layerscope.drawing import draw_over, preprocess_digit, render_strokes
@@ -30,6 +31,7 @@ callbacks = Callbacks()
 
 NEIGHBOURS = 8
 MAX_POINTS = 20_000  # a drawing is a few hundred points; more is not a drawing
+PCA_START = "Compute the PCA of conv layers"
 
 
 def _coordinate(value: Any) -> float | None:
@@ -131,7 +133,14 @@ def draw_layout(state: DashboardState) -> list[Any]:
         [
             section_head(
                 "Nearest training images, per layer",
-                html.Button("Compute the PCA of conv layers", id=ids.DRAW_PCA, className="btn small", disabled=True),
+                html.Button(PCA_START, id=ids.DRAW_PCA, className="btn small", disabled=True),
+                html.Button(
+                    "Cancel",
+                    id=ids.DRAW_PCA_CANCEL,
+                    className="btn small",
+                    style=display(False),
+                    title="stop computing the PCA of the conv layers (for every page waiting on it)",
+                ),
             ),
             html.Div(id=ids.DRAW_NEIGHBOURS, className="draw-neighbours"),
             dcc.Interval(id=ids.DRAW_INTERVAL, interval=2000, disabled=True),
@@ -172,21 +181,20 @@ def _with_meta(fig: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
 def neighbour_rows(state: DashboardState, key: str, selected: Any) -> tuple[list[Any], bool]:
     """Per layer (the input, then each activation layer) the drawing's nearest training images; and whether a
     background PCA is running (the rows then refresh)."""
-    outputs = state.drawing_outputs.get(key)
-    if outputs is None:
-        return [
-            html.Div("Draw a digit to see the training images nearest to it in each layer.", className="hint")
-        ], False
     job = state.draw_jobs.get(("*", "pca"))
     busy = job is not None and not job.finished
+    outputs = state.drawing_outputs.get(key)
+    if outputs is None:
+        rows = [html.Div("Draw a digit to see the training images nearest to it in each layer.", className="hint")]
+        if busy or (job is not None and job.stopped and state.missing_pca()):
+            rows.append(html.Div(_pca_status(job)))  # asked for before drawing: how far it is
+        return rows, busy
     rows = []
     for layer in ["input", *state.activation_layers] if "input" in state.layers else state.activation_layers:
         index = state.neighbour_index(layer)
         if index is None:
-            if job is not None and job.error:
-                body: Any = html.Span(f"PCA failed: {job.error}", className="bad")
-            elif busy:
-                body = html.Span(f"computing the PCA of conv layers… {job.percent}% ({job.task})", className="hint")  # type: ignore[union-attr]
+            if busy or (job is not None and job.stopped):
+                body: Any = _pca_status(job)
             else:
                 body = html.Span("needs the PCA of the conv layers (button above)", className="hint")
         else:
@@ -208,6 +216,15 @@ def neighbour_rows(state: DashboardState, key: str, selected: Any) -> tuple[list
             )
         )
     return rows, busy
+
+
+def _pca_status(job: Job | None) -> html.Span:
+    """The status line of the PCA of the conv layers: how far it is (queued behind a projection, as they take turns
+    in one thread, until its task names the PCA), or that it was cancelled or failed."""
+    if job is not None and job.stopped:
+        text = stopped_line("the PCA of the conv layers", job, f"press '{PCA_START}' to start it again.")
+        return html.Span(text, className="hint" if job.cancelled else "bad")
+    return html.Span(status_line("computing the PCA of the conv layers", job), className="hint")
 
 
 def placed_note(state: DashboardState, views: Sequence[tuple[str, str]]) -> str:
@@ -296,6 +313,7 @@ def keep(state: DashboardState, n: Any, rows: Any) -> Any:
     Output(ids.DRAW_NEIGHBOURS, "children"),
     Output(ids.DRAW_INTERVAL, "disabled"),
     Output(ids.DRAW_PCA, "disabled"),
+    Output(ids.DRAW_PCA_CANCEL, "style"),
     Input(ids.DRAW_SETTLED, "data"),
     Input(ids.DRAW_PCA, "n_clicks"),
     Input(ids.DRAW_INTERVAL, "n_intervals"),
@@ -307,7 +325,22 @@ def neighbours(state: DashboardState, _version: Any, compute: Any, _tick: Any, s
     if ctx.triggered_id == ids.DRAW_PCA and compute and state.missing_pca():
         state.start_conv_pca()
     rows, busy = neighbour_rows(state, LIVE, selected)
-    return rows, not busy, busy or not state.missing_pca()
+    job = state.draw_jobs.get(("*", "pca"))
+    return rows, not busy, busy or not state.missing_pca(), display(busy and job is not None and not job.cancel)
+
+
+# The PCA's maps belong to the Run: as with a projection, a cancel stops it for every page waiting on it
+# (DashboardState.cancel_conv_pca); the rows say it was cancelled once the next poll finds it stopped, and the button
+# beside starts it again.
+@callbacks.callback(
+    Output(ids.DRAW_PCA_CANCEL, "style", allow_duplicate=True),
+    Input(ids.DRAW_PCA_CANCEL, "n_clicks"),
+    prevent_initial_call=True,
+)
+def cancel_pca(state: DashboardState, n: Any) -> Any:
+    if not n or not state.cancel_conv_pca():
+        raise PreventUpdate
+    return display(False)
 
 
 @callbacks.callback(

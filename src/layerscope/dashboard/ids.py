@@ -101,6 +101,9 @@ UNIT_GUIDED = "unit-guided"
 UNIT_INTERVAL = "unit-interval"
 UNIT_ERROR = "unit-error"  # why the unit asked for cannot be shown (a unit number the layer does not have)
 UNIT_FEATUREVIS_START = "unit-featurevis-start"  # button: compute the unit's feature visualisation (kept in the Run)
+UNIT_FEATUREVIS_CANCEL = "unit-featurevis-cancel"  # button: stop the feature visualisation being computed
+UNIT_TOPK_START = "unit-topk-start"  # button: compute the top images again, once cancelled or failed
+UNIT_TOPK_CANCEL = "unit-topk-cancel"  # button: stop computing the top images
 TOPK_THUMB = "topk-thumb"  # pattern: {"type": TOPK_THUMB, "key": index, "rank": r}
 NO_MODEL = "no-model"
 
@@ -119,6 +122,7 @@ DRAW_CAPTION = "draw-caption"
 DRAW_NEIGHBOURS = "draw-neighbours"
 DRAW_PLACED = "draw-placed"
 DRAW_PCA = "draw-pca"  # button: compute the PCA of conv layers that nearest images need
+DRAW_PCA_CANCEL = "draw-pca-cancel"  # button: stop computing it
 DRAW_INTERVAL = "draw-interval"  # refreshes the nearest images while the PCA of conv layers is computed
 
 # interventions: units switched off (ablation) and what a decision rests on (attribution)
@@ -139,6 +143,8 @@ ABL_SAVED = "abl-saved"
 ABL_APPLY = "abl-apply"  # pattern: {"type": ABL_APPLY, "name": ...}
 ABL_FORGET = "abl-forget"  # pattern: {"type": ABL_FORGET, "name": ...}
 ABL_STATUS = "abl-status"
+ABL_CANCEL = "abl-cancel"  # button: stop re-evaluating the test set
+ABL_AGAIN = "abl-again"  # button: re-evaluate it again, once cancelled or failed
 ABL_SUMMARY = "abl-summary"
 ABL_IMAGE = "abl-image"
 ABL_CLASSES = "abl-classes"

@@ -30,8 +30,9 @@ from layerscope.dashboard.checks import (
     unit_count,
     url_image,
 )
-from layerscope.dashboard.components import attrs, card, graph_row, png_config, section_head
+from layerscope.dashboard.components import attrs, card, display, graph_row, png_config, section_head
 from layerscope.dashboard.figures import empty_figure, figure_json
+from layerscope.dashboard.jobs import Job, status_line, stopped_line
 from layerscope.dashboard.state import LIVE, DashboardState, is_drawing
 from layerscope.dashboard.unit_figures import (
     GraphColumn,
@@ -55,6 +56,8 @@ __all__ = ["callbacks", "inside_layout"]
 callbacks = Callbacks()
 
 NODE_COLOURS = ("image", "selection", "none")
+TOPK_START = "Compute top images"
+FEATUREVIS_START = "Compute feature visualisation"
 FMAP_SCALES = ("channel", "layer")
 MAX_EDGES = 12  # the "edges per node" slider's maximum
 
@@ -189,13 +192,29 @@ def inside_layout(state: DashboardState) -> list[Any]:
         ),
         html.Div(id=ids.UNIT_ERROR, className="bad"),
         graph_row(("Incoming weights", ids.UNIT_WEIGHTS), ("Mean activation per class", ids.UNIT_CLASSES)),
-        html.H4("Top dataset images"),
+        section_head(
+            "Top dataset images",
+            # computed once for every unit when first shown; this button shows once that was cancelled or failed
+            html.Button(TOPK_START, id=ids.UNIT_TOPK_START, className="btn small", style=display(False)),
+            html.Button(
+                "Cancel",
+                id=ids.UNIT_TOPK_CANCEL,
+                className="btn small",
+                style=display(False),
+                title="stop computing the top images (for every page waiting on them)",
+            ),
+        ),
         html.Div(id=ids.UNIT_TOPK, className="topk"),
         section_head(
             "Feature visualisation: the input that maximises the unit",
             # computed only when asked: it is kept in the Run, and viewing a unit must not write there
+            html.Button(FEATUREVIS_START, id=ids.UNIT_FEATUREVIS_START, className="btn small", disabled=True),
             html.Button(
-                "Compute feature visualisation", id=ids.UNIT_FEATUREVIS_START, className="btn small", disabled=True
+                "Cancel",
+                id=ids.UNIT_FEATUREVIS_CANCEL,
+                className="btn small",
+                style=display(False),
+                title="stop computing this feature visualisation (for every page waiting on it)",
             ),
         ),
         html.Div(id=ids.UNIT_FEATUREVIS, className="featurevis"),
@@ -340,11 +359,19 @@ def _fmap_values(state: DashboardState, selected: Any, scale: str) -> dict[str, 
     return out
 
 
-def _job_text(job: Any, what: str) -> html.Span:
-    if job is not None and job.error:
-        return html.Span(f"{what} failed: {job.error}", className="bad")
-    percent = job.percent if job is not None else 0
-    return html.Span(f"computing {what}… {percent}%", className="status")
+def _job_text(state: DashboardState, job: Job | None, doing: str, what: str, button: str) -> html.Span:
+    """The status line of a unit-card job: how far it is while it runs, else that it was cancelled (or failed) and
+    that ``button`` starts it again; a job that ended is shown, so this page need not poll for it."""
+    if job is not None and job.stopped:
+        state.scratch.mark_seen(job)
+        text = stopped_line(what, job, f"press '{button}' to start it again.")
+        return html.Span(text, className="hint" if job.cancelled else "bad")
+    return html.Span(status_line(doing, job), className="status")
+
+
+def _running(job: Job | None) -> bool:
+    """Whether ``job`` runs and may still be cancelled (not yet asked to stop)."""
+    return job is not None and not job.finished and not job.cancel
 
 
 # -- network graph --------------------------------------------------------------------------------------------
@@ -562,23 +589,77 @@ def unit_static(state: DashboardState, gate: Any, unit: Any) -> Any:
     Output(ids.UNIT_TOPK, "children"),
     Output(ids.UNIT_FEATUREVIS, "children"),
     Output(ids.UNIT_FEATUREVIS_START, "disabled"),
+    Output(ids.UNIT_FEATUREVIS_CANCEL, "style"),
+    Output(ids.UNIT_TOPK_START, "style"),
+    Output(ids.UNIT_TOPK_CANCEL, "style"),
     views.gated("unit"),
     Input(ids.UNIT_INTERVAL, "n_intervals"),
     Input(ids.UNIT_FEATUREVIS_START, "n_clicks"),
+    Input(ids.UNIT_TOPK_START, "n_clicks"),
     State(ids.UNIT, "data"),
     State(ids.SELECTED, "data"),
     prevent_initial_call=True,
 )
-def unit_results(state: DashboardState, gate: Any, _tick: Any, compute: Any, unit: Any, selected: Any) -> Any:
+def unit_results(
+    state: DashboardState, gate: Any, _tick: Any, compute: Any, again: Any, unit: Any, selected: Any
+) -> Any:
     views.opened(gate)
+    hidden = display(False)
     try:
         layer, u = check_unit(state, unit)
     except LayerscopeError as e:
-        return html.Span(str(e), className="bad"), "", True
-    if ctx.triggered_id == ids.UNIT_FEATUREVIS_START and compute and state.featurevis(layer, u) is None:
+        return html.Span(str(e), className="bad"), "", True, hidden, hidden, hidden
+    trigger = ctx.triggered_id
+    if trigger == ids.UNIT_FEATUREVIS_START and compute and state.featurevis(layer, u) is None:
         state.start_featurevis(layer, u)  # the user asked: it runs in the background and is kept in the Run
+    topk_job = state.unit_job("*", "topk")
+    if trigger == ids.UNIT_TOPK_START and again and topk_job is not None and topk_job.stopped:
+        state.start_topk()  # asked again after a cancel or a failure (a poll never starts it again)
     featurevis, can_start = _featurevis_view(state, layer, u)
-    return _topk_view(state, layer, u, image_or_none(state, selected)), featurevis, not can_start
+    topk = _topk_view(state, layer, u, image_or_none(state, selected))
+    topk_job = state.unit_job("*", "topk")
+    stopped = topk_job is not None and topk_job.stopped
+    return (
+        topk,
+        featurevis,
+        not can_start,
+        display(_running(state.unit_job(layer, f"unit {u}"))),
+        display(stopped),
+        display(_running(topk_job)),
+    )
+
+
+# A cancel stops the job for every page (the Run's results are shared: DashboardState.cancel_topk); the status says
+# it is stopping until the next poll finds it stopped, and the page then offers to start it again.
+@callbacks.callback(
+    Output(ids.UNIT_TOPK_CANCEL, "style", allow_duplicate=True),
+    Output(ids.UNIT_TOPK, "children", allow_duplicate=True),
+    Input(ids.UNIT_TOPK_CANCEL, "n_clicks"),
+    State(ids.UNIT, "data"),
+    State(ids.SELECTED, "data"),
+    prevent_initial_call=True,
+)
+def cancel_topk(state: DashboardState, n: Any, unit: Any, selected: Any) -> Any:
+    layer, u = check_unit(state, unit)
+    if not n or not state.cancel_topk():
+        raise PreventUpdate
+    return display(False), _topk_view(state, layer, u, image_or_none(state, selected))
+
+
+@callbacks.callback(
+    Output(ids.UNIT_FEATUREVIS_CANCEL, "style", allow_duplicate=True),
+    Output(ids.UNIT_FEATUREVIS, "children", allow_duplicate=True),
+    Output(ids.UNIT_FEATUREVIS_START, "disabled", allow_duplicate=True),
+    Input(ids.UNIT_FEATUREVIS_CANCEL, "n_clicks"),
+    State(ids.UNIT, "data"),
+    prevent_initial_call=True,
+)
+def cancel_featurevis(state: DashboardState, n: Any, unit: Any) -> Any:
+    layer, u = check_unit(state, unit)
+    if not n or not state.cancel_featurevis(layer, u):
+        raise PreventUpdate
+    featurevis, can_start = _featurevis_view(state, layer, u)
+    return display(False), featurevis, not can_start
 
 
 @callbacks.callback(
@@ -759,11 +840,11 @@ def _figure_cell(src: str, caption: str) -> html.Div:
 
 
 def _topk_view(state: DashboardState, layer: str, unit: int, selected: Any) -> Any:
-    topk = state.topk(layer)
-    if topk is None:
-        job = state.unit_job("*", "topk")
-        return _job_text(job, f"the top images of every unit over {state.n:,} images")
+    topk = state.topk(layer)  # started on the first ask, for every unit of every layer
     job = state.unit_job("*", "topk")
+    if topk is None:
+        doing = f"computing the top images of every unit over {state.n:,} images"
+        return _job_text(state, job, doing, "the search for the top images", TOPK_START)
     if job is not None and job.finished:
         state.scratch.mark_seen(job)
     info = state.run.layer(layer)
@@ -816,7 +897,8 @@ def _featurevis_view(state: DashboardState, layer: str, unit: int) -> tuple[Any,
         if job.finished and job.error is None:  # finished, and the file not there (the Run was replaced)
             state.scratch.mark_seen(job)
             return html.Span("The feature visualisation was computed but is not in the Run.", className="bad"), True
-        return _job_text(job, "the feature visualisation (256 optimisation steps)"), job.finished
+        doing = "computing the feature visualisation (256 optimisation steps)"
+        return _job_text(state, job, doing, "the feature visualisation", FEATUREVIS_START), job.finished
     if job is not None and job.finished:
         state.scratch.mark_seen(job)
     trust = fv.trust

@@ -38,13 +38,16 @@ class Interventions:
         self._results: dict[tuple[str, str], Any] = {}
         self._runner = Runner("interventions", self.jobs)
 
-    def _result(self, key: tuple[str, str], work: Callable[[ProgressFn], Any]) -> tuple[Job, Any]:
-        """(job, result or None): ``work``'s result, computed in the interventions' thread on first ask."""
+    def _result(self, key: tuple[str, str], work: Callable[[ProgressFn], Any], again: bool = True) -> tuple[Job, Any]:
+        """(job, result or None): ``work``'s result, computed in the interventions' thread on first ask. A job that
+        was cancelled or failed is started again only when ``again`` (the user asked again, not a poll)."""
         results = self._results
         with self._lock:
             if key in results:
                 return self.jobs[key], results[key]
             job = self.jobs.get(key)
+            if job is not None and job.stopped and not again:
+                return job, None
             if job is not None and job.finished and job.error is None:  # its result was let go
                 del self.jobs[key]
             while len(results) >= KEPT:
@@ -64,17 +67,23 @@ class Interventions:
         must not hold the shared model's lock."""
         return self._state.run.load_model("cpu")
 
-    def ablation(self, ablations: Sequence[Ablation]) -> tuple[Job, AblationResult | None]:
-        """The test set re-evaluated with ``ablations`` (started in the background on first ask): (job, result)."""
+    def ablation(self, ablations: Sequence[Ablation], again: bool = True) -> tuple[Job, AblationResult | None]:
+        """The test set re-evaluated with ``ablations`` (started in the background on first ask): (job, result). One
+        cancelled or failed is started again only when ``again``."""
         ablations = tuple(ablations)
-        key = ("ablation", "; ".join(f"{a.layer}:{','.join(map(str, a.units))}*{a.scale!r}" for a in ablations))
 
         from layerscope.ablation import evaluate_ablation
 
         def work(progress: ProgressFn) -> AblationResult:
             return evaluate_ablation(self._state.run, ablations, model=self._model, progress=progress)
 
-        return self._result(key, work)
+        return self._result(_ablation_key(ablations), work, again)
+
+    def cancel_ablation(self, ablations: Sequence[Ablation]) -> bool:
+        """Ask the re-evaluation with ``ablations`` to stop; False when none runs. Its result would be kept for every
+        page: as with a projection (`DashboardState.cancel_projection`), every page waiting on it sees it cancelled
+        and may start it again."""
+        return self._runner.cancel(_ablation_key(tuple(ablations)))
 
     def ablated_probs(self, key: Any, ablations: Sequence[Ablation]) -> tuple[np.ndarray, np.ndarray] | None:
         """(K,) class probabilities of image ``key`` before and after ``ablations``; None for a key without pixels."""
@@ -119,12 +128,14 @@ class Interventions:
         pixels = state.pixels(key)[0]
 
         def work(progress: ProgressFn) -> list[RandomisationStep]:
-            progress("randomisation", 0, 1)
             with state.model_lock:  # the check copies the model; only the trained model's map runs on it
-                steps = randomisation_check(state.model, pixels, method, target, layer=layer)
-            progress("randomisation", 1, 1)
-            return steps
+                return randomisation_check(state.model, pixels, method, target, layer=layer, progress=progress)
 
         # the pixels' hash in the key: a drawing's pixels change under the same key
         what = f"{key!r}|{hash(pixels.numpy().tobytes())}|{method}|{target}|{layer}"
         return self._result(("randomisation", what), work)
+
+
+def _ablation_key(ablations: Sequence[Ablation]) -> tuple[str, str]:
+    """The job key of re-evaluating the test set with ``ablations``."""
+    return ("ablation", "; ".join(f"{a.layer}:{','.join(map(str, a.units))}*{a.scale!r}" for a in ablations))

@@ -37,8 +37,9 @@ from layerscope.dashboard.checks import (
     check_unit,
     image_or_none,
 )
-from layerscope.dashboard.components import card, graph_row, png_config
+from layerscope.dashboard.components import card, display, graph_row, png_config
 from layerscope.dashboard.figures import base_layout, empty_figure
+from layerscope.dashboard.jobs import Job, status_line, stopped_line
 from layerscope.dashboard.state import DashboardState
 from layerscope.dashboard.unit_figures import png_uri
 from layerscope.dashboard.wiring import Callbacks
@@ -71,6 +72,7 @@ MAX_UNITS_TEXT = 1_000  # characters in the units box: "0-15,20,31" is ten
 MAX_SCALE = 1e6  # |scale| of an ablation: any factor a unit is usefully multiplied by, and finite
 DROP, GAIN, SAME = "#d6604d", "#4393c3", "#9aa5b1"  # a class's accuracy after ablating: lower, higher, unchanged
 MIN_CHANGE_SPAN = 1.0  # percentage points each side of 0 on the per-class change axis, however small the change
+EVALUATE_AGAIN = "Evaluate again"  # the button that re-evaluates the test set once that was cancelled or failed
 
 
 # -- pure builders ----------------------------------------------------------------------------------------------------
@@ -223,7 +225,20 @@ def interventions_layout(state: DashboardState) -> list[Any]:
         ),
         html.Div(id=ids.ABL_ERROR, className="bad"),
         html.Div(id=ids.ABL_LIST, className="abl-list"),
-        html.Div(id=ids.ABL_STATUS, className="status"),
+        html.Div(
+            [
+                html.Div(id=ids.ABL_STATUS, className="status"),
+                html.Button(
+                    "Cancel",
+                    id=ids.ABL_CANCEL,
+                    className="btn small",
+                    style=display(False),
+                    title="stop re-evaluating the test set (for every page waiting on it)",
+                ),
+                html.Button(EVALUATE_AGAIN, id=ids.ABL_AGAIN, className="btn small", style=display(False)),
+            ],
+            className="status-row",
+        ),
         html.Div(id=ids.ABL_SUMMARY, className="abl-summary"),
         html.Div(id=ids.ABL_IMAGE, className="abl-image"),
         graph_row(("Accuracy per class", ids.ABL_CLASSES), ("Confusion matrix: after minus before", ids.ABL_CONFUSION)),
@@ -329,11 +344,11 @@ def _whole_layer_hint(state: DashboardState, layer: str) -> html.Span:
     return html.Span(text, className="hint")
 
 
-def _job_text(job: Any, what: str) -> html.Span:
-    if job is not None and job.error:
-        return html.Span(f"{what} failed: {job.error}", className="bad")
-    percent = job.percent if job is not None else 0
-    return html.Span(f"{what}… {percent}%", className="status")
+def _job_text(job: Job | None, doing: str, what: str, again: str = "") -> html.Span:
+    """A background job's status line: how far it is while it runs, else that it was cancelled or failed."""
+    if job is not None and job.stopped:
+        return html.Span(stopped_line(what, job, again), className="hint" if job.cancelled else "bad")
+    return html.Span(status_line(doing, job), className="status")
 
 
 def _prediction(state: DashboardState, probs: np.ndarray) -> str:
@@ -555,29 +570,59 @@ def show_list(state: DashboardState, data: Any) -> Any:
     Output(ids.ABL_CLASSES, "figure"),
     Output(ids.ABL_CONFUSION, "figure"),
     Output(ids.ABL_INTERVAL, "disabled"),
+    Output(ids.ABL_CANCEL, "style"),
+    Output(ids.ABL_AGAIN, "style"),
     Input(ids.ABL_STORE, "data"),
     Input(ids.ABL_INTERVAL, "n_intervals"),
+    Input(ids.ABL_AGAIN, "n_clicks"),
 )
-def evaluate(state: DashboardState, data: Any, _tick: Any) -> Any:
+def evaluate(state: DashboardState, data: Any, _tick: Any, _again: Any) -> Any:
+    hidden = display(False)
     try:
         current = check_ablation_list(state, data)
     except LayerscopeError as e:
         message = empty_figure()
         message.update_layout(height=240)
-        return html.Span(str(e), className="bad"), "", message, message, True
+        return html.Span(str(e), className="bad"), "", message, message, True, hidden, hidden
     if not current:
         message = empty_figure("Switch units off to see what changes.")
         message.update_layout(height=240)
-        return "", "", message, message, True
-    job, result = state.interventions.ablation(current)
+        return "", "", message, message, True, hidden, hidden
+    # a re-evaluation that was cancelled (or failed) starts again when the user asks: a new list of units, or
+    # "Evaluate again"; a poll only shows it
+    job, result = state.interventions.ablation(current, again=ctx.triggered_id != ids.ABL_INTERVAL)
     if result is None:
-        waiting = empty_figure("re-evaluating the test set…")
-        waiting.update_layout(height=240)
-        text = _job_text(job, f"re-evaluating {state.n_test:,} test images")
-        return text, "", waiting, waiting, bool(job.error)
+        return _evaluating(state, job)
     classes = ablation_class_figure(result.class_accuracy_before, result.class_accuracy_after, state.class_names)
     matrix = confusion_change_figure(result.confusion_change, state.class_names)
-    return "", _summary(state, result), classes, matrix, True
+    return "", _summary(state, result), classes, matrix, True, hidden, hidden
+
+
+def _evaluating(state: DashboardState, job: Job) -> tuple[Any, ...]:
+    """`evaluate`'s outputs while the test set is re-evaluated, or once that was cancelled or failed."""
+    waiting = empty_figure("re-evaluating the test set…" if not job.stopped else "")
+    waiting.update_layout(height=240)
+    again = f"press '{EVALUATE_AGAIN}' to start it again."
+    text = _job_text(job, f"re-evaluating {state.n_test:,} test images", "the re-evaluation of the test set", again)
+    running = not job.finished and not job.cancel
+    return text, "", waiting, waiting, job.stopped, display(running), display(job.stopped)
+
+
+# The result belongs to every page (intervening.Interventions): as with a projection, a cancel stops it for every page
+# waiting on it; each then says it was cancelled and offers to evaluate it again.
+@callbacks.callback(
+    Output(ids.ABL_CANCEL, "style", allow_duplicate=True),
+    Output(ids.ABL_STATUS, "children", allow_duplicate=True),
+    Input(ids.ABL_CANCEL, "n_clicks"),
+    State(ids.ABL_STORE, "data"),
+    prevent_initial_call=True,
+)
+def cancel(state: DashboardState, n: Any, data: Any) -> Any:
+    current = check_ablation_list(state, data)
+    if not n or not current or not state.interventions.cancel_ablation(current):
+        raise PreventUpdate
+    job, _ = state.interventions.ablation(current, again=False)
+    return display(False), _evaluating(state, job)[0]
 
 
 @callbacks.callback(
@@ -628,7 +673,8 @@ def saved(state: DashboardState, _save: Any, _forget: Any, name: Any, data: Any)
         if trigger == ids.ABL_SAVE:
             label = check_label(name, "name of an ablation")
             current = check_ablation_list(state, data)
-            job, result = state.interventions.ablation(current) if current else (None, None)
+            # the result if there is one: saving does not start a cancelled re-evaluation again
+            job, result = state.interventions.ablation(current, again=False) if current else (None, None)
             save_ablation(state.run, label, current, result)
             name = ""
         elif isinstance(trigger, dict) and trigger.get("type") == ids.ABL_FORGET:
@@ -712,7 +758,7 @@ def sanity(
     pixels = state.pixels(selected)[0]
     job, steps = state.interventions.randomisation(selected, method, target, layer)
     if steps is None:
-        return _job_text(job, "re-initialising the layers one at a time"), bool(job.error)
+        return _job_text(job, "re-initialising the layers one at a time", "the sanity check"), bool(job.error)
     cells = [
         html.Div(
             [

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from layerscope.dashboard.jobs import Job, Runner
+from layerscope.dashboard.jobs import Job, Runner, status_line
 from layerscope.errors import LayerscopeError
 from layerscope.interop.seed_json import FILE_METHOD
 from layerscope.progress import ProgressFn
@@ -101,7 +101,7 @@ class Placements:
         if job.error is not None:
             return f"cannot place drawings in {label}: {job.error}"
         if not job.finished:
-            return f"preparing to place drawings in {label}… {job.percent}% ({job.task})"
+            return status_line(f"preparing to place drawings in {label}", job)
         return ""
 
     def shown(self, views: Sequence[tuple[str, str]]) -> None:

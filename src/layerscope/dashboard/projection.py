@@ -22,6 +22,7 @@ from layerscope.analysis import shown_points
 from layerscope.dashboard import figures, ids
 from layerscope.dashboard.checks import check_choice, check_view
 from layerscope.dashboard.components import card
+from layerscope.dashboard.jobs import status_line, stopped_line
 from layerscope.dashboard.placing import PLACING_PREFIXES
 from layerscope.dashboard.state import LIVE, DashboardState
 from layerscope.dashboard.wiring import Callbacks
@@ -270,14 +271,14 @@ def _figure(
         if job is not None and job.cancelled and ctx.triggered_id == ids.JOBS_INTERVAL:
             # stopped on request: a poll does not start it again, choosing it again does
             state.scratch.mark_seen(job)
-            text = f"{label} was cancelled; choose the method again to compute it."
+            text = stopped_line(label, job, "choose the method again to compute it.")
             return figures.empty_figure(text), text, ""
         job = state.start_projection(layer, method)
         if job.error:
             state.scratch.mark_seen(job)
-            return figures.empty_figure(), html.Span(f"{label} failed: {job.error}", className="bad"), ""
+            return figures.empty_figure(), html.Span(stopped_line(label, job), className="bad"), ""
         # the work it waits on (the PCA a t-SNE starts from) is the task it names
-        text = f"{COMPUTING}{label} over {state.n:,} images… {job.describe()}"
+        text = status_line(f"{COMPUTING}{label} over {state.n:,} images", job)
         return figures.empty_figure(text), text, ""
     polled = tick is not None and ctx.triggered_id == ids.JOBS_INTERVAL
     if polled and not waiting and not _was_waiting(state, layer, method):
@@ -391,10 +392,12 @@ def _star_update(
 
 # -- a projection being computed: Cancel, and the page polling while any is --------------------------------------------
 
-# Cancel shows while the panel's projection is being computed (its status says "computing ...")
+# Cancel shows while the panel's projection is being computed (its status says "computing ..."), until it is asked
+# to stop (jobs.status_line then says "stopping at")
 callbacks.clientside(
     """function(status) {
-        const busy = typeof status === "string" && status.indexOf("computing ") === 0;
+        const busy = typeof status === "string" && status.indexOf("computing ") === 0
+            && status.indexOf("… stopping at ") < 0;
         return {display: busy ? "inline-block" : "none"};
     }""",
     Output(ids.proj("cancel", MATCH), "style"),

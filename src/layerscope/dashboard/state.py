@@ -348,6 +348,11 @@ class DashboardState:
         features = self.run.path / "features"
         return [name for name in self.conv_layers if not (features / f"{name}.pca_components.npy").is_file()]
 
+    def cancel_conv_pca(self) -> bool:
+        """Ask the PCA of the conv layers to stop; False when none runs. Its maps belong to the Run: as with a
+        projection (`cancel_projection`), every page waiting on it sees it cancelled and may start it again."""
+        return self._conv_pca.cancel(("*", "pca"))
+
     def start_conv_pca(self) -> Job:
         """Fit the PCA of every conv layer that lacks one, in the background (minutes over 70,000 images)."""
         from layerscope.projections.compute import compute_pca
@@ -507,17 +512,31 @@ class DashboardState:
             return guided_backprop(self.model, self.pixels(key)[0], layer, unit, method=method)
 
     # -- inside the network: results computed in the background and kept in the Run -------------------------------
+    # Top-k and feature visualisations belong to the Run, as projections do, and the rule for stopping them is the
+    # projections' (`cancel_projection`): one job serves every page, so a cancel from any page stops it for all of
+    # them; each then says it was cancelled and offers to start it again, and none starts it again on its own.
     def topk(self, layer: str) -> TopK | None:
-        """The top images of every unit of ``layer``, or None while they are computed (started on first ask)."""
-        from layerscope.topk import store_topk
-
+        """The top images of every unit of ``layer``, or None while they are computed: started on the first ask; once
+        cancelled or failed, only `start_topk` (the user asking again) starts them again."""
         if layer in self.run.manifest.get("topk", {}).get("layers", []):
             return self._topk(layer)
-        self._units.start(
+        if self.unit_job("*", "topk") is None:
+            self.start_topk()
+        return None
+
+    def start_topk(self) -> Job:
+        """Compute the top images of every unit of every layer in the background and keep them in the Run (one pass
+        over every image); returns its job."""
+        from layerscope.topk import store_topk
+
+        return self._units.start(
             ("*", "topk"),
             lambda p: store_topk(self.run.reopen(), device=self.work_device, progress=p),
         )
-        return None
+
+    def cancel_topk(self) -> bool:
+        """Ask the top-k computation to stop; False when none runs."""
+        return self._units.cancel(("*", "topk"))
 
     @lru_cache(maxsize=16)  # noqa: B019
     def _topk(self, layer: str) -> TopK:
@@ -541,6 +560,10 @@ class DashboardState:
             unit_featurevis(self.run.reopen(), layer, unit, model=model, progress=progress)
 
         return self._units.start((layer, f"unit {unit}"), work)
+
+    def cancel_featurevis(self, layer: str, unit: int) -> bool:
+        """Ask the unit's feature visualisation to stop; False when none runs."""
+        return self._units.cancel((layer, f"unit {unit}"))
 
     def unit_job(self, layer: str, what: str) -> Job | None:
         return self.unit_jobs.get((layer, what))

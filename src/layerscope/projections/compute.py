@@ -158,14 +158,22 @@ def compute_pca(
     task = "pca " + ", ".join(layers)
     start = time.perf_counter()
 
-    passes = [1]
+    # reported batch by batch within each pass: a pass over 70,000 images recomputing conv layers takes many seconds,
+    # and a progress report is where the work can be stopped (progress.stoppable) and its pace measured
+    batches = max(-(-n // BATCH), 1)
+    at = {"pass": 0, "passes": 1}
 
     def on_pass(p: int, total: int) -> None:
-        passes[0] = total
-        progress(task, p, total)
+        at.update({"pass": p, "passes": total})
+        progress(task, p * batches, total * batches)
 
-    fit_together(estimators, shapes, lambda names: _stream(run, names, model), on_pass)
-    progress(task, passes[0], passes[0])
+    def stream(names: Sequence[str]) -> Iterator[dict[str, Any]]:
+        for b, out in enumerate(_stream(run, names, model)):
+            yield out
+            progress(task, at["pass"] * batches + b + 1, at["passes"] * batches)
+
+    fit_together(estimators, shapes, stream, on_pass)
+    progress(task, at["passes"] * batches, at["passes"] * batches)
     seconds = time.perf_counter() - start
     results = {}
     staged = []
