@@ -70,6 +70,27 @@ def test_a_projection_panel_draws_every_image_of_its_split(state):
     assert "fc9" in str(status.children) and not figure.data
 
 
+def test_a_failed_projection_is_said_once_and_started_again_only_when_chosen_again(state, monkeypatch):
+    from layerscope.dashboard.jobs import Job
+
+    key = ("fc1", "isomap")
+    failed = Job(*key)
+    failed.error, failed.finished = "MemoryError: the machine ran out of memory", True
+    monkeypatch.setitem(state.jobs, key, failed)
+    started = []
+    monkeypatch.setattr(state, "start_projection", lambda *key: started.append(key) or failed)
+    tick = "jobs-interval.n_intervals"
+    for _ in range(3):  # the page's poll: no new start, the error stays
+        figure, status, _, _ = called(
+            projection.projection, state, "fc1", "isomap", "label", "all", 1, False, "computing", trigger=tick
+        )
+        assert "Isomap of fc1 failed: MemoryError" in str(status.children) and "choose the method" in str(status)
+    assert started == []
+    # choosing the method again starts it again
+    called(projection.projection, state, "fc1", "isomap", "label", "all", 1, False, None, trigger="x.value")
+    assert started == [key]
+
+
 def test_the_method_list_follows_the_layer(state):
     options, value = projection.methods(state, "fc2", None, "tsne")
     assert [o["value"] for o in options] == state.methods("fc2") and value is no_update  # t-SNE stays chosen

@@ -268,15 +268,20 @@ def _figure(
         return figures.empty_figure(text), text, ""
     if not state.available(layer, method):
         job = state.jobs.get((layer, method))
-        if job is not None and job.cancelled and ctx.triggered_id == ids.JOBS_INTERVAL:
-            # stopped on request: a poll does not start it again, choosing it again does
+        if job is not None and job.finished and job.error and ctx.triggered_id == ids.JOBS_INTERVAL:
+            # stopped on request or failed: a poll does not start it again (a failure would be retried at every
+            # tick, for ever), choosing the method again does
             state.scratch.mark_seen(job)
-            text = stopped_line(label, job, "choose the method again to compute it.")
-            return figures.empty_figure(text), text, ""
+            if job.cancelled:
+                text = stopped_line(label, job, "choose the method again to compute it.")
+                return figures.empty_figure(text), text, ""
+            failed = stopped_line(label, job, "choose the method again to try again.")
+            return figures.empty_figure(), html.Span(failed, className="bad"), ""
         job = state.start_projection(layer, method)
         if job.error:
             state.scratch.mark_seen(job)
-            return figures.empty_figure(), html.Span(stopped_line(label, job), className="bad"), ""
+            failed = stopped_line(label, job, "choose the method again to try again.")
+            return figures.empty_figure(), html.Span(failed, className="bad"), ""
         # the work it waits on (the PCA a t-SNE starts from) is the task it names
         text = status_line(f"{COMPUTING}{label} over {state.n:,} images", job)
         return figures.empty_figure(text), text, ""
