@@ -17,7 +17,15 @@ from layerscope.data.datasets import TRAIN
 from layerscope.errors import LayerscopeError
 from layerscope.run import Run
 
-__all__ = ["NeighbourIndex", "Neighbours", "center_of_mass", "draw_over", "preprocess_digit", "render_strokes"]
+__all__ = [
+    "NeighbourIndex",
+    "Neighbours",
+    "center_of_mass",
+    "draw_over",
+    "drawing_off",
+    "preprocess_digit",
+    "render_strokes",
+]
 
 Stroke = Sequence[tuple[float, float]]
 
@@ -73,6 +81,17 @@ def preprocess_digit(canvas: np.ndarray, box: int = 20, field: int = 28, thresho
     x0 = int(np.clip(round(middle - cx), 0, field - w))
     out[y0 : y0 + h, x0 : x0 + w] = digit
     return np.clip(out, 0.0, 1.0)
+
+
+def drawing_off(image_shape: Sequence[int]) -> str | None:
+    """Why a drawing cannot be given to a model of images ``image_shape`` (C, H, W), in a sentence; None where it
+    can: a drawing is grey and square, made as MNIST made its digits at the images' size (`preprocess_digit`)."""
+    c, h, w = (int(v) for v in image_shape)
+    if c != 1:
+        return f"Drawing works on grey images; this Run's are in colour ({c} x {h} x {w}), so the Draw view is off."
+    if h != w:
+        return f"Drawing works on square images; this Run's are {h} x {w}, so the Draw view is off."
+    return None
 
 
 def draw_over(image: np.ndarray, strokes: Sequence[Stroke], scale: int = 10) -> np.ndarray:

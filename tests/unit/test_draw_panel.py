@@ -21,6 +21,11 @@ def test_digit_from_strokes_is_a_centred_mnist_digit():
     assert rows.max() - rows.min() + 1 <= 20  # fits MNIST's 20x20 box
     ys, xs = np.indices(digit.shape)
     assert abs((ys * digit).sum() / digit.sum() - 14) <= 1 and abs((xs * digit).sum() / digit.sum() - 14) <= 1
+    # at another image size, the same rule: a box 20/28 of the field, centred by its mass
+    big = digit_from_strokes([[(0.1, 0.1), (0.1, 0.4)]], field=56)
+    assert big is not None and big.shape == (56, 56)
+    rows, _ = np.nonzero(big > 0.05)
+    assert 36 <= rows.max() - rows.min() + 1 <= 40
 
 
 def test_drawing_keys():

@@ -6,7 +6,14 @@ import torch
 
 from layerscope.capture import layer_outputs
 from layerscope.data import load_mnist
-from layerscope.drawing import NeighbourIndex, center_of_mass, draw_over, preprocess_digit, render_strokes
+from layerscope.drawing import (
+    NeighbourIndex,
+    center_of_mass,
+    draw_over,
+    drawing_off,
+    preprocess_digit,
+    render_strokes,
+)
 from layerscope.errors import LayerscopeError
 from layerscope.models.pretrained import pretrained_seed_cnn
 from layerscope.projections.compute import pca_transform
@@ -98,3 +105,9 @@ def test_pca_transform_places_images_where_the_projection_did(tiny_run):
         values = layer_outputs(model, pixels, [layer])[layer].reshape(5, -1).numpy()
         placed = pca_transform(tiny_run, layer, values)[:, :2]
         assert np.allclose(placed, tiny_run.projection(layer, "pca")[:5], atol=1e-3), layer
+
+
+def test_a_drawing_is_off_for_colour_or_oblong_images():
+    assert drawing_off((1, 28, 28)) is None and drawing_off((1, 32, 32)) is None
+    assert "in colour (3 x 32 x 32)" in str(drawing_off((3, 32, 32)))
+    assert "square" in str(drawing_off((1, 28, 20)))

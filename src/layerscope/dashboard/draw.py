@@ -25,7 +25,7 @@ from layerscope.dashboard.wiring import Callbacks
 from layerscope.drawing import draw_over, preprocess_digit, render_strokes
 from layerscope.errors import LayerscopeError
 
-__all__ = ["callbacks", "digit_from_strokes", "draw_layout", "over_of", "strokes_of"]
+__all__ = ["callbacks", "digit_from_strokes", "draw_layout", "drawn_digit", "over_of", "strokes_of"]
 
 callbacks = Callbacks()
 
@@ -74,15 +74,28 @@ def over_of(state: DashboardState, data: Any) -> np.ndarray | None:
 
 
 def digit_from_strokes(
-    strokes: Sequence[Sequence[tuple[float, float]]], over: np.ndarray | None = None
+    strokes: Sequence[Sequence[tuple[float, float]]], over: np.ndarray | None = None, field: int = 28
 ) -> np.ndarray | None:
-    """(28, 28) float32 in [0, 1] as MNIST made its digits, or None for an empty drawing; drawn over image ``over``
-    (`over_of`), the image with the strokes on it, unmoved."""
+    """(field, field) float32 in [0, 1] as MNIST made its digits (a box 20/28 of the field, centred by its mass), or
+    None for an empty drawing; drawn over image ``over`` (`over_of`), the image with the strokes on it, unmoved."""
     if over is not None:
         return draw_over(over, strokes)
     if not strokes:
         return None
-    return preprocess_digit(render_strokes(strokes))
+    return preprocess_digit(render_strokes(strokes), box=max(1, round(field * 20 / 28)), field=field)
+
+
+def drawn_digit(state: DashboardState, data: Any, strokes: Sequence[Sequence[tuple[float, float]]]) -> Any:
+    """The digit the page's strokes (and the image drawn over, in ``data``) make, at the Run's image size; a Run
+    whose images cannot be drawn (`drawing.drawing_off`) is a one-line ``LayerscopeError``."""
+    if state.drawing_off:
+        raise LayerscopeError(state.drawing_off)
+    return digit_from_strokes(strokes, over_of(state, data), field=int(state.images.shape[2]))
+
+
+def _size(state: DashboardState) -> str:
+    h, w = state.images.shape[2:]
+    return f"{h}x{w}"
 
 
 def draw_layout(state: DashboardState) -> list[Any]:
@@ -95,13 +108,20 @@ def draw_layout(state: DashboardState) -> list[Any]:
     ]
     if not state.has_model:
         return stores
+    off = state.drawing_off  # the view is laid out as it always is, its canvas and buttons off, and says why
     canvas = html.Div(
         [
-            html.Canvas(id=ids.DRAW_CANVAS, width=280, height=280, className="draw-canvas"),
+            html.Canvas(
+                id=ids.DRAW_CANVAS,
+                width=280,
+                height=280,
+                className="draw-canvas off" if off else "draw-canvas",
+                **attrs(off=off or ""),
+            ),
             html.Div(
                 [
-                    html.Button("Clear", id=ids.DRAW_CLEAR, className="btn"),
-                    html.Button("Undo", id=ids.DRAW_UNDO, className="btn"),
+                    html.Button("Clear", id=ids.DRAW_CLEAR, className="btn", disabled=bool(off)),
+                    html.Button("Undo", id=ids.DRAW_UNDO, className="btn", disabled=bool(off)),
                     html.Button("Keep as instance", id=ids.DRAW_KEEP, className="btn", disabled=True),
                 ],
                 className="buttons",
@@ -112,7 +132,7 @@ def draw_layout(state: DashboardState) -> list[Any]:
     seen = html.Div(
         [
             html.Img(id=ids.DRAW_PREVIEW, className="draw-preview", src=state.thumbnail(LIVE, 112)),
-            html.Div("as the network sees it (28x28, MNIST's preprocessing)", className="hint"),
+            html.Div(f"as the network sees it ({_size(state)}, MNIST's preprocessing)", className="hint"),
         ],
         className="draw-seen",
     )
@@ -121,7 +141,7 @@ def draw_layout(state: DashboardState) -> list[Any]:
             html.Div(id=ids.DRAW_CAPTION, className="caption"),
             dcc.Graph(
                 id=ids.DRAW_PROBS,
-                figure=figures.empty_figure("Draw a digit in the black box."),
+                figure=figures.empty_figure(off or "Draw a digit in the black box."),
                 config=png_config("drawing-prediction"),
                 className="probs",
             ),
@@ -153,6 +173,8 @@ def draw_layout(state: DashboardState) -> list[Any]:
         "image) starts from a copy of that image instead and leaves its pixels where they are.",
         className="hint",
     )
+    if off:
+        hint = html.Div(off, className="bad")
     return [card("Draw a digit", body, hint, neighbours, class_name="draw-card"), *stores]
 
 
@@ -269,7 +291,7 @@ def strokes(state: DashboardState, data: Any, selected: Any, before: Any, versio
     strokes = strokes_of(data)
     if sum(len(s) for s in strokes) > MAX_POINTS:
         raise LayerscopeError(f"a drawing of more than {MAX_POINTS:,} points is not a digit; clear it.")
-    digit = digit_from_strokes(strokes, over_of(state, data))
+    digit = drawn_digit(state, data, strokes)
     if not state.set_live(digit, check_version(data.get("version", 0))):
         raise PreventUpdate  # the fast path (live.py) already shows newer strokes; their own push follows
     if digit is None:  # cleared: the image selected before drawing began is selected again

@@ -19,7 +19,7 @@ from dash import Dash
 from flask import jsonify, request
 
 from layerscope.dashboard import figures
-from layerscope.dashboard.draw import MAX_POINTS, digit_from_strokes, over_of, strokes_of
+from layerscope.dashboard.draw import MAX_POINTS, drawn_digit, strokes_of
 from layerscope.dashboard.state import LIVE, DashboardState, check_version
 from layerscope.dashboard.unit_figures import channel_strip
 from layerscope.errors import LayerscopeError
@@ -68,7 +68,7 @@ def live_update(state: DashboardState, body: Any) -> dict[str, Any]:
     if sum(len(s) for s in strokes) > MAX_POINTS:
         raise ValueError(f"a drawing of more than {MAX_POINTS:,} points")
     version = check_version(body.get("version", 0))
-    digit = digit_from_strokes(strokes, over_of(state, body))
+    digit = drawn_digit(state, body, strokes)
     if not state.set_live(digit, version):
         return {"version": version, "stale": True}
     if digit is None:

@@ -269,6 +269,14 @@ class DashboardState:
     def drawing_probs(self) -> dict[str, np.ndarray]:
         return self.scratch.probs
 
+    @cached_property
+    def drawing_off(self) -> str | None:
+        """Why a drawing cannot be given to this Run's model (`drawing.drawing_off`: its images are in colour, or not
+        square), in a sentence; None where it can."""
+        from layerscope.drawing import drawing_off
+
+        return drawing_off(self.images.shape[1:])
+
     def drawing_image(self, key: str) -> np.ndarray:
         """(H, W) uint8 of a drawing; an empty field once the live drawing is cleared."""
         image = self.scratch.drawings.get(key)

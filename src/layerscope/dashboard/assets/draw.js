@@ -244,7 +244,7 @@
   }
 
   function attach(canvas) {
-    if (canvas.dataset.layerscopeDraw) { return; }
+    if (canvas.dataset.layerscopeDraw || canvas.dataset.off) { return; } // off: the Run's images cannot be drawn
     canvas.dataset.layerscopeDraw = "1";
     redraw(canvas);
     if (overAsked !== null) { startOver(canvas, overAsked); }
