@@ -156,6 +156,10 @@ def test_dashboard_of_an_rgb_model(lenet_run):
     for info in lenet_run.layers[1:]:
         response = _dash_request(client, app, output, {"gate-unit": 1, "unit": {"layer": info.name, "unit": 0}})
         assert response.status_code == 200, info.name
+    # strokes for a model of colour images: one line that says why drawing is off, not a 500
+    strokes = {"strokes": [[[0.2, 0.2], [0.8, 0.8]]], "version": 1}
+    response = client.post("/_layerscope/draw", json=strokes, headers={"Origin": "http://localhost"})
+    assert response.status_code == 400 and "Drawing works on grey images" in response.get_json()["error"]
 
 
 @pytest.fixture(scope="module")
