@@ -278,37 +278,19 @@ def test_import_model_from_safetensors_and_pt(rgb_folder, tmp_path, capsys):
     assert abs(a.probs[:8] - expected).max() < 1e-5 and (a.probs[:] == b.probs[:]).all()
 
 
+def _import_error(capsys, weights, dataset, out):
+    """The one-line error of importing ``weights`` as an MLP of RGB_ARGS on ``dataset``."""
+    args = ("import-model", "--model", "tests.models:MLP", *RGB_ARGS, "--weights", weights, "--dataset", dataset)
+    return one_line_error(capsys, *args, "--out", out)
+
+
 def test_import_model_refuses_pickled_objects(rgb_folder, tmp_path, capsys):
     torch.save(MLP(in_channels=3, num_classes=4, image_size=16), tmp_path / "whole.pt")  # the module, pickled
-    line = one_line_error(
-        capsys,
-        "import-model",
-        "--model",
-        "tests.models:MLP",
-        *RGB_ARGS,
-        "--weights",
-        tmp_path / "whole.pt",
-        "--dataset",
-        rgb_folder,
-        "--out",
-        tmp_path / "run",
-    )
+    line = _import_error(capsys, tmp_path / "whole.pt", rgb_folder, tmp_path / "run")
     assert "refused" in line and "tests.models.MLP" in line and "never unpickles" in line
     assert not (tmp_path / "run").exists()
     torch.save(LeNetBN(3, 4, 16).state_dict(), tmp_path / "other.pt")
-    line = one_line_error(
-        capsys,
-        "import-model",
-        "--model",
-        "tests.models:MLP",
-        *RGB_ARGS,
-        "--weights",
-        tmp_path / "other.pt",
-        "--dataset",
-        rgb_folder,
-        "--out",
-        tmp_path / "run",
-    )
+    line = _import_error(capsys, tmp_path / "other.pt", rgb_folder, tmp_path / "run")
     assert "weights do not fit the model" in line
 
 
@@ -380,17 +362,6 @@ def test_a_pooled_conv_layer_projects_with_a_non_linear_method(rgb_folder, tmp_p
 
 def test_import_model_checks_the_weights_before_it_reads_the_dataset(tmp_path, capsys):
     torch.save(LeNetBN(3, 4, 16).state_dict(), tmp_path / "other.pt")
-    line = one_line_error(
-        capsys,
-        "import-model",
-        "--model",
-        "tests.models:MLP",
-        *RGB_ARGS,
-        "--weights",
-        tmp_path / "other.pt",
-        "--dataset",
-        tmp_path / "not-read-yet",  # no such dataset: the weights' error comes first
-        "--out",
-        tmp_path / "run",
-    )
+    # no such dataset: the weights' error comes first
+    line = _import_error(capsys, tmp_path / "other.pt", tmp_path / "not-read-yet", tmp_path / "run")
     assert "weights do not fit the model" in line and not (tmp_path / "run").exists()

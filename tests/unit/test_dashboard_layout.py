@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,28 +21,30 @@ from layerscope.interop import import_nn_data
 from tests import nn_data
 
 
+def _components(component: Any) -> Iterator[Any]:
+    """Every Dash component under ``component``, itself included."""
+    if isinstance(component, (list, tuple)):
+        for child in component:
+            yield from _components(child)
+        return
+    if not hasattr(component, "to_plotly_json"):
+        return
+    yield component
+    for name in getattr(component, "_prop_names", []):
+        value = getattr(component, name, None)
+        if value is not None and name != "id":
+            yield from _components(value)
+
+
 def _ids(component: Any) -> set[str]:
     """Every id under ``component``: a string id as it is, a pattern id as "type:<its type>"."""
     found: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, (list, tuple)):
-            for child in node:
-                walk(child)
-            return
-        if not hasattr(node, "to_plotly_json"):
-            return
+    for node in _components(component):
         ident = getattr(node, "id", None)
         if isinstance(ident, dict):
             found.add(f"type:{ident.get('type')}")
         elif ident is not None:
             found.add(ident)
-        for name in getattr(node, "_prop_names", []):
-            value = getattr(node, name, None)
-            if value is not None and name != "id":
-                walk(value)
-
-    walk(component)
     return found
 
 
@@ -120,24 +123,7 @@ def test_the_views_stores_of_the_page_are_outside_the_views(page):
 
 def _graphs(component: Any) -> list[Any]:
     """Every dcc.Graph under ``component``."""
-    found: list[Any] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, (list, tuple)):
-            for child in node:
-                walk(child)
-            return
-        if not hasattr(node, "to_plotly_json"):
-            return
-        if type(node).__name__ == "Graph":
-            found.append(node)
-        for name in getattr(node, "_prop_names", []):
-            value = getattr(node, name, None)
-            if value is not None and name != "id":
-                walk(value)
-
-    walk(component)
-    return found
+    return [node for node in _components(component) if type(node).__name__ == "Graph"]
 
 
 def test_every_figure_of_the_page_downloads_as_a_named_png(page):
