@@ -132,7 +132,7 @@ class Interventions:
                 return randomisation_check(state.model, pixels, method, target, layer=layer, progress=progress)
 
         # the pixels' hash in the key: a drawing's pixels change under the same key
-        what = f"{key!r}|{hash(pixels.numpy().tobytes())}|{method}|{target}|{layer}"
+        what = f"{key!r}|{hash(state.image_array(key).tobytes())}|{method}|{target}|{layer}"
         return self._result(("randomisation", what), work)
 
 

@@ -708,7 +708,7 @@ def attribution(state: DashboardState, gate: Any, method: Any, target: Any, laye
     except LayerscopeError as e:
         return style, None, None, html.Span(str(e), className="bad")
     pixels = state.pixels(selected)[0]
-    image = png_uri(_uint8(pixels.numpy()), 5)
+    image = png_uri(state.image_array(selected), 5)  # the same pixels, as the page shows its images
     try:
         a = state.interventions.attribution(selected, method, target, layer)
     except Exception as e:  # shown where the map would be; the page stays usable
