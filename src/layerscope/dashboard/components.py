@@ -6,7 +6,7 @@ from typing import Any
 
 from dash import dcc, html
 
-__all__ = ["attrs", "card", "display", "graph_row", "png_config", "section_head"]
+__all__ = ["attrs", "cancel_button", "card", "display", "graph_row", "png_config", "section_head"]
 
 
 def card(title: str, *children: Any, extra: Any = None, class_name: str = "") -> html.Div:
@@ -51,3 +51,15 @@ def section_head(title: str, *actions: Any) -> html.Div:
 def display(shown: bool) -> dict[str, str]:
     """The style of a button shown at times only (a job's Cancel while it runs), laid out hidden."""
     return {"display": "inline-block" if shown else "none"}
+
+
+def cancel_button(ident: str, doing: str) -> html.Button:
+    """The Cancel of a background job, hidden until it runs: "stop ``doing``". A job's result belongs to the Run, so
+    its Cancel stops it for every page waiting on it (dashboard/jobs.py)."""
+    return html.Button(
+        "Cancel",
+        id=ident,
+        className="btn small",
+        style=display(False),
+        title=f"stop {doing}, for every page waiting on the result",
+    )

@@ -18,7 +18,7 @@ from dash.exceptions import PreventUpdate
 
 from layerscope.dashboard import figures, ids
 from layerscope.dashboard.checks import PROJECTION_METHODS, check_choice, check_rows
-from layerscope.dashboard.components import attrs, card, display, png_config, section_head
+from layerscope.dashboard.components import attrs, cancel_button, card, display, png_config, section_head
 from layerscope.dashboard.jobs import Job, status_line, stopped_line
 from layerscope.dashboard.state import LIVE, DashboardState, check_version
 from layerscope.dashboard.wiring import Callbacks
@@ -154,13 +154,7 @@ def draw_layout(state: DashboardState) -> list[Any]:
             section_head(
                 "Nearest training images, per layer",
                 html.Button(PCA_START, id=ids.DRAW_PCA, className="btn small", disabled=True),
-                html.Button(
-                    "Cancel",
-                    id=ids.DRAW_PCA_CANCEL,
-                    className="btn small",
-                    style=display(False),
-                    title="stop computing the PCA of the conv layers (for every page waiting on it)",
-                ),
+                cancel_button(ids.DRAW_PCA_CANCEL, "computing the PCA of the conv layers"),
             ),
             html.Div(id=ids.DRAW_NEIGHBOURS, className="draw-neighbours"),
             dcc.Interval(id=ids.DRAW_INTERVAL, interval=2000, disabled=True),

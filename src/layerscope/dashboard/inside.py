@@ -30,7 +30,7 @@ from layerscope.dashboard.checks import (
     unit_count,
     url_image,
 )
-from layerscope.dashboard.components import attrs, card, display, graph_row, png_config, section_head
+from layerscope.dashboard.components import attrs, cancel_button, card, display, graph_row, png_config, section_head
 from layerscope.dashboard.figures import empty_figure, figure_json
 from layerscope.dashboard.jobs import Job, status_line, stopped_line
 from layerscope.dashboard.state import LIVE, DashboardState, is_drawing
@@ -196,26 +196,14 @@ def inside_layout(state: DashboardState) -> list[Any]:
             "Top dataset images",
             # computed once for every unit when first shown; this button shows once that was cancelled or failed
             html.Button(TOPK_START, id=ids.UNIT_TOPK_START, className="btn small", style=display(False)),
-            html.Button(
-                "Cancel",
-                id=ids.UNIT_TOPK_CANCEL,
-                className="btn small",
-                style=display(False),
-                title="stop computing the top images (for every page waiting on them)",
-            ),
+            cancel_button(ids.UNIT_TOPK_CANCEL, "computing the top images"),
         ),
         html.Div(id=ids.UNIT_TOPK, className="topk"),
         section_head(
             "Feature visualisation: the input that maximises the unit",
             # computed only when asked: it is kept in the Run, and viewing a unit must not write there
             html.Button(FEATUREVIS_START, id=ids.UNIT_FEATUREVIS_START, className="btn small", disabled=True),
-            html.Button(
-                "Cancel",
-                id=ids.UNIT_FEATUREVIS_CANCEL,
-                className="btn small",
-                style=display(False),
-                title="stop computing this feature visualisation (for every page waiting on it)",
-            ),
+            cancel_button(ids.UNIT_FEATUREVIS_CANCEL, "computing this feature visualisation"),
         ),
         html.Div(id=ids.UNIT_FEATUREVIS, className="featurevis"),
         html.H4("What drives it in the selected image"),

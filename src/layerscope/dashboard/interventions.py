@@ -37,7 +37,7 @@ from layerscope.dashboard.checks import (
     check_unit,
     image_or_none,
 )
-from layerscope.dashboard.components import card, display, graph_row, png_config
+from layerscope.dashboard.components import cancel_button, card, display, graph_row, png_config
 from layerscope.dashboard.figures import base_layout, empty_figure
 from layerscope.dashboard.jobs import Job, status_line, stopped_line
 from layerscope.dashboard.state import DashboardState
@@ -228,13 +228,7 @@ def interventions_layout(state: DashboardState) -> list[Any]:
         html.Div(
             [
                 html.Div(id=ids.ABL_STATUS, className="status"),
-                html.Button(
-                    "Cancel",
-                    id=ids.ABL_CANCEL,
-                    className="btn small",
-                    style=display(False),
-                    title="stop re-evaluating the test set (for every page waiting on it)",
-                ),
+                cancel_button(ids.ABL_CANCEL, "re-evaluating the test set"),
                 html.Button(EVALUATE_AGAIN, id=ids.ABL_AGAIN, className="btn small", style=display(False)),
             ],
             className="status-row",
