@@ -23,6 +23,7 @@ from layerscope.data.datasets import Dataset
 from layerscope.errors import LayerNotFoundError, ModelMismatchError
 from layerscope.layers import INPUT, LayerInfo
 from layerscope.progress import ProgressFn, no_progress
+from layerscope.tracing import NORMS, model_graph, op_name, source_model
 from layerscope.training import preferred_memory_format
 
 __all__ = [
@@ -60,16 +61,22 @@ _SKIPPED = (
 def list_layers(
     model: nn.Module, include: Sequence[str] | None = None, exclude: Sequence[str] | None = None
 ) -> list[str]:
-    """The model's layers, in order: ``model.layerscope_layers`` when it names them, else its computing leaf modules.
+    """The model's layers, in order: ``model.layerscope_layers`` when it names them; for a graph model
+    (``layerscope.graph.trace_model``) its graph's default choice (a residual net's stem, block outputs, pooled
+    features and logits); else its computing leaf modules.
 
     ``include`` and ``exclude`` are glob patterns (``fnmatch``) over dotted names: ``include=["features.*"]`` keeps
-    the default layers that match, and a pattern that is exactly a module's name (a container such as ``features``,
-    or a ReLU the default skips) adds that module. ``exclude=["*.bn*"]`` then drops layers. A pattern that matches
-    nothing is an error, naming the layers there are.
+    the default layers that match; a pattern that matches none of them chooses among every node of the graph
+    (``layer1.0.add``), and a pattern that is exactly a module's name (a container such as ``features``, or a ReLU
+    the default skips) adds that module. ``exclude=["*.bn*"]`` then drops layers. A pattern that matches nothing is
+    an error, naming the layers there are.
     """
     named = getattr(model, "layerscope_layers", None)
+    graph = model_graph(model)
     if named:
         default = [str(n) for n in named]
+    elif graph is not None:
+        default = graph.default_layers(dict(model.named_modules()), _SKIPPED, NORMS)
     else:
         default = [
             name
@@ -78,17 +85,21 @@ def list_layers(
         ]
     if not include and not exclude:
         return default
-    order = {name: i for i, name in enumerate(n for n, _ in model.named_modules() if n)}
+    every = graph.names[1:] if graph is not None else []
+    order = {name: i for i, name in enumerate([*every, *(n for n, _ in model.named_modules() if n and n not in every)])}
     chosen = list(default)
     if include:
         chosen = []
         for pattern in include:
             found = [n for n in default if fnmatch.fnmatchcase(n, pattern)]
+            if not found:
+                found = [n for n in every if fnmatch.fnmatchcase(n, pattern)]
             if not found and pattern in order:
                 found = [pattern]
             if not found:
                 raise LayerNotFoundError(
-                    f"--include {pattern!r} matches no layer; the model's layers are {', '.join(default)}."
+                    f"--include {pattern!r} matches no layer; the model's layers are {', '.join(default)}"
+                    + (" ('layerscope layers RUN --all' lists every node)." if graph is not None else ".")
                 )
             chosen += [n for n in found if n not in chosen]
     for pattern in exclude or ():
@@ -100,7 +111,7 @@ def list_layers(
         chosen = kept
     if not chosen:
         raise LayerNotFoundError("the --include/--exclude patterns leave no layer; keep at least one.")
-    # definition order here (named_modules); describe_layers puts them in the order a forward pass produces them
+    # graph (or definition) order here; describe_layers puts them in the order a forward pass produces them
     return sorted(chosen, key=lambda n: order.get(n, len(order)))
 
 
@@ -345,7 +356,7 @@ _CLASS_ARGS = ("num_classes", "n_classes", "classes", "num_outputs", "n_outputs"
 
 def _constructor_args(model: nn.Module) -> set[str]:
     try:
-        return set(inspect.signature(type(model).__init__).parameters)
+        return set(inspect.signature(type(source_model(model)).__init__).parameters)
     except (TypeError, ValueError):
         return set()
 
@@ -418,12 +429,14 @@ def describe_layers(
             f"layer {missing[0]!r} does not run in the model's forward pass; leave it out (--exclude {missing[0]!r})."
         )
     infos = [LayerInfo(INPUT, "image", tuple(image_shape))]
+    modules = dict(model.named_modules())
     for name, out in outputs.items():
         if name == "__logits__":
             continue
         shape = tuple(int(s) for s in out.shape[1:])
         kind = "conv" if len(shape) == 3 else "dense"
-        infos.append(LayerInfo(name, kind, shape if kind == "conv" else (int(np.prod(shape)),)))
+        op = op_name(modules[name])
+        infos.append(LayerInfo(name, kind, shape if kind == "conv" else (int(np.prod(shape)),), op))
     return infos
 
 

@@ -21,6 +21,7 @@ class LayerInfo:
     name: str
     kind: str
     shape: tuple[int, ...]
+    op: str = ""  # what computes it: a module's class name (Conv2d, BatchNorm2d) or a graph op (add, cat)
 
     @property
     def dims(self) -> int:
@@ -28,11 +29,17 @@ class LayerInfo:
 
     def to_dict(self) -> dict[str, Any]:
         stored = {"image": "images", "conv": "channel_summary", "dense": "full", "projection": "projection"}[self.kind]
-        return {"name": self.name, "kind": self.kind, "shape": list(self.shape), "dims": self.dims, "stored": stored}
+        d = {"name": self.name, "kind": self.kind, "shape": list(self.shape), "dims": self.dims, "stored": stored}
+        return d | ({"op": self.op} if self.op else {})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LayerInfo:
-        return cls(str(d["name"]), str(d["kind"]), tuple(int(s) for s in d["shape"]))
+        return cls(str(d["name"]), str(d["kind"]), tuple(int(s) for s in d["shape"]), str(d.get("op", "")))
+
+    @property
+    def normalisation(self) -> bool:
+        """A batch, layer or group norm: each unit a rescaled copy of the layer before, not a layer to open on."""
+        return self.op.startswith(("BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm"))
 
 
 def output_layer(layers: Sequence[LayerInfo], classes: int) -> str | None:
@@ -49,7 +56,7 @@ def last_hidden_layer(layers: Sequence[LayerInfo], classes: int, kinds: Collecti
     ``features``/``classifier`` model. Without one, the last layer of ``kinds`` (the output itself), else the last
     layer."""
     output = output_layer(layers, classes)
-    hidden = [info.name for info in layers if info.kind in kinds and info.name != output]
+    hidden = [info.name for info in layers if info.kind in kinds and info.name != output and not info.normalisation]
     if hidden:
         return hidden[-1]
     return next((info.name for info in reversed(layers) if info.kind in kinds), layers[-1].name)

@@ -137,6 +137,26 @@ def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
             dims *= c.count(s, f"{key}.shape[{j}]", 1, MAX_DIMS)
         if dims > MAX_DIMS or len(layer["shape"]) > 3 or (kind == "conv" and len(layer["shape"]) != 3):
             raise c.fail(f"{key}.shape", f"{layer['shape']} is not the shape of a {kind} layer")
+        if "op" in layer:
+            c.text(layer["op"], f"{key}.op", 100)
+
+    graph = m.get("graph")
+    if graph is not None:
+        c.of(graph, dict, "graph")
+        c.text(graph.get("method"), "graph.method", 20)
+        c.text(graph.get("reason", ""), "graph.reason", 1000)
+        nodes: set[str] = set()
+        for i, node in enumerate(c.of(graph.get("nodes"), list, "graph.nodes")):
+            key = f"graph.nodes[{i}]"
+            c.of(node, dict, key)
+            nodes.add(c.name(node.get("name"), f"{key}.name"))
+            for field in ("op", "kind", "block"):
+                c.text(node.get(field), f"{key}.{field}", 300)
+            for j, source in enumerate(c.of(node.get("inputs"), list, f"{key}.inputs")):
+                if source not in nodes:
+                    raise c.fail(f"{key}.inputs[{j}]", f"{_shown(source)} is not a node before it")
+            for j, s in enumerate(c.of(node.get("shape"), list, f"{key}.shape")):
+                c.count(s, f"{key}.shape[{j}]", 1, MAX_DIMS)
 
     metrics = c.of(m["metrics"], dict, "metrics")
     c.number(metrics.get("test_accuracy"), "metrics.test_accuracy")

@@ -27,6 +27,7 @@ from torch import nn
 
 from layerscope.capture import LayerInfo, ModuleCall, _resolve, trace_modules
 from layerscope.errors import LayerNotFoundError, LayerscopeError
+from layerscope.tracing import keeps_units
 
 __all__ = [
     "KINDS",
@@ -135,7 +136,7 @@ def _connect(model: nn.Module, calls: list[ModuleCall], src: LayerInfo, dst: Lay
         return none(f"{end!r} or {src.name!r} did not run exactly once in a forward pass")
     if between and between[-1].name == end:  # the weighted module (or a weightless dst) itself is a leaf
         between = between[:-1]
-    other = [call.name for call in between if not isinstance(call.module, _TRANSPARENT)]
+    other = [call.name for call in between if not (isinstance(call.module, _TRANSPARENT) or keeps_units(call.module))]
     if other:
         return none(f"{', '.join(other)} run between {src.name!r} and {end!r}")
     norms = [call for call in between if isinstance(call.module, _NORMS)]

@@ -17,6 +17,7 @@ from layerscope import __version__
 from layerscope.cache import default_cache_dir, demo_run_dir
 from layerscope.capture import LayerInfo, capture_dataset, describe_layers, list_layers
 from layerscope.data.datasets import TEST, TRAIN, Dataset, load_mnist
+from layerscope.graph import ModelGraph, chain_graph
 from layerscope.models.loading import SEED_CNN, build_model
 from layerscope.models.pretrained import pretrained_seed_cnn
 from layerscope.progress import ProgressFn, no_progress
@@ -32,6 +33,7 @@ from layerscope.run import (
     write_json,
 )
 from layerscope.topk import DEFAULT_K, TopKCollector, write_topk
+from layerscope.tracing import source_model, trace_model
 from layerscope.training import EpochRecord, TrainConfig, fit, resolve_device
 
 __all__ = ["create_run", "default_cache_dir", "demo_run", "seed_cnn_spec", "select_layers", "train_run"]
@@ -67,7 +69,8 @@ def train_run(
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     model = build_model(spec, trusted=True)  # the caller named this class: its code is theirs to run
-    layers = select_layers(model, dataset, include, exclude)
+    net, graph = graph_model(model, dataset.image_shape, include)
+    layers = select_layers(net, dataset, include, exclude)
     spec = _with_patterns(spec, include, exclude)
     with staging_dir(out, force=force) as tmp:
         start = time.perf_counter()
@@ -83,11 +86,11 @@ def train_run(
         _write_run(
             tmp,
             dataset,
-            model,
+            net,
             spec,
             device,
             progress,
-            {"history": [vars(r) for r in history], "training": training},
+            {"history": [vars(r) for r in history], "training": training, "graph": _graph_record(graph, layers)},
             layers,
             config.seed,
         )
@@ -113,12 +116,31 @@ def create_run(
     ``include``/``exclude`` choose the layers as in ``train_run``.
     """
     dev = resolve_device(device)
-    layers = select_layers(model, dataset, include, exclude)
+    net, graph = graph_model(model, dataset.image_shape, include)
+    layers = select_layers(net, dataset, include, exclude)
     spec = _with_patterns(spec, include, exclude)
     with staging_dir(out, force=force) as tmp:
-        extra = {"history": [], **({"provenance": provenance} if provenance else {})}
-        _write_run(tmp, dataset, model, spec, dev, progress, extra, layers, pca_kinds=pca_kinds)
+        extra = {
+            "history": [],
+            "graph": _graph_record(graph, layers),
+            **({"provenance": provenance} if provenance else {}),
+        }
+        _write_run(tmp, dataset, net, spec, dev, progress, extra, layers, pca_kinds=pca_kinds)
     return Run(out, trust_model_code=True)  # its model is the one the caller gave
+
+
+def graph_model(
+    model: torch.nn.Module, image_shape: Sequence[int], include: Sequence[str] | None = None
+) -> tuple[torch.nn.Module, ModelGraph]:
+    """The model as the graph it computes (``layerscope.graph.trace_model``), with the containers that ``include``
+    names exactly kept whole as one node; the model itself (and a graph saying why) when it cannot be traced."""
+    modules = {name for name, _ in model.named_modules() if name}
+    return trace_model(model, image_shape, [p for p in include or () if p in modules])
+
+
+def _graph_record(graph: ModelGraph, layers: list[LayerInfo]) -> dict[str, Any]:
+    """The manifest's ``graph``: the traced nodes and edges, or the captured layers as a chain and why."""
+    return (graph if graph.method == "fx" else chain_graph(layers, graph.method, graph.reason)).to_dict()
 
 
 def select_layers(
@@ -169,7 +191,7 @@ def _write_run(
 ) -> None:
     """Everything after training: weights, dataset arrays, capture with top-k images, manifest, PCA of every layer."""
     model.to(device).eval()
-    save_weights(model, tmp / "weights.safetensors")
+    save_weights(source_model(model), tmp / "weights.safetensors")
     write_dataset_arrays(tmp, dataset)
     # the top-k images per unit ride along the capture pass, which already has every layer's full output
     topk = TopKCollector([info.name for info in layers if info.kind != "image"], DEFAULT_K)
@@ -180,7 +202,7 @@ def _write_run(
         "layerscope_version": __version__,
         "created": now(),
         "dataset": dataset_manifest(dataset),
-        "model": {**spec, "num_parameters": sum(p.numel() for p in model.parameters())},
+        "model": {**spec, "num_parameters": sum(p.numel() for p in source_model(model).parameters())},
         "layers": [info.to_dict() for info in layers],
         "metrics": _metrics(np.asarray(probs), dataset.labels, dataset.split),
         **extra,

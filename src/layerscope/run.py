@@ -50,6 +50,7 @@ import numpy as np
 from layerscope.atomic import atomic_write, pid_alive, remove_leftovers, temp_prefix
 from layerscope.cache import default_cache_dir
 from layerscope.errors import LayerNotFoundError, RunError
+from layerscope.graph import ModelGraph, chain_graph
 from layerscope.layers import LayerInfo
 from layerscope.manifest import check_manifest, check_relpath
 from layerscope.progress import ProgressFn, no_progress
@@ -540,7 +541,29 @@ class Run:
 
         model = build_model(self.manifest["model"], trusted=self.trust_model_code)
         load_weights(model, self.path / "weights.safetensors")
+        if self.graph.method == "fx":  # the nodes the Run was captured from, by name (layer1.0.add)
+            from layerscope.pipeline import graph_model
+
+            include = self.manifest["model"].get("layer_patterns", {}).get("include")
+            traced, graph = graph_model(model, self.manifest["dataset"]["image_shape"], include)
+            missing = [name for name in self.layer_names if name not in graph]
+            if graph.method != "fx" or missing:
+                why = graph.reason or f"it has no node {missing[0]!r}"
+                raise RunError(
+                    f"{self.path}: the model's code no longer computes the graph this Run was captured from ({why}); "
+                    "re-create the Run."
+                )
+            model = traced
         return model.to(device).eval()
+
+    @property
+    def graph(self) -> ModelGraph:
+        """The model's graph as the Run recorded it; a chain of its layers for a Run written before graphs were
+        traced, or imported from a file."""
+        recorded = self.manifest.get("graph")
+        if recorded:
+            return ModelGraph.from_dict(recorded)
+        return chain_graph(self.layers, "layers", "this Run records its layers only")
 
     # -- projections ----------------------------------------------------------------------------------------------
     def projection_meta(self, layer: str, method: str) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 
 from layerscope.cli import main
 from layerscope.run import Run
+from layerscope.tracing import source_model
 from tests.conftest import cli, make_image_folder, one_line_error
 from tests.models import MLP, LeNetBN
 
@@ -83,7 +84,7 @@ def test_lenet_with_batch_norm_and_functional_ops(lenet_run, capsys):
     assert run.probs.shape == (64, 4) and run.channel_summary("bn2").shape == (64, 12)
     # the model loads back with the Run's layers, and every layer has its top images
     model = run.load_model()
-    assert isinstance(model, LeNetBN) and run.topk("conv2").indices.shape == (12, 9)
+    assert isinstance(source_model(model), LeNetBN) and run.topk("conv2").indices.shape == (12, 9)
     out = ok(capsys, "project", run.path, "--layer", "bn2", "--method", "pca", "--recompute", "--trust-model-code")
     assert "pca of bn2: 64 points" in out  # a conv layer: recomputed from the model, batch by batch
     assert Run(run.path).projection("bn2", "pca").shape == (64, 2)
