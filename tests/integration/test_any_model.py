@@ -100,8 +100,10 @@ def test_inside_views_of_an_rgb_model_with_batch_norm(lenet_run):
     # bn1 is one-to-one with conv1; fc1 reads bn2 through a functional max-pool and flatten, which no module shows
     assert kinds["bn1"] == "identity" and kinds["conv2"] == "conv" and kinds["fc1"] == "none"
     assert receptive_field(model, "conv1", (3, 16, 16)).size == (3, 3)
-    # conv2 is behind a functional F.max_pool2d: its field cannot be followed, and it says so
-    assert receptive_field(model, "conv2", (3, 16, 16)).whole_image
+    # conv2 is behind a functional F.max_pool2d, followed along the graph: 3 + 1 = 4 pixels at stride 2, then
+    # 4 + 2 * 2 = 8; the paddings put it at -1 - 1 * 2 = -3
+    rf = receptive_field(model, "conv2", (3, 16, 16))
+    assert not rf.whole_image and (rf.size, rf.stride, rf.offset) == ((8, 8), (2, 2), (-3, -3))
 
 
 def _dash_request(client, app, output, values):
