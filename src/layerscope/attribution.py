@@ -11,8 +11,15 @@ conv layer's channel; a channel is targeted, as in DeepVis, at the position of i
 activation that ranks it among the top images).
 
 The algorithms are captum's (never rewritten here); this module picks the target, prepares the image, and leaves the
-model as it found it: mode, parameters and hooks. Guided backprop and deconvolution override the gradient of
-``nn.ReLU`` modules only; a ``forward`` calling ``F.relu`` gets a plain gradient there.
+model as it found it: mode, parameters and hooks. Guided backprop and deconvolution override the gradient of ReLUs:
+captum overrides ``nn.ReLU`` modules, and in a graph model (``layerscope.tracing``) the ReLU nodes that are no
+``nn.ReLU`` of their own are overridden the same way here: a functional ``F.relu`` / ``x.relu()`` (a function or
+method node whose op is ``relu``) and the second call of an ``nn.ReLU`` module (torchvision's ``layer1.0.relu_1``,
+which runs the module without its hooks). In a model that was not traced, a ``forward`` calling ``F.relu`` gets a
+plain gradient there.
+
+Grad-CAM works on any node of a graph model with a (C, H, W) output, a residual block's ``add`` or a branch's
+``cat`` included: each node is a module of its own there.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from layerscope.capture import INPUT, ActivationRecorder, _resolve, describe_lay
 from layerscope.errors import LayerscopeError
 from layerscope.layers import LayerInfo
 from layerscope.progress import ProgressFn, no_progress
+from layerscope.tracing import model_graph, op_name
 
 __all__ = [
     "ATTRIBUTIONS",
@@ -148,8 +156,58 @@ def guided_backprop(
             # captum announces, on every call, that it hooks the ReLU modules and removes the hooks afterwards
             warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU", category=UserWarning)
             algorithm = getattr(importlib.import_module("captum.attr"), METHODS[method])
-            attribution = algorithm(model, module).attribute(x, neuron_selector=target.selector())
+            with _relu_nodes_overridden(model, method):
+                attribution = algorithm(model, module).attribute(x, neuron_selector=target.selector())
     return attribution[0].detach().cpu().numpy().astype(np.float32)  # (1, C, H, W) -> (C, H, W)
+
+
+# the op of a graph model's node that is a ReLU without being an nn.ReLU module: F.relu, x.relu(), torch.relu_, and a
+# second call of an nn.ReLU (op_name gives its class name)
+_RELU_OPS = frozenset({"relu", "relu_", "ReLU"})
+
+
+def _relu_nodes(model: nn.Module) -> list[nn.Module]:
+    """The ReLU nodes of a graph model that captum's guided backprop, which looks for ``nn.ReLU`` modules, misses."""
+    if model_graph(model) is None:
+        return []
+    return [m for m in model.modules() if not isinstance(m, nn.ReLU) and op_name(m) in _RELU_OPS]
+
+
+@contextlib.contextmanager
+def _relu_nodes_overridden(model: nn.Module, method: str) -> Iterator[None]:
+    """Inside, the gradient through each of ``_relu_nodes(model)`` is overridden as captum overrides an nn.ReLU's:
+    guided backprop passes ``relu(gradient at the ReLU's input)`` (positive gradients where the ReLU was on),
+    deconvolution ``relu(gradient at its output)`` (positive gradients, whatever the forward pass did). The hook
+    sits on a copy of the input that only the ReLU reads (a hook on the input itself would also see the gradient of
+    a skip connection reading it), and the ReLU gets a copy of that copy, so an in-place ReLU (``relu_``,
+    ``nn.ReLU(inplace=True)``) overwrites neither. The hooks are removed after."""
+    handles: list[torch.utils.hooks.RemovableHandle] = []
+    outputs: dict[int, dict[str, torch.Tensor]] = {}  # per node, its output's gradient (deconvolution)
+
+    def pre_hook(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        if not args or not isinstance(args[0], torch.Tensor) or not args[0].requires_grad:
+            return None
+        read = args[0].clone()  # the ReLU's input, read by the ReLU alone
+        if method == "guided":
+            read.register_hook(torch.relu)  # the gradient at the input, the forward mask applied: its positive part
+        else:
+            given = outputs.setdefault(id(module), {})
+            read.register_hook(lambda grad: torch.relu(given["out"]) if "out" in given else grad)
+        return (read.clone(), *args[1:])
+
+    def forward_hook(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        given = outputs.get(id(module))
+        if given is not None and isinstance(output, torch.Tensor) and output.requires_grad:
+            output.register_hook(lambda grad: given.__setitem__("out", grad))
+
+    try:
+        for module in _relu_nodes(model):
+            handles.append(module.register_forward_pre_hook(pre_hook))
+            handles.append(module.register_forward_hook(forward_hook))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 # -- class attributions ----------------------------------------------------------------------------------------------
@@ -210,18 +268,42 @@ def gradcam_layers(
 ) -> list[str]:
     """The layers Grad-CAM is offered on, in forward order, the last one its default (in the command line and the
     page alike): those with a (C, H, W) output that contain a convolution, so a pooling layer after the last conv is
-    not the default; every (C, H, W) layer when none contains one. A map of one pixel (a global pool's C x 1 x 1) is
-    uniform, so such layers are left out where there are larger ones. ``conv``: the (C, H, W) layers when known (a
-    Run lists them; names alone count as larger than one pixel), else found by one forward pass."""
+    not the default; every (C, H, W) layer when none contains one. In a graph model, also every node computed from a
+    convolution at its resolution (through batch norm, activations, adds and concatenations, not through pooling): a
+    residual block's output (``layer4.1.relu_1``, ResNet's usual Grad-CAM layer) and its ``add``. A map of one pixel
+    (a global pool's C x 1 x 1) is uniform, so such layers are left out where there are larger ones. ``conv``: the
+    (C, H, W) layers when known (a Run lists them; names alone count as larger than one pixel), else found by one
+    forward pass."""
     infos = list(conv) if conv is not None else [i for i in describe_layers(model, image_shape) if i.kind == "conv"]
     shaped = [c if isinstance(c, str) else c.name for c in infos]
     pixels = {c.name: math.prod(c.shape[1:]) for c in infos if not isinstance(c, str)}
     modules = dict(model.named_modules())
-    convs = [
-        name for name in shaped if name in modules and any(isinstance(m, nn.Conv2d) for m in modules[name].modules())
-    ]
+    fed = _conv_fed(model, modules)
+    convs = [name for name in shaped if name in fed or (name in modules and _holds_conv(modules[name]))]
     offered = convs or shaped
     return [name for name in offered if pixels.get(name, 2) > 1] or offered
+
+
+def _holds_conv(module: nn.Module) -> bool:
+    target = getattr(module, "_target", module)  # a second call of a module: the module's
+    return any(isinstance(m, nn.Conv2d) for m in target.modules()) or op_name(module) == "conv2d"
+
+
+def _conv_fed(model: nn.Module, modules: dict[str, nn.Module]) -> set[str]:
+    """The nodes of a graph model computed from a convolution at the same (H, W): a conv, then what reads it and keeps
+    the map's size (batch norm, ReLU, an add, a concatenation). Empty for a model that was not traced."""
+    graph = model_graph(model)
+    fed: set[str] = set()
+    if graph is None:
+        return fed
+    for node in graph.nodes:
+        module = modules.get(node.name)
+        if len(node.shape) != 3 or module is None:
+            continue
+        sources = [graph.node(i) for i in node.inputs if i in fed]
+        if _holds_conv(module) or (sources and all(s.shape[1:] == node.shape[1:] for s in sources)):
+            fed.add(node.name)
+    return fed
 
 
 def _conv_layer(model: nn.Module, image_shape: tuple[int, int, int], layer: str | None) -> str:

@@ -112,3 +112,58 @@ def test_errors(model_and_image):
     with pytest.raises(LayerscopeError, match=r"\(C, H, W\)"):
         guided_backprop(model, image[0], "out", 0)
     assert no_hooks(model)
+
+
+class _ReferenceReLU(torch.autograd.Function):
+    """A ReLU whose gradient is guided backprop's (positive gradients where it was on) or deconvolution's (positive
+    gradients, the forward mask ignored): the overrides written out, for a plain autograd reference."""
+
+    @staticmethod
+    def forward(ctx, x, method):
+        ctx.save_for_backward(x)
+        ctx.method = method
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return (grad.clamp(min=0) * (x > 0) if ctx.method == "guided" else grad.clamp(min=0)), None
+
+
+@pytest.mark.parametrize("method", ["guided", "deconv"])
+@pytest.mark.parametrize(
+    ("name", "layer", "block"),
+    [
+        ("ResNet18", "layer1.0.relu_1", "layer1.0"),  # nn.ReLU(inplace=True) called twice: its second call is a node
+        ("ResNet18", "layer2.0.relu_1", "layer2.0"),  # behind layer1's second calls, overridden too
+        ("SmallResNet", "block2.relu_1", "block2"),  # functional F.relu after the add
+    ],
+)
+def test_guided_backprop_of_a_graph_node_overrides_every_relu(monkeypatch, name, layer, block, method):
+    from torch.nn import functional as F
+
+    from layerscope.tracing import trace_model
+    from tests import models
+
+    torch.manual_seed(0)
+    model = getattr(models, name)().eval()
+    graph_model, _ = trace_model(model, (3, 32, 32))
+    image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1))
+    unit = 3
+    got = guided_backprop(graph_model, image, layer, unit, method)
+    assert got.shape == (3, 32, 32) and np.abs(got).max() > 0
+    assert no_hooks(graph_model)
+    # by hand, on the model itself: every ReLU (the modules' and the functional ones, all F.relu underneath) has the
+    # method's gradient, and the block's output (the node's) at the unit's maximum is differentiated
+    target = unit_target(graph_model, image[None], layer, unit)
+    monkeypatch.setattr(F, "relu", lambda x, inplace=False: _ReferenceReLU.apply(x, method))
+    x = image[None].clone().requires_grad_(True)
+    out = {}
+    handle = dict(model.named_modules())[block].register_forward_hook(lambda m, a, o: out.__setitem__("o", o))
+    try:
+        model(x)
+    finally:
+        handle.remove()
+    y, x_ = target.position
+    (expected,) = torch.autograd.grad(out["o"][0, unit, y, x_], x)
+    np.testing.assert_allclose(got, expected[0].numpy(), rtol=1e-4, atol=1e-6)

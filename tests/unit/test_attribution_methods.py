@@ -299,3 +299,43 @@ def test_attribute_command_errors(small_run, tmp_path, capsys):
     assert ".png" in one_line_error(capsys, "attribute", run.path, "--image", 0, "--out", tmp_path / "x.jpg")
     no_model = import_nn_data(nn_data.write(tmp_path / "NN_data.json"), tmp_path / "imported")
     assert "has no model" in one_line_error(capsys, "attribute", no_model.path, "--image", 0)
+
+
+@pytest.mark.parametrize(
+    ("name", "layer"),
+    [
+        ("ResNet18", "layer4.1.relu_1"),  # the second call of torchvision's in-place ReLU, after layer4's last add
+        ("SmallResNet", "block2.add"),  # a functional add
+        ("BranchNet", "mix.cat"),  # a concatenation of two branches
+    ],
+)
+def test_gradcam_on_graph_nodes_that_are_no_module_of_the_model(name, layer):
+    from layerscope.tracing import trace_model
+    from tests import models
+
+    torch.manual_seed(0)
+    graph_model, _ = trace_model(getattr(models, name)(), (3, 32, 32))
+    image = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1))
+    cam = attribute(graph_model, image, "gradcam", layer=layer)
+    assert cam.layer == layer and cam.map.shape == (32, 32)
+    assert cam.map.min() >= 0 and cam.map.max() > 0 and cam.map.var() > 0
+    assert no_hooks(graph_model) and not graph_model.training
+
+
+def test_gradcam_offers_every_conv_node_of_a_graph_model():
+    from layerscope.models.seed_cnn import SeedCNN
+    from layerscope.tracing import trace_model
+    from tests.models import ResNet18
+
+    graph_model, _ = trace_model(ResNet18(), (3, 32, 32))
+    blocks = [f"layer{i}.{j}.relu_1" for i in range(1, 5) for j in range(2)]
+    # the stem's conv and every block's output; not the max-pool after the stem, nor the 1x1 average pool
+    assert gradcam_layers(graph_model, (3, 32, 32)) == ["conv1", *blocks]
+    assert attribute(graph_model, torch.rand(3, 32, 32), "gradcam").layer == "layer4.1.relu_1"
+    # as a Run lists its captured conv-shaped nodes (names only): adds and batch norms after a conv are offered too
+    run_layers = ["conv1", "bn1", "maxpool", "layer1.0.conv1", "layer1.0.add", "layer1.0.relu_1", "avgpool"]
+    offered = gradcam_layers(graph_model, (3, 32, 32), conv=run_layers)
+    assert offered == ["conv1", "bn1", "layer1.0.conv1", "layer1.0.add", "layer1.0.relu_1"]
+    # a chain traced as a Run loads it: as before, the convolutions and not the pooling after them
+    seed, _ = trace_model(SeedCNN(), (1, 28, 28))
+    assert gradcam_layers(seed, (1, 28, 28)) == ["conv1", "conv2"]
