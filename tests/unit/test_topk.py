@@ -178,3 +178,44 @@ def test_collector_feeds_every_layer_once():
     collector(np.arange(3), {"a": torch.tensor([[1.0], [3.0], [2.0]]), "b": torch.zeros(3, 2, 2, 2)})
     result = collector.result()
     assert result["a"].indices.tolist() == [[1, 2]] and result["b"].positions.tolist() == [[[0, 0]] * 2] * 2
+
+
+def test_top_image_of_a_residual_block_channel_is_framed_by_its_receptive_field():
+    """SmallResNet's block2 output (block2.relu_1, F.relu after the add of the main path and the 1x1 stride-2
+    shortcut): the frame drawn on a top image is the receptive field of the channel's maximum, and nothing outside
+    it moves that activation."""
+    from layerscope.capture import layer_outputs
+    from layerscope.data.datasets import TRAIN, Dataset
+    from layerscope.receptive import receptive_field
+    from layerscope.tracing import trace_model
+    from tests.models import SmallResNet
+
+    torch.manual_seed(0)
+    model, _ = trace_model(SmallResNet(), (3, 32, 32))
+    images = np.random.default_rng(0).integers(0, 256, size=(24, 3, 32, 32), dtype=np.uint8)
+    dataset = Dataset("random", images, np.zeros(24, np.int64), np.full(24, TRAIN, np.uint8), ("a",))
+    layer, unit = "block2.relu_1", 5
+    top = compute_topk(model, dataset, [layer], k=3, batch_size=10)[layer]
+    index, (y, x) = int(top.indices[unit, 0]), (int(v) for v in top.positions[unit, 0])
+    pixels = dataset.pixels(np.array([index]))  # (1, 3, 32, 32)
+    channel = layer_outputs(model, pixels[0], [layer])[layer][0, unit]  # (16, 16)
+    assert channel[y, x] == channel.max() and float(channel[y, x]) == pytest.approx(top.values[unit, 0], rel=1e-4)
+    # the box as the command line and the page draw it: field.box at the maximum's position
+    field = receptive_field(model, layer, (3, 32, 32))
+    box = field.box(y, x, (32, 32))
+    # 13 pixels at stride 2, from 2y - 6 (test_receptive works the union out), clipped to the image
+    assert box == (max(2 * y - 6, 0), max(2 * x - 6, 0), min(2 * y + 7, 32), min(2 * x + 7, 32))
+    # the activation's gradient reaches no pixel outside the box
+    x_in = pixels.clone().requires_grad_(True)
+    out = {}
+    handle = model.get_submodule(layer).register_forward_hook(lambda m, a, o: out.__setitem__("o", o))
+    try:
+        model(x_in)
+    finally:
+        handle.remove()
+    (grad,) = torch.autograd.grad(out["o"][0, unit, y, x], x_in)
+    reached = grad[0].abs().sum(0) > 0  # (32, 32)
+    top_, left, bottom, right = box
+    assert reached[top_:bottom, left:right].any()
+    reached[top_:bottom, left:right] = False
+    assert not reached.any()
