@@ -21,7 +21,7 @@ modules run in (forward hooks): its layers are then its leaf modules as a chain,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,6 +139,41 @@ class ModelGraph:
         outputs = {self.block_output(b) for b in blocks} - {None}
         order = {name: i for i, name in enumerate(self.names)}
         return sorted({*chosen, *(str(o) for o in outputs)}, key=order.__getitem__)
+
+    @property
+    def groups(self) -> list[str]:
+        """The modules that hold two or more nodes, each drawable as one node (``layer1``, ``layer1.0``,
+        ``layer1.0.downsample``), outermost first."""
+        counts: dict[str, int] = {}
+        for node in self.nodes[1:]:
+            parts = node.name.split(".")[:-1]
+            for i in range(1, len(parts) + 1):
+                path = ".".join(parts[:i])
+                counts[path] = counts.get(path, 0) + 1
+        return sorted((path for path, n in counts.items() if n >= 2), key=lambda p: (p.count("."), p))
+
+    def shown(self, collapsed: Collection[str]) -> tuple[list[str], list[tuple[str, str]]]:
+        """(nodes, edges) with every group in ``collapsed`` drawn as one node named after the group (the outermost
+        collapsed group wins); edges inside a collapsed group disappear, edges into and out of it meet its node."""
+        folded = sorted(set(collapsed) & set(self.groups), key=lambda p: (p.count("."), p))
+
+        def seen_as(name: str) -> str:
+            return next((group for group in folded if _within(name, group)), name)
+
+        nodes = list(dict.fromkeys(seen_as(node.name) for node in self.nodes))
+        edges = list(dict.fromkeys((seen_as(src), seen_as(dst)) for src, dst in self.edges))
+        return nodes, [(src, dst) for src, dst in edges if src != dst]
+
+    def skip_edges(self) -> set[tuple[str, str]]:
+        """The edges into a merge that bypass the path computed just before it: a residual block's shortcut (every
+        input of the merge but the last one computed)."""
+        order = {name: i for i, name in enumerate(self.names)}
+        skips: set[tuple[str, str]] = set()
+        for node in self.nodes:
+            if node.merge:
+                last = max(node.inputs, key=order.__getitem__)
+                skips.update((src, node.name) for src in node.inputs if src != last)
+        return skips
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "reason": self.reason, "nodes": [node.to_dict() for node in self.nodes]}

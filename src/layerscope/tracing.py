@@ -130,6 +130,10 @@ def _base(fx_name: str) -> str:
     return re.sub(r"_\d+$", "", fx_name)
 
 
+def _tensor(node: fx.Node) -> bool:
+    return node.meta.get("tensor_meta") is not None
+
+
 def _data_node(node: fx.Node, batch: int, from_input: set[fx.Node]) -> bool:
     meta = node.meta.get("tensor_meta")
     shape = getattr(meta, "shape", None)
@@ -180,9 +184,10 @@ def _traced(model: nn.Module, image_shape: tuple[int, ...], named: list[str]) ->
         expected = model(x)
         _Shapes(gm).run(x)
     # the nodes whose value depends on the input image
+    # (through tensors only: the class token expanded to ``x.shape[0]`` rows reads the batch's size, not its pixels)
     from_input: set[fx.Node] = set()
     for node in graph.nodes:
-        if node.op == "placeholder" or any(a in from_input for a in node.all_input_nodes):
+        if node.op == "placeholder" or any(a in from_input and _tensor(a) for a in node.all_input_nodes):
             from_input.add(node)
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
@@ -267,7 +272,7 @@ def _nodes(gm: fx.GraphModule, graph: fx.Graph, names: dict[fx.Node, str], from_
     result = []
     for node in graph.nodes:
         reads: list[str] = []
-        for arg in node.all_input_nodes:
+        for arg in (a for a in node.all_input_nodes if _tensor(a)):
             found = (names[arg],) if arg in names else sources.get(arg, ())
             reads += [name for name in found if name not in reads]
         sources[node] = tuple(reads)

@@ -26,6 +26,7 @@ from layerscope.dashboard import (
     groups,
     inside,
     interventions,
+    model_graph,
     projection,
     sidebar,
     workspace,
@@ -88,6 +89,7 @@ def create_app(
         feature.callbacks.register(app, state)
     if state.has_model:
         inside.callbacks.register(app, state)
+        model_graph.callbacks.register(app, state)
         draw.callbacks.register(app, state)
         register_live(app, state)
         interventions.callbacks.register(app, state)

@@ -77,6 +77,12 @@ NET_EDGES = "net-edges"  # slider: strongest edges kept per node
 NET_THRESHOLD = "net-threshold"  # slider: minimum |w| as a share of the connection's largest
 NET_COLOR = "net-color"  # dropdown: what colours the nodes
 NET_INFO = "net-info"
+NET_DAG = "net-dag"  # the model's graph (dash-cytoscape)
+NET_COLLAPSED = "net-collapsed"  # store: the blocks the model graph draws folded
+NET_DAG_INFO = "net-dag-info"
+NET_FOLD_ALL = "net-fold-all"
+NET_OPEN_ALL = "net-open-all"
+NET_DAG_PNG = "net-dag-png"
 
 FMAP_SCALE = "fmap-scale"
 FMAP_AREA = "fmap-area"

@@ -33,6 +33,7 @@ from layerscope.dashboard.checks import (
 from layerscope.dashboard.components import attrs, cancel_button, card, display, graph_row, png_config, section_head
 from layerscope.dashboard.figures import empty_figure, figure_json
 from layerscope.dashboard.jobs import Job, status_line, stopped_line
+from layerscope.dashboard.model_graph import graph_card
 from layerscope.dashboard.state import LIVE, DashboardState, is_drawing
 from layerscope.dashboard.unit_figures import (
     GraphColumn,
@@ -212,7 +213,7 @@ def inside_layout(state: DashboardState) -> list[Any]:
         dcc.Interval(id=ids.UNIT_INTERVAL, interval=700, disabled=True),
         class_name="unit-card",
     )
-    return [network, html.Div([feature_maps, unit_card], className="row two inside")]
+    return [graph_card(state), network, html.Div([feature_maps, unit_card], className="row two inside")]
 
 
 # -- helpers the callbacks share -----------------------------------------------------------------------------------
@@ -405,7 +406,11 @@ def network(
     info = [f"{state.weight_count:,} unit-to-unit weights"]
     missing = [name for name in state.layers[1:] if state.edges(name) is None]
     if missing:
-        info.append(f"no weights shown into {', '.join(missing)} (not a Linear/Conv2d layer layerscope can read)")
+        named = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        info.append(
+            f"no weights shown into {named}: not one Linear/Conv2d away from the layer before (a residual block's "
+            "add, a concatenation); the model graph shows what feeds them"
+        )
     if colour == "selection" and not selection:
         info.append("brush points in a projection to colour by their mean")
     height = _network_height(columns)
@@ -477,6 +482,7 @@ def expand(state: DashboardState, click: Any, expanded: Any) -> Any:
     Output(ids.UNIT_INDEX, "value"),
     Output(ids.UNIT_ERROR, "children"),
     Input(ids.NET_GRAPH, "clickData"),
+    Input(ids.NET_DAG, "tapNodeData"),
     Input(ids.FMAP_OPEN_UNIT, "n_clicks"),
     Input(ids.UNIT_LAYER, "value"),
     Input(ids.UNIT_INDEX, "value"),
@@ -489,6 +495,7 @@ def expand(state: DashboardState, click: Any, expanded: Any) -> Any:
 def unit(
     state: DashboardState,
     click: Any,
+    tapped: Any,
     _open: Any,
     layer: Any,
     index: Any,
@@ -511,6 +518,11 @@ def unit(
             layer, index = _custom(first_point(click))
             if layer is None or isinstance(index, int) and index < 0:  # -1: a collapsed layer's one node
                 raise PreventUpdate
+        elif trigger == ids.NET_DAG:  # a captured node of the model graph (or a folded block's output)
+            layer = tapped.get("layer") if isinstance(tapped, dict) else None
+            if layer is None:
+                raise PreventUpdate
+            index = check_unit(state, current)[1] if current is not None and layer == shown else 0
         elif trigger == ids.FMAP_OPEN_UNIT:
             chosen = _check_focus(state, focus)
             if chosen is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -345,14 +346,23 @@ def network_figure(
             ),
         )
     )
+    # column titles in as many staggered rows as their names need to keep clear of each other (a ResNet's
+    # "layer3.1.relu_1" is wider than a twelfth of the card): about 7 px a character, the card about 1,000 px wide
+    widest = 7.5 * max((len(c.name) for c in columns), default=1) + 12
+    rows = min(4, max(1, math.ceil(widest / (1000 / max(len(columns), 1)))))
     annotations = [
         dict(
-            x=xs[i], y=1.035, text=f"<b>{c.name}</b><br>{c.label.split(' ', 1)[-1]}", showarrow=False, yanchor="bottom"
+            x=xs[i],
+            y=1.035,
+            yshift=30 * (i % rows),
+            text=f"<b>{c.name}</b><br>{c.label.split(' ', 1)[-1]}",
+            showarrow=False,
+            yanchor="bottom",
         )
         for i, c in enumerate(columns)
     ]
     base_layout(fig, height, annotations=annotations, dragmode="pan", hovermode="closest", uirevision="network")
-    fig.update_layout(margin=dict(l=10, r=10, t=50, b=10))
+    fig.update_layout(margin=dict(l=10, r=10, t=50 + 30 * (rows - 1), b=10))
     fig.update_xaxes(visible=False, range=[-0.6, len(columns) - 0.4])
     fig.update_yaxes(visible=False, range=[-0.02, 1.08])
     return fig
