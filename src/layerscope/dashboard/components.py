@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from dash import dcc, html
 
-__all__ = ["attrs", "cancel_button", "card", "display", "graph_row", "png_config", "section_head"]
+__all__ = ["attrs", "cancel_button", "card", "display", "graph_row", "layer_options", "png_config", "section_head"]
 
 
 def card(title: str, *children: Any, extra: Any = None, class_name: str = "") -> html.Div:
@@ -63,3 +64,15 @@ def cancel_button(ident: str, doing: str) -> html.Button:
         style=display(False),
         title=f"stop {doing}, for every page waiting on the result",
     )
+
+
+def layer_options(names: Sequence[str]) -> list[dict[str, Any]]:
+    """A layer dropdown's options, in the model's order so a block's layers stand together, each shown as its
+    block (greyed) and its own name (``layer2.0.`` **relu_1**); typing any part of the dotted name finds it (with
+    200 layers the list is searched, not scrolled)."""
+    options = []
+    for name in names:
+        block, dot, own = name.rpartition(".")
+        label = html.Span([html.Span(block + dot, className="muted"), html.B(own)]) if dot else name
+        options.append({"label": label, "value": name, "search": name})
+    return options

@@ -93,6 +93,11 @@ FMAP_NOTE = "fmap-note"  # what is wrong with the image the feature maps were as
 FMAP_FOCUS = "fmap-focus"  # store: {"layer", "unit"} of the enlarged channel
 FMAP_ZOOM = "fmap-zoom"
 FMAP_OPEN_UNIT = "fmap-open-unit"
+FMAP_SHOWN = "fmap-shown"  # store: {"layer", "first"} of the page of channels shown, or None (all layers at once)
+FMAP_LAYER = "fmap-layer"  # dropdown: the layer whose maps are shown, when one at a time
+FMAP_PREV = "fmap-prev"
+FMAP_NEXT = "fmap-next"
+FMAP_PAGE_TEXT = "fmap-page-text"
 
 UNIT = "unit"  # store: {"layer", "unit"} shown in the unit card
 UNIT_ASKED = "unit-asked"  # store outside the Network view: the unit an address names (workspace.restore)

@@ -30,7 +30,16 @@ from layerscope.dashboard.checks import (
     unit_count,
     url_image,
 )
-from layerscope.dashboard.components import attrs, cancel_button, card, display, graph_row, png_config, section_head
+from layerscope.dashboard.components import (
+    attrs,
+    cancel_button,
+    card,
+    display,
+    graph_row,
+    layer_options,
+    png_config,
+    section_head,
+)
 from layerscope.dashboard.figures import empty_figure, figure_json
 from layerscope.dashboard.jobs import Job, status_line, stopped_line
 from layerscope.dashboard.model_graph import graph_card
@@ -147,10 +156,12 @@ def inside_layout(state: DashboardState) -> list[Any]:
             className="hint",
         ),
     )
+    page = _fmap_page(state, None)
     feature_maps = card(
         "Feature maps of the selected image",
         html.Div(
             [
+                *_fmap_picker(state, page),
                 dcc.RadioItems(
                     [
                         {"label": "one colour scale per channel", "value": "channel"},
@@ -165,7 +176,8 @@ def inside_layout(state: DashboardState) -> list[Any]:
             className="controls",
         ),
         html.Div(id=ids.FMAP_NOTE),
-        html.Div(_fmap_frame(state), id=ids.FMAP_AREA, className="fmap-area", **attrs(url=_fmap_base(state))),
+        html.Div(_fmap_frame(state, page), id=ids.FMAP_AREA, className="fmap-area", **attrs(url=_fmap_base(state))),
+        dcc.Store(id=ids.FMAP_SHOWN, data=page),
         html.Div(
             [
                 dcc.Graph(id=ids.FMAP_ZOOM, config=png_config("feature-map"), className="fmap-zoom"),
@@ -287,35 +299,94 @@ def _check_focus(state: DashboardState, value: Any) -> dict[str, Any] | None:
     return {"layer": layer, "unit": check_index(value.get("unit"), unit_count(state, layer), f"{layer} channel")}
 
 
-def _fmap_frame(state: DashboardState) -> list[Any]:
-    """Per conv layer, a heading and a grid of one tile per channel, laid out once with the page: a new image
+ALL_MAPS_UP_TO = 128  # a model with at most this many conv channels shows every layer's maps at once
+FMAP_PAGE = 64  # else one layer at a time, this many channels a page
+
+
+def fmap_paged(state: DashboardState) -> bool:
+    """Whether the feature maps come one layer at a time, a page of channels at once (a ResNet's 10,000 maps would
+    make a page 44,000 px tall), or all at once (the report's CNN: 80)."""
+    return sum(state.run.layer(name).shape[0] for name in state.conv_layers) > ALL_MAPS_UP_TO
+
+
+def _fmap_page(state: DashboardState, value: Any) -> dict[str, Any] | None:
+    """The page of channels shown, {"layer", "first"}; None when every layer is shown whole."""
+    if not fmap_paged(state):
+        return None
+    if not isinstance(value, dict):
+        return {"layer": state.conv_layers[0], "first": 0}
+    layer = check_choice(value.get("layer"), state.conv_layers, "conv layer")
+    first = check_int(value.get("first", 0), 0, unit_count(state, layer) - 1, "first channel")
+    return {"layer": layer, "first": first - first % FMAP_PAGE}
+
+
+def _channels(state: DashboardState, layer: str, page: dict[str, Any] | None) -> range:
+    """The channels of ``layer`` the page shows: all, or those of the page."""
+    channels = state.run.layer(layer).shape[0]
+    if page is None:
+        return range(channels)
+    first = page["first"] if page["layer"] == layer else 0
+    return range(first, min(first + FMAP_PAGE, channels))
+
+
+def _fmap_picker(state: DashboardState, page: dict[str, Any] | None) -> list[Any]:
+    """The layer and the page of its channels shown, when the maps come one layer at a time (`fmap_paged`)."""
+    if page is None:
+        return []
+    return [
+        html.Span("layer", className="label"),
+        dcc.Dropdown(
+            layer_options(state.conv_layers), page["layer"], id=ids.FMAP_LAYER, clearable=False, className="ctl wide"
+        ),
+        html.Button("‹", id=ids.FMAP_PREV, className="btn small", title="the previous channels"),
+        html.Span(_page_text(state, page), id=ids.FMAP_PAGE_TEXT, className="hint"),
+        html.Button("›", id=ids.FMAP_NEXT, className="btn small", title="the next channels"),
+    ]
+
+
+def _page_text(state: DashboardState, page: dict[str, Any]) -> str:
+    shown = _channels(state, page["layer"], page)
+    return f"channels {shown.start}-{shown.stop - 1} of {state.run.layer(page['layer']).shape[0]}"
+
+
+def _fmap_frame(
+    state: DashboardState,
+    page: dict[str, Any] | None = None,
+    focus: dict[str, Any] | None = None,
+    values: dict[str, dict[str, Any]] | None = None,
+) -> list[Any]:
+    """Per conv layer shown (every layer, or the page's), a heading and a grid of one tile per channel: a new image
     changes the grids' strips and the headings (`_fmap_values`), never the tiles, so the renderer swaps two
     properties per layer instead of building a component per channel again. A tile shows its slice of the strip
     PNG (`channel_strip`) held in the grid's ``--sprite`` style, which the Draw panel's fast path (assets/draw.js)
     replaces while the live drawing is shown."""
     if not state.conv_layers:
         return [html.Div("This model has no convolutional layers.", className="hint")]
-    focus = _default_focus(state)
+    focus = focus or _default_focus(state)
     blocks = []
     for info in (i for i in state.run.layers if i.kind == "conv"):
+        if page is not None and info.name != page["layer"]:
+            continue
         channels, h, w = info.shape
+        shown = _channels(state, info.name, page)
         tiles = [
             html.Div(
                 id={"type": ids.FMAP_TILE, "layer": info.name, "unit": c},
                 className="fmap chosen" if focus == {"layer": info.name, "unit": c} else "fmap",
-                # aligns the strip's c-th map with the tile: p% of the strip sits at p% of the tile
-                style={"backgroundPosition": f"{100 * c / max(channels - 1, 1):.4f}% 0"},
+                # aligns the strip's i-th map with the tile: p% of the strip sits at p% of the tile
+                style={"backgroundPosition": f"{100 * i / max(len(shown) - 1, 1):.4f}% 0"},
                 title=f"{info.name} channel {c}: click to enlarge it",
             )
-            for c in range(channels)
+            for i, c in enumerate(shown)
         ]
-        head = f"{info.name} · {channels} channels of {h}x{w}"
+        now = (values or {}).get(info.name, {})  # the strip of an image already selected
+        head = now.get("head", _fmap_head(info.name, channels, h, w, shown))
         grid = html.Div(
             tiles,
             id={"type": ids.FMAP_GRID, "layer": info.name},
             className="fmap-grid",
-            style={"--channels": str(channels)},
-            **attrs(layer=info.name, scale="channel", live=0),
+            style=now.get("style", {"--channels": str(len(shown))}),
+            **attrs(layer=info.name, scale="channel", live=now.get("live", 0), first=shown.start, count=len(shown)),
         )
         blocks.append(
             html.Div([html.Div(head, id={"type": ids.FMAP_HEAD, "layer": info.name}, className="row-title"), grid])
@@ -323,25 +394,38 @@ def _fmap_frame(state: DashboardState) -> list[Any]:
     return blocks
 
 
+def _fmap_head(layer: str, channels: int, h: int, w: int, shown: range) -> str:
+    part = f" · channels {shown.start}-{shown.stop - 1} shown" if len(shown) < channels else ""
+    return f"{layer} · {channels} channels of {h}x{w}{part}"
+
+
 def _default_focus(state: DashboardState) -> dict[str, Any] | None:
     return {"layer": state.conv_layers[0], "unit": 0} if state.conv_layers else None
 
 
-def _fmap_values(state: DashboardState, selected: Any, scale: str) -> dict[str, dict[str, Any]]:
+def _fmap_values(
+    state: DashboardState, selected: Any, scale: str, page: dict[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
     """{layer: {"style", "live", "head"}} of each conv layer's grid for image ``selected``: the strip of its channel
-    maps (one colour scale per channel, or one for the layer), whether it is the live drawing's, the heading. A
-    dataset image's strip is a URL (`fmap_png`), which the page also sets itself on a click; a drawing's, which is
+    maps shown (one colour scale per channel, or one for the layer), whether it is the live drawing's, the heading.
+    A dataset image's strip is a URL (`fmap_png`), which the page also sets itself on a click; a drawing's, which is
     the page's own, comes inline."""
     out = {}
     for layer, fmap in state.feature_maps(selected).items():  # (C, H, W)
         channels, h, w = fmap.shape
-        head = f"{layer} · {channels} channels of {h}x{w}" + (
+        shown = _channels(state, layer, page)
+        head = _fmap_head(layer, channels, h, w, shown) + (
             f" · layer scale {float(fmap.min()):.2f} to {float(fmap.max()):.2f}" if scale == "layer" else ""
         )
         own = is_drawing(selected)
-        strip = channel_strip(fmap, scale == "channel") if own else fmap_url(state, layer, selected, scale)
+        part = slice(shown.start, shown.stop)
+        strip = (
+            channel_strip(fmap, scale == "channel", part)
+            if own
+            else fmap_url(state, layer, selected, scale, shown.start, len(shown))
+        )
         out[layer] = {
-            "style": {"--sprite": f'url("{strip}")', "--channels": str(channels)},
+            "style": {"--sprite": f'url("{strip}")', "--channels": str(len(shown))},
             "live": int(selected == LIVE),
             "head": head,
         }
@@ -729,9 +813,16 @@ def _url_part(value: Any) -> str:
     return quote(str(value), safe="!~*'()")  # as the browser's encodeURIComponent writes it
 
 
-def fmap_url(state: DashboardState, layer: str, key: int | str, scale: str) -> str:
-    """The URL of the strip of ``layer``'s maps for dataset image ``key`` (`fmap_png`)."""
-    return f"{_fmap_base(state)}&layer={_url_part(layer)}&scale={_url_part(scale)}&image={_url_part(key)}"
+def _url_int(value: str) -> int | str:
+    """A route argument as a whole number where it reads as one (checked by the caller)."""
+    return int(value) if value.isdigit() and len(value) <= 9 else value
+
+
+def fmap_url(state: DashboardState, layer: str, key: int | str, scale: str, first: int = 0, count: int = 0) -> str:
+    """The URL of the strip of ``layer``'s maps for dataset image ``key`` (`fmap_png`): ``count`` channels from
+    ``first`` (0: all)."""
+    page = f"&first={first}&count={count}" if count else ""
+    return f"{_fmap_base(state)}&layer={_url_part(layer)}&scale={_url_part(scale)}&image={_url_part(key)}{page}"
 
 
 @callbacks.route(FMAP_ROUTE, when=_has_conv)
@@ -744,8 +835,63 @@ def fmap_png(state: DashboardState, args: Mapping[str, str]) -> Response:
     key = url_image(state, args.get("image"))
     if is_drawing(key):
         raise LayerscopeError("a drawing's feature maps come with the page's callbacks, not by URL.")
-    png = channel_strip_png(state.feature_maps(key)[layer], scale == "channel")
+    fmap = state.feature_maps(key)[layer]
+    first = check_int(_url_int(args.get("first", "0")), 0, len(fmap) - 1, "first channel")
+    count = check_int(_url_int(args.get("count", "0")), 0, len(fmap), "channel count") or len(fmap)
+    png = channel_strip_png(fmap, scale == "channel", slice(first, first + count))
     return Response(png, mimetype="image/png", headers={"Cache-Control": "private, max-age=86400"})
+
+
+@callbacks.callback(
+    Output(ids.FMAP_AREA, "children"),
+    Output(ids.FMAP_SHOWN, "data"),
+    Output(ids.FMAP_PAGE_TEXT, "children"),
+    Output(ids.FMAP_LAYER, "value"),
+    Input(ids.FMAP_LAYER, "value"),
+    Input(ids.FMAP_PREV, "n_clicks"),
+    Input(ids.FMAP_NEXT, "n_clicks"),
+    Input(ids.NET_DAG, "tapNodeData"),
+    State(ids.FMAP_SHOWN, "data"),
+    State(ids.SELECTED, "data"),
+    State(ids.FMAP_SCALE, "value"),
+    State(ids.FMAP_FOCUS, "data"),
+    prevent_initial_call=True,
+    when=fmap_paged,
+)
+def fmap_page(
+    state: DashboardState,
+    layer: Any,
+    _prev: Any,
+    _next: Any,
+    tapped: Any,
+    shown: Any,
+    selected: Any,
+    scale: Any,
+    focus: Any,
+) -> Any:
+    """Another layer (chosen, or a conv node clicked in the model graph) or page of channels: the grid is laid out
+    again, with the selected image's strip already in it."""
+    trigger = ctx.triggered_id
+    try:
+        page = _fmap_page(state, shown)
+        assert page is not None  # the callback is there only when the maps are paged
+        if trigger == ids.NET_DAG:
+            layer = tapped.get("layer") if isinstance(tapped, dict) else None
+            if layer not in state.conv_layers:
+                raise PreventUpdate
+        if trigger in (ids.FMAP_LAYER, ids.NET_DAG):
+            page = {"layer": check_choice(layer, state.conv_layers, "conv layer"), "first": 0}
+        else:
+            step = FMAP_PAGE if trigger == ids.FMAP_NEXT else -FMAP_PAGE
+            channels = state.run.layer(page["layer"]).shape[0]
+            page = {**page, "first": min(max(page["first"] + step, 0), (channels - 1) // FMAP_PAGE * FMAP_PAGE)}
+        selected = state.image_key(selected)
+        scale = check_choice(scale, FMAP_SCALES, "colour scale")
+        focus = _check_focus(state, focus)
+    except LayerscopeError:
+        raise PreventUpdate from None
+    values = _fmap_values(state, selected, scale, page)
+    return _fmap_frame(state, page, focus, values), page, _page_text(state, page), page["layer"]
 
 
 @callbacks.callback(
@@ -757,19 +903,21 @@ def fmap_png(state: DashboardState, args: Mapping[str, str]) -> Response:
     views.gated("fmaps"),  # a new selection, or a stroke of the live drawing ended
     Input(ids.FMAP_SCALE, "value"),
     State(ids.SELECTED, "data"),
+    State(ids.FMAP_SHOWN, "data"),
     prevent_initial_call=True,
     when=_has_conv,
 )
-def feature_maps(state: DashboardState, gate: Any, scale: Any, selected: Any) -> Any:
+def feature_maps(state: DashboardState, gate: Any, scale: Any, selected: Any, page: Any) -> Any:
     views.opened(gate)
     layers = [out["id"]["layer"] for out in ctx.outputs_list[1]]
     try:
         selected = state.image_key(selected)
         scale = check_choice(scale, FMAP_SCALES, "colour scale")
+        page = _fmap_page(state, page)
     except LayerscopeError as e:
         keep = [no_update] * len(layers)
         return html.Span(str(e), className="bad"), keep, keep, keep, keep
-    values = _fmap_values(state, selected, scale)
+    values = _fmap_values(state, selected, scale, page)
     return (
         "",
         [values[layer]["style"] for layer in layers],

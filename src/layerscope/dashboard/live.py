@@ -23,6 +23,7 @@ from layerscope.dashboard.draw import MAX_POINTS, drawn_digit, strokes_of
 from layerscope.dashboard.state import LIVE, DashboardState, check_version
 from layerscope.dashboard.unit_figures import channel_strip
 from layerscope.errors import LayerscopeError
+from layerscope.names import check_index
 
 __all__ = ["MAX_POINTS", "ROUTE", "live_update", "register_live"]
 
@@ -59,7 +60,8 @@ def live_update(state: DashboardState, body: Any) -> dict[str, Any]:
     """Set the live drawing from the strokes in ``body`` and say what the page shows for it.
 
     ``body``: {"strokes": [[[x, y], ...], ...], "version": n, "figure": bool, "panels": [{"layer", "order", "lo",
-    "hi"}, ...], "maps": [{"layer", "scale"}, ...]}. The answer has the version, "empty" for a blank drawing, else
+    "hi"}, ...], "maps": [{"layer", "scale", "first", "count"}, ...]}. The answer has the version, "empty" for a
+    blank drawing, else
     "bars" (`figures.probability_bars`), "caption", "preview" (112 px) and "large" (224 px) images, "figure" (the whole
     bar figure, when asked: the card shows a placeholder before the first stroke), "panels" {layer: colours} and
     "maps" {layer: strip PNG}. A request older than one already answered is answered with "stale". A malformed
@@ -97,7 +99,13 @@ def live_update(state: DashboardState, body: Any) -> dict[str, Any]:
     for ask in asked_maps:
         layer = ask.get("layer") if isinstance(ask, dict) else None
         if isinstance(layer, str) and layer in maps:
-            out["maps"][layer] = channel_strip(maps[layer], ask.get("scale") != "layer")
+            channels = len(maps[layer])
+            first = check_index(ask.get("first", 0), channels, f"{layer} channel")
+            count = ask.get("count") or channels  # a page of a wide layer's channels (inside.py fmap_paged)
+            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                raise ValueError(f"a page of {count!r} channels")
+            part = slice(first, first + count)
+            out["maps"][layer] = channel_strip(maps[layer], ask.get("scale") != "layer", part)
     return out
 
 

@@ -52,17 +52,21 @@ def colorize(values: np.ndarray, lo: float, hi: float, scale: str = "Viridis") -
     return rgb
 
 
-def channel_strip(fmap: np.ndarray, per_channel: bool = True) -> str:
+def channel_strip(fmap: np.ndarray, per_channel: bool = True, channels: slice | None = None) -> str:
     """A data-URI PNG of a conv layer's maps side by side (`channel_strip_png`)."""
-    return _uri(channel_strip_png(fmap, per_channel))
+    return _uri(channel_strip_png(fmap, per_channel, channels))
 
 
-def channel_strip_png(fmap: np.ndarray, per_channel: bool = True) -> bytes:
+def channel_strip_png(fmap: np.ndarray, per_channel: bool = True, channels: slice | None = None) -> bytes:
     """A PNG of a conv layer's maps side by side: (C, H, W) floats -> (H, C*W, 3) colours, each map over its own
     range (``per_channel``) or all over the layer's. One PNG per layer: 80 small PNGs cost ~110 ms to encode, too
-    slow for the Draw panel to follow the pen; the page shows each map as a slice of the strip (style.css)."""
+    slow for the Draw panel to follow the pen; the page shows each map as a slice of the strip (style.css).
+    ``channels``: only these maps (a page of a wide layer), on the whole layer's range when it is one scale."""
     axes = (1, 2) if per_channel else (0, 1, 2)
     lo, hi = fmap.min(axis=axes, keepdims=True), fmap.max(axis=axes, keepdims=True)
+    if channels is not None:
+        fmap = fmap[channels]
+        lo, hi = (lo[channels], hi[channels]) if per_channel else (lo, hi)
     scaled = (fmap - lo) / np.where(hi > lo, hi - lo, 1.0)
     c, h, w = fmap.shape
     rgb = colorize(scaled, 0.0, 1.0)  # (C, H, W, 3)

@@ -83,7 +83,8 @@
     });
     const maps = [];
     document.querySelectorAll('#fmap-area .fmap-grid[data-live="1"]').forEach(function (grid) {
-      maps.push({ layer: grid.dataset.layer, scale: grid.dataset.scale });
+      maps.push({ layer: grid.dataset.layer, scale: grid.dataset.scale, first: Number(grid.dataset.first || 0),
+        count: Number(grid.dataset.count || 0) });
     });
     return { panels: panels, maps: maps };
   }

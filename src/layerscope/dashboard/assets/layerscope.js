@@ -122,7 +122,8 @@
     if (typeof key !== "number" && !/^mean:\d+$/.test(String(key))) { return; }
     area.querySelectorAll(".fmap-grid").forEach(function (grid) {
       const url = area.dataset.url + "&layer=" + encodeURIComponent(grid.dataset.layer) +
-        "&scale=" + encodeURIComponent(grid.dataset.scale) + "&image=" + encodeURIComponent(key);
+        "&scale=" + encodeURIComponent(grid.dataset.scale) + "&image=" + encodeURIComponent(key) +
+        (grid.dataset.count ? "&first=" + grid.dataset.first + "&count=" + grid.dataset.count : "");
       grid.style.setProperty("--sprite", 'url("' + url + '")');
       grid.dataset.live = "0";
     });
