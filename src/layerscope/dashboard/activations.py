@@ -17,7 +17,7 @@ from dash.exceptions import PreventUpdate
 from layerscope.analysis import explain_misclassification, group_mean, neuron_order
 from layerscope.dashboard import figures, ids, views
 from layerscope.dashboard.checks import MAX_ROWS, check_choice, check_groups, check_rows, check_selection
-from layerscope.dashboard.components import attrs, card
+from layerscope.dashboard.components import attrs, card, layer_options
 from layerscope.dashboard.state import LIVE, DashboardState, is_drawing
 from layerscope.dashboard.wiring import Callbacks
 from layerscope.errors import LayerscopeError
@@ -36,7 +36,13 @@ def activations_card(state: DashboardState) -> html.Div:
         "Activation panels",
         html.Div(
             [
-                dcc.Dropdown(state.activation_layers, None, id=ids.PANEL_LAYER, placeholder="layer", className="ctl"),
+                dcc.Dropdown(
+                    layer_options(state.activation_layers),
+                    None,
+                    id=ids.PANEL_LAYER,
+                    placeholder="layer",
+                    className="ctl",
+                ),
                 html.Button("Open panel", id=ids.PANEL_OPEN, className="btn"),
                 html.Button("Add per-digit averages", id=ids.CLASS_ROWS, className="btn"),
             ],

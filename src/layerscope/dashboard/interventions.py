@@ -37,7 +37,7 @@ from layerscope.dashboard.checks import (
     check_unit,
     image_or_none,
 )
-from layerscope.dashboard.components import cancel_button, card, display, graph_row, png_config
+from layerscope.dashboard.components import cancel_button, card, display, graph_row, layer_options, png_config
 from layerscope.dashboard.figures import base_layout, empty_figure
 from layerscope.dashboard.jobs import Job, status_line, stopped_line
 from layerscope.dashboard.state import DashboardState
@@ -197,7 +197,7 @@ def interventions_layout(state: DashboardState) -> list[Any]:
         "Switch units off",
         html.Div(
             [
-                dcc.Dropdown(layers, start, id=ids.ABL_LAYER, clearable=False, className="ctl"),
+                dcc.Dropdown(layer_options(layers), start, id=ids.ABL_LAYER, clearable=False, className="ctl"),
                 dcc.Input(id=ids.ABL_UNITS, placeholder='units: "3,7" or "0-15"', className="text small"),
                 html.Span("× scale", className="label"),
                 dcc.Input(id=ids.ABL_SCALE, type="number", value=0, step=0.1, className="text tiny"),
@@ -275,7 +275,9 @@ def interventions_layout(state: DashboardState) -> list[Any]:
                 html.Div(
                     [
                         html.Span("layer", className="label"),
-                        dcc.Dropdown(convs, convs[-1] if convs else None, id=ids.ATTR_LAYER, clearable=False),
+                        dcc.Dropdown(
+                            layer_options(convs), convs[-1] if convs else None, id=ids.ATTR_LAYER, clearable=False
+                        ),
                     ],
                     id=ids.ATTR_LAYER_BOX,
                     className="attr-layer",

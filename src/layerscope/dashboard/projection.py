@@ -21,7 +21,7 @@ from layerscope import export
 from layerscope.analysis import shown_points
 from layerscope.dashboard import figures, ids
 from layerscope.dashboard.checks import check_choice, check_view
-from layerscope.dashboard.components import card
+from layerscope.dashboard.components import card, layer_options
 from layerscope.dashboard.jobs import status_line, stopped_line
 from layerscope.dashboard.placing import PLACING_PREFIXES
 from layerscope.dashboard.state import LIVE, DashboardState
@@ -99,7 +99,7 @@ def projection_panel(state: DashboardState, panel: str, layer: str, method: str)
     colors = [c for c in COLOR_OPTIONS if c["value"] != "confidence" or state.has_probabilities]
     controls = html.Div(
         [
-            dcc.Dropdown(state.layers, layer, clearable=False, **_classes(part("layer"), "ctl")),
+            dcc.Dropdown(layer_options(state.layers), layer, clearable=False, **_classes(part("layer"), "ctl")),
             dcc.Dropdown(method_options(state, layer), method, clearable=False, **_classes(part("method"), "ctl")),
             dcc.Dropdown(colors, "label", clearable=False, **_classes(part("color"), "ctl wide")),
             dcc.RadioItems(SPLIT_OPTIONS, "all", inline=True, **_classes(part("split"), "radio")),
