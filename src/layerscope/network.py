@@ -27,7 +27,8 @@ from torch import nn
 
 from layerscope.capture import LayerInfo, ModuleCall, _resolve, trace_modules
 from layerscope.errors import LayerNotFoundError, LayerscopeError
-from layerscope.tracing import keeps_units
+from layerscope.graph import ModelGraph
+from layerscope.tracing import keeps_units, model_graph
 
 __all__ = [
     "KINDS",
@@ -121,6 +122,20 @@ def _between(calls: list[ModuleCall], src: str | None, dst: str) -> list[ModuleC
     return [call for call in calls[start : names.index(dst)] if call.leaf]
 
 
+def _reads_only(graph: ModelGraph, dst: str, src: str) -> bool:
+    """Whether ``dst`` computes from ``src`` through a chain of nodes that each read one node: no branch, add or
+    concatenation between them (layers consecutive in a Run of a branching model need not be)."""
+    node = dst
+    while node in graph:
+        inputs = graph.node(node).inputs
+        if len(inputs) != 1:
+            return False
+        node = inputs[0]
+        if node == src:
+            return True
+    return False
+
+
 def _connect(model: nn.Module, calls: list[ModuleCall], src: LayerInfo, dst: LayerInfo) -> Connection:
     spatial = src.kind in ("image", "conv")
 
@@ -129,6 +144,9 @@ def _connect(model: nn.Module, calls: list[ModuleCall], src: LayerInfo, dst: Lay
             src.name, dst.name, "none", None, src_units=_units(src), dst_units=_units(dst), note=f"{note}."
         )
 
+    graph = model_graph(model)
+    if graph is not None and not _reads_only(graph, dst.name, src.name):
+        return none(f"{dst.name!r} does not compute from {src.name!r} alone (see the model graph)")
     found = weighted_module(model, dst.name)
     end = found[0] if found is not None else dst.name
     between = _between(calls, None if src.kind == "image" else src.name, end)

@@ -182,3 +182,17 @@ def test_manifest_refuses_a_graph_whose_edges_point_forward(tmp_path):
     }
     with pytest.raises(RunError, match=r"graph.nodes\[1\].inputs\[0\].*not a node before it"):
         check_manifest(manifest, "m.json")
+
+
+def test_weights_are_drawn_only_between_a_node_and_what_it_reads():
+    from layerscope.network import connections
+
+    gm, _ = traced(BranchNet())
+    layers = describe_layers(gm, RGB, ["stem", "mix.branch3", "mix.branch5.0", "mix.branch5.2", "fc"], 10)
+    kinds = {c.dst: (c.kind, c.note) for c in connections(gm, layers)}
+    assert kinds["mix.branch3"][0] == "conv"  # through the stem's functional ReLU
+    # run right after branch3, branch5.0 reads the stem's ReLU, not branch3: no weights between them
+    assert (
+        kinds["mix.branch5.0"][0] == "none" and "does not compute from 'mix.branch3' alone" in kinds["mix.branch5.0"][1]
+    )
+    assert kinds["mix.branch5.2"][0] == "conv"
