@@ -22,6 +22,7 @@ from torch import nn
 from layerscope.data.datasets import Dataset
 from layerscope.errors import LayerNotFoundError, ModelMismatchError
 from layerscope.layers import INPUT, LayerInfo
+from layerscope.memory import MemoryBudget, activation_row_bytes
 from layerscope.progress import ProgressFn, no_progress
 from layerscope.tracing import NORMS, model_graph, op_name, source_model
 from layerscope.training import preferred_memory_format
@@ -33,6 +34,7 @@ __all__ = [
     "check_outputs",
     "LayerInfo",
     "ModuleCall",
+    "capture_batch_size",
     "capture_dataset",
     "describe_layers",
     "image_layer_outputs",
@@ -476,12 +478,22 @@ class CaptureResult:
     files: list[str]
 
 
+CAPTURE_BATCH = 256  # measured fastest on a 2-core CPU (channels-last oneDNN convolutions)
+
+
+def capture_batch_size(layers: Sequence[LayerInfo], budget: MemoryBudget, at_most: int = CAPTURE_BATCH) -> int:
+    """Images per capture batch: ``at_most``, fewer where the batch's outputs of every layer (and their copies,
+    `activation_row_bytes`) would not fit in the budget; at least 1."""
+    dims = [info.dims for info in layers if info.kind != "image"]
+    return budget.rows(activation_row_bytes(dims), at_most=at_most)
+
+
 def capture_dataset(
     model: nn.Module,
     dataset: Dataset,
     layers: Sequence[LayerInfo],
     out_dir: str | Path,
-    batch_size: int = 256,  # measured fastest on a 2-core CPU (channels-last oneDNN convolutions)
+    batch_size: int = CAPTURE_BATCH,
     device: torch.device | str | None = None,
     progress: ProgressFn = no_progress,
     on_batch: Callable[[np.ndarray, dict[str, torch.Tensor]], None] | None = None,

@@ -15,9 +15,10 @@ import torch
 
 from layerscope import __version__
 from layerscope.cache import default_cache_dir, demo_run_dir
-from layerscope.capture import LayerInfo, capture_dataset, describe_layers, list_layers
+from layerscope.capture import LayerInfo, capture_batch_size, capture_dataset, describe_layers, list_layers
 from layerscope.data.datasets import TEST, TRAIN, Dataset, load_mnist
 from layerscope.graph import ModelGraph, chain_graph
+from layerscope.memory import MemoryBudget, memory_budget
 from layerscope.models.loading import SEED_CNN, build_model
 from layerscope.models.pretrained import pretrained_seed_cnn
 from layerscope.progress import ProgressFn, no_progress
@@ -55,15 +56,18 @@ def train_run(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     include: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
+    memory: int | str | MemoryBudget | None = None,
 ) -> Run:
     """Train a model and write a complete Run to ``out``: weights, predictions and activations for every image,
     and the PCA projection of every layer. Nothing appears at ``out`` unless all of it succeeded.
 
     ``spec`` defaults to the report's CNN sized for the dataset. ``include``/``exclude`` choose the layers (glob
     patterns over dotted names, see ``list_layers``); a model that does not fit the dataset, or patterns that match
-    nothing, fail before any training.
+    nothing, fail before any training. ``memory`` bounds the batches of capture and PCA (bytes or ``"4GB"``;
+    default: from the machine, see ``layerscope.memory``).
     """
     config = config or TrainConfig()
+    budget = memory if isinstance(memory, MemoryBudget) else memory_budget(memory)
     dataset = dataset.subset(config.train_limit, config.test_limit)
     spec = spec or seed_cnn_spec(dataset)
     device = resolve_device(config.device)
@@ -92,6 +96,7 @@ def train_run(
             progress,
             {"history": [vars(r) for r in history], "training": training, "graph": _graph_record(graph, layers)},
             layers,
+            budget,
             config.seed,
         )
     return Run(out, trust_model_code=True)  # its model is the one the caller gave
@@ -109,12 +114,14 @@ def create_run(
     pca_kinds: tuple[str, ...] = ("image", "conv", "dense"),
     include: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
+    memory: int | str | MemoryBudget | None = None,
 ) -> Run:
     """Write a complete Run for an already-trained ``model`` (built from ``spec``): capture and PCA, no training.
 
     ``pca_kinds`` limits the PCA done now to some kinds of layer; the others are computed when first asked for.
-    ``include``/``exclude`` choose the layers as in ``train_run``.
+    ``include``/``exclude`` choose the layers and ``memory`` bounds the batches as in ``train_run``.
     """
+    budget = memory if isinstance(memory, MemoryBudget) else memory_budget(memory)
     dev = resolve_device(device)
     net, graph = graph_model(model, dataset.image_shape, include)
     layers = select_layers(net, dataset, include, exclude)
@@ -125,7 +132,7 @@ def create_run(
             "graph": _graph_record(graph, layers),
             **({"provenance": provenance} if provenance else {}),
         }
-        _write_run(tmp, dataset, net, spec, dev, progress, extra, layers, pca_kinds=pca_kinds)
+        _write_run(tmp, dataset, net, spec, dev, progress, extra, layers, budget, pca_kinds=pca_kinds)
     return Run(out, trust_model_code=True)  # its model is the one the caller gave
 
 
@@ -186,16 +193,21 @@ def _write_run(
     progress: ProgressFn,
     extra: dict[str, Any],
     layers: list[LayerInfo],
+    budget: MemoryBudget,
     random_state: int = 0,
     pca_kinds: tuple[str, ...] = ("image", "conv", "dense"),
 ) -> None:
-    """Everything after training: weights, dataset arrays, capture with top-k images, manifest, PCA of every layer."""
+    """Everything after training: weights, dataset arrays, capture with top-k images, manifest, PCA of every layer;
+    capture's and PCA's batches sized to ``budget``."""
     model.to(device).eval()
     save_weights(source_model(model), tmp / "weights.safetensors")
     write_dataset_arrays(tmp, dataset)
     # the top-k images per unit ride along the capture pass, which already has every layer's full output
     topk = TopKCollector([info.name for info in layers if info.kind != "image"], DEFAULT_K)
-    captured = capture_dataset(model, dataset, layers, tmp, device=device, progress=progress, on_batch=topk)
+    batch = capture_batch_size(layers, budget)
+    captured = capture_dataset(
+        model, dataset, layers, tmp, batch_size=batch, device=device, progress=progress, on_batch=topk
+    )
     probs = np.load(tmp / "probs.npy", mmap_mode="r")
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
@@ -206,14 +218,21 @@ def _write_run(
         "layers": [info.to_dict() for info in layers],
         "metrics": _metrics(np.asarray(probs), dataset.labels, dataset.split),
         **extra,
-        "capture": {"seconds": round(captured.seconds, 3), "images_per_second": round(captured.images_per_second)},
+        "capture": {
+            "seconds": round(captured.seconds, 3),
+            "images_per_second": round(captured.images_per_second),
+            "batch_size": batch,
+            "memory_budget": budget.bytes,
+        },
         "projections": {},
     }
     write_json(tmp / "manifest.json", manifest)
     run = Run(tmp, staged=True)
     write_topk(run, topk.result(), DEFAULT_K, topk.seconds)
     pca_layers = [info.name for info in layers if info.kind in pca_kinds]
-    compute_pca(run, pca_layers, device=str(device), random_state=random_state, progress=progress, model=model)
+    compute_pca(
+        run, pca_layers, device=str(device), random_state=random_state, progress=progress, model=model, memory=budget
+    )
 
 
 def demo_run(

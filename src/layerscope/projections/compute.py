@@ -18,6 +18,8 @@ import torch
 from layerscope.capture import INPUT, iter_layer_batches
 from layerscope.data.datasets import TRAIN
 from layerscope.errors import LayerscopeError
+from layerscope.layers import LayerInfo
+from layerscope.memory import MemoryBudget, activation_row_bytes, memory_budget
 from layerscope.progress import ProgressFn, no_progress
 from layerscope.projections import METHODS
 from layerscope.projections.isomap import Isomap
@@ -33,6 +35,7 @@ __all__ = [
     "Projection",
     "check_method",
     "compute_pca",
+    "pca_plan",
     "compute_projection",
     "layer_features",
     "pca_transform",
@@ -41,10 +44,11 @@ __all__ = [
 FEATURE_DIMS = 50  # PCA scores kept as the input of the non-linear methods
 RAW_MAX_DIMS = 100  # layers up to this width feed the non-linear methods directly
 TRUST_SAMPLE = 2000  # trustworthiness is O(n^2): measured on a random sample
-BATCH = 1024
-# Rows of conv layers (recomputed from the model) kept in memory during PCA, all layers together: pool's 70k x 4,608
-# float32 (1.3 GB) fits, so its PCA costs one forward pass; conv1 (3.0 GB) and conv2 (5.2 GB) are streamed again.
-KEEP_ROWS_BYTES = 2 * 1024**3
+BATCH = 1024  # images per streamed batch at most; fewer where the memory budget says so (`pca_plan`)
+# Up to this share of the memory budget holds rows of conv layers (recomputed from the model) kept in memory between
+# PCA passes, all layers together: with 4 GB, the seed CNN's pool (70k x 4,608 float32, 1.3 GB) fits, so its PCA costs
+# one forward pass; conv1 (3.0 GB) and conv2 (5.2 GB) are streamed again. The rest holds the streamed batches.
+KEEP_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -60,17 +64,44 @@ def check_method(method: str) -> None:
         raise LayerscopeError(f"unknown projection method {method!r}; choose one of {', '.join(METHODS)}.")
 
 
-def _stream(run: Run, layers: Sequence[str], model: torch.nn.Module | None) -> Iterator[dict[str, Any]]:
-    """One pass over all images, yielding ``{layer: (b, D) float32}`` for the requested layers, batch by batch."""
+@dataclass(frozen=True)
+class PCAPlan:
+    """How PCA of a Run's layers uses its memory budget: the conv layers whose (n, D) rows stay in memory after the
+    first pass (bytes each), and the images per streamed batch."""
+
+    keep: dict[str, int]
+    batch: int
+
+
+def pca_plan(infos: Sequence[LayerInfo], n: int, budget: MemoryBudget) -> PCAPlan:
+    """Keep the rows of conv layers, in layer order, while they fit in ``KEEP_SHARE`` of the budget; size the batch
+    so that the first pass (every layer streamed, the kept rows filling up) fits in what is left of it."""
+    keep: dict[str, int] = {}
+    room = int(budget.bytes * KEEP_SHARE)
+    for info in infos:
+        size = n * info.dims * 4
+        if info.kind == "conv" and size <= room:
+            keep[info.name] = size
+            room -= size
+    rest = MemoryBudget(max(budget.bytes - sum(keep.values()), 1))
+    batch = rest.rows(activation_row_bytes([info.dims for info in infos]), at_most=BATCH)
+    return PCAPlan(keep, batch)
+
+
+def _stream(
+    run: Run, layers: Sequence[str], model: torch.nn.Module | None, batch: int = BATCH
+) -> Iterator[dict[str, Any]]:
+    """One pass over all images, yielding ``{layer: (b, D) float32}`` for the requested layers, ``batch`` images at
+    a time."""
     kinds = {name: run.layer(name).kind for name in layers}
     conv = [name for name, kind in kinds.items() if kind == "conv"]
     images = run.images
     dense = {name: run.activations(name) for name, kind in kinds.items() if kind == "dense"}
     conv_batches = (
-        iter_layer_batches(model, run.dataset(), conv, batch_size=BATCH) if conv and model is not None else None
+        iter_layer_batches(model, run.dataset(), conv, batch_size=batch) if conv and model is not None else None
     )
-    for start in range(0, len(images), BATCH):
-        stop = min(start + BATCH, len(images))
+    for start in range(0, len(images), batch):
+        stop = min(start + batch, len(images))
         out: dict[str, Any] = {}
         if INPUT in kinds:  # (b, C, H, W) uint8 -> (b, C*H*W) float32 in [0, 1]
             out[INPUT] = images[start:stop].reshape(stop - start, -1).astype(np.float32) / 255.0
@@ -95,10 +126,24 @@ def layer_features(run: Run, layer: str, indices: np.ndarray, model: torch.nn.Mo
     return np.concatenate(rows)
 
 
-def _quality(run: Run, layer: str, embedding: np.ndarray, model: torch.nn.Module | None, seed: int) -> dict[str, Any]:
+def quality_sample_size(n: int, dims: int, budget: MemoryBudget) -> int:
+    """Images of a ``dims``-wide layer that trustworthiness compares: ``TRUST_SAMPLE``, fewer where their full
+    activations (float32, and a copy while the batches are joined) would not fit in the budget; at least 100."""
+    return min(n, max(budget.rows(2 * 4 * dims, at_most=TRUST_SAMPLE), min(100, TRUST_SAMPLE)))
+
+
+def _quality(
+    run: Run,
+    layer: str,
+    embedding: np.ndarray,
+    model: torch.nn.Module | None,
+    seed: int,
+    budget: MemoryBudget | None = None,
+) -> dict[str, Any]:
     labels = np.asarray(run.labels)
     rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(len(labels), size=min(TRUST_SAMPLE, len(labels)), replace=False))
+    size = quality_sample_size(len(labels), run.layer(layer).dims, budget or memory_budget())
+    sample = np.sort(rng.choice(len(labels), size=size, replace=False))
     high = layer_features(run, layer, sample, model)
     return {
         "knn_accuracy": knn_accuracy(embedding, labels, k=10, random_state=seed),
@@ -126,25 +171,23 @@ def compute_pca(
     random_state: int = 0,
     progress: ProgressFn = no_progress,
     model: torch.nn.Module | None = None,
-    keep_rows_bytes: int = KEEP_ROWS_BYTES,
+    memory: int | str | MemoryBudget | None = None,
 ) -> dict[str, Projection]:
     """PCA of each layer over every image, all layers sharing each streamed pass; stores projection and features.
 
     Conv layers are recomputed from the model on every pass, except those whose rows are kept in memory on the
-    first pass (in layer order, while the total stays within ``keep_rows_bytes``; 0 streams every pass).
+    first pass. ``memory`` (bytes, ``"4GB"``, or a ``MemoryBudget``; default: from the machine, see
+    ``layerscope.memory``) bounds both the kept rows and the streamed batches (`pca_plan`); a smaller budget costs
+    more forward passes and smaller batches, and gives the same projection up to float32 rounding.
     """
     layers = list(layers) if layers is not None else run.layer_names
     infos = {name: run.layer(name) for name in layers}
     if model is None and any(info.kind == "conv" for info in infos.values()):
         model = run.load_model(device)
     n = len(run.labels)
-    keep: dict[str, int] = {}
-    budget = keep_rows_bytes
-    for name, info in infos.items():
-        size = n * info.dims * 4
-        if info.kind == "conv" and size <= budget:
-            keep[name] = size
-            budget -= size
+    budget = memory if isinstance(memory, MemoryBudget) else memory_budget(memory)
+    plan = pca_plan(list(infos.values()), n, budget)
+    keep = plan.keep
     estimators = {
         name: PCA(
             n_components=min(FEATURE_DIMS, info.dims),
@@ -160,7 +203,7 @@ def compute_pca(
 
     # reported batch by batch within each pass: a pass over 70,000 images recomputing conv layers takes many seconds,
     # and a progress report is where the work can be stopped (progress.stoppable) and its pace measured
-    batches = max(-(-n // BATCH), 1)
+    batches = max(-(-n // plan.batch), 1)
     at = {"pass": 0, "passes": 1}
 
     def on_pass(p: int, total: int) -> None:
@@ -168,7 +211,7 @@ def compute_pca(
         progress(task, p * batches, total * batches)
 
     def stream(names: Sequence[str]) -> Iterator[dict[str, Any]]:
-        for b, out in enumerate(_stream(run, names, model)):
+        for b, out in enumerate(_stream(run, names, model, plan.batch)):
             yield out
             progress(task, at["pass"] * batches + b + 1, at["passes"] * batches)
 
@@ -195,9 +238,10 @@ def compute_pca(
             "params": {"n_components": est.n_components, "n_iter": est.n_iter, "random_state": random_state},
             "rows_in_memory": name in keep,
             "passes": 1 if name in keep else est._passes,
+            "batch_size": plan.batch,
             "input": "activations",
             "n_points": n,
-            **_quality(run, name, embedding, model, random_state),
+            **_quality(run, name, embedding, model, random_state, budget),
         }
         projection = Projection(name, "pca", embedding, meta)
         staged.append((projection, features))
@@ -221,7 +265,9 @@ def pca_transform(run: Run, layer: str, values: np.ndarray) -> np.ndarray:
     return ((np.asarray(values, np.float32) - mean) @ components.T).astype(np.float32)
 
 
-def _method_input(run: Run, layer: str, device: str, progress: ProgressFn) -> tuple[np.ndarray, str]:
+def _method_input(
+    run: Run, layer: str, device: str, progress: ProgressFn, budget: MemoryBudget
+) -> tuple[np.ndarray, str]:
     """What t-SNE, UMAP, LDA and Isomap take for ``layer``: a layer of up to 100 features whole (a conv layer that
     narrow, e.g. a global average pool's C x 1 x 1, recomputed from the model: N x C floats), a wider one by its
     leading PCA scores (computed first where the Run lacks them)."""
@@ -232,7 +278,7 @@ def _method_input(run: Run, layer: str, device: str, progress: ProgressFn) -> tu
         model = run.load_model(device) if info.kind == "conv" else None
         return layer_features(run, layer, np.arange(len(run.labels)), model), "activations"
     if not run.has_features(layer, "pca"):
-        compute_pca(run, [layer], device=device, progress=progress)
+        compute_pca(run, [layer], device=device, progress=progress, memory=budget)
     return np.asarray(run.features(layer, "pca")), f"pca{FEATURE_DIMS}"
 
 
@@ -244,17 +290,22 @@ def compute_projection(
     random_state: int = 0,
     device: str = "cpu",
     progress: ProgressFn = no_progress,
+    memory: int | str | MemoryBudget | None = None,
 ) -> Projection:
-    """The ``method`` projection of ``layer`` over every image: from the Run's cache unless ``recompute``."""
+    """The ``method`` projection of ``layer`` over every image: from the Run's cache unless ``recompute``. ``memory``
+    bounds the batched work as in ``compute_pca`` (default: from the machine)."""
     check_method(method)
     run.layer(layer)
     if not recompute and run.projection_meta(layer, method) is not None:
         return Projection(
             layer, method, np.asarray(run.projection(layer, method)), run.projection_meta(layer, method) or {}
         )
+    budget = memory if isinstance(memory, MemoryBudget) else memory_budget(memory)
     if method == "pca":
-        return compute_pca(run, [layer], device=device, random_state=random_state, progress=progress)[layer]
-    x, source = _method_input(run, layer, device, progress)
+        return compute_pca(run, [layer], device=device, random_state=random_state, progress=progress, memory=budget)[
+            layer
+        ]
+    x, source = _method_input(run, layer, device, progress, budget)
     labels = np.asarray(run.labels)
     start = time.perf_counter()
     note = ""
@@ -296,7 +347,7 @@ def compute_projection(
         "input": source,
         "n_points": len(embedding),
         **({"note": note} if note else {}),
-        **_quality(run, layer, embedding, None, random_state),
+        **_quality(run, layer, embedding, None, random_state, budget),
     }
     projection = Projection(layer, method, embedding, meta)
     with run.update() as up:
