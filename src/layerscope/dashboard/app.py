@@ -21,6 +21,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from layerscope.dashboard import (
     activations,
+    attention_card,
     draw,
     gallery,
     groups,
@@ -90,6 +91,7 @@ def create_app(
     if state.has_model:
         inside.callbacks.register(app, state)
         model_graph.callbacks.register(app, state)
+        attention_card.callbacks.register(app, state)
         draw.callbacks.register(app, state)
         register_live(app, state)
         interventions.callbacks.register(app, state)

@@ -83,6 +83,7 @@ NET_DAG_INFO = "net-dag-info"
 NET_FOLD_ALL = "net-fold-all"
 NET_OPEN_ALL = "net-open-all"
 NET_DAG_PNG = "net-dag-png"
+ATTN_AREA = "attn-area"  # a vision transformer's attention maps of the selected image (attention_card.py)
 
 FMAP_SCALE = "fmap-scale"
 FMAP_AREA = "fmap-area"

@@ -18,6 +18,7 @@ from flask import Response
 
 from layerscope.analysis import group_mean
 from layerscope.dashboard import ids, views
+from layerscope.dashboard.attention_card import attention_card, has_attention
 from layerscope.dashboard.checks import (
     check_ablation_list,
     check_choice,
@@ -229,7 +230,8 @@ def inside_layout(state: DashboardState) -> list[Any]:
         dcc.Interval(id=ids.UNIT_INTERVAL, interval=700, disabled=True),
         class_name="unit-card",
     )
-    return [graph_card(state), network, html.Div([feature_maps, unit_card], className="row two inside")]
+    attention = [attention_card(state)] if has_attention(state) else []
+    return [graph_card(state), network, *attention, html.Div([feature_maps, unit_card], className="row two inside")]
 
 
 # -- helpers the callbacks share -----------------------------------------------------------------------------------
