@@ -196,3 +196,20 @@ def test_weights_are_drawn_only_between_a_node_and_what_it_reads():
         kinds["mix.branch5.0"][0] == "none" and "does not compute from 'mix.branch3' alone" in kinds["mix.branch5.0"][1]
     )
     assert kinds["mix.branch5.2"][0] == "conv"
+
+
+def test_the_unit_card_and_default_layer_never_open_on_a_batch_norm(tmp_path):
+    from layerscope.dashboard.inside import default_unit
+    from layerscope.dashboard.state import DashboardState
+    from layerscope.data import load_dataset
+    from layerscope.layers import last_hidden_layer
+    from layerscope.pipeline import train_run
+    from layerscope.training import TrainConfig
+    from tests.conftest import make_image_folder
+
+    data = load_dataset(make_image_folder(tmp_path / "shapes", n=24, size=16, channels=3, classes=4))
+    spec = {"class": "tests.models:LeNetBN", "args": {"in_channels": 3, "num_classes": 4, "image_size": 16}}
+    run = train_run(tmp_path / "run", data, TrainConfig(epochs=1, batch_size=8, device="cpu"), spec=spec)
+    assert [info.op for info in run.layers[1:4]] == ["Conv2d", "BatchNorm2d", "Conv2d"]
+    assert default_unit(DashboardState(run)) == {"layer": "conv2", "unit": 0}  # not bn1
+    assert last_hidden_layer(run.layers, 4) == "fc1"  # not bn3

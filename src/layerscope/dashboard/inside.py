@@ -75,8 +75,8 @@ MAX_EDGES = 12  # the "edges per node" slider's maximum
 
 def default_unit(state: DashboardState) -> dict[str, Any]:
     """The unit the card opens on: channel 0 of the second conv layer (the first has 3x3 kernels only), else of the
-    first layer."""
-    convs = state.conv_layers
+    first layer; a batch norm's channel (a rescaled copy of the layer before it) is never the first choice."""
+    convs = [name for name in state.conv_layers if not state.run.layer(name).normalisation]
     return {"layer": convs[1] if len(convs) > 1 else state.activation_layers[0], "unit": 0}
 
 
