@@ -199,7 +199,7 @@ def inside_layout(state: DashboardState) -> list[Any]:
                     start["layer"],
                     id=ids.UNIT_LAYER,
                     clearable=False,
-                    className="ctl",
+                    className="ctl wide",
                 ),
                 # no max: a number past the layer's last unit reaches the server, which says so (UNIT_ERROR)
                 dcc.Input(id=ids.UNIT_INDEX, type="number", min=0, step=1, value=start["unit"], className="text small"),

@@ -229,7 +229,7 @@ def graph_card(state: DashboardState) -> html.Div:
             elements=graph_elements(graph, set(state.activation_layers), collapsed),
             stylesheet=STYLESHEET,
             layout=LAYOUT,
-            style={"width": "100%", "height": "360px"},
+            style={"width": "100%", "height": "300px"},
             minZoom=0.2,
             maxZoom=3,
             wheelSensitivity=0.3,
