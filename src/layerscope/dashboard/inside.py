@@ -6,6 +6,7 @@ and in the server-side state, figures in ``unit_figures``.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -664,9 +665,14 @@ def unit_static(state: DashboardState, gate: Any, unit: Any) -> Any:
         weights = state.incoming(layer, u)
         shape = "x".join(str(s) for s in np.asarray(weights.array).shape)
         label = {"kernel": "kernel", "kernels": "kernel per input channel", "maps": "weight maps per input channel"}
-        wfig = weights_figure(
-            weights.kind, weights.array, weights.bias, f"{label.get(weights.kind, 'weights')} ({shape})"
-        )
+        if weights.kind == "none":  # an add, a concatenation, an op layerscope cannot read: say why, not an axis
+            why = state.connections[layer].note if layer in state.connections else ""
+            wfig = empty_figure("<br>".join(textwrap.wrap(f"No one layer of weights feeds it: {why}", 44)))
+            wfig.update_layout(height=260)
+        else:
+            wfig = weights_figure(
+                weights.kind, weights.array, weights.bias, f"{label.get(weights.kind, 'weights')} ({shape})"
+            )
     except Exception as e:  # a layer without weights (pooling) or one layerscope cannot read
         wfig = empty_figure(str(e))
         wfig.update_layout(height=260)

@@ -105,8 +105,12 @@ def default_collapsed(graph: ModelGraph) -> list[str]:
     return graph.blocks if len(graph.nodes) > FOLD_ABOVE else []
 
 
-def _label(name: str, parent: str | None, shape: tuple[int, ...]) -> str:
+def _label(name: str, parent: str | None, shape: tuple[int, ...], op: str = "") -> str:
+    """The node's name inside its frame (``conv1`` in ``layer1.0``), with its op where the name is a number (a
+    Sequential's ``0 Conv2d``), over its output's shape."""
     short = name[len(parent) + 1 :] if parent else name
+    if short.isdigit() and op:
+        short = f"{short} {op}"
     size = "x".join(str(s) for s in shape)
     return f"{short}\n{size}" if size else short
 
@@ -151,7 +155,7 @@ def graph_elements(graph: ModelGraph, captured: set[str], collapsed: list[str]) 
                 classes.append("captured")
         else:
             node = graph.node(name)
-            data |= {"label": _label(name, p, node.shape), "op": node.op}
+            data |= {"label": _label(name, p, node.shape, node.op), "op": node.op}
             classes = [node.kind] + (["merge"] if node.merge else []) + (["captured"] if name in captured else [])
             if name in captured:
                 data["layer"] = name
