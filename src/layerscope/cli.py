@@ -173,6 +173,15 @@ DatasetOpt = Annotated[
     ),
 ]
 ClassNamesOpt = Annotated[str | None, typer.Option(help="Comma-separated class names, or a file with one per line.")]
+MemoryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--memory",
+        metavar="SIZE",
+        help="At most this much memory for the batches of capture and PCA, e.g. 4GB or 512MB (default: half the "
+        "available memory, at most 4 GiB); less memory means smaller batches and more passes, the same result.",
+    ),
+]
 ImageSizeOpt = Annotated[
     int | None, typer.Option(help="Resize an image folder's images to N x N (they must otherwise share one size).")
 ]
@@ -223,11 +232,15 @@ def train(
     force: Annotated[
         bool, typer.Option(help="Replace an existing Run at --out (only once the new one is complete).")
     ] = False,
+    memory: MemoryOpt = None,
 ) -> None:
     """Train a model (the report's CNN, or --model) and write a complete Run: weights, predictions, activations, PCA
     of every layer."""
+    from layerscope.memory import parse_memory
     from layerscope.pipeline import train_run
     from layerscope.training import PRESETS, TrainConfig
+
+    limit = parse_memory(memory) if memory is not None else None
 
     if preset not in PRESETS:
         raise LayerscopeError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
@@ -262,6 +275,7 @@ def train(
             on_epoch=on_epoch,
             include=include,
             exclude=exclude,
+            memory=limit,
         )
     _written(run, f"training {run.manifest['training']['seconds']:.1f} s")
 
@@ -293,12 +307,16 @@ def import_model(
     force: Annotated[
         bool, typer.Option(help="Replace an existing Run at --out (only once the new one is complete).")
     ] = False,
+    memory: MemoryOpt = None,
 ) -> None:
     """Make a Run for an already-trained model: its weights on a dataset, captured and projected, no training."""
     import hashlib
 
+    from layerscope.memory import parse_memory
     from layerscope.models.loading import SEED_CNN, build_model, load_weights
     from layerscope.pipeline import create_run
+
+    limit = parse_memory(memory) if memory is not None else None
 
     # the user named this class on the command line: its code is theirs to run. A model of their own is built and its
     # weights checked before the dataset is read (seconds to minutes); the report's CNN is sized to the dataset.
@@ -323,12 +341,18 @@ def import_model(
             provenance=provenance,
             include=include,
             exclude=exclude,
+            memory=limit,
         )
     _written(run, f"{len(run.layers) - 1} layers")
 
 
 def _info(run: Any) -> dict[str, Any]:
     m = run.manifest
+    usage = run.disk_usage()
+    layers = []
+    for info in run.layers:
+        files = usage["layers"].get(info.name, {})
+        layers.append({**info.to_dict(), "files": files, "bytes": sum(files.values())})
     return {
         "path": str(run.path),
         "format_version": m["format_version"],
@@ -336,7 +360,7 @@ def _info(run: Any) -> dict[str, Any]:
         "created": m.get("created"),
         "dataset": m["dataset"],
         "model": m["model"],
-        "layers": [info.to_dict() for info in run.layers],
+        "layers": layers,
         "test_accuracy": m["metrics"]["test_accuracy"],
         "metrics": m["metrics"],
         "history": m.get("history", []),
@@ -344,14 +368,20 @@ def _info(run: Any) -> dict[str, Any]:
         "capture": m.get("capture", {}),
         "computed": run.computed(),
         "projections": m.get("projections", {}),
+        "other_files": usage["other"],
+        "total_bytes": usage["total"],
     }
 
 
 @app.command()
 def info(
-    run_dir: RunArg, as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False
+    run_dir: RunArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    files: Annotated[bool, typer.Option("--files", help="List every file of each layer with its size.")] = False,
 ) -> None:
-    """Dataset, model, layers with output shapes, test accuracy and what the Run has computed."""
+    """Dataset, model, layers with output shapes, test accuracy, what the Run has computed and its size on disk."""
+    from layerscope.memory import format_bytes
+
     run = _open(run_dir)
     data = _info(run)
     if as_json:
@@ -375,27 +405,80 @@ def info(
             f"seed {t.get('seed')} on {t.get('device')}: {t.get('seconds')} s"
         )
     out.print(f"[bold]Test accuracy[/] {data['test_accuracy']:.4f}")
-    table = Table("layer", "kind", "shape", "stored", "projections")
+    table = Table("layer", "kind", "shape", "stored", "projections", "on disk")
     for layer in data["layers"]:
         methods = data["computed"]["projections"].get(layer["name"], [])
         table.add_row(
-            layer["name"], layer["kind"], "x".join(map(str, layer["shape"])), layer["stored"], ", ".join(methods) or "-"
+            layer["name"],
+            layer["kind"],
+            "x".join(map(str, layer["shape"])),
+            layer["stored"],
+            ", ".join(methods) or "-",
+            f"{format_bytes(layer['bytes'])} in {len(layer['files'])} files",
         )
     out.print(table)
+    for layer in data["layers"] if files else ():
+        out.print(f"[bold]{layer['name']}[/]", highlight=False)
+        for relpath, size in layer["files"].items():
+            out.print(f"  {relpath:<60} {format_bytes(size):>10}", highlight=False, soft_wrap=True)
+    other = data["other_files"]
+    layer_bytes = sum(layer["bytes"] for layer in data["layers"])
+    out.print(
+        f"[bold]On disk[/] {format_bytes(data['total_bytes'])}: layers {format_bytes(layer_bytes)}, "
+        f"other files {format_bytes(sum(other.values()))} "
+        f"({', '.join(sorted(other, key=other.__getitem__, reverse=True)[:4])}{', ...' if len(other) > 4 else ''})"
+    )
 
 
 @app.command()
 def layers(
-    run_dir: RunArg, as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False
+    run_dir: RunArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    every: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Every node of the model's graph (adds, flattens, ...), the captured ones marked with *."
+        ),
+    ] = False,
 ) -> None:
-    """The Run's layers: dotted names and output shapes."""
+    """The Run's layers: dotted names and output shapes; with --all, every node of the model's graph."""
     run = _open(run_dir)
+    if every:
+        _graph_nodes(run, as_json)
+        return
     if as_json:
         print(json.dumps([info.to_dict() for info in run.layers], indent=2))
         return
     width = max(len(info.name) for info in run.layers)
     for info in run.layers:
         out.print(f"{info.name:<{width}}  {info.kind:<6} {'x'.join(map(str, info.shape))}")
+
+
+def _graph_nodes(run: Any, as_json: bool) -> None:
+    """``layers --all``: every node of ``run.graph`` with its op, kind, block, inputs and shape, and whether the Run
+    captured it (those can be projected; any other can be chosen with ``--include NAME`` when the Run is made)."""
+    graph = run.graph
+    captured = set(run.layer_names)
+    nodes = [{**node.to_dict(), "captured": node.name in captured} for node in graph.nodes]
+    if as_json:
+        print(json.dumps({"method": graph.method, "reason": graph.reason, "nodes": nodes}, indent=2))
+        return
+    width = max(len(node["name"]) for node in nodes)
+    op_width = max(len(node["op"]) for node in nodes)
+    for node in nodes:
+        mark = "*" if node["captured"] else " "
+        shape = "x".join(map(str, node["shape"]))
+        inputs = ", ".join(node["inputs"])
+        out.print(
+            f"{mark} {node['name']:<{width}}  {node['op']:<{op_width}}  {node['kind']:<8} {shape:<12} {inputs}",
+            highlight=False,
+        )
+    how = "traced with torch.fx" if graph.method == "fx" else f"the captured layers only: {graph.reason}"
+    out.print(
+        f"{len(nodes)} nodes ({how}); * marks the {len(captured & {n['name'] for n in nodes})} the Run captured. "
+        "'layerscope train --include NAME' captures others.",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -407,18 +490,28 @@ def project(
     seed: Annotated[int, typer.Option(help="random_state of the method.")] = 0,
     device: DeviceOpt = "auto",
     trust_model_code: TrustOpt = False,
+    memory: MemoryOpt = None,
 ) -> None:
     """Project a layer's activations over every image to 2-D and store it in the Run, with quality figures."""
+    from layerscope.memory import parse_memory
     from layerscope.projections.compute import check_method, compute_projection
 
     _check_range("--seed", seed, 0, SEED_MAX)
+    limit = parse_memory(memory) if memory is not None else None
     run = _open(run_dir, trust_model_code)
     check_method(method)
     run.layer(layer)
     device = _device(device)
     with _bars() as progress:
         result = compute_projection(
-            run, layer, method, recompute=recompute, random_state=seed, device=device, progress=Bars(progress)
+            run,
+            layer,
+            method,
+            recompute=recompute,
+            random_state=seed,
+            device=device,
+            progress=Bars(progress),
+            memory=limit,
         )
     meta = result.meta
     cached = "" if recompute or "seconds" not in meta else f" (computed {meta.get('computed')})"
@@ -1063,6 +1156,8 @@ def click_command() -> Any:
 def main() -> None:
     """Console entry point: bad input is one line on stderr and exit code 2; Ctrl-C is one line and exit code 130."""
     signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, Ctrl-C unwinds and cleans up
+    # `kill PID` too (SIGTERM's default ends the process at once, leaving a half-built Run's staging directory)
+    terminate = signal.signal(signal.SIGTERM, signal.default_int_handler)
     log = logging.getLogger("layerscope")
     handler = _OneLine()
     log.addHandler(handler)
@@ -1084,6 +1179,8 @@ def main() -> None:
         code = 130
     finally:
         log.removeHandler(handler)
+        if terminate is not None:
+            signal.signal(signal.SIGTERM, terminate)
     if code == 130:
         err.print("interrupted; nothing was left half-written.")
     sys.exit(code or 0)

@@ -602,6 +602,47 @@ class Run:
             positions = np.array(self.array(f"topk/{layer}.positions.npy", (*values.shape, 2), "iu"))
         return TopK(values=values, indices=indices, positions=positions)
 
+    def layer_files(self, layer: str) -> list[str]:
+        """The arrays the Run stores for ``layer``, by the names the Run calls them (``activations/conv1.mean.npy``,
+        ``projections/conv1/pca.npy``, ...): its activations, fitted PCA, projections, top-k images and aggregates'
+        values, those that are there (the input's values are ``images.npy``)."""
+        info = self.layer(layer)
+        names = {
+            "image": ["images.npy"],  # the input's values are the images themselves
+            "dense": [f"activations/{layer}.npy"],
+            "conv": [f"activations/{layer}.{stat}.npy" for stat in ("mean", "max")],
+        }
+        candidates = [
+            *names.get(info.kind, []),
+            *(f"features/{layer}.{part}.npy" for part in ("pca", "pca_components", "pca_mean")),
+            *(f"projections/{layer}/{method}.npy" for method in self.manifest.get("projections", {}).get(layer, {})),
+            *(f"topk/{layer}.{part}.npy" for part in ("values", "indices", "positions")),
+            f"aggregates/activations/{layer}.npy",
+            f"aggregates/projections/{layer}.npy",
+        ]
+        return [relpath for relpath in candidates if self.has_array(relpath)]
+
+    def disk_usage(self) -> dict[str, Any]:
+        """Bytes on disk: ``{"layers": {layer: {relpath: bytes}}, "other": {path: bytes}, "total": bytes}``, where
+        "other" is every other file of the directory (images, labels, weights, the manifest) and "total" all of
+        them. Sizes are apparent sizes (``st_size``); a sparse file counts whole."""
+        files: dict[Path, int] = {}
+        for path in sorted(self.path.rglob("*")):
+            with contextlib.suppress(OSError):
+                if path.is_file() and not path.is_symlink():
+                    files[path] = path.stat().st_size
+        layers: dict[str, dict[str, int]] = {}
+        claimed: set[Path] = set()
+        for info in self.layers:
+            entry = layers.setdefault(info.name, {})
+            for relpath in self.layer_files(info.name):
+                path = self.file(relpath)
+                if path in files:
+                    entry[relpath] = files[path]
+                    claimed.add(path)
+        other = {str(path.relative_to(self.path)): size for path, size in files.items() if path not in claimed}
+        return {"layers": layers, "other": other, "total": sum(files.values())}
+
     def computed(self) -> dict[str, Any]:
         """What the Run holds, for ``info``: stored activations and projections per layer, layers with top-k."""
         stored = {info.name: info.to_dict()["stored"] for info in self.layers}
