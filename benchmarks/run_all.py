@@ -35,6 +35,7 @@ SCRIPTS = [
     "interop",
     "safety",
     "cli",
+    "any_model",
 ]
 HERE = Path(__file__).resolve().parent
 # scripts that take --run: they share one Run made from the shipped weights here, instead of making one each
