@@ -316,6 +316,43 @@ def test_visualize_reports_the_activation_of_the_returned_image(tiny):
     np.testing.assert_allclose(vis.activation[:, 0], unit_activation(conv, [1, 2]).numpy(), rtol=1e-5)
 
 
+class Tokens(nn.Module):
+    """(N, 1, 8, 8) -> ``embed`` (N, 4 tokens, 6) -> ``mix`` (N, 4, 6) -> mean over tokens -> ``out`` (N, 3): a
+    transformer's token layers, whose (tokens, dim) outputs a Run stores flattened as 24 dense units."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(16, 6)
+        self.mix = nn.Linear(6, 6)
+        self.out = nn.Linear(6, 3)
+
+    def tokens(self, x):
+        patches = x.unfold(2, 4, 4).unfold(3, 4, 4).reshape(len(x), 4, 16)  # (N, 4 patches, 16 pixels)
+        return self.mix(self.embed(patches))  # (N, 4, 6)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.tokens(x)).mean(1))
+
+
+def test_token_layers_count_units_as_the_run_does():
+    """A (N, tokens, dim) output is a dense layer of tokens * dim units everywhere, as the Run's activations and
+    top-k number them: unit 23 is token 3's last feature, not "channel" 23 of 4 (which used to be out of range)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = Tokens()
+    out = torch.arange(2 * 4 * 6, dtype=torch.float32).reshape(2, 4, 6)
+    torch.testing.assert_close(unit_activation(out, 23), out[:, 3, 5])
+    torch.testing.assert_close(unit_activation(out), out.flatten(1))
+    torch.testing.assert_close(neuron("mix", 7)({"mix": out.flatten(1)}), out[:, 1, 1])
+    assert layer_units(model, "mix", SHAPE) == ("dense", 24)
+    vis = visualize(model, "mix", [0, 23], image_shape=SHAPE, steps=4)
+    with torch.no_grad():
+        reached = model.tokens(torch.from_numpy(vis.images[:, 0])).flatten(1)  # (units, 4 * 6)
+    np.testing.assert_allclose(vis.activation[:, 0], [reached[0, 0], reached[1, 23]], rtol=1e-5)
+    acc = accentuate(model, "mix", 23, np.full(SHAPE, 0.5, np.float32), steps=8)
+    assert acc.activation > acc.start_activation
+
+
 def test_bad_layers_and_units(tiny):
     with pytest.raises(LayerNotFoundError, match=r"unknown layer 'fc3'.*Hint"):
         visualize(tiny, "fc3", 0, image_shape=SHAPE, steps=1)
@@ -433,6 +470,25 @@ def test_image_prior_estimates_mean_covariance_and_statistics():
     far = distance_to_data(np.random.default_rng(0).random((4, 1, 8, 8)), prior)
     assert far["far"] and far["ink_ratio"] > 1.5
     assert not distance_to_data(x[:50], prior)["far"]
+
+
+def test_image_prior_of_fewer_colour_images_than_pixels_is_their_covariances_full_basis():
+    """12 RGB images of 4 x 4 (48 pixels): the covariance has rank 11; its eigenvalues and eigenvectors come from the
+    images' SVD (fast where eigh of the pixel covariance took 5-30 s for 3 x 32 x 32), completed to an orthonormal
+    basis that still holds every image, seen or not."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(13, 3, 4, 4), dtype=np.uint8)
+    prior = image_prior(images[:12])
+    x = images[:12].astype(np.float64).reshape(12, -1) / 255
+    cov = np.cov(x.T)  # (48, 48)
+    assert prior.shape == (3, 4, 4) and prior.has_covariance and prior.eigenvectors.shape == (48, 48)
+    np.testing.assert_allclose(prior.eigenvalues, np.sort(np.linalg.eigvalsh(cov))[::-1].clip(0), atol=1e-6)
+    assert (np.diff(prior.eigenvalues) <= 0).all() and (prior.eigenvalues[11:] < 1e-12).all()
+    vectors = prior.eigenvectors.astype(np.float64)
+    np.testing.assert_allclose(vectors.T @ vectors, np.eye(48), atol=1e-5)
+    np.testing.assert_allclose(vectors @ np.diag(prior.eigenvalues) @ vectors.T, cov, atol=1e-6)
+    unseen = images[12:].astype(np.float32) / 255  # not in the sample, outside the 11 directions of its variance
+    np.testing.assert_allclose(DataImage(prior, 1, start=unseen)().detach().numpy(), unseen, atol=1e-4)
 
 
 def test_data_image_starts_where_asked_and_spectrum_image_keeps_the_datas_magnitude():

@@ -28,6 +28,7 @@ __all__ = [
     "Objective",
     "Unit",
     "activation",
+    "as_units",
     "channel",
     "class_logit",
     "class_margin",
@@ -68,14 +69,23 @@ def _pick(output: Tensor, unit: int | Tensor) -> Tensor:
     return output[torch.arange(output.shape[0], device=output.device), unit.to(output.device)]
 
 
+def as_units(output: Tensor) -> Tensor:
+    """A layer's output shaped as a Run counts its units: (N, C, H, W) stays, a conv layer of C channels; any other
+    shape is flattened to (N, D), a dense layer of D neurons (a transformer's (N, tokens, dim) gives tokens * dim, as
+    its activations, top images and unit cards number them)."""
+    return output.flatten(1) if output.ndim > 2 and output.ndim != 4 else output
+
+
 def unit_activation(output: Tensor, unit: Unit | None = None) -> Tensor:
     """A unit's activation, as layerscope means it everywhere (DeepVis ranks its top images by it).
 
-    dense ``output`` (N, D): ``output[:, unit]``; conv (N, C, H, W): the spatial max of channel ``unit``. Returns (N,)
-    for an int unit or per-element units (element i's unit[i]), and (N, units) for every unit when ``unit`` is None.
+    dense ``output`` (N, D): ``output[:, unit]``; conv (N, C, H, W): the spatial max of channel ``unit``; any other
+    shape is flattened first (``as_units``). Returns (N,) for an int unit or per-element units (element i's unit[i]),
+    and (N, units) for every unit when ``unit`` is None.
     """
     if output.ndim < 2:
         raise LayerscopeError(f"a layer output has a batch and a unit dimension; got shape {tuple(output.shape)}.")
+    output = as_units(output)
     values = output if output.ndim == 2 else output.flatten(2).amax(2)  # (N, C, H, W) -> (N, C)
     return values if unit is None else _pick(values, _as_unit(unit))
 

@@ -26,6 +26,7 @@ from layerscope.featurevis.objectives import (
     Objective,
     Unit,
     activation,
+    as_units,
     channel,
     class_logit,
     class_margin,
@@ -168,9 +169,11 @@ class _GraphRecorder(ActivationRecorder):
         super().__init__(model, names, keep_graph=True)
 
     def forward(self, x: Tensor, keys: Sequence[str]) -> dict[str, Tensor]:
-        """Forward x as far as ``keys`` need (to the end for ``LOGITS``); the outputs, graph attached."""
+        """Forward x as far as ``keys`` need (to the end for ``LOGITS``); the outputs, graph attached, each shaped as
+        the Run counts its units (``as_units``)."""
         wanted = [k for k in keys if k not in (LOGITS, IMAGE)]
-        return super().run(x, stop_early=LOGITS not in keys and bool(wanted), layers=wanted)
+        outputs = super().run(x, stop_early=LOGITS not in keys and bool(wanted), layers=wanted)
+        return {name: as_units(out) for name, out in outputs.items()}
 
 
 class _Adam:
