@@ -207,9 +207,10 @@ def fit(
     n_used = len(train_idx) - 1 if len(train_idx) % config.batch_size == 1 and len(train_idx) > 1 else len(train_idx)
     steps = (n_used + config.batch_size - 1) // config.batch_size
     optimizer = _adam(model, config.lr)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=config.epochs * steps, pct_start=0.2
-    )
+    total = config.epochs * steps
+    # OneCycleLR divides by (pct_start * total_steps - 1): a warm-up of exactly one step (5 steps in all) divides by 0
+    pct_start = 0.2 if total != 5 else 0.4
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total, pct_start=pct_start)
     history: list[EpochRecord] = []
     for epoch in range(1, config.epochs + 1):
         task = f"train epoch {epoch}/{config.epochs}"

@@ -67,3 +67,13 @@ def test_a_device_that_is_not_there_is_a_one_line_error(monkeypatch):
     assert resolve_device("auto") == torch.device("cuda")
     with pytest.raises(LayerscopeError, match=r"--device cuda:7: torch sees 1 CUDA GPU \(cuda:0\); choose one"):
         resolve_device("cuda:7")
+
+
+@pytest.mark.parametrize("batch_size", [12, 16, 64])  # 60 images: 5, 4 and 1 steps
+def test_a_few_steps_in_all_train(idx_dir, batch_size):
+    # one epoch of 5 steps made torch's OneCycleLR divide by zero (a warm-up of exactly one step)
+    data = load_idx_dir(idx_dir)
+    n_train = int((data.split == 0).sum())
+    model = SeedCNN(image_size=8, num_classes=3)
+    history = fit(model, data, TrainConfig(epochs=1, batch_size=batch_size, device="cpu", augment=0))
+    assert len(history) == 1 and np.isfinite(history[0].train_loss), n_train
