@@ -131,7 +131,9 @@ def node_position(page, layer, unit):
 
 
 def click_node(page, layer, unit):
-    """Move the mouse onto the node and click it, once plotly hovers it (its click reports the hovered point)."""
+    """Move the mouse onto the node and click it, once plotly hovers it (its click reports the hovered point). The
+    graph is scrolled into view first: the model graph's card above it puts its lower half below the fold."""
+    page.locator(NET).scroll_into_view_if_needed()
     x, y = node_position(page, layer, unit)
     page.mouse.move(x, y, steps=4)
     page.wait_for_function(

@@ -131,6 +131,7 @@ def test_box_select_in_the_graph_switches_several_units_off(page):
     page.wait_for_function(NET_DRAWN)
     page.locator("#net-graph").hover()
     page.click("#net-graph .modebar-btn[data-val='select']")  # the graph's own box select
+    page.locator(NET).scroll_into_view_if_needed()
     (x, top), (_, bottom) = node_position(page, "fc2", 0), node_position(page, "fc2", 3)
     page.mouse.move(x - 8, top - 4)
     page.mouse.down()
