@@ -153,7 +153,7 @@ def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
             for field in ("op", "kind", "block"):
                 c.text(node.get(field), f"{key}.{field}", 300)
             for j, source in enumerate(c.of(node.get("inputs"), list, f"{key}.inputs")):
-                if source not in nodes:
+                if not isinstance(source, str) or source not in nodes:
                     raise c.fail(f"{key}.inputs[{j}]", f"{_shown(source)} is not a node before it")
             for j, s in enumerate(c.of(node.get("shape"), list, f"{key}.shape")):
                 c.count(s, f"{key}.shape[{j}]", 1, MAX_DIMS)
