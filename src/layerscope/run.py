@@ -477,7 +477,7 @@ class Run:
                 f"{self.path}: labels.npy holds classes outside 0..{len(self.class_names) - 1}; the Run is damaged."
             )
         return Dataset(
-            name=d["name"],
+            name=str(d.get("name", self.path.name)),  # optional in a manifest (manifest.py): the Run's folder then
             images=self.images,
             labels=labels,
             split=self.split,

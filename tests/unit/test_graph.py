@@ -3,6 +3,8 @@ outputs against direct forward passes."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -213,3 +215,28 @@ def test_the_unit_card_and_default_layer_never_open_on_a_batch_norm(tmp_path):
     assert [info.op for info in run.layers[1:4]] == ["Conv2d", "BatchNorm2d", "Conv2d"]
     assert default_unit(DashboardState(run)) == {"layer": "conv2", "unit": 0}  # not bn1
     assert last_hidden_layer(run.layers, 4) == "fc1"  # not bn3
+
+
+def test_a_manifest_without_a_dataset_name_opens_its_dataset(tmp_path):
+    # found by tests/fuzz/test_fuzz_run.py: "dataset.name" is optional in a manifest, and Run.dataset() needed it
+    import json
+    import shutil
+
+    from layerscope.data import load_idx_dir
+    from layerscope.pipeline import create_run
+    from layerscope.run import Run
+    from tests.conftest import make_idx_dir
+
+    data = load_idx_dir(make_idx_dir(tmp_path / "toy"))
+    run = create_run(
+        tmp_path / "run",
+        data,
+        SeedCNN(image_size=8, num_classes=3),
+        {"class": "layerscope.models.seed_cnn:SeedCNN", "args": {"image_size": 8, "num_classes": 3}},
+        device="cpu",
+    )
+    copy = Path(shutil.copytree(run.path, tmp_path / "copy"))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    del manifest["dataset"]["name"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert Run(copy).dataset().name == "copy"
