@@ -167,6 +167,7 @@ def test_a_killed_train_leaves_no_staging_directory(shapes, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 130, err
+    # interrupted: exit code 130, or (seen once on a loaded CI machine, after the message) ended by SIGINT itself
+    assert proc.returncode in (130, -signal.SIGINT), err
     assert "interrupted; nothing was left half-written." in err
     assert list(out.parent.iterdir()) == []
