@@ -13,6 +13,7 @@ modules run in (forward hooks): the model is used as it is, and the graph says w
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,15 +29,24 @@ __all__ = ["NORMS", "keeps_units", "model_graph", "op_name", "source_model", "tr
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm2d)
 
 
+# fx patches ``nn.Module.__call__`` and ``__getattr__`` process-wide while it traces: two traces at once would restore
+# each other's patches, so one traces at a time
+_TRACING = threading.Lock()
+
+
 class _NodePathTracer(fx.Tracer):
     """An fx tracer that remembers, for each node, the module whose ``forward`` created it. Leaf modules: those with
-    no children, torch.nn's own (as fx has them), and the modules a user named as layers."""
+    no children, torch.nn's own (as fx has them), and the modules a user named as layers.
+
+    Modules called from other threads while it traces (the dashboard's forward passes, a model loaded in the
+    background) run as usual: fx's patches see every thread, this tracer only its own."""
 
     def __init__(self, leaves: Sequence[str]) -> None:
         super().__init__()
         self.leaves = set(leaves)
         self.current = ""
         self.owner: dict[fx.Node, str] = {}
+        self.thread = threading.get_ident()
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if module_qualified_name in self.leaves:
@@ -48,12 +58,19 @@ class _NodePathTracer(fx.Tracer):
         return super().is_leaf_module(m, module_qualified_name)
 
     def call_module(self, m: nn.Module, forward: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+        if threading.get_ident() != self.thread:
+            return forward(*args, **kwargs)
         previous = self.current
         self.current = self.path_of_module(m)
         try:
             return super().call_module(m, forward, args, kwargs)
         finally:
             self.current = previous
+
+    def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
+        if threading.get_ident() != self.thread:
+            return attr_val
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
 
     def create_proxy(self, kind: str, target: Any, args: Any, kwargs: Any, *rest: Any, **more: Any) -> fx.Proxy:
         proxy = super().create_proxy(kind, target, args, kwargs, *rest, **more)
@@ -175,7 +192,8 @@ def trace_model(
 
 def _traced(model: nn.Module, image_shape: tuple[int, ...], named: list[str]) -> tuple[nn.Module, ModelGraph]:
     tracer = _NodePathTracer(named)
-    graph = tracer.trace(model)
+    with _TRACING:
+        graph = tracer.trace(model)
     gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     batch = 2

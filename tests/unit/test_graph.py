@@ -240,3 +240,50 @@ def test_a_manifest_without_a_dataset_name_opens_its_dataset(tmp_path):
     del manifest["dataset"]["name"]
     (copy / "manifest.json").write_text(json.dumps(manifest))
     assert Run(copy).dataset().name == "copy"
+
+
+class _Paused(nn.Module):
+    """A block whose forward, while fx traces it, waits until the test has run another model in another thread."""
+
+    def __init__(self, tracing, resume) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.tracing, self.resume = tracing, resume
+
+    def forward(self, x):
+        if isinstance(x, torch.fx.Proxy):
+            self.tracing.set()
+            assert self.resume.wait(60), "the other thread never finished its forward pass"
+        return self.conv(x) + x.mean(1, keepdim=True)
+
+
+def test_a_graph_model_runs_while_another_thread_traces():
+    """fx patches every module call of the process while it traces; the dashboard runs forward passes in one thread
+    while it loads (traces) a model in another, and the forward passes must compute what they always do."""
+    import threading
+
+    model = SmallResNet().eval()
+    gm, _ = traced(model)
+    x = torch.rand(2, *RGB)
+    with torch.no_grad():
+        expected = model(x)
+    tracing, resume = threading.Event(), threading.Event()
+    other = nn.Sequential(_Paused(tracing, resume), nn.Flatten(), nn.Linear(4 * 32 * 32, 3))
+    result = {}
+
+    def trace_other():
+        result["graph"] = trace_model(other, RGB)[1]
+
+    thread = threading.Thread(target=trace_other)
+    thread.start()
+    try:
+        assert tracing.wait(60), "the other model's trace never reached its block"
+        with torch.no_grad():
+            got = gm(x)  # fx's patches are in place now
+        assert layer_outputs(gm, x, ["block2.add"])["block2.add"].shape == (2, 16, 16, 16)
+    finally:
+        resume.set()
+        thread.join(60)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    assert result["graph"].method == "fx", result["graph"].reason
+    assert "0.add" in result["graph"]  # the paused block traced as usual
