@@ -10,25 +10,15 @@ with the identity for the residual connection, to follow attention through the w
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from layerscope.graph import ModelGraph
+from layerscope.layers import token_grid
 
 __all__ = ["AttentionMaps", "attention_nodes", "image_attention", "rollout", "token_grid"]
-
-
-def token_grid(tokens: int) -> tuple[int, int] | None:
-    """(extra tokens before the patches, grid side) for ``tokens`` tokens: 65 -> (1, 8), 64 -> (0, 8); None when
-    no count of up to 4 extra tokens leaves a square grid."""
-    for extra in (1, 0, 2, 3, 4):
-        side = math.isqrt(max(tokens - extra, 0))
-        if side > 1 and side * side == tokens - extra:
-            return extra, side
-    return None
 
 
 def attention_nodes(graph: ModelGraph) -> list[str]:

@@ -21,7 +21,7 @@ from torch import nn
 
 from layerscope.data.datasets import Dataset
 from layerscope.errors import LayerNotFoundError, ModelMismatchError
-from layerscope.layers import INPUT, LayerInfo
+from layerscope.layers import CLS, INPUT, LayerInfo, token_layout
 from layerscope.memory import MemoryBudget, activation_row_bytes
 from layerscope.progress import ProgressFn, no_progress
 from layerscope.tracing import NORMS, model_graph, op_name, source_model
@@ -133,6 +133,20 @@ class _StopForward(Exception):
     """Raised by a hook once every requested layer has been recorded, to skip the rest of the forward pass."""
 
 
+def token_map(output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """A token layer's (N, T, D) output (`layerscope.layers.token_layout`) as (patch grid (N, D, side, side), extra
+    tokens (N, extra, D) or None): a view of ``output``, differentiable. None for an output that is not tokens."""
+    if output.ndim != 3:
+        return None
+    layout = token_layout(tuple(output.shape[1:]))
+    if layout is None:
+        return None
+    extra, side = layout
+    n, _, d = output.shape
+    grid = output[:, extra:].transpose(1, 2).reshape(n, d, side, side)
+    return grid, (output[:, :extra] if extra else None)
+
+
 class ActivationRecorder:
     """Records the outputs of named layers while the model runs; hooks are removed on exit.
 
@@ -143,6 +157,10 @@ class ActivationRecorder:
     eval mode inside the block and left as it was found afterwards. Each output is what the layer computed, also
     where a later in-place op of the pass overwrites its tensor: the first ``run`` of a kind finds those layers
     (`_find_overwritten`), whose outputs are then copied as they are recorded.
+
+    A transformer's token layer, (N, T, D), is recorded as its patch tokens on their grid, (N, D, side, side)
+    (`token_map`), and its class token's features (N, D) under ``<layer>#cls``; ``tokens`` has the number of extra
+    tokens of each such layer.
     """
 
     def __init__(self, model: nn.Module, layers: Sequence[str], keep_graph: bool = False) -> None:
@@ -158,6 +176,7 @@ class ActivationRecorder:
         self._found: dict[frozenset[str], set[str]] = {}  # those layers, by the layers a pass stops after
         self._probing = False
         self._versions: dict[str, tuple[torch.Tensor, int]] = {}
+        self.tokens: dict[str, int] = {}
 
     def _hook(self, name: str) -> Any:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
@@ -168,12 +187,20 @@ class ActivationRecorder:
                 if self._wanted and self._wanted <= self._versions.keys():
                     raise _StopForward
                 return
+            values = {name: output}
+            tokens = token_map(output)
+            if tokens is not None:
+                values[name], head = tokens
+                self.tokens[name] = 0 if head is None else head.shape[1]
+                if head is not None:
+                    values[name + CLS] = head[:, 0]
             # a copy where a later in-place op of the same pass overwrites the layer's own output; a graph kept for
             # differentiation is always copied, and its copy stays on the graph (clone has a gradient)
-            if self.keep_graph:
-                self.outputs[name] = output.clone()
-            else:
-                self.outputs[name] = output.detach().clone() if name in self._overwritten else output.detach()
+            for key, value in values.items():
+                if self.keep_graph:
+                    self.outputs[key] = value.clone()
+                else:
+                    self.outputs[key] = value.detach().clone() if name in self._overwritten else value.detach()
             if self._wanted and self._wanted <= self.outputs.keys():
                 raise _StopForward
 
@@ -255,6 +282,7 @@ def layer_outputs(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> d
     with ActivationRecorder(model, layers) as rec, torch.inference_mode():
         outputs = rec.run(x)
     result = {name: outputs[name].float().cpu() for name in rec.layers}
+    result |= {name + CLS: outputs[name + CLS].float().cpu() for name in rec.layers if name + CLS in outputs}
     if INPUT in layers:
         result[INPUT] = x.detach().cpu()
     return result
@@ -367,8 +395,11 @@ def _shape_text(shape: Sequence[int]) -> str:
     return "x".join(str(int(s)) for s in shape)
 
 
-def _blank_pass(model: nn.Module, image_shape: tuple[int, int, int], layers: list[str]) -> dict[str, torch.Tensor]:
-    """Outputs of ``layers`` (and the logits) for one blank image; a model that cannot take the images is an error."""
+def _blank_pass(
+    model: nn.Module, image_shape: tuple[int, int, int], layers: list[str]
+) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+    """Outputs of ``layers`` (and the logits) for one blank image, and the token layers' extra tokens
+    (`ActivationRecorder.tokens`); a model that cannot take the images is an error."""
     device = _model_device(model)
     order: list[str] = []
     try:
@@ -394,7 +425,8 @@ def _blank_pass(model: nn.Module, image_shape: tuple[int, int, int], layers: lis
             + (f"; build it for them with {hint}." if hint else "; build it for images of this shape.")
         ) from e
     # the order in which the layers produced their output (a layer run twice counts where it first ran)
-    return {name: outputs[name] for name in dict.fromkeys(order)} | {"__logits__": outputs["__logits__"]}
+    ordered = {name: outputs[name] for name in dict.fromkeys(order)} | {"__logits__": outputs["__logits__"]}
+    return ordered, rec.tokens
 
 
 def check_outputs(model: nn.Module, logits: Any, num_classes: int) -> None:
@@ -422,7 +454,7 @@ def describe_layers(
     ``ModelMismatchError``.
     """
     names = list(layers) if layers is not None else list_layers(model)
-    outputs = _blank_pass(model, image_shape, names)
+    outputs, tokens = _blank_pass(model, image_shape, names)
     if num_classes is not None:
         check_outputs(model, outputs["__logits__"], num_classes)
     missing = [name for name in names if name != INPUT and name not in outputs]
@@ -438,7 +470,7 @@ def describe_layers(
         shape = tuple(int(s) for s in out.shape[1:])
         kind = "conv" if len(shape) == 3 else "dense"
         op = op_name(modules[name])
-        infos.append(LayerInfo(name, kind, shape if kind == "conv" else (int(np.prod(shape)),), op))
+        infos.append(LayerInfo(name, kind, shape if kind == "conv" else (int(np.prod(shape)),), op, tokens.get(name)))
     return infos
 
 
@@ -501,7 +533,8 @@ def capture_dataset(
     """One batched pass over every image, writing ``.npy`` files into ``out_dir``.
 
     ``probs.npy`` (N, K) softmax probabilities; dense layers whole as ``activations/<layer>.npy`` (N, D); conv layers
-    as per-channel spatial mean and max, ``activations/<layer>.mean.npy`` and ``.max.npy`` (N, C). Full conv maps are
+    as per-channel spatial mean and max, ``activations/<layer>.mean.npy`` and ``.max.npy`` (N, C), a token layer's
+    class token as ``.cls.npy`` (N, D). Full conv maps are
     70k x 18,432 floats for conv2, so they are recomputed on demand instead of stored.
 
     ``on_batch(batch_indices, outputs)`` sees every batch's full outputs on the way (e.g. a ``TopKCollector``), so
@@ -518,7 +551,7 @@ def capture_dataset(
                 out_dir / "activations" / f"{info.name}.npy", "w+", np.float32, (n, info.dims)
             )
         else:
-            for stat in ("mean", "max"):
+            for stat in ("mean", "max", "cls") if info.tokens else ("mean", "max"):
                 arrays[f"{info.name}.{stat}"] = np.lib.format.open_memmap(
                     out_dir / "activations" / f"{info.name}.{stat}.npy", "w+", np.float32, (n, info.shape[0])
                 )
@@ -540,6 +573,8 @@ def capture_dataset(
             else:  # (b, C, H, W) -> (b, C); reducing in place is ~10x faster than flatten(2) of a channels-last map
                 arrays[f"{info.name}.mean"][lo:hi] = out.mean((2, 3)).numpy()
                 arrays[f"{info.name}.max"][lo:hi] = out.amax((2, 3)).numpy()
+                if info.tokens:
+                    arrays[f"{info.name}.cls"][lo:hi] = outputs[info.name + CLS].numpy()
         if on_batch is not None:
             on_batch(batch, outputs)
         done = hi

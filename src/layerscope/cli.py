@@ -40,6 +40,7 @@ from rich.table import Table  # noqa: E402
 
 from layerscope import __version__  # noqa: E402
 from layerscope.errors import LayerscopeError  # noqa: E402
+from layerscope.layers import LayerInfo  # noqa: E402
 
 app = typer.Typer(
     name="layerscope",
@@ -491,6 +492,13 @@ def project(
     device: DeviceOpt = "auto",
     trust_model_code: TrustOpt = False,
     memory: MemoryOpt = None,
+    tokens: Annotated[
+        str | None,
+        typer.Option(
+            help="A transformer's token layer: project it from its class token ('cls') or its patch tokens' mean "
+            "('mean') from now on; the Run keeps the choice and drops the layer's projections of the other."
+        ),
+    ] = None,
 ) -> None:
     """Project a layer's activations over every image to 2-D and store it in the Run, with quality figures."""
     from layerscope.memory import parse_memory
@@ -500,7 +508,10 @@ def project(
     limit = parse_memory(memory) if memory is not None else None
     run = _open(run_dir, trust_model_code)
     check_method(method)
-    run.layer(layer)
+    info = run.layer(layer)
+    if tokens is not None:
+        run.set_token_source(layer, tokens)
+        info = run.layer(layer)
     device = _device(device)
     with _bars() as progress:
         result = compute_projection(
@@ -516,11 +527,16 @@ def project(
     meta = result.meta
     cached = "" if recompute or "seconds" not in meta else f" (computed {meta.get('computed')})"
     out.print(
-        f"{method} of {layer}: {meta['n_points']:,} points in {meta['seconds']:.1f} s{cached}; "
+        f"{method} of {layer}{_projected_from(info)}: {meta['n_points']:,} points in {meta['seconds']:.1f} s{cached}; "
         f"2-D kNN accuracy {meta['knn_accuracy']:.3f}, trustworthiness {meta['trustworthiness']:.3f}"
     )
     if meta.get("note"):
         out.print(f"note: {meta['note']}")
+
+
+def _projected_from(info: LayerInfo) -> str:
+    source = info.token_features
+    return "" if source is None else f" (from its {'class token' if source == 'cls' else 'token mean'})"
 
 
 UnitOpt = Annotated[

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from layerscope.errors import RunError
+from layerscope.layers import TOKEN_SOURCES
 from layerscope.names import is_path_name
 
 __all__ = ["MAX_CLASSES", "MAX_IMAGES", "check_manifest", "check_relpath"]
@@ -139,6 +140,12 @@ def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
             raise c.fail(f"{key}.shape", f"{layer['shape']} is not the shape of a {kind} layer")
         if "op" in layer:
             c.text(layer["op"], f"{key}.op", 100)
+        if "tokens" in layer:
+            tokens = c.of(layer["tokens"], dict, f"{key}.tokens")
+            extra = c.count(tokens.get("extra"), f"{key}.tokens.extra", 0, 4)
+            source = tokens.get("project_from")
+            if kind != "conv" or source not in TOKEN_SOURCES or (source == "cls" and not extra):
+                raise c.fail(f"{key}.tokens", f"{_shown(tokens)} does not describe the tokens of a {kind} layer")
 
     graph = m.get("graph")
     if graph is not None:

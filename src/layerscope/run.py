@@ -8,6 +8,7 @@ dashboard reads.
     probs.npy                (N, K) float32 softmax probabilities
     activations/<layer>.npy               (N, D) float32, dense layers whole
     activations/<layer>.mean.npy|max.npy  (N, C) float32, conv layers: per-channel spatial mean and max
+    activations/<layer>.cls.npy           (N, D) float32, token layers with a class token: its features
     features/<layer>.pca.npy              (N, 50) float32, leading PCA scores (input to t-SNE, UMAP, LDA, Isomap)
     features/<layer>.pca_components.npy   (50, D) float32, and .pca_mean.npy (D,): the fitted map, for new inputs
     projections/<layer>/<method>.npy      (N, 2) float32
@@ -51,7 +52,7 @@ from layerscope.atomic import atomic_write, pid_alive, remove_leftovers, temp_pr
 from layerscope.cache import default_cache_dir
 from layerscope.errors import LayerNotFoundError, RunError
 from layerscope.graph import ModelGraph, chain_graph
-from layerscope.layers import LayerInfo
+from layerscope.layers import TOKEN_SOURCES, LayerInfo
 from layerscope.manifest import check_manifest, check_relpath
 from layerscope.progress import ProgressFn, no_progress
 
@@ -277,6 +278,7 @@ class Update:
         self.run = run
         self.generation = generation
         self.files: dict[str, str] = {}
+        self.removed: list[str] = []
         self.changes: list[Callable[[dict[str, Any]], None]] = []
 
     def write_array(self, relpath: str, array: np.ndarray) -> None:
@@ -287,6 +289,12 @@ class Update:
         write_array(self.run.path / actual, array)
         if actual != relpath:
             self.files[relpath] = actual
+
+    def remove(self, relpath: str) -> None:
+        """Remove the Run's ``relpath`` (an array that no longer holds) once the update commits."""
+        if not check_relpath(relpath):
+            raise RunError(f"{relpath!r} is not a path a Run stores arrays under.")
+        self.removed.append(relpath)
 
     def change(self, change: Callable[[dict[str, Any]], None]) -> None:
         """Change the manifest (a function of the manifest, applied to the newest one when the update commits)."""
@@ -444,16 +452,29 @@ class Run:
         return self.array(f"activations/{layer}.npy", (self.n_images, info.dims))
 
     def channel_summary(self, layer: str, stat: str = "mean") -> np.ndarray:
-        """(N, C) per-channel spatial mean or max of a conv layer."""
+        """(N, C) per-channel spatial mean or max of a conv layer; of a token layer with a class token also "cls",
+        the class token's features."""
         info = self.layer(layer)
-        if info.kind != "conv" or stat not in ("mean", "max"):
-            raise RunError(f"channel summaries exist for conv layers, stat 'mean' or 'max' (got {layer!r}, {stat!r}).")
+        stats = ("mean", "max", "cls") if info.tokens else ("mean", "max")
+        if info.kind != "conv" or stat not in stats:
+            raise RunError(
+                f"channel summaries exist for conv layers, stat {' or '.join(map(repr, stats))} "
+                f"(got {layer!r}, {stat!r})."
+            )
         return self.array(f"activations/{layer}.{stat}.npy", (self.n_images, info.shape[0]))
+
+    def token_features(self, layer: str) -> np.ndarray:
+        """(N, D) what a token layer's projections are computed from (`LayerInfo.token_features`): its class token's
+        features, or its patch tokens' mean."""
+        source = self.layer(layer).token_features
+        if source is None:
+            raise RunError(f"layer {layer!r} is not a transformer's token layer.")
+        return self.channel_summary(layer, source)
 
     def features(self, layer: str, part: str = "pca") -> np.ndarray:
         """The fitted PCA of a layer: ``"pca"`` (N, k) leading scores, ``"pca_components"`` (k, D) and
         ``"pca_mean"`` (D,), the map that places new inputs."""
-        dims = self.layer(layer).dims
+        dims = self.layer(layer).projected_dims
         shapes: dict[str, tuple[int | None, ...]] = {
             "pca": (self.n_images, None),
             "pca_components": (None, dims),
@@ -556,6 +577,36 @@ class Run:
             model = traced
         return model.to(device).eval()
 
+    def set_token_source(self, layer: str, source: str) -> None:
+        """Project the token layer ``layer`` from ``source`` from now on: "cls" (its class token's features) or
+        "mean" (its patch tokens' mean). Its projections and fitted PCA, computed from the other, are removed."""
+        info = self.layer(layer)
+        if info.tokens is None:
+            raise RunError(
+                f"layer {layer!r} is not a transformer's token layer; only those are projected from a class token "
+                "or the token mean."
+            )
+        if source not in TOKEN_SOURCES or (source == "cls" and not info.tokens):
+            allowed = "'mean'" if not info.tokens else "'cls' or 'mean'"
+            raise RunError(f"{layer!r} can be projected from {allowed}, not {source!r}.")
+        if info.token_features == source:
+            return
+        stale = [
+            *(f"features/{layer}.{part}.npy" for part in ("pca", "pca_components", "pca_mean")),
+            *(f"projections/{layer}/{method}.npy" for method in self.manifest.get("projections", {}).get(layer, {})),
+        ]
+
+        def change(manifest: dict[str, Any]) -> None:
+            for entry in manifest["layers"]:
+                if entry["name"] == layer:
+                    entry["tokens"]["project_from"] = source
+            manifest.get("projections", {}).pop(layer, None)
+
+        with self.update() as up:
+            for relpath in stale:
+                up.remove(relpath)
+            up.change(change)
+
     @property
     def graph(self) -> ModelGraph:
         """The model's graph as the Run recorded it; a chain of its layers for a Run written before graphs were
@@ -610,7 +661,7 @@ class Run:
         names = {
             "image": ["images.npy"],  # the input's values are the images themselves
             "dense": [f"activations/{layer}.npy"],
-            "conv": [f"activations/{layer}.{stat}.npy" for stat in ("mean", "max")],
+            "conv": [f"activations/{layer}.{stat}.npy" for stat in ("mean", "max", "cls")],
         }
         candidates = [
             *names.get(info.kind, []),
@@ -676,7 +727,9 @@ class Run:
             manifest = self._read_manifest()  # the block may have committed nested updates
             generation = max(up.generation, int(manifest.get("generation", 0)) + 1)
             files = dict(manifest.get("files", {}))
-            replaced = [files.get(relpath, relpath) for relpath in up.files]
+            replaced = [files.get(relpath, relpath) for relpath in [*up.files, *up.removed]]
+            for relpath in up.removed:
+                files.pop(relpath, None)
             files.update(up.files)
             for change in up.changes:
                 change(manifest)

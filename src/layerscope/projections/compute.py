@@ -80,7 +80,7 @@ def pca_plan(infos: Sequence[LayerInfo], n: int, budget: MemoryBudget) -> PCAPla
     room = int(budget.bytes * KEEP_SHARE)
     for info in infos:
         size = n * info.dims * 4
-        if info.kind == "conv" and size <= room:
+        if info.recomputed and size <= room:
             keep[info.name] = size
             room -= size
     rest = MemoryBudget(max(budget.bytes - sum(keep.values()), 1))
@@ -93,10 +93,12 @@ def _stream(
 ) -> Iterator[dict[str, Any]]:
     """One pass over all images, yielding ``{layer: (b, D) float32}`` for the requested layers, ``batch`` images at
     a time."""
-    kinds = {name: run.layer(name).kind for name in layers}
-    conv = [name for name, kind in kinds.items() if kind == "conv"]
+    infos = {name: run.layer(name) for name in layers}
+    kinds = {name: info.kind for name, info in infos.items()}
+    conv = [name for name, info in infos.items() if info.recomputed]
     images = run.images
     dense = {name: run.activations(name) for name, kind in kinds.items() if kind == "dense"}
+    dense |= {name: run.token_features(name) for name, info in infos.items() if info.tokens is not None}
     conv_batches = (
         iter_layer_batches(model, run.dataset(), conv, batch_size=batch) if conv and model is not None else None
     )
@@ -115,12 +117,15 @@ def _stream(
 
 
 def layer_features(run: Run, layer: str, indices: np.ndarray, model: torch.nn.Module | None = None) -> np.ndarray:
-    """Full activations (n, D) of ``layer`` for a few images, recomputing conv layers from the model."""
+    """Full activations (n, D) of ``layer`` for a few images, recomputing conv layers from the model; a token
+    layer's (n, D) class token or token mean (`LayerInfo.token_features`)."""
     info = run.layer(layer)
     if info.kind == "image":
         return run.images[indices].reshape(len(indices), -1).astype(np.float32) / 255.0
     if info.kind == "dense":
         return np.asarray(run.activations(layer)[indices], dtype=np.float32)
+    if info.tokens is not None:
+        return np.asarray(run.token_features(layer)[indices], dtype=np.float32)
     model = model if model is not None else run.load_model()
     rows = [out[layer].flatten(1).numpy() for _, out in iter_layer_batches(model, run.dataset(), [layer], indices)]
     return np.concatenate(rows)
@@ -142,7 +147,7 @@ def _quality(
 ) -> dict[str, Any]:
     labels = np.asarray(run.labels)
     rng = np.random.default_rng(seed)
-    size = quality_sample_size(len(labels), run.layer(layer).dims, budget or memory_budget())
+    size = quality_sample_size(len(labels), run.layer(layer).projected_dims, budget or memory_budget())
     sample = np.sort(rng.choice(len(labels), size=size, replace=False))
     high = layer_features(run, layer, sample, model)
     return {
@@ -182,7 +187,7 @@ def compute_pca(
     """
     layers = list(layers) if layers is not None else run.layer_names
     infos = {name: run.layer(name) for name in layers}
-    if model is None and any(info.kind == "conv" for info in infos.values()):
+    if model is None and any(info.recomputed for info in infos.values()):
         model = run.load_model(device)
     n = len(run.labels)
     budget = memory if isinstance(memory, MemoryBudget) else memory_budget(memory)
@@ -190,14 +195,14 @@ def compute_pca(
     keep = plan.keep
     estimators = {
         name: PCA(
-            n_components=min(FEATURE_DIMS, info.dims),
+            n_components=min(FEATURE_DIMS, info.projected_dims),
             n_iter=2,
             random_state=random_state,
             keep_rows_bytes=keep.get(name, 0),
         )
         for name, info in infos.items()
     }
-    shapes = {name: (n, info.dims) for name, info in infos.items()}
+    shapes = {name: (n, info.projected_dims) for name, info in infos.items()}
     task = "pca " + ", ".join(layers)
     start = time.perf_counter()
 
@@ -227,7 +232,7 @@ def compute_pca(
             "pca_components": est.components_.astype(np.float32),
             "pca_mean": est.mean_.astype(np.float32),
         }
-        if infos[name].dims > RAW_MAX_DIMS:
+        if infos[name].projected_dims > RAW_MAX_DIMS:
             features["pca"] = np.ascontiguousarray(est.embedding_)
         meta = {
             "method": "pca",
@@ -239,7 +244,7 @@ def compute_pca(
             "rows_in_memory": name in keep,
             "passes": 1 if name in keep else est._passes,
             "batch_size": plan.batch,
-            "input": "activations",
+            "input": _input_name(infos[name]),
             "n_points": n,
             **_quality(run, name, embedding, model, random_state, budget),
         }
@@ -265,6 +270,11 @@ def pca_transform(run: Run, layer: str, values: np.ndarray) -> np.ndarray:
     return ((np.asarray(values, np.float32) - mean) @ components.T).astype(np.float32)
 
 
+def _input_name(info: LayerInfo) -> str:
+    """What a projection's meta says it was computed from."""
+    return {"cls": "class token", "mean": "token mean"}.get(info.token_features or "", "activations")
+
+
 def _method_input(
     run: Run, layer: str, device: str, progress: ProgressFn, budget: MemoryBudget
 ) -> tuple[np.ndarray, str]:
@@ -272,9 +282,11 @@ def _method_input(
     narrow, e.g. a global average pool's C x 1 x 1, recomputed from the model: N x C floats), a wider one by its
     leading PCA scores (computed first where the Run lacks them)."""
     info = run.layer(layer)
-    if info.dims <= RAW_MAX_DIMS:
+    if info.projected_dims <= RAW_MAX_DIMS:
         if info.kind == "dense":
             return np.asarray(run.activations(layer), dtype=np.float32), "activations"
+        if info.tokens is not None:
+            return np.asarray(run.token_features(layer), dtype=np.float32), _input_name(info)
         model = run.load_model(device) if info.kind == "conv" else None
         return layer_features(run, layer, np.arange(len(run.labels)), model), "activations"
     if not run.has_features(layer, "pca"):
