@@ -27,7 +27,7 @@ import numpy as np
 
 from layerscope.data.datasets import TEST, TRAIN
 from layerscope.errors import LayerscopeError, RunError
-from layerscope.layers import INPUT, parse_units
+from layerscope.layers import INPUT, parse_units, token_layout
 from layerscope.names import check_label
 from layerscope.progress import ProgressFn, no_progress
 from layerscope.run import Run, now
@@ -176,8 +176,15 @@ def unit_scales(ablations: Sequence[Ablation]) -> dict[tuple[str, int], float]:
 
 
 def _unit_count(output: torch.Tensor) -> int:
-    # a conv map (N, C, H, W) has C units (its channels); anything else counts its flattened features, as the Run does
+    # a conv map (N, C, H, W) has C units (its channels), a token layer (N, T, D) D (its embedding's channels, in every
+    # token); anything else counts its flattened features, as the Run does
+    if _tokens(output):
+        return int(output.shape[2])
     return int(output.shape[1]) if output.ndim == 4 else int(np.prod(output.shape[1:]))
+
+
+def _tokens(output: torch.Tensor) -> bool:
+    return output.ndim == 3 and token_layout(tuple(output.shape[1:])) is not None
 
 
 def _out_of_range(layer: str, unit: int, count: int) -> LayerscopeError:
@@ -212,8 +219,11 @@ def _scaled(
         if chosen[-1] >= count:
             raise _out_of_range(layer, chosen[-1], count)
         mask[list(chosen)] *= scale  # several ablations of one layer multiply
-    # (N, C, H, W) * (1, C, 1, 1) keeps channels-last; dense (N, D) * (D,)
-    mask = mask.view(1, count, 1, 1) if output.ndim == 4 else mask.view(output.shape[1:])
+    # (N, C, H, W) * (1, C, 1, 1) keeps channels-last; tokens (N, T, D) * (1, 1, D); dense (N, D) * (D,)
+    if output.ndim == 4:
+        mask = mask.view(1, count, 1, 1)
+    else:
+        mask = mask.view(1, 1, count) if _tokens(output) else mask.view(output.shape[1:])
     return output.mul_(mask) if in_place else output * mask
 
 

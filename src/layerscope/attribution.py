@@ -38,9 +38,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from layerscope.capture import INPUT, ActivationRecorder, _resolve, describe_layers, list_layers
+from layerscope.capture import INPUT, ActivationRecorder, _resolve, describe_layers, list_layers, token_map
 from layerscope.errors import LayerscopeError
-from layerscope.layers import LayerInfo
+from layerscope.layers import LayerInfo, token_layout
 from layerscope.progress import ProgressFn, no_progress
 from layerscope.tracing import model_graph, op_name
 
@@ -94,7 +94,12 @@ class UnitTarget:
         unit, position = self.unit, self.position
         if position is not None:
             y, x = position
-            return lambda output: output[:, unit, y, x]  # (N, C, H, W) -> (N,)
+
+            def pick(output: torch.Tensor) -> torch.Tensor:  # (N, C, H, W) -> (N,); a token layer on its grid
+                tokens = token_map(output)
+                return (tokens[0] if tokens is not None else output)[:, unit, y, x]
+
+            return pick
         return lambda output: output.reshape(len(output), -1)[:, unit]  # (N, ...) -> (N, D) -> (N,)
 
 
@@ -298,6 +303,8 @@ def _conv_fed(model: nn.Module, modules: dict[str, nn.Module]) -> set[str]:
         return fed
     for node in graph.nodes:
         module = modules.get(node.name)
+        if module is not None and token_layout(node.shape) is not None:  # a transformer's tokens, on their grid
+            fed.add(node.name)
         if len(node.shape) != 3 or module is None:
             continue
         sources = [graph.node(i) for i in node.inputs if i in fed]
@@ -363,8 +370,12 @@ def _captum_map(
     if method == "gradcam":
         assert layer is not None
         module = _resolve(model, [layer])[layer]
-        # ReLU of the weighted channel sum: only what speaks for the class; (1, 1, h, w) at the layer's resolution
-        cam = algorithm(model, module).attribute(x, target=target, relu_attributions=True)
+        tokens = _token_gradcam(model, module, x, target)
+        if tokens is not None:
+            cam = tokens
+        else:
+            # ReLU of the weighted channel sum: only what speaks for the class; (1, 1, h, w) at the layer's resolution
+            cam = algorithm(model, module).attribute(x, target=target, relu_attributions=True)
         mode = str(options.get("interpolate_mode", "bilinear"))
         # (1, 1, h, w) -> (1, 1, H, W); bilinear weights are non-negative, so the map stays >= 0
         upsampled = captum_attr.LayerAttribution.interpolate(cam, tuple(x.shape[2:]), mode)
@@ -381,6 +392,29 @@ def _captum_map(
         perturbations_per_eval=int(options.get("perturbations_per_eval", 32)),
     )
     return maps[0], None
+
+
+def _token_gradcam(model: nn.Module, module: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor | None:
+    """Grad-CAM of a transformer's token layer (captum's takes (N, C, H, W) maps only): the patch tokens' grid and its
+    gradient (`token_map`), each channel weighted by its mean gradient, summed, ReLU: (1, 1, side, side). None when
+    the layer's output is not tokens."""
+    seen: dict[str, torch.Tensor] = {}
+    handle = module.register_forward_hook(lambda m, args, out: seen.__setitem__("out", _first(out)))
+    try:
+        logits = model(x)
+    finally:
+        handle.remove()
+    output = seen["out"]
+    if token_map(output) is None:
+        return None
+    (gradient,) = torch.autograd.grad(logits[0, target], output)
+    grid, grad = token_map(output)[0], token_map(gradient)[0]  # type: ignore[index]
+    weights = grad.mean((2, 3), keepdim=True)
+    return torch.relu((weights * grid).sum(1, keepdim=True)).detach()
+
+
+def _first(output: Any) -> torch.Tensor:
+    return output[0] if isinstance(output, (tuple, list)) else output
 
 
 def attribute(

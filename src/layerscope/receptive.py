@@ -20,6 +20,10 @@ the fields of the nodes it reads:
   1 upsampled, say) no box of one stride and size is exact for every position, so the field is the whole image and
   the reason names the merge. Inputs that do not depend on the image (a parameter, a constant) add nothing.
 
+**A transformer's token layer** (patch tokens on a square grid, ``layerscope.capture.token_map``): a position is a
+token, and its box is the patch it sits on, the field of the patch embedding's map of that grid size; attention
+lets every token read every patch, which ``token_patch`` says.
+
 Anything the arithmetic cannot follow means the layer sees the whole image, and the result says why: a node without
 (H, W) positions (flatten, linear, a global pool), a function or method it does not know (interpolation, a
 transpose, indexing), a norm over positions (group, layer and instance norm), a circular pad. A module it does not
@@ -42,6 +46,7 @@ import torch
 from torch import fx, nn
 
 from layerscope.capture import INPUT, ModuleCall, _resolve, trace_modules
+from layerscope.layers import token_layout
 from layerscope.tracing import _Call, _Function, _Method, model_graph
 
 __all__ = ["ReceptiveField", "receptive_field"]
@@ -102,6 +107,9 @@ class ReceptiveField:
     offset: tuple[int, int]  # input (y, x) of the top-left of position (0, 0)'s field; negative under padding
     whole_image: bool = False  # the layer mixes every position (dense layers, flatten, unknown spatial ops)
     reason: str = ""  # why the whole image, in words
+    # a transformer's token layer: each position's box is its token's patch, where the token sits on the grid;
+    # attention lets the token read every other patch too
+    token_patch: bool = False
 
     def box(self, y: int, x: int, image_hw: Sequence[int]) -> tuple[int, int, int, int]:
         """(top, left, bottom, right) of position (y, x)'s field in an image of ``image_hw``: bottom and right
@@ -312,6 +320,7 @@ class _FieldWalk(fx.Interpreter):
         self.image_hw = image_hw
         self.fields: dict[fx.Node, ReceptiveField | None] = {}
         self.reached: tuple[ReceptiveField, tuple[int, ...] | None] = (_PIXEL, None)
+        self.grids: dict[tuple[int, ...], ReceptiveField] = {}
 
     def run_node(self, n: fx.Node) -> Any:
         result = super().run_node(n)
@@ -319,9 +328,18 @@ class _FieldWalk(fx.Interpreter):
             self.fields[n] = _PIXEL
         elif n.op in ("call_module", "call_function", "call_method"):
             self.fields[n] = self._field(n, result)
+        field = self.fields.get(n)
+        if isinstance(result, torch.Tensor) and result.ndim == 4 and field is not None and not field.whole_image:
+            self.grids[tuple(result.shape[2:])] = field  # a patch embedding's map, before it is flattened to tokens
         if n is self.until:
             shape = tuple(result.shape) if isinstance(result, torch.Tensor) else None
-            self.reached = (self.fields[n] or _whole(self.image_hw, f"{n.target!r} does not read the image"), shape)
+            field = field or _whole(self.image_hw, f"{n.target!r} does not read the image")
+            layout = token_layout(shape[1:]) if shape is not None else None
+            patch = self.grids.get((layout[1], layout[1])) if layout is not None else None
+            if patch is not None:  # the layer's positions are its patch tokens' (`capture.token_map`)
+                field = ReceptiveField(patch.size, patch.stride, patch.offset, token_patch=True)
+                shape = (shape[0], shape[2], layout[1], layout[1])  # type: ignore[index]
+            self.reached = (field, shape)
             raise _Reached
         return result
 

@@ -237,12 +237,15 @@ def _check_block_output(run: Run, graph_model: nn.Module, expected: Expected) ->
     name = expected.block_output
     info = run.layer(name)
     assert run.graph.node(name).shape == tuple(out.shape[1:])
-    if info.kind == "conv":  # stored as each channel's spatial mean and max
-        for stat, value in (("mean", out.mean((2, 3))), ("max", out.amax((2, 3)))):
-            np.testing.assert_allclose(run.channel_summary(name, stat)[index], value.numpy(), rtol=1e-5, atol=1e-5)
-    else:  # stored whole: TinyViT's (65 tokens, 32) flattened
-        assert info.kind == "dense" and info.dims == out[0].numel()
-        np.testing.assert_allclose(run.activations(name)[index], out.flatten(1).numpy(), rtol=1e-5, atol=1e-5)
+    if info.tokens is not None:  # TinyViT's (65 tokens, 32): 32 channels over the 8x8 patch tokens, and the class token
+        assert info.kind == "conv" and info.shape == (32, 8, 8) and info.tokens == 1
+        patches = out[:, 1:]
+        stats = (("mean", patches.mean(1)), ("max", patches.amax(1)), ("cls", out[:, 0]))
+    else:  # stored as each channel's spatial mean and max
+        assert info.kind == "conv"
+        stats = (("mean", out.mean((2, 3))), ("max", out.amax((2, 3))))
+    for stat, value in stats:
+        np.testing.assert_allclose(run.channel_summary(name, stat)[index], value.numpy(), rtol=1e-5, atol=1e-5)
 
 
 def _check_pipeline(
@@ -255,7 +258,9 @@ def _check_pipeline(
     n = run.n_images
     for method in ("pca", "lda"):
         out = ok(capsys, "project", run.path, "--layer", layer, "--method", method, *TRUST)
-        assert f"{method} of {layer}: {n} points" in out
+        # a token layer says what it is projected from
+        source = " (from its class token)" if run.layer(layer).tokens else ""
+        assert f"{method} of {layer}{source}: {n} points" in out
     fresh = Run(run.path, trust_model_code=True)
     for method in ("pca", "lda"):
         embedding = fresh.projection(layer, method)
@@ -268,8 +273,8 @@ def _check_pipeline(
         indices = fresh.topk(info.name).indices
         assert indices.shape == (units, 9) and ((0 <= indices) & (indices < n)).all(), info.name
     assert [image["index"] for image in top["images"]] == fresh.topk(layer).indices[0].tolist()
-    # feature visualisation of the layer's last unit (TinyViT's: token 64's last feature, unit 2079 of the Run's
-    # flattened tokens): naive, regularised and the unit's top image accentuated, kept in the Run
+    # feature visualisation of the layer's last unit (TinyViT's: embedding channel 31 over the patch tokens): naive,
+    # regularised and the unit's top image accentuated, kept in the Run
     info = fresh.layer(layer)
     unit = (info.shape[0] if info.kind == "conv" else info.dims) - 1
     png = tmp_path / "fv.png"
@@ -284,8 +289,8 @@ def _check_pipeline(
     for image in (fv.images, fv.naive, fv.accent):
         assert np.isfinite(image).all() and image.min() >= 0 and image.max() <= 1
     assert fv.trust["accent_from"] == int(fresh.topk(layer).indices[unit, 0])
-    # the activation it reports is the unit's as the Run and its top-k count units: a conv channel's spatial max,
-    # an element of the flattened output otherwise
+    # the activation it reports is the unit's as the Run and its top-k count units: a conv channel's (or a token
+    # layer's embedding channel's) spatial max, an element of the flattened output otherwise
     with ActivationRecorder(graph_model, [layer]) as recorder, torch.no_grad():
         value = recorder.run(torch.from_numpy(np.stack([fv.images[0], fv.accent])))[layer]
     reached = value[:, unit].amax((1, 2)) if info.kind == "conv" else value.flatten(1)[:, unit]

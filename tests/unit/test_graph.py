@@ -115,8 +115,12 @@ def test_vit_blocks_and_the_class_token():
         tokens = model.patch_embed(x).flatten(2).transpose(1, 2)
         tokens = torch.cat([model.cls_token.expand(2, -1, -1), tokens], 1) + model.pos_embed
         expected = model.blocks[1](model.blocks[0](tokens))
-    got = layer_outputs(gm, x, ["blocks.1.add_1"])["blocks.1.add_1"]
-    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    got = layer_outputs(gm, x, ["blocks.1.add_1"])
+    # recorded as the patch tokens on their 8x8 grid, embedding channels first, and the class token beside it
+    grid = expected[:, 1:].transpose(1, 2).reshape(2, 32, 8, 8)
+    torch.testing.assert_close(got["blocks.1.add_1"], grid, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got["blocks.1.add_1#cls"], expected[:, 0], atol=1e-5, rtol=1e-5)
+    assert grid[1, 5, 2, 3] == expected[1, 1 + 2 * 8 + 3, 5]  # channel 5 of the token at row 2, column 3
 
 
 def test_named_layers_stay_whole_and_a_chain_keeps_its_layers():

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from layerscope.capture import token_map
 from layerscope.errors import LayerscopeError
 
 __all__ = [
@@ -70,9 +71,12 @@ def _pick(output: Tensor, unit: int | Tensor) -> Tensor:
 
 
 def as_units(output: Tensor) -> Tensor:
-    """A layer's output shaped as a Run counts its units: (N, C, H, W) stays, a conv layer of C channels; any other
-    shape is flattened to (N, D), a dense layer of D neurons (a transformer's (N, tokens, dim) gives tokens * dim, as
-    its activations, top images and unit cards number them)."""
+    """A layer's output shaped as a Run counts its units: (N, C, H, W) stays, a conv layer of C channels; a
+    transformer's tokens (N, T, D) become their patch grid (N, D, side, side), D channels (``capture.token_map``, as
+    the Run records them); any other shape is flattened to (N, D), a dense layer of D neurons."""
+    tokens = token_map(output)
+    if tokens is not None:
+        return tokens[0]
     return output.flatten(1) if output.ndim > 2 and output.ndim != 4 else output
 
 
