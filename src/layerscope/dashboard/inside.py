@@ -1035,8 +1035,10 @@ def _topk_view(state: DashboardState, layer: str, unit: int, selected: Any) -> A
             )
         )
     note = f"the {len(thumbs)} of {state.n:,} images that activate it most"
-    if float(topk.values[unit, 0]) <= 0:
+    if float(topk.values[unit, 0]) == 0 and float(topk.values[unit, -1]) == 0:
         note = f"a dead unit: no image of the {state.n:,} activates it (shown: the first ones, all at 0)"
+    elif float(topk.values[unit, 0]) < 0:  # a layer that is not after a ReLU (a residual stream, tokens)
+        note = f"the {len(thumbs)} of {state.n:,} images that activate it most, all below 0"
     if rf is not None and rf.token_patch:
         note += f"; outlined: the {rf.size[0]}x{rf.size[1]} patch of the maximal token (attention reads them all)"
     elif rf is not None and not rf.whole_image:

@@ -40,6 +40,12 @@ class Placements:
         # a thread of its own: a placement is prepared while a projection or the conv layers' PCA is computed
         self._runner = Runner("place", state.jobs)
 
+    def forget(self, layer: str) -> None:
+        """Drop the ready placements into ``layer``'s projections (they were computed from other features)."""
+        with self._lock:
+            for key in [key for key in self._ready if key[0] == layer]:
+                del self._ready[key]
+
     def job(self, layer: str, method: str) -> Job | None:
         """The background preparation of placing drawings into the ``method`` projection of ``layer``, if started."""
         return self._state.jobs.get((layer, f"place {method}"))

@@ -62,6 +62,11 @@ COLOR_OPTIONS = [
     {"label": "confidence", "value": "confidence"},
 ]
 SPLIT_OPTIONS = [{"label": s, "value": s} for s in ("all", "train", "test")]
+# what a transformer's token layer is projected from (`LayerInfo.token_features`): the Run's choice
+TOKEN_OPTIONS = [
+    {"label": "class token", "value": "cls", "title": "the class token's features: what the model classifies from"},
+    {"label": "token mean", "value": "mean", "title": "the mean of the patch tokens' features"},
+]
 
 callbacks = Callbacks()
 
@@ -79,6 +84,16 @@ def default_views(state: DashboardState) -> tuple[tuple[str, str], tuple[str, st
     # a dense layer: stored whole, so its PCA is there or quick, where a conv layer's needs the model over every image
     first = last_hidden_layer(state.run.layers, len(state.class_names), kinds=("dense",))
     return (first, "pca"), (state.layers[0], "pca")
+
+
+def token_choice(state: DashboardState, layer: str) -> tuple[list[dict[str, Any]], str | None, dict[str, str]]:
+    """(options, value, style) of a panel's "projected from" switch: shown for a transformer's token layer only;
+    the class token is offered where the layer has one."""
+    info = state.run.layer(layer)
+    if info.tokens is None:
+        return TOKEN_OPTIONS, None, {"display": "none"}
+    options = [o | ({"disabled": True} if o["value"] == "cls" and not info.tokens else {}) for o in TOKEN_OPTIONS]
+    return options, info.token_features, {}
 
 
 def projection_panel(state: DashboardState, panel: str, layer: str, method: str) -> html.Div:
@@ -99,16 +114,27 @@ def projection_panel(state: DashboardState, panel: str, layer: str, method: str)
     colors = [c for c in COLOR_OPTIONS if c["value"] != "confidence" or state.has_probabilities]
     controls = html.Div(
         [
-            dcc.Dropdown(layer_options(state.layers), layer, clearable=False, **_classes(part("layer"), "ctl")),
+            dcc.Dropdown(layer_options(state.layers), layer, clearable=False, **_classes(part("layer"), "ctl layer")),
             dcc.Dropdown(method_options(state, layer), method, clearable=False, **_classes(part("method"), "ctl")),
             dcc.Dropdown(colors, "label", clearable=False, **_classes(part("color"), "ctl wide")),
             dcc.RadioItems(SPLIT_OPTIONS, "all", inline=True, **_classes(part("split"), "radio")),
         ],
         className="controls",
     )
+    token_options, token_value, token_style = token_choice(state, layer)
+    tokens = html.Div(
+        [
+            html.Span("projected from", className="label"),
+            dcc.RadioItems(token_options, token_value, inline=True, **_classes(part("tokens"), "radio")),
+        ],
+        id=ids.proj("tokens-row", panel),
+        className="controls tokens-row",
+        style=token_style,
+    )
     body = card(
         f"Projection {panel.upper()}",
         controls,
+        tokens,
         html.Div(
             [
                 html.Div(status, **_classes(part("status"), "status")),
@@ -179,18 +205,29 @@ def _keep(state: DashboardState, layer: str, method: str, split: str) -> np.ndar
 @callbacks.callback(
     Output(ids.proj("method", MATCH), "options"),
     Output(ids.proj("method", MATCH), "value"),
+    Output(ids.proj("tokens", MATCH), "options"),
+    Output(ids.proj("tokens", MATCH), "value"),
+    Output(ids.proj("tokens-row", MATCH), "style"),
     Input(ids.proj("layer", MATCH), "value"),
     State(ids.proj("method", MATCH), "options"),
     State(ids.proj("method", MATCH), "value"),
+    State(ids.proj("tokens", MATCH), "value"),
     prevent_initial_call=True,
 )
-def methods(state: DashboardState, layer: Any, options: Any, method: Any) -> tuple[Any, Any]:
-    """The methods a layer offers (a file's own projection, those computed here); unchanged ones stay put so the
-    figure is not drawn twice."""
+def methods(state: DashboardState, layer: Any, options: Any, method: Any, source: Any) -> tuple[Any, ...]:
+    """The methods a layer offers (a file's own projection, those computed here), and for a token layer what it is
+    projected from; unchanged ones stay put so the figure is not drawn twice."""
     layer = check_choice(layer, state.layers, "layer")
     wanted = method_options(state, layer)
     value = method if method in state.methods(layer) else wanted[0]["value"]
-    return (no_update if wanted == options else wanted), (no_update if value == method else value)
+    token_options, token_value, token_style = token_choice(state, layer)
+    return (
+        no_update if wanted == options else wanted,
+        no_update if value == method else value,
+        token_options,
+        no_update if token_value == source else token_value,
+        token_style,
+    )
 
 
 def _view_states() -> list[State]:
@@ -208,6 +245,7 @@ def _view_states() -> list[State]:
     Input(ids.proj("color", MATCH), "value"),
     Input(ids.proj("split", MATCH), "value"),
     Input(ids.JOBS_INTERVAL, "n_intervals"),
+    Input(ids.proj("tokens", MATCH), "value"),
     State(ids.proj("star", MATCH), "data"),
     State(ids.proj("status", MATCH), "children"),
     prevent_initial_call=True,  # the first view comes with the page (projection_panel)
@@ -219,11 +257,17 @@ def projection(
     color: Any,
     split: Any,
     tick: Any,
+    source: Any,
     present: Any,
     status_now: Any,
 ) -> Any:
     try:
         layer, method, split, color = check_view(state, layer, method, split, color)
+        switched = isinstance(ctx.triggered_id, dict) and ctx.triggered_id.get("type") == "proj-tokens"
+        if switched and source is not None and state.run.layer(layer).tokens is not None:
+            # the user switched what this token layer is projected from (a panel opening on it sets the Run's own
+            # choice, which changes nothing)
+            state.set_token_source(layer, check_choice(source, ["cls", "mean"], "projected from"))
     except LayerscopeError as e:
         return figures.empty_figure(str(e)), html.Span(str(e), className="bad"), "", no_update
     try:

@@ -190,6 +190,20 @@ class DashboardState:
             ),
         )
 
+    def set_token_source(self, layer: str, source: str) -> None:
+        """Project the token layer ``layer`` from its class token ("cls") or its patch tokens' mean ("mean") from now
+        on. The choice is the Run's, so every page's panels follow it; the projections of the other are dropped (a
+        running one stopped first) and computed again when a panel shows them."""
+        if self.run.layer(layer).token_features == source:
+            return
+        for method in METHODS:
+            self.cancel_projection(layer, method)
+        self.run.set_token_source(layer, source)
+        self._reread()
+        for cached in (self.projection, self.projected, self._neighbour_index):
+            cached.cache_clear()
+        self.placements.forget(layer)
+
     # -- activations ----------------------------------------------------------------------------------------------
     @lru_cache(maxsize=16)  # noqa: B019
     def class_means(self, layer: str) -> np.ndarray:
@@ -353,8 +367,7 @@ class DashboardState:
 
     def missing_pca(self) -> list[str]:
         """The conv layers whose nearest images need a PCA map the Run does not have yet."""
-        features = self.run.path / "features"
-        return [name for name in self.conv_layers if not (features / f"{name}.pca_components.npy").is_file()]
+        return [name for name in self.conv_layers if not self.run.has_features(name, "pca_components")]
 
     def cancel_conv_pca(self) -> bool:
         """Ask the PCA of the conv layers to stop; False when none runs. Its maps belong to the Run: as with a
