@@ -411,7 +411,7 @@ def info(
         methods = data["computed"]["projections"].get(layer["name"], [])
         table.add_row(
             layer["name"],
-            layer["kind"],
+            "tokens" if layer.get("tokens") else layer["kind"],  # a conv layer of embedding channels
             "x".join(map(str, layer["shape"])),
             layer["stored"],
             ", ".join(methods) or "-",
@@ -452,7 +452,8 @@ def layers(
         return
     width = max(len(info.name) for info in run.layers)
     for info in run.layers:
-        out.print(f"{info.name:<{width}}  {info.kind:<6} {'x'.join(map(str, info.shape))}")
+        kind = "tokens" if info.tokens is not None else info.kind
+        out.print(f"{info.name:<{width}}  {kind:<6} {'x'.join(map(str, info.shape))}")
 
 
 def _graph_nodes(run: Any, as_json: bool) -> None:
