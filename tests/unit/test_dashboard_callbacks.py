@@ -58,14 +58,14 @@ def test_a_projection_panel_draws_every_image_of_its_split(state):
     layer_changed = prop(ids.proj("layer", "a"), "value")
     for split, wanted in (("all", state.n), ("test", int((state.split == 1).sum()))):
         figure, status, quality, star = called(
-            projection.projection, state, "fc2", "pca", "label", split, None, False, None, trigger=layer_changed
+            projection.projection, state, "fc2", "pca", "label", split, None, None, False, None, trigger=layer_changed
         )
         assert status == "" and star is False
         assert _points(figure) == wanted, split
         assert any(f"{wanted:,} points" in str(part.children) for part in quality)
     # a layer the Run does not have: the panel says so, nothing is drawn
     figure, status, _, _ = called(
-        projection.projection, state, "fc9", "pca", "label", "all", None, False, None, trigger=layer_changed
+        projection.projection, state, "fc9", "pca", "label", "all", None, None, False, None, trigger=layer_changed
     )
     assert "fc9" in str(status.children) and not figure.data
 
@@ -82,22 +82,23 @@ def test_a_failed_projection_is_said_once_and_started_again_only_when_chosen_aga
     tick = "jobs-interval.n_intervals"
     for _ in range(3):  # the page's poll: no new start, the error stays
         figure, status, _, _ = called(
-            projection.projection, state, "fc1", "isomap", "label", "all", 1, False, "computing", trigger=tick
+            projection.projection, state, "fc1", "isomap", "label", "all", 1, None, False, "computing", trigger=tick
         )
         assert "Isomap of fc1 failed: MemoryError" in str(status.children) and "choose the method" in str(status)
     assert started == []
     # choosing the method again starts it again
-    called(projection.projection, state, "fc1", "isomap", "label", "all", 1, False, None, trigger="x.value")
+    called(projection.projection, state, "fc1", "isomap", "label", "all", 1, None, False, None, trigger="x.value")
     assert started == [key]
 
 
 def test_the_method_list_follows_the_layer(state):
-    options, value = projection.methods(state, "fc2", None, "tsne")
+    options, value, _, source, style = projection.methods(state, "fc2", None, "tsne", None)
     assert [o["value"] for o in options] == state.methods("fc2") and value is no_update  # t-SNE stays chosen
-    _, value = projection.methods(state, "fc2", None, "file")  # the tiny Run has no file: the first method
+    assert source is no_update and style == {"display": "none"}  # no token layer: no "projected from"
+    value = projection.methods(state, "fc2", None, "file", None)[1]  # the tiny Run has no file: the first method
     assert value == state.methods("fc2")[0]
     with pytest.raises(LayerscopeError, match="layer"):
-        projection.methods(state, "nope", None, "pca")
+        projection.methods(state, "nope", None, "pca", None)
 
 
 def test_hovering_a_point_names_its_image(state):
@@ -176,7 +177,7 @@ def test_a_page_opening_on_a_projection_the_run_lacks_draws_it_once_computed(tin
     assert status.startswith(projection.COMPUTING)
     tick = "jobs-interval.n_intervals"
     _, started, _, _ = called(
-        projection.projection, state, "fc2", "pca", "label", "all", 1, False, status, trigger=tick
+        projection.projection, state, "fc2", "pca", "label", "all", 1, None, False, status, trigger=tick
     )
     assert started.startswith(projection.COMPUTING)
     job = state.jobs[("fc2", "pca")]
@@ -187,7 +188,7 @@ def test_a_page_opening_on_a_projection_the_run_lacks_draws_it_once_computed(tin
     assert job.finished and job.error is None
     state.scratch.mark_seen(job)  # as a page that opened once it was done: no redraw owed for the job itself
     figure, shown, quality, _ = called(
-        projection.projection, state, "fc2", "pca", "label", "all", 2, False, status, trigger=tick
+        projection.projection, state, "fc2", "pca", "label", "all", 2, None, False, status, trigger=tick
     )
     assert shown == "" and _points(figure) == state.n
 

@@ -564,3 +564,34 @@ def test_layer_featurevis_reports_one_bar_that_only_rises(tiny_run):
     fractions = [done / total for _, done, total in calls]
     assert fractions[0] == 0 and fractions[-1] == 1
     assert all(a <= b for a, b in zip(fractions, fractions[1:], strict=False))
+
+
+def test_colour_images_are_optimised_in_the_datas_decorrelated_colours():
+    """Lucid's colour decorrelation, estimated from the dataset: the prior's (3, 3) matrix is the square root of the
+    channels' covariance (up to its scale), and a pixel or Fourier image steps in those colours."""
+    from layerscope.featurevis import FourierImage, PixelImage
+    from layerscope.featurevis.prior import image_prior
+
+    rng = np.random.default_rng(0)
+    grey = rng.random((40, 1, 8, 8))
+    tint = np.array([1.0, 0.8, 0.2])[None, :, None, None]
+    images = np.clip(grey * tint + 0.05 * rng.random((40, 3, 8, 8)), 0, 1).astype(np.float32)
+    prior = image_prior(images)
+    assert prior.colour is not None and prior.colour.shape == (3, 3)
+    assert np.linalg.norm(prior.colour, axis=0).max() == pytest.approx(1.0, abs=1e-5)
+    channels = images.transpose(1, 0, 2, 3).reshape(3, -1)
+    covariance = np.cov(channels)
+    product = prior.colour @ prior.colour.T
+    np.testing.assert_allclose(product / product[0, 0], covariance / covariance[0, 0], rtol=1e-3, atol=1e-4)
+    assert image_prior(images[:, :1]).colour is None  # one channel: nothing to decorrelate
+    for make in (PixelImage, FourierImage):
+        plain = make((3, 8, 8), seed=1)
+        param = make((3, 8, 8), seed=1, colour=prior.colour)
+        with torch.no_grad():
+            param.parameters()[0][:, 0] += 1.0  # the first decorrelated colour: the data's tint
+            plain.parameters()[0][:, 0] += 1.0
+        moved = (param() - 0.5).flatten(2).abs().mean(2)[0]  # (3,) per channel
+        assert (moved > 0.01).all(), (make.__name__, moved)  # every channel, in the tint's proportions
+        assert moved[1] > moved[2] and moved[0] > moved[2]
+        still = (plain() - 0.5).flatten(2).abs().mean(2)[0]
+        assert still[1] < 0.01 and still[2] < 0.01  # without it, only the red channel moved

@@ -43,8 +43,20 @@ def _normal(shape: tuple[int, ...], sd: float, seed: int, device: torch.device |
     return (torch.randn(shape, generator=g) * sd).to(device).requires_grad_(True)
 
 
+def _decorrelated(colour: np.ndarray | None, device: torch.device | str | None) -> Tensor | None:
+    return None if colour is None else torch.as_tensor(colour, dtype=torch.float32, device=device)
+
+
+def _to_rgb(t: Tensor, colour: Tensor | None) -> Tensor:
+    """(B, C, H, W) decorrelated colours -> the image's channels (Lucid's ``linear_decorrelate_color``): each
+    pixel's C values times ``colour``'s transpose; unchanged without one."""
+    return t if colour is None else torch.einsum("dc,bchw->bdhw", colour, t)
+
+
 class PixelImage:
-    """The pixels, through a sigmoid: ``sigmoid(t)`` with t ~ N(0, sd) at the start (mid-grey)."""
+    """The pixels, through a sigmoid: ``sigmoid(t)`` with t ~ N(0, sd) at the start (mid-grey). ``colour``: a colour
+    image's (C, C) decorrelation (``ImagePrior.colour``): t is in decorrelated colours, so a step moves the colours
+    the data varies in together, not one channel at a time."""
 
     def __init__(
         self,
@@ -54,18 +66,21 @@ class PixelImage:
         sd: float = 0.01,
         seed: int = 0,
         device: torch.device | str | None = None,
+        colour: np.ndarray | None = None,
     ) -> None:
         self.tensor = _normal((batch, *shape), sd, seed, device)  # (B, C, H, W)
+        self.colour = _decorrelated(colour, device)
 
     def parameters(self) -> list[Tensor]:
         return [self.tensor]
 
     def __call__(self) -> Tensor:
-        return torch.sigmoid(self.tensor)
+        return torch.sigmoid(_to_rgb(self.tensor, self.colour))
 
 
 class FourierImage:
-    """An image made by the inverse real FFT of a spectrum scaled by 1/max(f, 1/size)^decay_power, then a sigmoid."""
+    """An image made by the inverse real FFT of a spectrum scaled by 1/max(f, 1/size)^decay_power, then a sigmoid;
+    in decorrelated colours with ``colour`` (as ``PixelImage``), Lucid's ``fft_image`` + ``to_valid_rgb``."""
 
     # lucid's constant: the inverse FFT's output is divided by it before the sigmoid; larger means less saturation
     MAGIC = 4.0
@@ -79,9 +94,11 @@ class FourierImage:
         decay_power: float = 1.0,
         seed: int = 0,
         device: torch.device | str | None = None,
+        colour: np.ndarray | None = None,
     ) -> None:
         c, h, w = shape
         self.size = (h, w)
+        self.colour = _decorrelated(colour, device)
         fy = np.fft.fftfreq(h)[:, None]
         fx = np.fft.rfftfreq(w)[None, :]  # w // 2 + 1 columns, odd or even w (lucent's fft_image is off by one for odd)
         freqs = np.sqrt(fx * fx + fy * fy)  # (H, W//2 + 1) cycles per pixel
@@ -99,7 +116,7 @@ class FourierImage:
         half = self._rows @ stacked  # (B, C, 2H, Kx): inverse DFT along H, real over imaginary
         h = self.size[0]
         image = torch.cat([half[..., :h, :], half[..., h:, :]], dim=-1) @ self._cols  # (B, C, H, 2Kx) -> (B, C, H, W)
-        return torch.sigmoid(image / self.MAGIC)
+        return torch.sigmoid(_to_rgb(image, self.colour) / self.MAGIC)
 
 
 def _inverse_rdft2(h: int, w: int) -> tuple[Tensor, Tensor]:

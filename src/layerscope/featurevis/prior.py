@@ -91,6 +91,9 @@ class ImagePrior:
     ink_share: float  # medians over the sample
     high_frequency_share: float
     n_images: int  # how many images it was estimated from
+    # (C, C) Lucid's colour decorrelation, estimated from the data (Lucid's is ImageNet's): the square root of the
+    # channels' covariance over every pixel, U sqrt(S), scaled so its largest column has norm 1; None for one channel
+    colour: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -133,6 +136,7 @@ def image_prior(images: np.ndarray, *, sample: int = SAMPLE, seed: int = 0) -> I
             eigenvalues = values.flip(0).clamp(min=0).float().numpy()
             eigenvectors = vectors.flip(1).float().numpy()
     magnitude = torch.fft.rfft2(x, norm="ortho").abs().mean(0)  # (C, H, W//2 + 1)
+    colour = colour_correlation(x) if x.shape[1] > 1 else None
     stats = image_statistics(x)
     return ImagePrior(
         mean=mean.float().view(x.shape[1:]).numpy(),
@@ -142,7 +146,19 @@ def image_prior(images: np.ndarray, *, sample: int = SAMPLE, seed: int = 0) -> I
         ink_share=stats["ink_share"],
         high_frequency_share=stats["high_frequency_share"],
         n_images=len(pick),
+        colour=colour,
     )
+
+
+def colour_correlation(images: Tensor) -> np.ndarray:
+    """(C, C) the square root of the channels' covariance over every pixel of ``images`` (S, C, H, W), U sqrt(S) from
+    its SVD, divided by its largest column norm: Lucid's ``color_correlation_svd_sqrt`` / ``max_norm_svd_sqrt``,
+    measured on the dataset. An image parameterised in decorrelated colours becomes RGB through it."""
+    channels = images.transpose(0, 1).reshape(images.shape[1], -1).double()  # (C, S*H*W)
+    covariance = torch.cov(channels)
+    u, singular, _ = torch.linalg.svd(covariance)
+    root = u * singular.clamp(min=0).sqrt()  # columns scaled
+    return (root / root.norm(dim=0).max().clamp(min=1e-12)).float().numpy()
 
 
 def distance_to_data(images: np.ndarray | Tensor, prior: ImagePrior) -> dict[str, float | bool]:

@@ -461,9 +461,10 @@ def visualize(
             recipe = {"total_variation": 0.0, "ink": INK_WEIGHT, "latent": latent, "prior_images": prior.n_images}
         else:
             make = FourierImage if parameterisation == "fourier" else PixelImage
-            param = make(image_shape, batch, seed=seed, device=device)
+            colour = prior.colour if prior is not None else None  # a colour image's, from the data
+            param = make(image_shape, batch, seed=seed, device=device, colour=colour)
             penalty = TV_WEIGHT * total_variation()
-            recipe = {"total_variation": TV_WEIGHT}
+            recipe = {"total_variation": TV_WEIGHT, "colour_decorrelation": colour is not None}
         if n_diverse > 1:
             compared = _diversity_layer(model, layer, kind, image_shape)
             penalty = penalty - DIVERSITY_WEIGHT * diversity(compared, groups)
