@@ -1101,6 +1101,51 @@ def export_json(
 
 
 @app.command()
+def compare(
+    run_a: RunArg,
+    run_b: Annotated[Path, typer.Argument(metavar="RUN_B", help="The Run to compare with (the same dataset).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    device: DeviceOpt = "auto",
+    trust_model_code: TrustOpt = False,
+) -> None:
+    """Two Runs on the same images: how often they agree, the images only one of them classifies right (per class),
+    and the linear CKA of every layer of A with every layer of B over every image (1: the same representation up to
+    a rotation and a scale)."""
+    import numpy as np
+
+    from layerscope.compare import compare_runs
+
+    a = _open(run_a, trust_model_code)
+    b = _open(run_b, trust_model_code)
+    with _bars() as progress:
+        result = compare_runs(a, b, device=_device(device), progress=Bars(progress))
+    labels = np.asarray(a.labels)
+    if as_json:
+        print(json.dumps(result.to_dict(labels), indent=2))
+        return
+    out.print(
+        f"[bold]{result.n_images:,} images[/]: A and B predict the same class for {result.agreement:.2%}; "
+        f"only A is right on {len(result.a_only):,}, only B on {len(result.b_only):,}",
+        highlight=False,
+    )
+    table = Table("class", "only A right", "only B right", title="right in one Run only")
+    only_a, only_b = result.per_class(result.a_only, labels), result.per_class(result.b_only, labels)
+    for name in result.class_names:
+        table.add_row(name, str(only_a[name]), str(only_b[name]))
+    out.print(table)
+    cka = Table("A \\ B", *result.layers_b, title="linear CKA (1 = the same representation)")
+    for name, row in zip(result.layers_a, result.cka, strict=True):
+        cka.add_row(name, *(f"{v:.2f}" for v in row))
+    out.print(cka)
+    reduced = sorted({f"{layer}" for part in result.features.values() for layer, how in part.items() if how == "pca50"})
+    if reduced:
+        out.print(
+            f"compared by their 50 leading PCA scores (conv maps, layers of over 1,024 values): {', '.join(reduced)}",
+            highlight=False,
+        )
+
+
+@app.command()
 def demo(
     retrain: Annotated[
         bool, typer.Option("--train", help="Retrain the model instead of using the shipped weights.")

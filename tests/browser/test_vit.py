@@ -69,6 +69,4 @@ def test_attention_and_token_feature_maps_of_the_selected_image(browser_context,
         page.wait_for_selector(".attn-tile", timeout=BUSY)
         assert page.locator(".attn-tile").count() == 4 * 4 + 1  # 4 blocks of 4 heads, and the rollout
         # the unit card's top images outline the token's 4x4 patch
-        page.wait_for_function(
-            "() => /patch of the maximal token/.test(document.body.textContent)", timeout=BUSY
-        )
+        page.wait_for_function("() => /patch of the maximal token/.test(document.body.textContent)", timeout=BUSY)

@@ -109,7 +109,10 @@ def vit_run(tmp_path_factory, vit):
     model, _ = vit
     images, labels = make_images(64, size=32, channels=3, classes=4)
     dataset = Dataset(
-        "bars", images.transpose(0, 3, 1, 2).copy(), labels.astype(np.int64), (np.arange(64) % 4 == 3).astype(np.uint8),
+        "bars",
+        images.transpose(0, 3, 1, 2).copy(),
+        labels.astype(np.int64),
+        (np.arange(64) % 4 == 3).astype(np.uint8),
         ["a", "b", "c", "d"],
     )
     spec = {"class": "tests.models:TinyViT", "args": {"in_channels": 3, "num_classes": 4}}
