@@ -37,6 +37,7 @@ if _typing.TYPE_CHECKING:
         LayerInfo,
         list_layers,
     )
+    from layerscope.compare import Comparison, compare_runs, linear_cka
     from layerscope.data import (
         Dataset,
         load_dataset,
@@ -85,6 +86,9 @@ _LAZY = {
     "AblationResult": "layerscope.ablation",
     "ActivationRecorder": "layerscope.capture",
     "Attribution": "layerscope.attribution",
+    "Comparison": "layerscope.compare",
+    "compare_runs": "layerscope.compare",
+    "linear_cka": "layerscope.compare",
     "Dataset": "layerscope.data",
     "FeatureVis": "layerscope.featurevis",
     "Isomap": "layerscope.projections",
@@ -167,6 +171,7 @@ __all__ = [
     "AblationResult",
     "ActivationRecorder",
     "Attribution",
+    "Comparison",
     "Dataset",
     "FeatureVis",
     "Isomap",
@@ -186,6 +191,7 @@ __all__ = [
     "ablated",
     "attribute",
     "build_model",
+    "compare_runs",
     "compute_projection",
     "compute_topk",
     "connections",
@@ -197,6 +203,7 @@ __all__ = [
     "guided_backprop",
     "import_nn_data",
     "incoming_weights",
+    "linear_cka",
     "list_ablations",
     "list_layers",
     "load_dataset",
