@@ -36,6 +36,7 @@ SCRIPTS = [
     "safety",
     "cli",
     "any_model",
+    "compare",
 ]
 HERE = Path(__file__).resolve().parent
 # scripts that take --run: they share one Run made from the shipped weights here, instead of making one each

@@ -141,6 +141,7 @@ class Comparison:
     layers_b: list[str]
     cka: np.ndarray  # (len(layers_a), len(layers_b))
     features: dict[str, dict[str, str]]  # {"a": {layer: how it was compared}, "b": ...}
+    widths: dict[str, dict[str, int]]  # {"a": {layer: values per image as compared}, "b": ...}
 
     def per_class(self, indices: np.ndarray, labels: np.ndarray) -> dict[str, int]:
         counts = np.bincount(np.asarray(labels)[indices], minlength=len(self.class_names))
@@ -158,6 +159,7 @@ class Comparison:
             "b_only_correct": {"count": len(self.b_only), "per_class": self.per_class(self.b_only, labels)},
             "cka": {"a_layers": self.layers_a, "b_layers": self.layers_b, "values": self.cka.round(6).tolist()},
             "features": self.features,
+            "widths": self.widths,
         }
 
 
@@ -225,11 +227,11 @@ def compare_runs(
     predicted_b = np.asarray(b.probs).argmax(1)
     right_a, right_b = predicted_a == labels, predicted_b == labels
 
-    widths = {}
-    for run, infos, how in ((a, infos_a, how_a), (b, infos_b, how_b)):
-        for info in infos:
-            widths[(id(run), info.name)] = _values(run, info, how[info.name], slice(0, 1)).shape[1]
-    cka = StreamingCKA([widths[(id(a), i.name)] for i in infos_a], [widths[(id(b), i.name)] for i in infos_b])
+    widths = {
+        side: {info.name: int(_values(run, info, how[info.name], slice(0, 1)).shape[1]) for info in infos}
+        for side, run, infos, how in (("a", a, infos_a, how_a), ("b", b, infos_b, how_b))
+    }
+    cka = StreamingCKA(list(widths["a"].values()), list(widths["b"].values()))
     n = a.n_images
     task = "cka"
     progress(task, 0, n)
@@ -252,4 +254,5 @@ def compare_runs(
         layers_b=[info.name for info in infos_b],
         cka=cka.result(),
         features={"a": how_a, "b": how_b},
+        widths=widths,
     )
