@@ -234,12 +234,21 @@ def train(
         bool, typer.Option(help="Replace an existing Run at --out (only once the new one is complete).")
     ] = False,
     memory: MemoryOpt = None,
+    snapshots: Annotated[
+        str | None,
+        typer.Option(
+            metavar="K|epoch",
+            help="Keep K snapshots of the network during training, evenly spaced from the untrained to the trained "
+            "one ('epoch': one per epoch), each with its predictions, activations and PCA over every image, for the "
+            "training timeline. Only training keeps snapshots: a Run gains them by training again.",
+        ),
+    ] = None,
 ) -> None:
     """Train a model (the report's CNN, or --model) and write a complete Run: weights, predictions, activations, PCA
     of every layer."""
     from layerscope.memory import parse_memory
     from layerscope.pipeline import train_run
-    from layerscope.training import PRESETS, TrainConfig
+    from layerscope.training import PRESETS, TrainConfig, snapshot_steps
 
     limit = parse_memory(memory) if memory is not None else None
 
@@ -263,6 +272,11 @@ def train(
             f"test loss {record.test_loss:.4f} acc {record.test_accuracy:.4f} | {record.seconds:.1f} s"
         )
 
+    kept: int | str | None = None
+    if snapshots is not None:
+        kept = "epoch" if snapshots == "epoch" else int(snapshots) if snapshots.isdigit() else snapshots
+        snapshot_steps(kept, config.epochs, 1)  # a bad value is a one-line error before any work
+        _check_range("--snapshots", kept if isinstance(kept, int) else 2, 2, 1_000)
     data = _load_dataset(dataset, class_names, image_size)
     spec = _model_spec(model, model_arg, data)
     with _bars() as progress:
@@ -277,8 +291,31 @@ def train(
             include=include,
             exclude=exclude,
             memory=limit,
+            snapshots=kept,
         )
     _written(run, f"training {run.manifest['training']['seconds']:.1f} s")
+    if run.snapshots:
+        _print_snapshots(run)
+
+
+def _print_snapshots(run: Any) -> None:
+    from layerscope.memory import format_bytes
+
+    sizes = run.disk_usage()["snapshots"]
+    table = Table("snapshot", "step", "epoch", "test accuracy", "test loss", "on disk", title="snapshots")
+    for entry in run.snapshots:
+        where = entry["path"]
+        size = "(the Run)" if where == "." else format_bytes(sizes.get(where, 0))
+        accuracy, loss = entry.get("test_accuracy"), entry.get("test_loss")
+        table.add_row(
+            str(entry["index"]),
+            f"{entry['step']:,}",
+            f"{entry['epoch']:.2f}",
+            "-" if accuracy is None else f"{accuracy:.4f}",
+            "-" if loss is None else f"{loss:.4f}",
+            size,
+        )
+    out.print(table)
 
 
 def _written(run: Any, detail: str) -> None:
@@ -370,6 +407,10 @@ def _info(run: Any) -> dict[str, Any]:
         "computed": run.computed(),
         "projections": m.get("projections", {}),
         "other_files": usage["other"],
+        "snapshots": [
+            entry | {"bytes": None if entry["path"] == "." else usage["snapshots"].get(entry["path"], 0)}
+            for entry in run.snapshots
+        ],
         "total_bytes": usage["total"],
     }
 
@@ -428,7 +469,10 @@ def info(
         f"[bold]On disk[/] {format_bytes(data['total_bytes'])}: layers {format_bytes(layer_bytes)}, "
         f"other files {format_bytes(sum(other.values()))} "
         f"({', '.join(sorted(other, key=other.__getitem__, reverse=True)[:4])}{', ...' if len(other) > 4 else ''})"
+        + (f", snapshots {format_bytes(sum(e['bytes'] or 0 for e in data['snapshots']))}" if data["snapshots"] else "")
     )
+    if data["snapshots"]:
+        _print_snapshots(run)
 
 
 @app.command()
@@ -1098,6 +1142,46 @@ def export_json(
         f"{', '.join(summary['activation_layers']) or 'no layer'}; projections of "
         f"{', '.join(summary['projection_layers']) or 'no layer'}"
     )
+
+
+@app.command()
+def timeline(
+    run_dir: RunArg,
+    layer: Annotated[str, typer.Option(help="Layer name (see 'layerscope layers RUN').")],
+    method: Annotated[str, typer.Option(help="pca (each snapshot's, aligned to the one before).")] = "pca",
+    gif: Annotated[Path | None, typer.Option("--out", help="Write the animation here (.gif).")] = None,
+    recompute: Annotated[bool, typer.Option(help="Align again even if the Run has the timeline.")] = False,
+    trust_model_code: TrustOpt = False,
+) -> None:
+    """A layer's projection through the snapshots training kept ('train --snapshots K'), each aligned to the one
+    before: how its clusters formed. Prints each snapshot's test accuracy, quality and how far the images moved."""
+    from layerscope.timeline import render_gif
+    from layerscope.timeline import timeline as layer_timeline
+
+    if gif is not None and gif.suffix.lower() != ".gif":
+        raise LayerscopeError(f"--out {gif} is not a .gif file; the animation is written as a GIF.")
+    run = _open(run_dir, trust_model_code)
+    with _bars() as progress:
+        line = layer_timeline(run, layer, method, recompute=recompute, progress=Bars(progress))
+    table = Table(
+        "snapshot", "step", "epoch", "test accuracy", "kNN accuracy", "trustworthiness", "moved", "moved unaligned",
+        title=f"{method} of {layer} through training (moved: mean distance from the snapshot before)",
+    )  # fmt: skip
+    for entry in line.meta["snapshots"]:
+        table.add_row(
+            str(entry["index"]),
+            f"{entry['step']:,}",
+            f"{entry['epoch']:.2f}",
+            *(_figure(entry.get(key)) for key in ("test_accuracy", "knn_accuracy", "trustworthiness")),
+            *(_figure(entry.get(key), 2) for key in ("displacement", "unaligned_displacement")),
+        )
+    out.print(table)
+    if gif is not None:
+        out.print(f"saved {render_gif(run, line, gif)} ({len(line.meta['snapshots'])} frames)")
+
+
+def _figure(value: Any, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 @app.command()

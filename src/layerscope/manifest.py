@@ -16,6 +16,8 @@ from layerscope.errors import RunError
 from layerscope.layers import TOKEN_SOURCES
 from layerscope.names import is_path_name
 
+_SNAPSHOT = re.compile(r"snapshots/\d{2,6}")
+
 __all__ = ["MAX_CLASSES", "MAX_IMAGES", "check_manifest", "check_relpath"]
 
 MAX_IMAGES = 1 << 32
@@ -169,6 +171,21 @@ def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
     c.number(metrics.get("test_accuracy"), "metrics.test_accuracy")
     for key, value in metrics.items():
         c.number(value, f"metrics[{key!r}]")
+    snapshots = c.of(m.get("snapshots", []), list, "snapshots")
+    for i, entry in enumerate(snapshots):
+        key = f"snapshots[{i}]"
+        c.of(entry, dict, key)
+        c.count(entry.get("step"), f"{key}.step", 0, 1 << 40)
+        c.number(entry.get("epoch"), f"{key}.epoch")
+        path = entry.get("path")
+        last = i == len(snapshots) - 1
+        if not isinstance(path, str) or (path != "." if last else _SNAPSHOT.fullmatch(path) is None):
+            raise c.fail(f"{key}.path", f"is {_shown(path)}, not {'.' if last else 'snapshots/NN'}")
+        for field in ("test_accuracy", "test_loss"):
+            if entry.get(field) is not None:
+                c.number(entry[field], f"{key}.{field}")
+    if "snapshot" in m:
+        c.count(c.of(m["snapshot"], dict, "snapshot").get("step"), "snapshot.step", 0, 1 << 40)
     for key, kind in (("history", list), ("training", dict), ("capture", dict), ("source", dict)):
         if key in m:
             c.of(m[key], kind, key)

@@ -57,9 +57,16 @@ def train_run(
     include: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
     memory: int | str | MemoryBudget | None = None,
+    snapshots: int | str | None = None,
 ) -> Run:
     """Train a model and write a complete Run to ``out``: weights, predictions and activations for every image,
     and the PCA projection of every layer. Nothing appears at ``out`` unless all of it succeeded.
+
+    ``snapshots`` (a count of at least 2, or "epoch": ``training.snapshot_steps``) keeps the network as it was at
+    those steps of training, from the untrained one to the trained one. Each but the last is a Run of its own under
+    ``snapshots/NN/`` (weights, probabilities, activations, top images and PCA, as the final capture has them; the
+    images are hard links to the Run's own); the last is the Run itself. The manifest lists them (``snapshots``:
+    step, epoch, test loss and accuracy, where).
 
     ``spec`` defaults to the report's CNN sized for the dataset. ``include``/``exclude`` choose the layers (glob
     patterns over dotted names, see ``list_layers``); a model that does not fit the dataset, or patterns that match
@@ -76,9 +83,22 @@ def train_run(
     net, graph = graph_model(model, dataset.image_shape, include)
     layers = select_layers(net, dataset, include, exclude)
     spec = _with_patterns(spec, include, exclude)
+    kept: list[tuple[int, float, dict[str, torch.Tensor]]] = []
+
+    def keep(step: int, epoch: float, trained: torch.nn.Module) -> None:
+        kept.append((step, epoch, {k: v.detach().to("cpu", copy=True) for k, v in trained.state_dict().items()}))
+
     with staging_dir(out, force=force) as tmp:
         start = time.perf_counter()
-        history = fit(model, dataset, replace(config, device=str(device)), progress=progress, on_epoch=on_epoch)
+        history = fit(
+            model,
+            dataset,
+            replace(config, device=str(device)),
+            progress=progress,
+            on_epoch=on_epoch,
+            snapshots=snapshots,
+            on_snapshot=keep,
+        )
         training = {
             **config.to_dict(),
             "device": str(device),
@@ -99,7 +119,56 @@ def train_run(
             budget,
             config.seed,
         )
+        if kept:
+            _write_snapshots(tmp, kept, dataset, model, net, spec, device, progress, graph, layers, budget, config.seed)
     return Run(out, trust_model_code=True)  # its model is the one the caller gave
+
+
+def _write_snapshots(
+    tmp: Path,
+    kept: list[tuple[int, float, dict[str, torch.Tensor]]],
+    dataset: Dataset,
+    model: torch.nn.Module,
+    net: torch.nn.Module,
+    spec: dict[str, Any],
+    device: torch.device,
+    progress: ProgressFn,
+    graph: ModelGraph,
+    layers: list[LayerInfo],
+    budget: MemoryBudget,
+    seed: int,
+) -> None:
+    """Each kept snapshot but the last (the Run itself) as a Run under ``snapshots/NN/``, and the manifest's list."""
+    final = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    entries = []
+    try:
+        for index, (step, epoch, weights) in enumerate(kept):
+            last = index == len(kept) - 1
+            where = "." if last else f"snapshots/{index:02d}"
+            if not last:
+                model.load_state_dict(weights)  # the graph model ``net`` shares these parameters
+                folder = tmp / where
+                folder.mkdir(parents=True)
+                for name in ("images.npy", "labels.npy", "split.npy"):
+                    os.link(tmp / name, folder / name)  # the same images: no second copy on disk
+                extra = {"history": [], "graph": _graph_record(graph, layers), "snapshot": {"step": step}}
+                _write_run(
+                    folder, dataset, net, spec, device, progress, extra, layers, budget, seed, dataset_arrays=False
+                )
+            metrics = Run(tmp / where, staged=True).manifest["metrics"]
+            entries.append(
+                {
+                    "index": index,
+                    "step": step,
+                    "epoch": round(epoch, 4),
+                    "test_accuracy": metrics.get("test_accuracy"),
+                    "test_loss": metrics.get("test_loss"),
+                    "path": where,
+                }
+            )
+    finally:
+        model.load_state_dict(final)
+    Run(tmp, staged=True).update_manifest(lambda m: m.__setitem__("snapshots", entries))
 
 
 def create_run(
@@ -196,12 +265,14 @@ def _write_run(
     budget: MemoryBudget,
     random_state: int = 0,
     pca_kinds: tuple[str, ...] = ("image", "conv", "dense"),
+    dataset_arrays: bool = True,
 ) -> None:
-    """Everything after training: weights, dataset arrays, capture with top-k images, manifest, PCA of every layer;
-    capture's and PCA's batches sized to ``budget``."""
+    """Everything after training: weights, dataset arrays (unless ``dataset_arrays`` is False: they are there),
+    capture with top-k images, manifest, PCA of every layer; capture's and PCA's batches sized to ``budget``."""
     model.to(device).eval()
     save_weights(source_model(model), tmp / "weights.safetensors")
-    write_dataset_arrays(tmp, dataset)
+    if dataset_arrays:
+        write_dataset_arrays(tmp, dataset)
     # the top-k images per unit ride along the capture pass, which already has every layer's full output
     topk = TopKCollector([info.name for info in layers if info.kind != "image"], DEFAULT_K)
     batch = capture_batch_size(layers, budget)

@@ -14,6 +14,9 @@ dashboard reads.
     projections/<layer>/<method>.npy      (N, 2) float32
     topk/<layer>.values.npy|indices.npy   (U, k) float32 descending / int64: the k images activating each unit most
     topk/<layer>.positions.npy            (U, k, 2) int32 (y, x) of each conv channel's maximum (see topk.py)
+    timelines/<layer>/pca.npy             (S, N, 2) float32, the layer's PCA at each snapshot, aligned (timeline.py)
+    snapshots/NN/                         the network as it was at snapshot NN of training, a Run of its own (its
+                                          images hard links to these); the manifest's ``snapshots`` lists them
 
 A Run imported from an NN_data.json file (``layerscope.interop``) has no model ("model": null in the manifest) and
 may also hold:
@@ -668,20 +671,33 @@ class Run:
             *(f"features/{layer}.{part}.npy" for part in ("pca", "pca_components", "pca_mean")),
             *(f"projections/{layer}/{method}.npy" for method in self.manifest.get("projections", {}).get(layer, {})),
             *(f"topk/{layer}.{part}.npy" for part in ("values", "indices", "positions")),
+            *(f"timelines/{layer}/{method}.npy" for method in (self.manifest.get("timelines") or {}).get(layer, {})),
             f"aggregates/activations/{layer}.npy",
             f"aggregates/projections/{layer}.npy",
         ]
         return [relpath for relpath in candidates if self.has_array(relpath)]
 
     def disk_usage(self) -> dict[str, Any]:
-        """Bytes on disk: ``{"layers": {layer: {relpath: bytes}}, "other": {path: bytes}, "total": bytes}``, where
-        "other" is every other file of the directory (images, labels, weights, the manifest) and "total" all of
-        them. Sizes are apparent sizes (``st_size``); a sparse file counts whole."""
+        """Bytes on disk: ``{"layers": {layer: {relpath: bytes}}, "other": {path: bytes}, "snapshots": {path:
+        bytes}, "total": bytes}``, where "other" is every other file of the directory (images, labels, weights, the
+        manifest) but the snapshots' (each snapshot's folder in all), and "total" all of them. Sizes are apparent
+        sizes (``st_size``); a sparse file counts whole, a file linked twice (a snapshot's images) once."""
         files: dict[Path, int] = {}
-        for path in sorted(self.path.rglob("*")):
+        seen: set[tuple[int, int]] = set()
+        snapshots: dict[str, int] = {}
+        for path in sorted(self.path.rglob("*"), key=lambda p: (p.parts[len(self.path.parts)] == "snapshots", p)):
             with contextlib.suppress(OSError):
                 if path.is_file() and not path.is_symlink():
-                    files[path] = path.stat().st_size
+                    stat = path.stat()
+                    if (stat.st_dev, stat.st_ino) in seen:
+                        continue
+                    seen.add((stat.st_dev, stat.st_ino))
+                    parts = path.relative_to(self.path).parts
+                    if parts[0] == "snapshots" and len(parts) > 2:
+                        folder = "/".join(parts[:2])
+                        snapshots[folder] = snapshots.get(folder, 0) + stat.st_size
+                        continue
+                    files[path] = stat.st_size
         layers: dict[str, dict[str, int]] = {}
         claimed: set[Path] = set()
         for info in self.layers:
@@ -692,7 +708,24 @@ class Run:
                     entry[relpath] = files[path]
                     claimed.add(path)
         other = {str(path.relative_to(self.path)): size for path, size in files.items() if path not in claimed}
-        return {"layers": layers, "other": other, "total": sum(files.values())}
+        total = sum(files.values()) + sum(snapshots.values())
+        return {"layers": layers, "other": other, "snapshots": snapshots, "total": total}
+
+    @property
+    def snapshots(self) -> list[dict[str, Any]]:
+        """The snapshots training kept (``train --snapshots``), untrained first: index, step, epoch, test loss and
+        accuracy, and ``path``, where its Run is ("." for the last: the Run itself). Empty without."""
+        return [dict(entry) for entry in self.manifest.get("snapshots", [])]
+
+    def snapshot(self, index: int) -> Run:
+        """Snapshot ``index`` (negative counts from the last) as a Run: the network as it was at that step."""
+        listed = self.snapshots
+        if not listed:
+            raise RunError(f"{self.path} has no snapshots; train with --snapshots K to keep some.")
+        if not -len(listed) <= index < len(listed):
+            raise RunError(f"snapshot {index} is out of range: {self.path} has snapshots 0 to {len(listed) - 1}.")
+        where = listed[index]["path"]
+        return self if where == "." else Run(self.path / where, trust_model_code=self.trust_model_code)
 
     def computed(self) -> dict[str, Any]:
         """What the Run holds, for ``info``: stored activations and projections per layer, layers with top-k."""
@@ -761,6 +794,8 @@ class Run:
             named = set(self._read_manifest().get("files", {}).values())
             for path in self.path.glob("*/**/*.g*.npy"):
                 relpath = path.relative_to(self.path).as_posix()
+                if relpath.startswith("snapshots/"):
+                    continue  # a snapshot is a Run of its own, which tidies itself
                 if _VERSIONED.fullmatch(path.name) and relpath not in named:
                     path.unlink(missing_ok=True)
         except (OSError, RunError):

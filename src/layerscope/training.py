@@ -20,6 +20,7 @@ __all__ = [
     "EpochRecord",
     "PRESETS",
     "fit",
+    "snapshot_steps",
     "evaluate",
     "predict_proba",
     "preferred_memory_format",
@@ -181,16 +182,37 @@ def _adam(model: nn.Module, lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=lr)
 
 
+def snapshot_steps(snapshots: int | str, epochs: int, steps_per_epoch: int) -> list[int]:
+    """The optimiser steps after which training keeps a snapshot: ``snapshots`` of them evenly spaced from 0 (the
+    untrained network) to the last step (the trained one), or "epoch": 0 and the end of every epoch."""
+    total = epochs * steps_per_epoch
+    if snapshots == "epoch":
+        return [epoch * steps_per_epoch for epoch in range(epochs + 1)]
+    if isinstance(snapshots, str) or snapshots < 2:
+        from layerscope.errors import LayerscopeError
+
+        raise LayerscopeError(
+            f"--snapshots is a count of at least 2 (the untrained and the trained network) or 'epoch', "
+            f"not {snapshots!r}."
+        )
+    return sorted({round(k * total / (snapshots - 1)) for k in range(snapshots)})
+
+
 def fit(
     model: nn.Module,
     dataset: Dataset,
     config: TrainConfig | None = None,
     progress: ProgressFn = no_progress,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    snapshots: int | str | None = None,
+    on_snapshot: Callable[[int, float, nn.Module], None] | None = None,
 ) -> list[EpochRecord]:
     """Train ``model`` on the training split with Adam and a one-cycle learning rate; return the per-epoch history.
 
-    Runs with the same seed, data and thread count give the same weights on the CPU.
+    Runs with the same seed, data and thread count give the same weights on the CPU. With ``snapshots``
+    (``snapshot_steps``), ``on_snapshot(step, epoch, model)`` sees the model after each of those steps (step 0:
+    before the first), ``epoch`` the epochs done so far (1.5: half way through the second); what it keeps of the
+    model it copies.
     """
     config = config or TrainConfig()
     dev = resolve_device(config.device)
@@ -212,6 +234,16 @@ def fit(
     pct_start = 0.2 if total != 5 else 0.4
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total, pct_start=pct_start)
     history: list[EpochRecord] = []
+    keep = set(snapshot_steps(snapshots, config.epochs, steps)) if snapshots is not None else set()
+
+    def snapshot(done: int) -> None:
+        if done in keep and on_snapshot is not None:
+            was_training = model.training
+            model.eval()
+            on_snapshot(done, done / steps, model)
+            model.train(was_training)
+
+    snapshot(0)
     for epoch in range(1, config.epochs + 1):
         task = f"train epoch {epoch}/{config.epochs}"
         progress(task, 0, steps)
@@ -233,6 +265,7 @@ def fit(
             correct += (logits.argmax(1) == y).sum()
             if step % 20 == 0 or step == steps - 1:
                 progress(task, step + 1, steps)
+            snapshot((epoch - 1) * steps + step + 1)
         model.eval()
         test_loss, test_acc = evaluate(model, dataset, TEST, device=str(dev))
         record = EpochRecord(

@@ -1,0 +1,176 @@
+"""The training timeline: one layer's projection through the snapshots training kept (``train --snapshots``), each
+aligned to the one before so that points move only as much as the network changed.
+
+PCA of each snapshot is computed on its own (each snapshot is a Run, and ``train`` fits its PCA), so its axes may
+come out rotated or mirrored against the previous snapshot's for reasons that have nothing to do with learning (a
+principal component's sign is arbitrary). ``aligned_pca`` turns each snapshot's embedding onto the previous aligned
+one by orthogonal Procrustes (``scipy.linalg.orthogonal_procrustes``: the rotation or reflection R minimising
+``||E_k R - E_{k-1}||_F`` over every image), from the untrained network to the trained one. An orthogonal map keeps
+every distance, so each snapshot's quality figures are its own PCA's.
+
+The result is stored in the Run as ``timelines/<layer>/pca.npy`` (S, N, 2) float32, the manifest's ``timelines``
+recording per snapshot its step, quality and the mean displacement of the images from the snapshot before, aligned
+and as the snapshots' own PCA placed them. ``render_gif`` draws it as an animation for a report.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from layerscope.errors import LayerscopeError
+from layerscope.progress import ProgressFn, no_progress
+from layerscope.run import Run, now
+
+__all__ = ["Timeline", "aligned_pca", "render_gif", "timeline"]
+
+METHODS = ("pca",)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """``embeddings`` (S, N, 2): the layer's projection at each of the S snapshots, untrained first; ``meta`` what
+    the Run records of it (per snapshot: step, epoch, test accuracy, quality, displacement)."""
+
+    layer: str
+    method: str
+    embeddings: np.ndarray
+    meta: dict[str, Any]
+
+
+def _check(run: Run, layer: str, method: str) -> None:
+    if method not in METHODS:
+        raise LayerscopeError(f"a timeline of {method!r} is not available; the methods are {', '.join(METHODS)}.")
+    run.layer(layer)
+    if len(run.snapshots) < 2:
+        raise LayerscopeError(
+            f"{run.path} has no training snapshots to make a timeline of; they are kept only while training: "
+            "train again with --snapshots K."
+        )
+
+
+def timeline(
+    run: Run, layer: str, method: str = "pca", recompute: bool = False, progress: ProgressFn = no_progress
+) -> Timeline:
+    """The stored timeline of ``layer`` (``aligned_pca`` computes and stores it where the Run lacks it)."""
+    _check(run, layer, method)
+    meta = (run.manifest.get("timelines") or {}).get(layer, {}).get(method)
+    if meta is not None and not recompute:
+        embeddings = run.array(f"timelines/{layer}/{method}.npy", (len(run.snapshots), run.n_images, 2))
+        return Timeline(layer, method, np.asarray(embeddings), dict(meta))
+    return aligned_pca(run, layer, progress=progress)
+
+
+def _procrustes(moving: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The (2, 2) orthogonal R minimising ||moving R - target||_F."""
+    from scipy.linalg import orthogonal_procrustes
+
+    rotation, _ = orthogonal_procrustes(moving.astype(np.float64), target.astype(np.float64))
+    return rotation
+
+
+def _displacement(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b, axis=1).mean())
+
+
+def aligned_pca(run: Run, layer: str, progress: ProgressFn = no_progress) -> Timeline:
+    """Each snapshot's PCA of ``layer``, turned onto the previous one (orthogonal Procrustes), stored in the Run."""
+    from layerscope.projections.compute import compute_projection
+
+    _check(run, layer, "pca")
+    start = time.perf_counter()
+    entries = run.snapshots
+    task = f"aligned pca of {layer}"
+    progress(task, 0, len(entries))
+    own: list[np.ndarray] = []
+    quality: list[dict[str, Any]] = []
+    for k in range(len(entries)):
+        snapshot = run.snapshot(k)
+        projection = compute_projection(snapshot, layer, "pca")  # stored by train; computed where missing
+        own.append(np.asarray(projection.embedding, np.float64))
+        quality.append({key: projection.meta.get(key) for key in ("knn_accuracy", "trustworthiness")})
+        progress(task, k + 1, len(entries))
+    aligned = [own[0]]
+    for embedding in own[1:]:
+        aligned.append(embedding @ _procrustes(embedding, aligned[-1]))
+    per_snapshot = []
+    for k, entry in enumerate(entries):
+        moved = (
+            {}
+            if k == 0
+            else {
+                "displacement": _displacement(aligned[k], aligned[k - 1]),
+                "unaligned_displacement": _displacement(own[k], own[k - 1]),
+            }
+        )
+        per_snapshot.append(
+            {key: entry.get(key) for key in ("index", "step", "epoch", "test_accuracy")} | quality[k] | moved
+        )
+    embeddings = np.stack(aligned).astype(np.float32)
+    meta = {
+        "method": "pca",
+        "alignment": "orthogonal procrustes onto the previous snapshot",
+        "computed": now(),
+        "seconds": round(time.perf_counter() - start, 3),
+        "snapshots": per_snapshot,
+    }
+    with run.update() as up:
+        up.write_array(f"timelines/{layer}/pca.npy", embeddings)
+        up.change(lambda m: m.setdefault("timelines", {}).setdefault(layer, {}).__setitem__("pca", meta))
+    return Timeline(layer, "pca", embeddings, meta)
+
+
+# -- an animation for a report --------------------------------------------------------------------------------------
+
+# the dashboard's class colours (plotly's T10), as RGB
+_COLOURS = np.array(
+    [
+        [76, 120, 168], [245, 133, 24], [228, 87, 86], [114, 183, 178], [84, 162, 75],
+        [238, 202, 59], [178, 121, 162], [255, 157, 166], [157, 117, 93], [186, 176, 172],
+    ],
+    dtype=np.uint8,
+)  # fmt: skip
+
+
+def render_gif(run: Run, line: Timeline, out: str | Path, size: int = 480, frame_ms: int = 700) -> Path:
+    """The timeline as an animated GIF: each snapshot's points coloured by true class on one fixed frame (the extent
+    of all snapshots), its step and test accuracy in the corner."""
+    from PIL import Image, ImageDraw
+
+    labels = np.asarray(run.labels)
+    colours = _COLOURS[labels % len(_COLOURS)]
+    points = line.embeddings
+    low, high = np.nanmin(points, axis=(0, 1)), np.nanmax(points, axis=(0, 1))
+    margin = 12
+    scale = (size - 2 * margin) / np.maximum(high - low, 1e-9)
+    frames = []
+    order = np.random.default_rng(0).permutation(len(labels))  # no class always drawn on top
+    for k, entry in enumerate(line.meta["snapshots"]):
+        canvas = np.full((size, size, 3), 255, np.uint8)
+        xy = (points[k][order] - low) * scale + margin
+        cols = np.clip(xy[:, 0].astype(int), 0, size - 2)
+        rows = np.clip((size - 1 - xy[:, 1]).astype(int), 0, size - 2)
+        for dy in (0, 1):
+            for dx in (0, 1):
+                canvas[rows + dy, cols + dx] = colours[order]
+        image = Image.fromarray(canvas)
+        accuracy = entry.get("test_accuracy")
+        text = f"{line.layer}  |  step {entry['step']:,} (epoch {entry['epoch']:.2f})"
+        if accuracy is not None:
+            text += f"  |  test accuracy {accuracy:.3f}"
+        ImageDraw.Draw(image).text((margin, 2), text, fill=(20, 20, 20))
+        frames.append(image.convert("P", palette=Image.Palette.ADAPTIVE))
+    out = Path(out)
+    durations = [frame_ms] * (len(frames) - 1) + [frame_ms * 3]  # the trained network stays a while
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        frames[0].save(partial, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0)
+        os.replace(partial, out)  # whole or not at all
+    finally:
+        partial.unlink(missing_ok=True)
+    return out

@@ -1,0 +1,121 @@
+"""The training timeline: snapshots kept while a seed CNN trains here on generated images (each a Run whose values
+are the snapshot's weights' own), a layer's PCA aligned across them by orthogonal Procrustes, and the animation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from layerscope.data import load_dataset
+from layerscope.errors import LayerscopeError, RunError
+from layerscope.models.loading import build_model, load_weights
+from layerscope.pipeline import seed_cnn_spec, train_run
+from layerscope.run import Run
+from layerscope.timeline import render_gif, timeline
+from layerscope.training import TrainConfig, predict_proba, snapshot_steps
+from tests.conftest import cli, make_idx_dir, one_line_error
+
+CONFIG = TrainConfig(epochs=2, batch_size=16, seed=3, device="cpu", augment=0)
+
+
+def test_snapshot_steps():
+    assert snapshot_steps(10, 3, 47) == [0, 16, 31, 47, 63, 78, 94, 110, 125, 141]
+    assert snapshot_steps("epoch", 3, 47) == [0, 47, 94, 141]
+    assert snapshot_steps(2, 1, 5) == [0, 5]
+    assert snapshot_steps(50, 1, 5) == [0, 1, 2, 3, 4, 5]  # never more than there are steps
+    for bad in (1, 0, "often"):
+        with pytest.raises(LayerscopeError, match="--snapshots"):
+            snapshot_steps(bad, 3, 47)
+
+
+@pytest.fixture(scope="module")
+def snap_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("timeline")
+    data = load_dataset(str(make_idx_dir(root / "toy", size=12)))
+    return train_run(root / "run", data, CONFIG, snapshots=4), data
+
+
+def test_snapshots_are_runs_of_the_network_as_it_was(snap_run):
+    run, data = snap_run
+    listed = run.snapshots
+    steps = 4 * 2  # 60 training images in batches of 16, two epochs
+    assert [e["step"] for e in listed] == [0, 3, 5, steps] and [e["index"] for e in listed] == [0, 1, 2, 3]
+    assert [e["path"] for e in listed] == ["snapshots/00", "snapshots/01", "snapshots/02", "."]
+    assert listed[-1]["epoch"] == 2.0 and listed[1]["epoch"] == pytest.approx(0.75)
+    assert run.snapshot(-1) is run and run.snapshot(3) is run  # the last snapshot is the trained network
+    assert listed[-1]["test_accuracy"] == run.manifest["metrics"]["test_accuracy"]
+    spec = seed_cnn_spec(data)
+    for k in range(3):
+        snapshot = run.snapshot(k)
+        assert snapshot.layer_names == run.layer_names and snapshot.manifest["snapshot"]["step"] == listed[k]["step"]
+        # its stored predictions are those of its weights, and its images the Run's own (one file, linked)
+        model = build_model(spec, trusted=True)
+        load_weights(model, snapshot.path / "weights.safetensors")
+        np.testing.assert_allclose(snapshot.probs, predict_proba(model, data, device="cpu"), atol=1e-5)
+        assert (snapshot.path / "images.npy").stat().st_ino == (run.path / "images.npy").stat().st_ino
+        assert snapshot.has_features("fc1", "pca_components") and snapshot.projection_meta("fc2", "pca")
+    # snapshot 0 is the untrained network: the weights the model starts from with the training's seed
+    torch.manual_seed(CONFIG.seed)
+    untrained = build_model(spec, trusted=True)
+    first = build_model(spec, trusted=True)
+    load_weights(first, run.snapshot(0).path / "weights.safetensors")
+    for a, b in zip(untrained.state_dict().values(), first.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+    assert not np.allclose(run.snapshot(0).probs, run.probs, atol=1e-3)  # training changed it
+    with pytest.raises(RunError, match="out of range"):
+        run.snapshot(4)
+    usage = run.disk_usage()
+    assert set(usage["snapshots"]) == {"snapshots/00", "snapshots/01", "snapshots/02"}
+    # the images are counted once, not once per snapshot
+    assert usage["total"] < sum(f.stat().st_size for f in run.path.rglob("*") if f.is_file())
+
+
+def test_aligned_pca_turns_each_snapshot_onto_the_one_before(snap_run, tmp_path):
+    run, _ = snap_run
+    line = timeline(run, "fc2")
+    own = [np.asarray(run.snapshot(k).projection("fc2", "pca"), np.float64) for k in range(4)]
+    aligned = line.embeddings.astype(np.float64)
+    assert aligned.shape == (4, run.n_images, 2)
+    np.testing.assert_allclose(aligned[0], own[0], atol=1e-5)
+    for k in range(1, 4):
+        # an orthogonal map: every pairwise distance as in the snapshot's own PCA
+        rotation = np.linalg.lstsq(own[k], aligned[k], rcond=None)[0]
+        np.testing.assert_allclose(rotation.T @ rotation, np.eye(2), atol=1e-4)
+        # and the images move less than between the snapshots' own PCAs (Frobenius: Procrustes' optimum)
+        assert np.linalg.norm(aligned[k] - aligned[k - 1]) <= np.linalg.norm(own[k] - own[k - 1]) + 1e-6
+        entry = line.meta["snapshots"][k]
+        assert entry["displacement"] == pytest.approx(np.linalg.norm(aligned[k] - aligned[k - 1], axis=1).mean())
+    stored = Run(run.path).manifest["timelines"]["fc2"]["pca"]
+    assert [e["step"] for e in stored["snapshots"]] == [0, 3, 5, 8]
+    assert "timelines/fc2/pca.npy" in Run(run.path).layer_files("fc2")
+    np.testing.assert_array_equal(timeline(Run(run.path), "fc2").embeddings, line.embeddings)  # read back
+    gif = render_gif(run, line, tmp_path / "fc2.gif")
+    with Image.open(gif) as image:
+        assert image.n_frames == 4 and image.size == (480, 480)
+
+
+def test_train_and_timeline_commands(tmp_path, capsys):
+    data = make_idx_dir(tmp_path / "toy", size=12)
+    out = tmp_path / "run"
+    code, stdout, _ = cli(
+        capsys, "train", "--dataset", data, "--out", out, "--epochs", "1", "--batch-size", "32", "--snapshots",
+        "epoch", "--device", "cpu",
+    )  # fmt: skip
+    assert code == 0 and "snapshots" in stdout and "(the Run)" in stdout
+    code, stdout, _ = cli(capsys, "info", out, "--json")
+    listed = json.loads(stdout)["snapshots"]
+    assert [e["step"] for e in listed] == [0, 2] and listed[0]["bytes"] > 0 and listed[1]["bytes"] is None
+    code, stdout, _ = cli(capsys, "timeline", out, "--layer", "fc1", "--out", tmp_path / "t.gif")
+    assert code == 0 and "pca of fc1 through training" in stdout and (tmp_path / "t.gif").is_file()
+    line = one_line_error(capsys, "train", "--dataset", data, "--out", tmp_path / "x", "--snapshots", "1")
+    assert "--snapshots" in line and not (tmp_path / "x").exists()
+    line = one_line_error(capsys, "timeline", out, "--layer", "fc1", "--out", tmp_path / "t.mp4")
+    assert ".gif" in line
+    plain = tmp_path / "plain"
+    assert cli(capsys, "train", "--dataset", data, "--out", plain, "--epochs", "1", "--device", "cpu")[0] == 0
+    line = one_line_error(capsys, "timeline", plain, "--layer", "fc1")
+    assert "no training snapshots" in line and "--snapshots" in line
