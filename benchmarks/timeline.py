@@ -1,0 +1,80 @@
+"""The training timeline: what keeping snapshots costs a training of the seed CNN on MNIST, and the aligned PCA of
+one layer across them.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/timeline.py [--snapshots 10] [--preset default] [--epochs N]
+
+Two trainings of the seed CNN on the bundled MNIST (70,000 images), same seed, same preset, in the same process one
+after the other: ``train_run`` without snapshots, and with ``--snapshots`` of them (each a Run of all 70,000 images:
+capture, top images and the PCA of every layer). Rows: the wall time of each and their ratio (goal <= 1.3x), the
+disk the snapshots take, and the aligned PCA of fc2 over them (``timeline.aligned_pca``: each snapshot's stored PCA
+turned onto the previous one), with how far the images move from snapshot to snapshot, aligned and not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from common import Table, load_average, machine
+
+RATIO_GOAL = 1.3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--snapshots", type=int, default=10)
+    parser.add_argument("--preset", default="default", help="training preset (default: the demo's training)")
+    parser.add_argument("--epochs", type=int, help="epochs instead of the preset's")
+    parser.add_argument("--layer", default="fc2")
+    args = parser.parse_args()
+    from layerscope.data import load_mnist
+    from layerscope.pipeline import train_run
+    from layerscope.timeline import aligned_pca
+    from layerscope.training import PRESETS, TrainConfig
+
+    print(machine())
+    print(load_average())
+    table = Table("timeline")
+    config = TrainConfig(device="cpu", **PRESETS[args.preset])  # type: ignore[arg-type]
+    if args.epochs:
+        config = replace(config, epochs=args.epochs)
+    data = load_mnist()
+    where = f"seed CNN, preset {args.preset}, {config.epochs} epochs, {len(data):,} images"
+    work = Path(tempfile.mkdtemp(prefix="layerscope-bench-timeline-"))
+    try:
+        t0 = time.perf_counter()
+        train_run(work / "plain", data, config)
+        plain = time.perf_counter() - t0
+        table.add("train without snapshots (train + capture + PCA)", plain, "s", where)
+        t0 = time.perf_counter()
+        run = train_run(work / "snapshots", data, config, snapshots=args.snapshots)
+        kept = time.perf_counter() - t0
+        table.add(f"train with {args.snapshots} snapshots", kept, "s", where)
+        verdict = "met" if kept / plain <= RATIO_GOAL else "MISSED"
+        table.ratio("with snapshots / without (wall time)", kept, plain, f"goal <= {RATIO_GOAL}: {verdict}")
+        sizes = run.disk_usage()["snapshots"]
+        table.add("disk of the snapshots", sum(sizes.values()) / 1e6, "MB", f"{len(sizes)} snapshot Runs + the Run")
+        t0 = time.perf_counter()
+        line = aligned_pca(run, args.layer)
+        table.add(f"aligned PCA of {args.layer} over {len(run.snapshots)} snapshots", time.perf_counter() - t0, "s")
+        moved = [e for e in line.meta["snapshots"] if "displacement" in e]
+        aligned = np.mean([e["displacement"] for e in moved])
+        unaligned = np.mean([e["unaligned_displacement"] for e in moved])
+        table.add("mean displacement between snapshots, aligned", aligned, "", "PCA units")
+        table.add("mean displacement between snapshots, own PCAs", unaligned, "", "PCA units")
+        accuracy = ", ".join(f"{e['test_accuracy']:.3f}" for e in run.snapshots)
+        print(f"  test accuracy at the snapshots: {accuracy}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(load_average())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
