@@ -1148,7 +1148,13 @@ def export_json(
 def timeline(
     run_dir: RunArg,
     layer: Annotated[str, typer.Option(help="Layer name (see 'layerscope layers RUN').")],
-    method: Annotated[str, typer.Option(help="pca (each snapshot's, aligned to the one before).")] = "pca",
+    method: Annotated[
+        str,
+        typer.Option(
+            help="pca (each snapshot's, aligned to the one before by Procrustes) or tsne (each snapshot's started "
+            "from the one before)."
+        ),
+    ] = "pca",
     gif: Annotated[Path | None, typer.Option("--out", help="Write the animation here (.gif).")] = None,
     recompute: Annotated[bool, typer.Option(help="Align again even if the Run has the timeline.")] = False,
     trust_model_code: TrustOpt = False,

@@ -8,7 +8,10 @@ one by orthogonal Procrustes (``scipy.linalg.orthogonal_procrustes``: the rotati
 ``||E_k R - E_{k-1}||_F`` over every image), from the untrained network to the trained one. An orthogonal map keeps
 every distance, so each snapshot's quality figures are its own PCA's.
 
-The result is stored in the Run as ``timelines/<layer>/pca.npy`` (S, N, 2) float32, the manifest's ``timelines``
+t-SNE has no map to align, so ``chained_tsne`` starts each snapshot's t-SNE from the previous snapshot's embedding
+instead (openTSNE's ``initialization``): a point moves only where its neighbourhood changed.
+
+The result is stored in the Run as ``timelines/<layer>/<method>.npy`` (S, N, 2) float32, the manifest's ``timelines``
 recording per snapshot its step, quality and the mean displacement of the images from the snapshot before, aligned
 and as the snapshots' own PCA placed them. ``render_gif`` draws it as an animation for a report.
 """
@@ -27,9 +30,9 @@ from layerscope.errors import LayerscopeError
 from layerscope.progress import ProgressFn, no_progress
 from layerscope.run import Run, now
 
-__all__ = ["Timeline", "aligned_pca", "render_gif", "timeline"]
+__all__ = ["Timeline", "aligned_pca", "chained_tsne", "render_gif", "spread", "timeline"]
 
-METHODS = ("pca",)
+METHODS = ("pca", "tsne")
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ def timeline(
     if meta is not None and not recompute:
         embeddings = run.array(f"timelines/{layer}/{method}.npy", (len(run.snapshots), run.n_images, 2))
         return Timeline(layer, method, np.asarray(embeddings), dict(meta))
+    if method == "tsne":
+        return chained_tsne(run, layer, progress=progress)
     return aligned_pca(run, layer, progress=progress)
 
 
@@ -111,18 +116,75 @@ def aligned_pca(run: Run, layer: str, progress: ProgressFn = no_progress) -> Tim
         per_snapshot.append(
             {key: entry.get(key) for key in ("index", "step", "epoch", "test_accuracy")} | quality[k] | moved
         )
-    embeddings = np.stack(aligned).astype(np.float32)
+    alignment = "orthogonal procrustes onto the previous snapshot"
+    return _store(run, layer, "pca", np.stack(aligned), per_snapshot, alignment, start)
+
+
+def _store(
+    run: Run,
+    layer: str,
+    method: str,
+    embeddings: np.ndarray,
+    per_snapshot: list[dict[str, Any]],
+    alignment: str,
+    start: float,
+) -> Timeline:
     meta = {
-        "method": "pca",
-        "alignment": "orthogonal procrustes onto the previous snapshot",
+        "method": method,
+        "alignment": alignment,
         "computed": now(),
         "seconds": round(time.perf_counter() - start, 3),
         "snapshots": per_snapshot,
     }
+    embeddings = embeddings.astype(np.float32)
     with run.update() as up:
-        up.write_array(f"timelines/{layer}/pca.npy", embeddings)
-        up.change(lambda m: m.setdefault("timelines", {}).setdefault(layer, {}).__setitem__("pca", meta))
-    return Timeline(layer, "pca", embeddings, meta)
+        up.write_array(f"timelines/{layer}/{method}.npy", embeddings)
+        up.change(lambda m: m.setdefault("timelines", {}).setdefault(layer, {}).__setitem__(method, meta))
+    return Timeline(layer, method, embeddings, meta)
+
+
+def spread(embedding: np.ndarray) -> np.ndarray:
+    """``embedding`` centred and scaled to unit standard deviation: t-SNE's scale is arbitrary, so how far points
+    moved between two t-SNE embeddings is measured on this."""
+    centred = np.asarray(embedding, np.float64) - np.mean(embedding, axis=0)
+    return centred / max(float(centred.std()), 1e-12)
+
+
+def chained_tsne(run: Run, layer: str, random_state: int = 0, progress: ProgressFn = no_progress) -> Timeline:
+    """t-SNE of ``layer`` at each snapshot, each started from the previous snapshot's embedding (openTSNE; the first
+    from PCA), so a point moves only where its neighbours changed; stored in the Run. Its input at each snapshot is
+    what the layer's t-SNE takes there (``projections.compute``: up to 100 values whole, else 50 PCA scores). Per
+    snapshot, besides its quality, ``displacement`` is how far the images moved from the snapshot before (on the
+    embeddings scaled to unit spread, ``spread``)."""
+    from layerscope.memory import memory_budget
+    from layerscope.projections.compute import _method_input, _quality
+    from layerscope.projections.tsne import TSNE
+
+    _check(run, layer, "tsne")
+    start = time.perf_counter()
+    entries = run.snapshots
+    budget = memory_budget()
+    embeddings: list[np.ndarray] = []
+    per_snapshot = []
+    for k, entry in enumerate(entries):
+        snapshot = run.snapshot(k)
+
+        def report(task: str, done: int, total: int, k: int = k) -> None:
+            progress(f"t-sne of {layer} at snapshot {k}", done, total)
+
+        x, _ = _method_input(snapshot, layer, "cpu", no_progress, budget)
+        init: str | np.ndarray = embeddings[-1] if embeddings else "pca"
+        embedding = TSNE(random_state=random_state, progress=report, initialization=init).fit_transform(x)
+        quality = _quality(snapshot, layer, embedding, None, random_state, budget)
+        moved = {} if not embeddings else {"displacement": _displacement(spread(embedding), spread(embeddings[-1]))}
+        embeddings.append(embedding)
+        per_snapshot.append(
+            {key: entry.get(key) for key in ("index", "step", "epoch", "test_accuracy")}
+            | {key: quality[key] for key in ("knn_accuracy", "trustworthiness")}
+            | moved
+        )
+    alignment = "each snapshot's t-SNE started from the previous one's embedding"
+    return _store(run, layer, "tsne", np.stack(embeddings), per_snapshot, alignment, start)
 
 
 # -- an animation for a report --------------------------------------------------------------------------------------

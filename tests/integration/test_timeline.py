@@ -119,3 +119,22 @@ def test_train_and_timeline_commands(tmp_path, capsys):
     assert cli(capsys, "train", "--dataset", data, "--out", plain, "--epochs", "1", "--device", "cpu")[0] == 0
     line = one_line_error(capsys, "timeline", plain, "--layer", "fc1")
     assert "no training snapshots" in line and "--snapshots" in line
+
+
+def test_a_tsne_started_from_the_snapshot_before_moves_points_less_than_fresh_ones(snap_run):
+    from layerscope.projections.compute import _method_input
+    from layerscope.projections.tsne import TSNE
+    from layerscope.timeline import spread
+
+    run, _ = snap_run
+    line = timeline(run, "fc1", "tsne")
+    assert line.embeddings.shape == (4, run.n_images, 2) and np.isfinite(line.embeddings).all()
+    assert all(0 < e["trustworthiness"] <= 1 for e in line.meta["snapshots"])
+    chained = [e["displacement"] for e in line.meta["snapshots"][1:]]
+    # each snapshot's t-SNE from its own PCA start, as a projection of that snapshot alone would be
+    fresh = []
+    for k in range(4):
+        x, _ = _method_input(run.snapshot(k), "fc1", "cpu", lambda *a: None, None)
+        fresh.append(spread(TSNE(random_state=0).fit_transform(x)))
+    moved_fresh = [np.linalg.norm(fresh[k] - fresh[k - 1], axis=1).mean() for k in range(1, 4)]
+    assert sum(chained) < sum(moved_fresh), (chained, moved_fresh)

@@ -330,7 +330,7 @@ def compute_projection(
             early_exaggeration_iter=tsne.early_exaggeration_iter,
             n_iter=tsne.n_iter,
             initialization="pca",
-            gradient="fft",
+            gradient=tsne.gradient_,
         )
     elif method == "umap":
         umap = UMAP(random_state=random_state, progress=progress)

@@ -1,4 +1,5 @@
-"""t-SNE through openTSNE: FFT-accelerated gradients, PCA initialisation, and ``transform`` for new points.
+"""t-SNE through openTSNE: FFT-accelerated gradients (Barnes-Hut for up to ``BH_MAX`` points), PCA initialisation
+or given start positions, and ``transform`` for new points.
 
 125 early-exaggeration and 250 further iterations (openTSNE's defaults are 250 + 500): with openTSNE's automatic
 learning rate (n / 12) 70,000 points have converged by then; benchmarks/projections.py measured the same kNN
@@ -15,6 +16,10 @@ from layerscope.progress import ProgressFn, no_progress
 
 __all__ = ["TSNE"]
 
+# up to this many points Barnes-Hut gradients are faster than FFT ones, whose interpolation grid costs ~20 s however
+# few the points (80 points: 22 s with FFT, 1 s with Barnes-Hut; 3,000: 21 s and 26 s, measured on 2 cores)
+BH_MAX = 2_000
+
 
 class TSNE:
     """scikit-learn style wrapper of ``openTSNE.TSNE``; ``embedding_`` (n, 2) after ``fit``."""
@@ -27,7 +32,9 @@ class TSNE:
         n_jobs: int = -1,
         random_state: int | None = None,
         progress: ProgressFn = no_progress,
+        initialization: str | np.ndarray = "pca",
     ) -> None:
+        self.initialization = initialization  # "pca", or (n, 2) start positions (rescaled as openTSNE's PCA is)
         self.perplexity = perplexity
         self.n_iter = n_iter
         self.early_exaggeration_iter = early_exaggeration_iter
@@ -53,17 +60,30 @@ class TSNE:
             perplexity=min(self.perplexity, (len(x) - 1) / 3),
             n_iter=self.n_iter,
             early_exaggeration_iter=self.early_exaggeration_iter,
-            initialization="pca",
-            negative_gradient_method="fft",
+            initialization=self._start(),
+            negative_gradient_method=self._gradient(len(x)),
             n_jobs=self.n_jobs,
             random_state=self.random_state,
             callbacks=report,
             callbacks_every_iters=every,
         )
+        self.gradient_ = self._gradient(len(x))
         self.embedding_obj_ = tsne.fit(np.ascontiguousarray(x, dtype=np.float32))
         self.embedding_ = np.asarray(self.embedding_obj_, dtype=np.float32)
         self.progress("tsne", total, total)
         return self
+
+    @staticmethod
+    def _gradient(n: int) -> str:
+        return "bh" if n <= BH_MAX else "fft"
+
+    def _start(self) -> str | np.ndarray:
+        if isinstance(self.initialization, str):
+            return self.initialization
+        from openTSNE.initialization import rescale
+
+        # the standard deviation openTSNE gives its own PCA start: the optimisation's step sizes assume it
+        return rescale(np.asarray(self.initialization, dtype=np.float64), inplace=False, target_std=1e-4)
 
     def fit_transform(self, x: np.ndarray, y: Any = None) -> np.ndarray:
         return self.fit(x).embedding_
