@@ -1151,8 +1151,8 @@ def timeline(
     method: Annotated[
         str,
         typer.Option(
-            help="pca (each snapshot's, aligned to the one before by Procrustes) or tsne (each snapshot's started "
-            "from the one before)."
+            help="pca (each snapshot's, aligned to the one before by Procrustes), tsne (each snapshot's started "
+            "from the one before) or umap (AlignedUMAP over all snapshots)."
         ),
     ] = "pca",
     gif: Annotated[Path | None, typer.Option("--out", help="Write the animation here (.gif).")] = None,

@@ -10,6 +10,8 @@ every distance, so each snapshot's quality figures are its own PCA's.
 
 t-SNE has no map to align, so ``chained_tsne`` starts each snapshot's t-SNE from the previous snapshot's embedding
 instead (openTSNE's ``initialization``): a point moves only where its neighbourhood changed.
+``aligned_umap`` fits all snapshots at once with umap-learn's ``AlignedUMAP`` (each image related to itself in the
+next snapshot), whose embeddings are pulled toward their neighbours in time.
 
 The result is stored in the Run as ``timelines/<layer>/<method>.npy`` (S, N, 2) float32, the manifest's ``timelines``
 recording per snapshot its step, quality and the mean displacement of the images from the snapshot before, aligned
@@ -30,9 +32,9 @@ from layerscope.errors import LayerscopeError
 from layerscope.progress import ProgressFn, no_progress
 from layerscope.run import Run, now
 
-__all__ = ["Timeline", "aligned_pca", "chained_tsne", "render_gif", "spread", "timeline"]
+__all__ = ["Timeline", "aligned_pca", "aligned_umap", "chained_tsne", "render_gif", "spread", "timeline"]
 
-METHODS = ("pca", "tsne")
+METHODS = ("pca", "tsne", "umap")
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ def timeline(
         return Timeline(layer, method, np.asarray(embeddings), dict(meta))
     if method == "tsne":
         return chained_tsne(run, layer, progress=progress)
+    if method == "umap":
+        return aligned_umap(run, layer, progress=progress)
     return aligned_pca(run, layer, progress=progress)
 
 
@@ -185,6 +189,48 @@ def chained_tsne(run: Run, layer: str, random_state: int = 0, progress: Progress
         )
     alignment = "each snapshot's t-SNE started from the previous one's embedding"
     return _store(run, layer, "tsne", np.stack(embeddings), per_snapshot, alignment, start)
+
+
+def aligned_umap(run: Run, layer: str, random_state: int = 0, progress: ProgressFn = no_progress) -> Timeline:
+    """umap-learn's ``AlignedUMAP`` of ``layer`` over all snapshots at once, every image related to itself from one
+    snapshot to the next; stored in the Run. Inputs and figures as ``chained_tsne``'s."""
+    import warnings
+
+    from layerscope.memory import memory_budget
+    from layerscope.projections.compute import _method_input, _quality
+
+    _check(run, layer, "umap")
+    start = time.perf_counter()
+    entries = run.snapshots
+    budget = memory_budget()
+    task = f"aligned umap of {layer}"
+    progress(task, 0, len(entries) + 1)
+    inputs = []
+    for k in range(len(entries)):
+        inputs.append(_method_input(run.snapshot(k), layer, "cpu", no_progress, budget)[0])
+        progress(task, k + 1, len(entries) + 1)
+    n = run.n_images
+    same = {i: i for i in range(n)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # umap-learn's notices about random_state and numba, as in projections.umap
+        from umap import AlignedUMAP
+
+        fitted = AlignedUMAP(n_neighbors=min(15, n - 1), random_state=random_state).fit(
+            [np.asarray(x, np.float32) for x in inputs], relations=[same] * (len(entries) - 1)
+        )
+    embeddings = [np.asarray(e, np.float64) for e in fitted.embeddings_]
+    progress(task, len(entries) + 1, len(entries) + 1)
+    per_snapshot = []
+    for k, entry in enumerate(entries):
+        quality = _quality(run.snapshot(k), layer, embeddings[k], None, random_state, budget)
+        moved = {} if k == 0 else {"displacement": _displacement(spread(embeddings[k]), spread(embeddings[k - 1]))}
+        per_snapshot.append(
+            {key: entry.get(key) for key in ("index", "step", "epoch", "test_accuracy")}
+            | {key: quality[key] for key in ("knn_accuracy", "trustworthiness")}
+            | moved
+        )
+    alignment = "AlignedUMAP over all snapshots, each image related to itself"
+    return _store(run, layer, "umap", np.stack(embeddings), per_snapshot, alignment, start)
 
 
 # -- an animation for a report --------------------------------------------------------------------------------------

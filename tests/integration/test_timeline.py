@@ -138,3 +138,12 @@ def test_a_tsne_started_from_the_snapshot_before_moves_points_less_than_fresh_on
         fresh.append(spread(TSNE(random_state=0).fit_transform(x)))
     moved_fresh = [np.linalg.norm(fresh[k] - fresh[k - 1], axis=1).mean() for k in range(1, 4)]
     assert sum(chained) < sum(moved_fresh), (chained, moved_fresh)
+
+
+def test_aligned_umap_over_the_snapshots(snap_run):
+    run, _ = snap_run
+    line = timeline(run, "fc2", "umap")
+    assert line.embeddings.shape == (4, run.n_images, 2) and np.isfinite(line.embeddings).all()
+    assert line.meta["alignment"].startswith("AlignedUMAP")
+    assert all(e["knn_accuracy"] > 0 for e in line.meta["snapshots"])
+    assert "umap" in Run(run.path).manifest["timelines"]["fc2"]
