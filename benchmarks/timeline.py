@@ -7,7 +7,8 @@ Two trainings of the seed CNN on the bundled MNIST (70,000 images), same seed, s
 after the other: ``train_run`` without snapshots, and with ``--snapshots`` of them (each a Run of all 70,000 images:
 capture, top images and the PCA of every layer). Rows: the wall time of each and their ratio (goal <= 1.3x), the
 disk the snapshots take, and the aligned PCA of fc2 over them (``timeline.aligned_pca``: each snapshot's stored PCA
-turned onto the previous one), with how far the images move from snapshot to snapshot, aligned and not.
+turned onto the previous one), with how far the images move from snapshot to snapshot, aligned and not; with
+``--methods pca,tsne,umap`` also the t-SNE chain and AlignedUMAP (displacement on embeddings scaled to unit spread).
 """
 
 from __future__ import annotations
@@ -33,10 +34,13 @@ def main() -> None:
     parser.add_argument("--preset", default="default", help="training preset (default: the demo's training)")
     parser.add_argument("--epochs", type=int, help="epochs instead of the preset's")
     parser.add_argument("--layer", default="fc2")
+    parser.add_argument(
+        "--methods", default="pca", help="timelines to time, of pca, tsne, umap (t-SNE and UMAP take minutes each)"
+    )
     args = parser.parse_args()
     from layerscope.data import load_mnist
     from layerscope.pipeline import train_run
-    from layerscope.timeline import aligned_pca
+    from layerscope.timeline import timeline
     from layerscope.training import PRESETS, TrainConfig
 
     print(machine())
@@ -61,14 +65,17 @@ def main() -> None:
         table.ratio("with snapshots / without (wall time)", kept, plain, f"goal <= {RATIO_GOAL}: {verdict}")
         sizes = run.disk_usage()["snapshots"]
         table.add("disk of the snapshots", sum(sizes.values()) / 1e6, "MB", f"{len(sizes)} snapshot Runs + the Run")
-        t0 = time.perf_counter()
-        line = aligned_pca(run, args.layer)
-        table.add(f"aligned PCA of {args.layer} over {len(run.snapshots)} snapshots", time.perf_counter() - t0, "s")
-        moved = [e for e in line.meta["snapshots"] if "displacement" in e]
-        aligned = np.mean([e["displacement"] for e in moved])
-        unaligned = np.mean([e["unaligned_displacement"] for e in moved])
-        table.add("mean displacement between snapshots, aligned", aligned, "", "PCA units")
-        table.add("mean displacement between snapshots, own PCAs", unaligned, "", "PCA units")
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        for method in methods:
+            t0 = time.perf_counter()
+            line = timeline(run, args.layer, method, recompute=True)
+            label = {"pca": "aligned PCA", "tsne": "t-SNE chain", "umap": "AlignedUMAP"}[method]
+            table.add(f"{label} of {args.layer} over {len(run.snapshots)} snapshots", time.perf_counter() - t0, "s")
+            moved = [e for e in line.meta["snapshots"] if "displacement" in e]
+            table.add(f"{label}: mean displacement between snapshots", np.mean([e["displacement"] for e in moved]), "")
+            if method == "pca":
+                unaligned = np.mean([e["unaligned_displacement"] for e in moved])
+                table.add("PCA: mean displacement between the snapshots' own PCAs", unaligned, "", "not aligned")
         accuracy = ", ".join(f"{e['test_accuracy']:.3f}" for e in run.snapshots)
         print(f"  test accuracy at the snapshots: {accuracy}")
     finally:
