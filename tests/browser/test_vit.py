@@ -44,10 +44,14 @@ def test_a_token_layer_is_projected_from_its_class_token_or_its_token_mean(brows
         assert row.is_visible() and not page.locator("#proj-b .tokens-row").is_visible()  # the input has no tokens
         assert page.locator("#proj-a .proj-tokens input[value=cls]").is_checked()
         page.locator("#proj-a .proj-tokens label", has_text="token mean").click()
+
         # the Run keeps the choice and the panel shows the PCA of the token mean, computed anew
-        _wait_for(lambda: Run(run.path).projection_meta(LAYER, "pca") is not None, "the token mean's PCA")
-        assert Run(run.path).layer(LAYER).token_features == "mean"
-        assert Run(run.path).projection_meta(LAYER, "pca")["input"] == "token mean"
+        def switched() -> bool:
+            now = Run(run.path)
+            meta = now.projection_meta(LAYER, "pca")
+            return now.layer(LAYER).token_features == "mean" and meta is not None and meta["input"] == "token mean"
+
+        _wait_for(switched, "the token mean's PCA")
         page.wait_for_function(
             "() => document.querySelector('#proj-a .proj-quality').textContent.includes('trustworthiness')",
             timeout=BUSY,
