@@ -18,6 +18,7 @@ from layerscope.cache import default_cache_dir, demo_run_dir
 from layerscope.capture import LayerInfo, capture_batch_size, capture_dataset, describe_layers, list_layers
 from layerscope.data.datasets import TEST, TRAIN, Dataset, load_mnist
 from layerscope.graph import ModelGraph, chain_graph
+from layerscope.layers import INPUT
 from layerscope.memory import MemoryBudget, memory_budget
 from layerscope.models.loading import SEED_CNN, build_model
 from layerscope.models.pretrained import pretrained_seed_cnn
@@ -64,8 +65,9 @@ def train_run(
 
     ``snapshots`` (a count of at least 2, or "epoch": ``training.snapshot_steps``) keeps the network as it was at
     those steps of training, from the untrained one to the trained one. Each but the last is a Run of its own under
-    ``snapshots/NN/`` (weights, probabilities, activations, top images and PCA, as the final capture has them; the
-    images are hard links to the Run's own); the last is the Run itself. The manifest lists them (``snapshots``:
+    ``snapshots/NN/`` (weights, probabilities, activations and top images as the final capture has them, the PCA of
+    its dense layers; the images and the input's PCA are hard links to the Run's own, a conv layer's PCA is computed
+    when first asked for); the last is the Run itself. The manifest lists them (``snapshots``:
     step, epoch, test loss and accuracy, where).
 
     ``spec`` defaults to the report's CNN sized for the dataset. ``include``/``exclude`` choose the layers (glob
@@ -124,6 +126,23 @@ def train_run(
     return Run(out, trust_model_code=True)  # its model is the one the caller gave
 
 
+def _share_input_pca(run_dir: Path, snapshot_dir: Path) -> None:
+    """Give a snapshot the Run's PCA of the input (the same images): its files hard-linked, its manifest entry."""
+    run = Run(run_dir, staged=True)
+    meta = run.projection_meta(INPUT, "pca")
+    if meta is None:
+        return
+    (snapshot_dir / "features").mkdir(exist_ok=True)
+    for relpath in (f"features/{INPUT}.{part}.npy" for part in ("pca", "pca_components", "pca_mean")):
+        if run.has_array(relpath):
+            os.link(run.file(relpath), snapshot_dir / relpath)
+    (snapshot_dir / "projections" / INPUT).mkdir(parents=True, exist_ok=True)
+    os.link(run.file(f"projections/{INPUT}/pca.npy"), snapshot_dir / "projections" / INPUT / "pca.npy")
+    Run(snapshot_dir, staged=True).update_manifest(
+        lambda m: m.setdefault("projections", {}).setdefault(INPUT, {}).__setitem__("pca", meta)
+    )
+
+
 def _write_snapshots(
     tmp: Path,
     kept: list[tuple[int, float, dict[str, torch.Tensor]]],
@@ -152,9 +171,23 @@ def _write_snapshots(
                 for name in ("images.npy", "labels.npy", "split.npy"):
                     os.link(tmp / name, folder / name)  # the same images: no second copy on disk
                 extra = {"history": [], "graph": _graph_record(graph, layers), "snapshot": {"step": step}}
+                # the PCA of dense layers now; the input's is the Run's own (the same pixels), a conv layer's is
+                # computed when first asked for (its passes over every image would cost a snapshot the most)
                 _write_run(
-                    folder, dataset, net, spec, device, progress, extra, layers, budget, seed, dataset_arrays=False
+                    folder,
+                    dataset,
+                    net,
+                    spec,
+                    device,
+                    progress,
+                    extra,
+                    layers,
+                    budget,
+                    seed,
+                    pca_kinds=("dense",),
+                    dataset_arrays=False,
                 )
+                _share_input_pca(tmp, folder)
             metrics = Run(tmp / where, staged=True).manifest["metrics"]
             entries.append(
                 {

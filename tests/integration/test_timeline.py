@@ -58,6 +58,10 @@ def test_snapshots_are_runs_of_the_network_as_it_was(snap_run):
         np.testing.assert_allclose(snapshot.probs, predict_proba(model, data, device="cpu"), atol=1e-5)
         assert (snapshot.path / "images.npy").stat().st_ino == (run.path / "images.npy").stat().st_ino
         assert snapshot.has_features("fc1", "pca_components") and snapshot.projection_meta("fc2", "pca")
+        # the input's PCA is the Run's own (the same pixels), a conv layer's waits until it is asked for
+        assert snapshot.file("features/input.pca.npy").stat().st_ino == run.file("features/input.pca.npy").stat().st_ino
+        np.testing.assert_array_equal(snapshot.projection("input", "pca"), run.projection("input", "pca"))
+        assert snapshot.projection_meta("conv2", "pca") is None
     # snapshot 0 is the untrained network: the weights the model starts from with the training's seed
     torch.manual_seed(CONFIG.seed)
     untrained = build_model(spec, trusted=True)
