@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from layerscope.errors import LayerscopeError
+from layerscope.memory import MemoryBudget
 from layerscope.progress import ProgressFn, no_progress
 from layerscope.run import Run, now
 
@@ -161,16 +162,14 @@ def chained_tsne(run: Run, layer: str, random_state: int = 0, progress: Progress
     snapshot, besides its quality, ``displacement`` is how far the images moved from the snapshot before (on the
     embeddings scaled to unit spread, ``spread``)."""
     from layerscope.memory import memory_budget
-    from layerscope.projections.compute import _method_input, _quality
+    from layerscope.projections.compute import _method_input
     from layerscope.projections.tsne import TSNE
 
     _check(run, layer, "tsne")
     start = time.perf_counter()
-    entries = run.snapshots
     budget = memory_budget()
     embeddings: list[np.ndarray] = []
-    per_snapshot = []
-    for k, entry in enumerate(entries):
+    for k in range(len(run.snapshots)):
         snapshot = run.snapshot(k)
 
         def report(task: str, done: int, total: int, k: int = k) -> None:
@@ -178,17 +177,29 @@ def chained_tsne(run: Run, layer: str, random_state: int = 0, progress: Progress
 
         x, _ = _method_input(snapshot, layer, "cpu", no_progress, budget)
         init: str | np.ndarray = embeddings[-1] if embeddings else "pca"
-        embedding = TSNE(random_state=random_state, progress=report, initialization=init).fit_transform(x)
-        quality = _quality(snapshot, layer, embedding, None, random_state, budget)
-        moved = {} if not embeddings else {"displacement": _displacement(spread(embedding), spread(embeddings[-1]))}
-        embeddings.append(embedding)
-        per_snapshot.append(
+        embeddings.append(TSNE(random_state=random_state, progress=report, initialization=init).fit_transform(x))
+    per_snapshot = _figures(run, layer, embeddings, random_state, budget)
+    alignment = "each snapshot's t-SNE started from the previous one's embedding"
+    return _store(run, layer, "tsne", np.stack(embeddings), per_snapshot, alignment, start)
+
+
+def _figures(
+    run: Run, layer: str, embeddings: list[np.ndarray], random_state: int, budget: MemoryBudget
+) -> list[dict[str, Any]]:
+    """Per snapshot: its step and test accuracy, its embedding's quality, and how far the images moved from the
+    snapshot before (on the embeddings scaled to unit spread)."""
+    from layerscope.projections.compute import _quality
+
+    figures = []
+    for k, entry in enumerate(run.snapshots):
+        quality = _quality(run.snapshot(k), layer, embeddings[k], None, random_state, budget)
+        moved = {} if k == 0 else {"displacement": _displacement(spread(embeddings[k]), spread(embeddings[k - 1]))}
+        figures.append(
             {key: entry.get(key) for key in ("index", "step", "epoch", "test_accuracy")}
             | {key: quality[key] for key in ("knn_accuracy", "trustworthiness")}
             | moved
         )
-    alignment = "each snapshot's t-SNE started from the previous one's embedding"
-    return _store(run, layer, "tsne", np.stack(embeddings), per_snapshot, alignment, start)
+    return figures
 
 
 def aligned_umap(run: Run, layer: str, random_state: int = 0, progress: ProgressFn = no_progress) -> Timeline:
@@ -197,7 +208,7 @@ def aligned_umap(run: Run, layer: str, random_state: int = 0, progress: Progress
     import warnings
 
     from layerscope.memory import memory_budget
-    from layerscope.projections.compute import _method_input, _quality
+    from layerscope.projections.compute import _method_input
 
     _check(run, layer, "umap")
     start = time.perf_counter()
@@ -220,15 +231,7 @@ def aligned_umap(run: Run, layer: str, random_state: int = 0, progress: Progress
         )
     embeddings = [np.asarray(e, np.float64) for e in fitted.embeddings_]
     progress(task, len(entries) + 1, len(entries) + 1)
-    per_snapshot = []
-    for k, entry in enumerate(entries):
-        quality = _quality(run.snapshot(k), layer, embeddings[k], None, random_state, budget)
-        moved = {} if k == 0 else {"displacement": _displacement(spread(embeddings[k]), spread(embeddings[k - 1]))}
-        per_snapshot.append(
-            {key: entry.get(key) for key in ("index", "step", "epoch", "test_accuracy")}
-            | {key: quality[key] for key in ("knn_accuracy", "trustworthiness")}
-            | moved
-        )
+    per_snapshot = _figures(run, layer, embeddings, random_state, budget)
     alignment = "AlignedUMAP over all snapshots, each image related to itself"
     return _store(run, layer, "umap", np.stack(embeddings), per_snapshot, alignment, start)
 
