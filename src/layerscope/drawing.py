@@ -134,10 +134,11 @@ class NeighbourIndex:
         if info.kind == "projection":
             raise LayerscopeError(f"layer {layer!r} has no activations in this Run to compare images in.")
         self.run, self.layer = run, layer
-        self.raw = info.kind == "dense" and info.dims <= RAW_MAX_DIMS
+        tokens = info.tokens is not None  # a token layer: its class token or token mean, as its projections
+        self.raw = (info.kind == "dense" or tokens) and info.projected_dims <= RAW_MAX_DIMS
         self.train = np.flatnonzero(np.asarray(run.split) == TRAIN)
         if self.raw:
-            space = np.asarray(run.activations(layer))[self.train]
+            space = np.asarray(run.token_features(layer) if tokens else run.activations(layer))[self.train]
         else:
             if not run.has_features(layer, "pca") or not run.has_features(layer, "pca_components"):
                 compute_pca(run, [layer])  # Runs made before the fitted map was stored get it now
@@ -146,14 +147,16 @@ class NeighbourIndex:
         self.norms = (self.space.astype(np.float64) ** 2).sum(1)
 
     def features(self, values: np.ndarray) -> np.ndarray:
-        """(n, ...) full outputs of the layer -> (n, d) points of this space."""
+        """(n, ...) values of the layer as its projections take them (``layers.projection_values``: the full output,
+        a token layer's class token or token mean) -> (n, d) points of this space."""
         from layerscope.projections.compute import pca_transform
 
         flat = np.asarray(values, np.float32).reshape(len(values), -1)
         return flat if self.raw else pca_transform(self.run, self.layer, flat)
 
     def query(self, values: np.ndarray, k: int = 8) -> Neighbours:
-        """The ``k`` training images nearest to one input whose full layer output is ``values``."""
+        """The ``k`` training images nearest to one input whose layer values are ``values`` (its full output, or a
+        token layer's ``layers.image_projection_values``)."""
         point = self.features(np.asarray(values)[None])[0].astype(np.float64)
         # ||a - b||^2 = ||a||^2 - 2 a.b + ||b||^2, over every training image at once
         squared = self.norms - 2 * (self.space @ point) + point @ point

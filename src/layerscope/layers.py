@@ -113,6 +113,12 @@ def projection_values(info: LayerInfo, outputs: Mapping[str, Any]) -> Any:
     return values.reshape(len(values), -1)
 
 
+def image_projection_values(info: LayerInfo, outputs: Mapping[str, Any]) -> Any:
+    """``projection_values`` of one image, whose ``outputs`` have no batch dimension: (``info.projected_dims``,)."""
+    keys = (info.name, info.name + CLS)
+    return projection_values(info, {key: outputs[key][None] for key in keys if key in outputs})[0]
+
+
 def output_layer(layers: Sequence[LayerInfo], classes: int) -> str | None:
     """The model's output among ``layers`` (as a Run lists them, input first): the last layer when it is dense with
     one unit per class (the report CNN's ``out``); None when the Run leaves the output out."""

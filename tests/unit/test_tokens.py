@@ -156,3 +156,28 @@ def test_switching_a_token_layer_to_the_token_mean(vit_run):
     manifest["layers"][run.layer_names.index(BLOCK)]["tokens"] = {"extra": 0, "project_from": "cls"}
     with pytest.raises(RunError, match=r"layers\[\d\]\.tokens"):
         check_manifest(manifest, "manifest.json")
+
+
+def test_a_new_image_is_placed_and_matched_in_a_token_layers_space(vit_run, vit):
+    """What the Draw view does with a drawing: its values as the layer's projections take them (the class token, or
+    the token mean), its nearest training images and its place in the projection; a training image given as new
+    finds itself and lands on its own point."""
+    from layerscope.capture import image_layer_outputs
+    from layerscope.drawing import NeighbourIndex
+    from layerscope.layers import image_projection_values
+    from layerscope.projections.place import fit_placement
+
+    _, gm = vit
+    run = Run(vit_run.path, trust_model_code=True)
+    if run.layer(BLOCK).token_features != "cls":
+        run.set_token_source(BLOCK, "cls")
+        compute_pca(run, [BLOCK])
+    index = int(np.flatnonzero(np.asarray(run.split) == 0)[5])
+    outputs = image_layer_outputs(gm, run.images[index], [BLOCK])
+    values = image_projection_values(run.layer(BLOCK), outputs)
+    assert values.shape == (32,)
+    np.testing.assert_allclose(values, run.channel_summary(BLOCK, "cls")[index], rtol=1e-4, atol=1e-5)
+    found = NeighbourIndex(run, BLOCK).query(values, 3)
+    assert found.indices[0] == index and found.distances[0] == pytest.approx(0, abs=1e-3)
+    point = fit_placement(run, BLOCK, "pca").transform(values[None])[0]
+    np.testing.assert_allclose(point, run.projection(BLOCK, "pca")[index], atol=1e-3)

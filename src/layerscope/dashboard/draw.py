@@ -24,6 +24,7 @@ from layerscope.dashboard.state import LIVE, DashboardState, check_version
 from layerscope.dashboard.wiring import Callbacks
 from layerscope.drawing import draw_over, preprocess_digit, render_strokes
 from layerscope.errors import LayerscopeError
+from layerscope.layers import image_projection_values
 
 __all__ = ["callbacks", "digit_from_strokes", "draw_layout", "drawn_digit", "over_of", "strokes_of"]
 
@@ -214,7 +215,7 @@ def neighbour_rows(state: DashboardState, key: str, selected: Any) -> tuple[list
             else:
                 body = html.Span("needs the PCA of the conv layers (button above)", className="hint")
         else:
-            found = index.query(outputs[layer], NEIGHBOURS)
+            found = index.query(image_projection_values(state.run.layer(layer), outputs), NEIGHBOURS)
             body = [
                 html.Img(
                     src=state.thumbnail(int(i)),

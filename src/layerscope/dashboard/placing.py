@@ -17,6 +17,7 @@ import numpy as np
 from layerscope.dashboard.jobs import Job, Runner, status_line
 from layerscope.errors import LayerscopeError
 from layerscope.interop.seed_json import FILE_METHOD
+from layerscope.layers import image_projection_values
 from layerscope.progress import ProgressFn
 from layerscope.projections import PLACEABLE
 
@@ -136,7 +137,7 @@ class Placements:
             cached = scratch.placed.get((key, layer, method))
             if cached is not None and cached[0] is values:  # a new stroke makes new arrays
                 return cached[1]
-            point = placement.transform(values.reshape(1, -1))[0]
+            point = placement.transform(image_projection_values(self._state.run.layer(layer), outputs)[None])[0]
             where = (float(point[0]), float(point[1])) if np.isfinite(point).all() else None
             scratch.placed[(key, layer, method)] = (values, where)
         return where
