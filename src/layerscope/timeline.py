@@ -3,10 +3,11 @@ aligned to the one before so that points move only as much as the network change
 
 PCA of each snapshot is computed on its own (each snapshot is a Run, and ``train`` fits its PCA), so its axes may
 come out rotated or mirrored against the previous snapshot's for reasons that have nothing to do with learning (a
-principal component's sign is arbitrary). ``aligned_pca`` turns each snapshot's embedding onto the previous aligned
-one by orthogonal Procrustes (``scipy.linalg.orthogonal_procrustes``: the rotation or reflection R minimising
-``||E_k R - E_{k-1}||_F`` over every image), from the untrained network to the trained one. An orthogonal map keeps
-every distance, so each snapshot's quality figures are its own PCA's.
+principal component's sign is arbitrary). ``aligned_pca`` turns each snapshot's embedding onto the next one's aligned
+embedding by orthogonal Procrustes (``scipy.linalg.orthogonal_procrustes``: the rotation or reflection R minimising
+``||E_k R - E_{k+1}||_F`` over every image), from the trained network back to the untrained one: the last frame is
+the Run's own PCA, as the dashboard's projections show it, so a timeline starts where the page is. An orthogonal map
+keeps every distance, so each snapshot's quality figures are its own PCA's.
 
 t-SNE has no map to align, so ``chained_tsne`` starts each snapshot's t-SNE from the previous snapshot's embedding
 instead (openTSNE's ``initialization``): a point moves only where its neighbourhood changed.
@@ -89,7 +90,8 @@ def _displacement(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def aligned_pca(run: Run, layer: str, progress: ProgressFn = no_progress) -> Timeline:
-    """Each snapshot's PCA of ``layer``, turned onto the previous one (orthogonal Procrustes), stored in the Run."""
+    """Each snapshot's PCA of ``layer``, turned onto the next one (orthogonal Procrustes) from the trained network
+    back, stored in the Run."""
     from layerscope.projections.compute import compute_projection
 
     _check(run, layer, "pca")
@@ -105,9 +107,11 @@ def aligned_pca(run: Run, layer: str, progress: ProgressFn = no_progress) -> Tim
         own.append(np.asarray(projection.embedding, np.float64))
         quality.append({key: projection.meta.get(key) for key in ("knn_accuracy", "trustworthiness")})
         progress(task, k + 1, len(entries))
-    aligned = [own[0]]
-    for embedding in own[1:]:
+    # from the trained network back: its PCA stays as the Run shows it, each earlier snapshot turned onto the next
+    aligned = [own[-1]]
+    for embedding in own[-2::-1]:
         aligned.append(embedding @ _procrustes(embedding, aligned[-1]))
+    aligned.reverse()
     per_snapshot = []
     for k, entry in enumerate(entries):
         moved = (
@@ -121,7 +125,7 @@ def aligned_pca(run: Run, layer: str, progress: ProgressFn = no_progress) -> Tim
         per_snapshot.append(
             {key: entry.get(key) for key in ("index", "step", "epoch", "test_accuracy")} | quality[k] | moved
         )
-    alignment = "orthogonal procrustes onto the previous snapshot"
+    alignment = "orthogonal procrustes onto the next snapshot, the trained network as it is"
     return _store(run, layer, "pca", np.stack(aligned), per_snapshot, alignment, start)
 
 

@@ -58,14 +58,25 @@ def test_a_projection_panel_draws_every_image_of_its_split(state):
     layer_changed = prop(ids.proj("layer", "a"), "value")
     for split, wanted in (("all", state.n), ("test", int((state.split == 1).sum()))):
         figure, status, quality, star = called(
-            projection.projection, state, "fc2", "pca", "label", split, None, None, False, None, trigger=layer_changed
+            projection.projection,
+            state,
+            "fc2",
+            "pca",
+            "label",
+            split,
+            None,
+            None,
+            None,
+            False,
+            None,
+            trigger=layer_changed,
         )
         assert status == "" and star is False
         assert _points(figure) == wanted, split
         assert any(f"{wanted:,} points" in str(part.children) for part in quality)
     # a layer the Run does not have: the panel says so, nothing is drawn
     figure, status, _, _ = called(
-        projection.projection, state, "fc9", "pca", "label", "all", None, None, False, None, trigger=layer_changed
+        projection.projection, state, "fc9", "pca", "label", "all", None, None, None, False, None, trigger=layer_changed
     )
     assert "fc9" in str(status.children) and not figure.data
 
@@ -82,12 +93,23 @@ def test_a_failed_projection_is_said_once_and_started_again_only_when_chosen_aga
     tick = "jobs-interval.n_intervals"
     for _ in range(3):  # the page's poll: no new start, the error stays
         figure, status, _, _ = called(
-            projection.projection, state, "fc1", "isomap", "label", "all", 1, None, False, "computing", trigger=tick
+            projection.projection,
+            state,
+            "fc1",
+            "isomap",
+            "label",
+            "all",
+            1,
+            None,
+            None,
+            False,
+            "computing",
+            trigger=tick,
         )
         assert "Isomap of fc1 failed: MemoryError" in str(status.children) and "choose the method" in str(status)
     assert started == []
     # choosing the method again starts it again
-    called(projection.projection, state, "fc1", "isomap", "label", "all", 1, None, False, None, trigger="x.value")
+    called(projection.projection, state, "fc1", "isomap", "label", "all", 1, None, None, False, None, trigger="x.value")
     assert started == [key]
 
 
@@ -177,7 +199,7 @@ def test_a_page_opening_on_a_projection_the_run_lacks_draws_it_once_computed(tin
     assert status.startswith(projection.COMPUTING)
     tick = "jobs-interval.n_intervals"
     _, started, _, _ = called(
-        projection.projection, state, "fc2", "pca", "label", "all", 1, None, False, status, trigger=tick
+        projection.projection, state, "fc2", "pca", "label", "all", 1, None, None, False, status, trigger=tick
     )
     assert started.startswith(projection.COMPUTING)
     job = state.jobs[("fc2", "pca")]
@@ -188,7 +210,7 @@ def test_a_page_opening_on_a_projection_the_run_lacks_draws_it_once_computed(tin
     assert job.finished and job.error is None
     state.scratch.mark_seen(job)  # as a page that opened once it was done: no redraw owed for the job itself
     figure, shown, quality, _ = called(
-        projection.projection, state, "fc2", "pca", "label", "all", 2, None, False, status, trigger=tick
+        projection.projection, state, "fc2", "pca", "label", "all", 2, None, None, False, status, trigger=tick
     )
     assert shown == "" and _points(figure) == state.n
 
@@ -240,7 +262,7 @@ def test_an_activation_panel_draws_a_row_per_image_group_and_class(state):
     groups = {"mine": [0, 1, 2]}
     ident = {"type": ids.PANEL_SORT, "layer": "fc2"}
     gate = "gate-panels.data"
-    body, legend = called(activations.panel, state, 1, "mean", ident, rows, groups, [4, 5], None, trigger=gate)
+    body, legend = called(activations.panel, state, 1, "mean", ident, rows, groups, [4, 5], None, None, trigger=gate)
     drawn = [part for part in body if "act-row" in (part.className or "")]
     names = [str(row.children[1].children) for row in drawn]
     assert len(drawn) == 4 and names[1] == f"average {state.class_names[1]}" and names[3] == "brushed points (mean)"
@@ -253,7 +275,9 @@ def test_an_activation_panel_draws_a_row_per_image_group_and_class(state):
     assert first == int(np.argmax(np.stack(rows_drawn).mean(0)))
     assert float(legend[0].children) <= float(legend[2].children)
     # a panel of a layer the Run does not have says so, in the panel
-    error, _ = called(activations.panel, state, 1, "mean", {"layer": "fc9"}, rows, groups, None, None, trigger=gate)
+    error, _ = called(
+        activations.panel, state, 1, "mean", {"layer": "fc9"}, rows, groups, None, None, None, trigger=gate
+    )
     assert error.className == "bad" and "fc9" in error.children
 
 

@@ -239,6 +239,7 @@ def panel_area(state: DashboardState, gate: Any, panels: Any, orders: Any) -> An
     State(ids.GROUPS, "data"),
     State(ids.SELECTION, "data"),
     State(ids.EXPLAIN, "data"),
+    State(ids.SNAPSHOT, "data"),
 )
 def panel(
     state: DashboardState,
@@ -249,8 +250,10 @@ def panel(
     groups: Any,
     selection: Any,
     explain: Any,
+    snapshot: Any,
 ) -> Any:
-    """One activation panel's rows and colour range, in the order its dropdown chose."""
+    """One activation panel's rows and colour range, in the order its dropdown chose; at a training snapshot the
+    page shows (the timeline's), that network's activations."""
     views.opened(gate)
     try:
         layer = check_choice(ident.get("layer") if isinstance(ident, dict) else None, state.activation_layers, "layer")
@@ -259,6 +262,7 @@ def panel(
         groups = check_groups(state, groups)
         selection = check_selection(state, selection)
         explain = check_index(explain, state.n, "image to explain") if explain is not None else None
+        state = state.at(snapshot)  # the rows were checked against the page's own state: its drawings
     except LayerscopeError as e:
         return html.Div(str(e), className="bad"), ""
     return _panel(state, layer, rows, groups, selection, explain, sort)

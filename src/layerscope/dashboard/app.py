@@ -30,6 +30,7 @@ from layerscope.dashboard import (
     model_graph,
     projection,
     sidebar,
+    timeline_card,
     workspace,
 )
 from layerscope.dashboard.guard import LOOPBACK, allowed_hosts, install_guard
@@ -86,7 +87,7 @@ def create_app(
     state.url_prefix = app.config.requests_pathname_prefix
     app.server.before_request(state.sessions.touch)
     app.layout = build_layout(state)
-    for feature in (workspace, sidebar, gallery, projection, groups, activations):
+    for feature in (workspace, sidebar, gallery, projection, groups, activations, timeline_card):
         feature.callbacks.register(app, state)
     if state.has_model:
         inside.callbacks.register(app, state)

@@ -215,3 +215,17 @@ def nav(view: str) -> str:
 def view(name: str) -> str:
     """Id of a view's section: view("network") -> "view-network"."""
     return f"view-{name}"
+
+
+# the training timeline (timeline_card.py): shown when the Run kept snapshots while training
+SNAPSHOT = "snapshot"  # store: the snapshot the page shows (an index), or absent for the Run as trained
+TL_SLIDER = "tl-slider"
+TL_PLAY = "tl-play"
+TL_BACK = "tl-back"
+TL_NEXT = "tl-next"
+TL_TICK = "tl-tick"  # interval: the next snapshot while playing
+TL_READOUT = "tl-readout"
+TL_CURVE = "tl-curve"  # the test accuracy over the snapshots, the shown one marked
+TL_INFO = "tl-info"  # store: per snapshot its step, epoch, test accuracy and loss (for the readout, in the browser)
+TL_CHANGED = "tl-changed"  # button: the images whose prediction changed into the shown snapshot, as a group
+TL_CHANGED_NOTE = "tl-changed-note"  # what the group button last saved

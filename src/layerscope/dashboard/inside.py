@@ -467,6 +467,7 @@ def _running(job: Job | None) -> bool:
     State(ids.SELECTED, "data"),
     State(ids.SELECTION, "data"),
     State(ids.ABL_STORE, "data"),
+    State(ids.SNAPSHOT, "data"),
     prevent_initial_call=True,
 )
 def network(
@@ -479,9 +480,13 @@ def network(
     selected: Any,
     selection: Any,
     ablations: Any,
+    snapshot: Any,
 ) -> Any:
+    """The weights as a graph, nodes coloured by the image's or the selection's activations: the network at the
+    training snapshot the page shows (the timeline's), the trained one by default."""
     views.opened(gate)
     try:
+        state = state.at(snapshot)
         expanded = _check_expanded(state, expanded)
         per_node = check_int(per_node, 0, MAX_EDGES, "edges per node") if per_node is not None else 0
         threshold = check_number(threshold, 0.0, 1.0, "minimum |w|") if threshold is not None else 0.0
@@ -642,11 +647,13 @@ def unit(
     Output(ids.UNIT_CLASSES, "figure"),
     views.gated("unit"),  # drawn while the Network view is open (views.py)
     State(ids.UNIT, "data"),
+    State(ids.SNAPSHOT, "data"),
     prevent_initial_call=True,
 )
-def unit_static(state: DashboardState, gate: Any, unit: Any) -> Any:
+def unit_static(state: DashboardState, gate: Any, unit: Any, snapshot: Any) -> Any:
     views.opened(gate)
     try:
+        state = state.at(snapshot)  # the network at the training snapshot the page shows
         layer, u = check_unit(state, unit)
     except LayerscopeError as e:
         message = empty_figure()
@@ -694,14 +701,16 @@ def unit_static(state: DashboardState, gate: Any, unit: Any) -> Any:
     Input(ids.UNIT_TOPK_START, "n_clicks"),
     State(ids.UNIT, "data"),
     State(ids.SELECTED, "data"),
+    State(ids.SNAPSHOT, "data"),
     prevent_initial_call=True,
 )
 def unit_results(
-    state: DashboardState, gate: Any, _tick: Any, compute: Any, again: Any, unit: Any, selected: Any
+    state: DashboardState, gate: Any, _tick: Any, compute: Any, again: Any, unit: Any, selected: Any, snapshot: Any
 ) -> Any:
     views.opened(gate)
     hidden = display(False)
     try:
+        state = state.at(snapshot)  # the top images of the network at the training snapshot the page shows
         layer, u = check_unit(state, unit)
     except LayerscopeError as e:
         return html.Span(str(e), className="bad"), "", True, hidden, hidden, hidden
@@ -733,9 +742,11 @@ def unit_results(
     Input(ids.UNIT_TOPK_CANCEL, "n_clicks"),
     State(ids.UNIT, "data"),
     State(ids.SELECTED, "data"),
+    State(ids.SNAPSHOT, "data"),
     prevent_initial_call=True,
 )
-def cancel_topk(state: DashboardState, n: Any, unit: Any, selected: Any) -> Any:
+def cancel_topk(state: DashboardState, n: Any, unit: Any, selected: Any, snapshot: Any) -> Any:
+    state = state.at(snapshot)  # the top images being computed for the network the page shows
     layer, u = check_unit(state, unit)
     if not n or not state.cancel_topk():
         raise PreventUpdate
@@ -748,9 +759,11 @@ def cancel_topk(state: DashboardState, n: Any, unit: Any, selected: Any) -> Any:
     Output(ids.UNIT_FEATUREVIS_START, "disabled", allow_duplicate=True),
     Input(ids.UNIT_FEATUREVIS_CANCEL, "n_clicks"),
     State(ids.UNIT, "data"),
+    State(ids.SNAPSHOT, "data"),
     prevent_initial_call=True,
 )
-def cancel_featurevis(state: DashboardState, n: Any, unit: Any) -> Any:
+def cancel_featurevis(state: DashboardState, n: Any, unit: Any, snapshot: Any) -> Any:
+    state = state.at(snapshot)
     layer, u = check_unit(state, unit)
     if not n or not state.cancel_featurevis(layer, u):
         raise PreventUpdate
@@ -795,10 +808,16 @@ def guided(state: DashboardState, gate: Any, unit: Any, selected: Any) -> Any:
     Input(ids.UNIT_INTERVAL, "n_intervals"),
     Input(ids.UNIT_TOPK, "children"),
     Input(ids.UNIT_FEATUREVIS, "children"),
+    State(ids.SNAPSHOT, "data"),
 )
-def poll(state: DashboardState, _n: Any, _a: Any, _b: Any) -> bool:
+def poll(state: DashboardState, _n: Any, _a: Any, _b: Any, snapshot: Any) -> bool:
     scratch = state.scratch  # this page's: another page's redraw does not stop this one polling
-    return all(scratch.seen(job) for job in list(state.unit_jobs.values()))
+    jobs = list(state.unit_jobs.values())
+    try:
+        jobs += list(state.at(snapshot).unit_jobs.values()) if snapshot is not None else []
+    except LayerscopeError:
+        pass
+    return all(scratch.seen(job) for job in jobs)
 
 
 # -- feature maps -----------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from layerscope.dashboard.inside import inside_layout
 from layerscope.dashboard.interventions import interventions_layout
 from layerscope.dashboard.projection import default_views, opens_waiting, projection_panel
 from layerscope.dashboard.state import DashboardState
+from layerscope.dashboard.timeline_card import has_snapshots, timeline_card
 
 
 def _header(state: DashboardState) -> html.Header:
@@ -119,10 +120,11 @@ def view_body(state: DashboardState, name: str) -> list[Any]:
         (first, method_a), (second, method_b) = default_views(state)
         projections = html.Div(
             [projection_panel(state, "a", first, method_a), projection_panel(state, "b", second, method_b)],
-            className="row two projections",
+            className="row two projections" + (" with-timeline" if has_snapshots(state) else ""),
         )
         below = [gallery_card(state), html.Div([confusion_card(state), groups_card(state)], className="stack")]
-        return [projections, html.Div(below, className="row explore-below")]
+        training = [timeline_card(state)] if has_snapshots(state) else []
+        return [projections, *training, html.Div(below, className="row explore-below")]
     if name == "activations":
         return [activations_card(state)]
     if name == "network":
@@ -162,6 +164,7 @@ def build_layout(state: DashboardState) -> html.Div:
         dcc.Store(id=ids.VIEW_WANTED),
         dcc.Store(id=ids.VIEW_LOADED, data=[views.DEFAULT]),
         dcc.Store(id=ids.UNIT_ASKED),  # the unit an address names, for the unit card once it is laid out
+        dcc.Store(id=ids.SNAPSHOT),  # the training snapshot shown (timeline_card.py); absent: the Run as trained
         *views.gate_stores(state.has_model),
         dcc.Store(id=ids.ADDRESS),  # the page's state as a query string (address.py), for the URL
         dcc.Store(id=ids.ADDRESS_IN),  # the URL's query string at page open and on back/forward

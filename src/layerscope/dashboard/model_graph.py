@@ -296,11 +296,13 @@ def structure(state: DashboardState, collapsed: Any) -> Any:
     views.gated("network"),  # drawn while the Network view is open (views.py)
     State(ids.SELECTED, "data"),
     State(ids.SELECTION, "data"),
+    State(ids.SNAPSHOT, "data"),
     prevent_initial_call=True,
 )
-def colours(state: DashboardState, colour: Any, gate: Any, selected: Any, selection: Any) -> Any:
+def colours(state: DashboardState, colour: Any, gate: Any, selected: Any, selection: Any, snapshot: Any) -> Any:
     views.opened(gate)
     try:
+        state = state.at(snapshot)  # the activations of the network at the training snapshot the page shows
         colour = check_choice(colour, ("image", "selection", "none"), "node colouring")
         selected = state.image_key(selected)
         selection = check_selection(state, selection)

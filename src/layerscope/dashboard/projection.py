@@ -144,6 +144,8 @@ def projection_panel(state: DashboardState, panel: str, layer: str, method: str)
                     title="stop computing this projection",
                     **_classes(part("cancel"), "btn small"),
                 ),
+                # the training timeline's word on this panel (timeline_card.py): its timeline being computed
+                html.Div(**_classes(part("tl-status"), "status")),
             ],
             className="status-row",
         ),
@@ -185,6 +187,9 @@ def projection_panel(state: DashboardState, panel: str, layer: str, method: str)
         dcc.Store(id=ids.proj("hovered", panel)),
         dcc.Store(id=ids.proj("ringed", panel)),  # written by workspace.js once the selected image's ring follows
         dcc.Store(id=ids.proj("star", panel), data=False),  # whether the live drawing's star is shown
+        # the timeline the panel's points follow through the training snapshots, and the last move asked of them
+        dcc.Store(id=ids.proj("timeline", panel)),
+        dcc.Store(id=ids.proj("tl-asked", panel)),
         class_name="projection",
     )
     return html.Div(body, id=f"proj-{panel}", className="proj-panel")
@@ -246,6 +251,7 @@ def _view_states() -> list[State]:
     Input(ids.proj("split", MATCH), "value"),
     Input(ids.JOBS_INTERVAL, "n_intervals"),
     Input(ids.proj("tokens", MATCH), "value"),
+    Input(ids.SNAPSHOT, "data"),
     State(ids.proj("star", MATCH), "data"),
     State(ids.proj("status", MATCH), "children"),
     prevent_initial_call=True,  # the first view comes with the page (projection_panel)
@@ -258,11 +264,17 @@ def projection(
     split: Any,
     tick: Any,
     source: Any,
+    snapshot: Any,
     present: Any,
     status_now: Any,
 ) -> Any:
     try:
         layer, method, split, color = check_view(state, layer, method, split, color)
+        snapshot = state.check_snapshot(snapshot)
+        if ctx.triggered_id == ids.SNAPSHOT and (color == "label" or _timeline_of(state, layer, method) is None):
+            # the points move in the browser (assets/timeline.js); colours by prediction are the snapshot's own, so
+            # those figures are drawn again
+            raise PreventUpdate
         switched = isinstance(ctx.triggered_id, dict) and ctx.triggered_id.get("type") == "proj-tokens"
         if switched and source is not None and state.run.layer(layer).tokens is not None:
             # the user switched what this token layer is projected from (a panel opening on it sets the Run's own
@@ -271,7 +283,7 @@ def projection(
     except LayerscopeError as e:
         return figures.empty_figure(str(e)), html.Span(str(e), className="bad"), "", no_update
     try:
-        fig, status, quality = _figure(state, layer, method, color, split, tick, _computing(status_now))
+        fig, status, quality = _figure(state, layer, method, color, split, tick, _computing(status_now), snapshot)
     except PreventUpdate:
         # a JOBS_INTERVAL tick with nothing new in the projection itself: the drawing's placement, prepared in the
         # background, may have got further or be ready; a Patch brings the star, the figure is not re-sent
@@ -292,10 +304,18 @@ def _computing(status: Any) -> bool:
 
 
 def _figure(
-    state: DashboardState, layer: str, method: str, color: str, split: str, tick: Any, waiting: bool = False
+    state: DashboardState,
+    layer: str,
+    method: str,
+    color: str,
+    split: str,
+    tick: Any,
+    waiting: bool = False,
+    snapshot: int | None = None,
 ) -> tuple[Any, Any, Any]:
     """(figure, status, quality figures) of ``method`` of ``layer``; its status while it is being computed. A poll's
-    tick draws the projection once there: for a panel ``waiting`` on it, or right after this page saw it finish."""
+    tick draws the projection once there: for a panel ``waiting`` on it, or right after this page saw it finish. At
+    a training ``snapshot`` whose timeline the Run has, the points are where the snapshot has them."""
     label = f"{METHOD_LABELS[method]} of {layer}"
     if method not in state.methods(layer):
         text = (
@@ -332,18 +352,28 @@ def _figure(
     polled = tick is not None and ctx.triggered_id == ids.JOBS_INTERVAL
     if polled and not waiting and not _was_waiting(state, layer, method):
         raise PreventUpdate
-    return _shown(state, layer, method, color, split)
+    return _shown(state, layer, method, color, split, snapshot)
 
 
-def _shown(state: DashboardState, layer: str, method: str, color: str, split: str) -> tuple[Any, Any, Any]:
+def _timeline_of(state: DashboardState, layer: str, method: str) -> dict[str, Any] | None:
+    """What the Run records of the timeline of ``method`` of ``layer`` (None: it has none)."""
+    return state.timeline_meta(layer, method) if state.snapshots else None
+
+
+def _shown(
+    state: DashboardState, layer: str, method: str, color: str, split: str, snapshot: int | None = None
+) -> tuple[Any, Any, Any]:
     """(figure, status, quality figures) of a projection the Run has."""
     keep = _keep(state, layer, method, split)
+    line = _timeline_of(state, layer, method) if snapshot is not None else None
     try:
-        fig = _scatter(state, layer, method, color, split)
+        fig = _scatter(state, layer, method, color, split, snapshot if line is not None else None)
     except Exception as e:  # an error in one panel is shown there; the page keeps working
         label = f"{METHOD_LABELS[method]} of {layer}"
         return figures.empty_figure(), html.Span(f"cannot show {label}: {e}", className="bad"), ""
     meta = state.projection_meta(layer, method)
+    if line is not None:
+        meta = line["snapshots"][snapshot]  # this snapshot's own figures
     # a file's projection of a layer without activations has no trustworthiness: nothing to compare it with
     quality: list[Any] = [
         html.Span(f"{title} {meta[key]:.3f}", title=QUALITY_HINTS[key], className="term")
@@ -352,26 +382,45 @@ def _shown(state: DashboardState, layer: str, method: str, color: str, split: st
     ]
     shown = int(keep.sum())
     quality.append(html.Span(f"{shown:,} points" + (f" ({split} split)" if split != "all" else "")))
+    if line is not None:
+        quality.append(html.Span(f"at snapshot {snapshot}", className="hint"))
     if meta.get("note"):
         quality.append(html.Span(meta["note"], className="hint"))
     return fig, "", quality
 
 
 @lru_cache(maxsize=32)
-def _scatter(state: DashboardState, layer: str, method: str, color: str, split: str) -> dict[str, Any]:
+def _scatter(
+    state: DashboardState, layer: str, method: str, color: str, split: str, snapshot: int | None = None
+) -> dict[str, Any]:
     """A panel's figure as the JSON the page gets (its arrays as base64 strings), built once per view: every visitor
     opening the page asks for the same two, and building and encoding 70,000 points takes about 50 ms a time. The
     page's selection is lit in the browser (assets/workspace.js), so one figure serves every selection. Read-only:
-    `projection` copies what it adds to it (the live drawing's star)."""
+    `projection` copies what it adds to it (the live drawing's star). At a training ``snapshot`` the points and
+    their predictions are the snapshot's, on the frame of the whole timeline (assets/timeline.js keeps it)."""
+    embedding, predicted, confidence = state.projection(layer, method), state.predicted, state.confidence
+    if snapshot is not None:
+        line = state.timeline(layer, method)
+        embedding = line[snapshot]
+        predicted, confidence = state.snapshot_predictions(snapshot)
     fig = figures.scatter_figure(
-        state.projection(layer, method),
+        embedding,
         state.labels,
-        state.predicted,
-        state.confidence,
+        predicted,
+        confidence,
         _keep(state, layer, method, split),
         color,
         state.class_names,
     )
+    if snapshot is not None:
+        low, high = np.nanmin(line, axis=(0, 1)), np.nanmax(line, axis=(0, 1))
+        margin = 0.04 * np.maximum(high - low, 1e-9)
+        fig.update_layout(
+            xaxis_range=[float(low[0] - margin[0]), float(high[0] + margin[0])],
+            yaxis_range=[float(low[1] - margin[1]), float(high[1] + margin[1])],
+        )
+    # which view the figure draws, for assets/timeline.js
+    fig.update_layout(meta={"layer": layer, "method": method, "snapshot": snapshot})
     return figures.figure_json(fig)
 
 
@@ -481,9 +530,10 @@ def opens_waiting(state: DashboardState) -> bool:
     Output(ids.JOBS_INTERVAL, "disabled"),
     Input(ids.JOBS_INTERVAL, "n_intervals"),
     Input(ids.proj("status", ALL), "children"),
+    Input(ids.proj("tl-status", ALL), "children"),  # a panel's training timeline being computed (timeline_card.py)
     prevent_initial_call=True,  # the page opens polling when it waits (opens_waiting)
 )
-def poll(state: DashboardState, _n: Any, _statuses: Any) -> bool:
+def poll(state: DashboardState, _n: Any, _statuses: Any, _timelines: Any) -> bool:
     scratch = state.scratch  # this page's: another page's redraw does not stop this one polling
     return all(scratch.seen(job) for job in list(state.jobs.values()))
 

@@ -97,6 +97,8 @@ class DashboardState:
     unit_jobs: dict[tuple[str, str], Job] = field(default_factory=dict)
     device: str = "cpu"  # where work over the whole dataset runs ("auto": cuda if there is one; see work_device)
     url_prefix: str = "/"  # where the page reaches this app's routes (Dash's requests_pathname_prefix)
+    # the training snapshot this state shows (`at`): None for the Run as trained
+    snapshot: int | None = None
 
     def __post_init__(self) -> None:
         # names this server's images by URL: a browser's cached image from another server at this address never shows
@@ -133,6 +135,8 @@ class DashboardState:
         self._units = Runner("units", self.unit_jobs, after=self._reread)
         self.placements = Placements(self)  # drawings placed into the projections (placing.py)
         self.interventions = Interventions(self)  # ablations and attributions (intervening.py)
+        self._at: dict[int, DashboardState] = {}
+        self._at_lock = threading.Lock()
 
     def _reread(self) -> None:
         self.run = self.run.reopen()  # the manifest, with what background work added
@@ -204,6 +208,76 @@ class DashboardState:
             cached.cache_clear()
         self.placements.forget(layer)
 
+    # -- the training timeline: the snapshots training kept (``train --snapshots``) --------------------------------
+    @cached_property
+    def snapshots(self) -> list[dict[str, Any]]:
+        """The Run's snapshots, untrained first, the last the Run itself (index, step, epoch, test loss and
+        accuracy); empty for a Run trained without."""
+        return self.run.snapshots if self.snapshot is None else []
+
+    def check_snapshot(self, value: Any) -> int | None:
+        """A snapshot the page names: None (the Run as trained) or an index of `snapshots`, else a one-line
+        ``LayerscopeError``."""
+        if value is None:
+            return None
+        if not self.snapshots:
+            raise LayerscopeError("this Run has no training snapshots; train with --snapshots K to keep some.")
+        return check_index(value, len(self.snapshots), "snapshot")
+
+    def at(self, snapshot: Any) -> DashboardState:
+        """The state of the network at ``snapshot`` (`check_snapshot`): this one for None or the last snapshot (the Run
+        itself), else a state over the snapshot's Run, made on first use and kept. It shares this state's sessions
+        (a page's polling and what it has seen), not its drawings."""
+        k = self.check_snapshot(snapshot)
+        if k is None or k == len(self.snapshots) - 1:
+            return self
+        with self._at_lock:
+            state = self._at.get(k)
+            if state is None:
+                state = DashboardState(self.run.snapshot(k), device=self.device, url_prefix=self.url_prefix, snapshot=k)
+                state.sessions = self.sessions
+                state.token = f"{self.token}s{k}"
+                self._at[k] = state
+        return state
+
+    @lru_cache(maxsize=64)  # noqa: B019
+    def snapshot_predictions(self, snapshot: int) -> tuple[np.ndarray, np.ndarray]:
+        """(predicted class, confidence) of every image at ``snapshot``, from its stored probabilities."""
+        k = check_index(snapshot, len(self.snapshots), "snapshot")
+        return (self.predicted, self.confidence) if k == len(self.snapshots) - 1 else predictions(self.run.snapshot(k))
+
+    def snapshot_predicted(self, snapshot: int) -> np.ndarray:
+        """(N,) the class each image is given at ``snapshot``."""
+        return self.snapshot_predictions(snapshot)[0]
+
+    def prediction_changed(self, before: int, after: int) -> np.ndarray:
+        """The images whose predicted class differs between snapshots ``before`` and ``after``, by index."""
+        return np.flatnonzero(self.snapshot_predicted(before) != self.snapshot_predicted(after))
+
+    def timeline_meta(self, layer: str, method: str) -> dict[str, Any] | None:
+        """What the Run records of the timeline of ``method`` of ``layer``; None while it has none."""
+        return (self.run.manifest.get("timelines") or {}).get(layer, {}).get(method)
+
+    @lru_cache(maxsize=8)  # noqa: B019
+    def timeline(self, layer: str, method: str) -> np.ndarray:
+        """(S, N, 2) float32: ``layer``'s projection by ``method`` at every snapshot (timeline.py), as stored."""
+        from layerscope.timeline import timeline
+
+        return np.ascontiguousarray(timeline(self.run, layer, method).embeddings, dtype=np.float32)
+
+    def start_timeline(self, layer: str, method: str) -> Job:
+        """Compute the timeline of ``method`` of ``layer`` in the background (the projections' thread: one at a
+        time) and keep it in the Run; returns its job, keyed (layer, "timeline:<method>")."""
+        from layerscope.timeline import METHODS as TIMELINE_METHODS
+        from layerscope.timeline import timeline
+
+        if method not in TIMELINE_METHODS:
+            raise ValueError(method)
+        return self._projections.start(
+            (layer, f"timeline:{method}"),
+            lambda progress: timeline(self.run.reopen(), layer, method, progress=progress),
+        )
+
     # -- activations ----------------------------------------------------------------------------------------------
     @lru_cache(maxsize=16)  # noqa: B019
     def class_means(self, layer: str) -> np.ndarray:
@@ -271,8 +345,8 @@ class DashboardState:
     @property
     def drawings(self) -> dict[str, np.ndarray]:
         """This page's drawn digits ("draw:live" while drawing, "draw:1", ... once kept): (H, W) uint8 as MNIST made
-        its digits."""
-        return self.scratch.drawings
+        its digits. A snapshot's state (`at`) has none: a drawing's outputs are the trained network's."""
+        return self.scratch.drawings if self.snapshot is None else {}
 
     @property
     def drawing_outputs(self) -> dict[str, dict[str, np.ndarray]]:

@@ -70,9 +70,9 @@ def check_view_name(value: Any) -> str:
 # gate -> (its view, the page-wide stores it follows); the callback behind it reads their values as States
 GATES: dict[str, tuple[str, tuple[str, ...]]] = {
     "panel-frames": ("activations", (ids.PANELS, ids.EXPLAIN)),
-    "panels": ("activations", (ids.ROWS, ids.GROUPS, ids.SELECTION, ids.DRAW_SETTLED)),
-    "network": ("network", (ids.SELECTED, ids.SELECTION)),
-    "unit": ("network", (ids.UNIT,)),
+    "panels": ("activations", (ids.ROWS, ids.GROUPS, ids.SELECTION, ids.DRAW_SETTLED, ids.SNAPSHOT)),
+    "network": ("network", (ids.SELECTED, ids.SELECTION, ids.SNAPSHOT)),
+    "unit": ("network", (ids.UNIT, ids.SNAPSHOT)),
     "guided": ("network", (ids.UNIT, ids.SELECTED)),
     "fmaps": ("network", (ids.SELECTED, ids.DRAW_SETTLED)),
     "ablated-image": ("intervene", (ids.ABL_STORE, ids.SELECTED)),

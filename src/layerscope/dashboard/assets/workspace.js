@@ -341,6 +341,7 @@
       if (drawn(gd)) {
         ring(gd);
         drawLit(gd);
+        if (ls.timelineFollow) { ls.timelineFollow(panel); } // a training snapshot shown: its points go there
       } else if (tries++ < 100) {
         setTimeout(attempt, 100);
       }
