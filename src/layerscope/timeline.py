@@ -6,8 +6,10 @@ come out rotated or mirrored against the previous snapshot's for reasons that ha
 principal component's sign is arbitrary). ``aligned_pca`` turns each snapshot's embedding onto the next one's aligned
 embedding by orthogonal Procrustes (``scipy.linalg.orthogonal_procrustes``: the rotation or reflection R minimising
 ``||E_k R - E_{k+1}||_F`` over every image), from the trained network back to the untrained one: the last frame is
-the Run's own PCA, as the dashboard's projections show it, so a timeline starts where the page is. An orthogonal map
-keeps every distance, so each snapshot's quality figures are its own PCA's.
+the Run's own PCA, as the dashboard's projections show it, so a timeline starts where the page is. Each snapshot is
+first scaled to the trained network's spread (root mean square distance from the centre): an untrained layer's
+activations are small, and its map would otherwise be a dot in the trained one's frame. A scaling and an orthogonal
+map keep every neighbourhood, so each snapshot's quality figures are its own PCA's.
 
 t-SNE has no map to align, so ``chained_tsne`` starts each snapshot's t-SNE from the previous snapshot's embedding
 instead (openTSNE's ``initialization``): a point moves only where its neighbourhood changed.
@@ -85,6 +87,12 @@ def _procrustes(moving: np.ndarray, target: np.ndarray) -> np.ndarray:
     return rotation
 
 
+def _radius(embedding: np.ndarray) -> float:
+    """The root mean square distance of the points from their centre."""
+    centred = embedding - embedding.mean(axis=0)
+    return float(np.sqrt((centred**2).sum(axis=1).mean()))
+
+
 def _displacement(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b, axis=1).mean())
 
@@ -107,7 +115,11 @@ def aligned_pca(run: Run, layer: str, progress: ProgressFn = no_progress) -> Tim
         own.append(np.asarray(projection.embedding, np.float64))
         quality.append({key: projection.meta.get(key) for key in ("knn_accuracy", "trustworthiness")})
         progress(task, k + 1, len(entries))
-    # from the trained network back: its PCA stays as the Run shows it, each earlier snapshot turned onto the next
+    # each snapshot scaled to the trained network's spread (an untrained layer's activations are small: its map would
+    # be a dot in the trained one's frame), then, from the trained network back, turned onto the next: the trained
+    # network's PCA stays as the Run shows it
+    size = _radius(own[-1])
+    own = [embedding * (size / max(_radius(embedding), 1e-12)) for embedding in own]
     aligned = [own[-1]]
     for embedding in own[-2::-1]:
         aligned.append(embedding @ _procrustes(embedding, aligned[-1]))
@@ -125,7 +137,7 @@ def aligned_pca(run: Run, layer: str, progress: ProgressFn = no_progress) -> Tim
         per_snapshot.append(
             {key: entry.get(key) for key in ("index", "step", "epoch", "test_accuracy")} | quality[k] | moved
         )
-    alignment = "orthogonal procrustes onto the next snapshot, the trained network as it is"
+    alignment = "scaled to the trained network's spread, orthogonal procrustes onto the next snapshot"
     return _store(run, layer, "pca", np.stack(aligned), per_snapshot, alignment, start)
 
 

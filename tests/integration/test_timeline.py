@@ -86,12 +86,17 @@ def test_aligned_pca_turns_each_snapshot_onto_the_next(snap_run, tmp_path):
     assert aligned.shape == (4, run.n_images, 2)
     # the trained network as the Run's own PCA shows it: the dashboard's timeline ends where its projection is
     np.testing.assert_allclose(aligned[-1], np.asarray(run.projection("fc2", "pca")), atol=1e-5)
+    def radius(e):
+        return np.sqrt(((e - e.mean(0)) ** 2).sum(1).mean())
+
+    scaled = [e * radius(own[-1]) / radius(e) for e in own]  # each snapshot at the trained network's spread
     for k in range(3):
-        # an orthogonal map: every pairwise distance as in the snapshot's own PCA
-        rotation = np.linalg.lstsq(own[k], aligned[k], rcond=None)[0]
+        # an orthogonal map of the scaled PCA: every pairwise distance as in the snapshot's own PCA, times its scale
+        rotation = np.linalg.lstsq(scaled[k], aligned[k], rcond=None)[0]
         np.testing.assert_allclose(rotation.T @ rotation, np.eye(2), atol=1e-4)
+        assert radius(aligned[k]) == pytest.approx(radius(own[-1]), rel=1e-4)
         # and the images move less than between the snapshots' own PCAs (Frobenius: Procrustes' optimum)
-        assert np.linalg.norm(aligned[k] - aligned[k + 1]) <= np.linalg.norm(own[k] - own[k + 1]) + 1e-6
+        assert np.linalg.norm(aligned[k] - aligned[k + 1]) <= np.linalg.norm(scaled[k] - scaled[k + 1]) + 1e-6
         entry = line.meta["snapshots"][k + 1]
         assert entry["displacement"] == pytest.approx(np.linalg.norm(aligned[k + 1] - aligned[k], axis=1).mean())
     stored = Run(run.path).manifest["timelines"]["fc2"]["pca"]

@@ -271,10 +271,13 @@ def projection(
     try:
         layer, method, split, color = check_view(state, layer, method, split, color)
         snapshot = state.check_snapshot(snapshot)
-        if ctx.triggered_id == ids.SNAPSHOT and (color == "label" or _timeline_of(state, layer, method) is None):
-            # the points move in the browser (assets/timeline.js); colours by prediction are the snapshot's own, so
-            # those figures are drawn again
-            raise PreventUpdate
+        if ctx.triggered_id == ids.SNAPSHOT:
+            if _timeline_of(state, layer, method) is None or not state.available(layer, method):
+                raise PreventUpdate  # the panel's timeline is on its way (timeline_card.py)
+            if color == "label":
+                # the points move in the browser (assets/timeline.js); the figures below them are the snapshot's
+                return no_update, no_update, _quality(state, layer, method, split, snapshot), no_update
+            # colours by prediction are the snapshot's own: those figures are drawn again
         switched = isinstance(ctx.triggered_id, dict) and ctx.triggered_id.get("type") == "proj-tokens"
         if switched and source is not None and state.run.layer(layer).tokens is not None:
             # the user switched what this token layer is projected from (a panel opening on it sets the Run's own
@@ -364,29 +367,33 @@ def _shown(
     state: DashboardState, layer: str, method: str, color: str, split: str, snapshot: int | None = None
 ) -> tuple[Any, Any, Any]:
     """(figure, status, quality figures) of a projection the Run has."""
-    keep = _keep(state, layer, method, split)
     line = _timeline_of(state, layer, method) if snapshot is not None else None
     try:
         fig = _scatter(state, layer, method, color, split, snapshot if line is not None else None)
     except Exception as e:  # an error in one panel is shown there; the page keeps working
         label = f"{METHOD_LABELS[method]} of {layer}"
         return figures.empty_figure(), html.Span(f"cannot show {label}: {e}", className="bad"), ""
+    return fig, "", _quality(state, layer, method, split, snapshot if line is not None else None)
+
+
+def _quality(state: DashboardState, layer: str, method: str, split: str, snapshot: int | None) -> list[Any]:
+    """A panel's quality figures and point count: the projection's, or at a training ``snapshot`` those its timeline
+    records for it."""
     meta = state.projection_meta(layer, method)
-    if line is not None:
-        meta = line["snapshots"][snapshot]  # this snapshot's own figures
+    if snapshot is not None:
+        meta = (_timeline_of(state, layer, method) or {"snapshots": {snapshot: {}}})["snapshots"][snapshot]
     # a file's projection of a layer without activations has no trustworthiness: nothing to compare it with
+    at = f" (training snapshot {snapshot})" if snapshot is not None else ""
     quality: list[Any] = [
-        html.Span(f"{title} {meta[key]:.3f}", title=QUALITY_HINTS[key], className="term")
+        html.Span(f"{title} {meta[key]:.3f}", title=QUALITY_HINTS[key] + at, className="term")
         for key, title in (("knn_accuracy", "kNN accuracy (k=10, 2-D)"), ("trustworthiness", "trustworthiness"))
-        if key in meta
+        if meta.get(key) is not None
     ]
-    shown = int(keep.sum())
+    shown = int(_keep(state, layer, method, split).sum())
     quality.append(html.Span(f"{shown:,} points" + (f" ({split} split)" if split != "all" else "")))
-    if line is not None:
-        quality.append(html.Span(f"at snapshot {snapshot}", className="hint"))
     if meta.get("note"):
         quality.append(html.Span(meta["note"], className="hint"))
-    return fig, "", quality
+    return quality
 
 
 @lru_cache(maxsize=32)

@@ -125,19 +125,32 @@
         });
         const began = performance.now();
         gd.__lit = null; // the lit selection is placed again from the points' new coordinates (workspace.js)
-        window.Plotly.update(
-          gd, { x: xs, y: ys }, { "xaxis.range": range[0], "yaxis.range": range[1] }, traces
+        const framed = frames.length === 0; // the frame of the whole timeline, set once per move
+        (framed
+          ? window.Plotly.update(gd, { x: xs, y: ys }, { "xaxis.range": range[0], "yaxis.range": range[1] }, traces)
+          : window.Plotly.restyle(gd, { x: xs, y: ys }, traces)
         ).then(function () {
           frames.push(performance.now() - began);
           if (t < 1) { requestAnimationFrame(frame); return; }
           if (ringsAt >= 0 && wrong && wrong.length === s * n && shown) {
-            // the snapshot's own mistakes ringed: those of the images this panel shows
+            // the snapshot's own mistakes ringed: those of the images this panel shows. Where a quarter or more are
+            // wrong (an early network) the rings would cover the classes' colours: their legend entry shows them
             const picked = [];
-            for (let i = 0; i < n; i++) { if (shown[i] && wrong[k * n + i]) { picked.push(i); } }
+            let count = 0;
+            for (let i = 0; i < n; i++) {
+              if (shown[i]) { count++; if (wrong[k * n + i]) { picked.push(i); } }
+            }
             const custom = Int32Array.from(picked);
             const x = new Float32Array(custom.length), y = new Float32Array(custom.length);
             custom.forEach(function (i, j) { x[j] = table[2 * (k * n + i)]; y[j] = table[2 * (k * n + i) + 1]; });
-            return window.Plotly.restyle(gd, { x: [x], y: [y], customdata: [custom] }, [ringsAt]);
+            const many = picked.length >= 0.25 * count;
+            const visible = gd.data[ringsAt].visible;
+            const ringed = { x: [x], y: [y], customdata: [custom], name: "misclassified" };
+            if (visible !== false && (many || gd.__ringsHidden)) {
+              ringed.visible = many ? "legendonly" : true;
+              gd.__ringsHidden = many;
+            }
+            return window.Plotly.restyle(gd, ringed, [ringsAt]);
           }
           return null;
         }).then(function () {
@@ -187,6 +200,7 @@
     if (!gd) { return; }
     delete gd.dataset.snapshot;
     gd.__timelineRange = null;
+    gd.__ringsHidden = false;
     const wanted = gd.__timelineWanted;
     if (wanted) {
       gd.__timelineJump = true;
