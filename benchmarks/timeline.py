@@ -2,6 +2,7 @@
 one layer across them.
 
     PYTHONPATH=. .venv/bin/python benchmarks/timeline.py [--snapshots 10] [--preset default] [--epochs N]
+    PYTHONPATH=. .venv/bin/python benchmarks/timeline.py --run RUN --methods pca,tsne,umap
 
 Two trainings of the seed CNN on the bundled MNIST (70,000 images), same seed, same preset, in the same process one
 after the other: ``train_run`` without snapshots, and with ``--snapshots`` of them (each a Run of all 70,000 images:
@@ -9,23 +10,46 @@ capture, top images and the PCA of every layer). Rows: the wall time of each and
 disk the snapshots take, and the aligned PCA of fc2 over them (``timeline.aligned_pca``: each snapshot's stored PCA
 turned onto the previous one), with how far the images move from snapshot to snapshot, aligned and not; with
 ``--methods pca,tsne,umap`` also the t-SNE chain and AlignedUMAP (displacement on embeddings scaled to unit spread).
+With ``--run`` the timelines are timed on a copy of a Run trained with snapshots, with no training.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from common import Table, load_average, machine
 
 RATIO_GOAL = 1.3
+
+
+def _trainings(table: Table, work: Path, data: Any, config: Any, snapshots: int, where: str) -> Any:
+    """Train without and with ``snapshots`` snapshots: the rows of their times, ratio and disk; the Run with them."""
+    from layerscope.pipeline import train_run
+
+    t0 = time.perf_counter()
+    train_run(work / "plain", data, config)
+    plain = time.perf_counter() - t0
+    table.add("train without snapshots (train + capture + PCA)", plain, "s", where)
+    t0 = time.perf_counter()
+    run = train_run(work / "snapshots", data, config, snapshots=snapshots)
+    kept = time.perf_counter() - t0
+    table.add(f"train with {snapshots} snapshots", kept, "s", where)
+    verdict = "met" if kept / plain <= RATIO_GOAL else "MISSED"
+    table.ratio("with snapshots / without (wall time)", kept, plain, f"goal <= {RATIO_GOAL}: {verdict}")
+    sizes = run.disk_usage()["snapshots"]
+    where_kept = f"{len(sizes)} snapshot Runs (the last snapshot is the Run itself)"
+    table.add("disk of the snapshots", sum(sizes.values()) / 1e6, "MB", where_kept)
+    return run
 
 
 def main() -> None:
@@ -37,9 +61,10 @@ def main() -> None:
     parser.add_argument(
         "--methods", default="pca", help="timelines to time, of pca, tsne, umap (t-SNE and UMAP take minutes each)"
     )
+    parser.add_argument("--run", help="time the timelines on a copy of this Run (trained with snapshots); no training")
     args = parser.parse_args()
     from layerscope.data import load_mnist
-    from layerscope.pipeline import train_run
+    from layerscope.run import Run
     from layerscope.timeline import timeline
     from layerscope.training import PRESETS, TrainConfig
 
@@ -53,19 +78,12 @@ def main() -> None:
     where = f"seed CNN, preset {args.preset}, {config.epochs} epochs, {len(data):,} images"
     work = Path(tempfile.mkdtemp(prefix="layerscope-bench-timeline-"))
     try:
-        t0 = time.perf_counter()
-        train_run(work / "plain", data, config)
-        plain = time.perf_counter() - t0
-        table.add("train without snapshots (train + capture + PCA)", plain, "s", where)
-        t0 = time.perf_counter()
-        run = train_run(work / "snapshots", data, config, snapshots=args.snapshots)
-        kept = time.perf_counter() - t0
-        table.add(f"train with {args.snapshots} snapshots", kept, "s", where)
-        verdict = "met" if kept / plain <= RATIO_GOAL else "MISSED"
-        table.ratio("with snapshots / without (wall time)", kept, plain, f"goal <= {RATIO_GOAL}: {verdict}")
-        sizes = run.disk_usage()["snapshots"]
-        where_kept = f"{len(sizes)} snapshot Runs (the last snapshot is the Run itself)"
-        table.add("disk of the snapshots", sum(sizes.values()) / 1e6, "MB", where_kept)
+        if args.run:
+            shutil.copytree(args.run, work / "copy", copy_function=os.link)  # what it adds is new files
+            run = Run(work / "copy")
+            print(f"  timelines of a copy of {args.run}: {len(run.snapshots)} snapshots, {run.n_images:,} images")
+        else:
+            run = _trainings(table, work, data, config, args.snapshots, where)
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         for method in methods:
             t0 = time.perf_counter()

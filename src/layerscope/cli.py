@@ -1037,12 +1037,23 @@ def _free_port(host: str, port: int) -> int:
 
 
 def _serve(
-    run: Any, host: str, port: int, no_browser: bool, allow_hosts: list[str] | None, device: str = "auto"
+    run: Any,
+    host: str,
+    port: int,
+    no_browser: bool,
+    allow_hosts: list[str] | None,
+    device: str = "auto",
+    compare: Any = None,
 ) -> None:
     from layerscope.dashboard import serve as serve_app
 
     _check_range("--port", port, 1, 65_535)
     run.check_model_code()  # refuse before the server starts, not on the first page that needs the model
+    if compare is not None:
+        from layerscope.compare import same_images
+
+        compare.check_model_code()
+        same_images(run, compare)  # the same images, or a one-line error before the server starts
     # a device named is checked now; "auto" is resolved by the page's first work over the dataset (it takes torch,
     # which the first page does without: dashboard/state.py)
     device = "cpu" if not run.has_model else device if device in ("auto", "cpu") else _device(device)
@@ -1055,7 +1066,15 @@ def _serve(
     out.print(f"layerscope dashboard for {run.path}: http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/")
     try:
         # returns only when interrupted: werkzeug's serve_forever ends quietly on Ctrl-C
-        serve_app(run, host=host, port=port, open_browser=not no_browser, allow_hosts=allow_hosts or [], device=device)
+        serve_app(
+            run,
+            host=host,
+            port=port,
+            open_browser=not no_browser,
+            allow_hosts=allow_hosts or [],
+            device=device,
+            compare=compare,
+        )
     except KeyboardInterrupt:
         pass
     except OSError as e:  # the port is taken, or the address is not this machine's
@@ -1077,6 +1096,15 @@ def serve(
     allow_host: AllowHostOpt = None,
     device: DeviceOpt = "auto",
     trust_model_code: TrustOpt = False,
+    compare: Annotated[
+        Path | None,
+        typer.Option(
+            "--compare",
+            metavar="RUN_B",
+            help="A second Run of the same images (another training, or a snapshot: RUN/snapshots/03) shown in "
+            "projection B beside this one, with their agreement and the CKA of every layer pair.",
+        ),
+    ] = None,
 ) -> None:
     """Open the dashboard on a Run, or on an NN_data.json file, in the browser. The page's work over the whole
     dataset (projections, top images, feature visualisation) runs on --device; one image at a time runs on the CPU."""
@@ -1084,7 +1112,12 @@ def serve(
 
     with _bars() as progress:
         run = open_run(_run_path(run_dir), progress=Bars(progress), trust_model_code=trust_model_code)
-    _serve(run, host, port, no_browser, allow_host, device)
+        other = (
+            open_run(_run_path(compare), progress=Bars(progress), trust_model_code=trust_model_code)
+            if compare is not None
+            else None
+        )
+    _serve(run, host, port, no_browser, allow_host, device, compare=other)
 
 
 @app.command("import-json")

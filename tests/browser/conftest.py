@@ -56,9 +56,9 @@ def served(app) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def serving(run) -> Iterator[str]:
-    """The dashboard of ``run`` on a free port of 127.0.0.1; yields its URL."""
-    with served(create_app(run)) as port:
+def serving(run, compare=None) -> Iterator[str]:
+    """The dashboard of ``run`` (beside Run ``compare``, when given) on a free port of 127.0.0.1; yields its URL."""
+    with served(create_app(run, compare=compare)) as port:
         yield f"http://127.0.0.1:{port}/"
 
 

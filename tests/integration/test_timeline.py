@@ -86,6 +86,7 @@ def test_aligned_pca_turns_each_snapshot_onto_the_next(snap_run, tmp_path):
     assert aligned.shape == (4, run.n_images, 2)
     # the trained network as the Run's own PCA shows it: the dashboard's timeline ends where its projection is
     np.testing.assert_allclose(aligned[-1], np.asarray(run.projection("fc2", "pca")), atol=1e-5)
+
     def radius(e):
         return np.sqrt(((e - e.mean(0)) ** 2).sum(1).mean())
 

@@ -22,6 +22,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from layerscope.dashboard import (
     activations,
     attention_card,
+    compare_card,
     draw,
     gallery,
     groups,
@@ -58,7 +59,10 @@ class _Handler(WSGIRequestHandler):
 
 
 def create_app(
-    run: Run | str | os.PathLike[str], allow_hosts: Sequence[str] | None = None, device: str = "cpu"
+    run: Run | str | os.PathLike[str],
+    allow_hosts: Sequence[str] | None = None,
+    device: str = "cpu",
+    compare: Run | str | os.PathLike[str] | None = None,
 ) -> Dash:
     """A Dash app over one Run. Large arrays stay on the server; the browser gets indices and small figures.
 
@@ -66,9 +70,14 @@ def create_app(
     ``allow_hosts``, at any port; any other Host is refused (403), as is a state-changing request from another site's
     page, and a body over ``guard.MAX_BODY`` (413). A value of ``allow_hosts`` that is not a host name or address is
     a one-line ``LayerscopeError``. Work over the whole dataset (projections, top images, feature visualisation)
-    runs on ``device``; one image at a time runs on the CPU, where a single forward pass is fastest."""
+    runs on ``device``; one image at a time runs on the CPU, where a single forward pass is fastest.
+
+    With ``compare``, a second Run of the same images (a one-line ``LayerscopeError`` otherwise) is shown in
+    projection B beside ``run`` in projection A, with the comparison of the two (compare_card.py)."""
     hosts = allowed_hosts(None, allow_hosts)  # checked before the Run is read
     state = DashboardState(run if isinstance(run, Run) else Run(run), device=device)
+    if compare is not None:
+        state.compare_with(compare if isinstance(compare, Run) else Run(compare))
     app = Dash(
         __name__,
         title=f"layerscope · {state.run.manifest['dataset']['name']}",
@@ -87,7 +96,7 @@ def create_app(
     state.url_prefix = app.config.requests_pathname_prefix
     app.server.before_request(state.sessions.touch)
     app.layout = build_layout(state)
-    for feature in (workspace, sidebar, gallery, projection, groups, activations, timeline_card):
+    for feature in (workspace, sidebar, gallery, projection, groups, activations, timeline_card, compare_card):
         feature.callbacks.register(app, state)
     if state.has_model:
         inside.callbacks.register(app, state)
@@ -112,10 +121,12 @@ def serve(
     open_browser: bool = True,
     allow_hosts: Sequence[str] | None = None,
     device: str = "cpu",
+    compare: Run | str | os.PathLike[str] | None = None,
 ) -> None:
     """Serve the dashboard until interrupted. It answers to loopback names, to ``host`` and to ``allow_hosts``; with
-    ``host="0.0.0.0"`` give the names people will type (``allow_hosts=["team.example"]``, ``--allow-host``)."""
-    app = create_app(run, allow_hosts=_bound_names(host, allow_hosts), device=device)
+    ``host="0.0.0.0"`` give the names people will type (``allow_hosts=["team.example"]``, ``--allow-host``). With
+    ``compare``, Run B beside ``run`` (`create_app`)."""
+    app = create_app(run, allow_hosts=_bound_names(host, allow_hosts), device=device, compare=compare)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
     if open_browser:
         threading.Timer(1.0, lambda: webbrowser.open(url)).start()

@@ -229,3 +229,9 @@ TL_CURVE = "tl-curve"  # the test accuracy over the snapshots, the shown one mar
 TL_INFO = "tl-info"  # store: per snapshot its step, epoch, test accuracy and loss (for the readout, in the browser)
 TL_CHANGED = "tl-changed"  # button: the images whose prediction changed into the shown snapshot, as a group
 TL_CHANGED_NOTE = "tl-changed-note"  # what the group button last saved
+
+# Run against Run (compare_card.py): ``serve RUN_A --compare RUN_B``
+CMP_SUMMARY = "cmp-summary"
+CMP_CKA = "cmp-cka"  # the CKA heatmap: a click opens its two layers in the projections
+CMP_GROUP = "cmp-group"  # pattern: {"type": CMP_GROUP, "side": "a" | "b"}: the images only that Run gets right
+CMP_NOTE = "cmp-note"

@@ -9,6 +9,7 @@ from dash import dcc, html
 
 from layerscope.dashboard import figures, ids, views
 from layerscope.dashboard.activations import activations_card
+from layerscope.dashboard.compare_card import compare_card
 from layerscope.dashboard.components import png_config
 from layerscope.dashboard.draw import draw_layout
 from layerscope.dashboard.gallery import confusion_card, gallery_card
@@ -49,6 +50,9 @@ def _header(state: DashboardState) -> html.Header:
         ],
         className="search-box",
     )
+    run_name: list[Any] = ["Run ", html.Strong(state.run.path.name)]
+    if state.compare is not None:
+        run_name += [" against ", html.Strong(state.compare.run.path.name)]
     return html.Header(
         [
             html.Div(
@@ -56,7 +60,7 @@ def _header(state: DashboardState) -> html.Header:
                     html.H1("layerscope"),
                     html.Div(
                         [
-                            html.Div(["Run ", html.Strong(state.run.path.name)], className="run-name"),
+                            html.Div(run_name, className="run-name"),
                             html.Div(" · ".join(facts), className="facts"),
                         ],
                         className="subtitle",
@@ -118,13 +122,21 @@ def view_body(state: DashboardState, name: str) -> list[Any]:
     opens (views.laid_out_with, workspace.lay_out)."""
     if name == "explore":
         (first, method_a), (second, method_b) = default_views(state)
+        if state.compare is not None:  # Run B beside Run A, each on its deepest hidden layer
+            second, method_b = default_views(state.compare)[0]
+            panels = [
+                projection_panel(state, "a", first, method_a, f"Run A · {state.run.path.name}"),
+                projection_panel(state.compare, "b", second, method_b, f"Run B · {state.compare.run.path.name}"),
+            ]
+        else:
+            panels = [projection_panel(state, "a", first, method_a), projection_panel(state, "b", second, method_b)]
         projections = html.Div(
-            [projection_panel(state, "a", first, method_a), projection_panel(state, "b", second, method_b)],
-            className="row two projections" + (" with-timeline" if has_snapshots(state) else ""),
+            panels, className="row two projections" + (" with-timeline" if has_snapshots(state) else "")
         )
         below = [gallery_card(state), html.Div([confusion_card(state), groups_card(state)], className="stack")]
-        training = [timeline_card(state)] if has_snapshots(state) else []
-        return [projections, *training, html.Div(below, className="row explore-below")]
+        extra = [timeline_card(state)] if has_snapshots(state) else []
+        extra += [compare_card(state)] if state.compare is not None else []
+        return [projections, *extra, html.Div(below, className="row explore-below")]
     if name == "activations":
         return [activations_card(state)]
     if name == "network":

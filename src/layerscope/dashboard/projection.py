@@ -31,7 +31,15 @@ from layerscope.interop.seed_json import FILE_METHOD
 from layerscope.layers import last_hidden_layer
 from layerscope.names import check_index
 
-__all__ = ["METHOD_LABELS", "callbacks", "default_views", "method_options", "opens_waiting", "projection_panel"]
+__all__ = [
+    "METHOD_LABELS",
+    "answered_panel",
+    "callbacks",
+    "default_views",
+    "method_options",
+    "opens_waiting",
+    "projection_panel",
+]
 
 METHOD_LABELS = {
     "file": "from file",
@@ -96,9 +104,10 @@ def token_choice(state: DashboardState, layer: str) -> tuple[list[dict[str, Any]
     return options, info.token_features, {}
 
 
-def projection_panel(state: DashboardState, panel: str, layer: str, method: str) -> html.Div:
-    """Panel ``panel`` ("a", "b"), opening on ``method`` of ``layer``. In the page its box is ``#proj-<panel>`` and
-    each part has the class ``proj-<part>`` (``#proj-a .proj-graph``): what the scripts and the tests look for."""
+def projection_panel(state: DashboardState, panel: str, layer: str, method: str, title: str = "") -> html.Div:
+    """Panel ``panel`` ("a", "b") of ``state``'s Run, opening on ``method`` of ``layer``; ``title`` names the Run
+    when two are compared. In the page its box is ``#proj-<panel>`` and each part has the class ``proj-<part>``
+    (``#proj-a .proj-graph``): what the scripts and the tests look for."""
 
     def part(name: str) -> dict[str, Any]:
         return {"id": ids.proj(name, panel), "className": f"proj-{name}"}
@@ -132,7 +141,7 @@ def projection_panel(state: DashboardState, panel: str, layer: str, method: str)
         style=token_style,
     )
     body = card(
-        f"Projection {panel.upper()}",
+        f"Projection {panel.upper()}" + (f" · {title}" if title else ""),
         controls,
         tokens,
         html.Div(
@@ -222,6 +231,7 @@ def _keep(state: DashboardState, layer: str, method: str, split: str) -> np.ndar
 def methods(state: DashboardState, layer: Any, options: Any, method: Any, source: Any) -> tuple[Any, ...]:
     """The methods a layer offers (a file's own projection, those computed here), and for a token layer what it is
     projected from; unchanged ones stay put so the figure is not drawn twice."""
+    state = _side(state)
     layer = check_choice(layer, state.layers, "layer")
     wanted = method_options(state, layer)
     value = method if method in state.methods(layer) else wanted[0]["value"]
@@ -233,6 +243,22 @@ def methods(state: DashboardState, layer: Any, options: Any, method: Any, source
         no_update if token_value == source else token_value,
         token_style,
     )
+
+
+def answered_panel() -> Any:
+    """The panel ("a", "b") a MATCH callback answers for, from its outputs; None outside a request."""
+    outputs = ctx.outputs_list if ctx else None
+    first = outputs[0] if isinstance(outputs, list) and outputs else outputs
+    ident = first.get("id") if isinstance(first, dict) else None
+    return ident.get("panel") if isinstance(ident, dict) else None
+
+
+def _side(state: DashboardState) -> DashboardState:
+    """The state of the Run the panel being answered shows: Run B's in panel B when comparing Runs."""
+    try:
+        return state.side(answered_panel())
+    except Exception:  # outside a Dash request (a test calling the function itself)
+        return state
 
 
 def _view_states() -> list[State]:
@@ -268,6 +294,11 @@ def projection(
     present: Any,
     status_now: Any,
 ) -> Any:
+    side = _side(state)
+    if side is not state:  # Run B, compared with the page's: the training timeline is Run A's
+        if ctx.triggered_id == ids.SNAPSHOT:
+            raise PreventUpdate
+        state, snapshot = side, None
     try:
         layer, method, split, color = check_view(state, layer, method, split, color)
         snapshot = state.check_snapshot(snapshot)
@@ -459,6 +490,8 @@ def star(
     """Move the drawing's star with a Patch of the layout: the 70,000-point figure is neither sent nor redrawn. A
     projection whose placement must first be rebuilt shows its progress in the status (which sets the page polling,
     JOBS_INTERVAL); the star then comes with the tick that finds it ready (``projection``)."""
+    if _side(state) is not state:  # a drawing is the page's network's: Run B's panel places none
+        raise PreventUpdate
     layer, method, split, color = check_view(state, layer, method, split, color)
     return _star_update(state, layer, method, bool(present), status_now, moved=True)
 
@@ -521,6 +554,7 @@ def cancel(state: DashboardState, n: Any, layer: Any, method: Any) -> Any:
     """Stop the projection the panel waits for; the background thread is free for the next one."""
     if not n:
         raise PreventUpdate
+    state = _side(state)
     layer, method, _, _ = check_view(state, layer, method, "all", "label")
     if not state.cancel_projection(layer, method):
         raise PreventUpdate
@@ -528,8 +562,10 @@ def cancel(state: DashboardState, n: Any, layer: Any, method: Any) -> Any:
 
 
 def opens_waiting(state: DashboardState) -> bool:
-    """Whether a panel opens on a projection the Run lacks: the page then polls from the start, and the first tick
-    has it computed (``projection``)."""
+    """Whether a panel opens on a projection the Run lacks, or on two Runs not yet compared: the page then polls from
+    the start, and the first tick has it computed (``projection``, compare_card.py)."""
+    if state.compare is not None and state.comparison is None:
+        return True
     return not all(state.available(layer, method) for layer, method in default_views(state))
 
 
@@ -542,7 +578,8 @@ def opens_waiting(state: DashboardState) -> bool:
 )
 def poll(state: DashboardState, _n: Any, _statuses: Any, _timelines: Any) -> bool:
     scratch = state.scratch  # this page's: another page's redraw does not stop this one polling
-    return all(scratch.seen(job) for job in list(state.jobs.values()))
+    jobs = list(state.jobs.values()) + (list(state.compare.jobs.values()) if state.compare is not None else [])
+    return all(scratch.seen(job) for job in jobs)
 
 
 # -- points: hover, click, brush -------------------------------------------------------------------------------------
@@ -555,6 +592,7 @@ def poll(state: DashboardState, _n: Any, _statuses: Any, _timelines: Any) -> boo
     prevent_initial_call=True,
 )
 def hover(state: DashboardState, i: Any) -> Any:
+    state = _side(state)
     if i is None:
         raise PreventUpdate
     i = check_index(i, state.n, "image index")
@@ -638,6 +676,7 @@ def coordinates(state: DashboardState, _csv: Any, _npy: Any, layers: Any, method
     k = names.index(trigger["panel"])
     fmt = "npy" if trigger.get("type") == ids.proj("npy", "")["type"] else "csv"
     status: list[Any] = [no_update] * len(names)
+    state = state.side(trigger["panel"])
     try:
         layer, method, _, _ = check_view(state, layers[k], methods[k], "all", "label")
         check_choice(method, state.methods(layer), "projection method")

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from layerscope.compare import Comparison
     from layerscope.drawing import NeighbourIndex
     from layerscope.featurevis import FeatureVis
     from layerscope.network import Connection, IncomingWeights
@@ -99,6 +100,9 @@ class DashboardState:
     url_prefix: str = "/"  # where the page reaches this app's routes (Dash's requests_pathname_prefix)
     # the training snapshot this state shows (`at`): None for the Run as trained
     snapshot: int | None = None
+    # a state shown beside the page's own (a snapshot, a Run compared with it): it shares the page's sessions, not
+    # its drawings (their outputs are the page's network's)
+    guest: bool = False
 
     def __post_init__(self) -> None:
         # names this server's images by URL: a browser's cached image from another server at this address never shows
@@ -137,6 +141,8 @@ class DashboardState:
         self.interventions = Interventions(self)  # ablations and attributions (intervening.py)
         self._at: dict[int, DashboardState] = {}
         self._at_lock = threading.Lock()
+        self.compare: DashboardState | None = None  # Run B, beside this one (`compare_with`)
+        self._comparison: Comparison | None = None
 
     def _reread(self) -> None:
         self.run = self.run.reopen()  # the manifest, with what background work added
@@ -234,7 +240,8 @@ class DashboardState:
         with self._at_lock:
             state = self._at.get(k)
             if state is None:
-                state = DashboardState(self.run.snapshot(k), device=self.device, url_prefix=self.url_prefix, snapshot=k)
+                run = self.run.snapshot(k)
+                state = DashboardState(run, device=self.device, url_prefix=self.url_prefix, snapshot=k, guest=True)
                 state.sessions = self.sessions
                 state.token = f"{self.token}s{k}"
                 self._at[k] = state
@@ -277,6 +284,45 @@ class DashboardState:
             (layer, f"timeline:{method}"),
             lambda progress: timeline(self.run.reopen(), layer, method, progress=progress),
         )
+
+    # -- Run against Run: ``serve RUN_A --compare RUN_B`` -------------------------------------------------------------
+    def compare_with(self, other: Run) -> DashboardState:
+        """Show Run ``other`` beside this one (projection B, the comparison card): the same images, in the same order
+        (`compare.same_images`: else a one-line ``LayerscopeError``). Returns its state."""
+        from layerscope.compare import same_images
+
+        same_images(self.run, other)
+        guest = DashboardState(other, device=self.device, url_prefix=self.url_prefix, guest=True)
+        guest.sessions = self.sessions
+        guest.token = f"{self.token}b"
+        self.compare = guest
+        return guest
+
+    def side(self, panel: Any) -> DashboardState:
+        """The state a projection panel shows: Run B's for panel "b" when comparing, else this one."""
+        return self.compare if panel == "b" and self.compare is not None else self
+
+    @property
+    def comparison(self) -> Comparison | None:
+        """Predictions and the linear CKA of every layer pair of this Run and the compared one, once computed
+        (`start_comparison`)."""
+        return self._comparison
+
+    def start_comparison(self) -> Job:
+        """Compare this Run with Run B in the background (``compare.compare_runs``: the CKA of every layer pair over
+        every image, conv layers' PCA scores computed first where missing); returns its job, keyed ("*", "compare")."""
+        from layerscope.compare import compare_runs
+
+        if self.compare is None:
+            raise LayerscopeError("no Run to compare with: serve with --compare RUN_B.")
+        other = self.compare
+
+        def work(progress: ProgressFn) -> None:
+            self._comparison = compare_runs(
+                self.run.reopen(), other.run.reopen(), device=self.work_device, progress=progress
+            )
+
+        return self._projections.start(("*", "compare"), work)
 
     # -- activations ----------------------------------------------------------------------------------------------
     @lru_cache(maxsize=16)  # noqa: B019
@@ -346,7 +392,7 @@ class DashboardState:
     def drawings(self) -> dict[str, np.ndarray]:
         """This page's drawn digits ("draw:live" while drawing, "draw:1", ... once kept): (H, W) uint8 as MNIST made
         its digits. A snapshot's state (`at`) has none: a drawing's outputs are the trained network's."""
-        return self.scratch.drawings if self.snapshot is None else {}
+        return self.scratch.drawings if not self.guest else {}
 
     @property
     def drawing_outputs(self) -> dict[str, dict[str, np.ndarray]]:

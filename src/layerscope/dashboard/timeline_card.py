@@ -26,6 +26,7 @@ from layerscope.dashboard import ids
 from layerscope.dashboard.checks import check_choice, check_groups
 from layerscope.dashboard.components import card
 from layerscope.dashboard.jobs import status_line, stopped_line
+from layerscope.dashboard.projection import answered_panel
 from layerscope.dashboard.state import DashboardState
 from layerscope.dashboard.wiring import Callbacks
 from layerscope.errors import LayerscopeError
@@ -255,12 +256,16 @@ def panel_timeline(
 ) -> Any:
     """Which timeline a panel's points follow (the address of its array, for assets/timeline.js), and its status:
     computed in the background the first time a snapshot is shown in a panel whose layer's timeline the Run lacks."""
+    polled = ctx.triggered_id == ids.JOBS_INTERVAL
+    if state.compare is not None and answered_panel() == "b":  # Run B: the timeline is Run A's
+        if polled or current is None:
+            raise PreventUpdate
+        return None, ""
     try:
         k = state.check_snapshot(snapshot)
         layer = check_choice(layer, state.layers, "layer")
     except LayerscopeError as e:
         return None, str(e)
-    polled = ctx.triggered_id == ids.JOBS_INTERVAL
     if k is None or method not in TIMELINE_METHODS:
         text = "" if k is None else "the timeline follows PCA, t-SNE and UMAP: choose one to see training move it"
         if polled and text == (status_now or ""):
