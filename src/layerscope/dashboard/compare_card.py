@@ -125,13 +125,13 @@ def _contents(state: DashboardState) -> tuple[Any, Any, bool]:
     Output({"type": ids.CMP_GROUP, "side": "a"}, "disabled"),
     Output({"type": ids.CMP_GROUP, "side": "b"}, "disabled"),
     Input(ids.JOBS_INTERVAL, "n_intervals"),
-    prevent_initial_call=True,
-    when=comparing,
+    when=comparing,  # called as the page opens too: its layout was made once, maybe before the comparison ended
 )
-def progress(state: DashboardState, _tick: Any) -> Any:
-    """The comparison's progress while the page polls, its result once there (then never sent again)."""
+def progress(state: DashboardState, tick: Any) -> Any:
+    """The comparison as the page opens, its progress while the page polls, its result once there (then never sent
+    again)."""
     job = state.jobs.get(KEY)
-    if job is None or state.scratch.seen(job):
+    if job is None or (tick is not None and state.scratch.seen(job)):
         raise PreventUpdate
     summary, figure, disabled = _contents(state)
     if job.finished:

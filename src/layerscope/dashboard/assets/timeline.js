@@ -131,7 +131,12 @@
           : window.Plotly.restyle(gd, { x: xs, y: ys }, traces)
         ).then(function () {
           frames.push(performance.now() - began);
-          if (t < 1) { requestAnimationFrame(frame); return; }
+          if (t < 1) { requestAnimationFrame(frame); } else { finish(); }
+        });
+      };
+      // at the snapshot: its mistakes ringed, and the plot marked as showing it
+      const finish = function () {
+        Promise.resolve().then(function () {
           if (ringsAt >= 0 && wrong && wrong.length === s * n && shown) {
             // the snapshot's own mistakes ringed: those of the images this panel shows. Where a quarter or more are
             // wrong (an early network) the rings would cover the classes' colours: their legend entry shows them
@@ -154,9 +159,9 @@
           }
           return null;
         }).then(function () {
-          gd.dataset.snapshot = String(k);
           gd.dataset.frameMs = frames.length ? String(Math.max.apply(null, frames).toFixed(1)) : "";
           gd.dataset.frames = String(frames.length);
+          gd.dataset.snapshot = String(k);
           done(true);
         });
       };
@@ -186,7 +191,12 @@
         if (!now || now.line.url !== line.url) { return null; }
         const jump = gd.__timelineJump;
         gd.__timelineJump = false;
-        return move(gd, line, arrays[0], arrays[1], now.k, !jump);
+        if (!jump && gd.dataset.snapshot === String(now.k) && gd.dataset.timelineUrl === line.url) {
+          return null; // there already (the snapshot and the panel's timeline both announce one move)
+        }
+        return move(gd, line, arrays[0], arrays[1], now.k, !jump).then(function () {
+          gd.dataset.timelineUrl = line.url;
+        });
       }).catch(function () { return null; });
     };
     gd.__timelineQueue = (gd.__timelineQueue || Promise.resolve()).then(go, go);
@@ -199,6 +209,7 @@
     const gd = plotOf(panel);
     if (!gd) { return; }
     delete gd.dataset.snapshot;
+    delete gd.dataset.timelineUrl;
     gd.__timelineRange = null;
     gd.__ringsHidden = false;
     const wanted = gd.__timelineWanted;
