@@ -1188,17 +1188,22 @@ def timeline(
             "from the one before) or umap (AlignedUMAP over all snapshots)."
         ),
     ] = "pca",
-    gif: Annotated[Path | None, typer.Option("--out", help="Write the animation here (.gif).")] = None,
+    gif: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the animation here: .gif, or .mp4 (needs: pip install 'layerscope[video]')."),
+    ] = None,
     recompute: Annotated[bool, typer.Option(help="Align again even if the Run has the timeline.")] = False,
     trust_model_code: TrustOpt = False,
 ) -> None:
     """A layer's projection through the snapshots training kept ('train --snapshots K'), each aligned to the one
     before: how its clusters formed. Prints each snapshot's test accuracy, quality and how far the images moved."""
-    from layerscope.timeline import render_gif
+    from layerscope.timeline import render
     from layerscope.timeline import timeline as layer_timeline
 
-    if gif is not None and gif.suffix.lower() != ".gif":
-        raise LayerscopeError(f"--out {gif} is not a .gif file; the animation is written as a GIF.")
+    if gif is not None and gif.suffix.lower() not in (".gif", ".mp4"):
+        raise LayerscopeError(
+            f"--out {gif} is neither a .gif nor an .mp4 file; the animation is written as one of those."
+        )
     run = _open(run_dir, trust_model_code)
     with _bars() as progress:
         line = layer_timeline(run, layer, method, recompute=recompute, progress=Bars(progress))
@@ -1216,7 +1221,7 @@ def timeline(
         )
     out.print(table)
     if gif is not None:
-        out.print(f"saved {render_gif(run, line, gif)} ({len(line.meta['snapshots'])} frames)")
+        out.print(f"saved {render(run, line, gif)} ({len(line.meta['snapshots'])} snapshots)")
 
 
 def _figure(value: Any, digits: int = 4) -> str:

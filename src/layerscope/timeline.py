@@ -18,7 +18,7 @@ next snapshot), whose embeddings are pulled toward their neighbours in time.
 
 The result is stored in the Run as ``timelines/<layer>/<method>.npy`` (S, N, 2) float32, the manifest's ``timelines``
 recording per snapshot its step, quality and the mean displacement of the images from the snapshot before, aligned
-and as the snapshots' own PCA placed them. ``render_gif`` draws it as an animation for a report.
+and as the snapshots' own PCA placed them. ``render`` draws it as an animation for a report (GIF, or MP4 with PyAV).
 """
 
 from __future__ import annotations
@@ -36,7 +36,17 @@ from layerscope.memory import MemoryBudget
 from layerscope.progress import ProgressFn, no_progress
 from layerscope.run import Run, now
 
-__all__ = ["Timeline", "aligned_pca", "aligned_umap", "chained_tsne", "render_gif", "spread", "timeline"]
+__all__ = [
+    "Timeline",
+    "aligned_pca",
+    "aligned_umap",
+    "chained_tsne",
+    "render",
+    "render_gif",
+    "render_video",
+    "spread",
+    "timeline",
+]
 
 METHODS = ("pca", "tsne", "umap")
 
@@ -264,40 +274,118 @@ _COLOURS = np.array(
 )  # fmt: skip
 
 
-def render_gif(run: Run, line: Timeline, out: str | Path, size: int = 480, frame_ms: int = 700) -> Path:
-    """The timeline as an animated GIF: each snapshot's points coloured by true class on one fixed frame (the extent
-    of all snapshots), its step and test accuracy in the corner."""
+def _frame(
+    line: Timeline, k: int, points: np.ndarray, colours: np.ndarray, order: np.ndarray, size: int, frame: Any
+) -> Any:
+    """One picture: ``points`` (the images' positions, snapshot ``k`` or between two) coloured by true class on the
+    frame of the whole timeline (``frame``: low, scale, margin), snapshot ``k``'s step and test accuracy above."""
     from PIL import Image, ImageDraw
 
+    low, scale, margin = frame
+    canvas = np.full((size, size, 3), 255, np.uint8)
+    xy = (points[order] - low) * scale + margin
+    cols = np.clip(xy[:, 0].astype(int), 0, size - 2)
+    rows = np.clip((size - 1 - xy[:, 1]).astype(int), 0, size - 2)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            canvas[rows + dy, cols + dx] = colours[order]
+    image = Image.fromarray(canvas)
+    entry = line.meta["snapshots"][k]
+    accuracy = entry.get("test_accuracy")
+    text = f"{line.layer}  |  step {entry['step']:,} (epoch {entry['epoch']:.2f})"
+    if accuracy is not None:
+        text += f"  |  test accuracy {accuracy:.3f}"
+    ImageDraw.Draw(image).text((margin, 2), text, fill=(20, 20, 20))
+    return image
+
+
+def _setting(run: Run, line: Timeline, size: int) -> tuple[np.ndarray, np.ndarray, Any]:
+    """(colours, drawing order, frame) shared by every picture of an animation."""
     labels = np.asarray(run.labels)
     colours = _COLOURS[labels % len(_COLOURS)]
     points = line.embeddings
     low, high = np.nanmin(points, axis=(0, 1)), np.nanmax(points, axis=(0, 1))
     margin = 12
     scale = (size - 2 * margin) / np.maximum(high - low, 1e-9)
-    frames = []
     order = np.random.default_rng(0).permutation(len(labels))  # no class always drawn on top
-    for k, entry in enumerate(line.meta["snapshots"]):
-        canvas = np.full((size, size, 3), 255, np.uint8)
-        xy = (points[k][order] - low) * scale + margin
-        cols = np.clip(xy[:, 0].astype(int), 0, size - 2)
-        rows = np.clip((size - 1 - xy[:, 1]).astype(int), 0, size - 2)
-        for dy in (0, 1):
-            for dx in (0, 1):
-                canvas[rows + dy, cols + dx] = colours[order]
-        image = Image.fromarray(canvas)
-        accuracy = entry.get("test_accuracy")
-        text = f"{line.layer}  |  step {entry['step']:,} (epoch {entry['epoch']:.2f})"
-        if accuracy is not None:
-            text += f"  |  test accuracy {accuracy:.3f}"
-        ImageDraw.Draw(image).text((margin, 2), text, fill=(20, 20, 20))
-        frames.append(image.convert("P", palette=Image.Palette.ADAPTIVE))
+    return colours, order, (low, scale, margin)
+
+
+def render(run: Run, line: Timeline, out: str | Path, size: int = 480, frame_ms: int = 700) -> Path:
+    """The timeline as an animation for a report: an animated GIF (``out`` ending in .gif) or an H.264 video (.mp4,
+    which needs PyAV: ``pip install 'layerscope[video]'``). Written whole or not at all."""
     out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".gif", ".mp4"):
+        raise LayerscopeError(f"{out} is neither a .gif nor an .mp4 file; the animation is written as one of those.")
+    return render_gif(run, line, out, size, frame_ms) if suffix == ".gif" else render_video(run, line, out, size)
+
+
+def render_gif(run: Run, line: Timeline, out: str | Path, size: int = 480, frame_ms: int = 700) -> Path:
+    """The timeline as an animated GIF: a picture per snapshot, points coloured by true class on one fixed frame (the
+    extent of all snapshots), its step and test accuracy in the corner."""
+    from PIL import Image
+
+    colours, order, frame = _setting(run, line, size)
+    frames = [
+        _frame(line, k, line.embeddings[k], colours, order, size, frame).convert("P", palette=Image.Palette.ADAPTIVE)
+        for k in range(len(line.embeddings))
+    ]
     durations = [frame_ms] * (len(frames) - 1) + [frame_ms * 3]  # the trained network stays a while
-    partial = out.with_name(f".{out.name}.partial")
+    return _written(
+        Path(out),
+        lambda partial: frames[0].save(
+            partial, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0
+        ),
+    )
+
+
+def render_video(run: Run, line: Timeline, out: str | Path, size: int = 480, fps: int = 24) -> Path:
+    """The timeline as an H.264 video (PyAV): the points move from each snapshot to the next in half a second (eased,
+    as the dashboard moves them), each snapshot held half a second, the trained network two."""
     try:
-        frames[0].save(partial, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0)
-        os.replace(partial, out)  # whole or not at all
+        import av
+    except ImportError:
+        raise LayerscopeError(
+            "writing an .mp4 needs PyAV: pip install 'layerscope[video]' (or write a .gif)."
+        ) from None
+    colours, order, frame = _setting(run, line, size)
+    points = line.embeddings.astype(np.float64)
+    moving, holding = fps // 2, fps // 2
+
+    def pictures() -> Any:
+        for k in range(len(points)):
+            if k > 0:
+                for step in range(1, moving):
+                    t = step / moving
+                    eased = 2 * t * t if t < 0.5 else 1 - (-2 * t + 2) ** 2 / 2
+                    yield _frame(
+                        line, k, points[k - 1] + (points[k] - points[k - 1]) * eased, colours, order, size, frame
+                    )
+            still = _frame(line, k, points[k], colours, order, size, frame)
+            for _ in range(holding if k < len(points) - 1 else 4 * holding):
+                yield still
+
+    def write(partial: Path) -> None:
+        with av.open(str(partial), mode="w", format="mp4") as container:
+            stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=fps)
+            stream.width = stream.height = size
+            stream.pix_fmt = "yuv420p"
+            for picture in pictures():
+                for packet in stream.encode(av.VideoFrame.from_image(picture)):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+
+    return _written(Path(out), write)
+
+
+def _written(out: Path, write: Any) -> Path:
+    """``write(partial)`` a file beside ``out``, then moved onto it: ``out`` is whole or not there."""
+    partial = out.with_name(f".{out.name}.partial{out.suffix}")
+    try:
+        write(partial)
+        os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
     return out

@@ -124,8 +124,21 @@ def test_train_and_timeline_commands(tmp_path, capsys):
     assert code == 0 and "pca of fc1 through training" in stdout and (tmp_path / "t.gif").is_file()
     line = one_line_error(capsys, "train", "--dataset", data, "--out", tmp_path / "x", "--snapshots", "1")
     assert "--snapshots" in line and not (tmp_path / "x").exists()
-    line = one_line_error(capsys, "timeline", out, "--layer", "fc1", "--out", tmp_path / "t.mp4")
-    assert ".gif" in line
+    # a video for a report: every snapshot, the moves between them in between (PyAV reads it back)
+    code, stdout, _ = cli(capsys, "timeline", out, "--layer", "fc1", "--out", tmp_path / "t.mp4")
+    assert code == 0 and "saved" in stdout
+    import av
+
+    with av.open(str(tmp_path / "t.mp4")) as video:
+        stream = video.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in video.decode(stream)]
+    # two snapshots: the first held, a half-second move, the trained network held: 12 + 11 + 48 frames at 24 fps
+    assert stream.width == 480 and len(frames) == 12 + 11 + 48
+    moved = (np.abs(frames[0].astype(int) - frames[-1].astype(int)).max(axis=2) > 60).sum()
+    assert moved > 40  # pixels of points (2x2 each) that were not there before: the points moved
+    assert not list(tmp_path.glob(".t.mp4.partial*"))
+    line = one_line_error(capsys, "timeline", out, "--layer", "fc1", "--out", tmp_path / "t.webm")
+    assert ".gif" in line and ".mp4" in line and not (tmp_path / "t.webm").exists()
     plain = tmp_path / "plain"
     assert cli(capsys, "train", "--dataset", data, "--out", plain, "--epochs", "1", "--device", "cpu")[0] == 0
     line = one_line_error(capsys, "timeline", plain, "--layer", "fc1")
