@@ -159,7 +159,7 @@
           }
           return null;
         }).then(function () {
-          gd.dataset.frameMs = frames.length ? String(Math.max.apply(null, frames).toFixed(1)) : "";
+          gd.dataset.frameMs = frames.map(function (ms) { return ms.toFixed(1); }).join(","); // each frame's draw
           gd.dataset.frames = String(frames.length);
           gd.dataset.snapshot = String(k);
           done(true);
