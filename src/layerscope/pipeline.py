@@ -186,6 +186,7 @@ def _write_snapshots(
                     seed,
                     pca_kinds=("dense",),
                     dataset_arrays=False,
+                    snapshot=True,
                 )
                 _share_input_pca(tmp, folder)
             metrics = Run(tmp / where, staged=True).manifest["metrics"]
@@ -299,15 +300,18 @@ def _write_run(
     random_state: int = 0,
     pca_kinds: tuple[str, ...] = ("image", "conv", "dense"),
     dataset_arrays: bool = True,
+    snapshot: bool = False,
 ) -> None:
     """Everything after training: weights, dataset arrays (unless ``dataset_arrays`` is False: they are there),
-    capture with top-k images, manifest, PCA of every layer; capture's and PCA's batches sized to ``budget``."""
+    capture with top-k images, manifest, PCA of every layer; capture's and PCA's batches sized to ``budget``. A
+    training ``snapshot`` leaves out what is computed when first asked for: its top images (the dashboard's unit card
+    at the snapshot) and its PCA's quality figures (the timeline of the layer), a third of its cost."""
     model.to(device).eval()
     save_weights(source_model(model), tmp / "weights.safetensors")
     if dataset_arrays:
         write_dataset_arrays(tmp, dataset)
     # the top-k images per unit ride along the capture pass, which already has every layer's full output
-    topk = TopKCollector([info.name for info in layers if info.kind != "image"], DEFAULT_K)
+    topk = TopKCollector([info.name for info in layers if info.kind != "image"], DEFAULT_K) if not snapshot else None
     batch = capture_batch_size(layers, budget)
     captured = capture_dataset(
         model, dataset, layers, tmp, batch_size=batch, device=device, progress=progress, on_batch=topk
@@ -332,10 +336,18 @@ def _write_run(
     }
     write_json(tmp / "manifest.json", manifest)
     run = Run(tmp, staged=True)
-    write_topk(run, topk.result(), DEFAULT_K, topk.seconds)
+    if topk is not None:
+        write_topk(run, topk.result(), DEFAULT_K, topk.seconds)
     pca_layers = [info.name for info in layers if info.kind in pca_kinds]
     compute_pca(
-        run, pca_layers, device=str(device), random_state=random_state, progress=progress, model=model, memory=budget
+        run,
+        pca_layers,
+        device=str(device),
+        random_state=random_state,
+        progress=progress,
+        model=model,
+        memory=budget,
+        quality=not snapshot,
     )
 
 

@@ -110,11 +110,13 @@ def _displacement(a: np.ndarray, b: np.ndarray) -> float:
 def aligned_pca(run: Run, layer: str, progress: ProgressFn = no_progress) -> Timeline:
     """Each snapshot's PCA of ``layer``, turned onto the next one (orthogonal Procrustes) from the trained network
     back, stored in the Run."""
-    from layerscope.projections.compute import compute_projection
+    from layerscope.memory import memory_budget
+    from layerscope.projections.compute import _quality, compute_projection
 
     _check(run, layer, "pca")
     start = time.perf_counter()
     entries = run.snapshots
+    budget = memory_budget()
     task = f"aligned pca of {layer}"
     progress(task, 0, len(entries))
     own: list[np.ndarray] = []
@@ -123,7 +125,10 @@ def aligned_pca(run: Run, layer: str, progress: ProgressFn = no_progress) -> Tim
         snapshot = run.snapshot(k)
         projection = compute_projection(snapshot, layer, "pca")  # stored by train; computed where missing
         own.append(np.asarray(projection.embedding, np.float64))
-        quality.append({key: projection.meta.get(key) for key in ("knn_accuracy", "trustworthiness")})
+        figures = projection.meta
+        if "knn_accuracy" not in figures:  # a snapshot's PCA is stored without them (they cost a third of it)
+            figures = _quality(snapshot, layer, own[-1], None, 0, budget)
+        quality.append({key: figures.get(key) for key in ("knn_accuracy", "trustworthiness")})
         progress(task, k + 1, len(entries))
     # each snapshot scaled to the trained network's spread (an untrained layer's activations are small: its map would
     # be a dot in the trained one's frame), then, from the trained network back, turned onto the next: the trained

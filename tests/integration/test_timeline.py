@@ -58,6 +58,8 @@ def test_snapshots_are_runs_of_the_network_as_it_was(snap_run):
         np.testing.assert_allclose(snapshot.probs, predict_proba(model, data, device="cpu"), atol=1e-5)
         assert (snapshot.path / "images.npy").stat().st_ino == (run.path / "images.npy").stat().st_ino
         assert snapshot.has_features("fc1", "pca_components") and snapshot.projection_meta("fc2", "pca")
+        # what is computed when first asked for: its top images, its PCA's quality figures (the timeline's)
+        assert not snapshot.manifest.get("topk") and "knn_accuracy" not in snapshot.projection_meta("fc2", "pca")
         # the input's PCA is the Run's own (the same pixels), a conv layer's waits until it is asked for
         assert snapshot.file("features/input.pca.npy").stat().st_ino == run.file("features/input.pca.npy").stat().st_ino
         np.testing.assert_array_equal(snapshot.projection("input", "pca"), run.projection("input", "pca"))
@@ -100,6 +102,7 @@ def test_aligned_pca_turns_each_snapshot_onto_the_next(snap_run, tmp_path):
         assert np.linalg.norm(aligned[k] - aligned[k + 1]) <= np.linalg.norm(scaled[k] - scaled[k + 1]) + 1e-6
         entry = line.meta["snapshots"][k + 1]
         assert entry["displacement"] == pytest.approx(np.linalg.norm(aligned[k + 1] - aligned[k], axis=1).mean())
+    assert all(0 < e["knn_accuracy"] <= 1 and 0 < e["trustworthiness"] <= 1 for e in line.meta["snapshots"])
     stored = Run(run.path).manifest["timelines"]["fc2"]["pca"]
     assert [e["step"] for e in stored["snapshots"]] == [0, 3, 5, 8]
     assert "timelines/fc2/pca.npy" in Run(run.path).layer_files("fc2")

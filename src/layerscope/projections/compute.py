@@ -177,8 +177,11 @@ def compute_pca(
     progress: ProgressFn = no_progress,
     model: torch.nn.Module | None = None,
     memory: int | str | MemoryBudget | None = None,
+    quality: bool = True,
 ) -> dict[str, Projection]:
-    """PCA of each layer over every image, all layers sharing each streamed pass; stores projection and features.
+    """PCA of each layer over every image, all layers sharing each streamed pass; stores projection and features,
+    and the projection's quality figures unless ``quality`` is False (a training snapshot's: ``timeline.aligned_pca``
+    computes them for the layer it aligns).
 
     Conv layers are recomputed from the model on every pass, except those whose rows are kept in memory on the
     first pass. ``memory`` (bytes, ``"4GB"``, or a ``MemoryBudget``; default: from the machine, see
@@ -246,7 +249,7 @@ def compute_pca(
             "batch_size": plan.batch,
             "input": _input_name(infos[name]),
             "n_points": n,
-            **_quality(run, name, embedding, model, random_state, budget),
+            **(_quality(run, name, embedding, model, random_state, budget) if quality else {}),
         }
         projection = Projection(name, "pca", embedding, meta)
         staged.append((projection, features))
