@@ -174,3 +174,65 @@ def test_aligned_umap_over_the_snapshots(snap_run):
     assert line.meta["alignment"].startswith("AlignedUMAP")
     assert all(e["knn_accuracy"] > 0 for e in line.meta["snapshots"])
     assert "umap" in Run(run.path).manifest["timelines"]["fc2"]
+
+
+# -- the dashboard's side: a snapshot's state, the timeline's arrays, Run against Run --------------------------------
+
+
+def test_the_dashboard_serves_a_snapshots_network_and_the_timelines_arrays(snap_run):
+    from layerscope.dashboard import create_app
+    from layerscope.dashboard.timeline_card import changed_group
+
+    run, _ = snap_run
+    app = create_app(run)
+    state = app.layerscope_state
+    assert state.at(None) is state and state.at(3) is state  # the last snapshot is the Run as trained
+    early = state.at(1)
+    assert early.snapshot == 1 and early.at(None) is early and state.at(1) is early  # made once, kept
+    np.testing.assert_array_equal(early.values("fc2"), np.asarray(run.snapshot(1).activations("fc2")))
+    with pytest.raises(LayerscopeError, match="snapshot 7 is out of range") as e:
+        state.at(7)
+    assert "\n" not in str(e.value)
+    # a panel's timeline as the browser fetches it: (snapshots, images, 2) float32, the stored one
+    client = app.server.test_client()
+    timeline(run, "fc2")
+    got = client.get("/_layerscope/timeline?layer=fc2&method=pca")
+    assert got.status_code == 200 and got.headers["X-Shape"] == f"4,{run.n_images},2"
+    np.testing.assert_array_equal(
+        np.frombuffer(got.data, "<f4").reshape(4, -1, 2), np.asarray(run.array("timelines/fc2/pca.npy"))
+    )
+    for bad, says in (("layer=fc9&method=pca", "fc9"), ("layer=fc1&method=tsne", "no tsne timeline of fc1")):
+        answer = client.get(f"/_layerscope/timeline?{bad}")
+        assert answer.status_code == 400 and says in answer.get_json()["error"]
+    # each snapshot's mistakes, for the misclassified rings
+    wrong = np.frombuffer(client.get("/_layerscope/timeline-wrong").data, np.uint8).reshape(4, -1)
+    labels = np.asarray(run.labels)
+    for k in range(4):
+        np.testing.assert_array_equal(wrong[k], np.asarray(run.snapshot(k).probs).argmax(1) != labels)
+    # the changed-prediction group: the images the snapshot before classed differently
+    groups, _ = changed_group(state, 1, 2, {})
+    before, after = (np.asarray(run.snapshot(k).probs).argmax(1) for k in (1, 2))
+    assert groups == {"prediction changed 1→2": np.flatnonzero(before != after).tolist()}
+    with pytest.raises(LayerscopeError, match="untrained network has no snapshot before it"):
+        changed_group(state, 1, 0, {})
+
+
+def test_compare_mode_needs_the_same_images(snap_run, tmp_path, capsys):
+    from layerscope.dashboard import create_app
+    from layerscope.dashboard.compare_card import open_layers
+
+    run, _ = snap_run
+    app = create_app(run, compare=run.snapshot(1))
+    state = app.layerscope_state
+    assert state.compare is not None and state.side("b") is state.compare and state.side("a") is state
+    assert open_layers(state, {"points": [{"x": "fc1", "y": "conv2"}]}) == ("conv2", "fc1")
+    with pytest.raises(LayerscopeError, match="layer of Run B"):
+        open_layers(state, {"points": [{"x": "fc9", "y": "conv2"}]})
+    other = train_run(
+        tmp_path / "other", load_dataset(str(make_idx_dir(tmp_path / "toy", size=12, n_train=40))), CONFIG
+    )
+    with pytest.raises(LayerscopeError) as e:
+        create_app(run, compare=other)
+    assert "\n" not in str(e.value) and "images" in str(e.value)
+    line = one_line_error(capsys, "serve", run.path, "--compare", other.path, "--no-browser", "--port", "1")
+    assert "images" in line
