@@ -94,7 +94,12 @@ def timeline_card(state: DashboardState) -> html.Div:
     """The card; laid out in the Explore view under the projections when the Run has snapshots."""
     info = _info(state)
     last = len(info) - 1
-    marks = {k: {"label": f"{e['epoch']:.3g}" if e.get("epoch") is not None else str(k)} for k, e in enumerate(info)}
+    every = max(1, -(-len(info) // 12))  # at most a dozen labels under the slider; the readout names each snapshot
+    marks = {
+        k: {"label": f"{e['epoch']:.3g}" if e.get("epoch") is not None else str(k)}
+        for k, e in enumerate(info)
+        if k % every == 0 or k == last
+    }
     controls = html.Div(
         [
             html.Button("▶ Play", id=ids.TL_PLAY, className="btn", title="move through the snapshots, one a second"),
