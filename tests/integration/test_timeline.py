@@ -201,7 +201,7 @@ def test_the_dashboard_serves_a_snapshots_network_and_the_timelines_arrays(snap_
     np.testing.assert_array_equal(
         np.frombuffer(got.data, "<f4").reshape(4, -1, 2), np.asarray(run.array("timelines/fc2/pca.npy"))
     )
-    for bad, says in (("layer=fc9&method=pca", "fc9"), ("layer=fc1&method=tsne", "no tsne timeline of fc1")):
+    for bad, says in (("layer=fc9&method=pca", "fc9"), ("layer=conv1&method=tsne", "no tsne timeline of conv1")):
         answer = client.get(f"/_layerscope/timeline?{bad}")
         assert answer.status_code == 400 and says in answer.get_json()["error"]
     # each snapshot's mistakes, for the misclassified rings
