@@ -67,6 +67,7 @@ def test_a_projection_panel_draws_every_image_of_its_split(state):
             None,
             None,
             None,
+            None,
             False,
             None,
             trigger=layer_changed,
@@ -76,7 +77,19 @@ def test_a_projection_panel_draws_every_image_of_its_split(state):
         assert any(f"{wanted:,} points" in str(part.children) for part in quality)
     # a layer the Run does not have: the panel says so, nothing is drawn
     figure, status, _, _ = called(
-        projection.projection, state, "fc9", "pca", "label", "all", None, None, None, False, None, trigger=layer_changed
+        projection.projection,
+        state,
+        "fc9",
+        "pca",
+        "label",
+        "all",
+        None,
+        None,
+        None,
+        None,
+        False,
+        None,
+        trigger=layer_changed,
     )
     assert "fc9" in str(status.children) and not figure.data
 
@@ -102,6 +115,7 @@ def test_a_failed_projection_is_said_once_and_started_again_only_when_chosen_aga
             1,
             None,
             None,
+            None,
             False,
             "computing",
             trigger=tick,
@@ -109,7 +123,21 @@ def test_a_failed_projection_is_said_once_and_started_again_only_when_chosen_aga
         assert "Isomap of fc1 failed: MemoryError" in str(status.children) and "choose the method" in str(status)
     assert started == []
     # choosing the method again starts it again
-    called(projection.projection, state, "fc1", "isomap", "label", "all", 1, None, None, False, None, trigger="x.value")
+    called(
+        projection.projection,
+        state,
+        "fc1",
+        "isomap",
+        "label",
+        "all",
+        1,
+        None,
+        None,
+        None,
+        False,
+        None,
+        trigger="x.value",
+    )
     assert started == [key]
 
 
@@ -199,7 +227,7 @@ def test_a_page_opening_on_a_projection_the_run_lacks_draws_it_once_computed(tin
     assert status.startswith(projection.COMPUTING)
     tick = "jobs-interval.n_intervals"
     _, started, _, _ = called(
-        projection.projection, state, "fc2", "pca", "label", "all", 1, None, None, False, status, trigger=tick
+        projection.projection, state, "fc2", "pca", "label", "all", 1, None, None, None, False, status, trigger=tick
     )
     assert started.startswith(projection.COMPUTING)
     job = state.jobs[("fc2", "pca")]
@@ -210,7 +238,7 @@ def test_a_page_opening_on_a_projection_the_run_lacks_draws_it_once_computed(tin
     assert job.finished and job.error is None
     state.scratch.mark_seen(job)  # as a page that opened once it was done: no redraw owed for the job itself
     figure, shown, quality, _ = called(
-        projection.projection, state, "fc2", "pca", "label", "all", 2, None, None, False, status, trigger=tick
+        projection.projection, state, "fc2", "pca", "label", "all", 2, None, None, None, False, status, trigger=tick
     )
     assert shown == "" and _points(figure) == state.n
 

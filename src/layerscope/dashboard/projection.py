@@ -278,6 +278,7 @@ def _view_states() -> list[State]:
     Input(ids.JOBS_INTERVAL, "n_intervals"),
     Input(ids.proj("tokens", MATCH), "value"),
     Input(ids.SNAPSHOT, "data"),
+    Input(ids.proj("timeline", MATCH), "data"),  # the panel's timeline has come (timeline_card.py)
     State(ids.proj("star", MATCH), "data"),
     State(ids.proj("status", MATCH), "children"),
     prevent_initial_call=True,  # the first view comes with the page (projection_panel)
@@ -291,18 +292,22 @@ def projection(
     tick: Any,
     source: Any,
     snapshot: Any,
+    _line: Any,
     present: Any,
     status_now: Any,
 ) -> Any:
+    # another snapshot, or the timeline it needs has come (with a poll's tick, maybe, in the same call)
+    fired = [t["prop_id"] for t in ctx.triggered or []]
+    moved = any(p.startswith(f"{ids.SNAPSHOT}.") or '"proj-timeline"' in p for p in fired)
     side = _side(state)
     if side is not state:  # Run B, compared with the page's: the training timeline is Run A's
-        if ctx.triggered_id == ids.SNAPSHOT:
+        if moved:
             raise PreventUpdate
         state, snapshot = side, None
     try:
         layer, method, split, color = check_view(state, layer, method, split, color)
         snapshot = state.check_snapshot(snapshot)
-        if ctx.triggered_id == ids.SNAPSHOT:
+        if moved:
             if _timeline_of(state, layer, method) is None or not state.available(layer, method):
                 raise PreventUpdate  # the panel's timeline is on its way (timeline_card.py)
             if color == "label":
