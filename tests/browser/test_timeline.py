@@ -70,6 +70,7 @@ def test_the_slider_moves_the_points_to_the_snapshot_and_marks_it_on_the_accurac
         marker = page.evaluate("() => document.querySelector('#tl-curve .js-plotly-plot').data[1]")
         assert marker["x"] == [entry["step"]] and marker["y"] == [pytest.approx(entry["test_accuracy"])]
         assert page.text_content("#tl-readout").startswith("snapshot 0 of 3 · step 0")
+        assert page.text_content("#tl-badge") == " · training snapshot 0 (epoch 0.00)"  # in the header, every view
         # the quality figures are the snapshot's own
         meta = run.manifest["timelines"]["fc2"]["pca"]["snapshots"][0]
         page.wait_for_function(

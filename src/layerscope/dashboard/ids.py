@@ -229,6 +229,7 @@ TL_CURVE = "tl-curve"  # the test accuracy over the snapshots, the shown one mar
 TL_INFO = "tl-info"  # store: per snapshot its step, epoch, test accuracy and loss (for the readout, in the browser)
 TL_CHANGED = "tl-changed"  # button: the images whose prediction changed into the shown snapshot, as a group
 TL_CHANGED_NOTE = "tl-changed-note"  # what the group button last saved
+TL_BADGE = "tl-badge"  # in the header, on every view: the training snapshot shown, when one is
 
 # Run against Run (compare_card.py): ``serve RUN_A --compare RUN_B``
 CMP_SUMMARY = "cmp-summary"

@@ -53,6 +53,8 @@ def _header(state: DashboardState) -> html.Header:
     run_name: list[Any] = ["Run ", html.Strong(state.run.path.name)]
     if state.compare is not None:
         run_name += [" against ", html.Strong(state.compare.run.path.name)]
+    # the training snapshot the views show, once the timeline's slider is moved (timeline_card.py)
+    run_name.append(html.Span(id=ids.TL_BADGE, className="tl-badge"))
     return html.Header(
         [
             html.Div(

@@ -194,6 +194,7 @@ callbacks.clientside(
     Output(ids.SNAPSHOT, "data"),
     Output(ids.TL_READOUT, "children"),
     Output(ids.TL_CURVE, "figure"),
+    Output(ids.TL_BADGE, "children"),
     Input(ids.TL_SLIDER, "value"),
     State(ids.TL_INFO, "data"),
     State(ids.TL_CURVE, "figure"),

@@ -59,7 +59,10 @@
     const k = Math.max(0, Math.min(info.length - 1, value | 0));
     const fig = Object.assign({}, figure, { data: figure.data.slice() });
     fig.data[1] = Object.assign({}, fig.data[1], { x: [info[k].step], y: [info[k].test_accuracy] });
-    return [k, readout(info, k), fig];
+    const e = info[k];
+    const badge = k === info.length - 1 ? "" : " · training snapshot " + k + " (epoch "
+      + (e.epoch !== null && e.epoch !== undefined ? e.epoch.toFixed(2) : "?") + ")";
+    return [k, readout(info, k), fig, badge];
   };
 
   // the images a trace draws, as plotly decoded them
