@@ -37,6 +37,27 @@ def called(function: Any, *args: Any, trigger: str | None = None) -> Any:
     return copy_context().run(run)
 
 
+def project(
+    state: Any, layer: str, method: str, split: str = "all", tick: Any = None, status: Any = None, trigger=None
+):
+    """A projection panel's figure callback (coloured by true label), as a request ``trigger`` fired runs it."""
+    return called(
+        projection.projection,
+        state,
+        layer,
+        method,
+        "label",
+        split,
+        tick,
+        None,
+        None,
+        None,
+        False,
+        status,
+        trigger=trigger,
+    )
+
+
 @pytest.fixture(scope="module")
 def state(tiny_run) -> DashboardState:
     return DashboardState(tiny_run)
@@ -57,40 +78,12 @@ def _points(figure: Any) -> int:
 def test_a_projection_panel_draws_every_image_of_its_split(state):
     layer_changed = prop(ids.proj("layer", "a"), "value")
     for split, wanted in (("all", state.n), ("test", int((state.split == 1).sum()))):
-        figure, status, quality, star = called(
-            projection.projection,
-            state,
-            "fc2",
-            "pca",
-            "label",
-            split,
-            None,
-            None,
-            None,
-            None,
-            False,
-            None,
-            trigger=layer_changed,
-        )
+        figure, status, quality, star = project(state, "fc2", "pca", split=split, trigger=layer_changed)
         assert status == "" and star is False
         assert _points(figure) == wanted, split
         assert any(f"{wanted:,} points" in str(part.children) for part in quality)
     # a layer the Run does not have: the panel says so, nothing is drawn
-    figure, status, _, _ = called(
-        projection.projection,
-        state,
-        "fc9",
-        "pca",
-        "label",
-        "all",
-        None,
-        None,
-        None,
-        None,
-        False,
-        None,
-        trigger=layer_changed,
-    )
+    figure, status, _, _ = project(state, "fc9", "pca", trigger=layer_changed)
     assert "fc9" in str(status.children) and not figure.data
 
 
@@ -105,39 +98,11 @@ def test_a_failed_projection_is_said_once_and_started_again_only_when_chosen_aga
     monkeypatch.setattr(state, "start_projection", lambda *key: started.append(key) or failed)
     tick = "jobs-interval.n_intervals"
     for _ in range(3):  # the page's poll: no new start, the error stays
-        figure, status, _, _ = called(
-            projection.projection,
-            state,
-            "fc1",
-            "isomap",
-            "label",
-            "all",
-            1,
-            None,
-            None,
-            None,
-            False,
-            "computing",
-            trigger=tick,
-        )
+        figure, status, _, _ = project(state, "fc1", "isomap", tick=1, status="computing", trigger=tick)
         assert "Isomap of fc1 failed: MemoryError" in str(status.children) and "choose the method" in str(status)
     assert started == []
     # choosing the method again starts it again
-    called(
-        projection.projection,
-        state,
-        "fc1",
-        "isomap",
-        "label",
-        "all",
-        1,
-        None,
-        None,
-        None,
-        False,
-        None,
-        trigger="x.value",
-    )
+    project(state, "fc1", "isomap", tick=1, trigger="x.value")
     assert started == [key]
 
 
@@ -226,9 +191,7 @@ def test_a_page_opening_on_a_projection_the_run_lacks_draws_it_once_computed(tin
     status = next(c for c in panel._traverse() if getattr(c, "id", None) == ids.proj("status", "a")).children
     assert status.startswith(projection.COMPUTING)
     tick = "jobs-interval.n_intervals"
-    _, started, _, _ = called(
-        projection.projection, state, "fc2", "pca", "label", "all", 1, None, None, None, False, status, trigger=tick
-    )
+    _, started, _, _ = project(state, "fc2", "pca", tick=1, status=status, trigger=tick)
     assert started.startswith(projection.COMPUTING)
     job = state.jobs[("fc2", "pca")]
     for _ in range(600):
@@ -237,9 +200,7 @@ def test_a_page_opening_on_a_projection_the_run_lacks_draws_it_once_computed(tin
         time.sleep(0.1)
     assert job.finished and job.error is None
     state.scratch.mark_seen(job)  # as a page that opened once it was done: no redraw owed for the job itself
-    figure, shown, quality, _ = called(
-        projection.projection, state, "fc2", "pca", "label", "all", 2, None, None, None, False, status, trigger=tick
-    )
+    figure, shown, quality, _ = project(state, "fc2", "pca", tick=2, status=status, trigger=tick)
     assert shown == "" and _points(figure) == state.n
 
 
