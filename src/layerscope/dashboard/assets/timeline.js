@@ -128,7 +128,13 @@
         });
         const began = performance.now();
         gd.__lit = null; // the lit selection is placed again from the points' new coordinates (workspace.js)
-        const framed = frames.length === 0; // the frame of the whole timeline, set once per move
+        // the frame of the whole timeline, set where the plot is not on it yet (a relayout redraws the axes too)
+        const axes = gd.layout || {};
+        const on = function (axis, want) {
+          const r = (axes[axis] || {}).range;
+          return r && r[0] === want[0] && r[1] === want[1];
+        };
+        const framed = frames.length === 0 && !(on("xaxis", range[0]) && on("yaxis", range[1]));
         (framed
           ? window.Plotly.update(gd, { x: xs, y: ys }, { "xaxis.range": range[0], "yaxis.range": range[1] }, traces)
           : window.Plotly.restyle(gd, { x: xs, y: ys }, traces)
