@@ -12,6 +12,8 @@ dashboard reads.
     features/<layer>.pca.npy              (N, 50) float32, leading PCA scores (input to t-SNE, UMAP, LDA, Isomap)
     features/<layer>.pca_components.npy   (50, D) float32, and .pca_mean.npy (D,): the fitted map, for new inputs
     projections/<layer>/<method>.npy      (N, 2) float32
+    neighbors/<layer>.indices.npy         (N, k) int32, each image's k nearest others in what the layer's t-SNE and
+    neighbors/<layer>.distances.npy       UMAP take (projections/neighbors.py); (N, k) float32 their distances
     topk/<layer>.values.npy|indices.npy   (U, k) float32 descending / int64: the k images activating each unit most
     topk/<layer>.positions.npy            (U, k, 2) int32 (y, x) of each conv channel's maximum (see topk.py)
     timelines/<layer>/pca.npy             (S, N, 2) float32, the layer's PCA at each snapshot, aligned (timeline.py)
@@ -490,6 +492,18 @@ class Run:
     def has_features(self, layer: str, part: str = "pca") -> bool:
         return self.has_array(f"features/{layer}.{part}.npy")
 
+    def neighbor_meta(self, layer: str) -> dict[str, Any] | None:
+        """How the stored nearest-neighbour graph of ``layer`` was found (method, k, its input), if there is one."""
+        meta: dict[str, Any] | None = (self.manifest.get("neighbors") or {}).get(layer)
+        return meta
+
+    def neighbors(self, layer: str) -> tuple[np.ndarray, np.ndarray]:
+        """The stored nearest-neighbour graph of ``layer``: (N, k) int32 indices and (N, k) float32 distances."""
+        k = int((self.neighbor_meta(layer) or {}).get("k", 0)) or None
+        indices = self.array(f"neighbors/{layer}.indices.npy", (self.n_images, k), kinds="i")
+        distances = self.array(f"neighbors/{layer}.distances.npy", (self.n_images, k))
+        return indices, distances
+
     def dataset(self) -> Dataset:
         """The Run's images and labels as a Dataset (memory-mapped)."""
         from layerscope.data.datasets import Dataset
@@ -597,6 +611,7 @@ class Run:
         stale = [
             *(f"features/{layer}.{part}.npy" for part in ("pca", "pca_components", "pca_mean")),
             *(f"projections/{layer}/{method}.npy" for method in self.manifest.get("projections", {}).get(layer, {})),
+            *(f"neighbors/{layer}.{part}.npy" for part in ("indices", "distances")),
         ]
 
         def change(manifest: dict[str, Any]) -> None:
@@ -670,6 +685,7 @@ class Run:
             *names.get(info.kind, []),
             *(f"features/{layer}.{part}.npy" for part in ("pca", "pca_components", "pca_mean")),
             *(f"projections/{layer}/{method}.npy" for method in self.manifest.get("projections", {}).get(layer, {})),
+            *(f"neighbors/{layer}.{part}.npy" for part in ("indices", "distances")),
             *(f"topk/{layer}.{part}.npy" for part in ("values", "indices", "positions")),
             *(f"timelines/{layer}/{method}.npy" for method in (self.manifest.get("timelines") or {}).get(layer, {})),
             f"aggregates/activations/{layer}.npy",

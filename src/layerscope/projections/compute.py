@@ -3,6 +3,10 @@
 PCA runs over every layer's full activations, streamed (conv layers are recomputed from the model, batch by batch,
 never stored). Its leading 50 scores are kept as the input of t-SNE, UMAP, LDA and Isomap for layers wider than
 100 units, as is standard practice for t-SNE; narrower layers (the dense ones) feed those methods directly.
+
+t-SNE and UMAP share one nearest-neighbour graph per layer (`layer_neighbors`), computed once and stored in the Run.
+Past ``FIT_MAX`` images they are fitted on a stratified sample of ``FIT_SAMPLE`` and place the others with their own
+``transform``; the meta then records the sample's size and the quality of the placed points on their own.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from layerscope.progress import ProgressFn, no_progress
 from layerscope.projections import METHODS
 from layerscope.projections.isomap import Isomap
 from layerscope.projections.lda import LDA
+from layerscope.projections.neighbors import K, NeighborGraph, knn_graph, stratified_sample
 from layerscope.projections.pca import PCA, fit_together
 from layerscope.projections.quality import knn_accuracy, trustworthiness
 from layerscope.projections.tsne import TSNE
@@ -38,6 +43,7 @@ __all__ = [
     "pca_plan",
     "compute_projection",
     "layer_features",
+    "layer_neighbors",
     "pca_transform",
 ]
 
@@ -49,6 +55,9 @@ BATCH = 1024  # images per streamed batch at most; fewer where the memory budget
 # PCA passes, all layers together: with 4 GB, the seed CNN's pool (70k x 4,608 float32, 1.3 GB) fits, so its PCA costs
 # one forward pass; conv1 (3.0 GB) and conv2 (5.2 GB) are streamed again. The rest holds the streamed batches.
 KEEP_SHARE = 0.5
+FIT_MAX = 100_000  # t-SNE and UMAP are fitted on every image up to this many ...
+FIT_SAMPLE = 50_000  # ... and past it on a stratified sample this large, the others placed by ``transform``
+PLACE_CHUNK = 50_000  # images placed per ``transform`` call (a progress report between calls)
 
 
 @dataclass(frozen=True)
@@ -297,6 +306,110 @@ def _method_input(
     return np.asarray(run.features(layer, "pca")), f"pca{FEATURE_DIMS}"
 
 
+def _input_version(run: Run, layer: str, source: str) -> str | None:
+    """What identifies the input a graph was computed from, beyond its name: for PCA scores, the file the Run holds
+    them in (a new name at each update, so a PCA computed again makes the graph stale)."""
+    if source.startswith("pca"):
+        return run.file(f"features/{layer}.pca.npy").name
+    return None
+
+
+def layer_neighbors(
+    run: Run,
+    layer: str,
+    x: np.ndarray | None = None,
+    source: str | None = None,
+    recompute: bool = False,
+    device: str = "cpu",
+    progress: ProgressFn = no_progress,
+    memory: int | str | MemoryBudget | None = None,
+) -> NeighborGraph:
+    """The nearest-neighbour graph of what t-SNE and UMAP take for ``layer`` (``x``, named ``source``; read from the
+    Run when not given): the Run's stored one while it was computed from that input, else computed (exact search up
+    to 200,000 images, NN-descent past it; `neighbors.knn_graph`) and stored."""
+    if x is None or source is None:
+        budget = memory if isinstance(memory, MemoryBudget) else memory_budget(memory)
+        x, source = _method_input(run, layer, device, progress, budget)
+    version = _input_version(run, layer, source)
+    meta = run.neighbor_meta(layer)
+    if (
+        not recompute
+        and meta is not None
+        and meta.get("input") == source
+        and meta.get("input_version") == version
+        and int(meta.get("k", 0)) >= min(K, len(x) - 1)
+    ):
+        indices, distances = run.neighbors(layer)
+        return NeighborGraph(np.asarray(indices), np.asarray(distances), meta)
+    graph = knn_graph(x, K, device=device, progress=progress)
+    meta = {**graph.meta, "input": source, "input_version": version, "computed": now()}
+    with run.update() as up:
+        up.write_array(f"neighbors/{layer}.indices.npy", graph.indices)
+        up.write_array(f"neighbors/{layer}.distances.npy", graph.distances)
+
+        def change(manifest: dict[str, Any]) -> None:
+            manifest.setdefault("neighbors", {})[layer] = meta
+
+        up.change(change)
+    return NeighborGraph(graph.indices, graph.distances, meta)
+
+
+def _fit_neighbor_method(
+    run: Run,
+    layer: str,
+    method: str,
+    x: np.ndarray,
+    source: str,
+    random_state: int,
+    device: str,
+    progress: ProgressFn,
+) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
+    """t-SNE or UMAP of ``x``: (N, 2) embedding, the params, and what the meta says of the neighbour graph and the
+    sample. Up to ``FIT_MAX`` rows every row is fitted on the Run's stored graph; past it a stratified sample of
+    ``FIT_SAMPLE`` is fitted on its own (exact) graph, and the other rows are placed by the method's ``transform``."""
+    labels = np.asarray(run.labels)
+    n = len(x)
+    sample = stratified_sample(labels, FIT_SAMPLE, random_state) if n > FIT_MAX else np.arange(n)
+    if len(sample) == n:
+        graph = layer_neighbors(run, layer, x, source, device=device, progress=progress)
+    else:
+        graph = knn_graph(x[sample], K, device=device, progress=progress)
+    estimator: TSNE | UMAP
+    if method == "tsne":
+        estimator = TSNE(random_state=random_state, progress=progress, neighbors=graph, device=device)
+    else:
+        estimator = UMAP(random_state=random_state, progress=progress, neighbors=graph, device=device)
+    fitted = estimator.fit_transform(x[sample])
+    if isinstance(estimator, TSNE):
+        params: dict[str, Any] = {
+            "perplexity": estimator.perplexity,
+            "early_exaggeration_iter": estimator.early_exaggeration_iter,
+            "n_iter": estimator.n_iter,
+            "initialization": "pca",
+            "gradient": estimator.gradient_,
+        }
+    else:
+        params = {"n_neighbors": estimator.n_neighbors, "min_dist": estimator.min_dist}
+    about: dict[str, Any] = {
+        "neighbors": {key: graph.meta[key] for key in ("method", "k", "seconds") if key in graph.meta},
+    }
+    if len(sample) == n:
+        return fitted, params, about
+    embedding = np.empty((n, 2), np.float32)
+    embedding[sample] = fitted
+    rest = np.setdiff1d(np.arange(n), sample)
+    for start in range(0, len(rest), PLACE_CHUNK):
+        progress(f"placing the other images ({method} transform)", start, len(rest))
+        part = rest[start : start + PLACE_CHUNK]
+        embedding[part] = estimator.transform(x[part])
+    progress(f"placing the other images ({method} transform)", len(rest), len(rest))
+    about["fit_sample"] = len(sample)
+    about["placed"] = len(rest)
+    about["placed_knn_accuracy"] = knn_accuracy(embedding, labels, k=10, random_state=random_state, among=rest)
+    about["fitted_knn_accuracy"] = knn_accuracy(embedding, labels, k=10, random_state=random_state, among=sample)
+    return embedding, params, about
+
+
 def compute_projection(
     run: Run,
     layer: str,
@@ -325,20 +438,17 @@ def compute_projection(
     start = time.perf_counter()
     note = ""
     params: dict[str, Any] = {"random_state": random_state}
-    if method == "tsne":
-        tsne = TSNE(random_state=random_state, progress=progress)
-        embedding = tsne.fit_transform(x)
-        params.update(
-            perplexity=tsne.perplexity,
-            early_exaggeration_iter=tsne.early_exaggeration_iter,
-            n_iter=tsne.n_iter,
-            initialization="pca",
-            gradient=tsne.gradient_,
+    about: dict[str, Any] = {}
+    if method in ("tsne", "umap"):
+        embedding, fitted_params, about = _fit_neighbor_method(
+            run, layer, method, x, source, random_state, device, progress
         )
-    elif method == "umap":
-        umap = UMAP(random_state=random_state, progress=progress)
-        embedding = umap.fit_transform(x)
-        params.update(n_neighbors=umap.n_neighbors, min_dist=umap.min_dist)
+        params.update(fitted_params)
+        if "fit_sample" in about:
+            note = (
+                f"fitted on a stratified sample of {about['fit_sample']:,} images; the other {about['placed']:,} "
+                f"are placed with {'openTSNE' if method == 'tsne' else 'umap-learn'}'s transform"
+            )
     elif method == "lda":
         train = np.asarray(run.split) == TRAIN
         embedding = LDA().fit(x[train], labels[train]).transform(x)
@@ -361,6 +471,7 @@ def compute_projection(
         "params": params,
         "input": source,
         "n_points": len(embedding),
+        **about,
         **({"note": note} if note else {}),
         **_quality(run, layer, embedding, None, random_state, budget),
     }

@@ -11,7 +11,8 @@ rebuilds from the Run's arrays what the method's own ``transform`` needs, and le
 - t-SNE: openTSNE's ``TSNEEmbedding.transform`` on the stored embedding. That transform only asks the affinity object
   for the new points' neighbours among the reference points (``to_new``); the reference's own affinity matrix is
   never used, so instead of openTSNE's approximate kNN graph over every point (``PerplexityBasedNN``: ~20-50 s for
-  70,000 points on one core) the neighbours come from an exact brute-force search, built instantly.
+  70,000 points on one core) the neighbours come from an exact blocked search (``ExactAffinities``), built
+  instantly.
 - UMAP: umap-learn's ``UMAP.transform`` needs a fitted model with its nearest-neighbour search index. It is fitted
   with the stored projection's parameters and seed (so the search index is the one the original fit built), with
   ``init`` the stored embedding and no optimisation epochs; umap rescales an array ``init`` to [0, 10], so the fitted
@@ -95,43 +96,12 @@ def check_placement(run: Run, layer: str, method: str) -> None:
         )
 
 
-def _exact_affinities(data: np.ndarray) -> Any:
-    """An openTSNE affinity object for ``TSNEEmbedding.transform``: the new points' Gaussian affinities to their exact
-    nearest reference points, as ``PerplexityBasedNN.to_new`` computes them from its approximate kNN index."""
-    import scipy.sparse as sp
-    from openTSNE.affinity import Affinities, joint_probabilities_nn
-    from sklearn.neighbors import NearestNeighbors
-
-    class ExactNeighbours(Affinities):
-        def __init__(self, data: np.ndarray) -> None:
-            super().__init__()
-            # brute force: nothing is built; a query costs one pass over the (N, d) reference rows
-            self.index = NearestNeighbors(algorithm="brute").fit(data)
-            self.n = len(data)
-            # TSNEEmbedding checks the reference's size against P's rows; transform never reads P itself
-            self.P = sp.csr_matrix((self.n, self.n), dtype=np.float64)
-
-        # ``perplexity`` by this name: TSNEEmbedding.transform looks for it in the signature
-        def to_new(self, data: np.ndarray, perplexity: float = 5.0, return_distances: bool = False) -> Any:
-            k = min(self.n, int(3 * perplexity))
-            distances, neighbours = self.index.kneighbors(data, n_neighbors=k)  # (n, k) each, nearest first
-            P = joint_probabilities_nn(
-                neighbours,
-                distances,
-                [perplexity if perplexity <= k else k / 3],  # as PerplexityBasedNN.check_perplexity
-                symmetrize=False,
-                normalization="point-wise",
-                n_reference_samples=self.n,
-            )
-            return (P, neighbours, distances) if return_distances else P
-
-    return ExactNeighbours(data)
-
-
 def _tsne(x: np.ndarray, embedding: np.ndarray, random_state: int, n_jobs: int) -> Mapper:
     from openTSNE import TSNEEmbedding
 
-    affinities = _exact_affinities(x)
+    from layerscope.projections.tsne import ExactAffinities
+
+    affinities = ExactAffinities(x)
     # transform centres the reference in place ((max + min) / 2 at 0): centre it once here, and move the placed
     # points back by the same offset, so they are in the stored embedding's coordinates
     centre = (embedding.max(0) + embedding.min(0)) / 2

@@ -8,12 +8,19 @@ __all__ = ["knn_accuracy", "trustworthiness"]
 
 
 def knn_accuracy(
-    embedding: np.ndarray, labels: np.ndarray, k: int = 10, sample: int = 10_000, random_state: int = 0
+    embedding: np.ndarray,
+    labels: np.ndarray,
+    k: int = 10,
+    sample: int = 10_000,
+    random_state: int = 0,
+    among: np.ndarray | None = None,
 ) -> float:
-    """Share of sampled points whose k nearest 2-D neighbours (among all points, itself excluded) vote its label."""
+    """Share of sampled points whose k nearest 2-D neighbours (among all points, itself excluded) vote its label;
+    the sample is drawn from the indices ``among`` when given (the points a fit on a sample placed)."""
+    pool = np.arange(len(embedding)) if among is None else np.asarray(among)
     n = len(embedding)
     rng = np.random.default_rng(random_state)
-    query = rng.choice(n, size=min(sample, n), replace=False)
+    query = rng.choice(pool, size=min(sample, len(pool)), replace=False)
     from sklearn.neighbors import NearestNeighbors  # scikit-learn takes over a second to import: when used
 
     nn = NearestNeighbors(n_neighbors=min(k + 1, n)).fit(embedding)
