@@ -43,7 +43,9 @@ __all__ = [
     "iter_layer_batches",
     "layer_outputs",
     "list_layers",
+    "open_outputs",
     "trace_modules",
+    "write_outputs",
 ]
 
 # Leaf modules that only reshape, regularise or apply an element-wise activation are not offered as layers by
@@ -541,47 +543,62 @@ def capture_dataset(
     other per-image statistics need no second pass.
     """
     out_dir = Path(out_dir)
-    (out_dir / "activations").mkdir(parents=True, exist_ok=True)
     n = len(dataset)
     model_layers = [info for info in layers if info.kind != "image"]
-    arrays: dict[str, np.ndarray] = {}
-    for info in model_layers:
-        if info.kind == "dense":
-            arrays[info.name] = np.lib.format.open_memmap(
-                out_dir / "activations" / f"{info.name}.npy", "w+", np.float32, (n, info.dims)
-            )
-        else:
-            for stat in ("mean", "max", "cls") if info.tokens else ("mean", "max"):
-                arrays[f"{info.name}.{stat}"] = np.lib.format.open_memmap(
-                    out_dir / "activations" / f"{info.name}.{stat}.npy", "w+", np.float32, (n, info.shape[0])
-                )
-    probs: np.ndarray | None = None
+    arrays = open_outputs(out_dir, model_layers, n, dataset.num_classes, "w+")
     start = time.perf_counter()
     progress("capture", 0, n)
-    done = 0
     names = [i.name for i in model_layers]
     for batch, outputs in iter_layer_batches(model, dataset, names, None, batch_size, device, stop_early=False):
-        lo, hi = int(batch[0]), int(batch[-1]) + 1
-        p = torch.softmax(outputs["__logits__"], dim=1).numpy()
-        if probs is None:
-            probs = np.lib.format.open_memmap(out_dir / "probs.npy", "w+", np.float32, (n, p.shape[1]))
-        probs[lo:hi] = p
-        for info in model_layers:
-            out = outputs[info.name]
-            if info.kind == "dense":
-                arrays[info.name][lo:hi] = out.reshape(len(batch), -1).numpy()
-            else:  # (b, C, H, W) -> (b, C); reducing in place is ~10x faster than flatten(2) of a channels-last map
-                arrays[f"{info.name}.mean"][lo:hi] = out.mean((2, 3)).numpy()
-                arrays[f"{info.name}.max"][lo:hi] = out.amax((2, 3)).numpy()
-                if info.tokens:
-                    arrays[f"{info.name}.cls"][lo:hi] = outputs[info.name + CLS].numpy()
+        write_outputs(arrays, model_layers, batch, outputs)
         if on_batch is not None:
             on_batch(batch, outputs)
-        done = hi
-        progress("capture", done, n)
-    for array in [*arrays.values(), probs]:
+        progress("capture", int(batch[-1]) + 1, n)
+    for array in arrays.values():
         if isinstance(array, np.memmap):
             array.flush()
     seconds = time.perf_counter() - start
-    files = ["probs.npy", *(f"activations/{k}.npy" for k in arrays)]
-    return CaptureResult(seconds=seconds, images_per_second=n / max(seconds, 1e-9), files=files)
+    return CaptureResult(seconds=seconds, images_per_second=n / max(seconds, 1e-9), files=list(arrays))
+
+
+def open_outputs(
+    out_dir: Path, layers: Sequence[LayerInfo], n: int, num_classes: int, mode: str
+) -> dict[str, np.ndarray]:
+    """The ``.npy`` files a capture of ``n`` images writes under ``out_dir``, memory-mapped: created (``mode``
+    "w+") or opened to write rows into (``"r+"``, a worker of `layerscope.engine`'s Ray capture), by the names the
+    Run calls them (``probs.npy``, ``activations/conv1.mean.npy``)."""
+    (out_dir / "activations").mkdir(parents=True, exist_ok=True)
+    shapes = {"probs.npy": (n, num_classes)}
+    for info in layers:
+        if info.kind == "dense":
+            shapes[f"activations/{info.name}.npy"] = (n, info.dims)
+        elif info.kind != "image":
+            for stat in ("mean", "max", "cls") if info.tokens else ("mean", "max"):
+                shapes[f"activations/{info.name}.{stat}.npy"] = (n, info.shape[0])
+    if mode == "w+":
+        return {
+            name: np.lib.format.open_memmap(out_dir / name, "w+", np.float32, shape) for name, shape in shapes.items()
+        }
+    return {name: np.lib.format.open_memmap(out_dir / name, mode) for name in shapes}
+
+
+def write_outputs(
+    arrays: dict[str, np.ndarray], layers: Sequence[LayerInfo], batch: np.ndarray, outputs: dict[str, torch.Tensor]
+) -> None:
+    """Write one batch of consecutive images' outputs (``iter_layer_batches(..., stop_early=False)``) into the
+    capture's arrays (``open_outputs``)."""
+    lo, hi = int(batch[0]), int(batch[-1]) + 1
+    if hi - lo != len(batch):
+        raise ValueError("a capture batch must be consecutive images")
+    arrays["probs.npy"][lo:hi] = torch.softmax(outputs["__logits__"], dim=1).numpy()
+    for info in layers:
+        if info.kind == "image":
+            continue
+        out = outputs[info.name]
+        if info.kind == "dense":
+            arrays[f"activations/{info.name}.npy"][lo:hi] = out.reshape(len(batch), -1).numpy()
+        else:  # (b, C, H, W) -> (b, C); reducing in place is ~10x faster than flatten(2) of a channels-last map
+            arrays[f"activations/{info.name}.mean.npy"][lo:hi] = out.mean((2, 3)).numpy()
+            arrays[f"activations/{info.name}.max.npy"][lo:hi] = out.amax((2, 3)).numpy()
+            if info.tokens:
+                arrays[f"activations/{info.name}.cls.npy"][lo:hi] = outputs[info.name + CLS].numpy()

@@ -579,6 +579,64 @@ def project(
         out.print(f"note: {meta['note']}")
 
 
+@app.command()
+def capture(
+    run_dir: RunArg,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="local: this process (the default); ray: a pool of Ray actors (pip install 'layerscope[ray]')."
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray: the cluster to join ('auto': the one 'ray start' began; default: this machine's cores)."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Ray: actors holding the model (default: one per CPU, or per GPU with --gpus-per-worker)."),
+    ] = None,
+    gpus_per_worker: Annotated[float, typer.Option(help="Ray: GPUs each actor takes (0: CPUs only).")] = 0.0,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Images per forward pass (default: from the memory budget).")
+    ] = None,
+    device: DeviceOpt = "auto",
+    trust_model_code: TrustOpt = False,
+    memory: MemoryOpt = None,
+) -> None:
+    """Capture every layer over all the Run's images again (probabilities, activations, top images per unit), on
+    this machine or on a Ray cluster; the Run changes all at once when the capture is complete, or not at all."""
+    from layerscope.engine import capture_run
+    from layerscope.memory import parse_memory
+
+    _check_range("--gpus-per-worker", gpus_per_worker, 0, 1024)
+    if batch_size is not None:
+        _check_range("--batch-size", batch_size, 1, 1 << 20)
+    limit = parse_memory(memory) if memory is not None else None
+    run = _open(run_dir, trust_model_code)
+    if not run.has_model:
+        run.load_model()  # the one-line error of a Run without a model
+    with _bars() as progress:
+        meta = capture_run(
+            run,
+            engine,
+            address=address,
+            workers=workers,
+            gpus_per_worker=gpus_per_worker,
+            device=device,
+            batch_size=batch_size,
+            memory=limit,
+            progress=Bars(progress),
+        )
+    where = f" on {meta['workers']} Ray workers" if engine == "ray" else ""
+    out.print(
+        f"captured {run.n_images:,} images{where} in {meta['seconds']:.1f} s ({meta['images_per_second']:,} images/s); "
+        f"{run.path} is up to date"
+    )
+
+
 def _projected_from(info: LayerInfo) -> str:
     source = info.token_features
     return "" if source is None else f" (from its {'class token' if source == 'cls' else 'token mean'})"

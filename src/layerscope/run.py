@@ -295,6 +295,18 @@ class Update:
         if actual != relpath:
             self.files[relpath] = actual
 
+    def adopt(self, relpath: str, path: Path) -> None:
+        """Stage the ``.npy`` file at ``path`` (written elsewhere in the Run's directory, e.g. by the workers of a
+        capture) as the Run's ``relpath``: it is moved under the update's name for it, and its header checked."""
+        if not check_relpath(relpath) or not relpath.endswith(".npy"):
+            raise RunError(f"{relpath!r} is not a path a Run stores arrays under.")
+        _check_npy(path, relpath, self.run.path)
+        actual = relpath if self.run.staged else f"{relpath[: -len('.npy')]}.g{self.generation}.npy"
+        (self.run.path / actual).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, self.run.path / actual)
+        if actual != relpath:
+            self.files[relpath] = actual
+
     def remove(self, relpath: str) -> None:
         """Remove the Run's ``relpath`` (an array that no longer holds) once the update commits."""
         if not check_relpath(relpath):

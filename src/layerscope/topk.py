@@ -181,6 +181,36 @@ class TopKAccumulator:
         if positions is not None:
             self._flat = positions.gather(1, order)
 
+    def merge(self, part: TopK, width: int = 0, seen: int = 0) -> None:
+        """Merge another pass's top-k over other images (a worker's batch, `layerscope.engine`): the result is the
+        one a single pass over both would give, ties to the lower index. ``width``: a conv layer's map width, which
+        turns ``part.positions`` back into y * W + x; ``seen``: how many images ``part`` was taken from."""
+        start = time.perf_counter()
+        scores = torch.from_numpy(np.ascontiguousarray(part.values, np.float32))
+        indices = torch.from_numpy(np.ascontiguousarray(part.indices, np.int64))
+        flat = None
+        if part.positions is not None:
+            positions = torch.from_numpy(np.ascontiguousarray(part.positions, np.int64))
+            flat = positions[..., 0] * width + positions[..., 1]
+        if self._values is None or self._indices is None:
+            self._values, self._indices, self._flat, self._width = scores, indices, flat, width
+        else:
+            assert self._values is not None and self._indices is not None
+            units = self._values.shape[0]
+            values = torch.cat([self._values, scores], 1)
+            candidates = torch.cat([self._indices, indices], 1)
+            both = torch.cat([self._flat, flat], 1) if self._flat is not None and flat is not None else None
+            order = candidates.argsort(dim=1, stable=True)  # index order, so the stable sort breaks ties by index
+            values, candidates = values.gather(1, order), candidates.gather(1, order)
+            both = both.gather(1, order) if both is not None else None
+            best = values.sort(dim=1, descending=True, stable=True).indices[:, : self.k]
+            self._values, self._indices = values.gather(1, best), candidates.gather(1, best)
+            self._flat = both.gather(1, best) if both is not None else None
+            assert self._values.shape[0] == units
+        self._max_index = max(self._max_index, int(indices.max()) if indices.numel() else -1)
+        self.seen += seen
+        self.seconds += time.perf_counter() - start
+
     def result(self) -> TopK:
         """The top ``min(k, images seen)`` per unit, as numpy arrays."""
         if self._values is None or self._indices is None:

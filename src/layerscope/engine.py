@@ -1,0 +1,126 @@
+"""Capture a Run's layers again, on this machine (``engine="local"``) or on a Ray cluster (``engine="ray"``).
+
+Both write the same arrays: ``probs.npy``, every layer's ``activations/`` and the top-k images per unit, into a
+temporary directory inside the Run, then commit them to the Run in one update (`Run.update`), so a capture that fails
+or is stopped leaves the Run as it was.
+
+The Ray engine runs the forward passes through Ray Data: the batches of image indices are a dataset, the model is
+held by a pool of actors (``map_batches`` with a callable class, ``--gpus-per-worker`` GPUs each), and each actor
+writes its batches' rows straight into the memory-mapped arrays by image index, so no activation travels back to the
+driver. What does travel back is small: each batch's top-k per unit, merged on the driver (ties to the lower index,
+as one pass gives them). A worker that dies is restarted and its batch run again (its rows are simply written
+again); a batch whose result arrives twice is merged once. The Run's directory must be on storage every worker sees
+(one machine, or a shared file system).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from layerscope.atomic import temp_prefix
+from layerscope.capture import CAPTURE_BATCH, capture_batch_size, capture_dataset
+from layerscope.errors import LayerscopeError
+from layerscope.memory import MemoryBudget, memory_budget
+from layerscope.progress import ProgressFn, no_progress
+from layerscope.run import Run, now
+from layerscope.topk import DEFAULT_K, TopKCollector
+
+__all__ = ["ENGINES", "capture_run"]
+
+ENGINES = ("local", "ray")
+
+
+def capture_run(
+    run: Run,
+    engine: str = "local",
+    *,
+    address: str | None = None,
+    workers: int | None = None,
+    gpus_per_worker: float = 0.0,
+    device: str = "auto",
+    batch_size: int | None = None,
+    memory: int | str | MemoryBudget | None = None,
+    progress: ProgressFn = no_progress,
+) -> dict[str, Any]:
+    """Capture every layer of ``run`` over all its images again with ``engine`` and commit the arrays, top-k and
+    metrics to the Run in one update; returns the manifest's new ``capture`` entry (seconds, images/s, engine).
+
+    ``address``, ``workers`` and ``gpus_per_worker`` are the Ray engine's: the cluster to join (None: the running
+    one, else a local one on this machine's cores; "auto": the one ``ray start`` began), how many actors hold the
+    model (default: one per CPU, or per GPU with ``gpus_per_worker``), and the GPUs each takes."""
+    if engine not in ENGINES:
+        raise LayerscopeError(f"unknown capture engine {engine!r}; choose one of {', '.join(ENGINES)}.")
+    if engine == "local" and (address is not None or workers is not None or gpus_per_worker):
+        raise LayerscopeError("--address, --workers and --gpus-per-worker are the Ray engine's; add --engine ray.")
+    if workers is not None and workers < 1:
+        raise LayerscopeError(f"--workers must be at least 1 (got {workers}).")
+    layers = run.layers
+    budget = memory if isinstance(memory, MemoryBudget) else memory_budget(memory)
+    batch = batch_size or capture_batch_size(layers, budget, CAPTURE_BATCH)
+    names = [info.name for info in layers if info.kind != "image"]
+    collector = TopKCollector(names, DEFAULT_K)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix("capture"), suffix=".tmp", dir=run.path))
+    try:
+        start = time.perf_counter()
+        if engine == "local":
+            from layerscope.training import resolve_device
+
+            dev = resolve_device(device)
+            model = run.load_model(dev)
+            captured = capture_dataset(
+                model, run.dataset(), layers, tmp, batch_size=batch, device=dev, progress=progress, on_batch=collector
+            )
+            files, extra = captured.files, dict[str, Any]()
+        else:
+            from layerscope.ray_engine import capture_with_ray
+
+            files, extra = capture_with_ray(
+                run, tmp, batch, collector, address, workers, gpus_per_worker, device, progress
+            )
+        seconds = time.perf_counter() - start
+        n = run.n_images
+        meta = {
+            "engine": engine,
+            "seconds": round(seconds, 3),
+            "images_per_second": round(n / max(seconds, 1e-9)),
+            "batch_size": batch,
+            "memory_budget": budget.bytes,
+            "computed": now(),
+            **extra,
+        }
+        topk = collector.result()
+        probs = np.load(tmp / "probs.npy", mmap_mode="r")
+        from layerscope.pipeline import _metrics
+
+        metrics = _metrics(np.asarray(probs), np.asarray(run.labels), np.asarray(run.split))
+        del probs
+        topk_meta = {"k": DEFAULT_K, "layers": list(topk), "seconds": round(collector.seconds, 3)}
+        with run.update() as up:
+            for relpath in files:
+                up.adopt(relpath, tmp / relpath)
+            for name, result in topk.items():
+                up.write_array(f"topk/{name}.values.npy", result.values.astype(np.float32))
+                up.write_array(f"topk/{name}.indices.npy", result.indices.astype(np.int64))
+                if result.positions is not None:
+                    up.write_array(f"topk/{name}.positions.npy", result.positions.astype(np.int32))
+
+            def change(manifest: dict[str, Any]) -> None:
+                manifest["capture"] = meta
+                manifest["topk"] = topk_meta
+                manifest.setdefault("metrics", {}).update(metrics)
+
+            up.change(change)
+        return meta
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def batch_count(n: int, batch: int) -> int:
+    return max(math.ceil(n / batch), 1)
