@@ -9,7 +9,7 @@ import fnmatch
 import inspect
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -44,6 +44,7 @@ __all__ = [
     "layer_outputs",
     "list_layers",
     "open_outputs",
+    "output_shapes",
     "trace_modules",
     "write_outputs",
 ]
@@ -545,7 +546,7 @@ def capture_dataset(
     out_dir = Path(out_dir)
     n = len(dataset)
     model_layers = [info for info in layers if info.kind != "image"]
-    arrays = open_outputs(out_dir, model_layers, n, dataset.num_classes, "w+")
+    arrays = open_outputs(out_dir, model_layers, n, dataset.num_classes)
     start = time.perf_counter()
     progress("capture", 0, n)
     names = [i.name for i in model_layers]
@@ -561,13 +562,9 @@ def capture_dataset(
     return CaptureResult(seconds=seconds, images_per_second=n / max(seconds, 1e-9), files=list(arrays))
 
 
-def open_outputs(
-    out_dir: Path, layers: Sequence[LayerInfo], n: int, num_classes: int, mode: str
-) -> dict[str, np.ndarray]:
-    """The ``.npy`` files a capture of ``n`` images writes under ``out_dir``, memory-mapped: created (``mode``
-    "w+") or opened to write rows into (``"r+"``, a worker of `layerscope.engine`'s Ray capture), by the names the
-    Run calls them (``probs.npy``, ``activations/conv1.mean.npy``)."""
-    (out_dir / "activations").mkdir(parents=True, exist_ok=True)
+def output_shapes(layers: Sequence[LayerInfo], n: int, num_classes: int) -> dict[str, tuple[int, int]]:
+    """The (N, D) float32 arrays a capture of ``n`` images writes, by the names the Run calls them (``probs.npy``,
+    ``activations/conv1.mean.npy``)."""
     shapes = {"probs.npy": (n, num_classes)}
     for info in layers:
         if info.kind == "dense":
@@ -575,18 +572,23 @@ def open_outputs(
         elif info.kind != "image":
             for stat in ("mean", "max", "cls") if info.tokens else ("mean", "max"):
                 shapes[f"activations/{info.name}.{stat}.npy"] = (n, info.shape[0])
-    if mode == "w+":
-        return {
-            name: np.lib.format.open_memmap(out_dir / name, "w+", np.float32, shape) for name, shape in shapes.items()
-        }
-    return {name: np.lib.format.open_memmap(out_dir / name, mode) for name in shapes}
+    return shapes
+
+
+def open_outputs(out_dir: Path, layers: Sequence[LayerInfo], n: int, num_classes: int) -> dict[str, np.ndarray]:
+    """Create the capture's arrays (`output_shapes`) under ``out_dir``, memory-mapped to write rows into."""
+    (out_dir / "activations").mkdir(parents=True, exist_ok=True)
+    return {
+        name: np.lib.format.open_memmap(out_dir / name, "w+", np.float32, shape)
+        for name, shape in output_shapes(layers, n, num_classes).items()
+    }
 
 
 def write_outputs(
-    arrays: dict[str, np.ndarray], layers: Sequence[LayerInfo], batch: np.ndarray, outputs: dict[str, torch.Tensor]
+    arrays: Mapping[str, Any], layers: Sequence[LayerInfo], batch: np.ndarray, outputs: dict[str, torch.Tensor]
 ) -> None:
     """Write one batch of consecutive images' outputs (``iter_layer_batches(..., stop_early=False)``) into the
-    capture's arrays (``open_outputs``)."""
+    capture's arrays: ``open_outputs``' memory maps, or anything taking ``array[lo:hi] = rows``."""
     lo, hi = int(batch[0]), int(batch[-1]) + 1
     if hi - lo != len(batch):
         raise ValueError("a capture batch must be consecutive images")

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from layerscope.capture import iter_layer_batches, open_outputs, write_outputs
+from layerscope.capture import iter_layer_batches, open_outputs, output_shapes, write_outputs
 from layerscope.errors import LayerscopeError
 from layerscope.layers import LayerInfo
 from layerscope.progress import ProgressFn
@@ -24,10 +24,33 @@ __all__ = ["capture_with_ray"]
 RETRIES = 3  # a dead worker is restarted, and its batch run again, this many times before the capture fails
 
 
+class FileRows:
+    """Rows of a ``.npy`` file, written in place by ``rows[lo:hi] = values`` (``write_outputs`` writes so): one
+    ``pwrite`` of the rows' bytes, the file opened and closed around it, which also makes them visible to other
+    machines on a shared file system (close-to-open). No memory map: flushing one after each batch costs more than
+    the batch."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        header = np.load(path, mmap_mode="r")  # reads the header only
+        self.offset, self.dtype, shape = int(header.offset), header.dtype, header.shape
+        del header
+        self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * self.dtype.itemsize
+
+    def __setitem__(self, rows: slice, values: np.ndarray) -> None:
+        data = np.ascontiguousarray(values, dtype=self.dtype).tobytes()
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, data, self.offset + int(rows.start) * self.row_bytes)
+        finally:
+            os.close(fd)
+
+
 class CaptureWorker:
-    """A Ray Data actor: the Run's model, and its capture arrays opened to write rows into. Called with batches of
-    one row, ``{"data": [b]}``, it captures images ``b * size`` to ``(b + 1) * size`` (the batches of a local
-    capture, so the two give the same numbers) and returns their top-k per unit."""
+    """A Ray Data actor: the Run's model, and the capture's arrays to write rows into. Called with a block of batch
+    numbers (``{"data": [b, b + 1, ...]}``, consecutive), it captures images ``b * size`` to ``(b + 1) * size`` of
+    each (the batches of a local capture, so the two give the same numbers) and returns each batch's top-k per
+    unit."""
 
     def __init__(
         self, run_path: str, trusted: bool, out_dir: str, size: int, device: str, layers: list[dict[str, Any]]
@@ -40,30 +63,28 @@ class CaptureWorker:
         self.dataset = self.run.dataset()
         self.layers = [LayerInfo.from_dict(d) for d in layers]
         self.names = [info.name for info in self.layers if info.kind != "image"]
-        self.arrays = open_outputs(Path(out_dir), self.layers, self.run.n_images, self.dataset.num_classes, "r+")
+        names = output_shapes(self.layers, self.run.n_images, self.dataset.num_classes)
+        self.arrays = {name: FileRows(Path(out_dir) / name) for name in names}
         self.size = size
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out: dict[str, list[Any]] = {"batch": [], "pid": []}
         n = self.run.n_images
-        for b in np.asarray(rows["data"]).tolist():
-            indices = np.arange(b * self.size, min((b + 1) * self.size, n))
+        numbers = np.asarray(rows["data"], dtype=np.int64)
+        indices = np.concatenate([np.arange(b * self.size, min((b + 1) * self.size, n)) for b in numbers])
+        batches = iter_layer_batches(
+            self.model, self.dataset, self.names, indices, self.size, self.device, stop_early=False
+        )
+        for b, (batch, outputs) in zip(numbers.tolist(), batches, strict=True):
+            write_outputs(self.arrays, self.layers, batch, outputs)
             collector = TopKCollector(self.names, DEFAULT_K)
-            widths = {}
-            for batch, outputs in iter_layer_batches(
-                self.model, self.dataset, self.names, indices, len(indices), self.device, stop_early=False
-            ):
-                write_outputs(self.arrays, self.layers, batch, outputs)
-                collector(batch, outputs)
-                widths = {name: out.shape[3] if out.ndim == 4 else 0 for name, out in outputs.items()}
-            for array in self.arrays.values():
-                if isinstance(array, np.memmap):
-                    array.flush()
+            collector(batch, outputs)
             out["batch"].append(np.int64(b))
             out["pid"].append(np.int64(os.getpid()))
             for name, topk in collector.result().items():
                 # a conv map's width, which turns (y, x) positions back into the accumulator's y * W + x
-                out.setdefault(f"{name}|width", []).append(np.int64(widths[name]))
+                width = outputs[name].shape[3] if outputs[name].ndim == 4 else 0
+                out.setdefault(f"{name}|width", []).append(np.int64(width))
                 for part, value in _parts(topk).items():
                     out.setdefault(f"{name}|{part}", []).append(value)
         return {key: np.stack(values) for key, values in out.items()}
@@ -74,6 +95,16 @@ def _parts(topk: TopK) -> dict[str, np.ndarray]:
     if topk.positions is not None:
         parts["positions"] = topk.positions
     return parts
+
+
+def _reason(error: BaseException) -> str:
+    """What went wrong in a worker, in a line: the exception it raised (a ``RayTaskError``'s cause), else the last
+    line of the traceback Ray reports."""
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, BaseException):
+        return f"{type(cause).__name__}: {str(cause).strip().splitlines()[0] if str(cause).strip() else ''}"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
 
 
 def _connect(address: str | None, workers: int | None) -> bool:
@@ -87,7 +118,7 @@ def _connect(address: str | None, workers: int | None) -> bool:
         ) from e
     if ray.is_initialized():
         return False
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
     try:
         if address is None:
             ray.init(num_cpus=os.cpu_count(), **kwargs)
@@ -115,14 +146,20 @@ def capture_with_ray(
     """Capture ``run`` into ``out_dir`` on a Ray actor pool; merge each batch's top-k into ``collector``. Returns the
     files written (by the Run's names) and what the manifest records of the engine."""
     started = _connect(address, workers)
+    import logging
+
     import ray
+
+    # layerscope draws its own progress bar; Ray Data's would interleave with it
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
 
     try:
         n = run.n_images
         dataset = run.dataset()
-        arrays = open_outputs(out_dir, run.layers, n, dataset.num_classes, "w+")
+        arrays = open_outputs(out_dir, run.layers, n, dataset.num_classes)
         files = list(arrays)
-        del arrays  # created; the workers write them
+        del arrays  # created; the workers write their rows
         cpus = float(ray.cluster_resources().get("CPU", 1))
         if gpus_per_worker and float(ray.cluster_resources().get("GPU", 0)) < gpus_per_worker:
             raise LayerscopeError(
@@ -149,7 +186,7 @@ def capture_with_ray(
                 "device": "cuda" if gpus_per_worker else ("cpu" if device == "auto" else device),
                 "layers": [info.to_dict() for info in run.layers],
             },
-            batch_size=1,
+            batch_size=None,  # a whole block of batch numbers per call
             concurrency=workers,
             num_cpus=cpus_each,
             num_gpus=gpus_per_worker or None,
@@ -160,17 +197,19 @@ def capture_with_ray(
         merged: set[int] = set()
         pids: set[int] = set()
         progress("capture", 0, n)
-        for row in results.iter_rows():
-            b = int(row["batch"])
-            pids.add(int(row["pid"]))
-            if b in merged:  # a retried batch whose first result also arrived
-                continue
-            merged.add(b)
-            for name, accumulator in collector.accumulators.items():
-                positions = row.get(f"{name}|positions")
-                part = TopK(row[f"{name}|values"], row[f"{name}|indices"], positions)
-                accumulator.merge(part, int(row[f"{name}|width"]), min(batch, n - b * batch))
-            progress("capture", min(len(merged) * batch, n), n)
+        try:
+            for row in results.iter_rows():
+                b = int(row["batch"])
+                pids.add(int(row["pid"]))
+                if b in merged:  # a retried batch whose first result also arrived
+                    continue
+                merged.add(b)
+                for name, accumulator in collector.accumulators.items():
+                    part = TopK(row[f"{name}|values"], row[f"{name}|indices"], row.get(f"{name}|positions"))
+                    accumulator.merge(part, int(row[f"{name}|width"]), min(batch, n - b * batch))
+                progress("capture", min(len(merged) * batch, n), n)
+        except ray.exceptions.RayError as e:
+            raise LayerscopeError(f"the Ray capture failed: {_reason(e)}") from e
         if len(merged) != batches:
             raise LayerscopeError(f"the Ray capture returned {len(merged)} of {batches} batches; run it again.")
         extra = {

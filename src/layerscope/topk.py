@@ -186,11 +186,11 @@ class TopKAccumulator:
         one a single pass over both would give, ties to the lower index. ``width``: a conv layer's map width, which
         turns ``part.positions`` back into y * W + x; ``seen``: how many images ``part`` was taken from."""
         start = time.perf_counter()
-        scores = torch.from_numpy(np.ascontiguousarray(part.values, np.float32))
-        indices = torch.from_numpy(np.ascontiguousarray(part.indices, np.int64))
+        scores = torch.from_numpy(np.array(part.values, np.float32))  # copies: Ray hands out read-only arrays
+        indices = torch.from_numpy(np.array(part.indices, np.int64))
         flat = None
         if part.positions is not None:
-            positions = torch.from_numpy(np.ascontiguousarray(part.positions, np.int64))
+            positions = torch.from_numpy(np.array(part.positions, np.int64))
             flat = positions[..., 0] * width + positions[..., 1]
         if self._values is None or self._indices is None:
             self._values, self._indices, self._flat, self._width = scores, indices, flat, width
