@@ -8,9 +8,10 @@ The Ray engine runs the forward passes through Ray Data: the batches of image in
 held by a pool of actors (``map_batches`` with a callable class, ``--gpus-per-worker`` GPUs each), and each actor
 writes its batches' rows straight into the memory-mapped arrays by image index, so no activation travels back to the
 driver. What does travel back is small: each batch's top-k per unit, merged on the driver (ties to the lower index,
-as one pass gives them). A worker that dies is restarted and its batch run again (its rows are simply written
-again); a batch whose result arrives twice is merged once. The Run's directory must be on storage every worker sees
-(one machine, or a shared file system).
+as one pass gives them). A worker whose process dies is restarted and its batches run again (Ray Data's actor fault
+tolerance: their rows are simply written again); a batch whose result arrives twice is merged once. An exception in
+a worker (a corrupt image, a model that fails) is not retried: the capture stops with it, in one line. The Run's
+directory must be on storage every worker sees (one machine, or a shared file system).
 """
 
 from __future__ import annotations

@@ -21,8 +21,6 @@ from layerscope.topk import DEFAULT_K, TopK, TopKCollector
 
 __all__ = ["capture_with_ray"]
 
-RETRIES = 3  # a dead worker is restarted, and its batch run again, this many times before the capture fails
-
 
 class FileRows:
     """Rows of a ``.npy`` file, written in place by ``rows[lo:hi] = values`` (``write_outputs`` writes so): one
@@ -190,8 +188,6 @@ def capture_with_ray(
             concurrency=workers,
             num_cpus=cpus_each,
             num_gpus=gpus_per_worker or None,
-            max_restarts=RETRIES,
-            max_task_retries=RETRIES,
             batch_format="numpy",
         )
         merged: set[int] = set()

@@ -102,6 +102,28 @@ def test_ties_go_to_the_lower_index_in_any_batch_order(conv):
     assert accumulator.seen == 60
 
 
+@pytest.mark.parametrize("conv", [False, True])
+def test_merging_top_k_of_parts_in_any_order_gives_one_pass(conv):
+    """What the Ray capture's driver does with its workers' batches: each part's own top-k, merged as they arrive."""
+    rng = np.random.default_rng(1)
+    shape = (90, 5, 4, 3) if conv else (90, 5)
+    output = rng.integers(0, 3, size=shape).astype(np.float32)  # ties everywhere
+    values, indices, positions = brute_force(output, 7)
+    parts = [np.arange(i, min(i + 8, 90)) for i in range(0, 90, 8)]
+    for order in (range(len(parts)), rng.permutation(len(parts)), reversed(range(len(parts)))):
+        merged = TopKAccumulator(7)
+        for i in order:
+            part = TopKAccumulator(7)
+            part.update(parts[i], torch.from_numpy(output[parts[i]]))
+            merged.merge(part.result(), width=shape[3] if conv else 0, seen=len(parts[i]))
+        got = merged.result()
+        np.testing.assert_array_equal(got.indices, indices)
+        np.testing.assert_array_equal(got.values, values)
+        if conv:
+            np.testing.assert_array_equal(got.positions, positions)
+        assert merged.seen == 90
+
+
 def test_fewer_images_than_k_and_bad_input():
     accumulator = TopKAccumulator(9)
     accumulator.update(np.array([4, 2]), torch.tensor([[1.0, 5.0], [3.0, 5.0]]))

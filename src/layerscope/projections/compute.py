@@ -198,6 +198,8 @@ def compute_pca(
     more forward passes and smaller batches, and gives the same projection up to float32 rounding.
     """
     layers = list(layers) if layers is not None else run.layer_names
+    if not layers:
+        return {}
     infos = {name: run.layer(name) for name in layers}
     if model is None and any(info.recomputed for info in infos.values()):
         model = run.load_model(device)

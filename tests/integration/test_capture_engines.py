@@ -1,0 +1,159 @@
+"""`layerscope capture RUN [--engine ray]`: the local and the Ray engine write the same Run, a Ray worker killed
+mid-capture is restarted and its batches run again, and a capture that fails leaves the Run as it was. Ray runs on
+this machine (two CPUs, as the CI machine has); the Run is the shipped weights over 1,500 MNIST images."""
+
+import os
+import shutil
+import signal
+import subprocess
+
+import numpy as np
+import pytest
+
+from layerscope.cli import main as cli_main
+from layerscope.data import load_mnist
+from layerscope.engine import capture_run
+from layerscope.errors import LayerscopeError
+from layerscope.models.pretrained import pretrained_seed_cnn
+from layerscope.pipeline import create_run
+from layerscope.run import Run
+
+ray = pytest.importorskip("ray")
+
+BATCH = 64  # 24 batches: many blocks in flight between two workers
+
+
+@pytest.fixture(scope="module")
+def original(tmp_path_factory):
+    model, spec, provenance = pretrained_seed_cnn()
+    data = load_mnist().subset(1200, 300)
+    return create_run(tmp_path_factory.mktemp("engines") / "r", data, model, spec, device="cpu", pca_kinds=())
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+def copy(run: Run, path) -> Run:
+    return Run(shutil.copytree(run.path, path))
+
+
+def arrays(run: Run) -> dict[str, np.ndarray]:
+    """Every array a capture writes, by the Run's names."""
+    names = ["probs.npy"]
+    for layer in run.layer_names:
+        names += [name for name in run.layer_files(layer) if name.startswith(("activations/", "topk/"))]
+    return {name: np.asarray(run.array(name, kinds="fiu")) for name in names}
+
+
+def leftovers(run: Run) -> list[str]:
+    return sorted(p.name for p in run.path.iterdir() if p.name.startswith(".capture"))
+
+
+def test_a_local_capture_writes_the_run_it_had(original, tmp_path):
+    run = copy(original, tmp_path / "local")
+    before = arrays(run)
+    meta = capture_run(run, "local", batch_size=BATCH, device="cpu")
+    assert meta["engine"] == "local" and meta["batch_size"] == BATCH
+    again = Run(run.path)
+    after = arrays(again)
+    assert after.keys() == before.keys() and len(after) > 20
+    for name, array in before.items():
+        np.testing.assert_allclose(after[name], array, rtol=1e-6, atol=1e-6, err_msg=name)
+    assert again.manifest["capture"]["engine"] == "local"
+    assert again.manifest["metrics"] == pytest.approx(original.manifest["metrics"])
+    assert leftovers(again) == []
+
+
+def test_a_ray_capture_equals_the_local_one(original, tmp_path, cluster):
+    local = copy(original, tmp_path / "local")
+    on_ray = copy(original, tmp_path / "ray")
+    capture_run(local, "local", batch_size=BATCH, device="cpu")
+    seen = []
+    meta = capture_run(on_ray, "ray", workers=2, batch_size=BATCH, progress=lambda task, done, total: seen.append(done))
+    assert meta["engine"] == "ray" and meta["workers"] == 2 and meta["worker_processes"] == 2
+    assert seen[-1] == 1500 and seen == sorted(seen) and len(seen) > 10
+    want, got = arrays(Run(local.path)), arrays(Run(on_ray.path))
+    assert got.keys() == want.keys()
+    for name, array in want.items():
+        if name.endswith(("indices.npy", "positions.npy")):
+            np.testing.assert_array_equal(got[name], array, err_msg=name)
+        else:
+            np.testing.assert_allclose(got[name], array, rtol=1e-6, atol=1e-6, err_msg=name)
+    assert Run(on_ray.path).manifest["metrics"] == Run(local.path).manifest["metrics"]
+    assert leftovers(Run(on_ray.path)) == []
+
+
+def _worker_pids() -> list[int]:
+    found = subprocess.run(["pgrep", "-f", "ray::MapWorker"], capture_output=True, text=True).stdout.split()
+    return [int(pid) for pid in found]
+
+
+def test_a_worker_killed_mid_capture_is_restarted_and_the_run_is_complete(original, tmp_path, cluster):
+    local = copy(original, tmp_path / "local")
+    on_ray = copy(original, tmp_path / "ray")
+    capture_run(local, "local", batch_size=BATCH, device="cpu")
+    killed = []
+
+    def kill_one(task, done, total):
+        if 0 < done < total and not killed:
+            pids = _worker_pids()
+            assert pids, "no Ray worker to kill"
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
+
+    meta = capture_run(on_ray, "ray", workers=2, batch_size=BATCH, progress=kill_one)
+    assert killed and killed[0] not in _worker_pids()
+    assert meta["worker_processes"] >= 2
+    want, got = arrays(Run(local.path)), arrays(Run(on_ray.path))
+    for name, array in want.items():
+        if name.endswith(("indices.npy", "positions.npy")):
+            np.testing.assert_array_equal(got[name], array, err_msg=name)
+        else:
+            np.testing.assert_allclose(got[name], array, rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_a_capture_that_fails_leaves_the_run_as_it_was(original, tmp_path, cluster, engine):
+    run = copy(original, tmp_path / engine)
+    manifest = (run.path / "manifest.json").read_bytes()
+    files = sorted(p.relative_to(run.path) for p in run.path.rglob("*") if p.is_file())
+
+    def stop(task, done, total):
+        if done > 0:
+            raise Stop
+
+    with pytest.raises(Stop):
+        capture_run(run, engine, batch_size=BATCH, device="cpu", progress=stop)
+    assert (run.path / "manifest.json").read_bytes() == manifest
+    assert sorted(p.relative_to(run.path) for p in run.path.rglob("*") if p.is_file()) == files
+    assert leftovers(run) == []
+
+
+def test_engine_options_are_checked(original):
+    with pytest.raises(LayerscopeError, match="unknown capture engine 'spark'"):
+        capture_run(original, "spark")
+    with pytest.raises(LayerscopeError, match="add --engine ray"):
+        capture_run(original, "local", workers=2)
+    with pytest.raises(LayerscopeError, match="at least 1"):
+        capture_run(original, "ray", workers=0)
+
+
+def test_the_command_line_says_what_is_wrong_in_one_line(original, capsys, monkeypatch):
+    for argv, message in (
+        (["capture", str(original.path), "--engine", "spark"], "unknown capture engine 'spark'"),
+        (["capture", str(original.path), "--workers", "2"], "add --engine ray"),
+    ):
+        monkeypatch.setattr("sys.argv", ["layerscope", *argv])
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main()
+        assert exit_info.value.code == 2
+        printed = capsys.readouterr().err.strip()
+        assert message in printed and len(printed.splitlines()) == 1
