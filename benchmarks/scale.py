@@ -8,7 +8,8 @@ input, with recall), ``projections`` (t-SNE and UMAP of the layer over every ima
 ``--baseline``, default dbe3c46, the commit before the shared graph, checked out into a temporary git worktree and
 run in a subprocess on its own hard-linked copy of the Run; same session, same Python), ``sample`` (the same fitted
 on a stratified sample of 20,000 and the other 50,000 placed by transform, kNN accuracy of placed and fitted points
-apart). Uses the demo's Run unless ``--run`` names one.
+apart), ``capture`` (`layerscope capture` locally and through Ray Data with ``--workers`` 1 and 2 on the same
+cores, images/s). Uses the demo's Run unless ``--run`` names one.
 """
 
 from __future__ import annotations
@@ -121,6 +122,41 @@ def bench_sample(run: Any, layer: str, table: Table, fit: int) -> None:
         )
 
 
+def bench_capture(run_path: Path, table: Table, tmp: Path, workers: list[int]) -> None:
+    """``capture_run`` locally, then through Ray Data with 1 and 2 workers on the same cores: images/s and the
+    ratio to local. Ray's cluster is started once, before (its start is a row of its own)."""
+    import ray
+
+    from layerscope.engine import capture_run
+    from layerscope.run import Run
+
+    run = Run(shutil.copytree(run_path, tmp / "capture", copy_function=os.link))
+    n = run.n_images
+    local = capture_run(run, "local", device="cpu")
+    table.add(f"capture {n:,} images: local", local["images_per_second"], "images/s", f"{local['seconds']:.1f} s")
+    start = time.perf_counter()
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    table.add("Ray: start a cluster on this machine", time.perf_counter() - start, "s", f"{os.cpu_count()} CPUs")
+    try:
+        for count in workers:
+            meta = capture_run(run, "ray", workers=count)
+            table.add(
+                f"capture {n:,} images: Ray, {count} worker(s)",
+                meta["images_per_second"],
+                "images/s",
+                f"{meta['seconds']:.1f} s, of which {meta['first_result_seconds']:.1f} s to the first result (the "
+                f"actors' start); {load_average()}",
+            )
+            table.ratio(
+                f"capture: Ray with {count} worker(s) / local",
+                meta["images_per_second"],
+                local["images_per_second"],
+                "images/s, same run, same cores (goal with 2: >= 0.8)",
+            )
+    finally:
+        ray.shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, help="a Run directory (default: the demo's MNIST Run)")
@@ -128,7 +164,8 @@ def main() -> None:
     parser.add_argument(
         "--baseline", default="dbe3c46", help="the commit t-SNE and UMAP are compared with (default: before the graph)"
     )
-    parser.add_argument("--parts", default="neighbors,projections,sample")
+    parser.add_argument("--parts", default="neighbors,projections,sample,capture")
+    parser.add_argument("--workers", default="1,2", help="Ray workers of the 'capture' part")
     parser.add_argument("--fit-sample", type=int, default=20_000, help="the sample of the 'sample' part")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -149,6 +186,8 @@ def main() -> None:
             bench_projections(Path(args.run), args.layer, args.baseline, table, tmp)
         if "sample" in parts:
             bench_sample(Run(work), args.layer, table, args.fit_sample)
+        if "capture" in parts:
+            bench_capture(Path(args.run), table, tmp, [int(w) for w in args.workers.split(",")])
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Ray is an optional extra (``pip install 'layerscope[ray]'``); nothing here is im
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,6 @@ import numpy as np
 
 from layerscope.capture import iter_layer_batches, open_outputs, output_shapes, write_outputs
 from layerscope.errors import LayerscopeError
-from layerscope.layers import LayerInfo
 from layerscope.progress import ProgressFn
 from layerscope.run import Run
 from layerscope.topk import DEFAULT_K, TopK, TopKCollector
@@ -50,16 +50,14 @@ class CaptureWorker:
     each (the batches of a local capture, so the two give the same numbers) and returns each batch's top-k per
     unit."""
 
-    def __init__(
-        self, run_path: str, trusted: bool, out_dir: str, size: int, device: str, layers: list[dict[str, Any]]
-    ) -> None:
+    def __init__(self, run_path: str, trusted: bool, out_dir: str, size: int, device: str) -> None:
         from layerscope.training import resolve_device
 
         self.run = Run(run_path, trust_model_code=trusted)
         self.device = resolve_device(device)
         self.model = self.run.load_model(self.device)
         self.dataset = self.run.dataset()
-        self.layers = [LayerInfo.from_dict(d) for d in layers]
+        self.layers = self.run.layers
         self.names = [info.name for info in self.layers if info.kind != "image"]
         names = output_shapes(self.layers, self.run.n_images, self.dataset.num_classes)
         self.arrays = {name: FileRows(Path(out_dir) / name) for name in names}
@@ -116,6 +114,10 @@ def _connect(address: str | None, workers: int | None) -> bool:
         ) from e
     if ray.is_initialized():
         return False
+    # Ray's C++ core logs to this process's stderr, e.g. that an actor pool's constructor arguments are in the object
+    # store, which its restarts depend on (Ray Data's own wrapping, ray-project/ray#53727): not a layerscope user's
+    # concern, and what fails is reported in one line anyway. RAY_BACKEND_LOG_LEVEL=info brings them back.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
     try:
         if address is None:
@@ -147,10 +149,11 @@ def capture_with_ray(
     import logging
 
     import ray
+    import ray.data  # sets up Ray Data's loggers, which the next line quietens
 
-    # layerscope draws its own progress bar; Ray Data's would interleave with it
+    # layerscope draws its own progress bar; Ray Data's would interleave with it (and says so once turned off)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
     ray.data.DataContext.get_current().enable_progress_bars = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
 
     try:
         n = run.n_images
@@ -171,8 +174,8 @@ def capture_with_ray(
         workers = max(min(workers, batches), 1)
         cpus_each = max(cpus // workers, 1) if not gpus_per_worker else 1
         # the batch numbers, put in the object store from here: a read task would wait for a CPU the actors hold
-        # (several blocks: a block goes to one actor at a time)
-        blocks = np.array_split(np.arange(batches, dtype=np.int64), min(batches, workers * 4))
+        # (a block is one actor call: its results come back, and a restarted worker runs it again, whole)
+        blocks = np.array_split(np.arange(batches, dtype=np.int64), min(batches, max(workers * 4, batches // 8)))
         source = ray.data.from_numpy(blocks)  # column "data"; renaming it would be a task of its own
         results = source.map_batches(
             CaptureWorker,
@@ -182,7 +185,6 @@ def capture_with_ray(
                 "out_dir": str(out_dir),
                 "size": batch,
                 "device": "cuda" if gpus_per_worker else ("cpu" if device == "auto" else device),
-                "layers": [info.to_dict() for info in run.layers],
             },
             batch_size=None,  # a whole block of batch numbers per call
             concurrency=workers,
@@ -193,8 +195,10 @@ def capture_with_ray(
         merged: set[int] = set()
         pids: set[int] = set()
         progress("capture", 0, n)
+        start, first = time.perf_counter(), None
         try:
             for row in results.iter_rows():
+                first = first if first is not None else time.perf_counter() - start
                 b = int(row["batch"])
                 pids.add(int(row["pid"]))
                 if b in merged:  # a retried batch whose first result also arrived
@@ -213,6 +217,8 @@ def capture_with_ray(
             "worker_processes": len(pids),
             "gpus_per_worker": gpus_per_worker,
             "cluster_cpus": cpus,
+            # the actors' start (import, model, first forward pass) and the first block's batches
+            "first_result_seconds": round(first or 0.0, 3),
             **({"address": address} if address else {}),
         }
         return files, extra
