@@ -49,6 +49,16 @@ def arrays(run: Run) -> dict[str, np.ndarray]:
     return {name: np.asarray(run.array(name, kinds="fiu")) for name in names}
 
 
+def assert_same(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> None:
+    """Floats to 1e-6, top-k indices and positions exactly."""
+    assert got.keys() == want.keys()
+    for name, array in want.items():
+        if name.endswith(("indices.npy", "positions.npy")):
+            np.testing.assert_array_equal(got[name], array, err_msg=name)
+        else:
+            np.testing.assert_allclose(got[name], array, rtol=1e-6, atol=1e-6, err_msg=name)
+
+
 def leftovers(run: Run) -> list[str]:
     return sorted(p.name for p in run.path.iterdir() if p.name.startswith(".capture"))
 
@@ -76,13 +86,7 @@ def test_a_ray_capture_equals_the_local_one(original, tmp_path, cluster):
     meta = capture_run(on_ray, "ray", workers=2, batch_size=BATCH, progress=lambda task, done, total: seen.append(done))
     assert meta["engine"] == "ray" and meta["workers"] == 2 and meta["worker_processes"] == 2
     assert seen[-1] == 1500 and seen == sorted(seen) and len(seen) > 10
-    want, got = arrays(Run(local.path)), arrays(Run(on_ray.path))
-    assert got.keys() == want.keys()
-    for name, array in want.items():
-        if name.endswith(("indices.npy", "positions.npy")):
-            np.testing.assert_array_equal(got[name], array, err_msg=name)
-        else:
-            np.testing.assert_allclose(got[name], array, rtol=1e-6, atol=1e-6, err_msg=name)
+    assert_same(arrays(Run(on_ray.path)), arrays(Run(local.path)))
     assert Run(on_ray.path).manifest["metrics"] == Run(local.path).manifest["metrics"]
     assert leftovers(Run(on_ray.path)) == []
 
@@ -108,12 +112,7 @@ def test_a_worker_killed_mid_capture_is_restarted_and_the_run_is_complete(origin
 
     capture_run(on_ray, "ray", workers=2, batch_size=BATCH, progress=kill_one)
     assert killed and killed[0] not in _worker_pids()
-    want, got = arrays(Run(local.path)), arrays(Run(on_ray.path))
-    for name, array in want.items():
-        if name.endswith(("indices.npy", "positions.npy")):
-            np.testing.assert_array_equal(got[name], array, err_msg=name)
-        else:
-            np.testing.assert_allclose(got[name], array, rtol=1e-6, atol=1e-6, err_msg=name)
+    assert_same(arrays(Run(on_ray.path)), arrays(Run(local.path)))
 
 
 class Stop(Exception):
