@@ -616,8 +616,6 @@ def capture(
         _check_range("--batch-size", batch_size, 1, 1 << 20)
     limit = parse_memory(memory) if memory is not None else None
     run = _open(run_dir, trust_model_code)
-    if not run.has_model:
-        run.load_model()  # the one-line error of a Run without a model
     with _bars() as progress:
         meta = capture_run(
             run,

@@ -62,6 +62,8 @@ def capture_run(
         raise LayerscopeError("--address, --workers and --gpus-per-worker are the Ray engine's; add --engine ray.")
     if workers is not None and workers < 1:
         raise LayerscopeError(f"--workers must be at least 1 (got {workers}).")
+    if not run.has_model:
+        run.load_model()  # its one-line error: a Run imported from a file has no model to capture with
     layers = run.layers
     budget = memory if isinstance(memory, MemoryBudget) else memory_budget(memory)
     batch = batch_size or capture_batch_size(layers, budget, CAPTURE_BATCH)

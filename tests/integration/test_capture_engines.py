@@ -13,10 +13,12 @@ import pytest
 from layerscope.cli import main as cli_main
 from layerscope.data import load_mnist
 from layerscope.engine import capture_run
-from layerscope.errors import LayerscopeError
+from layerscope.errors import LayerscopeError, RunError
+from layerscope.interop.seed_json import import_nn_data
 from layerscope.models.pretrained import pretrained_seed_cnn
 from layerscope.pipeline import create_run
 from layerscope.run import Run
+from tests import nn_data
 
 ray = pytest.importorskip("ray")
 
@@ -143,6 +145,12 @@ def test_engine_options_are_checked(original):
         capture_run(original, "local", workers=2)
     with pytest.raises(LayerscopeError, match="at least 1"):
         capture_run(original, "ray", workers=0)
+
+
+def test_a_run_without_a_model_is_refused(tmp_path):
+    run = import_nn_data(nn_data.write(tmp_path / "NN_data.json"), tmp_path / "imported")
+    with pytest.raises(RunError, match="has no model"):
+        capture_run(run, "local")
 
 
 def test_the_command_line_says_what_is_wrong_in_one_line(original, capsys, monkeypatch):
