@@ -103,7 +103,7 @@ def _reason(error: BaseException) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
-def _connect(address: str | None, workers: int | None) -> bool:
+def _connect(address: str | None) -> bool:
     """Join the cluster at ``address`` (or the one this process runs in); else start one on this machine. Whether
     it was started here (and is shut down after)."""
     try:
@@ -145,7 +145,11 @@ def capture_with_ray(
 ) -> tuple[list[str], dict[str, Any]]:
     """Capture ``run`` into ``out_dir`` on a Ray actor pool; merge each batch's top-k into ``collector``. Returns the
     files written (by the Run's names) and what the manifest records of the engine."""
-    started = _connect(address, workers)
+    # Ray's tqdm replaces builtins.print for good the first time it draws a bar in this process, which breaks
+    # numba's compilation of code that prints (pynndescent's) later in the same process
+    os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
+    started = _connect(address)
+    import builtins
     import logging
 
     import ray
@@ -153,7 +157,10 @@ def capture_with_ray(
 
     # layerscope draws its own progress bar; Ray Data's would interleave with it (and says so once turned off)
     logging.getLogger("ray.data").setLevel(logging.ERROR)
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.use_ray_tqdm = False
+    printer = builtins.print
 
     try:
         n = run.n_images
@@ -223,5 +230,6 @@ def capture_with_ray(
         }
         return files, extra
     finally:
+        builtins.print = printer
         if started:
             ray.shutdown()

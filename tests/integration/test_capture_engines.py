@@ -2,6 +2,7 @@
 mid-capture is restarted and its batches run again, and a capture that fails leaves the Run as it was. Ray runs on
 this machine (two CPUs, as the CI machine has); the Run is the shipped weights over 1,500 MNIST images."""
 
+import builtins
 import os
 import shutil
 import signal
@@ -37,6 +38,14 @@ def cluster():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
     yield
     ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def print_untouched():
+    """Ray's tqdm replaces builtins.print in the driver for good; numba then fails to compile pynndescent later in
+    the same process. The Ray capture must leave it as it found it."""
+    yield
+    assert type(builtins.print).__name__ == "builtin_function_or_method", builtins.print
 
 
 def copy(run: Run, path) -> Run:
