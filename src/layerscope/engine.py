@@ -16,7 +16,6 @@ directory must be on storage every worker sees (one machine, or a shared file sy
 
 from __future__ import annotations
 
-import math
 import shutil
 import tempfile
 import time
@@ -31,7 +30,7 @@ from layerscope.errors import LayerscopeError
 from layerscope.memory import MemoryBudget, memory_budget
 from layerscope.progress import ProgressFn, no_progress
 from layerscope.run import Run, now
-from layerscope.topk import DEFAULT_K, TopKCollector
+from layerscope.topk import DEFAULT_K, TopKCollector, stage_topk
 
 __all__ = ["ENGINES", "capture_run"]
 
@@ -104,26 +103,16 @@ def capture_run(
 
         metrics = _metrics(np.asarray(probs), np.asarray(run.labels), np.asarray(run.split))
         del probs
-        topk_meta = {"k": DEFAULT_K, "layers": list(topk), "seconds": round(collector.seconds, 3)}
         with run.update() as up:
             for relpath in files:
                 up.adopt(relpath, tmp / relpath)
-            for name, result in topk.items():
-                up.write_array(f"topk/{name}.values.npy", result.values.astype(np.float32))
-                up.write_array(f"topk/{name}.indices.npy", result.indices.astype(np.int64))
-                if result.positions is not None:
-                    up.write_array(f"topk/{name}.positions.npy", result.positions.astype(np.int32))
+            stage_topk(up, topk, DEFAULT_K, collector.seconds)
 
             def change(manifest: dict[str, Any]) -> None:
                 manifest["capture"] = meta
-                manifest["topk"] = topk_meta
                 manifest.setdefault("metrics", {}).update(metrics)
 
             up.change(change)
         return meta
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def batch_count(n: int, batch: int) -> int:
-    return max(math.ceil(n / batch), 1)

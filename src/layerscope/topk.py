@@ -32,7 +32,7 @@ from layerscope.errors import LayerscopeError
 from layerscope.progress import ProgressFn, no_progress
 
 if TYPE_CHECKING:  # run.py imports TopK from here
-    from layerscope.run import Run
+    from layerscope.run import Run, Update
 
 __all__ = [
     "DEFAULT_K",
@@ -41,6 +41,7 @@ __all__ = [
     "TopKCollector",
     "compute_topk",
     "layer_topk",
+    "stage_topk",
     "store_topk",
     "unit_scores",
     "write_topk",
@@ -279,14 +280,20 @@ def write_topk(run: Run, result: Mapping[str, TopK], k: int, seconds: float) -> 
     """Store a top-k result in ``run`` in one update: every layer's arrays and the manifest entry, or nothing.
 
     ``k`` is the k asked for (a dataset smaller than k gives fewer columns)."""
-    meta = {"k": k, "layers": list(result), "seconds": round(seconds, 3)}
     with run.update() as up:
-        for name, topk in result.items():
-            up.write_array(f"topk/{name}.values.npy", topk.values.astype(np.float32))
-            up.write_array(f"topk/{name}.indices.npy", topk.indices.astype(np.int64))
-            if topk.positions is not None:
-                up.write_array(f"topk/{name}.positions.npy", topk.positions.astype(np.int32))
-        up.change(lambda manifest: manifest.update(topk=meta))
+        stage_topk(up, result, k, seconds)
+
+
+def stage_topk(up: Update, result: Mapping[str, TopK], k: int, seconds: float) -> None:
+    """Stage a top-k result (every layer's arrays and the manifest's ``topk`` entry) in a Run update, with whatever
+    else it holds (a capture's arrays, `layerscope.engine`)."""
+    meta = {"k": k, "layers": list(result), "seconds": round(seconds, 3)}
+    for name, topk in result.items():
+        up.write_array(f"topk/{name}.values.npy", topk.values.astype(np.float32))
+        up.write_array(f"topk/{name}.indices.npy", topk.indices.astype(np.int64))
+        if topk.positions is not None:
+            up.write_array(f"topk/{name}.positions.npy", topk.positions.astype(np.int32))
+    up.change(lambda manifest: manifest.update(topk=meta))
 
 
 def store_topk(
