@@ -95,11 +95,15 @@ def test_play_animates_the_points_through_every_snapshot(browser_context, timeli
         page.evaluate(
             """sel => { const gd = document.querySelector(sel); window.__seen = [];
                    new MutationObserver(() => window.__seen.push([gd.dataset.snapshot, gd.dataset.frames]))
-                       .observe(gd, {attributes: true, attributeFilter: ['data-snapshot']}); }""",
+                       .observe(gd, {attributes: true, attributeFilter: ['data-snapshot']});
+                   // the button's labels as they change: on a tiny Run the play may be over before a read
+                   const button = document.querySelector('#tl-play'); window.__labels = [];
+                   new MutationObserver(() => window.__labels.push(button.textContent))
+                       .observe(button, {childList: true, characterData: true, subtree: true}); }""",
             GRAPH.format("a"),
         )
         page.click("#tl-play")
-        assert page.text_content("#tl-play") == "❚❚ Pause"
+        page.wait_for_function("() => window.__labels.includes('❚❚ Pause')", timeout=BUSY)
         page.wait_for_function(
             "() => document.querySelector('#tl-play').textContent === '▶ Play'"
             " && document.querySelector('" + GRAPH.format("a") + "').dataset.snapshot === '3'",
