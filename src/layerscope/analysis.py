@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from layerscope.data.datasets import TEST, TRAIN
+from layerscope.data.sources import ImageArray
 from layerscope.errors import LayerscopeError
 from layerscope.run import Run
 
@@ -160,7 +161,7 @@ def quick_group(labels: np.ndarray, predicted: np.ndarray, kind: str, k: int) ->
     raise LayerscopeError(f"unknown group kind {kind!r}; use 'true' or 'wrong-as'.")
 
 
-def class_mean_images(images: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:
+def class_mean_images(images: ImageArray, labels: np.ndarray, classes: int) -> np.ndarray:
     """(K, C, H, W) uint8: each class's mean image (the report's proxy instance of a class, section 5.3.2); zeros
     for a class with no image."""
     means = np.zeros((classes, *images.shape[1:]), np.float64)

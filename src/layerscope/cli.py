@@ -169,8 +169,9 @@ ExcludeOpt = Annotated[
 DatasetOpt = Annotated[
     str,
     typer.Option(
-        help="'mnist' (bundled), a directory holding the four IDX files, or an image folder DIR/<class>/*.png "
-        "(optionally DIR/train/<class>, DIR/test/<class>)."
+        help="'mnist' (bundled), a directory holding the four IDX files, an image folder DIR/<class>/*.png "
+        "(optionally DIR/train/<class>, DIR/test/<class>), or a list of image files: a CSV file with the columns "
+        "path,label[,split], or a Parquet file with them."
     ),
 ]
 ClassNamesOpt = Annotated[str | None, typer.Option(help="Comma-separated class names, or a file with one per line.")]
@@ -181,6 +182,16 @@ MemoryOpt = Annotated[
         metavar="SIZE",
         help="At most this much memory for the batches of capture and PCA, e.g. 4GB or 512MB (default: half the "
         "available memory, at most 4 GiB); less memory means smaller batches and more passes, the same result.",
+    ),
+]
+ImagesOpt = Annotated[
+    str,
+    typer.Option(
+        "--images",
+        metavar="auto|copy|reference",
+        help="copy: the Run keeps a copy of every image; reference: it reads them where they are (uncompressed IDX "
+        "files or image files, each file's SHA-256 checked) and keeps 32-pixel thumbnails; auto: reference past "
+        "1 GiB of pixels (images larger than their thumbnails), else copy.",
     ),
 ]
 ImageSizeOpt = Annotated[
@@ -197,14 +208,14 @@ def _model_spec(model: str | None, model_arg: list[str] | None, data: Any) -> di
     return {**spec, "args": {**spec["args"], **parse_model_args(model_arg)}}
 
 
-def _load_dataset(dataset: str, class_names: str | None, image_size: int | None) -> Any:
+def _load_dataset(dataset: str, class_names: str | None, image_size: int | None, images: str = "auto") -> Any:
     """The dataset, with a progress bar that goes away once loaded (so an error after it stays one line)."""
     from layerscope.data.datasets import load_dataset
 
     _check_range("--image-size", image_size, 1, 4096)
     with _bars() as progress:
         progress.live.transient = True
-        return load_dataset(dataset, class_names, image_size=image_size, progress=Bars(progress))
+        return load_dataset(dataset, class_names, image_size=image_size, progress=Bars(progress), images=images)
 
 
 @app.command()
@@ -213,6 +224,7 @@ def train(
     dataset: DatasetOpt = "mnist",
     class_names: ClassNamesOpt = None,
     image_size: ImageSizeOpt = None,
+    images: ImagesOpt = "auto",
     model: ModelOpt = None,
     model_arg: ModelArgOpt = None,
     include: IncludeOpt = None,
@@ -277,7 +289,7 @@ def train(
         kept = "epoch" if snapshots == "epoch" else int(snapshots) if snapshots.isdigit() else snapshots
         snapshot_steps(kept, config.epochs, 1)  # a bad value is a one-line error before any work
         _check_range("--snapshots", kept if isinstance(kept, int) else 2, 2, 1_000)
-    data = _load_dataset(dataset, class_names, image_size)
+    data = _load_dataset(dataset, class_names, image_size, images)
     spec = _model_spec(model, model_arg, data)
     with _bars() as progress:
         run = train_run(
@@ -320,6 +332,8 @@ def _print_snapshots(run: Any) -> None:
 
 def _written(run: Any, detail: str) -> None:
     m = run.manifest
+    if run.references_images:
+        detail += f", images read where they are ({run.images.describe()})"
     out.print(
         f"Run written to [bold]{run.path}[/]: test accuracy {m['metrics']['test_accuracy']:.4f}, {detail}, "
         f"capture {m['capture']['images_per_second']:,} images/s"
@@ -339,6 +353,7 @@ def import_model(
     dataset: DatasetOpt = "mnist",
     class_names: ClassNamesOpt = None,
     image_size: ImageSizeOpt = None,
+    images: ImagesOpt = "auto",
     include: IncludeOpt = None,
     exclude: ExcludeOpt = None,
     device: DeviceOpt = "auto",
@@ -359,13 +374,13 @@ def import_model(
     # the user named this class on the command line: its code is theirs to run. A model of their own is built and its
     # weights checked before the dataset is read (seconds to minutes); the report's CNN is sized to the dataset.
     if model in (None, SEED_CNN):
-        data = _load_dataset(dataset, class_names, image_size)
+        data = _load_dataset(dataset, class_names, image_size, images)
         spec = _model_spec(model, model_arg, data)
         net = load_weights(build_model(spec, trusted=True), weights)
     else:
         spec = _model_spec(model, model_arg, None)
         net = load_weights(build_model(spec, trusted=True), weights)
-        data = _load_dataset(dataset, class_names, image_size)
+        data = _load_dataset(dataset, class_names, image_size, images)
     provenance = {"imported_from": str(weights.resolve()), "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
     with _bars() as progress:
         run = create_run(

@@ -17,6 +17,7 @@ from layerscope import __version__
 from layerscope.cache import default_cache_dir, demo_run_dir
 from layerscope.capture import LayerInfo, capture_batch_size, capture_dataset, describe_layers, list_layers
 from layerscope.data.datasets import TEST, TRAIN, Dataset, load_mnist
+from layerscope.data.sources import REFERENCE_FILES
 from layerscope.graph import ModelGraph, chain_graph
 from layerscope.layers import INPUT
 from layerscope.memory import MemoryBudget, memory_budget
@@ -34,6 +35,7 @@ from layerscope.run import (
     write_dataset_arrays,
     write_json,
 )
+from layerscope.stats import SumsCollector, stage_sums
 from layerscope.topk import DEFAULT_K, TopKCollector, write_topk
 from layerscope.tracing import source_model, trace_model
 from layerscope.training import EpochRecord, TrainConfig, fit, resolve_device
@@ -168,8 +170,9 @@ def _write_snapshots(
                 model.load_state_dict(weights)  # the graph model ``net`` shares these parameters
                 folder = tmp / where
                 folder.mkdir(parents=True)
-                for name in ("images.npy", "labels.npy", "split.npy"):
-                    os.link(tmp / name, folder / name)  # the same images: no second copy on disk
+                for name in ("images.npy", *REFERENCE_FILES, "labels.npy", "split.npy"):
+                    if (tmp / name).is_file():
+                        os.link(tmp / name, folder / name)  # the same images: no second copy on disk
                 extra = {"history": [], "graph": _graph_record(graph, layers), "snapshot": {"step": step}}
                 # the PCA of dense layers now; the input's is the Run's own (the same pixels), a conv layer's is
                 # computed when first asked for (its passes over every image would cost a snapshot the most)
@@ -309,12 +312,20 @@ def _write_run(
     model.to(device).eval()
     save_weights(source_model(model), tmp / "weights.safetensors")
     if dataset_arrays:
-        write_dataset_arrays(tmp, dataset)
+        write_dataset_arrays(tmp, dataset, progress)
     # the top-k images per unit ride along the capture pass, which already has every layer's full output
     topk = TopKCollector([info.name for info in layers if info.kind != "image"], DEFAULT_K) if not snapshot else None
+    # and so do the dense layers' sums, which make their PCA below (and any later) one pass
+    sums = SumsCollector(layers, np.asarray(dataset.labels), dataset.num_classes)
+
+    def on_batch(indices: np.ndarray, outputs: dict[str, torch.Tensor]) -> None:
+        if topk is not None:
+            topk(indices, outputs)
+        sums(indices, outputs)
+
     batch = capture_batch_size(layers, budget)
     captured = capture_dataset(
-        model, dataset, layers, tmp, batch_size=batch, device=device, progress=progress, on_batch=topk
+        model, dataset, layers, tmp, batch_size=batch, device=device, progress=progress, on_batch=on_batch
     )
     probs = np.load(tmp / "probs.npy", mmap_mode="r")
     manifest: dict[str, Any] = {
@@ -338,6 +349,8 @@ def _write_run(
     run = Run(tmp, staged=True)
     if topk is not None:
         write_topk(run, topk.result(), DEFAULT_K, topk.seconds)
+    with run.update() as up:
+        stage_sums(up, sums.sums, {name: f"activations/{name}.npy" for name in sums.sums}, sums.seconds)
     pca_layers = [info.name for info in layers if info.kind in pca_kinds]
     compute_pca(
         run,

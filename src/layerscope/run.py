@@ -3,7 +3,14 @@ dashboard reads.
 
     manifest.json            format version, dataset, model spec, layers and shapes, metrics, history, what is computed
     weights.safetensors      the trained weights
-    images.npy               (N, C, H, W) uint8, train split first
+    images.npy               (N, C, H, W) uint8, train split first; or, in a Run that references its images where
+                             they are (``--images reference``, the default past 1 GiB of pixels; see
+                             ``layerscope.data.sources``):
+    images.json              where they are: IDX shards (file, offset, first image, count) or image files, with
+                             each file's SHA-256, checked as they are read
+    images.paths.npy  images.sha256.npy   (N,) bytes each image file's path, (N, 32) uint8 its SHA-256 (files)
+    thumbnails.npy           (N, C, h, w) uint8, every image at most 32 pixels a side (the dashboard's gallery)
+    class_means.npy          (K, C, H, W) uint8, each class's mean image
     labels.npy  split.npy    (N,) int64 class indices, (N,) uint8 0 = train / 1 = test
     probs.npy                (N, K) float32 softmax probabilities
     activations/<layer>.npy               (N, D) float32, dense layers whole
@@ -16,6 +23,9 @@ dashboard reads.
     neighbors/<layer>.distances.npy       UMAP take (projections/neighbors.py); (N, k) float32 their distances
     topk/<layer>.values.npy|indices.npy   (U, k) float32 descending / int64: the k images activating each unit most
     topk/<layer>.positions.npy            (U, k, 2) int32 (y, x) of each conv channel's maximum (see topk.py)
+    stats/<layer>.sum.npy|xtx.npy         (D,) and (D, D) float64: a dense layer's column sums and X^T X over every
+                                          image, taken on the capture pass, for its exact PCA in one pass (stats.py)
+    stats/<layer>.class_sum.npy           (K, D) float64 each class's column sums (the class means: / class_counts)
     timelines/<layer>/pca.npy             (S, N, 2) float32, the layer's PCA at each snapshot, aligned (timeline.py)
     snapshots/NN/                         the network as it was at snapshot NN of training, a Run of its own (its
                                           images hard links to these); the manifest's ``snapshots`` lists them
@@ -66,6 +76,7 @@ if TYPE_CHECKING:  # torch is imported when a model or a dataset is asked for, s
     from torch import nn
 
     from layerscope.data.datasets import Dataset
+    from layerscope.data.sources import ImageArray
     from layerscope.topk import TopK
 
 log = logging.getLogger("layerscope")
@@ -334,6 +345,7 @@ class Run:
             log.warning("%s: moved back the Run that an interrupted --force replacement had moved aside.", self.path)
         self.manifest = self._read_manifest()
         self.layers = [LayerInfo.from_dict(d) for d in self.manifest["layers"]]
+        self._source: ImageArray | None = None
         self._tidy()
 
     def __repr__(self) -> str:
@@ -439,8 +451,45 @@ class Run:
         return int(self.manifest["dataset"]["n_images"])
 
     @property
-    def images(self) -> np.ndarray:
-        return self.array("images.npy", (self.n_images, *self.manifest["dataset"]["image_shape"]), "u")
+    def images(self) -> ImageArray:
+        """(N, C, H, W) uint8: ``images.npy`` memory-mapped, or the source a referencing Run reads its images from
+        (indexed the same way; its files checked when first asked for). Read slices or batches of it: ``images[:]``
+        of a referencing Run reads every image file."""
+        if self._source is None:
+            from layerscope.data.sources import IMAGES_JSON, load_source
+
+            shape = self.manifest["dataset"]["image_shape"]
+            if (self.path / IMAGES_JSON).is_file():
+                self._source = load_source(self.path, shape, self.n_images, self.array)
+            else:
+                return self.array("images.npy", (self.n_images, *shape), "u")
+        return self._source
+
+    @property
+    def references_images(self) -> bool:
+        """Whether the Run reads its images where they are (``images.json``) rather than from a copy."""
+        from layerscope.data.sources import IMAGES_JSON
+
+        return (self.path / IMAGES_JSON).is_file()
+
+    @property
+    def thumbnails(self) -> np.ndarray | None:
+        """(N, C, h, w) uint8 small copies of the images, at most 32 pixels a side, that a referencing Run keeps for
+        the dashboard's gallery (reading an image file for each would be slow); None in a Run that copies them."""
+        if not self.has_array("thumbnails.npy"):
+            return None
+        c = int(self.manifest["dataset"]["image_shape"][0])
+        return self.array("thumbnails.npy", (self.n_images, c, None, None), "u")
+
+    def class_means(self) -> np.ndarray:
+        """(K, C, H, W) uint8 each class's mean image, zeros for a class without images: a referencing Run's stored
+        ones (computing them would read every image file again), else computed from the images."""
+        shape = (len(self.class_names), *self.manifest["dataset"]["image_shape"])
+        if self.has_array("class_means.npy"):
+            return np.array(self.array("class_means.npy", shape, "u"))
+        from layerscope.analysis import class_mean_images
+
+        return class_mean_images(self.images, np.asarray(self.labels), len(self.class_names))
 
     @property
     def labels(self) -> np.ndarray:
@@ -685,8 +734,8 @@ class Run:
 
     def layer_files(self, layer: str) -> list[str]:
         """The arrays the Run stores for ``layer``, by the names the Run calls them (``activations/conv1.mean.npy``,
-        ``projections/conv1/pca.npy``, ...): its activations, fitted PCA, projections, top-k images and aggregates'
-        values, those that are there (the input's values are ``images.npy``)."""
+        ``projections/conv1/pca.npy``, ...): its activations, fitted PCA, projections, top-k images, capture sums
+        (`layerscope.stats`) and aggregates' values, those that are there (the input's values are ``images.npy``)."""
         info = self.layer(layer)
         names = {
             "image": ["images.npy"],  # the input's values are the images themselves
@@ -699,6 +748,7 @@ class Run:
             *(f"projections/{layer}/{method}.npy" for method in self.manifest.get("projections", {}).get(layer, {})),
             *(f"neighbors/{layer}.{part}.npy" for part in ("indices", "distances")),
             *(f"topk/{layer}.{part}.npy" for part in ("values", "indices", "positions")),
+            *(f"stats/{layer}.{part}.npy" for part in ("sum", "xtx", "class_sum")),
             *(f"timelines/{layer}/{method}.npy" for method in (self.manifest.get("timelines") or {}).get(layer, {})),
             f"aggregates/activations/{layer}.npy",
             f"aggregates/projections/{layer}.npy",
@@ -882,8 +932,15 @@ def dataset_manifest(dataset: Dataset) -> dict[str, Any]:
     }
 
 
-def write_dataset_arrays(directory: Path, dataset: Dataset) -> None:
-    write_array(directory / "images.npy", np.ascontiguousarray(dataset.images, dtype=np.uint8))
+def write_dataset_arrays(directory: Path, dataset: Dataset, progress: ProgressFn = no_progress) -> None:
+    """A new Run's images, labels and split: ``images.npy``, or where the images are (a dataset loaded with
+    ``images="reference"``: ``layerscope.data.sources.write_reference``, one pass over them)."""
+    from layerscope.data.sources import ImageSource, write_reference
+
+    if isinstance(dataset.images, ImageSource):
+        write_reference(directory, dataset.images, np.asarray(dataset.labels), dataset.num_classes, progress)
+    else:
+        write_array(directory / "images.npy", np.ascontiguousarray(dataset.images, dtype=np.uint8))
     write_array(directory / "labels.npy", np.asarray(dataset.labels, dtype=np.int64))
     write_array(directory / "split.npy", np.asarray(dataset.split, dtype=np.uint8))
 

@@ -212,7 +212,7 @@ def test_neither_idx_nor_image_folder(tmp_path):
 
 
 def test_image_size_refused_for_idx(idx_dir):
-    with pytest.raises(LayerscopeError, match="--image-size resizes image folders only"):
+    with pytest.raises(LayerscopeError, match="--image-size resizes image files only"):
         load_dataset(idx_dir, image_size=4)
 
 

@@ -28,7 +28,6 @@ import numpy as np
 from PIL import Image
 
 from layerscope.analysis import (
-    class_mean_images,
     class_means,
     confusion,
     layer_values,
@@ -63,6 +62,9 @@ __all__ = ["LIVE", "MAX_VERSION", "DashboardState", "check_version", "is_drawing
 
 LIVE = "draw:live"  # the image key of the digit being drawn
 MAX_VERSION = 2**53  # stroke versions are a browser's numbers (assets/draw.js counts from Date.now()): exact below this
+# thumbnails shown at most this big come from a referencing Run's stored 32-pixel ones (the gallery and the hover show
+# 56 px); bigger ones (the card's 224 px) read the image itself
+SMALL_THUMBNAIL = 64
 _MEAN_KEY = re.compile(r"mean:(\d{1,9})")
 _DRAWING_KEY = re.compile(r"draw:(live|\d{1,9})")
 
@@ -124,7 +126,7 @@ class DashboardState:
         self.has_probabilities = self.run.manifest["dataset"].get("probabilities", "model") != "none"
         self.aggregates = self.run.aggregates
         # class-mean images: the proxy instances of the report (section 5.3.2); a file's own averages when it has them
-        means = class_mean_images(self.images, self.labels, len(self.class_names))
+        means = self.run.class_means()
         for k in range(len(self.class_names)):
             own = self.aggregates.of_class(k) if self.aggregates is not None else None
             if own is not None:
@@ -364,6 +366,11 @@ class DashboardState:
             return image
         return image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
 
+    @cached_property
+    def small_images(self) -> np.ndarray | None:
+        """(N, C, h, w) uint8 thumbnails a referencing Run stores (``Run.thumbnails``), else None."""
+        return self.run.thumbnails
+
     def thumbnail(self, key: int | str, size: int = 56) -> str:
         """A data-URI PNG of image ``key``, scaled to ``size`` pixels with sharp pixels."""
         key = self.image_key(key)  # a drawing is the page's own: never cached across pages
@@ -371,7 +378,14 @@ class DashboardState:
 
     @lru_cache(maxsize=20_000)  # noqa: B019
     def _thumbnail(self, key: int | str, size: int = 56) -> str:
-        image = Image.fromarray(self.image_array(key)).resize((size, size), Image.Resampling.NEAREST)
+        small = self.small_images
+        if small is not None and isinstance(key, (int, np.integer)) and size <= SMALL_THUMBNAIL:
+            # a referencing Run's stored thumbnail: a gallery page of 60 decodes no image file
+            pixels = small[int(key)]
+            array = pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)
+        else:
+            array = self.image_array(key)
+        image = Image.fromarray(np.ascontiguousarray(array)).resize((size, size), Image.Resampling.NEAREST)
         buffer = io.BytesIO()
         image.save(buffer, format="PNG", optimize=False)
         return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

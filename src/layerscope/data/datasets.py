@@ -1,22 +1,45 @@
-"""Datasets: the bundled MNIST, any directory holding the four IDX files of the MNIST layout, and image folders
-(one folder of images per class, as torchvision's ImageFolder reads them).
+"""Datasets: the bundled MNIST, any directory holding the four IDX files of the MNIST layout, image folders (one
+folder of images per class, as torchvision's ImageFolder reads them), and lists of image files (a CSV file, or a
+Parquet manifest).
 
 A dataset is held as uint8 images ``(N, C, H, W)`` with the training images first and the test images after them, in
 the files' order, so index ``i`` names the same image everywhere in layerscope. Pixels become float32 in [0, 1] only
-when a batch is handed to a model.
+when a batch is handed to a model. ``images="reference"`` leaves the images where they are, read when asked for
+(``layerscope.data.sources``): a Run of such a dataset references them instead of copying them.
+
+A list of image files is a CSV file with a header line and the columns ``path,label`` and optionally ``split``::
+
+    path,label,split
+    photos/cat/0001.jpg,cat,train
+    /data/more/dog/0002.jpg,dog,test
+
+``path``: relative to the CSV file's folder, or absolute. ``label``: a class name; when every label is a whole number
+they are class indices 0 .. K-1 instead. ``split``: ``train`` or ``test``; without the column a seeded, stratified
+sixth of each class is the test split, as for an image folder. A Parquet file (``.parquet``, read with pyarrow) holds
+the same columns.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from layerscope.data.idx import read_idx
+from layerscope.data.idx import idx_header, read_idx
+from layerscope.data.sources import (
+    REFERENCE_BYTES,
+    THUMBNAIL_SIDE,
+    IdxShard,
+    IdxSource,
+    ImageArray,
+    decode_image,
+    scan_files,
+    take,
+)
 from layerscope.errors import LayerscopeError
 from layerscope.progress import ProgressFn, no_progress
 
@@ -24,6 +47,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "IMAGE_MODES",
     "IMAGE_SUFFIXES",
     "MAX_CLASSES",
     "MNIST_DIR",
@@ -32,6 +56,7 @@ __all__ = [
     "Dataset",
     "is_image_folder",
     "load_dataset",
+    "load_file_list",
     "load_idx_dir",
     "load_image_folder",
     "load_mnist",
@@ -42,6 +67,8 @@ MNIST_DIR = Path(__file__).parent / "mnist"
 TRAIN, TEST = 0, 1
 # Labels are class indices 0 .. MAX_CLASSES - 1: a corrupt label of 2**31 - 1 must not build 2**31 class names
 MAX_CLASSES = 10_000
+# whether a Run copies the dataset's images or references them where they are ("auto": by REFERENCE_BYTES)
+IMAGE_MODES = ("auto", "copy", "reference")
 
 # Roles -> filename fragments, in the order they are tried. Fashion-MNIST, KMNIST and EMNIST use these names.
 _ROLES = {
@@ -57,7 +84,7 @@ class Dataset:
     """Images and labels of a classification dataset, train split first, then test."""
 
     name: str
-    images: np.ndarray  # (N, C, H, W) uint8
+    images: ImageArray  # (N, C, H, W) uint8: an array, or a source read when indexed (``images="reference"``)
     labels: np.ndarray  # (N,) int64
     split: np.ndarray  # (N,) uint8, TRAIN or TEST
     class_names: tuple[str, ...]
@@ -100,7 +127,7 @@ class Dataset:
         keep = np.concatenate([train, test])
         info = dict(self.info, train_limit=train_limit, test_limit=test_limit)
         return Dataset(
-            self.name, self.images[keep], self.labels[keep], self.split[keep], self.class_names, self.source, info
+            self.name, take(self.images, keep), self.labels[keep], self.split[keep], self.class_names, self.source, info
         )
 
 
@@ -184,21 +211,70 @@ def parse_class_names(value: str | os.PathLike[str] | list[str] | tuple[str, ...
     return tuple(name.strip() for name in str(value).split(","))
 
 
+def _check_mode(images: str) -> None:
+    if images not in IMAGE_MODES:
+        raise LayerscopeError(f"--images {images!r}: choose {', '.join(IMAGE_MODES)}.")
+
+
+def _references(mode: str, n: int, image_bytes: int, side: int) -> bool:
+    """Whether ``n`` images of ``image_bytes`` each, ``side`` pixels on their longer side, are referenced: asked
+    for, or ("auto") their copy would pass ``REFERENCE_BYTES`` and they are larger than their thumbnails (a
+    referencing Run keeps those: of smaller images, as many bytes as the copy)."""
+    if mode != "auto":
+        return mode == "reference"
+    return n * image_bytes > REFERENCE_BYTES and side > THUMBNAIL_SIDE
+
+
+def _idx_source(path: Path) -> IdxSource:
+    """The images of one uncompressed IDX file, in place."""
+    header = idx_header(path)
+    shape = header.shape
+    if header.dtype != np.dtype(">u1") or len(shape) not in (3, 4) or (len(shape) == 4 and shape[-1] not in (1, 3)):
+        _images_nchw(np.zeros((1, *shape[1:]), header.dtype.newbyteorder("=")), path)  # its one-line refusal
+    if shape[0] == 0 or 0 in shape:
+        _images_nchw(np.zeros(shape, np.uint8), path)
+    image_shape = (1, *shape[1:3]) if len(shape) == 3 else (shape[3], shape[1], shape[2])
+    shard = IdxShard(str(path.resolve()), header.offset, 0, shape[0]).stat()
+    return IdxSource([shard], image_shape, len(shape) == 4)
+
+
 def load_idx_dir(
     directory: str | os.PathLike[str],
     class_names: str | os.PathLike[str] | list[str] | tuple[str, ...] | None = None,
     name: str | None = None,
+    images: str = "copy",
 ) -> Dataset:
-    """Load a directory holding the four IDX files of the MNIST layout (``.gz`` or not)."""
+    """Load a directory holding the four IDX files of the MNIST layout (``.gz`` or not).
+
+    ``images``: "copy" reads them into memory; "reference" memory-maps the uncompressed images files in place (a
+    ``.gz`` file is refused); "auto" references uncompressed files whose images are larger than thumbnails and pass
+    ``REFERENCE_BYTES`` in all, and copies the rest."""
+    _check_mode(images)
     directory = Path(directory)
     if not directory.is_dir():
         raise LayerscopeError(f"{directory}: no such dataset directory.")
-    arrays = {role: read_idx(_find(directory, role)) for role in _ROLES}
+    files = {role: _find(directory, role) for role in _ROLES}
+    image_files = [files["train_images"], files["test_images"]]
+    if images == "reference":
+        compressed = [p for p in image_files if p.suffix == ".gz"]
+        if compressed:
+            raise LayerscopeError(
+                f"{compressed[0]}: a compressed IDX file cannot be read in place; gunzip it to reference its "
+                "images, or leave out --images reference to copy them."
+            )
+    sources = [_idx_source(p) for p in image_files] if not any(p.suffix == ".gz" for p in image_files) else None
+    if sources is not None:
+        c, h, w = sources[0].shape[1:]
+        if not _references(images, sum(len(src) for src in sources), c * h * w, max(h, w)):
+            sources = None
     parts = []
-    for split_name in ("train", "test"):
-        images = _images_nchw(arrays[f"{split_name}_images"], _find(directory, f"{split_name}_images"))
-        labels = _labels(arrays[f"{split_name}_labels"], _find(directory, f"{split_name}_labels"), len(images))
-        parts.append((images, labels))
+    for i, split_name in enumerate(("train", "test")):
+        pixels: ImageArray = (
+            sources[i] if sources is not None else _images_nchw(read_idx(image_files[i]), image_files[i])
+        )
+        label_file = files[f"{split_name}_labels"]
+        labels = _labels(read_idx(label_file), label_file, len(pixels))
+        parts.append((pixels, labels))
     (train_x, train_y), (test_x, test_y) = parts
     if train_x.shape[1:] != test_x.shape[1:]:
         raise LayerscopeError(
@@ -214,19 +290,26 @@ def load_idx_dir(
             f"were given; give {n_classes} names."
         )
     split = np.concatenate([np.full(len(train_y), TRAIN, np.uint8), np.full(len(test_y), TEST, np.uint8)])
+    if (
+        isinstance(train_x, IdxSource)
+        and isinstance(test_x, IdxSource)
+        and train_x.channels_last == test_x.channels_last
+    ):
+        both: ImageArray = IdxSource([*train_x.shards, *test_x.shards], train_x.shape[1:], train_x.channels_last)
+    else:
+        both = np.concatenate([train_x, test_x])
     return Dataset(
         name=name or directory.name,
-        images=np.concatenate([train_x, test_x]),
+        images=both,
         labels=labels,
         split=split,
         class_names=names,
         source=str(directory.resolve()),
+        info={"images": "reference"} if isinstance(both, IdxSource) else {},
     )
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
-# Pillow modes whose pixels are one grey value; every other mode is read as RGB
-_GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 # 1 image in 6 per class is held out for testing when a folder has no train/ and test/ (MNIST's 10,000 of 70,000)
 TEST_FRACTION = 1 / 6
 
@@ -252,43 +335,20 @@ def is_image_folder(directory: str | os.PathLike[str]) -> bool:
 
 def _read_images(files: list[Path], size: int | None, progress: ProgressFn) -> tuple[np.ndarray, bool]:
     """(N, C, H, W) uint8 of ``files``, one channel when every image is grey, else RGB; and whether any was resized."""
-    from PIL import Image, UnidentifiedImageError
-
-    # Pillow refuses images above 2 x MAX_IMAGE_PIXELS (DecompressionBombError) and only warns above MAX_IMAGE_PIXELS
-    # (89 million pixels, 268 MB as RGB): refuse those too, a class folder of such images cannot fit in memory.
-    unreadable = (
-        OSError,
-        UnidentifiedImageError,
-        ValueError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    )
-
     progress("load images", 0, len(files))
     pixels: list[np.ndarray] = []
     grey = True
     first: tuple[Path, tuple[int, int]] | None = None
     resized = False
     for i, path in enumerate(files):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                opened = Image.open(path)
-            with opened:
-                mode_grey = opened.mode in _GREY_MODES
-                image = opened.convert("L" if mode_grey else "RGB")
-                if size is not None and image.size != (size, size):
-                    image = image.resize((size, size), Image.Resampling.BILINEAR)
-                    resized = True
-                array = np.asarray(image, dtype=np.uint8)
-        except unreadable as e:
-            reason = " ".join(str(e).split()) or type(e).__name__  # one line, whatever the decoder said
-            raise LayerscopeError(f"{path}: cannot read the image ({reason}); replace or remove the file.") from e
+        array, mode_grey, was_resized = decode_image(path, path, size)  # as a referencing Run reads it later
+        resized |= was_resized
         grey &= mode_grey
+        found = (array.shape[1], array.shape[0])
         if first is None:
-            first = (path, image.size)
-        elif image.size != first[1]:
-            (w0, h0), (w1, h1) = first[1], image.size
+            first = (path, found)
+        elif found != first[1]:
+            (w0, h0), (w1, h1) = first[1], found
             raise LayerscopeError(
                 f"images differ in size: {first[0]} is {w0}x{h0} but {path} is {w1}x{h1}; resize them to one "
                 f"size, or pass --image-size N to resize every image to NxN."
@@ -310,6 +370,7 @@ def load_image_folder(
     image_size: int | None = None,
     seed: int = 0,
     progress: ProgressFn = no_progress,
+    images: str = "copy",
 ) -> Dataset:
     """Load images kept one folder per class, ``DIR/<class>/*.png`` (as torchvision's ImageFolder reads them).
 
@@ -317,7 +378,8 @@ def load_image_folder(
     each class becomes the test split (``Dataset.info`` says so). Every image must have one size, or give
     ``image_size`` to resize all to ``image_size`` x ``image_size``. Grey images give one channel; if any image has
     colour, all are RGB. Class names are the folder names, sorted, unless ``class_names`` (as many) replaces them.
-    Formats: whatever Pillow reads among ``IMAGE_SUFFIXES``.
+    Formats: whatever Pillow reads among ``IMAGE_SUFFIXES``. ``images``: "copy" decodes them now, "reference"
+    reads each file's header now and its pixels when asked for, "auto" chooses by ``REFERENCE_BYTES``.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -367,21 +429,168 @@ def load_image_folder(
         test = set(rng.permutation(len(files))[:n_test].tolist())
         parts[TRAIN] += [(f, label) for i, f in enumerate(files) if i not in test]
         parts[TEST] += [(f, label) for i, f in enumerate(files) if i in test]
-    ordered = parts[TRAIN] + parts[TEST]
-    images, resized = _read_images([f for f, _ in ordered], image_size, progress)
     info: dict[str, object] = {"layout": "image_folder"}
     if not has_splits:
         info["test_split"] = f"no train/ and test/ folders: a random 1/6 of each class (seed {seed}) is the test split"
+    return _file_dataset(name or directory.name, directory, parts, names, info, image_size, images, progress)
+
+
+def _stratified_test(labels: Sequence[int], seed: int) -> np.ndarray:
+    """(N,) bool: a seeded sixth of each class, the test split of images that come without one."""
+    labels_array = np.asarray(labels)
+    test = np.zeros(len(labels_array), bool)
+    rng = np.random.default_rng(seed)
+    for label in np.unique(labels_array):
+        members = np.flatnonzero(labels_array == label)
+        n_test = int(round(len(members) * TEST_FRACTION)) if len(members) > 1 else 0
+        test[members[rng.permutation(len(members))[:n_test]]] = True
+    return test
+
+
+def _list_rows(path: Path) -> tuple[list[str], list[str], list[str] | None]:
+    """(paths, labels, splits or None) of a CSV file or a Parquet manifest of image files."""
+    if path.suffix.lower() == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise LayerscopeError(
+                f"{path}: reading a Parquet manifest needs pyarrow (pip install pyarrow); or give a CSV file."
+            ) from None
+        try:
+            table = pq.read_table(path)
+        except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+            reason = " ".join(str(e).split())[:200]
+            raise LayerscopeError(f"{path}: not a readable Parquet file ({reason}).") from None
+        columns = {name.lower(): name for name in table.column_names}
+        if "image" in columns and "path" not in columns:
+            raise LayerscopeError(
+                f"{path}: images stored inside a Parquet file are not read yet; give a 'path' column of image files."
+            )
+        rows = {
+            key: [str(v) for v in table.column(columns[key]).to_pylist()]
+            for key in columns
+            if key in ("path", "label", "split")
+        }
+    else:
+        import csv
+
+        try:
+            with path.open(newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                fields = {name.strip().lower(): name for name in reader.fieldnames or []}
+                raw = list(reader)
+        except (OSError, UnicodeDecodeError, csv.Error) as e:
+            reason = " ".join(str(e).split())[:200]
+            raise LayerscopeError(f"{path}: cannot read the list of images ({reason}); give a UTF-8 CSV file.") from e
+        rows = {
+            key: [(r.get(fields[key]) or "").strip() for r in raw]
+            for key in fields
+            if key in ("path", "label", "split")
+        }
+    missing = [key for key in ("path", "label") if key not in rows]
+    if missing:
+        raise LayerscopeError(
+            f"{path}: no {missing[0]!r} column; a list of images has the columns path,label and optionally split."
+        )
+    return rows["path"], rows["label"], rows.get("split")
+
+
+def load_file_list(
+    path: str | os.PathLike[str],
+    class_names: str | os.PathLike[str] | list[str] | tuple[str, ...] | None = None,
+    name: str | None = None,
+    image_size: int | None = None,
+    seed: int = 0,
+    progress: ProgressFn = no_progress,
+    images: str = "copy",
+) -> Dataset:
+    """Load the image files a CSV file or a Parquet manifest lists (the format is in the module's docstring): a
+    dataset too large for one folder, or spread over disks. Otherwise as ``load_image_folder``."""
+    path = Path(path)
+    if not path.is_file():
+        raise LayerscopeError(f"{path}: no such list of images.")
+    if image_size is not None and image_size < 1:
+        raise LayerscopeError(f"--image-size must be at least 1 (got {image_size}).")
+    paths, labels, splits = _list_rows(path)
+    if not paths:
+        raise LayerscopeError(f"{path} lists no images; give one line per image: path,label[,split].")
+    for i, (file, label) in enumerate(zip(paths, labels, strict=True)):
+        if not file or not label:
+            raise LayerscopeError(f"{path}: row {i + 1} has no {'path' if not file else 'label'}; give both.")
+    if all(label.isdigit() for label in labels):
+        indices = [int(label) for label in labels]
+        _check_class_count(max(indices) + 1, "classes")
+        folders = [str(k) for k in range(max(indices) + 1)]
+    else:
+        folders = sorted(set(labels))
+        _check_class_count(len(folders), "classes")
+        position = {label: k for k, label in enumerate(folders)}
+        indices = [position[label] for label in labels]
+    names = parse_class_names(class_names) or tuple(folders)
+    if len(names) != len(folders):
+        raise LayerscopeError(
+            f"{path} has {len(folders)} classes but {len(names)} class names were given; give {len(folders)}."
+        )
+    if splits is not None:
+        bad = sorted({s for s in splits} - {"train", "test"})
+        if bad:
+            raise LayerscopeError(f"{path}: split {bad[0]!r}; a split is 'train' or 'test'.")
+        test = np.array([s == "test" for s in splits])
+    else:
+        test = _stratified_test(indices, seed)
+    if test.all():
+        raise LayerscopeError(f"{path} lists no training images; mark some 'train'.")
+    root = path.parent
+    parts: dict[int, list[tuple[Path, int]]] = {TRAIN: [], TEST: []}
+    for file, k, is_test in zip(paths, indices, test.tolist(), strict=True):
+        parts[TEST if is_test else TRAIN].append((root / file, k))
+    info: dict[str, object] = {"layout": "file_list"}
+    if splits is None:
+        info["test_split"] = f"no split column: a random 1/6 of each class (seed {seed}) is the test split"
+    return _file_dataset(name or path.stem, root, parts, names, info, image_size, images, progress)
+
+
+def _file_dataset(
+    name: str,
+    root: Path,
+    parts: dict[int, list[tuple[Path, int]]],
+    names: tuple[str, ...],
+    info: dict[str, object],
+    image_size: int | None,
+    images: str,
+    progress: ProgressFn,
+) -> Dataset:
+    """A dataset of image files, ``parts[TRAIN]`` then ``parts[TEST]`` as (file, class index): decoded now ("copy"),
+    or read when asked for ("reference"; "auto": by ``_references``, from the first image's size and mode)."""
+    _check_mode(images)
+    ordered = parts[TRAIN] + parts[TEST]
+    files = [f for f, _ in ordered]
+    pixels: ImageArray
+    reference = images == "reference"
+    if images == "auto" and files:
+        from PIL import Image
+
+        try:
+            with Image.open(files[0]) as first:
+                w, h = (image_size, image_size) if image_size is not None else first.size
+                channels = 3 if first.mode not in ("1", "L", "LA", "I", "I;16", "F") else 1
+            reference = _references(images, len(files), channels * h * w, max(h, w))
+        except (OSError, ValueError):
+            reference = False  # the copy's reading says, in one line, what is wrong with it
+    if reference:
+        pixels, resized = scan_files(files, image_size, root, progress)
+        info = {**info, "images": "reference"}
+    else:
+        pixels, resized = _read_images(files, image_size, progress)
     if image_size is not None:
-        info["image_size"] = image_size
-        info["resized"] = resized
+        info = {**info, "image_size": image_size, "resized": resized}
     return Dataset(
-        name=name or directory.name,
-        images=images,
+        name=name,
+        images=pixels,
         labels=np.array([label for _, label in ordered], dtype=np.int64),
         split=np.array([TRAIN] * len(parts[TRAIN]) + [TEST] * len(parts[TEST]), dtype=np.uint8),
         class_names=names,
-        source=str(directory.resolve()),
+        source=str(root.resolve()),
         info=info,
     )
 
@@ -406,23 +615,34 @@ def load_dataset(
     class_names: str | os.PathLike[str] | list[str] | tuple[str, ...] | None = None,
     image_size: int | None = None,
     progress: ProgressFn = no_progress,
+    images: str = "auto",
 ) -> Dataset:
-    """``None`` or ``"mnist"``: the bundled MNIST; a directory of IDX files (the MNIST layout); or an image folder
-    (``DIR/<class>/*.png``, optionally under ``train/`` and ``test/``), told apart by what the directory holds.
-    ``image_size`` resizes an image folder's images (IDX images are used as they are)."""
+    """``None`` or ``"mnist"``: the bundled MNIST; a directory of IDX files (the MNIST layout); an image folder
+    (``DIR/<class>/*.png``, optionally under ``train/`` and ``test/``), told apart by what the directory holds; or a
+    list of image files (a ``.csv`` file, or a ``.parquet`` manifest). ``image_size`` resizes image files (IDX
+    images are used as they are). ``images``: copy them, reference them where they are, or "auto" (see
+    ``IMAGE_MODES`` and ``load_idx_dir``)."""
+    _check_mode(images)
     if spec is None or str(spec) in ("mnist", "bundled:mnist"):
+        if images == "reference":
+            raise LayerscopeError(
+                "the bundled MNIST is compressed and small (55 MB as pixels): a Run copies it. Leave out --images "
+                "reference."
+            )
         dataset = load_mnist(class_names)
     else:
         directory = Path(spec)
+        if directory.is_file() and directory.suffix.lower() in (".csv", ".parquet"):
+            return load_file_list(directory, class_names, image_size=image_size, progress=progress, images=images)
         if not directory.is_dir():
             raise LayerscopeError(
-                f"{directory}: no such dataset directory; give 'mnist', a directory of IDX files, or an image "
-                "folder (DIR/<class>/*.png)."
+                f"{directory}: no such dataset directory; give 'mnist', a directory of IDX files, an image "
+                "folder (DIR/<class>/*.png), or a list of image files (.csv, .parquet)."
             )
         if _is_idx_dir(directory):
-            dataset = load_idx_dir(directory, class_names=class_names)
+            dataset = load_idx_dir(directory, class_names=class_names, images=images)
         elif is_image_folder(directory):
-            return load_image_folder(directory, class_names, image_size=image_size, progress=progress)
+            return load_image_folder(directory, class_names, image_size=image_size, progress=progress, images=images)
         else:
             raise LayerscopeError(
                 f"{directory} holds neither IDX files (train-images, train-labels, t10k-images, t10k-labels) nor "
@@ -430,7 +650,7 @@ def load_dataset(
             )
     if image_size is not None and dataset.image_shape[1:] != (image_size, image_size):
         raise LayerscopeError(
-            f"--image-size resizes image folders only; {dataset.name} has {dataset.image_shape[1]}x"
+            f"--image-size resizes image files only; {dataset.name} has {dataset.image_shape[1]}x"
             f"{dataset.image_shape[2]} IDX images. Leave --image-size out."
         )
     return dataset

@@ -16,14 +16,14 @@ import os
 import struct
 import zlib
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
 from layerscope.atomic import atomic_write
 from layerscope.errors import IdxError
 
-__all__ = ["MAX_BYTES", "MAX_BYTES_ENV", "max_bytes", "read_idx", "write_idx"]
+__all__ = ["MAX_BYTES", "MAX_BYTES_ENV", "IdxHeader", "idx_header", "max_bytes", "read_idx", "write_idx"]
 
 MAX_BYTES = 4 * 2**30  # EMNIST ByClass, the largest of the family, holds 0.6 GB of images
 MAX_BYTES_ENV = "LAYERSCOPE_MAX_IDX_BYTES"
@@ -70,23 +70,7 @@ def _read_at_most(f: _Reader, n: int) -> bytearray:
 
 
 def _parse(path: Path, f: _Reader) -> np.ndarray:
-    head = _read_at_most(f, 4)
-    if len(head) < 4:
-        raise IdxError(f"{path}: {len(head)} bytes is too short for an IDX header; the file is truncated.")
-    zero, code, ndim = struct.unpack(">HBB", head)
-    if zero != 0:
-        raise IdxError(f"{path}: not an IDX file (magic number 0x{head.hex()} does not start with 0x0000).")
-    if code not in _DTYPES:
-        raise IdxError(f"{path}: unknown IDX type code 0x{code:02x} (expected one of 08 09 0b 0c 0d 0e).")
-    if ndim == 0:
-        raise IdxError(f"{path}: IDX header declares 0 dimensions.")
-    if ndim > _MAX_NDIM:
-        raise IdxError(f"{path}: IDX header declares {ndim} dimensions; numpy arrays have at most {_MAX_NDIM}.")
-    dims = _read_at_most(f, 4 * ndim)
-    if len(dims) < 4 * ndim:
-        raise IdxError(f"{path}: truncated inside the header ({4 + len(dims)} of {4 + 4 * ndim} bytes).")
-    shape = struct.unpack(f">{ndim}I", dims)
-    dtype = _DTYPES[code]
+    shape, dtype, _ = _header(path, f)
     expected = math.prod(shape) * dtype.itemsize  # Python ints: 65536**4 does not wrap as an int64 product does
     # numpy refuses even an empty array whose nonzero dimensions multiply past its index range: count those too
     span = math.prod(d for d in shape if d) * dtype.itemsize
@@ -109,6 +93,59 @@ def _parse(path: Path, f: _Reader) -> np.ndarray:
     if not dtype.isnative:
         array = array.byteswap(inplace=True).view(dtype.newbyteorder("="))
     return array
+
+
+def _header(path: Path, f: _Reader) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, header bytes) of the IDX file open as ``f``, its header read and checked."""
+    head = _read_at_most(f, 4)
+    if len(head) < 4:
+        raise IdxError(f"{path}: {len(head)} bytes is too short for an IDX header; the file is truncated.")
+    zero, code, ndim = struct.unpack(">HBB", head)
+    if zero != 0:
+        raise IdxError(f"{path}: not an IDX file (magic number 0x{head.hex()} does not start with 0x0000).")
+    if code not in _DTYPES:
+        raise IdxError(f"{path}: unknown IDX type code 0x{code:02x} (expected one of 08 09 0b 0c 0d 0e).")
+    if ndim == 0:
+        raise IdxError(f"{path}: IDX header declares 0 dimensions.")
+    if ndim > _MAX_NDIM:
+        raise IdxError(f"{path}: IDX header declares {ndim} dimensions; numpy arrays have at most {_MAX_NDIM}.")
+    dims = _read_at_most(f, 4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise IdxError(f"{path}: truncated inside the header ({4 + len(dims)} of {4 + 4 * ndim} bytes).")
+    shape = struct.unpack(f">{ndim}I", dims)
+    return tuple(int(d) for d in shape), _DTYPES[code], 4 + 4 * ndim
+
+
+class IdxHeader(NamedTuple):
+    """Where an uncompressed IDX file's values are: ``shape`` and ``dtype`` (big-endian), from byte ``offset``."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    offset: int
+
+
+def idx_header(path: str | os.PathLike[str]) -> IdxHeader:
+    """The header of an uncompressed IDX file, checked against the file's length, without reading its values: what
+    reading them in place needs (``layerscope.data.sources``). A ``.gz`` file cannot be read in place."""
+    path = Path(path)
+    if path.suffix == ".gz":
+        raise IdxError(f"{path}: a compressed IDX file cannot be read in place; gunzip it first.")
+    if not path.is_file():
+        raise IdxError(f"{path}: no such IDX file. Check the path (a dataset directory holds the four IDX files).")
+    try:
+        with path.open("rb") as f:
+            shape, dtype, offset = _header(path, f)
+            size = os.fstat(f.fileno()).st_size
+    except OSError as e:
+        raise IdxError(f"{path}: cannot read the file ({' '.join(str(e).split())}).") from e
+    expected = math.prod(shape) * dtype.itemsize
+    if size - offset != expected:
+        what = "truncated" if size - offset < expected else "longer than its header says"
+        raise IdxError(
+            f"{path}: {what}: header {shape} needs {expected} bytes of data, found {size - offset}. "
+            "Download the file again."
+        )
+    return IdxHeader(shape, dtype, offset)
 
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:

@@ -28,7 +28,7 @@ from torch import nn
 
 from layerscope.atomic import atomic_write
 from layerscope.errors import LayerscopeError
-from layerscope.featurevis.prior import ImagePrior, distance_to_data, image_prior
+from layerscope.featurevis.prior import SAMPLE, ImagePrior, distance_to_data, image_prior
 from layerscope.featurevis.render import ACCENT_STEPS, Accentuation, accentuate, visualize
 from layerscope.names import check_path_name
 from layerscope.progress import ProgressFn, in_parts, no_progress
@@ -85,7 +85,10 @@ def run_prior(run: Run) -> ImagePrior:
     from layerscope.data.datasets import TRAIN
 
     train = np.flatnonzero(run.split == TRAIN)
-    return image_prior(run.images[train if len(train) else slice(None)])
+    pool = train if len(train) else np.arange(run.n_images)
+    # the sample image_prior draws, read alone: a referencing Run does not read every image file for it
+    pick = np.sort(np.random.default_rng(0).choice(len(pool), size=min(len(pool), SAMPLE), replace=False))
+    return image_prior(run.images[pool[pick]])
 
 
 def _dataset_best(run: Run, layer: str, unit: int) -> tuple[float, int] | None:

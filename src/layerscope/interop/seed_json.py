@@ -602,17 +602,9 @@ def export_nn_data(
         agg_activations, agg_projections = aggregates.activations, aggregates.projections
         agg_listed = [bool(a.get("listed")) for a in run.manifest["aggregates"]]
     else:  # one average instance per class, listed first under it: its mean image and mean activations
-        images_all, labels_all = run.images, np.asarray(run.labels)
         agg_names = [f"average-{keys[k]}" for k in range(len(keys))]
         agg_labels = np.arange(len(keys))
-        agg_images = np.stack(
-            [
-                np.rint(np.asarray(images_all[labels_all == k], np.float64).mean(0)).astype(np.uint8)
-                if (labels_all == k).any()
-                else np.zeros(images_all.shape[1:], np.uint8)
-                for k in range(len(keys))
-            ]
-        )
+        agg_images = run.class_means()
         agg_activations = {layer: class_means(run, layer) for layer in dense}
         agg_projections = {}
         agg_listed = [True] * len(agg_names)
