@@ -1,8 +1,8 @@
 """Capture a Run's layers again, on this machine (``engine="local"``) or on a Ray cluster (``engine="ray"``).
 
-Both write the same arrays: ``probs.npy``, every layer's ``activations/`` and the top-k images per unit, into a
-temporary directory inside the Run, then commit them to the Run in one update (`Run.update`), so a capture that fails
-or is stopped leaves the Run as it was.
+Both write the same arrays: ``probs.npy``, every layer's ``activations/``, the top-k images per unit and the dense
+layers' sums for PCA and class means (`layerscope.stats`), into a temporary directory inside the Run, then commit
+them to the Run in one update (`Run.update`), so a capture that fails or is stopped leaves the Run as it was.
 
 The Ray engine runs the forward passes through Ray Data: the batches of image indices are a dataset, the model is
 held by a pool of actors (``map_batches`` with a callable class, ``--gpus-per-worker`` GPUs each), and each actor
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from layerscope.atomic import temp_prefix
 from layerscope.capture import CAPTURE_BATCH, capture_batch_size, capture_dataset
@@ -30,6 +31,7 @@ from layerscope.errors import LayerscopeError
 from layerscope.memory import MemoryBudget, memory_budget
 from layerscope.progress import ProgressFn, no_progress
 from layerscope.run import Run, now
+from layerscope.stats import SumsCollector, stage_sums
 from layerscope.topk import DEFAULT_K, TopKCollector, stage_topk
 
 __all__ = ["ENGINES", "capture_run"]
@@ -68,6 +70,8 @@ def capture_run(
     batch = batch_size or capture_batch_size(layers, budget, CAPTURE_BATCH)
     names = [info.name for info in layers if info.kind != "image"]
     collector = TopKCollector(names, DEFAULT_K)
+    labels = np.asarray(run.labels)
+    sums = SumsCollector(layers, labels, len(run.class_names))
     tmp = Path(tempfile.mkdtemp(prefix=temp_prefix("capture"), suffix=".tmp", dir=run.path))
     try:
         start = time.perf_counter()
@@ -76,15 +80,20 @@ def capture_run(
 
             dev = resolve_device(device)
             model = run.load_model(dev)
+
+            def on_batch(indices: np.ndarray, outputs: dict[str, torch.Tensor]) -> None:
+                collector(indices, outputs)
+                sums(indices, outputs)
+
             captured = capture_dataset(
-                model, run.dataset(), layers, tmp, batch_size=batch, device=dev, progress=progress, on_batch=collector
+                model, run.dataset(), layers, tmp, batch_size=batch, device=dev, progress=progress, on_batch=on_batch
             )
             files, extra = captured.files, dict[str, Any]()
         else:
             from layerscope.ray_engine import capture_with_ray
 
             files, extra = capture_with_ray(
-                run, tmp, batch, collector, address, workers, gpus_per_worker, device, progress
+                run, tmp, batch, collector, sums, address, workers, gpus_per_worker, device, progress
             )
         seconds = time.perf_counter() - start
         n = run.n_images
@@ -101,12 +110,14 @@ def capture_run(
         probs = np.load(tmp / "probs.npy", mmap_mode="r")
         from layerscope.pipeline import _metrics
 
-        metrics = _metrics(np.asarray(probs), np.asarray(run.labels), np.asarray(run.split))
+        metrics = _metrics(np.asarray(probs), labels, np.asarray(run.split))
         del probs
         with run.update() as up:
             for relpath in files:
                 up.adopt(relpath, tmp / relpath)
             stage_topk(up, topk, DEFAULT_K, collector.seconds)
+            of = {name: f"activations/{name}.npy" for name in sums.sums}
+            stage_sums(up, sums.sums, {name: up.files.get(rel, rel) for name, rel in of.items()}, sums.seconds)
 
             def change(manifest: dict[str, Any]) -> None:
                 manifest["capture"] = meta

@@ -208,6 +208,21 @@ def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
             if not isinstance(layer, str) or layer not in names:
                 raise c.fail(f"topk.layers[{i}]", f"{_shown(layer)} is not a layer of the Run")
 
+    stats = m.get("stats")
+    if stats is not None:
+        c.of(stats, dict, "stats")
+        c.count(stats.get("count"), "stats.count", 1, MAX_IMAGES)
+        for i, value in enumerate(c.of(stats.get("class_counts", []), list, "stats.class_counts")):
+            c.count(value, f"stats.class_counts[{i}]", 0, MAX_IMAGES)
+
+        def stats_layer(layer: str, entry: Any, key: str) -> None:
+            if layer not in names:
+                raise c.fail(key, "names a layer the Run does not have")
+            if not check_relpath(c.of(entry, dict, key).get("of")):
+                raise c.fail(f"{key}.of", f"{_shown(entry.get('of'))} is not a path inside the Run")
+
+        c.mapping(stats.get("layers", {}), "stats.layers", stats_layer)
+
     def file_entry(logical: str, actual: Any, key: str) -> None:
         if not check_relpath(logical) or not check_relpath(actual):
             raise c.fail(key, f"{_shown(actual)} is not a path inside the Run")

@@ -1,5 +1,5 @@
 """The Ray engine of `layerscope.engine.capture_run`: forward passes on a pool of Ray Data actors that write their rows
-straight into the capture's memory-mapped arrays and send back only each batch's top-k per unit.
+straight into the capture's memory-mapped arrays and send back only each block's top-k per unit and sums.
 
 Ray is an optional extra (``pip install 'layerscope[ray]'``); nothing here is imported without it.
 """
@@ -17,6 +17,7 @@ from layerscope.capture import iter_layer_batches, open_outputs, output_shapes, 
 from layerscope.errors import LayerscopeError
 from layerscope.progress import ProgressFn
 from layerscope.run import Run
+from layerscope.stats import LAYER_SUMS_PARTS, LayerSums, SumsCollector
 from layerscope.topk import DEFAULT_K, TopK, TopKCollector
 
 __all__ = ["capture_with_ray"]
@@ -47,8 +48,9 @@ class FileRows:
 class CaptureWorker:
     """A Ray Data actor: the Run's model, and the capture's arrays to write rows into. Called with a block of batch
     numbers (``{"data": [b, b + 1, ...]}``, consecutive), it captures images ``b * size`` to ``(b + 1) * size`` of
-    each (the batches of a local capture, so the two give the same numbers) and returns each batch's top-k per
-    unit."""
+    each (the batches of a local capture, so the two give the same numbers) and returns one row: the block's top-k
+    per unit and its sums (`layerscope.stats`). Per block, not per batch: a dense layer's X^T X is D x D floats
+    whatever the rows, as many bytes as 2D / (rows of the block) times the block's activations."""
 
     def __init__(self, run_path: str, trusted: bool, out_dir: str, size: int, device: str) -> None:
         from layerscope.training import resolve_device
@@ -62,28 +64,33 @@ class CaptureWorker:
         names = output_shapes(self.layers, self.run.n_images, self.dataset.num_classes)
         self.arrays = {name: FileRows(Path(out_dir) / name) for name in names}
         self.size = size
+        self.labels = np.asarray(self.run.labels)
+        # a conv map's width, which turns top-k (y, x) positions back into the accumulator's y * W + x
+        self.widths = {info.name: info.shape[2] for info in self.layers if info.kind == "conv"}
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out: dict[str, list[Any]] = {"batch": [], "pid": []}
         n = self.run.n_images
         numbers = np.asarray(rows["data"], dtype=np.int64)
         indices = np.concatenate([np.arange(b * self.size, min((b + 1) * self.size, n)) for b in numbers])
         batches = iter_layer_batches(
             self.model, self.dataset, self.names, indices, self.size, self.device, stop_early=False
         )
-        for b, (batch, outputs) in zip(numbers.tolist(), batches, strict=True):
+        topk = TopKCollector(self.names, DEFAULT_K)
+        sums = SumsCollector(self.layers, self.labels, self.dataset.num_classes)
+        for batch, outputs in batches:
             write_outputs(self.arrays, self.layers, batch, outputs)
-            collector = TopKCollector(self.names, DEFAULT_K)
-            collector(batch, outputs)
-            out["batch"].append(np.int64(b))
-            out["pid"].append(np.int64(os.getpid()))
-            for name, topk in collector.result().items():
-                # a conv map's width, which turns (y, x) positions back into the accumulator's y * W + x
-                width = outputs[name].shape[3] if outputs[name].ndim == 4 else 0
-                out.setdefault(f"{name}|width", []).append(np.int64(width))
-                for part, value in _parts(topk).items():
-                    out.setdefault(f"{name}|{part}", []).append(value)
-        return {key: np.stack(values) for key, values in out.items()}
+            topk(batch, outputs)
+            sums(batch, outputs)
+        # one row: the block's top-k per unit and its sums, merged on the driver
+        out: dict[str, Any] = {"first": numbers[0], "batches": len(numbers), "images": len(indices), "pid": os.getpid()}
+        for name, part in topk.result().items():
+            out[f"{name}|width"] = self.widths.get(name, 0)
+            for key, value in _parts(part).items():
+                out[f"{name}|{key}"] = value
+        for name, layer_sums in sums.sums.items():
+            for key, value in layer_sums.parts().items():
+                out[f"{name}|sums|{key}"] = value
+        return {key: np.asarray(value)[None] for key, value in out.items()}
 
 
 def _parts(topk: TopK) -> dict[str, np.ndarray]:
@@ -137,14 +144,15 @@ def capture_with_ray(
     out_dir: Path,
     batch: int,
     collector: TopKCollector,
+    sums: SumsCollector,
     address: str | None,
     workers: int | None,
     gpus_per_worker: float,
     device: str,
     progress: ProgressFn,
 ) -> tuple[list[str], dict[str, Any]]:
-    """Capture ``run`` into ``out_dir`` on a Ray actor pool; merge each batch's top-k into ``collector``. Returns the
-    files written (by the Run's names) and what the manifest records of the engine."""
+    """Capture ``run`` into ``out_dir`` on a Ray actor pool; merge each block's top-k into ``collector`` and its sums
+    into ``sums``. Returns the files written (by the Run's names) and what the manifest records of the engine."""
     # Ray's tqdm replaces builtins.print for good the first time it draws a bar in this process, which breaks
     # numba's compilation of code that prints (pynndescent's) later in the same process
     os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
@@ -182,7 +190,7 @@ def capture_with_ray(
         cpus_each = max(cpus // workers, 1) if not gpus_per_worker else 1
         # the batch numbers, put in the object store from here: a read task would wait for a CPU the actors hold
         # (a block is one actor call: its results come back, and a restarted worker runs it again, whole)
-        blocks = np.array_split(np.arange(batches, dtype=np.int64), min(batches, max(workers * 4, batches // 8)))
+        blocks = np.array_split(np.arange(batches, dtype=np.int64), min(batches, max(workers * 8, batches // 8)))
         source = ray.data.from_numpy(blocks)  # column "data"; renaming it would be a task of its own
         results = source.map_batches(
             CaptureWorker,
@@ -202,23 +210,34 @@ def capture_with_ray(
         merged: set[int] = set()
         pids: set[int] = set()
         progress("capture", 0, n)
-        start, first = time.perf_counter(), None
+        start, first, done, images = time.perf_counter(), None, 0, 0
         try:
             for row in results.iter_rows():
                 first = first if first is not None else time.perf_counter() - start
-                b = int(row["batch"])
+                block = int(row["first"])
                 pids.add(int(row["pid"]))
-                if b in merged:  # a retried batch whose first result also arrived
+                if block in merged:  # a retried block whose first result also arrived
                     continue
-                merged.add(b)
+                merged.add(block)
+                done += int(row["batches"])
+                seen = int(row["images"])
                 for name, accumulator in collector.accumulators.items():
                     part = TopK(row[f"{name}|values"], row[f"{name}|indices"], row.get(f"{name}|positions"))
-                    accumulator.merge(part, int(row[f"{name}|width"]), min(batch, n - b * batch))
-                progress("capture", min(len(merged) * batch, n), n)
+                    accumulator.merge(part, int(row[f"{name}|width"]), seen)
+                merging = time.perf_counter()
+                sums.merge(
+                    {
+                        name: LayerSums.from_parts({key: row[f"{name}|sums|{key}"] for key in LAYER_SUMS_PARTS})
+                        for name in sums.sums
+                    }
+                )
+                sums.seconds += time.perf_counter() - merging
+                images += seen
+                progress("capture", images, n)
         except ray.exceptions.RayError as e:
             raise LayerscopeError(f"the Ray capture failed: {_reason(e)}") from e
-        if len(merged) != batches:
-            raise LayerscopeError(f"the Ray capture returned {len(merged)} of {batches} batches; run it again.")
+        if done != batches:
+            raise LayerscopeError(f"the Ray capture returned {done} of {batches} batches; run it again.")
         extra = {
             "workers": workers,
             "worker_processes": len(pids),

@@ -1,5 +1,6 @@
-"""`layerscope capture RUN [--engine ray]`: the local and the Ray engine write the same Run, a Ray worker killed
-mid-capture is restarted and its batches run again, and a capture that fails leaves the Run as it was. Ray runs on
+"""`layerscope capture RUN [--engine ray]`: the local and the Ray engine write the same Run (the dense layers' sums
+for PCA too, which PCA then takes in place of its first pass), a Ray worker killed mid-capture is restarted and its
+batches run again, and a capture that fails leaves the Run as it was. Ray runs on
 this machine (two CPUs, as the CI machine has); the Run is the shipped weights over 1,500 MNIST images."""
 
 import builtins
@@ -18,7 +19,9 @@ from layerscope.errors import LayerscopeError, RunError
 from layerscope.interop.seed_json import import_nn_data
 from layerscope.models.pretrained import pretrained_seed_cnn
 from layerscope.pipeline import create_run
+from layerscope.projections.compute import compute_pca
 from layerscope.run import Run
+from layerscope.stats import stored_sums
 from tests import nn_data
 
 ray = pytest.importorskip("ray")
@@ -53,10 +56,10 @@ def copy(run: Run, path) -> Run:
 
 
 def arrays(run: Run) -> dict[str, np.ndarray]:
-    """Every array a capture writes, by the Run's names."""
+    """Every array a capture writes, by the Run's names: the sums of dense layers too."""
     names = ["probs.npy"]
     for layer in run.layer_names:
-        names += [name for name in run.layer_files(layer) if name.startswith(("activations/", "topk/"))]
+        names += [name for name in run.layer_files(layer) if name.startswith(("activations/", "topk/", "stats/"))]
     return {name: np.asarray(run.array(name, kinds="fiu")) for name in names}
 
 
@@ -100,6 +103,58 @@ def test_a_ray_capture_equals_the_local_one(original, tmp_path, cluster):
     assert_same(arrays(Run(on_ray.path)), arrays(Run(local.path)))
     assert Run(on_ray.path).manifest["metrics"] == Run(local.path).manifest["metrics"]
     assert leftovers(Run(on_ray.path)) == []
+
+
+def test_pca_from_the_capture_sums_equals_pca_from_scratch_and_a_new_capture_replaces_them(original, tmp_path):
+    run = copy(original, tmp_path / "run")
+    capture_run(run, "local", batch_size=BATCH, device="cpu")
+    run = Run(run.path)
+    dense = [info.name for info in run.layers if info.kind == "dense"]
+    assert dense and all(stored_sums(run, name) is not None for name in dense)
+    scratch = copy(run, tmp_path / "scratch")
+    scratch.update_manifest(lambda m: m.pop("stats"))
+    assert stored_sums(scratch, dense[0]) is None
+    from_sums = compute_pca(run, dense, quality=False)
+    from_rows = compute_pca(scratch, dense, quality=False)
+    for name in dense:
+        assert from_sums[name].meta["capture_sums"] and from_sums[name].meta["passes"] == 1
+        assert not from_rows[name].meta["capture_sums"] and from_rows[name].meta["passes"] == 2
+        got, want = from_sums[name].embedding, from_rows[name].embedding  # float32 scores up to ~50
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=name)
+        # the map that places new inputs: the mean, and the two components shown (the trailing ones of a layer
+        # with dead units span a null space in which any basis is right)
+        got, want = (Run(r.path).features(name, "pca_components")[:2] for r in (run, scratch))
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=name)
+        got, want = (Run(r.path).features(name, "pca_mean") for r in (run, scratch))
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=name)
+        ratios = [p[name].meta["explained_variance_ratio"] for p in (from_sums, from_rows)]
+        np.testing.assert_allclose(*ratios, rtol=1e-5)
+
+    # activations rewritten without new sums (an older layerscope's capture): the sums are of other rows now
+    layer = dense[0]
+    changed = np.asarray(run.activations(layer)) * 2 + 1
+    with run.update() as up:
+        up.write_array(f"activations/{layer}.npy", changed)
+    assert stored_sums(run, layer) is None
+    fitted = compute_pca(run, [layer], quality=False)[layer]
+    assert not fitted.meta["capture_sums"]
+    np.testing.assert_allclose(Run(run.path).features(layer, "pca_mean"), changed.mean(0), rtol=1e-5, atol=1e-5)
+    # a new capture brings sums of what it stores, in place of the old ones
+    old_files = {part: Run(run.path).file(f"stats/{layer}.{part}.npy") for part in ("sum", "xtx")}
+    capture_run(run, "local", batch_size=BATCH, device="cpu")
+    run = Run(run.path)
+    sums = stored_sums(run, layer)
+    assert (
+        sums is not None
+        and run.manifest["stats"]["layers"][layer]["of"] == run.manifest["files"][f"activations/{layer}.npy"]
+    )
+    assert not any(path.exists() for path in old_files.values())
+    rows = np.asarray(run.activations(layer), np.float64)
+    np.testing.assert_allclose(sums["sum"], rows.sum(0), rtol=1e-6)
+    np.testing.assert_allclose(sums["xtx"], rows.T @ rows, rtol=1e-6, atol=1e-6 * np.abs(rows.T @ rows).max())
+    labels = np.asarray(run.labels)
+    np.testing.assert_array_equal(sums["class_counts"], np.bincount(labels, minlength=len(run.class_names)))
+    np.testing.assert_allclose(sums["class_sum"][3], rows[labels == 3].sum(0), rtol=1e-6, atol=1e-6)
 
 
 def _worker_pids() -> list[int]:

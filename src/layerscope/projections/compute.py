@@ -1,8 +1,10 @@
 """Compute and store the 2-D projections of a Run's layers, with their quality figures.
 
 PCA runs over every layer's full activations, streamed (conv layers are recomputed from the model, batch by batch,
-never stored). Its leading 50 scores are kept as the input of t-SNE, UMAP, LDA and Isomap for layers wider than
-100 units, as is standard practice for t-SNE; narrower layers (the dense ones) feed those methods directly.
+never stored); a dense layer's X^T X and column sums come from the capture when the Run has them for the activations
+it stores (`layerscope.stats`), so its PCA is one pass. Its leading 50 scores are kept as the input of t-SNE, UMAP,
+LDA and Isomap for layers wider than 100 units, as is standard practice for t-SNE; narrower layers (the dense ones)
+feed those methods directly.
 
 t-SNE and UMAP share one nearest-neighbour graph per layer (`layer_neighbors`), computed once and stored in the Run.
 Past ``FIT_MAX`` images they are fitted on a stratified sample of ``FIT_SAMPLE`` and place the others with their own
@@ -34,6 +36,7 @@ from layerscope.projections.quality import knn_accuracy, trustworthiness
 from layerscope.projections.tsne import TSNE
 from layerscope.projections.umap import UMAP
 from layerscope.run import Run, Update, now
+from layerscope.stats import stored_sums
 
 __all__ = [
     "METHODS",
@@ -216,6 +219,10 @@ def compute_pca(
         )
         for name, info in infos.items()
     }
+    for name in infos:  # a dense layer's sums taken on the capture pass spare PCA its first pass
+        stored = stored_sums(run, name)
+        if stored is not None and stored["count"] == n:
+            estimators[name].use_sums(stored["count"], stored["sum"], stored["xtx"])
     shapes = {name: (n, info.projected_dims) for name, info in infos.items()}
     task = "pca " + ", ".join(layers)
     start = time.perf_counter()
@@ -256,7 +263,8 @@ def compute_pca(
             "explained_variance_ratio": [float(v) for v in est.explained_variance_ratio_[:2]],
             "params": {"n_components": est.n_components, "n_iter": est.n_iter, "random_state": random_state},
             "rows_in_memory": name in keep,
-            "passes": 1 if name in keep else est._passes,
+            "passes": 1 if name in keep or est.from_sums_ else est._passes,
+            "capture_sums": est.from_sums_,  # X^T X and the column sums from the capture (`layerscope.stats`)
             "batch_size": plan.batch,
             "input": _input_name(infos[name]),
             "n_points": n,

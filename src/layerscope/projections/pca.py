@@ -2,6 +2,7 @@
 
 exact       accumulate X^T X and the column sums in float64 over one pass, eigendecompose the (d, d) covariance,
             then project in a second pass. Used up to ``exact_max_dim`` features (the input's 784 pixels, dense layers).
+            Sums taken already (a capture's, `layerscope.stats`; ``use_sums``) leave the projection pass alone.
 randomized  Halko, Martinsson & Tropp (2011) with power iterations on the centred covariance, as in
             scikit-learn's ``randomized_svd``, but each product with X is one streamed pass, so a 70k x 18,432 conv
             layer is never held in memory. ``n_iter + 1`` passes; centring is folded into the products.
@@ -44,8 +45,8 @@ class PCA:
     """Principal component analysis, scikit-learn style, fitting on arrays or streamed ``Batches``.
 
     After ``fit``: ``components_`` (k, d), ``mean_`` (d,), ``explained_variance_`` (k,),
-    ``explained_variance_ratio_`` (k,), ``embedding_`` (n, k) the projection of the rows it was fitted on, and
-    ``solver_`` ("exact" or "randomized").
+    ``explained_variance_ratio_`` (k,), ``embedding_`` (n, k) the projection of the rows it was fitted on,
+    ``solver_`` ("exact" or "randomized") and ``from_sums_`` (whether sums given by `use_sums` spared a pass).
     """
 
     def __init__(
@@ -65,6 +66,14 @@ class PCA:
         self.exact_max_dim = exact_max_dim
         self.random_state = random_state
         self.keep_rows_bytes = keep_rows_bytes
+        self._given: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    def use_sums(self, count: int, total: np.ndarray, xtx: np.ndarray) -> PCA:
+        """Fit the exact solver from sums already taken over the rows it will be given (a capture's,
+        `layerscope.stats`): ``count`` rows, their column sums (d,) and X^T X (d, d) in float64. The fit is then one
+        pass, the projection; the randomised solver ignores them."""
+        self._given = (int(count), np.asarray(total, np.float64), np.asarray(xtx, np.float64))
+        return self
 
     # -- the streaming protocol: fit_together() drives several PCAs with one stream of batches per pass -----------
     def _begin(self, n_samples: int, n_features: int) -> int:
@@ -85,6 +94,20 @@ class PCA:
         self._shift: np.ndarray | None = None
         keep = n_samples * n_features * 4 <= self.keep_rows_bytes
         self._x = np.empty((n_samples, n_features), np.float32) if keep else None
+        self._skip = 0  # passes already done by the sums given (`use_sums`)
+        given = self.__dict__.pop("_given", None)
+        self.from_sums_ = solver == "exact" and given is not None
+        if solver == "exact" and given is not None:
+            count, total, xtx = given
+            if count != n_samples or total.shape != (n_features,) or xtx.shape != (n_features, n_features):
+                raise ValueError(f"sums of {count} x {len(total)} rows given to fit {n_samples} x {n_features}")
+            self._x = None
+            self._shift = np.zeros(n_features, np.float32)  # the sums are of the rows as they are
+            self._sum, self._gram = total.copy(), xtx.copy()
+            self._sumsq = np.diagonal(xtx).copy()
+            self._passes, self._skip = 2, 1
+            self._end_pass(0)
+            return 1
         if solver == "exact":
             self._gram = np.zeros((n_features, n_features), np.float64)
             self._passes = 2
@@ -99,6 +122,7 @@ class PCA:
         return 1 if keep else self._passes
 
     def _update(self, pass_index: int, x: np.ndarray, shifted: bool = False) -> None:
+        pass_index += self._skip
         x = np.asarray(x, np.float32)
         if self._shift is None:  # a rough mean (the first batch's), so that float32 sums and products do not cancel
             self._shift = x.mean(0)
@@ -130,6 +154,7 @@ class PCA:
             self._rows.append(b - self._mu_q)
 
     def _end(self, pass_index: int) -> None:
+        pass_index += self._skip
         self._end_pass(pass_index)
         if pass_index == 0 and self._x is not None:  # the other passes run over the rows kept in memory
             x, self._x = self._x, None
