@@ -8,8 +8,9 @@ input, with recall), ``projections`` (t-SNE and UMAP of the layer over every ima
 ``--baseline``, default dbe3c46, the commit before the shared graph, checked out into a temporary git worktree and
 run in a subprocess on its own hard-linked copy of the Run; same session, same Python), ``sample`` (the same fitted
 on a stratified sample of 20,000 and the other 50,000 placed by transform, kNN accuracy of placed and fitted points
-apart), ``capture`` (`layerscope capture` locally and through Ray Data with ``--workers`` 1 and 2 on the same
-cores, images/s). Uses the demo's Run unless ``--run`` names one.
+apart), ``pca`` (PCA of the layer with the sums the capture stored, one pass, and without, two), ``capture``
+(`layerscope capture` locally and through Ray Data with ``--workers`` 1 and 2 on the same cores, images/s). Uses the
+demo's Run unless ``--run`` names one.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from common import Table, load_average, machine
+from common import Table, load_average, machine, median_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -157,6 +158,36 @@ def bench_capture(run_path: Path, table: Table, tmp: Path, workers: list[int]) -
         ray.shutdown()
 
 
+def bench_pca(run_path: Path, layer: str, table: Table, tmp: Path, repeats: int = 5) -> None:
+    """PCA of ``layer`` over every image with the sums the capture stored (one pass: the projection) and without them
+    (two: X^T X, then the projection), on one Run captured once; median seconds of ``repeats`` fits each, the
+    quality figures left out (they are the same work either way)."""
+    from layerscope.engine import capture_run
+    from layerscope.projections.compute import compute_pca
+    from layerscope.run import Run
+    from layerscope.stats import stored_sums
+
+    run = Run(shutil.copytree(run_path, tmp / "pca-sums", copy_function=os.link))
+    if stored_sums(run, layer) is None:  # a Run made before captures summed: capture it again
+        capture_run(run, "local", device="cpu")
+        run = Run(run.path)
+    rows = Run(shutil.copytree(run.path, tmp / "pca-rows", copy_function=os.link))
+    rows.update_manifest(lambda m: m.pop("stats"))
+    n = run.n_images
+    got = {}
+    for name, target in (("stored sums", run), ("no sums", rows)):
+        seconds, _ = median_seconds(lambda target=target: compute_pca(target, [layer], quality=False), repeats)
+        meta = Run(target.path).projection_meta(layer, "pca") or {}
+        got[name] = seconds
+        table.add(
+            f"PCA of {layer}, {n:,} images: {name}",
+            seconds,
+            "s",
+            f"median of {repeats}; {meta.get('passes')} pass(es) over {layer}; {load_average()}",
+        )
+    table.ratio(f"PCA of {layer}: no sums / stored sums", got["no sums"], got["stored sums"], "same Run")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, help="a Run directory (default: the demo's MNIST Run)")
@@ -164,7 +195,7 @@ def main() -> None:
     parser.add_argument(
         "--baseline", default="dbe3c46", help="the commit t-SNE and UMAP are compared with (default: before the graph)"
     )
-    parser.add_argument("--parts", default="neighbors,projections,sample,capture")
+    parser.add_argument("--parts", default="neighbors,projections,sample,pca,capture")
     parser.add_argument("--workers", default="1,2", help="Ray workers of the 'capture' part")
     parser.add_argument("--fit-sample", type=int, default=20_000, help="the sample of the 'sample' part")
     args = parser.parse_args()
@@ -186,6 +217,8 @@ def main() -> None:
             bench_projections(Path(args.run), args.layer, args.baseline, table, tmp)
         if "sample" in parts:
             bench_sample(Run(work), args.layer, table, args.fit_sample)
+        if "pca" in parts:
+            bench_pca(Path(args.run), args.layer, table, tmp)
         if "capture" in parts:
             bench_capture(Path(args.run), table, tmp, [int(w) for w in args.workers.split(",")])
 
