@@ -175,7 +175,16 @@ def test_train_a_run_referencing_a_csv_list_of_images(tmp_path, capsys):
     # the dashboard's gallery thumbnails come from them, its card's large image from the file
     from layerscope.dashboard.state import DashboardState
 
-    state = DashboardState(run)
+    reads: list[int] = []
+    one = FileSource._one
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(FileSource, "_one", lambda self, i: reads.append(i) or one(self, i))
+        state = DashboardState(run)
+        thumbs = [state.thumbnail(i) for i in range(len(files))]
+        assert reads == []  # opening the dashboard and a gallery of every image read no image file
+        state.thumbnail(0, 224)
+        assert reads == [0]
+    assert len(set(thumbs)) > 30
     os.rename(files[0], files[0].with_suffix(".gone"))
     shown = [i for i in range(len(files)) if Path(os.fsdecode(bytes(run.images.paths[i]))).name == files[0].name]
     assert state.thumbnail(shown[0]).startswith("data:image/png;base64,")
@@ -192,3 +201,40 @@ def test_bad_image_modes_are_one_line(tmp_path, capsys):
     line = one_line_error(capsys, "train", "--images", "elsewhere", "--out", tmp_path / "r")
     assert "--images 'elsewhere'" in line
     assert not (tmp_path / "r").exists()
+
+
+def test_a_parquet_manifest_of_image_files(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    folder = make_image_folder(tmp_path / "photos", n=24, size=SIZE, classes=3, splits=True)
+    files = sorted(folder.rglob("*.png"))
+    table = pa.table(
+        {
+            "path": [str(p.relative_to(tmp_path)) for p in files],
+            "label": [p.parent.name for p in files],
+            "split": [p.parent.parent.name for p in files],
+        }
+    )
+    pq.write_table(table, tmp_path / "images.parquet")
+    referenced = load_dataset(tmp_path / "images.parquet", images="reference")
+    copied = load_dataset(tmp_path / "images.parquet", images="copy")
+    as_folder = load_dataset(folder, images="copy")
+    assert isinstance(referenced.images, FileSource)
+    np.testing.assert_array_equal(referenced.images[:], copied.images)
+    # the same images as the folder they list, train split first
+    np.testing.assert_array_equal(copied.images, as_folder.images)
+    np.testing.assert_array_equal(copied.split, as_folder.split)
+    assert copied.class_names == as_folder.class_names
+
+
+def test_training_snapshots_of_a_referencing_run_share_its_reference(tmp_path):
+    from layerscope.pipeline import train_run
+    from layerscope.training import TrainConfig
+
+    dataset = load_dataset(_uncompressed_idx_dir(tmp_path / "idx"), images="reference")
+    run = train_run(tmp_path / "run", dataset, TrainConfig(epochs=1, batch_size=16, device="cpu"), snapshots=3)
+    first = run.snapshot(0)
+    assert first.references_images and not (first.path / "images.npy").exists()
+    assert os.path.samefile(first.path / "thumbnails.npy", run.path / "thumbnails.npy")
+    np.testing.assert_array_equal(first.images[:], run.images[:])
