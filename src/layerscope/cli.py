@@ -614,6 +614,13 @@ def capture(
         typer.Option(help="Ray: actors holding the model (default: one per CPU, or per GPU with --gpus-per-worker)."),
     ] = None,
     gpus_per_worker: Annotated[float, typer.Option(help="Ray: GPUs each actor takes (0: CPUs only).")] = 0.0,
+    staging: Annotated[
+        Path | None,
+        typer.Option(
+            help="Ray: a directory the workers and this machine share, where the workers write their rows "
+            "(compressed Zarr) before they are copied into the Run (default: inside the Run)."
+        ),
+    ] = None,
     batch_size: Annotated[
         int | None, typer.Option(help="Images per forward pass (default: from the memory budget).")
     ] = None,
@@ -638,6 +645,7 @@ def capture(
             address=address,
             workers=workers,
             gpus_per_worker=gpus_per_worker,
+            staging=staging,
             device=device,
             batch_size=batch_size,
             memory=limit,

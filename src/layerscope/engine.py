@@ -6,16 +6,19 @@ them to the Run in one update (`Run.update`), so a capture that fails or is stop
 
 The Ray engine runs the forward passes through Ray Data: the batches of image indices are a dataset, the model is
 held by a pool of actors (``map_batches`` with a callable class, ``--gpus-per-worker`` GPUs each), and each actor
-writes its batches' rows straight into the memory-mapped arrays by image index, so no activation travels back to the
-driver. What does travel back is small: each batch's top-k per unit, merged on the driver (ties to the lower index,
-as one pass gives them). A worker whose process dies is restarted and its batches run again (Ray Data's actor fault
-tolerance: their rows are simply written again); a batch whose result arrives twice is merged once. An exception in
-a worker (a corrupt image, a model that fails) is not retried: the capture stops with it, in one line. The Run's
-directory must be on storage every worker sees (one machine, or a shared file system).
+writes its batches' rows into a compressed Zarr array by image index in a staging directory (``--staging``, default
+inside the Run; `layerscope.staging`), so no activation travels back through Ray. What does travel back is small:
+each block of batches' top-k per unit and sums, merged on the driver (top-k ties to the lower index, as one pass
+gives them). Once every batch is in, the driver copies the staged rows into the Run's arrays, a bounded number at a
+time. A worker whose process dies is restarted and its batches run again (Ray Data's actor fault tolerance: their
+chunks are simply written again); a block whose result arrives twice is merged once. An exception in a worker (a
+corrupt image, a model that fails) is not retried: the capture stops with it, in one line. The workers read the
+Run (its model and images) and write the staging directory: both must be on storage they see.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -25,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from layerscope.atomic import temp_prefix
+from layerscope.atomic import remove_leftovers, temp_prefix
 from layerscope.capture import CAPTURE_BATCH, capture_batch_size, capture_dataset
 from layerscope.errors import LayerscopeError
 from layerscope.memory import MemoryBudget, memory_budget
@@ -46,6 +49,7 @@ def capture_run(
     address: str | None = None,
     workers: int | None = None,
     gpus_per_worker: float = 0.0,
+    staging: str | os.PathLike[str] | None = None,
     device: str = "auto",
     batch_size: int | None = None,
     memory: int | str | MemoryBudget | None = None,
@@ -54,13 +58,19 @@ def capture_run(
     """Capture every layer of ``run`` over all its images again with ``engine`` and commit the arrays, top-k and
     metrics to the Run in one update; returns the manifest's new ``capture`` entry (seconds, images/s, engine).
 
-    ``address``, ``workers`` and ``gpus_per_worker`` are the Ray engine's: the cluster to join (None: the running
-    one, else a local one on this machine's cores; "auto": the one ``ray start`` began), how many actors hold the
-    model (default: one per CPU, or per GPU with ``gpus_per_worker``), and the GPUs each takes."""
+    ``address``, ``workers``, ``gpus_per_worker`` and ``staging`` are the Ray engine's: the cluster to join (None:
+    the running one, else a local one on this machine's cores; "auto": the one ``ray start`` began), how many actors
+    hold the model (default: one per CPU, or per GPU with ``gpus_per_worker``), the GPUs each takes, and the
+    directory the workers write their rows into (`layerscope.staging`; default: inside the Run), which they and
+    this machine must share."""
     if engine not in ENGINES:
         raise LayerscopeError(f"unknown capture engine {engine!r}; choose one of {', '.join(ENGINES)}.")
-    if engine == "local" and (address is not None or workers is not None or gpus_per_worker):
-        raise LayerscopeError("--address, --workers and --gpus-per-worker are the Ray engine's; add --engine ray.")
+    if engine == "local" and (address is not None or workers is not None or gpus_per_worker or staging is not None):
+        raise LayerscopeError(
+            "--address, --workers, --gpus-per-worker and --staging are the Ray engine's; add --engine ray."
+        )
+    if staging is not None and not Path(staging).is_dir():
+        raise LayerscopeError(f"--staging {staging}: no such directory; give one every Ray worker can write to.")
     if workers is not None and workers < 1:
         raise LayerscopeError(f"--workers must be at least 1 (got {workers}).")
     if not run.has_model:
@@ -92,9 +102,15 @@ def capture_run(
         else:
             from layerscope.ray_engine import capture_with_ray
 
-            files, extra = capture_with_ray(
-                run, tmp, batch, collector, sums, address, workers, gpus_per_worker, device, progress
-            )
+            if staging is not None:  # what killed captures left there, then a directory of this one's own
+                remove_leftovers(staging, "capture-rows")
+            rows = Path(tempfile.mkdtemp(prefix=temp_prefix("capture-rows"), suffix=".tmp", dir=staging or tmp))
+            try:
+                files, extra = capture_with_ray(
+                    run, tmp, rows, batch, collector, sums, address, workers, gpus_per_worker, device, progress
+                )
+            finally:
+                shutil.rmtree(rows, ignore_errors=True)
         seconds = time.perf_counter() - start
         n = run.n_images
         meta = {

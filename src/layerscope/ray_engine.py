@@ -1,7 +1,8 @@
 """The Ray engine of `layerscope.engine.capture_run`: forward passes on a pool of Ray Data actors that write their rows
-straight into the capture's memory-mapped arrays and send back only each block's top-k per unit and sums.
+into a compressed Zarr array by image index (`layerscope.staging`) and send back only each block's top-k per unit and
+sums; the driver copies the rows into the Run's arrays at the end.
 
-Ray is an optional extra (``pip install 'layerscope[ray]'``); nothing here is imported without it.
+Ray and Zarr are an optional extra (``pip install 'layerscope[ray]'``); nothing here is imported without them.
 """
 
 from __future__ import annotations
@@ -13,46 +14,26 @@ from typing import Any
 
 import numpy as np
 
-from layerscope.capture import iter_layer_batches, open_outputs, output_shapes, write_outputs
+from layerscope.capture import iter_layer_batches, write_outputs
 from layerscope.errors import LayerscopeError
 from layerscope.progress import ProgressFn
 from layerscope.run import Run
+from layerscope.staging import BatchRows, StagedRows, copy_rows, create_rows
 from layerscope.stats import LAYER_SUMS_PARTS, LayerSums, SumsCollector
 from layerscope.topk import DEFAULT_K, TopK, TopKCollector
 
 __all__ = ["capture_with_ray"]
 
 
-class FileRows:
-    """Rows of a ``.npy`` file, written in place by ``rows[lo:hi] = values`` (``write_outputs`` writes so): one
-    ``pwrite`` of the rows' bytes, the file opened and closed around it, which also makes them visible to other
-    machines on a shared file system (close-to-open). No memory map: flushing one after each batch costs more than
-    the batch."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        header = np.load(path, mmap_mode="r")  # reads the header only
-        self.offset, self.dtype, shape = int(header.offset), header.dtype, header.shape
-        del header
-        self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * self.dtype.itemsize
-
-    def __setitem__(self, rows: slice, values: np.ndarray) -> None:
-        data = np.ascontiguousarray(values, dtype=self.dtype).tobytes()
-        fd = os.open(self.path, os.O_WRONLY)
-        try:
-            os.pwrite(fd, data, self.offset + int(rows.start) * self.row_bytes)
-        finally:
-            os.close(fd)
-
-
 class CaptureWorker:
-    """A Ray Data actor: the Run's model, and the capture's arrays to write rows into. Called with a block of batch
+    """A Ray Data actor: the Run's model, and the staged array to write rows into (`layerscope.staging`: a batch
+    is one of its chunks). Called with a block of batch
     numbers (``{"data": [b, b + 1, ...]}``, consecutive), it captures images ``b * size`` to ``(b + 1) * size`` of
     each (the batches of a local capture, so the two give the same numbers) and returns one row: the block's top-k
     per unit and its sums (`layerscope.stats`). Per block, not per batch: a dense layer's X^T X is D x D floats
     whatever the rows, as many bytes as 2D / (rows of the block) times the block's activations."""
 
-    def __init__(self, run_path: str, trusted: bool, out_dir: str, size: int, device: str) -> None:
+    def __init__(self, run_path: str, trusted: bool, rows: str, size: int, device: str) -> None:
         from layerscope.training import resolve_device
 
         self.run = Run(run_path, trust_model_code=trusted)
@@ -61,8 +42,7 @@ class CaptureWorker:
         self.dataset = self.run.dataset()
         self.layers = self.run.layers
         self.names = [info.name for info in self.layers if info.kind != "image"]
-        names = output_shapes(self.layers, self.run.n_images, self.dataset.num_classes)
-        self.arrays = {name: FileRows(Path(out_dir) / name) for name in names}
+        self.rows = BatchRows(Path(rows))
         self.size = size
         self.labels = np.asarray(self.run.labels)
         # a conv map's width, which turns top-k (y, x) positions back into the accumulator's y * W + x
@@ -78,7 +58,8 @@ class CaptureWorker:
         topk = TopKCollector(self.names, DEFAULT_K)
         sums = SumsCollector(self.layers, self.labels, self.dataset.num_classes)
         for batch, outputs in batches:
-            write_outputs(self.arrays, self.layers, batch, outputs)
+            write_outputs(self.rows.batch(int(batch[0]), int(batch[-1]) + 1), self.layers, batch, outputs)
+            self.rows.write()  # one compressed chunk of the staged array
             topk(batch, outputs)
             sums(batch, outputs)
         # one row: the block's top-k per unit and its sums, merged on the driver
@@ -100,6 +81,11 @@ def _parts(topk: TopK) -> dict[str, np.ndarray]:
     return parts
 
 
+def _bytes(path: Path) -> int:
+    """What the staged array takes on disk: its chunks, compressed."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
 def _reason(error: BaseException) -> str:
     """What went wrong in a worker, in a line: the exception it raised (a ``RayTaskError``'s cause), else the last
     line of the traceback Ray reports."""
@@ -115,9 +101,10 @@ def _connect(address: str | None) -> bool:
     it was started here (and is shut down after)."""
     try:
         import ray
+        import zarr  # noqa: F401  (the workers' staged rows)
     except ImportError as e:
         raise LayerscopeError(
-            "the Ray engine needs Ray: pip install 'layerscope[ray]' (or capture with --engine local)."
+            f"the Ray engine needs Ray and Zarr ({e}): pip install 'layerscope[ray]' (or capture with --engine local)."
         ) from e
     if ray.is_initialized():
         return False
@@ -142,6 +129,7 @@ def _connect(address: str | None) -> bool:
 def capture_with_ray(
     run: Run,
     out_dir: Path,
+    staging: Path,
     batch: int,
     collector: TopKCollector,
     sums: SumsCollector,
@@ -151,8 +139,10 @@ def capture_with_ray(
     device: str,
     progress: ProgressFn,
 ) -> tuple[list[str], dict[str, Any]]:
-    """Capture ``run`` into ``out_dir`` on a Ray actor pool; merge each block's top-k into ``collector`` and its sums
-    into ``sums``. Returns the files written (by the Run's names) and what the manifest records of the engine."""
+    """Capture ``run`` into ``out_dir`` on a Ray actor pool, its workers writing their rows into a Zarr array in
+    ``staging`` (an empty directory they all see), copied into ``out_dir``'s ``.npy`` files once every batch is in;
+    merge each block's top-k into ``collector`` and its sums into ``sums``. Returns the files written (by the Run's
+    names) and what the manifest records of the engine."""
     # Ray's tqdm replaces builtins.print for good the first time it draws a bar in this process, which breaks
     # numba's compilation of code that prints (pynndescent's) later in the same process
     os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
@@ -173,9 +163,8 @@ def capture_with_ray(
     try:
         n = run.n_images
         dataset = run.dataset()
-        arrays = open_outputs(out_dir, run.layers, n, dataset.num_classes)
-        files = list(arrays)
-        del arrays  # created; the workers write their rows
+        rows = staging / "rows.zarr"
+        create_rows(rows, run.layers, n, dataset.num_classes, batch)
         cpus = float(ray.cluster_resources().get("CPU", 1))
         if gpus_per_worker and float(ray.cluster_resources().get("GPU", 0)) < gpus_per_worker:
             raise LayerscopeError(
@@ -197,7 +186,7 @@ def capture_with_ray(
             fn_constructor_kwargs={
                 "run_path": str(run.path),
                 "trusted": run.trust_model_code,
-                "out_dir": str(out_dir),
+                "rows": str(rows),
                 "size": batch,
                 "device": "cuda" if gpus_per_worker else ("cpu" if device == "auto" else device),
             },
@@ -238,6 +227,11 @@ def capture_with_ray(
             raise LayerscopeError(f"the Ray capture failed: {_reason(e)}") from e
         if done != batches:
             raise LayerscopeError(f"the Ray capture returned {done} of {batches} batches; run it again.")
+        staged = StagedRows(rows)
+        staged.check_complete()
+        copying = time.perf_counter()
+        files = copy_rows(staged, out_dir, run.layers, dataset.num_classes)
+        copied = time.perf_counter() - copying
         extra = {
             "workers": workers,
             "worker_processes": len(pids),
@@ -245,6 +239,9 @@ def capture_with_ray(
             "cluster_cpus": cpus,
             # the actors' start (import, model, first forward pass) and the first block's batches
             "first_result_seconds": round(first or 0.0, 3),
+            # the staged rows copied into the Run's arrays, on the driver
+            "copy_seconds": round(copied, 3),
+            "staged_bytes": _bytes(rows),
             **({"address": address} if address else {}),
         }
         return files, extra

@@ -105,6 +105,34 @@ def test_a_ray_capture_equals_the_local_one(original, tmp_path, cluster):
     assert leftovers(Run(on_ray.path)) == []
 
 
+def test_a_ray_capture_through_a_staging_directory_equals_the_local_one_and_leaves_it_empty(
+    original, tmp_path, cluster
+):
+    local = copy(original, tmp_path / "local")
+    on_ray = copy(original, tmp_path / "ray")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / ".capture-rows.999999999.gone.tmp").mkdir()  # what a killed capture left
+    capture_run(local, "local", batch_size=BATCH, device="cpu")
+    meta = capture_run(on_ray, "ray", workers=2, batch_size=BATCH, staging=shared)
+    assert 0 < meta["staged_bytes"] < 1500 * 4 * 400
+    assert_same(arrays(Run(on_ray.path)), arrays(Run(local.path)))
+    assert list(shared.iterdir()) == [] and leftovers(Run(on_ray.path)) == []
+
+
+def test_staged_rows_that_did_not_all_arrive_are_refused(original, tmp_path):
+    from layerscope.staging import BatchRows, StagedRows, create_rows
+
+    path = tmp_path / "rows.zarr"
+    create_rows(path, original.layers, original.n_images, len(original.class_names), BATCH)
+    rows = BatchRows(path)
+    for columns in rows.batch(0, BATCH).values():  # one batch of 24 arrives
+        columns[0:BATCH] = np.ones((BATCH, columns.stop - columns.start), np.float32)
+    rows.write()
+    with pytest.raises(LayerscopeError, match="23 of the capture's 24 batches are not in .*--staging"):
+        StagedRows(path).check_complete()
+
+
 def test_pca_from_the_capture_sums_equals_pca_from_scratch_and_a_new_capture_replaces_them(original, tmp_path):
     run = copy(original, tmp_path / "run")
     capture_run(run, "local", batch_size=BATCH, device="cpu")
@@ -207,6 +235,10 @@ def test_engine_options_are_checked(original):
         capture_run(original, "spark")
     with pytest.raises(LayerscopeError, match="add --engine ray"):
         capture_run(original, "local", workers=2)
+    with pytest.raises(LayerscopeError, match="add --engine ray"):
+        capture_run(original, "local", staging=original.path)
+    with pytest.raises(LayerscopeError, match="--staging /nonexistent: no such directory"):
+        capture_run(original, "ray", staging="/nonexistent")
     with pytest.raises(LayerscopeError, match="at least 1"):
         capture_run(original, "ray", workers=0)
 
