@@ -146,7 +146,8 @@ def bench_capture(run_path: Path, table: Table, tmp: Path, workers: list[int]) -
                 meta["images_per_second"],
                 "images/s",
                 f"{meta['seconds']:.1f} s, of which {meta['first_result_seconds']:.1f} s to the first result (the "
-                f"actors' start); {load_average()}",
+                f"actors' start) and {meta.get('copy_seconds', 0):.1f} s copying the staged rows into the Run "
+                f"({meta.get('staged_bytes', 0) / 2**20:.0f} MiB compressed); {load_average()}",
             )
             table.ratio(
                 f"capture: Ray with {count} worker(s) / local",

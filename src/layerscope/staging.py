@@ -45,8 +45,8 @@ def _columns(layers: Sequence[LayerInfo], n: int, num_classes: int) -> dict[str,
 def _codec() -> Any:
     from zarr.codecs import BloscCodec
 
-    # lz4 with byte shuffle: of Zarr's codecs measured here the fastest to write (1.6 ms per chunk of 256 rows
-    # beside 0.9 ms uncompressed, where zstd took 1.7 ms); activations after a ReLU are half zeros
+    # lz4 with byte shuffle: measured here at 0.8 ms per 256-row chunk written, zstd at 1.7 ms; it keeps the
+    # report's CNN's 70,000 x 308 rows in 72 MiB of 82 (float32 activations do not compress much)
     return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
 
 
