@@ -30,6 +30,8 @@ from layerscope.dashboard import (
     interventions,
     model_graph,
     projection,
+    projection_raster,
+    raster,
     sidebar,
     timeline_card,
     workspace,
@@ -95,8 +97,24 @@ def create_app(
     app.server.config["SEND_FILE_MAX_AGE_DEFAULT"] = ASSET_MAX_AGE
     state.url_prefix = app.config.requests_pathname_prefix
     app.server.before_request(state.sessions.touch)
+    if projection_raster.is_large(state):
+        # Datashader compiles its aggregation on first use (numba: seconds): done now, not in the page's first
+        # request. Imported here first: pandas imported in a thread while plotly looks for it here fails half-made
+        import datashader  # noqa: F401
+
+        threading.Thread(target=raster.warm_up, name="layerscope-raster-warm-up", daemon=True).start()
     app.layout = build_layout(state)
-    for feature in (workspace, sidebar, gallery, projection, groups, activations, timeline_card, compare_card):
+    for feature in (
+        workspace,
+        sidebar,
+        gallery,
+        projection,
+        projection_raster,
+        groups,
+        activations,
+        timeline_card,
+        compare_card,
+    ):
         feature.callbacks.register(app, state)
     if state.has_model:
         inside.callbacks.register(app, state)

@@ -19,7 +19,7 @@ from dash.exceptions import PreventUpdate
 
 from layerscope import export
 from layerscope.analysis import shown_points
-from layerscope.dashboard import figures, ids
+from layerscope.dashboard import figures, ids, projection_raster, raster
 from layerscope.dashboard.checks import check_choice, check_view
 from layerscope.dashboard.components import card, layer_options
 from layerscope.dashboard.jobs import status_line, stopped_line
@@ -199,6 +199,11 @@ def projection_panel(state: DashboardState, panel: str, layer: str, method: str,
         # the timeline the panel's points follow through the training snapshots, and the last move asked of them
         dcc.Store(id=ids.proj("timeline", panel)),
         dcc.Store(id=ids.proj("tl-asked", panel)),
+        # a panel of more points than a scatter draws quickly is a raster (projection_raster.py): the view it was
+        # zoomed to, the lasso drawn over it, where the selected image is in it
+        dcc.Store(id=ids.proj("zoom", panel)),
+        dcc.Store(id=ids.proj("lasso", panel)),
+        dcc.Store(id=ids.proj("at", panel)),
         class_name="projection",
     )
     return html.Div(body, id=f"proj-{panel}", className="proj-panel")
@@ -310,8 +315,9 @@ def projection(
         if moved:
             if _timeline_of(state, layer, method) is None or not state.available(layer, method):
                 raise PreventUpdate  # the panel's timeline is on its way (timeline_card.py)
-            if color == "label":
+            if color == "label" and state.n <= raster.RASTER_MIN:
                 # the points move in the browser (assets/timeline.js); the figures below them are the snapshot's
+                # (a raster is drawn again at the snapshot)
                 return no_update, no_update, _quality(state, layer, method, split, snapshot), no_update
             # colours by prediction are the snapshot's own: those figures are drawn again
         switched = isinstance(ctx.triggered_id, dict) and ctx.triggered_id.get("type") == "proj-tokens"
@@ -441,6 +447,12 @@ def _scatter(
     page's selection is lit in the browser (assets/workspace.js), so one figure serves every selection. Read-only:
     `projection` copies what it adds to it (the live drawing's star). At a training ``snapshot`` the points and
     their predictions are the snapshot's, on the frame of the whole timeline (assets/timeline.js keeps it)."""
+    if state.n > raster.RASTER_MIN:
+        # more points than a WebGL scatter draws quickly: a raster of them, drawn by Datashader here
+        # (projection_raster.py); None where the split shows few enough
+        drawn = projection_raster.panel_figure(state, layer, method, color, split, snapshot)
+        if drawn is not None:
+            return drawn
     embedding, predicted, confidence = state.projection(layer, method), state.predicted, state.confidence
     if snapshot is not None:
         line = state.timeline(layer, method)

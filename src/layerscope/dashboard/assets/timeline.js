@@ -192,8 +192,9 @@
       const wanted = gd.__timelineWanted;
       const view = drawnView(gd);
       // the figure of another layer or method: its own figure comes and asks again (timelineFollow)
+      // a raster (projection_raster.py) is drawn at the snapshot on the server: no points to move here
       if (!wanted || !window.Plotly || !gd._fullData || view.layer !== wanted.line.layer
-          || view.method !== wanted.line.method) { return Promise.resolve(); }
+          || view.method !== wanted.line.method || view.raster) { return Promise.resolve(); }
       const line = wanted.line;
       return Promise.all([load(line.url, Float32Array), load(line.wrong, Uint8Array)]).then(function (arrays) {
         const now = gd.__timelineWanted;

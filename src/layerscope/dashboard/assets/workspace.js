@@ -23,6 +23,38 @@
     });
   };
 
+  // a raster panel's figure (projection_raster.py): what it draws, from its layout's meta; null for a scatter. Its
+  // ``points`` is true where the view holds few enough points to be drawn as points
+  const rasterOf = function (gd) {
+    const meta = gd && ((gd.layout && gd.layout.meta) || (gd._fullLayout && gd._fullLayout.meta));
+    return meta && meta.raster ? meta : null;
+  };
+  const isRaster = function (gd) {
+    const meta = rasterOf(gd);
+    return !!meta && !meta.raster.points;
+  };
+  // what a raster panel asks the server to draw (projection_raster.py redraw): a view of its figure, at a size
+  const plotSize = function (gd) {
+    const layout = gd._fullLayout;
+    return [Math.round(layout.xaxis._length), Math.round(layout.yaxis._length)];
+  };
+  const zoomTo = function (meta, view, size) {
+    return { view: view, size: size, layer: meta.layer, method: meta.method, color: meta.color, split: meta.split };
+  };
+  // a raster drawn at another size than its plot's (the page's first figures, a resized window): drawn again at
+  // the plot's, once per size
+  const fitRaster = function (gd) {
+    const meta = rasterOf(gd);
+    if (!isRaster(gd) || !gd._fullLayout || !gd._fullLayout.xaxis) { return; }
+    const size = plotSize(gd);
+    const had = meta.raster.size || [0, 0];
+    if (Math.abs(size[0] - had[0]) <= 0.1 * had[0] && Math.abs(size[1] - had[1]) <= 0.1 * had[1]) { return; }
+    const asked = size.join("x") + " " + meta.raster.view.join(",");
+    if (gd.__rasterAsked === asked) { return; }
+    gd.__rasterAsked = asked;
+    setProps({ type: "proj-zoom", panel: panelOf(gd) }, { data: zoomTo(meta, meta.raster.view, size) });
+  };
+
   // a tab or a sidebar action -> the view it opens
   ls.chooseView = function (context) {
     const fired = (context.triggered || [])[0];
@@ -115,7 +147,9 @@
     const xa = layer.xaxis, ya = layer.yaxis;
     const gl = gd.querySelector(".gl-container");
     let canvas = gd.querySelector("canvas.selection-layer");
-    const show = lit.wanted && !(panelOf(gd) === lit.origin && gd.data === lit.brushedIn) && xa && xa.l2p;
+    // a raster is drawn with the selection lit on the server (projection_raster.py redraw)
+    const show = lit.wanted && !(panelOf(gd) === lit.origin && gd.data === lit.brushedIn) && xa && xa.l2p
+      && !isRaster(gd);
     if (!show) {
       if (canvas) { canvas.style.display = "none"; canvas.dataset.count = "0"; }
       if (gl) { gl.style.opacity = ""; }
@@ -270,16 +304,20 @@
   // reads customdata from the figure as sent, where a typed array is still base64): a brush gives the sorted set, a
   // click or a hover its one image; what travels to the server is indices, never trace positions
   ls.pointIndices = function (panel, data, kind) {
-    if (!data || !data.points || !data.points.length) { return kind === "brush" ? null : noUpdate(); }
     const gd = plotOf(panel);
+    // a lasso over a raster has no points: its shape goes to the server (rasterBrush)
+    if (kind === "brush" && isRaster(gd)) { return noUpdate(); }
+    if (!data || !data.points || !data.points.length) { return kind === "brush" ? null : noUpdate(); }
     const full = (gd && gd._fullData) || [];
     const seen = new Set();
     data.points.forEach(function (p) {
       let index = p.customdata;
-      if (typeof index !== "number" && full[p.curveNumber] && full[p.curveNumber].customdata) {
-        index = full[p.curveNumber].customdata[p.pointNumber];
+      const custom = full[p.curveNumber] && full[p.curveNumber].customdata;
+      if (typeof index !== "number" && custom) {
+        // a raster's hover grid: a cell, [row, column], names one of its images (-1: none)
+        index = Array.isArray(p.pointNumber) ? (custom[p.pointNumber[0]] || [])[p.pointNumber[1]] : custom[p.pointNumber];
       }
-      if (typeof index === "number") { seen.add(index); }
+      if (typeof index === "number" && index >= 0) { seen.add(index); }
     });
     if (kind !== "brush") { return seen.size ? seen.values().next().value : noUpdate(); }
     return Array.from(seen).sort(function (x, y) { return x - y; });
@@ -311,10 +349,15 @@
     el.dataset.y = at[1];
   };
   const hooked = new WeakSet();
+  const rasterAt = {};  // panel -> where its raster has the selected image (rasterRing)
   // the ring on one drawn projection, following its zooms, pans and new figures
   const ring = function (gd) {
     gd.__ring = null;
-    if (typeof ls.selected === "number") {
+    if (isRaster(gd)) {
+      // the server says where the selected image is in a raster (rasterRing)
+      const at = rasterAt[panelOf(gd)];
+      gd.__ring = at && at[2] === ls.selected ? [at[0], at[1]] : null;
+    } else if (typeof ls.selected === "number") {
       for (const trace of gd._fullData) {
         if (!trace.customdata || trace.name === "misclassified" || trace.visible !== true) { continue; }
         const i = Array.prototype.indexOf.call(trace.customdata, ls.selected);
@@ -326,6 +369,7 @@
       gd.on("plotly_afterplot", function () { ring(gd); drawLit(gd); });
     }
     placeRing(gd);
+    fitRaster(gd);
     return gd.__ring !== null;
   };
   const drawn = function (gd) {
@@ -347,6 +391,51 @@
       }
     })();
     return panel;
+  };
+
+  // Raster panels (projection_raster.py). A zoom, a pan or a reset -> the view to draw, with what the figure shows
+  // (the server checks it is still the panel's); nothing for a scatter, which plotly zooms itself
+  ls.rasterZoom = function (panel, relayout) {
+    const gd = plotOf(panel);
+    const meta = rasterOf(gd);
+    if (!meta || !relayout) { return noUpdate(); }
+    const view = meta.raster.view.slice();
+    const full = meta.raster.full;
+    const range = function (axis, k) {
+      const pair = relayout[axis + ".range"];
+      return pair ? pair[k] : relayout[axis + ".range[" + k + "]"];
+    };
+    let changed = false;
+    ["xaxis", "yaxis"].forEach(function (axis, a) {
+      if (relayout[axis + ".autorange"]) {
+        view[2 * a] = full[2 * a];
+        view[2 * a + 1] = full[2 * a + 1];
+        changed = true;
+      } else if (range(axis, 0) !== undefined && range(axis, 1) !== undefined) {
+        view[2 * a] = Math.min(range(axis, 0), range(axis, 1));
+        view[2 * a + 1] = Math.max(range(axis, 0), range(axis, 1));
+        changed = true;
+      }
+    });
+    if (!changed || view.every(function (v, k) { return v === meta.raster.view[k]; })) { return noUpdate(); }
+    return zoomTo(meta, view, plotSize(gd));
+  };
+  // a lasso or a box drawn over a raster -> its polygon or range, in data coordinates; null once cleared
+  ls.rasterBrush = function (panel, data) {
+    if (!isRaster(plotOf(panel))) { return noUpdate(); }
+    if (!data) { return null; }
+    if (data.lassoPoints) { return { lasso: [data.lassoPoints.x, data.lassoPoints.y] }; }
+    if (data.range && data.range.x && data.range.y) {
+      return { box: [data.range.x[0], data.range.x[1], data.range.y[0], data.range.y[1]] };
+    }
+    return noUpdate();
+  };
+  // where the selected image is in a raster, [x, y, its index] (null: not there) -> the ring there
+  ls.rasterRing = function (panel, at) {
+    rasterAt[panel] = at;
+    const gd = plotOf(panel);
+    if (!drawn(gd)) { ls.followFigure(panel); return noUpdate(); }  // rung once drawn
+    return ring(gd);
   };
 
   ls.markSelected = function (selected) {
