@@ -102,7 +102,8 @@ def create_app(
         # request. Imported here first: pandas imported in a thread while plotly looks for it here fails half-made
         import datashader  # noqa: F401
 
-        threading.Thread(target=raster.warm_up, name="layerscope-raster-warm-up", daemon=True).start()
+        classes = len(state.class_names)
+        threading.Thread(target=raster.warm_up, args=(classes,), name="layerscope-raster-warm-up", daemon=True).start()
     app.layout = build_layout(state)
     for feature in (
         workspace,

@@ -287,18 +287,21 @@ def raster_figure(
     return figures.figure_json(fig)
 
 
-def warm_up() -> None:
-    """Compile Datashader's aggregation and shading once (numba: seconds), so a page's first raster does not."""
+def warm_up(classes: int = 10) -> None:
+    """Compile Datashader's aggregation and shading once (numba: seconds), so a page's first raster does not: for
+    each colouring of a Run of ``classes`` classes (Datashader compiles one per number of colours)."""
     rng = np.random.default_rng(0)
     n = 1000
-    for color_by in ("label", "confidence"):
+    names = tuple(str(k) for k in range(classes))
+    labels = np.arange(n) % classes
+    for color_by in ("label", "correct", "confidence"):
         pts = points(
             rng.normal(size=(n, 2)).astype(np.float32),
-            rng.integers(0, 3, n),
-            rng.integers(0, 3, n),
+            labels,
+            (labels + (np.arange(n) % 2)) % classes,
             rng.random(n).astype(np.float32),
             np.ones(n, bool),
             color_by,
-            ("0", "1", "2"),
+            names,
         )
-        render(pts, pts.full, np.arange(n) % 2 == 0)
+        raster_figure(pts, pts.full, np.arange(n) % 2 == 0, {})
