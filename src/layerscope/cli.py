@@ -170,8 +170,9 @@ DatasetOpt = Annotated[
     str,
     typer.Option(
         help="'mnist' (bundled), a directory holding the four IDX files, an image folder DIR/<class>/*.png "
-        "(optionally DIR/train/<class>, DIR/test/<class>), or a list of image files: a CSV file with the columns "
-        "path,label[,split], or a Parquet file with them."
+        "(optionally DIR/train/<class>, DIR/test/<class>), a list of image files: a CSV file with the columns "
+        "path,label[,split], or a Parquet file with them; or WebDataset shards: a .tar file or a directory of them "
+        "(<key>.png + <key>.cls [+ <key>.split])."
     ),
 ]
 ClassNamesOpt = Annotated[str | None, typer.Option(help="Comma-separated class names, or a file with one per line.")]
@@ -190,8 +191,8 @@ ImagesOpt = Annotated[
         "--images",
         metavar="auto|copy|reference",
         help="copy: the Run keeps a copy of every image; reference: it reads them where they are (uncompressed IDX "
-        "files or image files, each file's SHA-256 checked) and keeps 32-pixel thumbnails; auto: reference past "
-        "1 GiB of pixels (images larger than their thumbnails), else copy.",
+        "files, image files or uncompressed tar files, each file's SHA-256 checked) and keeps 32-pixel thumbnails; "
+        "auto: reference past 1 GiB of pixels (images larger than their thumbnails), else copy.",
     ),
 ]
 ImageSizeOpt = Annotated[

@@ -17,15 +17,28 @@ A list of image files is a CSV file with a header line and the columns ``path,la
 they are class indices 0 .. K-1 instead. ``split``: ``train`` or ``test``; without the column a seeded, stratified
 sixth of each class is the test split, as for an image folder. A Parquet file (``.parquet``, read with pyarrow) holds
 the same columns.
+
+WebDataset shards: a ``.tar`` file, or a directory of them (read in the order of their sorted names), whose members
+are grouped into samples by key, the member's name up to the first dot of its file name::
+
+    000000.png   000000.cls   000000.split
+    000001.jpg   000001.cls   000001.split
+
+``<key>.png|.jpg|.jpeg``: the image. ``<key>.cls``: its class index as text (0 .. K-1; the class names are the
+indices unless ``class_names`` gives K). ``<key>.split``: optionally ``train`` or ``test`` (every sample has one or
+none; without, a seeded sixth of each class is the test split). Other members are left alone. Samples keep their
+order in the tar files, train split first. ``images="reference"`` reads each image at its byte offset in the tar file,
+so the files must be uncompressed; compressed ones (``.tar.gz``, ``.tgz``, ...) are copied.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import tarfile
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
@@ -36,8 +49,10 @@ from layerscope.data.sources import (
     IdxShard,
     IdxSource,
     ImageArray,
+    TarShard,
     decode_image,
     scan_files,
+    scan_tar,
     take,
 )
 from layerscope.errors import LayerscopeError
@@ -51,6 +66,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "MAX_CLASSES",
     "MNIST_DIR",
+    "TAR_SUFFIXES",
     "TEST",
     "TRAIN",
     "Dataset",
@@ -60,6 +76,7 @@ __all__ = [
     "load_idx_dir",
     "load_image_folder",
     "load_mnist",
+    "load_webdataset",
     "parse_class_names",
 ]
 
@@ -333,15 +350,18 @@ def is_image_folder(directory: str | os.PathLike[str]) -> bool:
     return any(_image_files(c) for root in roots for c in _class_dirs(root))
 
 
-def _read_images(files: list[Path], size: int | None, progress: ProgressFn) -> tuple[np.ndarray, bool]:
-    """(N, C, H, W) uint8 of ``files``, one channel when every image is grey, else RGB; and whether any was resized."""
-    progress("load images", 0, len(files))
+def _read_images(
+    files: Iterable[tuple[Path | str, Path | bytes]], n: int, size: int | None, progress: ProgressFn
+) -> tuple[np.ndarray, bool]:
+    """(N, C, H, W) uint8 of ``n`` images, ``(name, file or its bytes)`` each, one channel when every image is grey,
+    else RGB; and whether any was resized."""
+    progress("load images", 0, n)
     pixels: list[np.ndarray] = []
     grey = True
-    first: tuple[Path, tuple[int, int]] | None = None
+    first: tuple[Path | str, tuple[int, int]] | None = None
     resized = False
-    for i, path in enumerate(files):
-        array, mode_grey, was_resized = decode_image(path, path, size)  # as a referencing Run reads it later
+    for i, (path, data) in enumerate(files):
+        array, mode_grey, was_resized = decode_image(data, path, size)  # as a referencing Run reads it later
         resized |= was_resized
         grey &= mode_grey
         found = (array.shape[1], array.shape[0])
@@ -354,8 +374,8 @@ def _read_images(files: list[Path], size: int | None, progress: ProgressFn) -> t
                 f"size, or pass --image-size N to resize every image to NxN."
             )
         pixels.append(array)
-        if (i + 1) % 256 == 0 or i + 1 == len(files):
-            progress("load images", i + 1, len(files))
+        if (i + 1) % 256 == 0 or i + 1 == n:
+            progress("load images", i + 1, n)
     # (H, W) grey or (H, W, 3) RGB -> (N, C, H, W); grey images join RGB ones as three equal channels
     rgb = [p if p.ndim == 3 else np.repeat(p[:, :, None], 3, axis=2) for p in pixels] if not grey else pixels
     stacked = np.stack(rgb)
@@ -581,7 +601,7 @@ def _file_dataset(
         pixels, resized = scan_files(files, image_size, root, progress)
         info = {**info, "images": "reference"}
     else:
-        pixels, resized = _read_images(files, image_size, progress)
+        pixels, resized = _read_images(((f, f) for f in files), len(files), image_size, progress)
     if image_size is not None:
         info = {**info, "image_size": image_size, "resized": resized}
     return Dataset(
@@ -593,6 +613,212 @@ def _file_dataset(
         source=str(root.resolve()),
         info=info,
     )
+
+
+# names of tar files, uncompressed first: WebDataset shards (only ``.tar`` files can be referenced in place)
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+# the members of a WebDataset sample that layerscope reads, by extension: an image, its class index, its split
+_SAMPLE_IMAGES = ("png", "jpg", "jpeg")
+
+
+def _is_tar(path: Path) -> bool:
+    return path.name.lower().endswith(TAR_SUFFIXES) and not path.name.startswith(".") and path.is_file()
+
+
+def _tar_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if _is_tar(p))
+
+
+def _compressed(path: Path) -> bool:
+    """Whether the tar file ``path`` is compressed (gzip, bzip2, xz): its members have no byte offset in it."""
+    try:
+        with tarfile.open(path, "r:"):
+            return False
+    except tarfile.ReadError:
+        pass
+    except OSError as e:
+        raise LayerscopeError(f"{path}: cannot read the tar file ({' '.join(str(e).split())}).") from None
+    try:
+        with tarfile.open(path, "r:*"):
+            return True
+    except tarfile.ReadError:
+        raise LayerscopeError(f"{path}: not a tar file, plain or compressed (gzip, bzip2, xz).") from None
+    except (OSError, tarfile.TarError, EOFError) as e:
+        reason = " ".join(str(e).split())[:200] or type(e).__name__
+        raise LayerscopeError(f"{path}: not a readable tar file ({reason}).") from None
+
+
+@dataclass
+class _Sample:
+    """One WebDataset sample as read from its tar file (``shard``: its index): the image member's ``name``, byte
+    ``offset`` and ``size`` (and its bytes, where they were read), its class index and split."""
+
+    shard: int
+    key: str
+    name: str = ""
+    offset: int = 0
+    size: int = 0
+    data: bytes | None = None
+    label: str | None = None
+    split: str | None = None
+
+
+def _tar_samples(path: Path, shard: int, keep_bytes: bool) -> list[_Sample]:
+    """The samples of one tar file in the order of their first member; ``keep_bytes``: read each image's bytes
+    (the only way to a compressed file's)."""
+    samples: dict[str, _Sample] = {}
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            for info in tar:
+                base = info.name.rsplit("/", 1)[-1]
+                if not info.isfile() or base.startswith(".") or "." not in base:
+                    continue
+                key = info.name[: len(info.name) - len(base)] + base.split(".", 1)[0]
+                ext = base.split(".", 1)[1].lower()
+                if ext not in (*_SAMPLE_IMAGES, "cls", "split"):
+                    continue
+                sample = samples.setdefault(key, _Sample(shard, key))
+                if ext in _SAMPLE_IMAGES:
+                    if sample.name:
+                        raise LayerscopeError(
+                            f"{path}: sample {key!r} has two images ({sample.name}, {info.name}); keep one."
+                        )
+                    if info.issparse():
+                        raise LayerscopeError(f"{path}: {info.name} is a sparse member; write the tar file again.")
+                    sample.name, sample.offset, sample.size = info.name, info.offset_data, info.size
+                    member = tar.extractfile(info) if keep_bytes else None
+                    sample.data = member.read() if member is not None else None
+                else:
+                    member = tar.extractfile(info)
+                    text = member.read(64).decode("utf-8", "replace").strip() if member is not None else ""
+                    if ext == "cls":
+                        sample.label = text
+                    else:
+                        sample.split = text
+    except (OSError, tarfile.TarError, EOFError) as e:
+        reason = " ".join(str(e).split())[:200] or type(e).__name__
+        raise LayerscopeError(f"{path}: not a readable tar file ({reason}).") from None
+    for sample in samples.values():
+        if not sample.name:
+            raise LayerscopeError(
+                f"{path}: sample {sample.key!r} has no image; a sample is <key>.png (or .jpg) with <key>.cls."
+            )
+        if sample.label is None:
+            raise LayerscopeError(f"{path}: sample {sample.key!r} has no .cls member holding its class index.")
+        if not sample.label.isdigit():
+            raise LayerscopeError(
+                f"{path}: {sample.key}.cls holds {sample.label[:20]!r}, not a class index (0, 1, 2, ...)."
+            )
+        if sample.split is not None and sample.split not in ("train", "test"):
+            raise LayerscopeError(f"{path}: {sample.key}.split is {sample.split[:20]!r}; a split is train or test.")
+    return list(samples.values())
+
+
+def load_webdataset(
+    path: str | os.PathLike[str],
+    class_names: str | os.PathLike[str] | list[str] | tuple[str, ...] | None = None,
+    name: str | None = None,
+    image_size: int | None = None,
+    seed: int = 0,
+    progress: ProgressFn = no_progress,
+    images: str = "copy",
+) -> Dataset:
+    """Load WebDataset shards: a ``.tar`` file or a directory of them (the format is in the module's docstring).
+
+    ``images``: "copy" decodes every image now; "reference" reads each image's header now and its pixels, at its
+    byte offset in the tar file, when asked for (a compressed tar file is refused); "auto" references uncompressed
+    files by ``REFERENCE_BYTES`` and copies the rest. Otherwise as ``load_image_folder``."""
+    _check_mode(images)
+    path = Path(path)
+    if image_size is not None and image_size < 1:
+        raise LayerscopeError(f"--image-size must be at least 1 (got {image_size}).")
+    shards = _tar_files(path) if path.is_dir() else [path] if _is_tar(path) else []
+    if not shards:
+        raise LayerscopeError(
+            f"{path}: no tar files ({', '.join(TAR_SUFFIXES)}); give a WebDataset shard or a directory of them."
+        )
+    compressed = [_compressed(shard) for shard in shards]
+    if images == "reference" and any(compressed):
+        raise LayerscopeError(
+            f"{shards[compressed.index(True)]}: a compressed tar file cannot be read by byte offset; uncompress it "
+            "to reference its images, or leave out --images reference to copy them."
+        )
+    # stat before reading: a file that changes after this is refused when its SHA-256 is recorded
+    recorded = [TarShard(str(shard.resolve())).stat() for shard in shards]
+    samples: list[_Sample] = []
+    for i, shard in enumerate(shards):
+        progress("read tar files", i, len(shards))
+        samples += _tar_samples(shard, i, keep_bytes=compressed[i] or images == "copy")
+    progress("read tar files", len(shards), len(shards))
+    if not samples:
+        raise LayerscopeError(f"{path} holds no samples; a sample is <key>.png (or .jpg) with <key>.cls.")
+    labels = [int(sample.label or 0) for sample in samples]
+    _check_class_count(max(labels) + 1, "classes")
+    names = parse_class_names(class_names) or tuple(str(k) for k in range(max(labels) + 1))
+    if len(names) != max(labels) + 1:
+        raise LayerscopeError(
+            f"{path}: class indices go from 0 to {max(labels)} ({max(labels) + 1} classes) but {len(names)} class "
+            f"names were given; give {max(labels) + 1}."
+        )
+    info: dict[str, object] = {"layout": "webdataset"}
+    with_split = [sample.split is not None for sample in samples]
+    if all(with_split):
+        test = np.array([sample.split == "test" for sample in samples])
+    elif any(with_split):
+        odd = samples[with_split.index(False)]
+        raise LayerscopeError(
+            f"{shards[odd.shard]}: sample {odd.key!r} has no .split member where others have one; give every "
+            "sample one, or none."
+        )
+    else:
+        test = _stratified_test(labels, seed)
+        info["test_split"] = f"no .split members: a random 1/6 of each class (seed {seed}) is the test split"
+    if test.all():
+        raise LayerscopeError(f"{path} holds no training images; mark some samples' .split 'train'.")
+    order = np.concatenate([np.flatnonzero(~test), np.flatnonzero(test)])  # train split first, each in tar order
+    ordered = [samples[i] for i in order.tolist()]
+    shown = [f"{shards[sample.shard]} ({sample.name})" for sample in ordered]
+    pixels: ImageArray | None = None
+    if not any(compressed) and images != "copy":
+        members = np.array([(sample.shard, sample.offset, sample.size) for sample in ordered], np.int64)
+        source, resized = scan_tar(recorded, members, shown, image_size, progress)
+        c, h, w = source.shape[1:]
+        if _references(images, len(source), c * h * w, max(h, w)):
+            pixels = source
+            info["images"] = "reference"
+    if pixels is None:
+        pixels, resized = _read_images(_sample_bytes(ordered, shards, shown), len(ordered), image_size, progress)
+    if image_size is not None:
+        info = {**info, "image_size": image_size, "resized": resized}
+    return Dataset(
+        name=name or (path.name if path.is_dir() else path.name.split(".", 1)[0]),
+        images=pixels,
+        labels=np.array(labels, np.int64)[order],
+        split=np.where(test[order], TEST, TRAIN).astype(np.uint8),
+        class_names=names,
+        source=str(path.resolve()),
+        info=info,
+    )
+
+
+def _sample_bytes(
+    samples: Sequence[_Sample], shards: Sequence[Path], shown: Sequence[str]
+) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) of each sample's image: read already, or one seek and one read in its (uncompressed) tar file."""
+    opened: dict[int, BinaryIO] = {}
+    try:
+        for sample, label in zip(samples, shown, strict=True):
+            if sample.data is not None:
+                yield label, sample.data
+                continue
+            f = opened.get(sample.shard)
+            if f is None:
+                f = opened[sample.shard] = open(shards[sample.shard], "rb")
+            f.seek(sample.offset)
+            yield label, f.read(sample.size)
+    finally:
+        for f in opened.values():
+            f.close()
 
 
 def load_mnist(class_names: str | os.PathLike[str] | list[str] | tuple[str, ...] | None = None) -> Dataset:
@@ -619,7 +845,8 @@ def load_dataset(
 ) -> Dataset:
     """``None`` or ``"mnist"``: the bundled MNIST; a directory of IDX files (the MNIST layout); an image folder
     (``DIR/<class>/*.png``, optionally under ``train/`` and ``test/``), told apart by what the directory holds; or a
-    list of image files (a ``.csv`` file, or a ``.parquet`` manifest). ``image_size`` resizes image files (IDX
+    list of image files (a ``.csv`` file, or a ``.parquet`` manifest); or WebDataset shards (a ``.tar`` file, or a
+    directory of them). ``image_size`` resizes image files (IDX
     images are used as they are). ``images``: copy them, reference them where they are, or "auto" (see
     ``IMAGE_MODES`` and ``load_idx_dir``)."""
     _check_mode(images)
@@ -634,19 +861,23 @@ def load_dataset(
         directory = Path(spec)
         if directory.is_file() and directory.suffix.lower() in (".csv", ".parquet"):
             return load_file_list(directory, class_names, image_size=image_size, progress=progress, images=images)
+        if _is_tar(directory):
+            return load_webdataset(directory, class_names, image_size=image_size, progress=progress, images=images)
         if not directory.is_dir():
             raise LayerscopeError(
                 f"{directory}: no such dataset directory; give 'mnist', a directory of IDX files, an image "
-                "folder (DIR/<class>/*.png), or a list of image files (.csv, .parquet)."
+                "folder (DIR/<class>/*.png), a list of image files (.csv, .parquet), or WebDataset shards (.tar)."
             )
         if _is_idx_dir(directory):
             dataset = load_idx_dir(directory, class_names=class_names, images=images)
         elif is_image_folder(directory):
             return load_image_folder(directory, class_names, image_size=image_size, progress=progress, images=images)
+        elif _tar_files(directory):
+            return load_webdataset(directory, class_names, image_size=image_size, progress=progress, images=images)
         else:
             raise LayerscopeError(
-                f"{directory} holds neither IDX files (train-images, train-labels, t10k-images, t10k-labels) nor "
-                "class folders of images (DIR/<class>/*.png)."
+                f"{directory} holds neither IDX files (train-images, train-labels, t10k-images, t10k-labels), "
+                "class folders of images (DIR/<class>/*.png), nor WebDataset shards (*.tar)."
             )
     if image_size is not None and dataset.image_shape[1:] != (image_size, image_size):
         raise LayerscopeError(

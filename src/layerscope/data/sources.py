@@ -10,13 +10,18 @@ everywhere in layerscope) and reads them only when asked: ``source[i]``, ``sourc
 - ``FileSource``: one image file per image (an image folder, a list of files, a Parquet manifest), decoded with
   Pillow exactly as ``load_image_folder`` decodes them (grey or RGB, resized to ``size``). Each file's SHA-256 is
   recorded the first time it is read and checked on every later read, which costs little beside decoding it.
+- ``TarSource``: image files stored as members of uncompressed tar files (WebDataset shards), each read with one
+  seek and one read at its member's byte offset and decoded as ``FileSource`` decodes a file. The tar files are
+  checked as ``IdxSource`` checks its files: SHA-256, size and modification time recorded, stat on open.
 
 A referencing Run stores what its source needs (``save``/``load_source``)::
 
     images.json          {"kind": "idx", "shards": [{"path", "start", "count", "sha256", "size", "mtime_ns"}, ...]}
                          or {"kind": "files", "root", "channels", "height", "width", "resize"}
+                         or {"kind": "tar", "shards": [{"path", "sha256", "size", "mtime_ns"}, ...], "resize"}
     images.paths.npy     (N,) bytes: each file's path, UTF-8, relative to ``root`` (or absolute)   [files only]
     images.sha256.npy    (N, 32) uint8: each file's SHA-256                                         [files only]
+    images.members.npy   (N, 3) int64: each image's tar file (index into shards), byte offset, size  [tar only]
     thumbnails.npy       (N, C, h, w) uint8: every image at most ``THUMBNAIL_SIDE`` pixels a side
     class_means.npy      (K, C, H, W) uint8: each class's mean image (the dashboard's class averages)
 
@@ -32,7 +37,7 @@ import math
 import operator
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -53,8 +58,12 @@ __all__ = [
     "IdxSource",
     "ImageArray",
     "ImageSource",
+    "TarShard",
+    "TarSource",
     "decode_image",
     "load_source",
+    "scan_files",
+    "scan_tar",
     "take",
     "thumbnail_shape",
     "thumbnails",
@@ -63,7 +72,14 @@ __all__ = [
 
 IMAGES_JSON = "images.json"
 # everything a referencing Run keeps of its images (the snapshots of training link to the same files)
-REFERENCE_FILES = (IMAGES_JSON, "images.paths.npy", "images.sha256.npy", "thumbnails.npy", "class_means.npy")
+REFERENCE_FILES = (
+    IMAGES_JSON,
+    "images.paths.npy",
+    "images.sha256.npy",
+    "images.members.npy",
+    "thumbnails.npy",
+    "class_means.npy",
+)
 # A Run copies its images when they take less than this (every IDX dataset of the MNIST family: EMNIST ByClass, the
 # largest, is 0.6 GB) and references them above it, where a copy would double a dataset already over a gigabyte
 # on disk; ``--images copy|reference`` chooses either.
@@ -183,6 +199,30 @@ def _missing(path: Path, owner: str) -> RunError:
     )
 
 
+def _verify(path: Path, size: int, mtime_ns: int, sha256: str | None, owner: str) -> None:
+    """Refuse ``path`` unless its size is ``size`` and its time ``mtime_ns`` or, its time changed, its SHA-256
+    ``sha256``: a file only touched passes, and a large file is hashed again only when it may have changed."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise _missing(path, owner) from None
+    if st.st_size != size or (st.st_mtime_ns != mtime_ns and _sha256(path) != sha256):
+        raise _changed(path, owner)
+
+
+def _hash_recorded(path: Path, size: int, mtime_ns: int, owner: str) -> tuple[str, int, int]:
+    """(SHA-256, size, mtime_ns) of ``path`` now, refused if it changed since ``size`` and ``mtime_ns`` were
+    recorded (as the dataset was read) or while it was hashed."""
+    before = os.stat(path)
+    if size and (before.st_size, before.st_mtime_ns) != (size, mtime_ns):
+        raise _changed(path, owner)
+    digest = _sha256(path)
+    after = os.stat(path)
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+        raise _changed(path, owner)
+    return digest, after.st_size, after.st_mtime_ns
+
+
 # -- IDX files --------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class IdxShard:
@@ -266,16 +306,9 @@ class IdxSource(ImageSource):
         """Each file's size and modification time as recorded, or else its SHA-256 (a file only touched passes)."""
         verified: set[str] = set()
         for shard in self.shards:
-            if shard.path in verified:
-                continue
-            path = Path(shard.path)
-            try:
-                st = path.stat()
-            except FileNotFoundError:
-                raise _missing(path, self.owner) from None
-            if st.st_size != shard.size or (st.st_mtime_ns != shard.mtime_ns and _sha256(path) != shard.sha256):
-                raise _changed(path, self.owner)
-            verified.add(shard.path)
+            if shard.path not in verified:
+                _verify(Path(shard.path), shard.size, shard.mtime_ns, shard.sha256, self.owner)
+                verified.add(shard.path)
 
     def hashed(self, progress: ProgressFn = no_progress) -> IdxSource:
         """The source with each file's SHA-256, size and time recorded now (about 1 s a gigabyte); a file that
@@ -284,15 +317,9 @@ class IdxSource(ImageSource):
         paths = sorted({s.path for s in self.shards})
         for i, path in enumerate(paths):
             progress("hash the image files", i, len(paths))
-            before = os.stat(path)
             recorded = next(s for s in self.shards if s.path == path)
-            if recorded.size and (before.st_size, before.st_mtime_ns) != (recorded.size, recorded.mtime_ns):
-                raise _changed(Path(path), self.owner)
-            digest = _sha256(Path(path))
-            after = os.stat(path)
-            if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-                raise _changed(Path(path), self.owner)
-            digests[path] = replace(recorded, sha256=digest, size=after.st_size, mtime_ns=after.st_mtime_ns)
+            digest, size, mtime_ns = _hash_recorded(Path(path), recorded.size, recorded.mtime_ns, self.owner)
+            digests[path] = replace(recorded, sha256=digest, size=size, mtime_ns=mtime_ns)
         progress("hash the image files", len(paths), len(paths))
         shards = [
             replace(s, sha256=digests[s.path].sha256, size=digests[s.path].size, mtime_ns=digests[s.path].mtime_ns)
@@ -318,7 +345,7 @@ class IdxSource(ImageSource):
 
 
 # -- image files ------------------------------------------------------------------------------------------------------
-def decode_image(data: bytes | Path, path: Path, size: int | None) -> tuple[np.ndarray, bool, bool]:
+def decode_image(data: bytes | Path, path: Path | str, size: int | None) -> tuple[np.ndarray, bool, bool]:
     """(H, W) grey or (H, W, 3) RGB uint8 pixels of one image file (its bytes, or its path), resized to ``size`` x
     ``size`` if given; whether it is grey; whether it was resized. Unreadable: a one-line ``LayerscopeError``."""
     import io
@@ -348,6 +375,22 @@ def decode_image(data: bytes | Path, path: Path, size: int | None) -> tuple[np.n
     except unreadable as e:
         reason = " ".join(str(e).split()) or type(e).__name__  # one line, whatever the decoder said
         raise LayerscopeError(f"{path}: cannot read the image ({reason}); replace or remove the file.") from e
+
+
+def _decode_chw(
+    data: bytes, path: Path, image_shape: tuple[int, int, int], resize: bool, owner: str, where: str = ""
+) -> np.ndarray:
+    """(C, H, W) uint8 of one image's bytes from ``path`` as the dataset read it (``where``: the place inside it);
+    an image that is no longer that shape or mode means the file changed."""
+    c, h, w = image_shape
+    pixels, _, _ = decode_image(data, f"{path}{where}", h if resize else None)
+    if pixels.shape[:2] != (h, w):
+        raise _changed(path, owner)
+    if pixels.ndim == 2:  # (H, W) -> (1, H, W); a grey image among colour ones is three equal channels
+        return pixels[None] if c == 1 else np.repeat(pixels[None], 3, axis=0)
+    if c == 1:
+        raise _changed(path, owner)  # was grey when the dataset was read
+    return pixels.transpose(2, 0, 1)
 
 
 class FileSource(ImageSource):
@@ -398,15 +441,7 @@ class FileSource(ImageSource):
             self.known[i] = True
         elif not np.array_equal(self.sha256[i], digest):
             raise _changed(path, self.owner)
-        c, h, w = self.shape[1:]
-        pixels, _, _ = decode_image(data, path, h if self.resize else None)
-        if pixels.shape[:2] != (h, w):
-            raise _changed(path, self.owner)
-        if pixels.ndim == 2:  # (H, W) -> (1, H, W); a grey image among colour ones is three equal channels
-            return pixels[None] if c == 1 else np.repeat(pixels[None], 3, axis=0)
-        if c == 1:
-            raise _changed(path, self.owner)  # was grey when the dataset was read
-        return pixels.transpose(2, 0, 1)
+        return _decode_chw(data, path, self.shape[1:], self.resize, self.owner)
 
     def _read(self, indices: np.ndarray) -> np.ndarray:
         # one file after another: decoding small images on threads was slower (3,900 against 5,300 64 px PNGs a
@@ -436,25 +471,131 @@ class FileSource(ImageSource):
         )
 
 
-def scan_files(
-    files: Sequence[Path], size: int | None, root: Path, progress: ProgressFn = no_progress
-) -> tuple[FileSource, bool]:
-    """A ``FileSource`` of ``files`` (their paths kept relative to ``root`` where they are under it), once each
-    file's header says its size and mode: one size for all unless ``size`` resizes them, grey (one channel) unless
-    some image has colour; and whether any will be resized. Decodes nothing; refuses as ``load_image_folder`` does,
-    in one line."""
+# -- members of tar files (WebDataset shards) --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TarShard:
+    """An uncompressed tar file whose members a ``TarSource`` reads; ``sha256``, ``size`` and ``mtime_ns`` of the
+    file as recorded."""
+
+    path: str
+    sha256: str | None = None
+    size: int = 0
+    mtime_ns: int = 0
+
+    def stat(self) -> TarShard:
+        st = os.stat(self.path)
+        return replace(self, size=st.st_size, mtime_ns=st.st_mtime_ns)
+
+
+class TarSource(ImageSource):
+    """Image files stored in uncompressed tar files: image ``i`` is the ``members[i, 2]`` bytes at byte
+    ``members[i, 1]`` of ``shards[members[i, 0]]`` (a member's data, ``TarInfo.offset_data`` and ``.size``), decoded
+    to ``image_shape`` as ``FileSource`` decodes a file. Reading an image is one seek and one read: nothing is
+    extracted, and a tar file is opened once per batch."""
+
+    kind = "tar"
+
+    def __init__(
+        self,
+        shards: Sequence[TarShard],
+        members: np.ndarray,
+        image_shape: tuple[int, int, int],
+        resize: bool,
+        owner: str = "",
+    ) -> None:
+        super().__init__((len(members), *image_shape))
+        self.shards = list(shards)
+        self.members = members  # (N, 3) int64: tar file, byte offset, size
+        self.resize = resize
+        self.owner = owner or "the dataset"
+
+    def describe(self) -> str:
+        where = (
+            self.shards[0].path
+            if len(self.shards) == 1
+            else f"{len(self.shards)} tar files, {self.shards[0].path}, ..."
+        )
+        return f"{len(self):,} images in {where}"
+
+    def _read(self, indices: np.ndarray) -> np.ndarray:
+        out = np.empty((len(indices), *self.shape[1:]), np.uint8)
+        rows = self.members[indices]
+        for s in np.unique(rows[:, 0]).tolist():
+            path = Path(self.shards[s].path)
+            mine = np.flatnonzero(rows[:, 0] == s)
+            mine = mine[np.argsort(rows[mine, 1], kind="stable")]  # forward through the file
+            try:
+                f = open(path, "rb")
+            except FileNotFoundError:
+                raise _missing(path, self.owner) from None
+            except OSError as e:
+                raise LayerscopeError(f"{path}: cannot read the images ({' '.join(str(e).split())}).") from None
+            with f:
+                for row in mine.tolist():
+                    _, offset, size = rows[row].tolist()
+                    f.seek(offset)
+                    data = f.read(size)
+                    if len(data) != size:
+                        raise _changed(path, self.owner)
+                    where = f" (the image at byte {offset})"
+                    out[row] = _decode_chw(data, path, self.shape[1:], self.resize, self.owner, where)
+        return out
+
+    def take(self, indices: np.ndarray) -> TarSource:
+        return TarSource(
+            self.shards, self.members[np.asarray(indices, np.int64)], self.shape[1:], self.resize, self.owner
+        )
+
+    def check(self) -> None:
+        """Each tar file's size and modification time as recorded, or else its SHA-256 (as ``IdxSource.check``)."""
+        for shard in self.shards:
+            _verify(Path(shard.path), shard.size, shard.mtime_ns, shard.sha256, self.owner)
+
+    def hashed(self, progress: ProgressFn = no_progress) -> TarSource:
+        """The source with each tar file's SHA-256, size and time recorded now; a file that changed since the
+        dataset was read is refused."""
+        shards = []
+        for i, shard in enumerate(self.shards):
+            progress("hash the tar files", i, len(self.shards))
+            digest, size, mtime_ns = _hash_recorded(Path(shard.path), shard.size, shard.mtime_ns, self.owner)
+            shards.append(replace(shard, sha256=digest, size=size, mtime_ns=mtime_ns))
+        progress("hash the tar files", len(self.shards), len(self.shards))
+        return TarSource(shards, self.members, self.shape[1:], self.resize, self.owner)
+
+    def save(self, directory: Path) -> None:
+        source = self if all(s.sha256 for s in self.shards) else self.hashed()
+        _write_array(directory / "images.members.npy", np.asarray(self.members, np.int64))
+        _write_json(
+            directory,
+            {
+                "kind": self.kind,
+                "image_shape": list(self.shape[1:]),
+                "resize": self.resize,
+                "shards": [{k: getattr(s, k) for k in ("path", "sha256", "size", "mtime_ns")} for s in source.shards],
+            },
+        )
+
+
+def _headers(
+    items: Iterable[tuple[Path | str, Path | bytes]], n: int, size: int | None, progress: ProgressFn
+) -> tuple[tuple[int, int, int], bool]:
+    """(C, H, W) of ``n`` images, ``(name, file or its first bytes)`` each, from their headers: one size for all
+    unless ``size`` resizes them, grey (one channel) unless some image has colour; and whether any will be resized.
+    Decodes nothing; refuses as ``load_image_folder`` does, in one line."""
+    import io
+
     from PIL import Image, UnidentifiedImageError
 
     unreadable = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError)
     grey = True
     resized = False
-    first: tuple[Path, tuple[int, int]] | None = None
-    progress("read image headers", 0, len(files))
-    for i, path in enumerate(files):
+    first: tuple[Path | str, tuple[int, int]] | None = None
+    progress("read image headers", 0, n)
+    for i, (path, data) in enumerate(items):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(path) as opened:
+                with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as opened:
                     mode, found = opened.mode, opened.size
         except (*unreadable, Image.DecompressionBombWarning) as e:
             reason = " ".join(str(e).split()) or type(e).__name__
@@ -469,16 +610,51 @@ def scan_files(
                 f"images differ in size: {first[0]} is {w0}x{h0} but {path} is {w1}x{h1}; resize them to one "
                 f"size, or pass --image-size N to resize every image to NxN."
             )
-        if (i + 1) % 4096 == 0 or i + 1 == len(files):
-            progress("read image headers", i + 1, len(files))
+        if (i + 1) % 4096 == 0 or i + 1 == n:
+            progress("read image headers", i + 1, n)
     assert first is not None
     w, h = (size, size) if size is not None else first[1]
+    return (1 if grey else 3, h, w), resized
+
+
+def scan_files(
+    files: Sequence[Path], size: int | None, root: Path, progress: ProgressFn = no_progress
+) -> tuple[FileSource, bool]:
+    """A ``FileSource`` of ``files`` (their paths kept relative to ``root`` where they are under it), once each
+    file's header says its size and mode (``_headers``); and whether any will be resized."""
+    shape, resized = _headers(((path, path) for path in files), len(files), size, progress)
     root = root.resolve()
     names = []
     for path in files:
         absolute = path.resolve()
         names.append(os.fsencode(absolute.relative_to(root) if absolute.is_relative_to(root) else absolute))
-    return FileSource(root, np.array(names, dtype=bytes), (1 if grey else 3, h, w), size is not None), resized
+    return FileSource(root, np.array(names, dtype=bytes), shape, size is not None), resized
+
+
+# an image's header lies in its first bytes: a PNG's in 33, a JPEG's after its metadata segments (at most 64 KB each)
+_HEADER_BYTES = 1 << 20
+
+
+def scan_tar(
+    shards: Sequence[TarShard],
+    members: np.ndarray,
+    names: Sequence[str],
+    size: int | None,
+    progress: ProgressFn = no_progress,
+) -> tuple[TarSource, bool]:
+    """A ``TarSource`` of the tar members ``members`` ((N, 3) int64: tar file, byte offset, size; ``names`` for
+    messages) once each one's header says its size and mode (``_headers``: the first bytes of each, one tar file
+    open at a time); and whether any will be resized."""
+
+    def first_bytes() -> Iterator[tuple[str, bytes]]:
+        for s, shard in enumerate(shards):
+            with open(shard.path, "rb") as f:
+                for i in np.flatnonzero(members[:, 0] == s).tolist():
+                    f.seek(int(members[i, 1]))
+                    yield names[i], f.read(min(int(members[i, 2]), _HEADER_BYTES))
+
+    shape, resized = _headers(first_bytes(), len(members), size, progress)
+    return TarSource(shards, members, shape, size is not None), resized
 
 
 # -- a Run's files ----------------------------------------------------------------------------------------------------
@@ -522,6 +698,14 @@ def load_source(
             paths = array("images.paths.npy", (n_images,), "S")
             sha256 = array("images.sha256.npy", (n_images, 32), "u")
             source = FileSource(Path(meta["root"]), paths, shape, bool(meta["resize"]), np.array(sha256), owner)  # type: ignore[arg-type]
+        elif kind == "tar":
+            tars = [
+                TarShard(str(s["path"]), str(s["sha256"]), int(s["size"]), int(s["mtime_ns"])) for s in meta["shards"]
+            ]
+            members = np.array(array("images.members.npy", (n_images, 3), "i"), np.int64)
+            if len(members) and not (0 <= members[:, 0].min() and members[:, 0].max() < len(tars)):
+                raise ValueError("images.members.npy names a tar file images.json does not list")
+            source = TarSource(tars, members, shape, bool(meta["resize"]), owner)  # type: ignore[arg-type]
         else:
             raise ValueError(f"unknown kind {kind!r}")
     except (OSError, ValueError, KeyError, TypeError) as e:
