@@ -560,6 +560,17 @@ def project(
             "('mean') from now on; the Run keeps the choice and drops the layer's projections of the other."
         ),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="Where a t-SNE or UMAP past 100,000 images places the images its fitted sample left out: 'local' "
+            "or 'ray' (Ray tasks; pip install 'layerscope[ray]')."
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="With --engine ray: the Ray cluster's address ('auto': the one this machine joined)."),
+    ] = None,
 ) -> None:
     """Project a layer's activations over every image to 2-D and store it in the Run, with quality figures."""
     from layerscope.memory import parse_memory
@@ -584,6 +595,8 @@ def project(
             device=device,
             progress=Bars(progress),
             memory=limit,
+            engine=engine,
+            address=address,
         )
     meta = result.meta
     cached = "" if recompute or "seconds" not in meta else f" (computed {meta.get('computed')})"

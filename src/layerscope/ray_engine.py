@@ -1,6 +1,7 @@
 """The Ray engine of `layerscope.engine.capture_run`: forward passes on a pool of Ray Data actors that write their rows
 into a compressed Zarr array by image index (`layerscope.staging`) and send back only each block's top-k per unit and
-sums; the driver copies the rows into the Run's arrays at the end.
+sums; the driver copies the rows into the Run's arrays at the end. And of a projection past its fitted sample
+(`layerscope.projections.compute`): the other images placed by the fitted method's ``transform`` in Ray tasks.
 
 Ray and Zarr are an optional extra (``pip install 'layerscope[ray]'``); nothing here is imported without them.
 """
@@ -22,7 +23,7 @@ from layerscope.staging import BatchRows, StagedRows, copy_rows, create_rows
 from layerscope.stats import LAYER_SUMS_PARTS, LayerSums, SumsCollector
 from layerscope.topk import DEFAULT_K, TopK, TopKCollector
 
-__all__ = ["capture_with_ray"]
+__all__ = ["capture_with_ray", "place_with_ray"]
 
 
 class CaptureWorker:
@@ -247,5 +248,51 @@ def capture_with_ray(
         return files, extra
     finally:
         builtins.print = printer
+        if started:
+            ray.shutdown()
+
+
+def _place(model: Any, rows: np.ndarray) -> np.ndarray:
+    """A Ray task: ``rows`` placed by the fitted ``model``'s transform, (n, 2) float32."""
+    return np.asarray(model.transform(rows), dtype=np.float32)
+
+
+def place_with_ray(
+    model: Any,
+    x: np.ndarray,
+    rows: np.ndarray,
+    chunk: int,
+    address: str | None,
+    progress: ProgressFn,
+    label: str,
+) -> np.ndarray:
+    """Rows ``rows`` of ``x`` placed by ``model.transform`` (a t-SNE or UMAP fitted on a sample), ``chunk`` rows a
+    Ray task on the cluster at ``address`` (or one started on this machine): (len(rows), 2) float32 in their order.
+    The fitted model goes to the object store once; each task gets its rows and sends back their 2-D places, so the
+    driver holds what it held before, the layer's projection input and the embedding."""
+    import ray
+    from ray.exceptions import RayError
+
+    started = _connect(address)
+    try:
+        model_ref = ray.put(model)
+        task = ray.remote(num_cpus=1, max_retries=2)(_place)
+        parts = {}
+        for start in range(0, len(rows), chunk):
+            part = np.arange(start, min(start + chunk, len(rows)))
+            parts[task.remote(model_ref, np.ascontiguousarray(x[rows[part]]))] = part
+        placed = np.empty((len(rows), 2), np.float32)
+        pending, done = list(parts), 0
+        progress(label, 0, len(rows))
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                placed[parts[ref]] = ray.get(ref)
+                done += len(parts[ref])
+                progress(label, done, len(rows))
+        return placed
+    except RayError as e:
+        raise LayerscopeError(f"placing the images on Ray failed: {_reason(e)}") from None
+    finally:
         if started:
             ray.shutdown()

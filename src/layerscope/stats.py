@@ -160,7 +160,7 @@ class SumsCollector:
 
 def stage_sums(up: Update, sums: Mapping[str, LayerSums], files: Mapping[str, str], seconds: float) -> None:
     """Stage the sums in a Run update, each noted as taken of the file ``files[layer]`` that update stores the
-    layer's activations in."""
+    layer's activations in. With no sums (no dense layer was summed) the manifest has no ``stats``."""
     count = next((s.n for s in sums.values()), 0)
     class_counts = next((s.class_count for s in sums.values()), np.zeros(0, np.int64))
     for name, layer_sums in sums.items():
@@ -168,6 +168,9 @@ def stage_sums(up: Update, sums: Mapping[str, LayerSums], files: Mapping[str, st
             up.write_array(f"stats/{name}.{part}.npy", array)
 
     def change(manifest: dict[str, Any]) -> None:
+        if not sums:  # no dense layer to sum (a Run of conv layers): none, and none left of an earlier capture
+            manifest.pop("stats", None)
+            return
         manifest["stats"] = {
             "count": int(count),
             "class_counts": [int(c) for c in class_counts],

@@ -253,6 +253,7 @@ def test_the_command_line_says_what_is_wrong_in_one_line(original, capsys, monke
     for argv, message in (
         (["capture", str(original.path), "--engine", "spark"], "unknown capture engine 'spark'"),
         (["capture", str(original.path), "--workers", "2"], "add --engine ray"),
+        (["project", str(original.path), "--layer", "fc2", "--method", "tsne", "--engine", "spark"], "unknown engine"),
     ):
         monkeypatch.setattr("sys.argv", ["layerscope", *argv])
         with pytest.raises(SystemExit) as exit_info:
@@ -260,3 +261,24 @@ def test_the_command_line_says_what_is_wrong_in_one_line(original, capsys, monke
         assert exit_info.value.code == 2
         printed = capsys.readouterr().err.strip()
         assert message in printed and len(printed.splitlines()) == 1
+
+
+@pytest.mark.parametrize("method", ["tsne", "umap"])
+def test_a_projection_past_its_sample_places_the_other_images_on_ray(original, tmp_path, cluster, monkeypatch, method):
+    from layerscope.projections import compute
+
+    # 1,500 images past a fitted sample of 600: 900 placed, in 4 tasks of 250
+    monkeypatch.setattr(compute, "FIT_MAX", 1000)
+    monkeypatch.setattr(compute, "FIT_SAMPLE", 600)
+    monkeypatch.setattr(compute, "PLACE_CHUNK", 250)
+    here = compute.compute_projection(copy(original, tmp_path / "here"), "fc2", method, recompute=True)
+    there = compute.compute_projection(copy(original, tmp_path / "ray"), "fc2", method, recompute=True, engine="ray")
+    assert here.meta["placed_on"] == "local" and there.meta["placed_on"] == "ray"
+    assert there.meta["fit_sample"] == 600 and there.meta["placed"] == 900 and "on Ray" in there.meta["note"]
+    sample = compute.stratified_sample(np.asarray(original.labels), 600, 0)
+    # the sample is fitted the same way; the placed images land where a local transform puts them
+    np.testing.assert_allclose(there.embedding[sample], here.embedding[sample], atol=1e-5)
+    spread = np.ptp(here.embedding, axis=0).max()
+    assert np.median(np.abs(there.embedding - here.embedding).max(axis=1)) < 0.02 * spread
+    assert there.meta["placed_knn_accuracy"] > 0.8
+    assert abs(there.meta["placed_knn_accuracy"] - here.meta["placed_knn_accuracy"]) < 0.03

@@ -373,10 +373,13 @@ def _fit_neighbor_method(
     random_state: int,
     device: str,
     progress: ProgressFn,
+    engine: str = "local",
+    address: str | None = None,
 ) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
     """t-SNE or UMAP of ``x``: (N, 2) embedding, the params, and what the meta says of the neighbour graph and the
     sample. Up to ``FIT_MAX`` rows every row is fitted on the Run's stored graph; past it a stratified sample of
-    ``FIT_SAMPLE`` is fitted on its own (exact) graph, and the other rows are placed by the method's ``transform``."""
+    ``FIT_SAMPLE`` is fitted on its own (exact) graph, and the other rows are placed by the method's ``transform``:
+    here, or in Ray tasks with ``engine="ray"`` (on the cluster at ``address``)."""
     labels = np.asarray(run.labels)
     n = len(x)
     sample = stratified_sample(labels, FIT_SAMPLE, random_state) if n > FIT_MAX else np.arange(n)
@@ -408,13 +411,20 @@ def _fit_neighbor_method(
     embedding = np.empty((n, 2), np.float32)
     embedding[sample] = fitted
     rest = np.setdiff1d(np.arange(n), sample)
-    for start in range(0, len(rest), PLACE_CHUNK):
-        progress(f"placing the other images ({method} transform)", start, len(rest))
-        part = rest[start : start + PLACE_CHUNK]
-        embedding[part] = estimator.transform(x[part])
-    progress(f"placing the other images ({method} transform)", len(rest), len(rest))
+    label = f"placing the other images ({method} transform)"
+    if engine == "ray":
+        from layerscope.ray_engine import place_with_ray
+
+        embedding[rest] = place_with_ray(estimator, x, rest, PLACE_CHUNK, address, progress, label)
+    else:
+        for start in range(0, len(rest), PLACE_CHUNK):
+            progress(label, start, len(rest))
+            part = rest[start : start + PLACE_CHUNK]
+            embedding[part] = estimator.transform(x[part])
+        progress(label, len(rest), len(rest))
     about["fit_sample"] = len(sample)
     about["placed"] = len(rest)
+    about["placed_on"] = engine
     about["placed_knn_accuracy"] = knn_accuracy(embedding, labels, k=10, random_state=random_state, among=rest)
     about["fitted_knn_accuracy"] = knn_accuracy(embedding, labels, k=10, random_state=random_state, among=sample)
     return embedding, params, about
@@ -429,10 +439,16 @@ def compute_projection(
     device: str = "cpu",
     progress: ProgressFn = no_progress,
     memory: int | str | MemoryBudget | None = None,
+    engine: str = "local",
+    address: str | None = None,
 ) -> Projection:
     """The ``method`` projection of ``layer`` over every image: from the Run's cache unless ``recompute``. ``memory``
-    bounds the batched work as in ``compute_pca`` (default: from the machine)."""
+    bounds the batched work as in ``compute_pca`` (default: from the machine). A t-SNE or UMAP past ``FIT_MAX``
+    images places the images its sample left out on Ray with ``engine="ray"`` (``address``: a cluster's, else one
+    started on this machine for the call)."""
     check_method(method)
+    if engine not in ("local", "ray"):
+        raise LayerscopeError(f"unknown engine {engine!r}; choose local or ray.")
     run.layer(layer)
     if not recompute and run.projection_meta(layer, method) is not None:
         return Projection(
@@ -451,13 +467,14 @@ def compute_projection(
     about: dict[str, Any] = {}
     if method in ("tsne", "umap"):
         embedding, fitted_params, about = _fit_neighbor_method(
-            run, layer, method, x, source, random_state, device, progress
+            run, layer, method, x, source, random_state, device, progress, engine, address
         )
         params.update(fitted_params)
         if "fit_sample" in about:
             note = (
                 f"fitted on a stratified sample of {about['fit_sample']:,} images; the other {about['placed']:,} "
                 f"are placed with {'openTSNE' if method == 'tsne' else 'umap-learn'}'s transform"
+                + (" on Ray" if engine == "ray" else "")
             )
     elif method == "lda":
         train = np.asarray(run.split) == TRAIN
