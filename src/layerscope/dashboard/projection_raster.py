@@ -190,11 +190,14 @@ def redraw(
         snapshot = _snapshot(state, layer, method, snapshot)
     except LayerscopeError:
         raise PreventUpdate from None
+    if ctx.triggered_id == ids.SELECTION:
+        pts = panel_points(state, layer, method, color, split, snapshot)
+        shown = pts.in_view(view if view is not None else pts.full).sum()
+        if len(pts) <= raster.RASTER_MIN or shown <= raster.EXACT_MAX:
+            raise PreventUpdate  # a scatter: the browser lights its points (workspace.js highlight)
     figure = panel_figure(state, layer, method, color, split, snapshot, view, chosen, size)
     if figure is None:
         raise PreventUpdate
-    if ctx.triggered_id == ids.SELECTION and figure["layout"]["meta"]["raster"].get("points"):
-        raise PreventUpdate  # the view is drawn as points: the browser lights them (workspace.js highlight)
     return figure
 
 
